@@ -1,0 +1,76 @@
+//! The command line as clap sees it; turned into plain options before any
+//! core code runs.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dismount_iso_qemu",
+    version,
+    about = "Show the VMs of a libvirt/QEMU host and manage the ISOs in their CD-ROM drives",
+    long_about = "Show the VMs of a libvirt/QEMU host and manage the ISOs in their CD-ROM drives.\n\n\
+                  Without a subcommand: print the VM table, then an interactive menu."
+)]
+pub struct Args {
+    /// libvirt connection URI, e.g. qemu+ssh://root@host/system [default: virsh's own]
+    #[arg(short = 'c', long = "connect", env = "LIBVIRT_URI", value_name = "URI", global = true)]
+    pub connect: Option<String>,
+
+    /// virsh binary to run
+    #[arg(long, env = "VIRSH", value_name = "PATH", default_value = "virsh", global = true)]
+    pub virsh: String,
+
+    /// Upper bound for every single virsh call (e.g. 5s, 1500ms)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+
+    /// How long probe results are reused before virsh is asked again
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub cache_ttl: Duration,
+
+    /// How many guests are probed at once
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256), global = true)]
+    pub jobs: u16,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the VM table (name, state, OS, memory, CPU time) and exit
+    Status {
+        /// One JSON array, an object per domain, sorted by name
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (try 5s or 1500ms)"))?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_reject_zero_and_junk() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! The interactive menu: reads answers line by line from any `BufRead` and
+//! writes to any `Write`, so tests drive it with plain text.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Result;
+
+use super::render::status_table;
+use crate::probe::ProbeManager;
+
+const MENU: &str = "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Rescan\n5) Exit\n";
+
+/// One answer read at a prompt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A line, trimmed.
+    Text(String),
+    /// `q`: back out of whatever is being asked.
+    Quit,
+    /// End of input: the session is over.
+    End,
+}
+
+/// A prompt-and-answer conversation over a reader and a writer.
+pub struct Console<R, W> {
+    input: R,
+    output: W,
+}
+
+impl<R: BufRead, W: Write> Console<R, W> {
+    pub fn new(input: R, output: W) -> Self {
+        Console { input, output }
+    }
+
+    pub fn out(&mut self) -> &mut W {
+        &mut self.output
+    }
+
+    pub fn ask(&mut self, prompt: &str) -> Result<Answer> {
+        write!(self.output, "{prompt}")?;
+        self.output.flush()?;
+        let mut line = String::new();
+        if self.input.read_line(&mut line)? == 0 {
+            // Input that ends mid-prompt leaves the cursor after the prompt;
+            // end the line so the shell prompt starts clean.
+            writeln!(self.output)?;
+            return Ok(Answer::End);
+        }
+        let line = line.trim();
+        Ok(if line.eq_ignore_ascii_case("q") {
+            Answer::Quit
+        } else {
+            Answer::Text(line.to_owned())
+        })
+    }
+}
+
+/// Runs the menu until Exit, `q` or end of input.
+pub fn run_menu<R: BufRead, W: Write>(input: R, output: W, probes: &ProbeManager) -> Result<()> {
+    let mut console = Console::new(input, output);
+    loop {
+        write!(console.out(), "{MENU}")?;
+        let choice = match console.ask("Select option: ")? {
+            Answer::Text(choice) => choice,
+            Answer::Quit | Answer::End => return Ok(()),
+        };
+        match choice.as_str() {
+            "1" => not_yet(&mut console, "Mount ISO")?,
+            "2" => not_yet(&mut console, "Scan mounted ISOs")?,
+            "3" => not_yet(&mut console, "Eject ISO")?,
+            "4" => {
+                let rows = probes.scan()?;
+                write!(console.out(), "{}", status_table(&rows))?;
+            }
+            "5" => return Ok(()),
+            other => writeln!(
+                console.out(),
+                "Invalid choice '{}': enter a number from 1 to 5, or q to quit.",
+                crate::utils::sanitize(other)
+            )?,
+        }
+    }
+}
+
+fn not_yet<R: BufRead, W: Write>(console: &mut Console<R, W>, entry: &str) -> Result<()> {
+    writeln!(
+        console.out(),
+        "{entry} is not available in this version yet; ISO media support comes next."
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ask_distinguishes_text_quit_and_end() {
+        let mut out = Vec::new();
+        let mut console = Console::new(" 4 \nQ\n".as_bytes(), &mut out);
+        assert_eq!(console.ask("> ").unwrap(), Answer::Text("4".into()));
+        assert_eq!(console.ask("> ").unwrap(), Answer::Quit);
+        assert_eq!(console.ask("> ").unwrap(), Answer::End);
+        assert_eq!(String::from_utf8(out).unwrap(), "> > > \n");
+    }
+}

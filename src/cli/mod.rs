@@ -1,0 +1,84 @@
+//! The command-line layer: turns arguments into options, runs subcommands,
+//! and hosts the interactive menu.
+
+mod args;
+mod menu;
+mod render;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+pub use args::{Args, Command};
+pub use menu::run_menu;
+pub use render::status_table;
+
+use crate::probe::{ProbeManager, ProbeOptions};
+use crate::virsh::{ProcessRunner, Virsh, VirshConfig};
+
+/// Everything the core needs, free of clap types.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub virsh: VirshConfig,
+    pub probe: ProbeOptions,
+}
+
+impl From<&Args> for Options {
+    fn from(args: &Args) -> Self {
+        Options {
+            virsh: VirshConfig {
+                program: args.virsh.clone(),
+                // An exported but empty LIBVIRT_URI means "not set".
+                connect: args.connect.clone().filter(|uri| !uri.is_empty()),
+                timeout: args.timeout,
+            },
+            probe: ProbeOptions {
+                cache_ttl: args.cache_ttl,
+                jobs: usize::from(args.jobs),
+            },
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let options = Options::from(&args);
+    let probes = ProbeManager::new(
+        Virsh::new(options.virsh, Arc::new(ProcessRunner)),
+        options.probe,
+    );
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match args.command {
+        Some(Command::Status { json }) => {
+            let rows = probes.scan()?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            } else {
+                out.write_all(status_table(&rows).as_bytes())?;
+            }
+        }
+        None => {
+            let rows = probes.scan()?;
+            out.write_all(status_table(&rows).as_bytes())?;
+            run_menu(io::stdin().lock(), &mut out, &probes)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the error chain ends in a closed pipe on our output.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|json| json.io_error_kind())
+                == Some(io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,8 @@
+//! dismount_iso_qemu: see README.md. `main.rs` only parses and maps errors;
+//! everything else lives in these modules.
+
+pub mod agent;
+pub mod cli;
+pub mod probe;
+pub mod utils;
+pub mod virsh;

@@ -1,0 +1,86 @@
+//! Errors of the virsh layer, each carrying the command line it concerns.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VirshError {
+    #[error(
+        "`{program}` not found: install virsh (package libvirt-clients on Debian/Ubuntu, \
+         libvirt-client on Fedora/RHEL) or set VIRSH (or --virsh) to its path"
+    )]
+    NotFound { program: String },
+
+    #[error("could not run `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{command}` did not finish within {}", humantime::format_duration(*.timeout))]
+    Timeout { command: String, timeout: Duration },
+
+    #[error("{} (`{command}`, {status})", error_lines(.stderr))]
+    Failed {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+
+    #[error("unexpected output from `{command}`: {detail}")]
+    Unparsable { command: String, detail: String },
+}
+
+impl VirshError {
+    /// virsh's own words for a failure, without its `error: ` prefixes.
+    pub fn virsh_message(&self) -> Option<String> {
+        match self {
+            VirshError::Failed { stderr, .. } => Some(error_lines(stderr)),
+            _ => None,
+        }
+    }
+}
+
+/// Joins the `error: …` lines virsh printed into one line; falls back to
+/// the whole stderr when virsh printed something else.
+pub fn error_lines(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("error: "))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let text = if errors.is_empty() {
+        stderr.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        errors.join(": ")
+    };
+    if text.is_empty() {
+        "virsh failed without a message".to_owned()
+    } else {
+        crate::utils::sanitize(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_error_lines_without_prefix() {
+        let stderr = "error: failed to connect to the hypervisor\n\
+                      error: Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory\n";
+        assert_eq!(
+            error_lines(stderr),
+            "failed to connect to the hypervisor: Failed to connect socket to \
+             '/run/libvirt/libvirt-sock': No such file or directory"
+        );
+    }
+
+    #[test]
+    fn keeps_foreign_text_and_says_when_silent() {
+        assert_eq!(error_lines("ssh: connect refused\n"), "ssh: connect refused");
+        assert_eq!(error_lines(""), "virsh failed without a message");
+    }
+}

@@ -1,0 +1,134 @@
+//! virsh as a typed client: one connection's worth of calls, each a single
+//! process (or one batch for many domains), parsed by pure functions.
+
+pub mod batch;
+pub mod error;
+pub mod parse;
+pub mod runner;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use batch::Batch;
+pub use error::VirshError;
+pub use parse::{DomInfo, DomainState, DomainStats};
+pub use runner::{Invocation, Output, ProcessRunner, Runner};
+
+/// How to reach virsh and the hypervisor behind it.
+#[derive(Debug, Clone)]
+pub struct VirshConfig {
+    /// The binary, looked up on PATH when it has no slash.
+    pub program: String,
+    /// `-c URI`; `None` lets virsh apply its own default
+    /// (`LIBVIRT_DEFAULT_URI`, then its configuration).
+    pub connect: Option<String>,
+    /// Bounds every single virsh process.
+    pub timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct Virsh {
+    config: VirshConfig,
+    runner: Arc<dyn Runner>,
+}
+
+/// The `domstats` groups the scan reads; a driver without some of them
+/// (the test driver has only `state`) simply leaves their keys out.
+const DOMSTATS_GROUPS: [&str; 4] = ["--state", "--cpu-total", "--balloon", "--vcpu"];
+
+impl Virsh {
+    pub fn new(config: VirshConfig, runner: Arc<dyn Runner>) -> Self {
+        Virsh { config, runner }
+    }
+
+    pub fn config(&self) -> &VirshConfig {
+        &self.config
+    }
+
+    /// The connection as users know it, for messages.
+    pub fn uri_label(&self) -> &str {
+        self.config
+            .connect
+            .as_deref()
+            .unwrap_or("virsh's default URI")
+    }
+
+    pub fn invocation<S: AsRef<str>>(&self, args: &[S]) -> Invocation {
+        let mut argv = Vec::with_capacity(args.len() + 2);
+        if let Some(uri) = &self.config.connect {
+            argv.push("-c".to_owned());
+            argv.push(uri.clone());
+        }
+        argv.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        Invocation {
+            program: self.config.program.clone(),
+            args: argv,
+        }
+    }
+
+    /// Runs one command; a non-zero exit becomes [`VirshError::Failed`].
+    pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Result<Output, VirshError> {
+        let invocation = self.invocation(args);
+        let output = self.runner.run(&invocation, self.config.timeout)?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(VirshError::Failed {
+                command: invocation.command_line(),
+                status: output.status,
+                stderr: output.stderr,
+            })
+        }
+    }
+
+    /// Runs a batch in one process and returns each command's section.
+    /// Failures of single commands are expected (a domain vanished); only
+    /// a batch that printed no section at all is an error, with virsh's
+    /// stderr as the reason.
+    pub fn run_batch(&self, batch: &Batch) -> Result<Vec<Option<String>>, VirshError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let invocation = self.invocation(&[batch.script()]);
+        let output = self.runner.run(&invocation, self.config.timeout)?;
+        let sections = batch.split(&output.stdout);
+        if sections.iter().all(Option::is_none) {
+            return Err(VirshError::Failed {
+                command: invocation.command_line(),
+                status: output.status,
+                stderr: output.stderr,
+            });
+        }
+        Ok(sections
+            .into_iter()
+            .map(|section| section.map(str::to_owned))
+            .collect())
+    }
+
+    /// `domstats --raw` over every domain: the fleet's names and states in
+    /// one process, plus whichever metrics the driver provides.
+    pub fn domstats_all(&self) -> Result<Vec<DomainStats>, VirshError> {
+        let mut args = vec!["domstats", "--raw"];
+        args.extend(DOMSTATS_GROUPS);
+        let output = self.run(&args)?;
+        Ok(parse::parse_domstats(&output.stdout))
+    }
+
+    /// `dominfo` for each name, batched into one process. `None` where the
+    /// domain could not be read (it vanished between calls).
+    pub fn dominfo_many(&self, names: &[&str]) -> Result<Vec<Option<DomInfo>>, VirshError> {
+        let mut batch = Batch::new();
+        for name in names {
+            batch.push(&["dominfo", "--domain", name]);
+        }
+        Ok(self
+            .run_batch(&batch)?
+            .into_iter()
+            .map(|section| {
+                section
+                    .filter(|text| !text.trim().is_empty())
+                    .map(|text| parse::parse_dominfo(&text))
+            })
+            .collect())
+    }
+}

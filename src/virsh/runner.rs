@@ -1,0 +1,369 @@
+//! The one process seam: every virsh call goes through a [`Runner`], which the
+//! real program fills with [`ProcessRunner`] and tests with a recording fake.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::error::VirshError;
+
+/// How long the output pipes may stay open after virsh itself has exited.
+/// A helper virsh started (an ssh ControlPersist master, say) can inherit
+/// the pipes and keep them open for minutes; everything virsh wrote is
+/// already in the pipe by then, so waiting longer gains nothing.
+const PIPE_GRACE: Duration = Duration::from_millis(250);
+
+/// The argv of one virsh call. It is executed directly, never by a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl Invocation {
+    /// The command as a person would type it, for error messages and
+    /// `--dry-run`; quoting follows POSIX shell rules.
+    pub fn command_line(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// What a finished process printed, decoded lossily (a guest or a remote
+/// host may hand us bytes that are not UTF-8; they must not abort a scan).
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs one invocation to completion or until `timeout` has passed.
+///
+/// A non-zero exit is not an error at this level: virsh batches report the
+/// status of their last command only, so callers decide what failure means.
+pub trait Runner: Send + Sync {
+    fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError>;
+}
+
+/// Spawns real processes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessRunner;
+
+impl Runner for ProcessRunner {
+    fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
+        let deadline = Instant::now() + timeout;
+        let mut command = Command::new(&invocation.program);
+        command
+            .args(&invocation.args)
+            // English labels and messages whatever the admin's locale, while
+            // non-ASCII domain names stay intact (plain `C` mangles them).
+            // LANGUAGE outranks LC_ALL for messages, so it must go.
+            .env("LC_ALL", "C.UTF-8")
+            .env_remove("LANGUAGE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout can kill the helpers virsh
+            // starts (ssh for qemu+ssh://) along with it.
+            .process_group(0);
+        let mut child = command.spawn().map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                VirshError::NotFound {
+                    program: invocation.program.clone(),
+                }
+            } else {
+                VirshError::Spawn {
+                    command: invocation.command_line(),
+                    source,
+                }
+            }
+        })?;
+        let stdout = Drain::start(child.stdout.take());
+        let stderr = Drain::start(child.stderr.take());
+        let status = wait_until(child, deadline);
+        match status {
+            Some(Ok(status)) => Ok(Output {
+                status,
+                stdout: stdout.finish(),
+                stderr: stderr.finish(),
+            }),
+            Some(Err(source)) => Err(VirshError::Spawn {
+                command: invocation.command_line(),
+                source,
+            }),
+            None => Err(VirshError::Timeout {
+                command: invocation.command_line(),
+                timeout,
+            }),
+        }
+    }
+}
+
+/// Waits for `child` until `deadline`; past it, kills the child's whole
+/// process group and returns `None`.
+fn wait_until(mut child: Child, deadline: Instant) -> Option<std::io::Result<ExitStatus>> {
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    // The waiter owns the Child so the leader is always reaped, even after
+    // a kill; the group id stays reserved until then, so the kill below
+    // cannot hit a recycled pid.
+    thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    match receiver.recv_timeout(remaining) {
+        Ok(status) => Some(status),
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+            kill_process_group(pid);
+            let _ = receiver.recv();
+            None
+        }
+    }
+}
+
+fn kill_process_group(leader: u32) {
+    let Ok(group) = i32::try_from(leader) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid
+    // addresses the process group that `process_group(0)` created.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+}
+
+/// Reads one pipe on its own thread, so a full stderr pipe can never block
+/// virsh while we wait on stdout (or the other way round).
+struct Drain {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+    _reader: Option<JoinHandle<()>>,
+}
+
+impl Drain {
+    fn start(pipe: Option<impl Read + Send + 'static>) -> Self {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let (sender, done) = mpsc::channel();
+        let reader = pipe.map(|mut pipe| {
+            let buffer = Arc::clone(&buffer);
+            thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                loop {
+                    match pipe.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => lock(&buffer).extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = sender.send(());
+            })
+        });
+        Drain {
+            buffer,
+            done,
+            _reader: reader,
+        }
+    }
+
+    /// Waits briefly for end of file, then takes whatever has arrived.
+    fn finish(self) -> String {
+        let _ = self.done.recv_timeout(PIPE_GRACE);
+        String::from_utf8_lossy(&lock(&self.buffer)).into_owned()
+    }
+}
+
+fn lock(buffer: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A scripted stand-in for virsh: it answers only the invocations a
+    //! test declared, records every call, and fails loudly on anything else.
+
+    use super::*;
+    use std::collections::VecDeque;
+    use std::os::unix::process::ExitStatusExt;
+
+    pub struct Reply {
+        pub args: Vec<String>,
+        pub result: Result<(i32, String, String), ()>,
+    }
+
+    #[derive(Default)]
+    pub struct FakeRunner {
+        expected: Mutex<VecDeque<Reply>>,
+        pub calls: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl FakeRunner {
+        pub fn expect(&self, args: &[&str], code: i32, stdout: &str, stderr: &str) {
+            lock_queue(&self.expected).push_back(Reply {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                result: Ok((code, stdout.to_owned(), stderr.to_owned())),
+            });
+        }
+
+        pub fn expect_timeout(&self, args: &[&str]) {
+            lock_queue(&self.expected).push_back(Reply {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                result: Err(()),
+            });
+        }
+
+        pub fn call_count(&self) -> usize {
+            self.calls.lock().unwrap().len()
+        }
+
+        pub fn assert_all_used(&self) {
+            let left = lock_queue(&self.expected);
+            assert!(
+                left.is_empty(),
+                "expected calls never made: {:?}",
+                left.iter().map(|r| &r.args).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    fn lock_queue(queue: &Mutex<VecDeque<Reply>>) -> std::sync::MutexGuard<'_, VecDeque<Reply>> {
+        queue.lock().unwrap()
+    }
+
+    impl Runner for FakeRunner {
+        fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
+            self.calls.lock().unwrap().push(invocation.args.clone());
+            let mut expected = lock_queue(&self.expected);
+            let position = expected
+                .iter()
+                .position(|reply| reply.args == invocation.args)
+                .unwrap_or_else(|| panic!("unexpected virsh call: {:?}", invocation.args));
+            let reply = expected.remove(position).expect("position is in range");
+            match reply.result {
+                Ok((code, stdout, stderr)) => Ok(Output {
+                    status: ExitStatus::from_raw(code << 8),
+                    stdout,
+                    stderr,
+                }),
+                Err(()) => Err(VirshError::Timeout {
+                    command: invocation.command_line(),
+                    timeout,
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Invocation {
+        // A shell stands in for virsh here only to produce faults the real
+        // virsh cannot: hangs, children that outlive it, invalid UTF-8.
+        Invocation {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+        }
+    }
+
+    #[test]
+    fn reports_output_status_and_lossy_text() {
+        let out = ProcessRunner
+            .run(
+                &sh(r"printf 'ok\377\n'; printf 'bad\n' >&2; exit 3"),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, "ok\u{fffd}\n");
+        assert_eq!(out.stderr, "bad\n");
+    }
+
+    #[test]
+    fn sets_the_locale_and_drops_language() {
+        let inv = sh("printf '%s|%s' \"$LC_ALL\" \"${LANGUAGE-unset}\"");
+        let out = ProcessRunner.run(&inv, Duration::from_secs(10)).unwrap();
+        assert_eq!(out.stdout, "C.UTF-8|unset");
+    }
+
+    #[test]
+    fn large_output_on_both_pipes_does_not_deadlock() {
+        let inv = sh("i=0; while [ $i -lt 2000 ]; do echo line$i; echo err$i >&2; i=$((i+1)); done");
+        let out = ProcessRunner.run(&inv, Duration::from_secs(30)).unwrap();
+        assert_eq!(out.stdout.lines().count(), 2000);
+        assert_eq!(out.stderr.lines().count(), 2000);
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_group() {
+        let dir = std::env::temp_dir().join(format!("runner-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("grandchild.pid");
+        let script = format!("sleep 300 & echo $! > '{}'; wait", pid_file.display());
+        let err = ProcessRunner
+            .run(&sh(&script), Duration::from_millis(500))
+            .unwrap_err();
+        assert!(matches!(err, VirshError::Timeout { .. }), "{err}");
+        let grandchild: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The killed grandchild is reparented and reaped by init; poll until
+        // it is gone rather than asserting on timing.
+        let gone = (0..200).any(|_| {
+            // SAFETY: signal 0 only checks for existence.
+            let alive = unsafe { libc::kill(grandchild, 0) } == 0 && !is_zombie(grandchild);
+            if alive {
+                thread::sleep(Duration::from_millis(50));
+            }
+            !alive
+        });
+        assert!(gone, "grandchild {grandchild} survived the timeout");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn is_zombie(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(true)
+    }
+
+    #[test]
+    fn missing_program_is_not_found() {
+        let inv = Invocation {
+            program: "/nonexistent/virsh".into(),
+            args: vec![],
+        };
+        let err = ProcessRunner.run(&inv, Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(err, VirshError::NotFound { .. }));
+    }
+
+    #[test]
+    fn command_line_quotes_like_a_shell() {
+        let inv = Invocation {
+            program: "virsh".into(),
+            args: vec!["dominfo".into(), "--domain".into(), "it's a vm".into()],
+        };
+        assert_eq!(inv.command_line(), r"virsh dominfo --domain 'it'\''s a vm'");
+    }
+}
