@@ -1,0 +1,303 @@
+//! `status`, the startup table and the menu, run as a binary against the
+//! real virsh on libvirt's test driver.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+use serde_json::Value;
+
+fn status_json(uri: &str) -> Vec<Value> {
+    let output = run(tool().args(["-c", uri, "status", "--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Value = serde_json::from_str(&stdout(&output)).expect("valid JSON");
+    rows.as_array().expect("a JSON array").clone()
+}
+
+/// Every `dominfo` field the scan reports, read with virsh itself.
+fn dominfo_fields(uri: &str, name: &str) -> BTreeMap<String, String> {
+    fields(&virsh(uri, &["dominfo", "--domain", name]))
+}
+
+/// `dominfo` for every domain of the fleet, in one virsh process (one per
+/// domain would take minutes: the test driver re-reads 400 domains each
+/// time). The fleet's names are plain, so no quoting is needed.
+fn dominfo_all(uri: &str, names: &[String]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let script: String = names
+        .iter()
+        .map(|n| format!("dominfo --domain {n}; echo ==; "))
+        .collect();
+    let output = virsh(uri, &[&script]);
+    let sections: Vec<&str> = output.split("==\n").collect();
+    assert_eq!(sections.len(), names.len() + 1);
+    names
+        .iter()
+        .zip(sections)
+        .map(|(name, text)| (name.clone(), fields(text)))
+        .collect()
+}
+
+fn fields(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+fn kib(field: &str) -> u64 {
+    field.trim_end_matches(" KiB").parse().unwrap()
+}
+
+/// `1795627926.3s` as nanoseconds.
+fn cpu_ns(field: &str) -> u64 {
+    let (whole, tenths) = field.trim_end_matches('s').split_once('.').unwrap();
+    whole.parse::<u64>().unwrap() * 1_000_000_000 + tenths.parse::<u64>().unwrap() * 100_000_000
+}
+
+#[test]
+fn large_fleet_matches_dominfo_in_a_fixed_number_of_processes() {
+    let uri = fleet_uri("fleet-400.xml");
+    let names: Vec<String> = virsh(&uri, &["list", "--all", "--name"])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(names.len(), 400);
+
+    // The test driver reports the wall clock as CPU time, so ours must lie
+    // between a reading taken before the scan and one taken after it.
+    let before = dominfo_all(&uri, &names);
+    let rows = status_json(&uri);
+    let after_cpu = cpu_ns(&dominfo_fields(&uri, "vm-000")["CPU time"]);
+
+    let listed: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let mut sorted = names.iter().map(String::as_str).collect::<Vec<_>>();
+    sorted.sort_unstable();
+    assert_eq!(listed, sorted, "every domain, sorted by name");
+
+    for row in &rows {
+        let name = row["name"].as_str().unwrap();
+        let info = &before[name];
+        assert_eq!(row["state"], info["State"].as_str(), "{name}");
+        assert_eq!(row["vcpus"], info["CPU(s)"].parse::<u64>().unwrap(), "{name}");
+        assert_eq!(row["memory_max_kib"], kib(&info["Max memory"]), "{name}");
+        assert_eq!(row["memory_used_kib"], kib(&info["Used memory"]), "{name}");
+        assert_eq!(row["memory_used_source"], "allocation", "{name}");
+        assert_eq!(row["uuid"], info["UUID"].as_str(), "{name}");
+        assert_eq!(row["os"], "unknown");
+        assert_eq!(row["os_source"], Value::Null);
+        if info["State"] == "shut off" {
+            assert_eq!(row["cpu_time_ns"], Value::Null, "{name}: no CPU time when off");
+        } else {
+            let ours = row["cpu_time_ns"].as_u64().expect("active domains have CPU time");
+            let first = cpu_ns(&info["CPU time"]);
+            assert!(
+                (first..=after_cpu).contains(&ours),
+                "{name}: {ours} not within [{first}, {after_cpu}]"
+            );
+        }
+    }
+}
+
+#[test]
+fn virsh_processes_do_not_grow_with_the_fleet() {
+    let count = |fleet: &str| {
+        let dir = temp_dir(&format!("count-{fleet}"));
+        let log = dir.join("calls");
+        let output = run(tool()
+            .args(["-c", &fleet_uri(fleet), "status", "--json"])
+            .arg("--virsh")
+            .arg(support("counting-virsh"))
+            .env("COUNTING_VIRSH_LOG", &log));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let calls = recorded_calls(&log);
+        for call in &calls {
+            assert_eq!(call[..2], ["-c".to_owned(), fleet_uri(fleet)], "{call:?}");
+        }
+        calls.len()
+    };
+    let small = count("fleet-small.xml");
+    let large = count("fleet-400.xml");
+    assert_eq!(small, large, "7 domains and 400 domains cost the same");
+    // domstats, one dominfo batch, and one guestinfo that finds out the
+    // test driver has no agent support.
+    assert_eq!(large, 3);
+}
+
+#[test]
+fn awkward_names_survive_table_and_json() {
+    let uri = fleet_uri("fleet-small.xml");
+    let rows = status_json(&uri);
+    let by_name: BTreeMap<&str, &Value> = rows
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r))
+        .collect();
+    for (name, state) in [
+        ("with space", "shut off"),
+        (r#"it's "quoted""#, "running"),
+        ("-db", "paused"),
+        ("Ünïcödé-vm", "running"),
+        ("--double-dash", "running"),
+        ("semi;colon#hash", "shut off"),
+    ] {
+        let row = by_name.get(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(row["state"], state, "{name}");
+        // dominfo answered for it, through the batch's quoting
+        assert!(row["uuid"].as_str().unwrap().starts_with("5ca1ab1e-"), "{name}");
+        assert!(row["memory_max_kib"].is_u64(), "{name}");
+    }
+    assert_eq!(by_name["-db"]["os_error"], "domain is paused");
+
+    let output = run(tool().args(["-c", &uri, "status"]));
+    assert!(output.status.success());
+    let table = stdout(&output);
+    for header in ["VM", "State", "OS", "Memory (used/max)", "CPU time"] {
+        assert!(table.contains(header), "{header} in\n{table}");
+    }
+    assert!(table.contains(r#"it's "quoted""#));
+    assert!(table.contains("Ünïcödé-vm"));
+    assert!(table.contains("512.0 MiB / 1.0 GiB"), "plain's memory\n{table}");
+    assert!(table.contains("1023 KiB / 1023 KiB"));
+    assert!(table.contains("7 domain(s)"));
+}
+
+#[test]
+fn uri_comes_from_flag_then_env_then_virsh_default() {
+    let dir = temp_dir("uri");
+    let log = dir.join("calls");
+    let small = fleet_uri("fleet-small.xml");
+    let with = |command: &mut std::process::Command| {
+        let _ = std::fs::remove_file(&log);
+        let output = run(command
+            .args(["status", "--json"])
+            .env("VIRSH", support("counting-virsh"))
+            .env("COUNTING_VIRSH_LOG", &log));
+        assert!(output.status.success(), "{}", stderr(&output));
+        (recorded_calls(&log), status_json_names(&stdout(&output)))
+    };
+
+    let (calls, names) = with(tool().env("LIBVIRT_DEFAULT_URI", &small));
+    assert!(calls.iter().all(|c| c[0] != "-c"), "no -c without a URI: {calls:?}");
+    assert_eq!(names.len(), 7, "virsh applied LIBVIRT_DEFAULT_URI");
+
+    let (calls, names) = with(tool().env("LIBVIRT_URI", &small));
+    assert!(calls.iter().all(|c| c[..2] == ["-c".to_owned(), small.clone()]));
+    assert_eq!(names.len(), 7);
+
+    let (calls, names) = with(
+        tool()
+            .env("LIBVIRT_URI", fleet_uri("fleet-400.xml"))
+            .args(["--connect", &small]),
+    );
+    assert!(calls.iter().all(|c| c[1] == small), "--connect beats LIBVIRT_URI");
+    assert_eq!(names.len(), 7);
+}
+
+fn status_json_names(json: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<Value>>(json)
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn menu_session(input: &str) -> (std::process::Output, String) {
+    let mut child = tool()
+        .args(["-c", &fleet_uri("fleet-small.xml")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    let text = stdout(&output);
+    (output, text)
+}
+
+#[test]
+fn menu_rescans_rejects_junk_and_exits() {
+    let (output, text) = menu_session("4\nbanana\n\n9\n5\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(text.matches("7 domain(s)").count(), 2, "startup table + rescan\n{text}");
+    assert_eq!(text.matches("Invalid choice").count(), 3, "{text}");
+    assert_eq!(text.matches("Select option:").count(), 5);
+}
+
+#[test]
+fn menu_leaves_on_q_and_on_end_of_input() {
+    for input in ["q\n", "Q\n", "", "4\n"] {
+        let (output, text) = menu_session(input);
+        assert!(output.status.success(), "input {input:?}: {}", stderr(&output));
+        assert!(text.contains("1) Mount ISO") && text.contains("5) Exit"));
+    }
+}
+
+#[test]
+fn missing_virsh_names_the_package() {
+    let output = run(tool().args(["--virsh", "/nonexistent/virsh", "status"]));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    for needle in ["/nonexistent/virsh", "libvirt-clients", "libvirt-client on Fedora", "VIRSH"] {
+        assert!(message.contains(needle), "{needle} in {message}");
+    }
+}
+
+#[test]
+fn connection_failure_shows_virsh_error_and_uri() {
+    let uri = "test:///nonexistent/fleet.xml";
+    let output = run(tool().args(["-c", uri, "status"]));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains(uri), "{message}");
+    assert!(message.contains("failed to connect to the hypervisor"), "{message}");
+}
+
+#[test]
+fn hung_virsh_is_cut_off_by_the_timeout() {
+    let output = run(tool()
+        .args(["status", "--timeout", "1s", "--virsh"])
+        .arg(support("fault-virsh"))
+        .env("FAULT", "hang"));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("did not finish within 1s"), "{message}");
+}
+
+#[test]
+fn garbage_from_virsh_never_panics() {
+    for fault in ["garbage", "binary"] {
+        let output = run(tool()
+            .args(["status", "--json", "--virsh"])
+            .arg(support("fault-virsh"))
+            .env("FAULT", fault));
+        // Either an empty fleet or a clear error; `run` already checked
+        // that nothing panicked.
+        assert!(output.status.code() == Some(0) || output.status.code() == Some(1));
+        if output.status.success() {
+            let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+            assert!(rows.iter().all(|r| r["name"].is_string()));
+        } else {
+            assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+        }
+    }
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    for args in [&["--timeout", "0s", "status"][..], &["--timeout", "soon"], &["--jobs", "0"], &["frobnicate"]] {
+        let output = run(tool().args(args));
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
