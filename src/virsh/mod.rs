@@ -117,18 +117,41 @@ impl Virsh {
     /// `dominfo` for each name, batched into one process. `None` where the
     /// domain could not be read (it vanished between calls).
     pub fn dominfo_many(&self, names: &[&str]) -> Result<Vec<Option<DomInfo>>, VirshError> {
+        let outputs = self.per_domain(names, &["dominfo"])?;
+        Ok(outputs
+            .into_iter()
+            .map(|text| text.map(|text| parse::parse_dominfo(&text)))
+            .collect())
+    }
+
+    /// `dumpxml` (the live definition, or with `inactive` the persistent
+    /// one) for each name, batched into one process.
+    pub fn dumpxml_many(
+        &self,
+        names: &[&str],
+        inactive: bool,
+    ) -> Result<Vec<Option<String>>, VirshError> {
+        let command: &[&str] = if inactive {
+            &["dumpxml", "--inactive"]
+        } else {
+            &["dumpxml"]
+        };
+        self.per_domain(names, command)
+    }
+
+    /// Runs `command --domain NAME` for every name in one batch; a domain's
+    /// output is `None` where the command failed for it.
+    fn per_domain(&self, names: &[&str], command: &[&str]) -> Result<Vec<Option<String>>, VirshError> {
         let mut batch = Batch::new();
         for name in names {
-            batch.push(&["dominfo", "--domain", name]);
+            let mut words = command.to_vec();
+            words.extend(["--domain", name]);
+            batch.push(&words);
         }
         Ok(self
             .run_batch(&batch)?
             .into_iter()
-            .map(|section| {
-                section
-                    .filter(|text| !text.trim().is_empty())
-                    .map(|text| parse::parse_dominfo(&text))
-            })
+            .map(|section| section.filter(|text| !text.trim().is_empty()))
             .collect())
     }
 }
