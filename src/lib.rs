@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod media;
 pub mod probe;
 pub mod utils;
 pub mod virsh;

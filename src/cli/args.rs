@@ -47,6 +47,66 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List every CD-ROM and floppy drive of every VM and the media in it
+    Isos {
+        /// One JSON array, an object per drive
+        #[arg(long)]
+        json: bool,
+        /// Only drives holding media (live or in the config)
+        #[arg(long)]
+        mounted: bool,
+        /// Only drives holding this ISO: who uses it?
+        #[arg(long, value_name = "PATH")]
+        iso: Option<String>,
+    },
+    /// Insert an ISO into a VM's CD-ROM drive (live and config, as the VM allows)
+    Mount {
+        /// The VM
+        #[arg(allow_hyphen_values = true)]
+        domain: String,
+        /// The ISO: a local path, or a storage volume's path on a remote host
+        iso: String,
+        /// The drive (e.g. hdc, sda); needed when the VM has several CD-ROMs
+        #[arg(long, value_name = "DEV")]
+        target: Option<String>,
+        /// Add a SATA CD-ROM to the VM's config if it has none
+        #[arg(long)]
+        attach: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Eject the media of a VM's drives, of every VM, or of every drive holding an ISO
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["domain", "all", "iso"]))]
+    Eject {
+        /// The VM (all its drives holding media, or --target's)
+        #[arg(allow_hyphen_values = true)]
+        domain: Option<String>,
+        /// Only this drive of the VM
+        #[arg(long, value_name = "DEV", requires = "domain")]
+        target: Option<String>,
+        /// Every drive of every VM on the connection
+        #[arg(long)]
+        all: bool,
+        /// Every drive holding this ISO
+        #[arg(long, value_name = "PATH", conflicts_with = "all")]
+        iso: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+/// The switches every media change takes.
+#[derive(Debug, clap::Args)]
+pub struct ChangeArgs {
+    /// Do it without asking
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print the exact virsh commands and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Pass --force to change-media: eject even when the guest has locked the tray
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

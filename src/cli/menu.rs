@@ -65,9 +65,9 @@ pub fn run_menu<R: BufRead, W: Write>(input: R, output: W, probes: &ProbeManager
             Answer::Quit | Answer::End => return Ok(()),
         };
         match choice.as_str() {
-            "1" => not_yet(&mut console, "Mount ISO")?,
-            "2" => not_yet(&mut console, "Scan mounted ISOs")?,
-            "3" => not_yet(&mut console, "Eject ISO")?,
+            "1" => super::media::menu_mount(&mut console, probes.virsh())?,
+            "2" => super::media::menu_scan(&mut console, probes.virsh())?,
+            "3" => super::media::menu_eject(&mut console, probes.virsh())?,
             "4" => {
                 let rows = probes.scan()?;
                 write!(console.out(), "{}", status_table(&rows))?;
@@ -80,14 +80,6 @@ pub fn run_menu<R: BufRead, W: Write>(input: R, output: W, probes: &ProbeManager
             )?,
         }
     }
-}
-
-fn not_yet<R: BufRead, W: Write>(console: &mut Console<R, W>, entry: &str) -> Result<()> {
-    writeln!(
-        console.out(),
-        "{entry} is not available in this version yet; ISO media support comes next."
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

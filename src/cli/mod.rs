@@ -2,6 +2,7 @@
 //! and hosts the interactive menu.
 
 mod args;
+mod media;
 mod menu;
 mod render;
 
@@ -50,7 +51,41 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    let mut code = ExitCode::SUCCESS;
     match args.command {
+        Some(Command::Isos { json, mounted, iso }) => {
+            let query = media::IsoQuery { mounted, iso };
+            media::isos(probes.virsh(), &query, json, &mut out)?;
+        }
+        Some(Command::Mount {
+            domain,
+            iso,
+            target,
+            attach,
+            change,
+        }) => {
+            let request = media::MountRequest {
+                domain,
+                iso,
+                target,
+                attach,
+            };
+            code = media::with_stdin(&mut out, |prompt| {
+                media::mount(probes.virsh(), prompt, &request, (&change).into())
+            })?;
+        }
+        Some(Command::Eject {
+            domain,
+            target,
+            all,
+            iso,
+            change,
+        }) => {
+            let selection = media::EjectSelection::new(domain, target, all, iso);
+            code = media::with_stdin(&mut out, |prompt| {
+                media::eject(probes.virsh(), prompt, &selection, (&change).into())
+            })?;
+        }
         Some(Command::Status { json }) => {
             let rows = probes.scan()?;
             if json {
@@ -67,7 +102,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Whether the error chain ends in a closed pipe on our output.

@@ -2,14 +2,17 @@
 //! process (or one batch for many domains), parsed by pure functions.
 
 pub mod batch;
+pub mod domxml;
 pub mod error;
 pub mod parse;
 pub mod runner;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use batch::Batch;
+pub use domxml::{DomainXml, Drive, DriveKind, Media};
 pub use error::VirshError;
 pub use parse::{DomInfo, DomainState, DomainStats};
 pub use runner::{Invocation, Output, ProcessRunner, Runner};
@@ -137,6 +140,38 @@ impl Virsh {
             &["dumpxml"]
         };
         self.per_domain(names, command)
+    }
+
+    /// Which of `paths` are storage volumes, in one process:
+    /// `vol-info --vol PATH` takes a path as one word, spaces and all, and
+    /// prints nothing for a path no pool holds.
+    pub fn volumes_exist(&self, paths: &[&str]) -> Result<Vec<bool>, VirshError> {
+        let mut batch = Batch::new();
+        for path in paths {
+            batch.push(&["vol-info", "--vol", path]);
+        }
+        Ok(self
+            .run_batch(&batch)?
+            .into_iter()
+            .map(|section| section.is_some_and(|text| !text.trim().is_empty()))
+            .collect())
+    }
+
+    /// The paths of every volume in every active storage pool, in two
+    /// processes whatever the number of pools.
+    pub fn volume_paths(&self) -> Result<Vec<String>, VirshError> {
+        let pools = self.run(&["pool-list", "--name"])?.stdout;
+        let mut batch = Batch::new();
+        // `pool-list --name` pads names with blanks on the right.
+        for pool in pools.lines().map(str::trim_end).filter(|p| !p.is_empty()) {
+            batch.push(&["vol-list", "--pool", pool]);
+        }
+        Ok(self
+            .run_batch(&batch)?
+            .into_iter()
+            .flatten()
+            .flat_map(|listing| volumes::parse_vol_list_paths(&listing))
+            .collect())
     }
 
     /// Runs `command --domain NAME` for every name in one batch; a domain's

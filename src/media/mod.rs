@@ -1,0 +1,391 @@
+//! ISO media across the fleet: which removable drive holds what, live and
+//! in the persistent config, read in a fixed number of virsh processes.
+
+mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+pub use plan::{Action, Outcome, Step, plan_attach, plan_eject, plan_mount};
+
+use crate::virsh::{DomainState, DomainXml, Drive, DriveKind, Media, Virsh};
+
+/// One domain's drives as seen by both of libvirt's definitions.
+#[derive(Debug, Clone)]
+pub struct DomainMedia {
+    pub name: String,
+    pub state: DomainState,
+    /// The running definition; `None` when the domain is not running.
+    pub live: Option<DomainXml>,
+    /// The persistent config; `None` for a transient domain.
+    pub config: Option<DomainXml>,
+}
+
+/// A drive target's two views; either may lack the drive (a hot-plugged
+/// drive exists live only, a freshly attached one in the config only).
+#[derive(Debug, Clone, Copy)]
+pub struct DriveViews<'a> {
+    pub live: Option<&'a Drive>,
+    pub config: Option<&'a Drive>,
+}
+
+impl<'a> DriveViews<'a> {
+    /// The drive as the VM sees it now: live when running, else the config.
+    pub fn current(self) -> &'a Drive {
+        self.live
+            .or(self.config)
+            .expect("a target comes from one of the views")
+    }
+
+    fn live_media(self) -> Option<&'a Media> {
+        self.live.and_then(|d| d.media.as_ref())
+    }
+
+    fn config_media(self) -> Option<&'a Media> {
+        self.config.and_then(|d| d.media.as_ref())
+    }
+
+    /// Every medium the drive holds in either view.
+    pub fn media(self) -> impl Iterator<Item = &'a Media> {
+        self.live_media().into_iter().chain(self.config_media())
+    }
+}
+
+impl DomainMedia {
+    /// Every drive target of either view, live ones first, each once.
+    pub fn targets(&self) -> Vec<&str> {
+        let mut targets: Vec<&str> = Vec::new();
+        for xml in self.live.iter().chain(&self.config) {
+            for drive in &xml.drives {
+                if !targets.contains(&drive.target.as_str()) {
+                    targets.push(&drive.target);
+                }
+            }
+        }
+        targets
+    }
+
+    pub fn views(&self, target: &str) -> DriveViews<'_> {
+        DriveViews {
+            live: self.live.as_ref().and_then(|x| x.drive(target)),
+            config: self.config.as_ref().and_then(|x| x.drive(target)),
+        }
+    }
+
+    /// The CD-ROM targets, the drives an ISO can go into.
+    pub fn cdrom_targets(&self) -> Vec<&str> {
+        self.targets()
+            .into_iter()
+            .filter(|t| self.views(t).current().kind == DriveKind::Cdrom)
+            .collect()
+    }
+}
+
+/// One row of `isos`: a drive of a domain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriveRow {
+    pub domain: String,
+    pub state: DomainState,
+    pub persistent: bool,
+    pub target: String,
+    pub bus: Option<String>,
+    pub device: DriveKind,
+    /// What the VM sees now (live when running, else the config); `None`
+    /// when the drive is empty.
+    pub source: Option<String>,
+    /// What the persistent config holds; `None` when empty or transient.
+    pub config_source: Option<String>,
+    /// The running VM and its config disagree: an eject done live only
+    /// comes back at the next cold boot.
+    pub live_config_differ: bool,
+    /// Whether an ISO the drive holds (in either view) is gone; `None`
+    /// when there is nothing to check (empty drive, pool volume source).
+    pub missing: Option<bool>,
+    pub tray_open: bool,
+    /// Other VMs holding the same media.
+    pub shared_with: Vec<String>,
+}
+
+impl DriveRow {
+    pub fn mounted(&self) -> bool {
+        self.source.is_some() || self.config_source.is_some()
+    }
+
+    pub fn holds(&self, iso: &str) -> bool {
+        self.source.as_deref() == Some(iso) || self.config_source.as_deref() == Some(iso)
+    }
+}
+
+/// Media work over one connection.
+pub struct MediaManager {
+    virsh: Virsh,
+    remote: bool,
+}
+
+impl MediaManager {
+    pub fn new(virsh: Virsh) -> Self {
+        // virsh falls back to LIBVIRT_DEFAULT_URI when given no -c.
+        let uri = virsh
+            .config()
+            .connect
+            .clone()
+            .or_else(|| std::env::var("LIBVIRT_DEFAULT_URI").ok());
+        let remote = uri.as_deref().is_some_and(is_remote_uri);
+        MediaManager { virsh, remote }
+    }
+
+    pub fn virsh(&self) -> &Virsh {
+        &self.virsh
+    }
+
+    /// Every domain of the connection, sorted by name: one `list` for the
+    /// names (one a line: libvirt forbids newlines in names), then three
+    /// batches (dominfo, dumpxml, dumpxml --inactive).
+    pub fn load_all(&self) -> Result<Vec<DomainMedia>> {
+        let uri = self.virsh.uri_label();
+        let listing = self
+            .virsh
+            .run(&["list", "--all", "--name"])
+            .with_context(|| format!("cannot list domains on {uri}"))?
+            .stdout;
+        let mut names: Vec<&str> = listing.lines().filter(|name| !name.is_empty()).collect();
+        names.sort_unstable();
+        Ok(self.load(&names)?.into_iter().flatten().collect())
+    }
+
+    /// One domain; a name the connection does not know is an error.
+    pub fn load_one(&self, name: &str) -> Result<DomainMedia> {
+        self.load(&[name])?.pop().flatten().with_context(|| {
+            format!(
+                "no domain named '{}' on {}",
+                crate::utils::sanitize(name),
+                self.virsh.uri_label()
+            )
+        })
+    }
+
+    /// The named domains, each `None` where it could not be read.
+    pub fn load(&self, names: &[&str]) -> Result<Vec<Option<DomainMedia>>> {
+        let uri = self.virsh.uri_label();
+        let infos = self
+            .virsh
+            .dominfo_many(names)
+            .with_context(|| format!("cannot read domain details on {uri}"))?;
+        let live = self.parsed_xml(names, false)?;
+        let inactive = self.parsed_xml(names, true)?;
+        Ok(names
+            .iter()
+            .zip(infos.into_iter().zip(live.into_iter().zip(inactive)))
+            .map(|(name, (info, (live, inactive)))| {
+                let info = info?;
+                let state = info.state.unwrap_or(DomainState::NoState);
+                // A driver that does not say is taken as persistent: the
+                // usual case, and a wrong `--config` fails loudly.
+                let persistent = info.persistent.unwrap_or(true);
+                Some(DomainMedia {
+                    name: (*name).to_owned(),
+                    state,
+                    live: if state.is_active() { live } else { None },
+                    config: if persistent { inactive } else { None },
+                })
+            })
+            .collect())
+    }
+
+    fn parsed_xml(&self, names: &[&str], inactive: bool) -> Result<Vec<Option<DomainXml>>> {
+        let flag = if inactive {
+            "dumpxml --inactive"
+        } else {
+            "dumpxml"
+        };
+        let texts = self
+            .virsh
+            .dumpxml_many(names, inactive)
+            .with_context(|| format!("cannot read domain XML on {}", self.virsh.uri_label()))?;
+        names
+            .iter()
+            .zip(texts)
+            .map(|(name, text)| {
+                text.map(|text| crate::virsh::domxml::parse_domain_xml(&text))
+                    .transpose()
+                    .with_context(|| {
+                        format!("`{flag}` of '{}' is not XML", crate::utils::sanitize(name))
+                    })
+            })
+            .collect()
+    }
+
+    /// The rows of `isos`, with the missing-ISO check (one filesystem look
+    /// per path locally; one batched `vol-info` for a remote host).
+    pub fn rows(&self, domains: &[DomainMedia]) -> Result<Vec<DriveRow>> {
+        let mut holders: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        for domain in domains {
+            for target in domain.targets() {
+                for media in domain.views(target).media() {
+                    holders
+                        .entry(media.label())
+                        .or_default()
+                        .insert(&domain.name);
+                }
+            }
+        }
+        let mut paths: BTreeSet<&str> = BTreeSet::new();
+        for domain in domains {
+            for target in domain.targets() {
+                paths.extend(domain.views(target).media().filter_map(Media::path));
+            }
+        }
+        let paths: Vec<&str> = paths.into_iter().collect();
+        let present: BTreeMap<&str, bool> =
+            paths.iter().copied().zip(self.exist(&paths)?).collect();
+        let mut rows = Vec::new();
+        for domain in domains {
+            for target in domain.targets() {
+                let views = domain.views(target);
+                let drive = views.current();
+                let source = drive.media.as_ref().map(Media::label);
+                let config_source = views.config_media().map(Media::label);
+                let checked: Vec<bool> = views
+                    .media()
+                    .filter_map(Media::path)
+                    .map(|path| !present[path])
+                    .collect();
+                let shared_with = views
+                    .media()
+                    .flat_map(|m| holders[&m.label()].iter())
+                    .filter(|holder| **holder != domain.name)
+                    .map(|holder| (*holder).to_owned())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                rows.push(DriveRow {
+                    domain: domain.name.clone(),
+                    state: domain.state,
+                    persistent: domain.config.is_some(),
+                    target: target.to_owned(),
+                    bus: drive.bus.clone(),
+                    device: drive.kind,
+                    live_config_differ: domain.live.is_some()
+                        && domain.config.is_some()
+                        && views.live_media() != views.config_media(),
+                    source,
+                    config_source,
+                    missing: (!checked.is_empty()).then(|| checked.contains(&true)),
+                    tray_open: drive.tray_open,
+                    shared_with,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Whether each path is there: on this host's filesystem for a local
+    /// connection, among the storage pools' volumes for a remote one.
+    pub fn exist(&self, paths: &[&str]) -> Result<Vec<bool>> {
+        if !self.remote {
+            return Ok(paths.iter().map(|p| Path::new(p).exists()).collect());
+        }
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.virsh.volumes_exist(paths).with_context(|| {
+            format!(
+                "cannot look up storage volumes on {}",
+                self.virsh.uri_label()
+            )
+        })
+    }
+
+    /// An ISO path as the hypervisor sees it: locally made absolute (libvirt
+    /// wants absolute paths); remotely taken as given.
+    pub fn normalize(&self, iso: &str) -> Result<String> {
+        if self.remote {
+            return Ok(iso.to_owned());
+        }
+        Ok(std::path::absolute(iso)
+            .with_context(|| {
+                format!(
+                    "cannot make '{}' an absolute path",
+                    crate::utils::sanitize(iso)
+                )
+            })?
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    /// [`Self::normalize`]d, and refused unless it exists: on this host's
+    /// filesystem, or for a remote host among its storage pools' volumes.
+    pub fn resolve_iso(&self, iso: &str) -> Result<String> {
+        let shown = crate::utils::sanitize(iso);
+        if self.remote && !iso.starts_with('/') {
+            bail!(
+                "'{shown}' is not an absolute path: name the ISO by its volume path on the remote host"
+            );
+        }
+        let path = self.normalize(iso)?;
+        if self.exist(&[&path])?[0] {
+            Ok(path)
+        } else if self.remote {
+            bail!(
+                "'{shown}' is no storage volume on {}: upload it into a pool (or refresh the pool) first",
+                self.virsh.uri_label()
+            )
+        } else {
+            bail!("ISO '{shown}' does not exist");
+        }
+    }
+
+    /// The ISO volumes of the connection's storage pools, for the menu.
+    pub fn pool_isos(&self) -> Result<Vec<String>> {
+        let mut paths = self.virsh.volume_paths().with_context(|| {
+            format!("cannot list storage volumes on {}", self.virsh.uri_label())
+        })?;
+        paths.retain(|p| p.to_ascii_lowercase().ends_with(".iso"));
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    /// Runs each step's virsh command, going on after a failure so one bad
+    /// drive does not leave the rest undone; then re-reads the live and
+    /// inactive XML of every domain touched and checks each step.
+    pub fn apply(&self, steps: &[Step]) -> Result<Vec<Outcome>> {
+        let errors: Vec<Option<String>> = steps
+            .iter()
+            .map(|step| {
+                self.virsh
+                    .run(&step.argv())
+                    .err()
+                    .map(|error| plan::explain_failure(step, &error))
+            })
+            .collect();
+        let mut names: Vec<&str> = steps.iter().map(|s| s.domain()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let after: BTreeMap<&str, DomainMedia> = names
+            .iter()
+            .copied()
+            .zip(self.load(&names)?)
+            .filter_map(|(name, domain)| Some((name, domain?)))
+            .collect();
+        Ok(steps
+            .iter()
+            .zip(errors)
+            .map(|(step, error)| step.verify(after.get(step.domain()), error))
+            .collect())
+    }
+}
+
+/// A URI with a host part (`qemu+ssh://root@host/system`) reaches another
+/// machine; `qemu:///system` and `test:///…` do not.
+pub fn is_remote_uri(uri: &str) -> bool {
+    uri.split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+        .is_some_and(|authority| !authority.is_empty())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,357 @@
+//! The plan of media changes: which virsh command each drive needs under
+//! libvirt's persistence rules, and whether the re-read XML shows it done.
+
+use crate::utils::sanitize;
+use crate::virsh::domxml::free_sata_target;
+use crate::virsh::{Drive, Media, VirshError};
+
+use super::{DomainMedia, DriveViews};
+
+/// What to do to a drive's media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Into an empty drive: `--insert`.
+    Insert(String),
+    /// Over media already there (`--update`, which also fills an empty
+    /// view, where `--insert` would fail on the full one).
+    Replace {
+        iso: String,
+        previous: Vec<String>,
+    },
+    Eject {
+        previous: Vec<String>,
+    },
+}
+
+/// One virsh command of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `change-media` on an existing drive. `live` and `config` say which
+    /// definitions it touches: a running persistent domain both, a shut-off
+    /// one its config, a transient one the running VM.
+    Change {
+        domain: String,
+        target: String,
+        action: Action,
+        live: bool,
+        config: bool,
+        force: bool,
+    },
+    /// `attach-disk`: a new SATA CD-ROM holding `iso`, in the config only,
+    /// since libvirt cannot hot-plug a SATA disk.
+    Attach {
+        domain: String,
+        target: String,
+        iso: String,
+        running: bool,
+    },
+}
+
+/// How one step ended, after the XML was read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub description: String,
+    /// Why the drive is not as asked; `None` when it is.
+    pub failure: Option<String>,
+    /// What the admin still has to do (a restart, say).
+    pub note: Option<String>,
+}
+
+impl Step {
+    pub fn domain(&self) -> &str {
+        match self {
+            Step::Change { domain, .. } | Step::Attach { domain, .. } => domain,
+        }
+    }
+
+    /// The virsh arguments; every one names its domain with `--domain`, so
+    /// a name like `-db` is never taken for an option.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv: Vec<&str> = Vec::new();
+        match self {
+            Step::Change {
+                domain,
+                target,
+                action,
+                live,
+                config,
+                force,
+            } => {
+                argv.extend(["change-media", "--domain", domain, "--path", target]);
+                match action {
+                    Action::Insert(iso) => argv.extend(["--source", iso, "--insert"]),
+                    Action::Replace { iso, .. } => argv.extend(["--source", iso, "--update"]),
+                    Action::Eject { .. } => argv.push("--eject"),
+                }
+                for (wanted, flag) in [
+                    (*live, "--live"),
+                    (*config, "--config"),
+                    (*force, "--force"),
+                ] {
+                    if wanted {
+                        argv.push(flag);
+                    }
+                }
+            }
+            Step::Attach {
+                domain,
+                target,
+                iso,
+                ..
+            } => argv.extend([
+                "attach-disk",
+                "--domain",
+                domain,
+                "--source",
+                iso,
+                "--target",
+                target,
+                "--targetbus",
+                "sata",
+                "--type",
+                "cdrom",
+                "--mode",
+                "readonly",
+                "--config",
+            ]),
+        }
+        argv.into_iter().map(str::to_owned).collect()
+    }
+
+    /// One line for people, names sanitized.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Change {
+                domain,
+                target,
+                action,
+                live,
+                config,
+                ..
+            } => {
+                let scope = match (live, config) {
+                    (true, true) => "live and config",
+                    (true, false) => "live only",
+                    _ => "config only",
+                };
+                let what = match action {
+                    Action::Insert(iso) => format!("insert {}", sanitize(iso)),
+                    Action::Replace { iso, previous } => {
+                        format!("replace {} with {}", joined(previous), sanitize(iso))
+                    }
+                    Action::Eject { previous } => format!("eject {}", joined(previous)),
+                };
+                format!(
+                    "{} {}: {what} ({scope})",
+                    sanitize(domain),
+                    sanitize(target)
+                )
+            }
+            Step::Attach {
+                domain,
+                target,
+                iso,
+                ..
+            } => format!(
+                "{}: add SATA CD-ROM {} holding {} (config)",
+                sanitize(domain),
+                sanitize(target),
+                sanitize(iso)
+            ),
+        }
+    }
+
+    /// Checks the re-read domain against what the step asked for; `error`
+    /// is virsh's complaint when the command itself failed.
+    pub fn verify(&self, after: Option<&DomainMedia>, error: Option<String>) -> Outcome {
+        let failure = error.or_else(|| match after {
+            None => Some("the domain can no longer be read".to_owned()),
+            Some(domain) => self.mismatch(domain),
+        });
+        let note = match self {
+            Step::Attach { running: true, .. } if failure.is_none() => Some(
+                "the new drive appears at the VM's next cold boot (SATA cannot be hot-plugged); \
+                 restart it when convenient"
+                    .to_owned(),
+            ),
+            _ => None,
+        };
+        Outcome {
+            description: self.describe(),
+            failure,
+            note,
+        }
+    }
+
+    fn mismatch(&self, domain: &DomainMedia) -> Option<String> {
+        let (target, views, expected, live, config) = match self {
+            Step::Change {
+                target,
+                action,
+                live,
+                config,
+                ..
+            } => {
+                let expected = match action {
+                    Action::Insert(iso) | Action::Replace { iso, .. } => Some(iso.as_str()),
+                    Action::Eject { .. } => None,
+                };
+                (target, domain.views(target), expected, *live, *config)
+            }
+            Step::Attach { target, iso, .. } => (
+                target,
+                domain.views(target),
+                Some(iso.as_str()),
+                false,
+                true,
+            ),
+        };
+        let mut problems = Vec::new();
+        for (checked, name, drive) in [(live, "live", views.live), (config, "config", views.config)]
+        {
+            if !checked {
+                continue;
+            }
+            let held = drive.map(|d| d.media.as_ref().map(Media::label));
+            match held {
+                None => problems.push(format!("no drive {} in the {name} XML", sanitize(target))),
+                Some(held) if held.as_deref() != expected => problems.push(format!(
+                    "the {name} XML has {} (asked: {})",
+                    held.as_deref()
+                        .map_or_else(|| "it empty".to_owned(), |h| format!("'{}'", sanitize(h))),
+                    expected.map_or_else(|| "empty".to_owned(), |e| format!("'{}'", sanitize(e)))
+                )),
+                Some(_) => {}
+            }
+        }
+        (!problems.is_empty()).then(|| problems.join("; "))
+    }
+}
+
+fn joined(media: &[String]) -> String {
+    media
+        .iter()
+        .map(|m| sanitize(m))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The labels a drive holds in the views a step touches, each once.
+fn held(views: &DriveViews, live: bool, config: bool) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for (wanted, drive) in [(live, views.live), (config, views.config)] {
+        if let Some(media) = drive.filter(|_| wanted).and_then(|d| d.media.as_ref()) {
+            if !labels.contains(&media.label()) {
+                labels.push(media.label());
+            }
+        }
+    }
+    labels
+}
+
+/// Mounting `iso` into `target`: `None` when every view the domain's
+/// persistence rule touches already holds it.
+pub fn plan_mount(domain: &DomainMedia, target: &str, iso: &str, force: bool) -> Option<Step> {
+    let views = domain.views(target);
+    let (live, config) = (views.live.is_some(), views.config.is_some());
+    let previous = held(&views, live, config);
+    let already = [(live, views.live), (config, views.config)]
+        .iter()
+        .filter(|(wanted, _)| *wanted)
+        .all(|(_, drive)| {
+            drive
+                .and_then(|d| d.media.as_ref())
+                .map(Media::label)
+                .as_deref()
+                == Some(iso)
+        });
+    if already {
+        return None;
+    }
+    let action = if previous.is_empty() {
+        Action::Insert(iso.to_owned())
+    } else {
+        Action::Replace {
+            iso: iso.to_owned(),
+            previous,
+        }
+    };
+    Some(Step::Change {
+        domain: domain.name.clone(),
+        target: target.to_owned(),
+        action,
+        live,
+        config,
+        force,
+    })
+}
+
+/// Ejecting `target`, in each view holding media (only `iso`, when given):
+/// ejecting an empty view is an error in virsh, and a view holding another
+/// ISO than the one asked for is left alone. `None` when nothing matches.
+pub fn plan_eject(
+    domain: &DomainMedia,
+    target: &str,
+    iso: Option<&str>,
+    force: bool,
+) -> Option<Step> {
+    let views = domain.views(target);
+    let matches = |drive: Option<&Drive>| {
+        drive
+            .and_then(|d| d.media.as_ref())
+            .is_some_and(|media| iso.is_none_or(|iso| media.label() == iso))
+    };
+    let (live, config) = (matches(views.live), matches(views.config));
+    if !live && !config {
+        return None;
+    }
+    Some(Step::Change {
+        domain: domain.name.clone(),
+        target: target.to_owned(),
+        action: Action::Eject {
+            previous: held(&views, live, config),
+        },
+        live,
+        config,
+        force,
+    })
+}
+
+/// A new SATA CD-ROM holding `iso` for a domain without one.
+pub fn plan_attach(domain: &DomainMedia, iso: &str) -> anyhow::Result<Step> {
+    let Some(config) = &domain.config else {
+        anyhow::bail!(
+            "'{}' is transient: it has no config to add a drive to, and a SATA CD-ROM cannot be hot-plugged",
+            sanitize(&domain.name)
+        );
+    };
+    // A target taken in either definition would clash at the next boot.
+    let taken: Vec<&str> = config
+        .disk_targets
+        .iter()
+        .chain(domain.live.iter().flat_map(|live| &live.disk_targets))
+        .map(String::as_str)
+        .collect();
+    let target = free_sata_target(&taken).ok_or_else(|| {
+        anyhow::anyhow!("'{}' has no free sdX target left", sanitize(&domain.name))
+    })?;
+    Ok(Step::Attach {
+        domain: domain.name.clone(),
+        target,
+        iso: iso.to_owned(),
+        running: domain.live.is_some(),
+    })
+}
+
+/// virsh's words for a failed step, with the way on where there is one: a
+/// guest that locked its tray (an OS that mounted the disc) refuses an
+/// eject until `--force`.
+pub fn explain_failure(step: &Step, error: &VirshError) -> String {
+    let message = error.virsh_message().unwrap_or_else(|| error.to_string());
+    let forced = matches!(step, Step::Change { force: true, .. });
+    if !forced && (message.contains("tray") || message.contains("locked")) {
+        format!("the tray is locked by the guest ({message}); --force ejects anyway")
+    } else {
+        message
+    }
+}

@@ -1,0 +1,232 @@
+//! Planning and checking media changes on XML captured from real virsh.
+
+use super::*;
+use crate::virsh::domxml::parse_domain_xml;
+
+fn xml(name: &str) -> DomainXml {
+    let path = format!("{}/fixtures/virsh/{name}", env!("CARGO_MANIFEST_DIR"));
+    parse_domain_xml(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn domain(name: &str, state: DomainState, live: Option<&str>, config: Option<&str>) -> DomainMedia {
+    DomainMedia {
+        name: name.to_owned(),
+        state,
+        live: live.map(xml),
+        config: config.map(xml),
+    }
+}
+
+const ISO_A: &str = "/work/main/.lab/isos/install-a.iso";
+const ISO_B: &str = "/work/main/.lab/isos/tools-b.iso";
+
+fn running_agent() -> DomainMedia {
+    domain(
+        "lab-agent",
+        DomainState::Running,
+        Some("dumpxml-lab-agent-live.xml"),
+        Some("dumpxml-lab-agent-inactive.xml"),
+    )
+}
+
+#[test]
+fn running_persistent_replace_touches_live_and_config() {
+    let step = plan_mount(&running_agent(), "hdc", ISO_B, false).unwrap();
+    assert_eq!(
+        step.argv(),
+        [
+            "change-media",
+            "--domain",
+            "lab-agent",
+            "--path",
+            "hdc",
+            "--source",
+            ISO_B,
+            "--update",
+            "--live",
+            "--config",
+        ]
+    );
+    assert!(step.describe().contains("replace"), "{}", step.describe());
+    assert_eq!(
+        plan_mount(&running_agent(), "hdc", ISO_A, false),
+        None,
+        "already there"
+    );
+}
+
+#[test]
+fn shut_off_changes_the_config_only() {
+    let off = domain(
+        "lab-off",
+        DomainState::ShutOff,
+        None,
+        Some("dumpxml-lab-off.xml"),
+    );
+    let step = plan_eject(&off, "hdc", None, false).unwrap();
+    assert_eq!(
+        step.argv(),
+        [
+            "change-media",
+            "--domain",
+            "lab-off",
+            "--path",
+            "hdc",
+            "--eject",
+            "--config"
+        ]
+    );
+}
+
+#[test]
+fn transient_empty_drive_gets_a_live_insert() {
+    let transient = domain(
+        "-t",
+        DomainState::Running,
+        Some("dumpxml-lab-noagent-live.xml"),
+        None,
+    );
+    let step = plan_mount(&transient, "hdc", ISO_A, true).unwrap();
+    assert_eq!(
+        step.argv(),
+        [
+            "change-media",
+            "--domain",
+            "-t",
+            "--path",
+            "hdc",
+            "--source",
+            ISO_A,
+            "--insert",
+            "--live",
+            "--force",
+        ]
+    );
+}
+
+#[test]
+fn eject_only_the_views_holding_the_asked_iso() {
+    // Ejected live only: the config still brings the ISO back at boot.
+    let half = domain(
+        "lab-agent",
+        DomainState::Running,
+        Some("dumpxml-lab-noagent-ejected-live.xml"),
+        Some("dumpxml-lab-agent-inactive.xml"),
+    );
+    let step = plan_eject(&half, "hdc", Some(ISO_A), false).unwrap();
+    assert!(
+        matches!(
+            step,
+            Step::Change {
+                live: false,
+                config: true,
+                ..
+            }
+        ),
+        "{step:?}"
+    );
+    assert_eq!(plan_eject(&half, "hdc", Some(ISO_B), false), None);
+    let empty = domain(
+        "e",
+        DomainState::Running,
+        Some("dumpxml-lab-noagent-live.xml"),
+        None,
+    );
+    assert_eq!(plan_eject(&empty, "hdc", None, false), None);
+}
+
+#[test]
+fn verify_reports_every_view_not_as_asked() {
+    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
+    let outcome = step.verify(Some(&running_agent()), None);
+    let failure = outcome.failure.unwrap();
+    assert!(
+        failure.contains("the live XML has '") && failure.contains("the config XML"),
+        "{failure}"
+    );
+    let done = domain(
+        "lab-agent",
+        DomainState::Running,
+        Some("dumpxml-lab-noagent-ejected-live.xml"),
+        Some("dumpxml-lab-noagent-live.xml"),
+    );
+    assert_eq!(step.verify(Some(&done), None).failure, None);
+    assert!(step.verify(None, None).failure.is_some(), "vanished domain");
+    let failed = step.verify(Some(&done), Some("virsh said no".into()));
+    assert_eq!(failed.failure.as_deref(), Some("virsh said no"));
+}
+
+#[test]
+fn attach_picks_a_free_sata_target_in_the_config() {
+    let two = domain(
+        "two-drives",
+        DomainState::Running,
+        Some("dumpxml-test-two-drives.xml"),
+        Some("dumpxml-test-no-cdrom-inactive.xml"),
+    );
+    let step = plan_attach(&two, ISO_A).unwrap();
+    assert_eq!(
+        step.argv(),
+        [
+            "attach-disk",
+            "--domain",
+            "two-drives",
+            "--source",
+            ISO_A,
+            "--target",
+            "sdb",
+            "--targetbus",
+            "sata",
+            "--type",
+            "cdrom",
+            "--mode",
+            "readonly",
+            "--config",
+        ]
+    );
+    let note = step.verify(None, Some("x".into())).note;
+    assert_eq!(note, None, "no restart note for a failed attach");
+    let transient = domain(
+        "t",
+        DomainState::Running,
+        Some("dumpxml-test-no-cdrom-inactive.xml"),
+        None,
+    );
+    assert!(plan_attach(&transient, ISO_A).is_err());
+}
+
+#[test]
+fn drives_merge_both_views_and_find_cdroms() {
+    let two = domain(
+        "two",
+        DomainState::Running,
+        Some("dumpxml-test-two-drives.xml"),
+        None,
+    );
+    assert_eq!(two.targets(), ["hdc", "sda", "fda"]);
+    assert_eq!(two.cdrom_targets(), ["hdc", "sda"]);
+}
+
+#[test]
+fn locked_tray_points_at_force() {
+    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
+    let error = crate::virsh::VirshError::Failed {
+        command: "virsh change-media".into(),
+        status: std::os::unix::process::ExitStatusExt::from_raw(256),
+        stderr: "error: internal error: timed out waiting to open tray of 'ide0-1-0'\n".into(),
+    };
+    let text = plan::explain_failure(&step, &error);
+    assert!(
+        text.contains("locked") && text.contains("--force"),
+        "{text}"
+    );
+}
+
+#[test]
+fn remote_uris_have_a_host() {
+    assert!(is_remote_uri("qemu+ssh://root@host/system"));
+    assert!(is_remote_uri("qemu+tls://host.example/system?no_verify=1"));
+    assert!(!is_remote_uri("qemu:///system"));
+    assert!(!is_remote_uri("test:///work/fixtures/fleet-small.xml"));
+    assert!(!is_remote_uri("qemu+unix:///system?socket=/run/x"));
+}

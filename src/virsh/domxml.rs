@@ -1,0 +1,273 @@
+//! Pure parser for `virsh dumpxml`: a domain's removable drives (CD-ROM and
+//! floppy) and the disk targets already taken, read with an XML parser.
+
+use serde::Serialize;
+
+/// Which kind of removable drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriveKind {
+    Cdrom,
+    Floppy,
+}
+
+impl DriveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriveKind::Cdrom => "cdrom",
+            DriveKind::Floppy => "floppy",
+        }
+    }
+}
+
+/// What a drive holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Media {
+    /// `<disk type='file'>`: an image file on the host.
+    File(String),
+    /// `<disk type='block'>`: a host device such as /dev/sr0.
+    Block(String),
+    /// `<disk type='volume'>`: a volume of a storage pool.
+    Volume { pool: String, volume: String },
+}
+
+impl Media {
+    /// The host path, where the media has one (a volume is named by its
+    /// pool instead).
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Media::File(path) | Media::Block(path) => Some(path),
+            Media::Volume { .. } => None,
+        }
+    }
+
+    /// How the media reads in a table or JSON: its path, or `pool/volume`.
+    pub fn label(&self) -> String {
+        match self {
+            Media::File(path) | Media::Block(path) => path.clone(),
+            Media::Volume { pool, volume } => format!("{pool}/{volume}"),
+        }
+    }
+}
+
+/// One CD-ROM or floppy drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drive {
+    pub kind: DriveKind,
+    /// `<target dev=…>`: the name change-media takes as `--path`.
+    pub target: String,
+    pub bus: Option<String>,
+    /// `None` when the drive is empty.
+    pub media: Option<Media>,
+    pub tray_open: bool,
+    pub readonly: bool,
+}
+
+/// What the media code needs from one domain's XML.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainXml {
+    pub drives: Vec<Drive>,
+    /// Every `<disk>` target, removable or not: a new drive needs a free one.
+    pub disk_targets: Vec<String>,
+}
+
+impl DomainXml {
+    pub fn drive(&self, target: &str) -> Option<&Drive> {
+        self.drives.iter().find(|drive| drive.target == target)
+    }
+}
+
+/// The first `sdX` name none of `taken` uses, for a new SATA drive.
+pub fn free_sata_target(taken: &[&str]) -> Option<String> {
+    (b'a'..=b'z')
+        .map(|letter| format!("sd{}", char::from(letter)))
+        .find(|name| !taken.contains(&name.as_str()))
+}
+
+/// Parses `virsh dumpxml [--inactive]` output. Disks other than CD-ROMs and
+/// floppies only contribute their target names.
+pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
+    let document = roxmltree::Document::parse(text)?;
+    let mut parsed = DomainXml::default();
+    let disks = document
+        .root_element()
+        .children()
+        .filter(|node| node.has_tag_name("devices"))
+        .flat_map(|devices| devices.children())
+        .filter(|node| node.has_tag_name("disk"));
+    for disk in disks {
+        let child = |name: &str| disk.children().find(|node| node.has_tag_name(name));
+        let target = child("target");
+        let Some(dev) = target.and_then(|t| t.attribute("dev")) else {
+            continue;
+        };
+        parsed.disk_targets.push(dev.to_owned());
+        let kind = match disk.attribute("device") {
+            Some("cdrom") => DriveKind::Cdrom,
+            Some("floppy") => DriveKind::Floppy,
+            _ => continue,
+        };
+        parsed.drives.push(Drive {
+            kind,
+            target: dev.to_owned(),
+            bus: target.and_then(|t| t.attribute("bus")).map(str::to_owned),
+            media: child("source").and_then(|source| media(disk.attribute("type"), source)),
+            tray_open: target.and_then(|t| t.attribute("tray")) == Some("open"),
+            readonly: child("readonly").is_some(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// A `<source>` names media only through its attributes: an ejected drive
+/// of a running QEMU domain keeps a bare `<source index='N'/>`.
+fn media(disk_type: Option<&str>, source: roxmltree::Node) -> Option<Media> {
+    let attribute = |name: &str| {
+        source
+            .attribute(name)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    match disk_type {
+        Some("block") => attribute("dev").map(Media::Block),
+        Some("volume") => Some(Media::Volume {
+            pool: attribute("pool")?,
+            volume: attribute("volume")?,
+        }),
+        _ => attribute("file").map(Media::File),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> DomainXml {
+        let path = format!("{}/fixtures/virsh/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        parse_domain_xml(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn only_drive(xml: &DomainXml) -> &Drive {
+        assert_eq!(xml.drives.len(), 1, "{xml:?}");
+        &xml.drives[0]
+    }
+
+    #[test]
+    fn lab_live_ide_cdrom_with_media() {
+        let xml = fixture("dumpxml-lab-agent-live.xml");
+        let drive = only_drive(&xml);
+        assert_eq!(drive.kind, DriveKind::Cdrom);
+        assert_eq!(drive.target, "hdc");
+        assert_eq!(drive.bus.as_deref(), Some("ide"));
+        assert_eq!(
+            drive.media,
+            Some(Media::File("/work/main/.lab/isos/install-a.iso".into()))
+        );
+        assert!(drive.readonly && !drive.tray_open);
+    }
+
+    #[test]
+    fn lab_inactive_and_shut_off_configs() {
+        let inactive = fixture("dumpxml-lab-agent-inactive.xml");
+        assert_eq!(
+            only_drive(&inactive).media.as_ref().and_then(Media::path),
+            Some("/work/main/.lab/isos/install-a.iso")
+        );
+        let off = fixture("dumpxml-lab-off.xml");
+        assert_eq!(
+            only_drive(&off).media,
+            Some(Media::File("/work/main/.lab/isos/tools-b.iso".into()))
+        );
+    }
+
+    #[test]
+    fn non_ascii_path_with_space() {
+        let xml = fixture("dumpxml-lab-meta-live.xml");
+        assert_eq!(
+            only_drive(&xml).media.as_ref().map(Media::label).as_deref(),
+            Some("/work/main/.lab/isos/Débian netinst.iso")
+        );
+    }
+
+    #[test]
+    fn empty_drive_never_inserted() {
+        let xml = fixture("dumpxml-lab-noagent-live.xml");
+        assert_eq!(only_drive(&xml).media, None);
+    }
+
+    #[test]
+    fn ejected_drive_keeps_a_bare_source_element() {
+        // Captured after `change-media --eject --live` on lab-noagent.
+        let xml = fixture("dumpxml-lab-noagent-ejected-live.xml");
+        assert_eq!(only_drive(&xml).media, None);
+    }
+
+    #[test]
+    fn several_drives_floppy_and_taken_targets() {
+        let xml = fixture("dumpxml-test-two-drives.xml");
+        let kinds: Vec<(&str, DriveKind, Option<&str>)> = xml
+            .drives
+            .iter()
+            .map(|d| (d.target.as_str(), d.kind, d.bus.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("hdc", DriveKind::Cdrom, Some("ide")),
+                ("sda", DriveKind::Cdrom, Some("sata")),
+                ("fda", DriveKind::Floppy, Some("fdc")),
+            ]
+        );
+        assert_eq!(xml.drive("sda").unwrap().media, None);
+        assert!(!xml.drive("fda").unwrap().readonly);
+        assert_eq!(xml.disk_targets, ["vda", "hdc", "sda", "fda"]);
+        let taken: Vec<&str> = xml.disk_targets.iter().map(String::as_str).collect();
+        assert_eq!(free_sata_target(&taken).as_deref(), Some("sdb"));
+    }
+
+    #[test]
+    fn volume_source_names_pool_and_volume() {
+        let xml = fixture("dumpxml-test-pool-volume.xml");
+        let media = only_drive(&xml).media.clone().unwrap();
+        assert_eq!(media.path(), None);
+        assert_eq!(media.label(), "isos/Débian netinst.iso");
+    }
+
+    #[test]
+    fn open_tray() {
+        let xml = fixture("dumpxml-test-tray-open.xml");
+        assert!(only_drive(&xml).tray_open);
+    }
+
+    #[test]
+    fn no_cdrom_at_all() {
+        let xml = fixture("dumpxml-test-no-cdrom-inactive.xml");
+        assert!(xml.drives.is_empty());
+        assert_eq!(xml.disk_targets, ["sda"]);
+    }
+
+    #[test]
+    fn attached_sata_cdrom_in_config() {
+        let xml = fixture("dumpxml-lab-off-sata-attached.xml");
+        let sata = xml.drive("sda").unwrap();
+        assert_eq!(sata.bus.as_deref(), Some("sata"));
+        assert_eq!(sata.kind, DriveKind::Cdrom);
+    }
+
+    #[test]
+    fn block_device_source_and_garbage() {
+        let xml = parse_domain_xml(
+            "<domain><devices><disk type='block' device='cdrom'>\
+             <source dev='/dev/sr0'/><target dev='hdc' bus='ide'/></disk>\
+             </devices></domain>",
+        )
+        .unwrap();
+        assert_eq!(
+            only_drive(&xml).media,
+            Some(Media::Block("/dev/sr0".into()))
+        );
+        assert!(parse_domain_xml("error: not xml").is_err());
+        assert!(parse_domain_xml("").is_err());
+    }
+}
