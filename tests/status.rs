@@ -82,7 +82,11 @@ fn large_fleet_matches_dominfo_in_a_fixed_number_of_processes() {
         let name = row["name"].as_str().unwrap();
         let info = &before[name];
         assert_eq!(row["state"], info["State"].as_str(), "{name}");
-        assert_eq!(row["vcpus"], info["CPU(s)"].parse::<u64>().unwrap(), "{name}");
+        assert_eq!(
+            row["vcpus"],
+            info["CPU(s)"].parse::<u64>().unwrap(),
+            "{name}"
+        );
         assert_eq!(row["memory_max_kib"], kib(&info["Max memory"]), "{name}");
         assert_eq!(row["memory_used_kib"], kib(&info["Used memory"]), "{name}");
         assert_eq!(row["memory_used_source"], "allocation", "{name}");
@@ -90,9 +94,15 @@ fn large_fleet_matches_dominfo_in_a_fixed_number_of_processes() {
         assert_eq!(row["os"], "unknown");
         assert_eq!(row["os_source"], Value::Null);
         if info["State"] == "shut off" {
-            assert_eq!(row["cpu_time_ns"], Value::Null, "{name}: no CPU time when off");
+            assert_eq!(
+                row["cpu_time_ns"],
+                Value::Null,
+                "{name}: no CPU time when off"
+            );
         } else {
-            let ours = row["cpu_time_ns"].as_u64().expect("active domains have CPU time");
+            let ours = row["cpu_time_ns"]
+                .as_u64()
+                .expect("active domains have CPU time");
             let first = cpu_ns(&info["CPU time"]);
             assert!(
                 (first..=after_cpu).contains(&ours),
@@ -122,9 +132,10 @@ fn virsh_processes_do_not_grow_with_the_fleet() {
     let small = count("fleet-small.xml");
     let large = count("fleet-400.xml");
     assert_eq!(small, large, "7 domains and 400 domains cost the same");
-    // domstats, one dominfo batch, and one guestinfo that finds out the
-    // test driver has no agent support.
-    assert_eq!(large, 3);
+    // The listing, the metrics batch, one guestinfo that finds out the
+    // test driver has no agent support, and one dumpxml batch for the
+    // libosinfo metadata.
+    assert_eq!(large, 4);
 }
 
 #[test]
@@ -143,13 +154,27 @@ fn awkward_names_survive_table_and_json() {
         ("--double-dash", "running"),
         ("semi;colon#hash", "shut off"),
     ] {
-        let row = by_name.get(name).unwrap_or_else(|| panic!("{name} missing"));
+        let row = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(row["state"], state, "{name}");
         // dominfo answered for it, through the batch's quoting
-        assert!(row["uuid"].as_str().unwrap().starts_with("5ca1ab1e-"), "{name}");
+        assert!(
+            row["uuid"].as_str().unwrap().starts_with("5ca1ab1e-"),
+            "{name}"
+        );
         assert!(row["memory_max_kib"].is_u64(), "{name}");
     }
     assert_eq!(by_name["-db"]["os_error"], "domain is paused");
+    assert_eq!(
+        by_name["plain"]["os"], "Ubuntu 22.04",
+        "from libosinfo metadata"
+    );
+    assert_eq!(by_name["plain"]["os_source"], "metadata");
+    assert_eq!(
+        by_name["with space"]["os_error"], "domain is shut off",
+        "no agent and no metadata: unknown, with the reason"
+    );
 
     let output = run(tool().args(["-c", &uri, "status"]));
     assert!(output.status.success());
@@ -159,7 +184,10 @@ fn awkward_names_survive_table_and_json() {
     }
     assert!(table.contains(r#"it's "quoted""#));
     assert!(table.contains("Ünïcödé-vm"));
-    assert!(table.contains("512.0 MiB / 1.0 GiB"), "plain's memory\n{table}");
+    assert!(
+        table.contains("512.0 MiB / 1.0 GiB"),
+        "plain's memory\n{table}"
+    );
     assert!(table.contains("1023 KiB / 1023 KiB"));
     assert!(table.contains("7 domain(s)"));
 }
@@ -180,11 +208,18 @@ fn uri_comes_from_flag_then_env_then_virsh_default() {
     };
 
     let (calls, names) = with(tool().env("LIBVIRT_DEFAULT_URI", &small));
-    assert!(calls.iter().all(|c| c[0] != "-c"), "no -c without a URI: {calls:?}");
+    assert!(
+        calls.iter().all(|c| c[0] != "-c"),
+        "no -c without a URI: {calls:?}"
+    );
     assert_eq!(names.len(), 7, "virsh applied LIBVIRT_DEFAULT_URI");
 
     let (calls, names) = with(tool().env("LIBVIRT_URI", &small));
-    assert!(calls.iter().all(|c| c[..2] == ["-c".to_owned(), small.clone()]));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c[..2] == ["-c".to_owned(), small.clone()])
+    );
     assert_eq!(names.len(), 7);
 
     let (calls, names) = with(
@@ -192,7 +227,10 @@ fn uri_comes_from_flag_then_env_then_virsh_default() {
             .env("LIBVIRT_URI", fleet_uri("fleet-400.xml"))
             .args(["--connect", &small]),
     );
-    assert!(calls.iter().all(|c| c[1] == small), "--connect beats LIBVIRT_URI");
+    assert!(
+        calls.iter().all(|c| c[1] == small),
+        "--connect beats LIBVIRT_URI"
+    );
     assert_eq!(names.len(), 7);
 }
 
@@ -228,7 +266,11 @@ fn menu_session(input: &str) -> (std::process::Output, String) {
 fn menu_rescans_rejects_junk_and_exits() {
     let (output, text) = menu_session("4\nbanana\n\n9\n5\n");
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(text.matches("7 domain(s)").count(), 2, "startup table + rescan\n{text}");
+    assert_eq!(
+        text.matches("7 domain(s)").count(),
+        2,
+        "startup table + rescan\n{text}"
+    );
     assert_eq!(text.matches("Invalid choice").count(), 3, "{text}");
     assert_eq!(text.matches("Select option:").count(), 5);
 }
@@ -237,7 +279,11 @@ fn menu_rescans_rejects_junk_and_exits() {
 fn menu_leaves_on_q_and_on_end_of_input() {
     for input in ["q\n", "Q\n", "", "4\n"] {
         let (output, text) = menu_session(input);
-        assert!(output.status.success(), "input {input:?}: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "input {input:?}: {}",
+            stderr(&output)
+        );
         assert!(text.contains("1) Mount ISO") && text.contains("5) Exit"));
     }
 }
@@ -248,7 +294,12 @@ fn missing_virsh_names_the_package() {
     assert!(!output.status.success());
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
-    for needle in ["/nonexistent/virsh", "libvirt-clients", "libvirt-client on Fedora", "VIRSH"] {
+    for needle in [
+        "/nonexistent/virsh",
+        "libvirt-clients",
+        "libvirt-client on Fedora",
+        "VIRSH",
+    ] {
         assert!(message.contains(needle), "{needle} in {message}");
     }
 }
@@ -261,7 +312,10 @@ fn connection_failure_shows_virsh_error_and_uri() {
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(message.contains(uri), "{message}");
-    assert!(message.contains("failed to connect to the hypervisor"), "{message}");
+    assert!(
+        message.contains("failed to connect to the hypervisor"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -296,7 +350,12 @@ fn garbage_from_virsh_never_panics() {
 
 #[test]
 fn bad_options_are_usage_errors() {
-    for args in [&["--timeout", "0s", "status"][..], &["--timeout", "soon"], &["--jobs", "0"], &["frobnicate"]] {
+    for args in [
+        &["--timeout", "0s", "status"][..],
+        &["--timeout", "soon"],
+        &["--jobs", "0"],
+        &["frobnicate"],
+    ] {
         let output = run(tool().args(args));
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }

@@ -3,7 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::virsh::{Virsh, VirshError, parse};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::virsh::{Batch, Virsh, VirshError, parse};
+
+/// Where os-release(5) may live; the first that opens wins.
+const OS_RELEASE_PATHS: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
+
+/// os-release files are tiny; one read of this size gets all of one.
+const OS_RELEASE_READ_BYTES: u32 = 64 * 1024;
 
 /// Why the agent gave no answer, classified from virsh's error text so the
 /// caller can decide what to try next.
@@ -19,15 +28,26 @@ pub enum AgentError {
     DriverUnsupported,
     #[error("guest agent timed out")]
     Timeout(#[source] VirshError),
+    #[error("guest agent timed out (the scan's deadline passed)")]
+    Deadline,
     #[error("guest agent refused: {0}")]
     Refused(String),
     #[error("guest agent answered without OS details")]
     NoOsInfo,
+    #[error("unexpected guest agent reply: {0}")]
+    BadReply(String),
     #[error(transparent)]
     Virsh(VirshError),
 }
 
 impl AgentError {
+    /// Whether the agent itself answered but could not give the OS: then
+    /// reading os-release through it is worth a try. A timeout is not such
+    /// a case: libvirt would hold the next call to that domain too.
+    pub fn agent_answered(&self) -> bool {
+        matches!(self, AgentError::Refused(_) | AgentError::NoOsInfo)
+    }
+
     fn from_virsh(error: VirshError) -> Self {
         let Some(message) = error.virsh_message() else {
             return match error {
@@ -48,8 +68,7 @@ impl AgentError {
             || message.contains("unable to execute QEMU agent command")
         {
             AgentError::Refused(message)
-        } else if message.contains("Guest agent is not responding")
-            || message.contains("timed out")
+        } else if message.contains("Guest agent is not responding") || message.contains("timed out")
         {
             AgentError::Timeout(error)
         } else {
@@ -64,6 +83,133 @@ pub fn os_name(virsh: &Virsh, domain: &str) -> Result<String, AgentError> {
         .run(&["guestinfo", "--os", "--domain", domain])
         .map_err(AgentError::from_virsh)?;
     os_name_from_guestinfo(&parse::parse_guestinfo(&output.stdout)).ok_or(AgentError::NoOsInfo)
+}
+
+/// PRETTY_NAME from the guest's os-release, read through the agent's file
+/// commands. These go through `qemu-agent-command`, which makes libvirt mark
+/// the domain "tainted: custom guest agent control commands issued"; the
+/// caller uses this only where `guestinfo` cannot answer.
+pub fn os_release_name(virsh: &Virsh, domain: &str) -> Result<String, AgentError> {
+    let mut last_error = None;
+    for path in OS_RELEASE_PATHS {
+        let open = json!({"execute": "guest-file-open", "arguments": {"path": path, "mode": "r"}});
+        let handle =
+            match agent_command(virsh, domain, &open).and_then(|reply| parse_handle(&reply)) {
+                Ok(handle) => handle,
+                Err(error @ AgentError::Refused(_)) => {
+                    last_error = Some(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+        let text = read_and_close(virsh, domain, handle)?;
+        return pretty_name_from_os_release(&text).ok_or(AgentError::NoOsInfo);
+    }
+    Err(last_error.unwrap_or(AgentError::NoOsInfo))
+}
+
+/// Reads the whole file and closes the handle in one virsh process: the
+/// close must happen even when the read reply is unusable, or the guest
+/// keeps the handle open.
+fn read_and_close(virsh: &Virsh, domain: &str, handle: i64) -> Result<String, AgentError> {
+    let read = json!({"execute": "guest-file-read",
+                      "arguments": {"handle": handle, "count": OS_RELEASE_READ_BYTES}});
+    let close = json!({"execute": "guest-file-close", "arguments": {"handle": handle}});
+    let mut batch = Batch::new();
+    for request in [&read, &close] {
+        batch.push(&[
+            "qemu-agent-command",
+            "--domain",
+            domain,
+            &request.to_string(),
+        ]);
+    }
+    let sections = virsh.run_batch(&batch).map_err(AgentError::from_virsh)?;
+    let reply = sections
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| AgentError::BadReply("guest-file-read gave no answer".to_owned()))?;
+    parse_file_read(&reply)
+}
+
+fn agent_command(virsh: &Virsh, domain: &str, request: &Value) -> Result<String, AgentError> {
+    let output = virsh
+        .run(&[
+            "qemu-agent-command",
+            "--domain",
+            domain,
+            &request.to_string(),
+        ])
+        .map_err(AgentError::from_virsh)?;
+    Ok(output.stdout)
+}
+
+/// `{"return":1000}` → 1000.
+pub fn parse_handle(reply: &str) -> Result<i64, AgentError> {
+    serde_json::from_str::<Value>(reply)
+        .ok()
+        .and_then(|value| value.get("return")?.as_i64())
+        .ok_or_else(|| AgentError::BadReply(crate::utils::sanitize(reply.trim())))
+}
+
+/// `{"return":{"count":N,"buf-b64":"…","eof":true}}` → the decoded text.
+pub fn parse_file_read(reply: &str) -> Result<String, AgentError> {
+    let bad = || AgentError::BadReply(crate::utils::sanitize(reply.trim()));
+    let value: Value = serde_json::from_str(reply).map_err(|_| bad())?;
+    let encoded = value
+        .pointer("/return/buf-b64")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| bad())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// PRETTY_NAME from os-release(5) text, with its shell-style quoting
+/// removed; falls back to NAME and VERSION as the spec suggests.
+pub fn pretty_name_from_os_release(text: &str) -> Option<String> {
+    let fields: BTreeMap<&str, String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim(), unquote(value.trim())))
+        .collect();
+    let field = |key: &str| {
+        fields
+            .get(key)
+            .map(|value| crate::utils::sanitize(value))
+            .filter(|value| !value.is_empty())
+    };
+    field("PRETTY_NAME").or_else(|| {
+        let name = field("NAME")?;
+        Some(match field("VERSION") {
+            Some(version) => format!("{name} {version}"),
+            None => name,
+        })
+    })
+}
+
+/// Undoes os-release's quoting: one pair of single or double quotes, and
+/// backslash escapes inside double quotes.
+fn unquote(value: &str) -> String {
+    if let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next()),
+                c => out.push(c),
+            }
+        }
+        out
+    } else if let Some(inner) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        inner.to_owned()
+    } else {
+        value.to_owned()
+    }
 }
 
 /// pretty-name where the guest reports one, else name and version
@@ -112,17 +258,79 @@ mod tests {
             AgentError::NotRunning
         ));
         assert!(matches!(
-            failed("error: this function is not supported by the connection driver: virDomainGetGuestInfo\n"),
+            failed(
+                "error: this function is not supported by the connection driver: virDomainGetGuestInfo\n"
+            ),
             AgentError::DriverUnsupported
         ));
         assert!(matches!(
-            failed("error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': Command guest-get-osinfo has been disabled\n"),
+            failed(
+                "error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': Command guest-get-osinfo has been disabled\n"
+            ),
             AgentError::Refused(_)
         ));
         assert!(matches!(
             failed("error: Guest agent is not responding: Guest agent not available for now\n"),
             AgentError::Timeout(_)
         ));
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn decodes_a_real_file_read_reply() {
+        let text = parse_file_read(&fixture("virsh/agent-file-read-os-release.json")).unwrap();
+        assert!(text.starts_with("NAME=\"Dismount Lab Linux\"\n"), "{text}");
+        assert_eq!(
+            pretty_name_from_os_release(&text).as_deref(),
+            Some("Dismount Lab Linux 1.0")
+        );
+        assert_eq!(parse_handle("{\"return\":1000}\n").unwrap(), 1000);
+        assert!(matches!(
+            parse_handle("{\"error\":{}}"),
+            Err(AgentError::BadReply(_))
+        ));
+        assert!(matches!(
+            parse_file_read("{\"return\":{\"buf-b64\":\"%%%\"}}"),
+            Err(AgentError::BadReply(_))
+        ));
+    }
+
+    #[test]
+    fn os_release_quoting_and_fallbacks() {
+        let text = "# comment\nNAME='Single Quoted'\nPRETTY_NAME=\"Say \\\"hi\\\" \\$x\"\n";
+        assert_eq!(
+            pretty_name_from_os_release(text).as_deref(),
+            Some(r#"Say "hi" $x"#)
+        );
+        let text = "NAME=Alpine\nVERSION=3.19\nPRETTY_NAME=\n";
+        assert_eq!(
+            pretty_name_from_os_release(text).as_deref(),
+            Some("Alpine 3.19")
+        );
+        assert_eq!(pretty_name_from_os_release("ID=x\n"), None);
+    }
+
+    /// A Windows guest's guest-get-osinfo reply (Windows Server 2022, from
+    /// QEMU's guest agent discussion, see fixtures/README.md), as virsh
+    /// guestinfo shows it: every field under `os.`.
+    #[test]
+    fn windows_guest_reply() {
+        let reply: Value =
+            serde_json::from_str(&fixture("agent/guest-get-osinfo-windows.json")).unwrap();
+        let info: BTreeMap<String, String> = reply["return"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (format!("os.{k}"), v.as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            os_name_from_guestinfo(&info).as_deref(),
+            Some("Windows Server 2022 Datacenter")
+        );
     }
 
     #[test]
@@ -134,7 +342,10 @@ mod tests {
             os_name_from_guestinfo(&info).as_deref(),
             Some("Microsoft Windows Microsoft Windows 10")
         );
-        info.insert("os.pretty-name".to_owned(), "Windows 10 Pro\u{1b}[31m".to_owned());
+        info.insert(
+            "os.pretty-name".to_owned(),
+            "Windows 10 Pro\u{1b}[31m".to_owned(),
+        );
         assert_eq!(
             os_name_from_guestinfo(&info).as_deref(),
             Some("Windows 10 Pro[31m"),

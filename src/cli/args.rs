@@ -15,20 +15,36 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Args {
     /// libvirt connection URI, e.g. qemu+ssh://root@host/system [default: virsh's own]
-    #[arg(short = 'c', long = "connect", env = "LIBVIRT_URI", value_name = "URI", global = true)]
+    #[arg(
+        short = 'c',
+        long = "connect",
+        env = "LIBVIRT_URI",
+        value_name = "URI",
+        global = true
+    )]
     pub connect: Option<String>,
 
     /// virsh binary to run
-    #[arg(long, env = "VIRSH", value_name = "PATH", default_value = "virsh", global = true)]
+    #[arg(
+        long,
+        env = "VIRSH",
+        value_name = "PATH",
+        default_value = "virsh",
+        global = true
+    )]
     pub virsh: String,
 
     /// Upper bound for every single virsh call (e.g. 5s, 1500ms)
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, global = true)]
     pub timeout: Duration,
 
-    /// How long probe results are reused before virsh is asked again
+    /// How long CPU and memory figures are reused; also the background refresh interval of the menu
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, global = true)]
     pub cache_ttl: Duration,
+
+    /// How long a guest's OS name is reused (failed detections: --cache-ttl)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub os_ttl: Duration,
 
     /// How many guests are probed at once
     #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
@@ -110,7 +126,8 @@ pub struct ChangeArgs {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (try 5s or 1500ms)"))?;
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (try 5s or 1500ms)"))?;
     if duration.is_zero() {
         return Err("must be greater than zero".to_owned());
     }

@@ -2,11 +2,55 @@
 //! writes to any `Write`, so tests drive it with plain text.
 
 use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::SystemTime;
 
 use anyhow::Result;
 
+use super::progress::scan_with_progress;
 use super::render::status_table;
-use crate::probe::ProbeManager;
+use crate::probe::{DomainStatus, ProbeManager};
+
+/// A background scan's result, or its error chain as text.
+pub type Update = std::result::Result<Vec<DomainStatus>, String>;
+
+/// Rescans in the background every cache TTL and hands the results to the
+/// menu over a channel; the menu shows the newest at its next render, so
+/// nothing is ever printed into a prompt the user is typing at. Dropping
+/// it stops the thread at its next wake-up.
+pub struct Refresh {
+    updates: Receiver<Update>,
+    _stop: Sender<()>,
+}
+
+impl Refresh {
+    pub fn start(probes: Arc<ProbeManager>) -> Self {
+        let interval = probes.options().cache_ttl;
+        let (send_update, updates) = mpsc::channel();
+        let (stop, stopped) = mpsc::channel::<()>();
+        thread::spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                let update = probes
+                    .scan(&|_, _| {})
+                    .map_err(|error| format!("{error:#}"));
+                if send_update.send(update).is_err() {
+                    return;
+                }
+            }
+        });
+        Refresh {
+            updates,
+            _stop: stop,
+        }
+    }
+
+    /// The newest update since the last call, if any.
+    fn latest(&self) -> Option<Update> {
+        self.updates.try_iter().last()
+    }
+}
 
 const MENU: &str = "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Rescan\n5) Exit\n";
 
@@ -56,9 +100,17 @@ impl<R: BufRead, W: Write> Console<R, W> {
 }
 
 /// Runs the menu until Exit, `q` or end of input.
-pub fn run_menu<R: BufRead, W: Write>(input: R, output: W, probes: &ProbeManager) -> Result<()> {
+pub fn run_menu<R: BufRead, W: Write>(
+    input: R,
+    output: W,
+    probes: &ProbeManager,
+    refresh: &Refresh,
+) -> Result<()> {
     let mut console = Console::new(input, output);
     loop {
+        if let Some(update) = refresh.latest() {
+            show_update(console.out(), update)?;
+        }
         write!(console.out(), "{MENU}")?;
         let choice = match console.ask("Select option: ")? {
             Answer::Text(choice) => choice,
@@ -69,7 +121,7 @@ pub fn run_menu<R: BufRead, W: Write>(input: R, output: W, probes: &ProbeManager
             "2" => super::media::menu_scan(&mut console, probes.virsh())?,
             "3" => super::media::menu_eject(&mut console, probes.virsh())?,
             "4" => {
-                let rows = probes.scan()?;
+                let rows = scan_with_progress(probes)?;
                 write!(console.out(), "{}", status_table(&rows))?;
             }
             "5" => return Ok(()),
@@ -80,6 +132,19 @@ pub fn run_menu<R: BufRead, W: Write>(input: R, output: W, probes: &ProbeManager
             )?,
         }
     }
+}
+
+fn show_update(out: &mut impl Write, update: Update) -> Result<()> {
+    let at = humantime::format_rfc3339_seconds(SystemTime::now());
+    match update {
+        Ok(rows) => write!(
+            out,
+            "\nRefreshed in the background at {at}:\n{}",
+            status_table(&rows)
+        )?,
+        Err(error) => writeln!(out, "\nBackground refresh at {at} failed: {error}")?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod args;
 mod media;
 mod menu;
+mod progress;
 mod render;
 
 use std::io::{self, Write};
@@ -13,11 +14,12 @@ use std::sync::Arc;
 use anyhow::Result;
 
 pub use args::{Args, Command};
-pub use menu::run_menu;
+pub use menu::{Refresh, run_menu};
 pub use render::status_table;
 
 use crate::probe::{ProbeManager, ProbeOptions};
 use crate::virsh::{ProcessRunner, Virsh, VirshConfig};
+use progress::scan_with_progress;
 
 /// Everything the core needs, free of clap types.
 #[derive(Debug, Clone)]
@@ -36,7 +38,9 @@ impl From<&Args> for Options {
                 timeout: args.timeout,
             },
             probe: ProbeOptions {
+                timeout: args.timeout,
                 cache_ttl: args.cache_ttl,
+                os_ttl: args.os_ttl,
                 jobs: usize::from(args.jobs),
             },
         }
@@ -45,10 +49,10 @@ impl From<&Args> for Options {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let options = Options::from(&args);
-    let probes = ProbeManager::new(
+    let probes = Arc::new(ProbeManager::new(
         Virsh::new(options.virsh, Arc::new(ProcessRunner)),
         options.probe,
-    );
+    ));
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut code = ExitCode::SUCCESS;
@@ -87,7 +91,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })?;
         }
         Some(Command::Status { json }) => {
-            let rows = probes.scan()?;
+            let rows = scan_with_progress(&probes)?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &rows)?;
                 writeln!(out)?;
@@ -96,9 +100,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
         None => {
-            let rows = probes.scan()?;
+            let rows = scan_with_progress(&probes)?;
             out.write_all(status_table(&rows).as_bytes())?;
-            run_menu(io::stdin().lock(), &mut out, &probes)?;
+            let refresh = Refresh::start(Arc::clone(&probes));
+            run_menu(io::stdin().lock(), &mut out, &probes, &refresh)?;
         }
     }
     out.flush()?;

@@ -1,9 +1,12 @@
 //! The ProbeManager: scans the fleet in a fixed number of virsh processes,
-//! probes guests in parallel under a timeout, and caches what is slow.
+//! probes guests in parallel under one deadline, and caches each metric for
+//! its own time to live.
+
+mod osinfo;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -11,7 +14,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::agent::{self, AgentError};
-use crate::virsh::{DomInfo, DomainState, DomainStats, Virsh};
+use crate::virsh::{DomInfo, DomainState, DomainStats, Virsh, metadata};
+
+pub use osinfo::os_name_from_id;
 
 /// Where a memory-used figure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,8 +32,12 @@ pub enum MemorySource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OsSource {
-    /// `guestinfo --os`, answered by the guest agent.
+    /// `guestinfo --os`: the agent's guest-get-osinfo.
     Agent,
+    /// os-release read through the agent's file commands.
+    AgentFile,
+    /// libosinfo metadata in the domain XML.
+    Metadata,
 }
 
 /// One row of the status table and of `status --json`.
@@ -43,51 +52,105 @@ pub struct DomainStatus {
     pub memory_used_source: Option<MemorySource>,
     pub memory_max_kib: Option<u64>,
     pub cpu_time_ns: Option<u64>,
+    /// Share of the domain's vCPUs used between its last two samples.
+    pub cpu_percent: Option<f64>,
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
 }
 
-/// The result of one OS probe, as cached.
 #[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Bounds every virsh process, and all guest probes of one scan together.
+    pub timeout: Duration,
+    /// How long CPU and memory figures are reused.
+    pub cache_ttl: Duration,
+    /// How long a guest's OS name is reused (failures: `cache_ttl`).
+    pub os_ttl: Duration,
+    /// How many guests are probed at once.
+    pub jobs: usize,
+}
+
+/// Told how far the guest probes of a scan have got: (done, total).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+/// CPU and memory of one domain, as cached.
+#[derive(Debug, Clone, PartialEq)]
+struct Metrics {
+    persistent: Option<bool>,
+    vcpus: Option<u32>,
+    memory_used_kib: Option<u64>,
+    memory_used_source: Option<MemorySource>,
+    memory_max_kib: Option<u64>,
+    cpu_time_ns: Option<u64>,
+    cpu_percent: Option<f64>,
+}
+
+/// The outcome of OS detection for one domain, as cached.
+#[derive(Debug, Clone, PartialEq)]
 struct OsReport {
-    os: Option<(String, OsSource)>,
+    name: Option<(String, OsSource)>,
     error: Option<String>,
 }
 
 impl OsReport {
-    fn from_result(result: Result<String, AgentError>) -> Self {
-        match result {
-            Ok(name) => OsReport {
-                os: Some((name, OsSource::Agent)),
-                error: None,
-            },
-            Err(error) => OsReport {
-                os: None,
-                error: Some(format!("{error:#}")),
-            },
+    fn found(name: String, source: OsSource) -> Self {
+        OsReport {
+            name: Some((name, source)),
+            error: None,
+        }
+    }
+
+    fn failed(error: String) -> Self {
+        OsReport {
+            name: None,
+            error: Some(error),
         }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ProbeOptions {
-    /// How long a cached probe result stays valid.
-    pub cache_ttl: Duration,
-    /// How many guest probes run at once.
-    pub jobs: usize,
-}
-
-struct CachedOs {
+struct Cached<T> {
     taken: Instant,
     state: DomainState,
-    report: OsReport,
+    value: T,
+}
+
+impl<T: Clone> Cached<T> {
+    /// The value while it is younger than `ttl` and the domain has not
+    /// changed state since: a reboot can change the OS, a stop the figures.
+    fn fresh(&self, state: DomainState, ttl: Duration, now: Instant) -> Option<T> {
+        (self.state == state && now.duration_since(self.taken) < ttl).then(|| self.value.clone())
+    }
+}
+
+#[derive(Default)]
+struct DomainCache {
+    metrics: Option<Cached<Metrics>>,
+    os: Option<Cached<OsReport>>,
+    /// The last CPU time reading, for CPU %.
+    cpu_sample: Option<(Instant, u64)>,
+}
+
+/// A domain as the listing knows it.
+struct Listed {
+    name: String,
+    uuid: Option<String>,
+    state: DomainState,
+}
+
+impl Listed {
+    /// Domains are cached by UUID: a name can be reused by another domain.
+    fn key(&self) -> String {
+        self.uuid
+            .clone()
+            .unwrap_or_else(|| format!("name:{}", self.name))
+    }
 }
 
 pub struct ProbeManager {
     virsh: Virsh,
     options: ProbeOptions,
-    os_cache: Mutex<HashMap<String, CachedOs>>,
+    cache: Mutex<HashMap<String, DomainCache>>,
     /// Set once the connection's driver refuses agent calls altogether
     /// (libvirt's test driver does), so no later domain is asked.
     agent_unsupported: AtomicBool,
@@ -98,7 +161,7 @@ impl ProbeManager {
         ProbeManager {
             virsh,
             options,
-            os_cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
             agent_unsupported: AtomicBool::new(false),
         }
     }
@@ -107,178 +170,334 @@ impl ProbeManager {
         &self.virsh
     }
 
-    /// Scans every domain: one `domstats` for the fleet, one batched
-    /// `dominfo` to fill what the driver's stats leave out, then the guest
-    /// probes. Rows come back sorted by name.
-    pub fn scan(&self) -> Result<Vec<DomainStatus>> {
-        let uri = self.virsh.uri_label();
-        let mut stats = self
-            .virsh
-            .domstats_all()
-            .with_context(|| format!("cannot list domains on {uri}"))?;
-        stats.sort_by(|a, b| a.name.cmp(&b.name));
-        let names: Vec<&str> = stats.iter().map(|s| s.name.as_str()).collect();
-        let infos = self
-            .virsh
-            .dominfo_many(&names)
-            .with_context(|| format!("cannot read domain details on {uri}"))?;
-        let mut rows: Vec<DomainStatus> = stats
-            .iter()
-            .zip(infos)
-            .map(|(stats, info)| merge(stats, info.unwrap_or_default()))
-            .collect();
-        self.probe_os(&mut rows);
-        Ok(rows)
+    pub fn options(&self) -> &ProbeOptions {
+        &self.options
     }
 
-    fn probe_os(&self, rows: &mut [DomainStatus]) {
+    /// Scans every domain; rows come back sorted by name. Costs one virsh
+    /// process for the listing, one for the metrics that are not cached,
+    /// one agent probe per running guest whose OS is not cached, and one
+    /// for the XML of the guests no agent could name.
+    pub fn scan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
+        let listed = self.list()?;
         let now = Instant::now();
-        let mut pending = Vec::new();
-        {
-            let cache = lock(&self.os_cache);
-            for (index, row) in rows.iter_mut().enumerate() {
-                if row.state != DomainState::Running {
-                    // The agent only answers a running guest.
-                    let report = OsReport {
-                        os: None,
-                        error: Some(format!("domain is {}", row.state)),
-                    };
-                    apply_os(row, &report);
-                    continue;
-                }
-                match cache.get(&cache_key(row)) {
-                    Some(hit)
-                        if hit.state == row.state
-                            && now.duration_since(hit.taken) < self.options.cache_ttl =>
-                    {
-                        apply_os(row, &hit.report);
-                    }
-                    _ => pending.push(index),
-                }
-            }
-        }
-        let reports = self.run_pool(rows, &pending);
-        let mut cache = lock(&self.os_cache);
-        for (index, report) in pending.into_iter().zip(reports) {
-            let row = &mut rows[index];
-            apply_os(row, &report);
-            cache.insert(
-                cache_key(row),
-                CachedOs {
-                    taken: Instant::now(),
-                    state: row.state,
-                    report,
-                },
-            );
-        }
+        let (mut metrics, mut os): (Vec<_>, Vec<_>) = {
+            let cache = lock(&self.cache);
+            listed
+                .iter()
+                .map(|domain| {
+                    let entry = cache.get(&domain.key());
+                    let metrics = entry
+                        .and_then(|e| e.metrics.as_ref())
+                        .and_then(|c| c.fresh(domain.state, self.options.cache_ttl, now));
+                    let os = entry.and_then(|e| e.os.as_ref()).and_then(|c| {
+                        let ttl = if c.value.name.is_some() {
+                            self.options.os_ttl
+                        } else {
+                            self.options.cache_ttl
+                        };
+                        c.fresh(domain.state, ttl, now)
+                    });
+                    (metrics, os)
+                })
+                .unzip()
+        };
+        self.fill_metrics(&listed, &mut metrics)?;
+        self.fill_os(&listed, &mut os, progress)?;
+        Ok(listed
+            .into_iter()
+            .zip(metrics.into_iter().zip(os))
+            .map(|(domain, (metrics, os))| {
+                row(
+                    domain,
+                    metrics.expect("metrics filled"),
+                    os.expect("OS filled"),
+                )
+            })
+            .collect())
     }
 
-    /// Probes `pending` rows with at most `jobs` at a time. The first probe
-    /// runs alone: if the driver cannot do agent calls at all, that is
-    /// learnt once instead of once per domain.
-    fn run_pool(&self, rows: &[DomainStatus], pending: &[usize]) -> Vec<OsReport> {
-        let probe = |index: usize| -> OsReport {
-            if self.agent_unsupported.load(Ordering::Relaxed) {
-                return OsReport::from_result(Err(AgentError::DriverUnsupported));
+    /// Names, states and UUIDs of every domain, in one virsh process.
+    fn list(&self) -> Result<Vec<Listed>> {
+        let uri = self.virsh.uri_label();
+        let (stats, uuids) = self
+            .virsh
+            .list_all()
+            .with_context(|| format!("cannot list domains on {uri}"))?;
+        let mut listed: Vec<Listed> = stats
+            .into_iter()
+            .map(|stats| Listed {
+                uuid: uuids.get(&stats.name).cloned(),
+                state: stats.state().unwrap_or(DomainState::NoState),
+                name: stats.name,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
+    }
+
+    /// Reads the metrics of every domain not served from the cache, in one
+    /// virsh process, and caches them.
+    fn fill_metrics(&self, listed: &[Listed], metrics: &mut [Option<Metrics>]) -> Result<()> {
+        let stale: Vec<usize> = (0..listed.len())
+            .filter(|&i| metrics[i].is_none())
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = stale.iter().map(|&i| listed[i].name.as_str()).collect();
+        let (stats, infos) = self
+            .virsh
+            .metrics_many(&names)
+            .with_context(|| format!("cannot read domain metrics on {}", self.virsh.uri_label()))?;
+        let now = Instant::now();
+        let mut cache = lock(&self.cache);
+        for (&index, info) in stale.iter().zip(infos) {
+            let domain = &listed[index];
+            let entry = cache.entry(domain.key()).or_default();
+            let stats = stats.iter().find(|s| s.name == domain.name);
+            let mut fresh = measure(domain.state, stats, info.unwrap_or_default());
+            if let Some(cpu) = fresh.cpu_time_ns {
+                fresh.cpu_percent = entry
+                    .cpu_sample
+                    .and_then(|sample| cpu_percent(sample, (now, cpu), fresh.vcpus));
+                entry.cpu_sample = Some((now, cpu));
+            } else {
+                entry.cpu_sample = None;
             }
-            let result = agent::os_name(&self.virsh, &rows[index].name);
-            if matches!(result, Err(AgentError::DriverUnsupported)) {
-                self.agent_unsupported.store(true, Ordering::Relaxed);
+            entry.metrics = Some(Cached {
+                taken: now,
+                state: domain.state,
+                value: fresh.clone(),
+            });
+            metrics[index] = Some(fresh);
+        }
+        Ok(())
+    }
+
+    /// Detects the OS of every domain not served from the cache: agent
+    /// first, then os-release through the agent, then libosinfo metadata.
+    fn fill_os(
+        &self,
+        listed: &[Listed],
+        os: &mut [Option<OsReport>],
+        progress: Progress,
+    ) -> Result<()> {
+        let stale: Vec<usize> = (0..listed.len()).filter(|&i| os[i].is_none()).collect();
+        let running: Vec<usize> = stale
+            .iter()
+            .copied()
+            .filter(|&i| listed[i].state == DomainState::Running)
+            .collect();
+        let names: Vec<&str> = running.iter().map(|&i| listed[i].name.as_str()).collect();
+        for (index, report) in running.iter().zip(self.probe_agents(&names, progress)) {
+            os[*index] = Some(report);
+        }
+        for &index in &stale {
+            if os[index].is_none() {
+                // The agent only answers a running guest.
+                os[index] = Some(OsReport::failed(format!(
+                    "domain is {}",
+                    listed[index].state
+                )));
             }
-            OsReport::from_result(result)
-        };
-        let Some((&first, rest)) = pending.split_first() else {
-            return Vec::new();
-        };
-        let mut reports = vec![probe(first)];
-        let slots: Vec<Mutex<Option<OsReport>>> = rest.iter().map(|_| Mutex::new(None)).collect();
+        }
+        let unnamed: Vec<usize> = stale
+            .iter()
+            .copied()
+            .filter(|&i| os[i].as_ref().is_some_and(|r| r.name.is_none()))
+            .collect();
+        self.apply_metadata(listed, os, &unnamed)?;
+        let now = Instant::now();
+        let mut cache = lock(&self.cache);
+        for &index in &stale {
+            let domain = &listed[index];
+            cache.entry(domain.key()).or_default().os = Some(Cached {
+                taken: now,
+                state: domain.state,
+                value: os[index].clone().expect("OS filled"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Names the OS from libosinfo metadata where no agent could; reads the
+    /// XML of all of them in one virsh process.
+    fn apply_metadata(
+        &self,
+        listed: &[Listed],
+        os: &mut [Option<OsReport>],
+        unnamed: &[usize],
+    ) -> Result<()> {
+        if unnamed.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = unnamed.iter().map(|&i| listed[i].name.as_str()).collect();
+        let xmls = self
+            .virsh
+            .dumpxml_many(&names, false)
+            .with_context(|| format!("cannot read domain XML on {}", self.virsh.uri_label()))?;
+        for (&index, xml) in unnamed.iter().zip(xmls) {
+            if let Some(id) = xml.as_deref().and_then(metadata::libosinfo_os_id) {
+                os[index] = Some(OsReport::found(os_name_from_id(&id), OsSource::Metadata));
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the agents of `names`, at most `jobs` at a time, all within one
+    /// deadline of `timeout`: however many agents hang, the table waits
+    /// for one timeout. Each virsh process gets only the time left, so none
+    /// outlives the deadline.
+    fn probe_agents(&self, names: &[&str], progress: Progress) -> Vec<OsReport> {
+        let deadline = Instant::now() + self.options.timeout;
+        let slots: Vec<Mutex<Option<OsReport>>> = names.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        // The first probe runs alone for a moment: a driver without agent
+        // support (the test driver) says so at once, and then no other
+        // domain is asked. A slow first answer is a guest's problem, not the
+        // driver's, so the others start after a quarter of the timeout.
+        let first_done = (Mutex::new(false), Condvar::new());
+        let head_start = self.options.timeout / 4;
         thread::scope(|scope| {
-            for _ in 0..self.options.jobs.clamp(1, rest.len().max(1)) {
-                scope.spawn(|| {
+            for worker in 0..self.options.jobs.clamp(1, names.len().max(1)) {
+                let (slots, next, done, first_done) = (&slots, &next, &done, &first_done);
+                scope.spawn(move || {
+                    if worker > 0 {
+                        let (flag, signal) = first_done;
+                        let guard = lock(flag);
+                        let _ = signal.wait_timeout_while(guard, head_start, |done| !*done);
+                    }
                     loop {
-                        let slot = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&index) = rest.get(slot) else { break };
-                        *lock(&slots[slot]) = Some(probe(index));
+                        let slot = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(name) = names.get(slot) else { break };
+                        *lock(&slots[slot]) = Some(self.probe_agent(name, deadline));
+                        if slot == 0 {
+                            *lock(&first_done.0) = true;
+                            first_done.1.notify_all();
+                        }
+                        progress(done.fetch_add(1, Ordering::SeqCst) + 1, names.len());
                     }
                 });
             }
         });
-        reports.extend(slots.into_iter().map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .expect("every slot is filled before the scope ends")
-        }));
-        reports
+        slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .expect("every name is probed before the scope ends")
+            })
+            .collect()
+    }
+
+    /// One guest: `guestinfo --os`, then os-release through the agent when
+    /// the agent answered but would not give the OS.
+    fn probe_agent(&self, name: &str, deadline: Instant) -> OsReport {
+        if self.agent_unsupported.load(Ordering::SeqCst) {
+            return OsReport::failed(AgentError::DriverUnsupported.to_string());
+        }
+        let Some(virsh) = self.virsh_until(deadline) else {
+            return OsReport::failed(AgentError::Deadline.to_string());
+        };
+        let error = match agent::os_name(&virsh, name) {
+            Ok(os) => return OsReport::found(os, OsSource::Agent),
+            Err(AgentError::DriverUnsupported) => {
+                self.agent_unsupported.store(true, Ordering::SeqCst);
+                return OsReport::failed(AgentError::DriverUnsupported.to_string());
+            }
+            Err(error) if error.agent_answered() => error,
+            Err(error) => return OsReport::failed(error.to_string()),
+        };
+        let Some(virsh) = self.virsh_until(deadline) else {
+            return OsReport::failed(error.to_string());
+        };
+        match agent::os_release_name(&virsh, name) {
+            Ok(os) => OsReport::found(os, OsSource::AgentFile),
+            // The first refusal says most about why the OS is unknown.
+            Err(_) => OsReport::failed(error.to_string()),
+        }
+    }
+
+    /// A virsh whose processes end by `deadline`, or `None` past it.
+    fn virsh_until(&self, deadline: Instant) -> Option<Virsh> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then(|| self.virsh.with_timeout(left.min(self.options.timeout)))
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Domains are cached by UUID where known: a name can be reused by a new
-/// domain, a UUID cannot.
-fn cache_key(row: &DomainStatus) -> String {
-    row.uuid.clone().unwrap_or_else(|| format!("name:{}", row.name))
+/// CPU % between two (time, cpu-ns) samples: CPU time used over the wall
+/// time available to all vCPUs.
+fn cpu_percent(
+    (then, cpu_then): (Instant, u64),
+    (now, cpu_now): (Instant, u64),
+    vcpus: Option<u32>,
+) -> Option<f64> {
+    let wall = now.duration_since(then).as_nanos() as f64 * f64::from(vcpus.filter(|&v| v > 0)?);
+    let used = cpu_now.checked_sub(cpu_then)? as f64;
+    (wall > 0.0).then(|| (used / wall * 1000.0).round() / 10.0)
 }
 
-fn apply_os(row: &mut DomainStatus, report: &OsReport) {
-    match &report.os {
-        Some((name, source)) => {
-            row.os = name.clone();
-            row.os_source = Some(*source);
-            row.os_error = None;
-        }
-        None => {
-            row.os = "unknown".to_owned();
-            row.os_source = None;
-            row.os_error = report.error.clone();
-        }
+fn row(domain: Listed, metrics: Metrics, report: OsReport) -> DomainStatus {
+    let (os, os_source) = match report.name {
+        Some((name, source)) => (name, Some(source)),
+        None => ("unknown".to_owned(), None),
+    };
+    DomainStatus {
+        name: domain.name,
+        uuid: domain.uuid,
+        state: domain.state,
+        persistent: metrics.persistent,
+        vcpus: metrics.vcpus,
+        memory_used_kib: metrics.memory_used_kib,
+        memory_used_source: metrics.memory_used_source,
+        memory_max_kib: metrics.memory_max_kib,
+        cpu_time_ns: metrics.cpu_time_ns,
+        cpu_percent: metrics.cpu_percent,
+        os,
+        os_source,
+        os_error: report.error,
     }
 }
 
 /// Combines a domain's `domstats` block with its `dominfo`, preferring the
 /// stats (they come from the same instant and carry in-guest figures).
-fn merge(stats: &DomainStats, info: DomInfo) -> DomainStatus {
-    let state = stats
-        .state()
-        .or(info.state)
-        .unwrap_or(DomainState::NoState);
-    let balloon_current = stats.get_u64("balloon.current");
-    let (memory_used_kib, memory_used_source) =
-        match (balloon_current, stats.get_u64("balloon.unused")) {
-            (Some(current), Some(unused)) if state.is_active() => (
-                Some(current.saturating_sub(unused)),
-                Some(MemorySource::Guest),
-            ),
-            _ => {
-                let allocation = balloon_current.or(info.used_memory_kib);
-                (allocation, allocation.map(|_| MemorySource::Allocation))
-            }
-        };
+fn measure(state: DomainState, stats: Option<&DomainStats>, info: DomInfo) -> Metrics {
+    let stat = |key: &str| stats.and_then(|s| s.get_u64(key));
+    let balloon_current = stat("balloon.current");
+    let (memory_used_kib, memory_used_source) = match (balloon_current, stat("balloon.unused")) {
+        (Some(current), Some(unused)) if state.is_active() => (
+            Some(current.saturating_sub(unused)),
+            Some(MemorySource::Guest),
+        ),
+        _ => {
+            let allocation = balloon_current.or(info.used_memory_kib);
+            (allocation, allocation.map(|_| MemorySource::Allocation))
+        }
+    };
     // For an inactive domain, domstats' cpu.time is libvirtd's own CPU time
     // and dominfo's figure (where a driver prints one) is meaningless.
     let cpu_time_ns = state
         .is_active()
-        .then(|| stats.get_u64("cpu.time").or(info.cpu_time_ns))
+        .then(|| stat("cpu.time").or(info.cpu_time_ns))
         .flatten();
-    DomainStatus {
-        name: stats.name.clone(),
-        uuid: info.uuid,
-        state,
+    Metrics {
         persistent: info.persistent,
-        vcpus: stats
-            .get_u64("vcpu.current")
+        vcpus: stat("vcpu.current")
             .and_then(|v| u32::try_from(v).ok())
             .or(info.vcpus),
         memory_used_kib,
         memory_used_source,
-        memory_max_kib: stats.get_u64("balloon.maximum").or(info.max_memory_kib),
+        memory_max_kib: stat("balloon.maximum").or(info.max_memory_kib),
         cpu_time_ns,
-        os: "unknown".to_owned(),
-        os_source: None,
-        os_error: None,
+        cpu_percent: None,
     }
 }
 

@@ -1,21 +1,396 @@
-//! ProbeManager against a scripted runner: what it asks virsh, and how it
-//! merges the answers.
+//! ProbeManager against the scripted virsh: which processes a scan starts,
+//! what the cache saves, and how OS detection degrades.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::virsh::runner::fake::FakeRunner;
+use crate::virsh::fake::FakeRunner;
 use crate::virsh::{Virsh, VirshConfig};
 
-fn manager(fake: &Arc<FakeRunner>, cache_ttl: Duration) -> ProbeManager {
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn manager(fake: &Arc<FakeRunner>, cache_ttl: Duration, os_ttl: Duration) -> ProbeManager {
     let virsh = Virsh::new(
         VirshConfig {
             program: "virsh".into(),
-            connect: Some("test:///fake".into()),
+            connect: Some("qemu:///fake".into()),
             timeout: Duration::from_secs(5),
         },
         fake.clone(),
     );
-    ProbeManager::new(virsh, ProbeOptions { cache_ttl, jobs: 4 })
+    ProbeManager::new(
+        virsh,
+        ProbeOptions {
+            timeout: Duration::from_secs(5),
+            cache_ttl,
+            os_ttl,
+            jobs: 4,
+        },
+    )
+}
+
+fn no_progress(_: usize, _: usize) {}
+
+/// A fleet as `domstats --state` and `list --uuid --name` show it.
+fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)]) {
+    let stats: String = domains
+        .iter()
+        .map(|(name, state)| {
+            format!("Domain: '{name}'\n  state.state={state}\n  state.reason=1\n\n")
+        })
+        .collect();
+    let uuids: String = domains
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("00000000-0000-4000-8000-{i:012} {name}\n"))
+        .collect();
+    fake.expect(&["domstats", "--raw", "--state"], 0, &stats, "");
+    fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+}
+
+/// QEMU-like metrics for running domains, in one process.
+fn expect_metrics(fake: &FakeRunner, names: &[&str], cpu_ns: u64) {
+    let mut domstats = vec![
+        "domstats",
+        "--raw",
+        "--cpu-total",
+        "--balloon",
+        "--vcpu",
+        "--",
+    ];
+    domstats.extend(names);
+    let stats: String = names
+        .iter()
+        .map(|name| {
+            format!(
+                "Domain: '{name}'\n  cpu.time={cpu_ns}\n  balloon.current=131072\n  \
+                 balloon.maximum=262144\n  balloon.unused=31072\n  vcpu.current=2\n\n"
+            )
+        })
+        .collect();
+    fake.expect(&domstats, 0, &stats, "");
+    for name in names {
+        fake.expect(
+            &["dominfo", "--domain", name],
+            0,
+            "State:          running\nPersistent:     yes\n",
+            "",
+        );
+    }
+}
+
+fn expect_os(fake: &FakeRunner, name: &str, pretty: &str) {
+    fake.expect(
+        &["guestinfo", "--os", "--domain", name],
+        0,
+        &format!("os.id               : x\nos.pretty-name      : {pretty}\n"),
+        "",
+    );
+}
+
+#[test]
+fn scan_merges_stats_and_names_the_os() {
+    let fake = Arc::new(FakeRunner::default());
+    expect_listing(&fake, &[("web", 1), ("db", 1)]);
+    expect_metrics(&fake, &["db", "web"], 5_000_000_000);
+    expect_os(&fake, "db", "Debian GNU/Linux 12 (bookworm)");
+    expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(rows.len(), 2);
+    let db = &rows[0];
+    assert_eq!(db.name, "db", "sorted by name");
+    assert_eq!(
+        db.uuid.as_deref(),
+        Some("00000000-0000-4000-8000-000000000001")
+    );
+    assert_eq!(
+        db.memory_used_kib,
+        Some(100_000),
+        "balloon current − unused"
+    );
+    assert_eq!(db.memory_used_source, Some(MemorySource::Guest));
+    assert_eq!(db.memory_max_kib, Some(262_144));
+    assert_eq!(db.vcpus, Some(2));
+    assert_eq!(db.cpu_time_ns, Some(5_000_000_000));
+    assert_eq!(db.cpu_percent, None, "one sample only");
+    assert_eq!(db.persistent, Some(true));
+    assert_eq!(db.os, "Debian GNU/Linux 12 (bookworm)");
+    assert_eq!(db.os_source, Some(OsSource::Agent));
+    // listing, metrics, one guestinfo per guest
+    assert_eq!(fake.process_count(), 4);
+}
+
+#[test]
+fn a_rescan_within_the_ttls_starts_only_the_listing() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = manager(&fake, HOUR, HOUR);
+    expect_listing(&fake, &[("web", 1)]);
+    expect_metrics(&fake, &["web"], 1);
+    expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
+    let first = probes.scan(&no_progress).unwrap();
+    let before = fake.process_count();
+
+    expect_listing(&fake, &[("web", 1)]);
+    let second = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(
+        fake.process_count(),
+        before + 1,
+        "no metric or agent process"
+    );
+    assert_eq!(
+        fake.processes().last().unwrap()[0][..3],
+        ["domstats", "--raw", "--state"]
+    );
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_state_change_drops_the_cached_entries() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = manager(&fake, HOUR, HOUR);
+    expect_listing(&fake, &[("web", 1)]);
+    expect_metrics(&fake, &["web"], 1);
+    expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
+    probes.scan(&no_progress).unwrap();
+
+    // Now paused: figures and OS are asked again (and the agent is not).
+    expect_listing(&fake, &[("web", 3)]);
+    expect_metrics(&fake, &["web"], 2);
+    fake.expect(&["dumpxml", "--domain", "web"], 0, "<domain/>", "");
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(rows[0].state, DomainState::Paused);
+    assert_eq!(rows[0].os, "unknown");
+    assert_eq!(rows[0].os_error.as_deref(), Some("domain is paused"));
+}
+
+#[test]
+fn expired_metrics_are_refetched_and_give_cpu_percent() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = manager(&fake, Duration::from_nanos(1), HOUR);
+    expect_listing(&fake, &[("web", 1)]);
+    expect_metrics(&fake, &["web"], 1_000_000_000);
+    expect_os(&fake, "web", "Ubuntu");
+    assert_eq!(probes.scan(&no_progress).unwrap()[0].cpu_percent, None);
+
+    expect_listing(&fake, &[("web", 1)]);
+    expect_metrics(&fake, &["web"], 1_000_000_000 + 1);
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let percent = rows[0].cpu_percent.expect("second sample gives CPU %");
+    assert!((0.0..=100.0).contains(&percent), "{percent}");
+    assert_eq!(rows[0].os, "Ubuntu", "the OS stays cached for its own TTL");
+}
+
+#[test]
+fn cpu_percent_is_cpu_over_wall_time_of_all_vcpus() {
+    let start = Instant::now();
+    let later = start + Duration::from_secs(2);
+    // 1 s of CPU over 2 s on 2 vCPUs: a quarter of the capacity.
+    assert_eq!(
+        cpu_percent((start, 0), (later, 1_000_000_000), Some(2)),
+        Some(25.0)
+    );
+    assert_eq!(
+        cpu_percent((start, 5), (later, 4), Some(2)),
+        None,
+        "counter reset"
+    );
+    assert_eq!(cpu_percent((start, 0), (later, 1), Some(0)), None);
+    assert_eq!(
+        cpu_percent((start, 0), (start, 1), Some(1)),
+        None,
+        "no time passed"
+    );
+}
+
+#[test]
+fn a_driver_without_agent_support_is_asked_once() {
+    let fake = Arc::new(FakeRunner::default());
+    let names = ["a", "b", "c", "d", "e", "f"];
+    expect_listing(&fake, &names.map(|n| (n, 1)));
+    expect_metrics(&fake, &names, 1);
+    fake.expect(
+        &["guestinfo", "--os", "--domain", "a"],
+        1,
+        "",
+        "error: this function is not supported by the connection driver: virDomainGetGuestInfo\n",
+    );
+    for name in names {
+        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
+    }
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let guestinfo_calls = fake
+        .processes()
+        .iter()
+        .filter(|p| p[0][0] == "guestinfo")
+        .count();
+    assert_eq!(guestinfo_calls, 1);
+    assert!(rows.iter().all(|r| r.os_error.as_deref()
+        == Some("the connection's driver does not support guest agent calls")));
+}
+
+#[test]
+fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
+    let fake = Arc::new(FakeRunner::default());
+    expect_listing(&fake, &[("old", 1)]);
+    expect_metrics(&fake, &["old"], 1);
+    fake.expect(
+        &["guestinfo", "--os", "--domain", "old"],
+        1,
+        "",
+        "error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': \
+         Command guest-get-osinfo has been disabled\n",
+    );
+    fake.expect(
+        &[
+            "qemu-agent-command",
+            "--domain",
+            "old",
+            r#"{"arguments":{"mode":"r","path":"/etc/os-release"},"execute":"guest-file-open"}"#,
+        ],
+        1,
+        "",
+        "error: internal error: unable to execute QEMU agent command 'guest-file-open': \
+         failed to open file '/etc/os-release' (mode: 'r'): No such file or directory\n",
+    );
+    fake.expect(
+        &["qemu-agent-command", "--domain", "old",
+          r#"{"arguments":{"mode":"r","path":"/usr/lib/os-release"},"execute":"guest-file-open"}"#],
+        0,
+        "{\"return\":7}\n",
+        "",
+    );
+    let reply = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/virsh/agent-file-read-os-release.json"
+    ))
+    .unwrap();
+    fake.expect(
+        &[
+            "qemu-agent-command",
+            "--domain",
+            "old",
+            r#"{"arguments":{"count":65536,"handle":7},"execute":"guest-file-read"}"#,
+        ],
+        0,
+        &reply,
+        "",
+    );
+    fake.expect(
+        &[
+            "qemu-agent-command",
+            "--domain",
+            "old",
+            r#"{"arguments":{"handle":7},"execute":"guest-file-close"}"#,
+        ],
+        0,
+        "{\"return\":{}}\n",
+        "",
+    );
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(rows[0].os, "Dismount Lab Linux 1.0");
+    assert_eq!(rows[0].os_source, Some(OsSource::AgentFile));
+}
+
+#[test]
+fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
+    let fake = Arc::new(FakeRunner::default());
+    expect_listing(&fake, &[("meta", 1), ("bare", 1), ("off", 5)]);
+    expect_metrics(&fake, &["bare", "meta", "off"], 1);
+    for name in ["bare", "meta"] {
+        fake.expect(
+            &["guestinfo", "--os", "--domain", name],
+            1,
+            "",
+            "error: argument unsupported: QEMU guest agent is not configured\n",
+        );
+    }
+    let with_metadata = r#"<domain><metadata><libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"><libosinfo:os id="http://ubuntu.com/ubuntu/22.04"/></libosinfo:libosinfo></metadata></domain>"#;
+    fake.expect(
+        &["dumpxml", "--domain", "bare"],
+        0,
+        "<domain><name>bare</name></domain>",
+        "",
+    );
+    fake.expect(&["dumpxml", "--domain", "meta"], 0, with_metadata, "");
+    fake.expect(&["dumpxml", "--domain", "off"], 0, with_metadata, "");
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let by_name = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
+    assert_eq!(by_name("meta").os, "Ubuntu 22.04");
+    assert_eq!(by_name("meta").os_source, Some(OsSource::Metadata));
+    assert_eq!(
+        by_name("off").os_source,
+        Some(OsSource::Metadata),
+        "works when shut off"
+    );
+    assert_eq!(by_name("bare").os, "unknown");
+    assert_eq!(
+        by_name("bare").os_error.as_deref(),
+        Some("no guest agent channel")
+    );
+    let dumpxml_processes = fake
+        .processes()
+        .iter()
+        .filter(|p| p[0][0] == "dumpxml")
+        .count();
+    assert_eq!(dumpxml_processes, 1, "one batch for all three");
+}
+
+#[test]
+fn hung_agents_are_reported_and_do_not_block_the_others() {
+    let fake = Arc::new(FakeRunner::default());
+    let names = ["h1", "h2", "h3", "ok"];
+    expect_listing(&fake, &names.map(|n| (n, 1)));
+    expect_metrics(&fake, &names, 1);
+    for name in ["h1", "h2", "h3"] {
+        fake.expect_hang(&["guestinfo", "--os", "--domain", name]);
+    }
+    expect_os(&fake, "ok", "Fedora Linux 40");
+    for name in ["h1", "h2", "h3"] {
+        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let rows = manager(&fake, HOUR, HOUR)
+        .scan(&|done, total| seen.lock().unwrap().push((done, total)))
+        .unwrap();
+    fake.assert_all_used();
+    for row in &rows[..3] {
+        assert_eq!(
+            row.os_error.as_deref(),
+            Some("guest agent timed out"),
+            "{}",
+            row.name
+        );
+    }
+    assert_eq!(rows[3].os, "Fedora Linux 40");
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [(1, 4), (2, 4), (3, 4), (4, 4)],
+        "progress counts every probe"
+    );
+}
+
+#[test]
+fn a_failed_listing_names_the_uri() {
+    let fake = Arc::new(FakeRunner::default());
+    fake.refuse_connection("error: failed to connect to the hypervisor\n");
+    let error = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.starts_with("cannot list domains on qemu:///fake: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("failed to connect to the hypervisor"),
+        "{message}"
+    );
 }

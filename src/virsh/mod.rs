@@ -4,10 +4,14 @@
 pub mod batch;
 pub mod domxml;
 pub mod error;
+#[cfg(test)]
+pub mod fake;
+pub mod metadata;
 pub mod parse;
 pub mod runner;
 pub mod volumes;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +39,9 @@ pub struct Virsh {
     runner: Arc<dyn Runner>,
 }
 
-/// The `domstats` groups the scan reads; a driver without some of them
-/// (the test driver has only `state`) simply leaves their keys out.
-const DOMSTATS_GROUPS: [&str; 4] = ["--state", "--cpu-total", "--balloon", "--vcpu"];
+/// The `domstats` groups the metrics come from; a driver without some of
+/// them (the test driver has only `state`) simply leaves their keys out.
+const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
 
 impl Virsh {
     pub fn new(config: VirshConfig, runner: Arc<dyn Runner>) -> Self {
@@ -108,13 +112,57 @@ impl Virsh {
             .collect())
     }
 
-    /// `domstats --raw` over every domain: the fleet's names and states in
-    /// one process, plus whichever metrics the driver provides.
-    pub fn domstats_all(&self) -> Result<Vec<DomainStats>, VirshError> {
-        let mut args = vec!["domstats", "--raw"];
-        args.extend(DOMSTATS_GROUPS);
-        let output = self.run(&args)?;
-        Ok(parse::parse_domstats(&output.stdout))
+    /// The same client with another bound on each process.
+    pub fn with_timeout(&self, timeout: Duration) -> Virsh {
+        let mut config = self.config.clone();
+        config.timeout = timeout;
+        Virsh {
+            config,
+            runner: Arc::clone(&self.runner),
+        }
+    }
+
+    /// Every domain's name and state (`domstats --state`) and its UUID
+    /// (`list --all --uuid --name`: one `UUID NAME` per line, not the
+    /// table), in one process.
+    pub fn list_all(&self) -> Result<(Vec<DomainStats>, HashMap<String, String>), VirshError> {
+        let mut batch = Batch::new();
+        batch.push(&["domstats", "--raw", "--state"]);
+        batch.push(&["list", "--all", "--uuid", "--name"]);
+        let mut sections = self
+            .run_batch(&batch)?
+            .into_iter()
+            .map(Option::unwrap_or_default);
+        let stats = parse::parse_domstats(&sections.next().unwrap_or_default());
+        let uuids = parse::parse_uuid_names(&sections.next().unwrap_or_default());
+        Ok((stats, uuids))
+    }
+
+    /// CPU, balloon and vCPU stats of the named domains plus their
+    /// `dominfo` (persistence, and what a driver's stats leave out: the
+    /// test driver has no stats groups but state), in one process.
+    pub fn metrics_many(
+        &self,
+        names: &[&str],
+    ) -> Result<(Vec<DomainStats>, Vec<Option<DomInfo>>), VirshError> {
+        let mut batch = Batch::new();
+        let mut domstats = vec!["domstats", "--raw"];
+        domstats.extend(METRIC_GROUPS);
+        // `--` ends the options: a domain may be called `--help`.
+        domstats.push("--");
+        domstats.extend(names);
+        batch.push(&domstats);
+        push_per_domain(&mut batch, names, &["dominfo"]);
+        let mut sections = self.run_batch(&batch)?.into_iter();
+        let stats = parse::parse_domstats(&sections.next().flatten().unwrap_or_default());
+        let infos = sections
+            .map(|section| {
+                section
+                    .filter(|text| !text.trim().is_empty())
+                    .map(|text| parse::parse_dominfo(&text))
+            })
+            .collect();
+        Ok((stats, infos))
     }
 
     /// `dominfo` for each name, batched into one process. `None` where the
@@ -176,17 +224,26 @@ impl Virsh {
 
     /// Runs `command --domain NAME` for every name in one batch; a domain's
     /// output is `None` where the command failed for it.
-    fn per_domain(&self, names: &[&str], command: &[&str]) -> Result<Vec<Option<String>>, VirshError> {
+    fn per_domain(
+        &self,
+        names: &[&str],
+        command: &[&str],
+    ) -> Result<Vec<Option<String>>, VirshError> {
         let mut batch = Batch::new();
-        for name in names {
-            let mut words = command.to_vec();
-            words.extend(["--domain", name]);
-            batch.push(&words);
-        }
+        push_per_domain(&mut batch, names, command);
         Ok(self
             .run_batch(&batch)?
             .into_iter()
             .map(|section| section.filter(|text| !text.trim().is_empty()))
             .collect())
+    }
+}
+
+/// Appends `command --domain NAME` for every name.
+fn push_per_domain(batch: &mut Batch, names: &[&str], command: &[&str]) {
+    for name in names {
+        let mut words = command.to_vec();
+        words.extend(["--domain", name]);
+        batch.push(&words);
     }
 }

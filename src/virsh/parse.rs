@@ -1,6 +1,6 @@
 //! Pure parsers for virsh's text output (run under `LC_ALL=C.UTF-8`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -118,6 +118,19 @@ pub fn parse_domstats(text: &str) -> Vec<DomainStats> {
         }
     }
     domains
+}
+
+/// Parses `virsh list --all --uuid --name`: `UUID NAME` per line, the UUID
+/// always 36 characters, the name everything after the one space.
+pub fn parse_uuid_names(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (uuid, name) = line.split_at_checked(36)?;
+            let name = name.strip_prefix(' ')?;
+            (uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') && !name.is_empty())
+                .then(|| (name.to_owned(), uuid.to_owned()))
+        })
+        .collect()
 }
 
 /// What `virsh dominfo` says of one domain. Fields a driver leaves out stay
@@ -267,6 +280,21 @@ mod tests {
         assert_eq!(info.state, Some(DomainState::ShutOff));
         assert_eq!(info.cpu_time_ns, None);
         assert_eq!(info.max_memory_kib, Some(131072));
+    }
+
+    #[test]
+    fn uuid_names_keep_awkward_names() {
+        let uuids = parse_uuid_names(&fixture("list-uuid-name-test-driver.txt"));
+        assert_eq!(uuids.len(), 7);
+        assert_eq!(
+            uuids.get(r#"it's "quoted""#).map(String::as_str),
+            Some("5ca1ab1e-0000-4000-8000-000000000002")
+        );
+        assert_eq!(
+            uuids.get("with space").map(String::as_str),
+            Some("5ca1ab1e-0000-4000-8000-000000000001")
+        );
+        assert!(parse_uuid_names("short line\n\n").is_empty());
     }
 
     #[test]

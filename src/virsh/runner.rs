@@ -192,84 +192,9 @@ impl Drain {
 }
 
 fn lock(buffer: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
-    buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-pub mod fake {
-    //! A scripted stand-in for virsh: it answers only the invocations a
-    //! test declared, records every call, and fails loudly on anything else.
-
-    use super::*;
-    use std::collections::VecDeque;
-    use std::os::unix::process::ExitStatusExt;
-
-    pub struct Reply {
-        pub args: Vec<String>,
-        pub result: Result<(i32, String, String), ()>,
-    }
-
-    #[derive(Default)]
-    pub struct FakeRunner {
-        expected: Mutex<VecDeque<Reply>>,
-        pub calls: Mutex<Vec<Vec<String>>>,
-    }
-
-    impl FakeRunner {
-        pub fn expect(&self, args: &[&str], code: i32, stdout: &str, stderr: &str) {
-            lock_queue(&self.expected).push_back(Reply {
-                args: args.iter().map(|a| a.to_string()).collect(),
-                result: Ok((code, stdout.to_owned(), stderr.to_owned())),
-            });
-        }
-
-        pub fn expect_timeout(&self, args: &[&str]) {
-            lock_queue(&self.expected).push_back(Reply {
-                args: args.iter().map(|a| a.to_string()).collect(),
-                result: Err(()),
-            });
-        }
-
-        pub fn call_count(&self) -> usize {
-            self.calls.lock().unwrap().len()
-        }
-
-        pub fn assert_all_used(&self) {
-            let left = lock_queue(&self.expected);
-            assert!(
-                left.is_empty(),
-                "expected calls never made: {:?}",
-                left.iter().map(|r| &r.args).collect::<Vec<_>>()
-            );
-        }
-    }
-
-    fn lock_queue(queue: &Mutex<VecDeque<Reply>>) -> std::sync::MutexGuard<'_, VecDeque<Reply>> {
-        queue.lock().unwrap()
-    }
-
-    impl Runner for FakeRunner {
-        fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
-            self.calls.lock().unwrap().push(invocation.args.clone());
-            let mut expected = lock_queue(&self.expected);
-            let position = expected
-                .iter()
-                .position(|reply| reply.args == invocation.args)
-                .unwrap_or_else(|| panic!("unexpected virsh call: {:?}", invocation.args));
-            let reply = expected.remove(position).expect("position is in range");
-            match reply.result {
-                Ok((code, stdout, stderr)) => Ok(Output {
-                    status: ExitStatus::from_raw(code << 8),
-                    stdout,
-                    stderr,
-                }),
-                Err(()) => Err(VirshError::Timeout {
-                    command: invocation.command_line(),
-                    timeout,
-                }),
-            }
-        }
-    }
+    buffer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -307,7 +232,8 @@ mod tests {
 
     #[test]
     fn large_output_on_both_pipes_does_not_deadlock() {
-        let inv = sh("i=0; while [ $i -lt 2000 ]; do echo line$i; echo err$i >&2; i=$((i+1)); done");
+        let inv =
+            sh("i=0; while [ $i -lt 2000 ]; do echo line$i; echo err$i >&2; i=$((i+1)); done");
         let out = ProcessRunner.run(&inv, Duration::from_secs(30)).unwrap();
         assert_eq!(out.stdout.lines().count(), 2000);
         assert_eq!(out.stderr.lines().count(), 2000);
@@ -344,7 +270,13 @@ mod tests {
 
     fn is_zombie(pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .map(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
             .unwrap_or(true)
     }
 

@@ -1,0 +1,187 @@
+//! A scripted stand-in for virsh in unit tests: it answers only commands a
+//! test declared, runs batches the way virsh does (each command's output
+//! followed by its marker line), records every process, and panics on
+//! anything unexpected.
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::error::VirshError;
+use super::runner::{Invocation, Output, Runner};
+
+/// What one declared command answers.
+enum Reply {
+    Exit {
+        code: i32,
+        stdout: String,
+        stderr: String,
+    },
+    /// The process never finishes within its timeout.
+    Hang,
+}
+
+struct Expected {
+    command: Vec<String>,
+    reply: Reply,
+}
+
+#[derive(Default)]
+pub struct FakeRunner {
+    expected: Mutex<VecDeque<Expected>>,
+    /// One entry per process: the commands it ran (a batch has several).
+    processes: Mutex<Vec<Vec<Vec<String>>>>,
+    refusal: Mutex<Option<String>>,
+}
+
+impl FakeRunner {
+    /// Declares that `command` (virsh's words after `-c URI`) will be run
+    /// once and answer this.
+    pub fn expect(&self, command: &[&str], code: i32, stdout: &str, stderr: &str) {
+        self.push(
+            command,
+            Reply::Exit {
+                code,
+                stdout: stdout.to_owned(),
+                stderr: stderr.to_owned(),
+            },
+        );
+    }
+
+    pub fn expect_hang(&self, command: &[&str]) {
+        self.push(command, Reply::Hang);
+    }
+
+    fn push(&self, command: &[&str], reply: Reply) {
+        self.expected.lock().unwrap().push_back(Expected {
+            command: command.iter().map(|w| w.to_string()).collect(),
+            reply,
+        });
+    }
+
+    /// Makes the next process fail the way virsh does when it cannot
+    /// connect: exit 1, nothing on stdout, not one command run.
+    pub fn refuse_connection(&self, stderr: &str) {
+        *self.refusal.lock().unwrap() = Some(stderr.to_owned());
+    }
+
+    /// How many virsh processes have been started.
+    pub fn process_count(&self) -> usize {
+        self.processes.lock().unwrap().len()
+    }
+
+    /// The commands of every process so far, one inner list per process.
+    pub fn processes(&self) -> Vec<Vec<Vec<String>>> {
+        self.processes.lock().unwrap().clone()
+    }
+
+    pub fn assert_all_used(&self) {
+        let left = self.expected.lock().unwrap();
+        let commands: Vec<&Vec<String>> = left.iter().map(|e| &e.command).collect();
+        assert!(commands.is_empty(), "declared but never run: {commands:?}");
+    }
+
+    fn take(&self, command: &[String]) -> Reply {
+        let mut expected = self.expected.lock().unwrap();
+        let position = expected
+            .iter()
+            .position(|e| e.command == command)
+            .unwrap_or_else(|| panic!("unexpected virsh command: {command:?}"));
+        expected.remove(position).expect("in range").reply
+    }
+}
+
+impl Runner for FakeRunner {
+    fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
+        let args = match invocation.args.first().map(String::as_str) {
+            Some("-c") => &invocation.args[2..],
+            _ => &invocation.args[..],
+        };
+        let commands = match args {
+            [script] if script.contains("@@dismount-iso-qemu-") => split_batch(script),
+            _ => vec![args.to_vec()],
+        };
+        self.processes.lock().unwrap().push(commands.clone());
+        if let Some(stderr) = self.refusal.lock().unwrap().take() {
+            return Ok(Output {
+                status: ExitStatus::from_raw(1 << 8),
+                stdout: String::new(),
+                stderr,
+            });
+        }
+        let (mut stdout, mut stderr, mut code) = (String::new(), String::new(), 0);
+        for command in commands {
+            if command.first().map(String::as_str) == Some("echo") {
+                stdout.push_str(&command[1..].join(" "));
+                stdout.push('\n');
+                continue;
+            }
+            match self.take(&command) {
+                Reply::Exit {
+                    code: exit,
+                    stdout: out,
+                    stderr: err,
+                } => {
+                    stdout.push_str(&out);
+                    // virsh ends every command's output with a newline.
+                    if !out.is_empty() && !out.ends_with('\n') {
+                        stdout.push('\n');
+                    }
+                    stderr.push_str(&err);
+                    code = exit;
+                }
+                Reply::Hang => {
+                    return Err(VirshError::Timeout {
+                        command: invocation.command_line(),
+                        timeout,
+                    });
+                }
+            }
+        }
+        Ok(Output {
+            status: ExitStatus::from_raw(code << 8),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Splits a batch script into commands and their words, undoing the
+/// backslash quoting of [`super::batch::quote`] as virsh's tokenizer does.
+fn split_batch(script: &str) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = script.chars();
+    let mut in_word = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                word.extend(chars.next());
+                in_word = true;
+            }
+            ' ' | ';' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+                if c == ';' && !words.is_empty() {
+                    commands.push(std::mem::take(&mut words));
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if !words.is_empty() {
+        commands.push(words);
+    }
+    commands
+}
