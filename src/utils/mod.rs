@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(format_cpu_time(7_207 * s), "2h 0m 7s");
         assert_eq!(format_cpu_time(86_399 * s), "23h 59m 59s");
         assert_eq!(format_cpu_time(86_400 * s), "1d 0h 0m");
-        assert_eq!(format_cpu_time((86_400 + 36_000 + 300 + 9) * s), "1d 10h 5m");
+        assert_eq!(
+            format_cpu_time((86_400 + 36_000 + 300 + 9) * s),
+            "1d 10h 5m"
+        );
         assert_eq!(format_cpu_time(u64::MAX), "213503d 23h 34m");
     }
 

@@ -132,11 +132,7 @@ mod tests {
         batch.push(&["dominfo", "--domain", "a"]);
         batch.push(&["dominfo", "--domain", "b"]);
         batch.push(&["dominfo", "--domain", "c"]);
-        let stdout = format!(
-            "A\n{}\n{}\nC1\nC2\n",
-            batch.marker(0),
-            batch.marker(1)
-        );
+        let stdout = format!("A\n{}\n{}\nC1\nC2\n", batch.marker(0), batch.marker(1));
         assert_eq!(
             batch.split(&stdout),
             vec![Some("A\n"), Some(""), None],
@@ -149,6 +145,9 @@ mod tests {
         let mut batch = Batch::new();
         batch.push(&["x"]);
         let stdout = format!("os: {m}\n{m}\n", m = batch.marker(0));
-        assert_eq!(batch.split(&stdout), vec![Some(&stdout[..stdout.len() - batch.marker(0).len() - 1])]);
+        assert_eq!(
+            batch.split(&stdout),
+            vec![Some(&stdout[..stdout.len() - batch.marker(0).len() - 1])]
+        );
     }
 }

@@ -80,7 +80,10 @@ mod tests {
 
     #[test]
     fn keeps_foreign_text_and_says_when_silent() {
-        assert_eq!(error_lines("ssh: connect refused\n"), "ssh: connect refused");
+        assert_eq!(
+            error_lines("ssh: connect refused\n"),
+            "ssh: connect refused"
+        );
         assert_eq!(error_lines(""), "virsh failed without a message");
     }
 }
