@@ -360,3 +360,43 @@ fn bad_options_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+/// Hung agents (a fake virsh: the real one cannot hang on demand) cost the
+/// scan one timeout between them; how long that takes is measured in
+/// benches/, not asserted here.
+#[test]
+fn hung_agents_are_reported_and_healthy_ones_still_answer() {
+    let scan = |jobs: &str| {
+        let output = run(tool()
+            .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--json"])
+            .args(["--timeout", "2s", "--jobs", jobs, "--virsh"])
+            .arg(support("hung-agent-virsh")));
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_str::<Vec<Value>>(&stdout(&output)).unwrap()
+    };
+    // Enough workers for every guest: the healthy agents answer.
+    let rows = scan("12");
+    for row in &rows {
+        let name = row["name"].as_str().unwrap();
+        if name.starts_with("hang") {
+            assert_eq!(row["os"], "unknown", "{name}");
+            assert_eq!(row["os_error"], "guest agent timed out", "{name}");
+        } else {
+            assert_eq!(row["os"], format!("Fake OS on {name}"));
+            assert_eq!(row["os_source"], "agent");
+        }
+    }
+    // Fewer workers than hung agents: the guests never reached say so
+    // instead of pretending their agent timed out.
+    let rows = scan("4");
+    let never_asked = rows
+        .iter()
+        .filter(|r| r["os_error"] == "not asked: slow guest agents used up the scan's timeout")
+        .count();
+    let timed_out = rows
+        .iter()
+        .filter(|r| r["os_error"] == "guest agent timed out")
+        .count();
+    assert_eq!(timed_out, 4, "each worker was held by one hung agent");
+    assert_eq!(never_asked, 8);
+}

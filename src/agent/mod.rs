@@ -28,7 +28,7 @@ pub enum AgentError {
     DriverUnsupported,
     #[error("guest agent timed out")]
     Timeout(#[source] VirshError),
-    #[error("guest agent timed out (the scan's deadline passed)")]
+    #[error("not asked: slow guest agents used up the scan's timeout")]
     Deadline,
     #[error("guest agent refused: {0}")]
     Refused(String),
