@@ -5,60 +5,40 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use common::*;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
-const LAB_URI: &str = "qemu:///system";
-const LAB_GUESTS: [&str; 5] = ["lab-agent", "lab-blocked", "lab-meta", "lab-noagent", "lab-off"];
+const LAB_GUESTS: [&str; 5] = [
+    "lab-agent",
+    "lab-blocked",
+    "lab-meta",
+    "lab-noagent",
+    "lab-off",
+];
 const LAB_PRETTY_NAME: &str = "Dismount Lab Linux 1.0";
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    let lab = lab_is_up();
-    let required = std::env::var_os("DISMOUNT_LAB_REQUIRED").is_some_and(|v| v == "1");
-    if let Err(reason) = &lab {
-        if required {
-            eprintln!("DISMOUNT_LAB_REQUIRED=1 but the lab is not up: {reason}");
-            return ExitCode::FAILURE;
-        }
-        eprintln!("lab tests ignored: {reason} (run `scripts/lab up` as root)");
-    }
-    let tests: [(&str, fn() -> Result<(), Failed>); 4] = [
-        ("status_rows_match_virsh_ground_truth", status_rows_match_virsh_ground_truth),
-        ("agent_names_the_os", agent_names_the_os),
-        ("guest_without_agent_channel_fails_fast", guest_without_agent_channel_fails_fast),
-        ("shut_off_guest_has_no_cpu_time", shut_off_guest_has_no_cpu_time),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| Trial::test(name, test).with_ignored_flag(lab.is_err()))
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
-}
-
-fn lab_is_up() -> Result<(), String> {
-    let output = Command::new("virsh")
-        .args(["-c", LAB_URI, "domstate", "--domain", "lab-agent"])
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .map_err(|e| format!("cannot run virsh: {e}"))?;
-    let state = String::from_utf8_lossy(&output.stdout);
-    if output.status.success() && state.trim() == "running" {
-        Ok(())
-    } else {
-        Err(format!(
-            "lab-agent is not running on {LAB_URI}: {}{}",
-            state.trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition { Ok(()) } else { Err(message().into()) }
+    lab_main(
+        vec![
+            Trial::test(
+                "status_rows_match_virsh_ground_truth",
+                status_rows_match_virsh_ground_truth,
+            ),
+            Trial::test("agent_names_the_os", agent_names_the_os),
+            Trial::test(
+                "guest_without_agent_channel_fails_fast",
+                guest_without_agent_channel_fails_fast,
+            ),
+            Trial::test(
+                "shut_off_guest_has_no_cpu_time",
+                shut_off_guest_has_no_cpu_time,
+            ),
+        ],
+        None,
+    )
 }
 
 /// `status --json` on the lab, as name → row, lab guests only (an admin's
@@ -76,33 +56,64 @@ fn lab_rows(extra: &[&str]) -> Result<BTreeMap<String, Value>, Failed> {
 
 /// One domain's `domstats --raw` fields, read with virsh itself.
 fn domstats(name: &str) -> BTreeMap<String, u64> {
-    virsh(LAB_URI, &["domstats", "--raw", "--state", "--cpu-total", "--balloon", "--vcpu", name])
-        .lines()
-        .filter_map(|line| line.trim().split_once('='))
-        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
-        .collect()
+    virsh(
+        LAB_URI,
+        &[
+            "domstats",
+            "--raw",
+            "--state",
+            "--cpu-total",
+            "--balloon",
+            "--vcpu",
+            name,
+        ],
+    )
+    .lines()
+    .filter_map(|line| line.trim().split_once('='))
+    .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+    .collect()
 }
 
 const STATE_WORDS: [&str; 8] = [
-    "no state", "running", "idle", "paused", "in shutdown", "shut off", "crashed", "pmsuspended",
+    "no state",
+    "running",
+    "idle",
+    "paused",
+    "in shutdown",
+    "shut off",
+    "crashed",
+    "pmsuspended",
 ];
 
 fn status_rows_match_virsh_ground_truth() -> Result<(), Failed> {
     let before: BTreeMap<&str, _> = LAB_GUESTS.iter().map(|n| (*n, domstats(n))).collect();
     let rows = lab_rows(&[])?;
     let after: BTreeMap<&str, _> = LAB_GUESTS.iter().map(|n| (*n, domstats(n))).collect();
-    check(rows.len() == LAB_GUESTS.len(), || format!("lab rows: {:?}", rows.keys()))?;
+    check(rows.len() == LAB_GUESTS.len(), || {
+        format!("lab rows: {:?}", rows.keys())
+    })?;
     for name in LAB_GUESTS {
         let (row, was, now) = (&rows[name], &before[name], &after[name]);
         let state = STATE_WORDS[now["state.state"] as usize];
-        check(row["state"] == state, || format!("{name}: state {} vs {state}", row["state"]))?;
-        check(row["vcpus"] == now["vcpu.current"], || format!("{name}: vcpus"))?;
-        check(row["memory_max_kib"] == now["balloon.maximum"], || format!("{name}: max"))?;
+        check(row["state"] == state, || {
+            format!("{name}: state {} vs {state}", row["state"])
+        })?;
+        check(row["vcpus"] == now["vcpu.current"], || {
+            format!("{name}: vcpus")
+        })?;
+        check(row["memory_max_kib"] == now["balloon.maximum"], || {
+            format!("{name}: max")
+        })?;
         if state == "running" {
             // CPU time only grows: ours lies between the two readings.
-            let cpu = row["cpu_time_ns"].as_u64().ok_or("running guest without CPU time")?;
+            let cpu = row["cpu_time_ns"]
+                .as_u64()
+                .ok_or("running guest without CPU time")?;
             check((was["cpu.time"]..=now["cpu.time"]).contains(&cpu), || {
-                format!("{name}: cpu {cpu} not in [{}, {}]", was["cpu.time"], now["cpu.time"])
+                format!(
+                    "{name}: cpu {cpu} not in [{}, {}]",
+                    was["cpu.time"], now["cpu.time"]
+                )
             })?;
             // The balloon refreshes every 2 s; an idle guest's figure moves
             // by a few pages, so allow 4 MiB between the readings.
@@ -111,7 +122,9 @@ fn status_rows_match_virsh_ground_truth() -> Result<(), Failed> {
             check(used.abs_diff(guest_used) <= 4096, || {
                 format!("{name}: used {used} vs balloon {guest_used}")
             })?;
-            check(row["memory_used_source"] == "guest", || format!("{name}: source"))?;
+            check(row["memory_used_source"] == "guest", || {
+                format!("{name}: source")
+            })?;
         }
     }
     Ok(())
@@ -122,9 +135,15 @@ fn agent_names_the_os() -> Result<(), Failed> {
     check(truth.contains(LAB_PRETTY_NAME), || truth.clone())?;
     let rows = lab_rows(&[])?;
     let agent = &rows["lab-agent"];
-    check(agent["os"] == LAB_PRETTY_NAME, || format!("os: {}", agent["os"]))?;
-    check(agent["os_source"] == "agent", || format!("source: {}", agent["os_source"]))?;
-    check(agent["os_error"].is_null(), || format!("error: {}", agent["os_error"]))
+    check(agent["os"] == LAB_PRETTY_NAME, || {
+        format!("os: {}", agent["os"])
+    })?;
+    check(agent["os_source"] == "agent", || {
+        format!("source: {}", agent["os_source"])
+    })?;
+    check(agent["os_error"].is_null(), || {
+        format!("error: {}", agent["os_error"])
+    })
 }
 
 fn guest_without_agent_channel_fails_fast() -> Result<(), Failed> {
@@ -133,7 +152,9 @@ fn guest_without_agent_channel_fails_fast() -> Result<(), Failed> {
     let rows = lab_rows(&["--timeout", "60s"])?;
     let row = &rows["lab-noagent"];
     check(row["os"] == "unknown", || format!("os: {}", row["os"]))?;
-    check(row["os_source"].is_null(), || format!("source: {}", row["os_source"]))?;
+    check(row["os_source"].is_null(), || {
+        format!("source: {}", row["os_source"])
+    })?;
     check(row["os_error"] == "no guest agent channel", || {
         format!("error: {}", row["os_error"])
     })
@@ -142,7 +163,13 @@ fn guest_without_agent_channel_fails_fast() -> Result<(), Failed> {
 fn shut_off_guest_has_no_cpu_time() -> Result<(), Failed> {
     let rows = lab_rows(&[])?;
     let row = &rows["lab-off"];
-    check(row["state"] == "shut off", || format!("state: {}", row["state"]))?;
-    check(row["cpu_time_ns"].is_null(), || format!("cpu: {}", row["cpu_time_ns"]))?;
-    check(row["memory_max_kib"] == 131072, || format!("max: {}", row["memory_max_kib"]))
+    check(row["state"] == "shut off", || {
+        format!("state: {}", row["state"])
+    })?;
+    check(row["cpu_time_ns"].is_null(), || {
+        format!("cpu: {}", row["cpu_time_ns"])
+    })?;
+    check(row["memory_max_kib"] == 131072, || {
+        format!("max: {}", row["memory_max_kib"])
+    })
 }

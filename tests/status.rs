@@ -4,8 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::Stdio;
 
 use common::*;
 use serde_json::Value;
@@ -243,21 +241,7 @@ fn status_json_names(json: &str) -> Vec<String> {
 }
 
 fn menu_session(input: &str) -> (std::process::Output, String) {
-    let mut child = tool()
-        .args(["-c", &fleet_uri("fleet-small.xml")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    let output = common::menu_session(&fleet_uri("fleet-small.xml"), input);
     let text = stdout(&output);
     (output, text)
 }

@@ -98,7 +98,7 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         domain: Option<String>,
         /// Only this drive of the VM
-        #[arg(long, value_name = "DEV", requires = "domain")]
+        #[arg(long, value_name = "DEV", requires = "domain", conflicts_with_all = ["all", "iso"])]
         target: Option<String>,
         /// Every drive of every VM on the connection
         #[arg(long)]

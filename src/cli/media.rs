@@ -445,19 +445,23 @@ fn execute<R: BufRead, W: Write>(
 
 /// Menu 2: the drive table.
 pub fn menu_scan<R: BufRead, W: Write>(console: &mut Console<R, W>, virsh: &Virsh) -> Result<()> {
-    let outcome = isos(virsh, &IsoQuery::default(), false, console.out());
-    report(console, outcome.map(|()| ExitCode::SUCCESS))
+    in_menu(console, virsh, |prompt, media, domains| {
+        let table = drive_table(&media.rows(&domains)?);
+        prompt.out().write_all(table.as_bytes())?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Menu 1: VM by number, drive if several, ISO from the pools or typed.
 pub fn menu_mount<R: BufRead, W: Write>(console: &mut Console<R, W>, virsh: &Virsh) -> Result<()> {
-    let outcome = mount_flow(&mut Prompt::menu(console), virsh);
-    report(console, outcome)
+    in_menu(console, virsh, mount_flow)
 }
 
-fn mount_flow<R: BufRead, W: Write>(prompt: &mut Prompt<R, W>, virsh: &Virsh) -> Result<ExitCode> {
-    let media = MediaManager::new(virsh.clone());
-    let domains = media.load_all()?;
+fn mount_flow<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    media: &MediaManager,
+    domains: Vec<DomainMedia>,
+) -> Result<ExitCode> {
     let labels: Vec<String> = domains
         .iter()
         .map(|d| format!("{} ({})", sanitize(&d.name), d.state))
@@ -521,13 +525,14 @@ fn mount_flow<R: BufRead, W: Write>(prompt: &mut Prompt<R, W>, virsh: &Virsh) ->
 
 /// Menu 3: one drive holding media, or all of them.
 pub fn menu_eject<R: BufRead, W: Write>(console: &mut Console<R, W>, virsh: &Virsh) -> Result<()> {
-    let outcome = eject_flow(&mut Prompt::menu(console), virsh);
-    report(console, outcome)
+    in_menu(console, virsh, eject_flow)
 }
 
-fn eject_flow<R: BufRead, W: Write>(prompt: &mut Prompt<R, W>, virsh: &Virsh) -> Result<ExitCode> {
-    let media = MediaManager::new(virsh.clone());
-    let domains = media.load_all()?;
+fn eject_flow<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    media: &MediaManager,
+    domains: Vec<DomainMedia>,
+) -> Result<ExitCode> {
     let steps: Vec<Step> = domains
         .iter()
         .flat_map(|d| {
@@ -570,11 +575,17 @@ fn eject_flow<R: BufRead, W: Write>(prompt: &mut Prompt<R, W>, virsh: &Virsh) ->
     )
 }
 
-/// A menu entry's end: errors are shown and the menu goes on.
-fn report<R: BufRead, W: Write>(
+/// Runs a menu entry on a fresh scan of the fleet: every change confirmed
+/// first, and an error shown as a line while the menu goes on.
+fn in_menu<R: BufRead, W: Write>(
     console: &mut Console<R, W>,
-    outcome: Result<ExitCode>,
+    virsh: &Virsh,
+    flow: impl FnOnce(&mut Prompt<R, W>, &MediaManager, Vec<DomainMedia>) -> Result<ExitCode>,
 ) -> Result<()> {
+    let media = MediaManager::new(virsh.clone());
+    let outcome = media
+        .load_all()
+        .and_then(|domains| flow(&mut Prompt::menu(console), &media, domains));
     if let Err(error) = outcome {
         writeln!(console.out(), "error: {error:#}")?;
     }

@@ -34,10 +34,7 @@ pub fn tool() -> Command {
 pub fn run(command: &mut Command) -> Output {
     let output = command.output().expect("the binary runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "the tool panicked:\n{stderr}"
-    );
+    assert!(!stderr.contains("panicked"), "the tool panicked:\n{stderr}");
     output
 }
 
@@ -85,4 +82,83 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The lab's connection (`scripts/lab up`).
+pub const LAB_URI: &str = "qemu:///system";
+
+/// Whether the lab is up: lab-agent running on [`LAB_URI`].
+pub fn lab_is_up() -> Result<(), String> {
+    let output = Command::new("virsh")
+        .args(["-c", LAB_URI, "domstate", "--domain", "lab-agent"])
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .map_err(|e| format!("cannot run virsh: {e}"))?;
+    let state = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() && state.trim() == "running" {
+        Ok(())
+    } else {
+        Err(format!(
+            "lab-agent is not running on {LAB_URI}: {}{}",
+            state.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// A lab test target's `main` (libtest-mimic): without the lab every test
+/// is listed as ignored, by name; with `DISMOUNT_LAB_REQUIRED=1` (CI) a
+/// missing lab fails. `threads` caps parallelism for tests that change
+/// the lab's guests.
+pub fn lab_main(
+    tests: Vec<libtest_mimic::Trial>,
+    threads: Option<usize>,
+) -> std::process::ExitCode {
+    let mut args = libtest_mimic::Arguments::from_args();
+    if threads.is_some() {
+        args.test_threads = threads;
+    }
+    let lab = lab_is_up();
+    let required = std::env::var_os("DISMOUNT_LAB_REQUIRED").is_some_and(|v| v == "1");
+    if let Err(reason) = &lab {
+        if required {
+            eprintln!("DISMOUNT_LAB_REQUIRED=1 but the lab is not up: {reason}");
+            return std::process::ExitCode::FAILURE;
+        }
+        eprintln!("lab tests ignored: {reason} (run `scripts/lab up` as root)");
+    }
+    let trials = tests
+        .into_iter()
+        .map(|trial| trial.with_ignored_flag(lab.is_err()))
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// A lab test's assertion: `Err` with the message instead of a panic.
+pub fn check(
+    condition: bool,
+    message: impl FnOnce() -> String,
+) -> Result<(), libtest_mimic::Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message().into())
+    }
+}
+
+/// The menu on `uri`, fed `input` on stdin.
+pub fn menu_session(uri: &str, input: &str) -> Output {
+    let mut child = tool()
+        .args(["-c", uri])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    std::io::Write::write_all(&mut stdin, input.as_bytes()).expect("the menu reads its input");
+    drop(stdin);
+    let output = child.wait_with_output().expect("the binary runs");
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    output
 }

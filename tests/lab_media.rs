@@ -1,0 +1,290 @@
+//! Real change-media on the lab's QEMU guests (`scripts/lab up`): mount and
+//! eject round trips checked in the live and the inactive XML, and every
+//! refusal checked to leave the XML byte-for-byte as it was. Each test puts
+//! the lab's media back as it found it; they run one at a time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{ExitCode, Output, Stdio};
+
+use common::*;
+use dismount_iso_qemu::virsh::domxml::parse_domain_xml;
+use libtest_mimic::{Failed, Trial};
+
+const GUESTS: [&str; 5] = [
+    "lab-agent",
+    "lab-blocked",
+    "lab-meta",
+    "lab-noagent",
+    "lab-off",
+];
+
+fn main() -> ExitCode {
+    lab_main(
+        vec![
+            Trial::test(
+                "mount_eject_round_trip_space_non_ascii",
+                mount_eject_round_trip_space_non_ascii,
+            ),
+            Trial::test(
+                "shut_off_guest_config_is_edited",
+                shut_off_guest_config_is_edited,
+            ),
+            Trial::test(
+                "eject_iso_empties_every_holder",
+                eject_iso_empties_every_holder,
+            ),
+            Trial::test(
+                "eject_all_yes_leaves_no_media",
+                eject_all_yes_leaves_no_media,
+            ),
+            Trial::test("refusals_leave_xml_unchanged", refusals_leave_xml_unchanged),
+            Trial::test(
+                "menu_mounts_and_ejects_through_stdin",
+                menu_mounts_and_ejects_through_stdin,
+            ),
+        ],
+        // The tests change the same guests.
+        Some(1),
+    )
+}
+
+fn iso(name: &str) -> String {
+    root().join(".lab/isos").join(name).display().to_string()
+}
+
+/// The media the lab starts with, as (live, config) of each guest's hdc.
+fn lab_baseline() -> BTreeMap<&'static str, (Option<String>, Option<String>)> {
+    let a = Some(iso("install-a.iso"));
+    let space = Some(iso("Débian netinst.iso"));
+    BTreeMap::from([
+        ("lab-agent", (a.clone(), a)),
+        ("lab-blocked", (None, None)),
+        ("lab-meta", (space.clone(), space)),
+        ("lab-noagent", (None, None)),
+        ("lab-off", (None, Some(iso("tools-b.iso")))),
+    ])
+}
+
+/// hdc's media in the live XML (`None` for a shut-off guest) and the config.
+fn hdc(domain: &str) -> (Option<String>, Option<String>) {
+    let read = |inactive: bool| {
+        let mut args = vec!["dumpxml", "--domain", domain];
+        if inactive {
+            args.push("--inactive");
+        }
+        let xml = parse_domain_xml(&virsh(LAB_URI, &args)).expect("virsh prints XML");
+        xml.drive("hdc")
+            .and_then(|d| d.media.as_ref())
+            .map(|m| m.label())
+    };
+    let running = virsh(LAB_URI, &["domstate", "--domain", domain]).trim() == "running";
+    (if running { read(false) } else { None }, read(true))
+}
+
+/// Both XML documents of every lab guest, byte for byte.
+fn snapshot() -> Vec<String> {
+    GUESTS
+        .iter()
+        .flat_map(|g| {
+            [
+                virsh(LAB_URI, &["dumpxml", "--domain", g]),
+                virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", g]),
+            ]
+        })
+        .collect()
+}
+
+/// Puts every guest's hdc back to the baseline with virsh itself, whatever
+/// a test did or failed to do.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for (domain, wanted) in lab_baseline() {
+            let now = hdc(domain);
+            for (flag, want, have) in [
+                ("--live", &wanted.0, &now.0),
+                ("--config", &wanted.1, &now.1),
+            ] {
+                if want == have || (flag == "--live" && domain == "lab-off") {
+                    continue;
+                }
+                let mut args = vec!["change-media", "--domain", domain, "--path", "hdc", flag];
+                match want {
+                    Some(path) => args.extend(["--source", path, "--update"]),
+                    None => args.push("--eject"),
+                }
+                virsh(LAB_URI, &args);
+            }
+        }
+    }
+}
+
+fn tool_lab(args: &[&str]) -> Output {
+    run(tool().args(["-c", LAB_URI]).args(args))
+}
+
+fn ok(output: &Output) -> Result<String, Failed> {
+    check(output.status.success(), || {
+        format!("{}{}", stdout(output), stderr(output))
+    })?;
+    Ok(stdout(output))
+}
+
+fn mount_eject_round_trip_space_non_ascii() -> Result<(), Failed> {
+    let _restore = Restore;
+    let space = iso("Débian netinst.iso");
+    ok(&tool_lab(&["mount", "lab-noagent", &space]))?;
+    let mounted = hdc("lab-noagent");
+    check(
+        mounted == (Some(space.clone()), Some(space.clone())),
+        || format!("{mounted:?}"),
+    )?;
+    let text = ok(&tool_lab(&["eject", "lab-noagent", "--yes"]))?;
+    check(text.contains("ok: lab-noagent hdc: eject"), || text.clone())?;
+    let ejected = hdc("lab-noagent");
+    check(ejected == (None, None), || format!("{ejected:?}"))?;
+    // Replacing (lab-agent holds install-a) with --yes, then back.
+    ok(&tool_lab(&["mount", "lab-agent", &space, "--yes"]))?;
+    let replaced = hdc("lab-agent");
+    check(replaced == (Some(space.clone()), Some(space)), || {
+        format!("{replaced:?}")
+    })
+}
+
+fn shut_off_guest_config_is_edited() -> Result<(), Failed> {
+    let _restore = Restore;
+    let text = ok(&tool_lab(&["eject", "lab-off", "--yes"]))?;
+    check(text.contains("(config only)"), || text.clone())?;
+    check(hdc("lab-off") == (None, None), || {
+        format!("{:?}", hdc("lab-off"))
+    })?;
+    ok(&tool_lab(&["mount", "lab-off", &iso("install-a.iso")]))?;
+    check(hdc("lab-off").1 == Some(iso("install-a.iso")), || {
+        format!("{:?}", hdc("lab-off"))
+    })
+}
+
+fn eject_iso_empties_every_holder() -> Result<(), Failed> {
+    let _restore = Restore;
+    let a = iso("install-a.iso");
+    ok(&tool_lab(&["mount", "lab-blocked", &a]))?;
+    let users = ok(&tool_lab(&["isos", "--iso", &a]))?;
+    check(
+        users.contains("lab-agent") && users.contains("lab-blocked"),
+        || users.clone(),
+    )?;
+    let text = ok(&tool_lab(&["eject", "--iso", &a, "--yes"]))?;
+    check(text.matches("ok: ").count() == 2, || text.clone())?;
+    for guest in ["lab-agent", "lab-blocked"] {
+        check(hdc(guest) == (None, None), || {
+            format!("{guest}: {:?}", hdc(guest))
+        })?;
+    }
+    let meta = hdc("lab-meta");
+    check(meta.0.is_some() && meta.1.is_some(), || {
+        format!("another ISO stays: {meta:?}")
+    })
+}
+
+fn eject_all_yes_leaves_no_media() -> Result<(), Failed> {
+    let names = virsh(LAB_URI, &["list", "--all", "--name"]);
+    let foreign: Vec<&str> = names
+        .lines()
+        .filter(|n| !n.is_empty() && !n.starts_with("lab-"))
+        .collect();
+    // `eject --all` acts on every domain of the connection: never on an
+    // admin's own VMs.
+    check(foreign.is_empty(), || {
+        format!("refusing to run `eject --all`: {LAB_URI} has non-lab domains {foreign:?}")
+    })?;
+    let _restore = Restore;
+    let text = ok(&tool_lab(&["eject", "--all", "--yes"]))?;
+    check(!text.contains("FAILED"), || text.clone())?;
+    for guest in GUESTS {
+        check(hdc(guest) == (None, None), || {
+            format!("{guest}: {:?}", hdc(guest))
+        })?;
+    }
+    Ok(())
+}
+
+fn refusals_leave_xml_unchanged() -> Result<(), Failed> {
+    let _restore = Restore;
+    let before = snapshot();
+    let (missing, a, b) = (iso("no such.iso"), iso("install-a.iso"), iso("tools-b.iso"));
+    let cases: [&[&str]; 5] = [
+        &["mount", "lab-noagent", &missing, "--yes"],
+        &["mount", "lab-agent", &b],
+        &["eject", "lab-agent"],
+        &["eject", "--all"],
+        &["eject", "--iso", &a],
+    ];
+    for args in cases {
+        let output = tool_lab(args);
+        check(output.status.code() == Some(1), || {
+            format!("{args:?}: {}", stdout(&output))
+        })?;
+        check(snapshot() == before, || format!("{args:?} changed the XML"))?;
+    }
+    let dry = ok(&tool_lab(&["eject", "--all", "--dry-run"]))?;
+    check(
+        dry.contains("change-media --domain lab-agent --path hdc --eject --live --config"),
+        || dry.clone(),
+    )?;
+    check(
+        dry.contains("change-media --domain lab-off --path hdc --eject --config"),
+        || dry.clone(),
+    )?;
+    check(snapshot() == before, || {
+        "--dry-run changed the XML".to_owned()
+    })
+}
+
+fn menu_mounts_and_ejects_through_stdin() -> Result<(), Failed> {
+    let names = virsh(LAB_URI, &["list", "--all", "--name"]);
+    let mut names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
+    names.sort_unstable();
+    check(names == GUESTS, || {
+        format!("the menu numbers every domain: {names:?}")
+    })?;
+    let _restore = Restore;
+    let space = iso("Débian netinst.iso");
+    // Mount: lab-noagent (4th), typed path, refuse once, then confirm.
+    let session = |input: String| -> Result<String, Failed> {
+        let mut child = tool()
+            .args(["-c", LAB_URI])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())?;
+        ok(&child.wait_with_output()?)
+    };
+    let text = session(format!("1\n4\n{space}\nn\n5\n"))?;
+    check(text.contains("Nothing changed."), || text.clone())?;
+    check(hdc("lab-noagent") == (None, None), || {
+        "changed before confirmation".to_owned()
+    })?;
+    let text = session(format!("1\n4\n{space}\ny\n5\n"))?;
+    check(text.contains("ok: lab-noagent hdc: insert"), || {
+        text.clone()
+    })?;
+    check(
+        hdc("lab-noagent") == (Some(space.clone()), Some(space)),
+        || format!("{:?}", hdc("lab-noagent")),
+    )?;
+    // Eject lists drives holding media: lab-agent, lab-meta, lab-noagent, lab-off.
+    let text = session("3\n3\ny\n5\n".to_owned())?;
+    check(text.contains("ok: lab-noagent hdc: eject"), || text.clone())?;
+    check(hdc("lab-noagent") == (None, None), || {
+        format!("{:?}", hdc("lab-noagent"))
+    })
+}

@@ -1,0 +1,292 @@
+//! `isos`, `mount` and `eject` as a binary against the real virsh on
+//! libvirt's test driver: the scan, and every refusal (the test driver has
+//! no change-media, so nothing there could change anything anyway; the
+//! recorded calls show that nothing even tried).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::Value;
+
+fn media_fleet() -> String {
+    fleet_uri("fleet-media.xml")
+}
+
+/// Runs the binary through counting-virsh; returns the output and every
+/// virsh argv it ran.
+fn counted(args: &[&str]) -> (std::process::Output, Vec<Vec<String>>) {
+    let dir = temp_dir("media-count");
+    let log = dir.join("calls");
+    let output = run(tool()
+        .arg("--virsh")
+        .arg(support("counting-virsh"))
+        .args(args)
+        .env("COUNTING_VIRSH_LOG", &log));
+    (output, recorded_calls(&log))
+}
+
+/// A refusal: exit 1, one clear line, and no virsh call that changes
+/// anything.
+fn assert_refused(args: &[&str], needles: &[&str]) {
+    let uri = media_fleet();
+    let (output, calls) = counted(&[&["-c", uri.as_str()], args].concat());
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{args:?}: {}",
+        stdout(&output)
+    );
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    for needle in needles {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    for call in &calls {
+        let script = call.join(" ");
+        assert!(
+            !script.contains("change-media") && !script.contains("attach-disk"),
+            "{args:?} changed something: {script}"
+        );
+    }
+}
+
+fn isos_json(uri: &str, extra: &[&str]) -> Vec<Value> {
+    let output = run(tool().args(["-c", uri, "isos", "--json"]).args(extra));
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).expect("a JSON array")
+}
+
+#[test]
+fn isos_lists_every_drive_with_its_media() {
+    let output = run(tool().args(["-c", &media_fleet(), "isos"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    for needle in [
+        "VM",
+        "Drive",
+        "Bus",
+        "Media",
+        "Live≠Config",
+        "Missing",
+        "two-drives",
+        "pool volume",
+    ] {
+        assert!(table.contains(needle), "{needle} in\n{table}");
+    }
+    assert!(table.contains("6 drive(s)"), "{table}");
+    assert!(
+        table.contains("isos/Débian netinst.iso"),
+        "volume as pool/volume\n{table}"
+    );
+    assert!(table.contains("ISOs in several VMs:"), "{table}");
+    assert!(
+        table.contains("/srv/iso/missing-install.iso: shares-iso, two-drives"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("no-cdrom"),
+        "a VM without drives has no row\n{table}"
+    );
+}
+
+#[test]
+fn isos_json_has_one_object_per_drive() {
+    let rows = isos_json(&media_fleet(), &[]);
+    let by_drive: BTreeMap<(String, String), &Value> = rows
+        .iter()
+        .map(|r| {
+            let key = (
+                r["domain"].as_str().unwrap().to_owned(),
+                r["target"].as_str().unwrap().to_owned(),
+            );
+            (key, r)
+        })
+        .collect();
+    assert_eq!(by_drive.len(), 6);
+    let hdc = by_drive[&("two-drives".to_owned(), "hdc".to_owned())];
+    assert_eq!(hdc["state"], "running");
+    assert_eq!(hdc["bus"], "ide");
+    assert_eq!(hdc["source"], "/srv/iso/missing-install.iso");
+    assert_eq!(hdc["missing"], true);
+    assert_eq!(hdc["shared_with"], serde_json::json!(["shares-iso"]));
+    let sda = by_drive[&("two-drives".to_owned(), "sda".to_owned())];
+    assert_eq!(sda["source"], Value::Null, "empty drive");
+    assert_eq!(sda["missing"], Value::Null);
+    let fda = by_drive[&("two-drives".to_owned(), "fda".to_owned())];
+    assert_eq!(fda["device"], "floppy");
+    assert_eq!(fda["missing"], false, "/etc/os-release exists");
+    assert_eq!(
+        by_drive[&("tray-open".to_owned(), "hdc".to_owned())]["tray_open"],
+        true
+    );
+    assert_eq!(
+        by_drive[&("pool volume".to_owned(), "hdc".to_owned())]["state"],
+        "shut off"
+    );
+}
+
+#[test]
+fn isos_mounted_and_who_uses_an_iso() {
+    let mounted = isos_json(&media_fleet(), &["--mounted"]);
+    assert_eq!(mounted.len(), 5);
+    assert!(mounted.iter().all(|r| !r["source"].is_null()));
+    let users = isos_json(&media_fleet(), &["--iso", "/srv/iso/missing-install.iso"]);
+    let names: Vec<&str> = users
+        .iter()
+        .map(|r| r["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shares-iso", "two-drives"]);
+    let awkward = isos_json(
+        &fleet_uri("fleet-small.xml"),
+        &["--iso", "/srv/iso/Débian netinst.iso"],
+    );
+    assert_eq!(awkward.len(), 1);
+    assert_eq!(awkward[0]["domain"], r#"it's "quoted""#);
+}
+
+#[test]
+fn isos_costs_a_fixed_number_of_virsh_processes() {
+    let count = |fleet: &str| {
+        let (output, calls) = counted(&["-c", &fleet_uri(fleet), "isos", "--json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        calls.len()
+    };
+    // list, then one batch each of dominfo, dumpxml and dumpxml --inactive.
+    assert_eq!(count("fleet-small.xml"), 4);
+    assert_eq!(count("fleet-400.xml"), 4);
+}
+
+#[test]
+fn mount_refuses_a_missing_iso_before_virsh() {
+    let (output, calls) = counted(&[
+        "-c",
+        &media_fleet(),
+        "mount",
+        "tray-open",
+        "/srv/iso/nope.iso",
+        "--yes",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("ISO '/srv/iso/nope.iso' does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(calls.is_empty(), "refused before any virsh call: {calls:?}");
+}
+
+#[test]
+fn mount_with_several_drives_names_the_choices() {
+    assert_refused(
+        &["mount", "two-drives", "/etc/os-release", "--yes"],
+        &["several CD-ROM drives (hdc, sda)", "--target"],
+    );
+}
+
+#[test]
+fn mount_without_a_cdrom_drive_points_at_attach() {
+    assert_refused(
+        &["mount", "no-cdrom", "/etc/os-release"],
+        &["'no-cdrom' has no CD-ROM drive", "--attach"],
+    );
+    assert_refused(
+        &["mount", "two-drives", "/etc/os-release", "--target", "sdz"],
+        &["no CD-ROM or floppy drive 'sdz'", "hdc, sda, fda"],
+    );
+    assert_refused(
+        &["mount", "no-such-vm", "/etc/os-release"],
+        &["no domain named 'no-such-vm'"],
+    );
+}
+
+#[test]
+fn changes_without_a_terminal_need_yes() {
+    // Replacing media and ejecting both take something away.
+    assert_refused(
+        &["mount", "tray-open", "/etc/hostname", "--target", "hdc"],
+        &["not mounted", "stdin is not a terminal", "--yes"],
+    );
+    for selection in [
+        &["eject", "tray-open"][..],
+        &["eject", "--all"],
+        &["eject", "--iso", "/etc/os-release"],
+    ] {
+        assert_refused(selection, &["not ejected", "--yes"]);
+    }
+}
+
+#[test]
+fn dry_run_prints_the_exact_commands() {
+    let (output, calls) = counted(&[
+        "-c",
+        &media_fleet(),
+        "eject",
+        "--iso",
+        "/srv/iso/missing-install.iso",
+        "--dry-run",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(" change-media --domain shares-iso --path hdc --eject --config\n"),
+        "shut off: config only\n{text}"
+    );
+    assert!(
+        text.contains(" change-media --domain two-drives --path hdc --eject --live --config\n"),
+        "running: live and config\n{text}"
+    );
+    assert!(
+        calls.iter().all(|c| !c.join(" ").contains("change-media")),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn eject_argument_rules_are_usage_errors() {
+    for args in [
+        &["eject"][..],
+        &["eject", "--target", "hdc", "--all"],
+        &["eject", "vm", "--all"],
+    ] {
+        let output = run(tool().args(["-c", &media_fleet()]).args(args));
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+fn menu(input: &str) -> String {
+    let output = menu_session(&media_fleet(), input);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+}
+
+#[test]
+fn menu_scans_and_backs_out_at_every_prompt() {
+    // Scan; Mount: back at the VM, at the drive (two-drives), at the ISO
+    // (tray-open); Eject: back at the drive; Exit.
+    let text = menu("2\n1\nq\n1\n5\nq\n1\n4\nq\n3\nq\n5\n");
+    assert!(text.contains("6 drive(s)"), "scan\n{text}");
+    assert!(text.contains("VM number (q to go back):"), "{text}");
+    assert!(text.contains("Drive number (q to go back):"), "{text}");
+    assert!(
+        text.contains("ISO number or path (q to go back):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Drive number, or a for all (q to go back):"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Planned:"),
+        "nothing got as far as a plan\n{text}"
+    );
+    assert_eq!(text.matches("Select option:").count(), 6, "{text}");
+}
+
+#[test]
+fn menu_mount_into_a_vm_without_cdrom_says_so() {
+    // VMs sorted: no-cdrom, pool volume, shares-iso, tray-open, two-drives.
+    let text = menu("1\n1\n5\n");
+    assert!(text.contains("'no-cdrom' has no CD-ROM drive"), "{text}");
+}
