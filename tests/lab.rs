@@ -36,6 +36,14 @@ fn main() -> ExitCode {
                 "shut_off_guest_has_no_cpu_time",
                 shut_off_guest_has_no_cpu_time,
             ),
+            Trial::test(
+                "blocked_osinfo_falls_back_to_os_release",
+                blocked_osinfo_falls_back_to_os_release,
+            ),
+            Trial::test(
+                "no_agent_falls_back_to_libosinfo_metadata",
+                no_agent_falls_back_to_libosinfo_metadata,
+            ),
         ],
         None,
     )
@@ -171,5 +179,48 @@ fn shut_off_guest_has_no_cpu_time() -> Result<(), Failed> {
     })?;
     check(row["memory_max_kib"] == 131072, || {
         format!("max: {}", row["memory_max_kib"])
+    })
+}
+
+/// lab-blocked's qemu-ga runs with `--block-rpcs guest-get-osinfo`: virsh
+/// guestinfo fails, the os-release file read through the agent answers.
+fn blocked_osinfo_falls_back_to_os_release() -> Result<(), Failed> {
+    let refused = std::process::Command::new("virsh")
+        .args([
+            "-c",
+            LAB_URI,
+            "guestinfo",
+            "--os",
+            "--domain",
+            "lab-blocked",
+        ])
+        .env("LC_ALL", "C.UTF-8")
+        .output()?;
+    let message = String::from_utf8_lossy(&refused.stderr);
+    check(
+        !refused.status.success() && message.contains("has been disabled"),
+        || format!("guestinfo --os on lab-blocked should be refused: {message}"),
+    )?;
+    let rows = lab_rows(&[])?;
+    let row = &rows["lab-blocked"];
+    check(row["os"] == LAB_PRETTY_NAME, || {
+        format!("os: {}", row["os"])
+    })?;
+    check(row["os_source"] == "agent-file", || {
+        format!("source: {}", row["os_source"])
+    })
+}
+
+/// lab-meta has no agent channel, but libosinfo metadata (debian.org/debian/12).
+fn no_agent_falls_back_to_libosinfo_metadata() -> Result<(), Failed> {
+    let xml = virsh(LAB_URI, &["dumpxml", "--domain", "lab-meta"]);
+    check(xml.contains("http://debian.org/debian/12"), || {
+        "lab-meta's metadata".into()
+    })?;
+    let rows = lab_rows(&[])?;
+    let row = &rows["lab-meta"];
+    check(row["os"] == "Debian 12", || format!("os: {}", row["os"]))?;
+    check(row["os_source"] == "metadata", || {
+        format!("source: {}", row["os_source"])
     })
 }
