@@ -116,22 +116,39 @@ pub fn run_menu<R: BufRead, W: Write>(
             Answer::Text(choice) => choice,
             Answer::Quit | Answer::End => return Ok(()),
         };
-        match choice.as_str() {
-            "1" => super::media::menu_mount(&mut console, probes.virsh())?,
-            "2" => super::media::menu_scan(&mut console, probes.virsh())?,
-            "3" => super::media::menu_eject(&mut console, probes.virsh())?,
-            "4" => {
-                let rows = scan_with_progress(probes)?;
+        let outcome = match choice.as_str() {
+            "1" => super::media::menu_mount(&mut console, probes.virsh()),
+            "2" => super::media::menu_scan(&mut console, probes.virsh()),
+            "3" => super::media::menu_eject(&mut console, probes.virsh()),
+            "4" => scan_with_progress(probes).and_then(|rows| {
                 write!(console.out(), "{}", status_table(&rows))?;
-            }
+                Ok(())
+            }),
             "5" => return Ok(()),
-            other => writeln!(
-                console.out(),
-                "Invalid choice '{}': enter a number from 1 to 5, or q to quit.",
-                crate::utils::sanitize(other)
-            )?,
+            other => {
+                writeln!(
+                    console.out(),
+                    "Invalid choice '{}': enter a number from 1 to 5, or q to quit.",
+                    crate::utils::sanitize(other)
+                )?;
+                Ok(())
+            }
+        };
+        // A failed action (host unreachable, virsh refused) is reported and
+        // the menu goes on; only a broken terminal ends the session.
+        if let Err(error) = outcome {
+            if is_terminal_failure(&error) {
+                return Err(error);
+            }
+            writeln!(console.out(), "error: {error:#}")?;
         }
     }
+}
+
+/// Whether the error comes from our own input or output rather than from
+/// what an action asked of virsh.
+fn is_terminal_failure(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<std::io::Error>())
 }
 
 fn show_update(out: &mut impl Write, update: Update) -> Result<()> {
@@ -150,6 +167,80 @@ fn show_update(out: &mut impl Write, update: Update) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::probe::ProbeOptions;
+    use crate::virsh::fake::FakeRunner;
+    use crate::virsh::{Virsh, VirshConfig};
+    use std::time::Duration;
+
+    fn probes(fake: &Arc<FakeRunner>) -> ProbeManager {
+        let virsh = Virsh::new(
+            VirshConfig {
+                program: "virsh".into(),
+                connect: Some("qemu:///fake".into()),
+                timeout: Duration::from_secs(5),
+            },
+            fake.clone(),
+        );
+        let hour = Duration::from_secs(3600);
+        ProbeManager::new(
+            virsh,
+            ProbeOptions {
+                timeout: Duration::from_secs(5),
+                cache_ttl: hour,
+                os_ttl: hour,
+                jobs: 1,
+            },
+        )
+    }
+
+    /// A Refresh fed by the test instead of a background thread.
+    fn refresh_from_test() -> (Refresh, Sender<Update>) {
+        let (send, updates) = mpsc::channel();
+        let (stop, _) = mpsc::channel();
+        (
+            Refresh {
+                updates,
+                _stop: stop,
+            },
+            send,
+        )
+    }
+
+    #[test]
+    fn background_updates_appear_at_the_next_render_not_in_a_prompt() {
+        let fake = Arc::new(FakeRunner::default());
+        let (refresh, send) = refresh_from_test();
+        send.send(Err("first".into())).unwrap();
+        send.send(Err("newest".into())).unwrap();
+        let mut out = Vec::new();
+        run_menu("x\n5\n".as_bytes(), &mut out, &probes(&fake), &refresh).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(fake.process_count(), 0);
+        assert!(!text.contains("first"), "only the newest update is shown");
+        let update = text.find("failed: newest").expect("update shown");
+        let first_prompt = text.find("Select option:").unwrap();
+        assert!(
+            update < first_prompt,
+            "shown before the menu, not inside a prompt"
+        );
+        assert_eq!(text.matches("newest").count(), 1, "shown once");
+    }
+
+    #[test]
+    fn a_failed_rescan_is_reported_and_the_menu_goes_on() {
+        let fake = Arc::new(FakeRunner::default());
+        fake.refuse_connection("error: failed to connect to the hypervisor\n");
+        let (refresh, _send) = refresh_from_test();
+        let mut out = Vec::new();
+        run_menu("4\n5\n".as_bytes(), &mut out, &probes(&fake), &refresh).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("error: cannot list domains on qemu:///fake: failed to connect"),
+            "{text}"
+        );
+        assert_eq!(text.matches("Select option:").count(), 2);
+    }
 
     #[test]
     fn ask_distinguishes_text_quit_and_end() {
