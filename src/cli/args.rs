@@ -20,7 +20,8 @@ pub struct Args {
         long = "connect",
         env = "LIBVIRT_URI",
         value_name = "URI",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub connect: Option<String>,
 
@@ -30,25 +31,26 @@ pub struct Args {
         env = "VIRSH",
         value_name = "PATH",
         default_value = "virsh",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub virsh: String,
 
     /// Upper bound for every single virsh call (e.g. 5s, 1500ms)
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, global = true, help_heading = "Global options")]
     pub timeout: Duration,
 
     /// How long CPU and memory figures are reused; also the background refresh interval of the menu
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, global = true, help_heading = "Global options")]
     pub cache_ttl: Duration,
 
     /// How long a guest's OS name is reused (failed detections: --cache-ttl)
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, global = true, help_heading = "Global options")]
     pub os_ttl: Duration,
 
     /// How many guests are probed at once
     #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
-          value_parser = clap::value_parser!(u16).range(1..=256), global = true)]
+          value_parser = clap::value_parser!(u16).range(1..=256), global = true, help_heading = "Global options")]
     pub jobs: u16,
 
     #[command(subcommand)]
