@@ -5,5 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod media;
 pub mod probe;
+#[cfg(test)]
+mod testing;
 pub mod utils;
 pub mod virsh;

@@ -177,19 +177,7 @@ pub fn pretty_name_from_os_release(text: &str) -> Option<String> {
         .filter_map(|line| line.split_once('='))
         .map(|(key, value)| (key.trim(), unquote(value.trim())))
         .collect();
-    let field = |key: &str| {
-        fields
-            .get(key)
-            .map(|value| crate::utils::sanitize(value))
-            .filter(|value| !value.is_empty())
-    };
-    field("PRETTY_NAME").or_else(|| {
-        let name = field("NAME")?;
-        Some(match field("VERSION") {
-            Some(version) => format!("{name} {version}"),
-            None => name,
-        })
-    })
+    display_name(|key| fields.get(key), ["PRETTY_NAME", "NAME", "VERSION"])
 }
 
 /// Undoes os-release's quoting: one pair of single or double quotes, and
@@ -215,14 +203,26 @@ fn unquote(value: &str) -> String {
 /// pretty-name where the guest reports one, else name and version
 /// (Windows guests, for one, report no pretty-name on older agents).
 pub fn os_name_from_guestinfo(info: &BTreeMap<String, String>) -> Option<String> {
+    display_name(
+        |key| info.get(key),
+        ["os.pretty-name", "os.name", "os.version"],
+    )
+}
+
+/// The pretty name, else name and version, from whichever keys a source
+/// uses for them; values are guest-controlled, so they are sanitized.
+fn display_name<'a>(
+    lookup: impl Fn(&str) -> Option<&'a String>,
+    [pretty, name, version]: [&str; 3],
+) -> Option<String> {
     let field = |key: &str| {
-        info.get(key)
+        lookup(key)
             .map(|value| crate::utils::sanitize(value))
             .filter(|value| !value.is_empty())
     };
-    field("os.pretty-name").or_else(|| {
-        let name = field("os.name")?;
-        Some(match field("os.version") {
+    field(pretty).or_else(|| {
+        let name = field(name)?;
+        Some(match field(version) {
             Some(version) => format!("{name} {version}"),
             None => name,
         })
@@ -232,6 +232,7 @@ pub fn os_name_from_guestinfo(info: &BTreeMap<String, String>) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fixture;
     use std::os::unix::process::ExitStatusExt;
 
     fn failed(stderr: &str) -> AgentError {
@@ -273,11 +274,6 @@ mod tests {
             failed("error: Guest agent is not responding: Guest agent not available for now\n"),
             AgentError::Timeout(_)
         ));
-    }
-
-    fn fixture(name: &str) -> String {
-        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]

@@ -168,30 +168,13 @@ fn show_update(out: &mut impl Write, update: Update) -> Result<()> {
 mod tests {
     use super::*;
 
-    use crate::probe::ProbeOptions;
+    use crate::testing::fake_probes;
     use crate::virsh::fake::FakeRunner;
-    use crate::virsh::{Virsh, VirshConfig};
     use std::time::Duration;
 
     fn probes(fake: &Arc<FakeRunner>) -> ProbeManager {
-        let virsh = Virsh::new(
-            VirshConfig {
-                program: "virsh".into(),
-                connect: Some("qemu:///fake".into()),
-                timeout: Duration::from_secs(5),
-            },
-            fake.clone(),
-        );
         let hour = Duration::from_secs(3600);
-        ProbeManager::new(
-            virsh,
-            ProbeOptions {
-                timeout: Duration::from_secs(5),
-                cache_ttl: hour,
-                os_ttl: hour,
-                jobs: 1,
-            },
-        )
+        fake_probes(fake, hour, hour)
     }
 
     /// A Refresh fed by the test instead of a background thread.

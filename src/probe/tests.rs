@@ -6,29 +6,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::virsh::fake::FakeRunner;
-use crate::virsh::{Virsh, VirshConfig};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn manager(fake: &Arc<FakeRunner>, cache_ttl: Duration, os_ttl: Duration) -> ProbeManager {
-    let virsh = Virsh::new(
-        VirshConfig {
-            program: "virsh".into(),
-            connect: Some("qemu:///fake".into()),
-            timeout: Duration::from_secs(5),
-        },
-        fake.clone(),
-    );
-    ProbeManager::new(
-        virsh,
-        ProbeOptions {
-            timeout: Duration::from_secs(5),
-            cache_ttl,
-            os_ttl,
-            jobs: 4,
-        },
-    )
-}
+use crate::testing::{fake_probes as manager, fixture};
 
 fn no_progress(_: usize, _: usize) {}
 
@@ -265,11 +246,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
         "{\"return\":7}\n",
         "",
     );
-    let reply = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/virsh/agent-file-read-os-release.json"
-    ))
-    .unwrap();
+    let reply = fixture("virsh/agent-file-read-os-release.json");
     fake.expect(
         &[
             "qemu-agent-command",

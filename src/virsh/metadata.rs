@@ -25,16 +25,12 @@ pub fn libosinfo_os_id(domain_xml: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = format!("{}/fixtures/virsh/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::testing::fixture;
 
     #[test]
     fn reads_the_lab_guests_metadata() {
         assert_eq!(
-            libosinfo_os_id(&fixture("dumpxml-lab-meta-live.xml")).as_deref(),
+            libosinfo_os_id(&fixture("virsh/dumpxml-lab-meta-live.xml")).as_deref(),
             Some("http://debian.org/debian/12")
         );
     }
@@ -42,7 +38,7 @@ mod tests {
     #[test]
     fn absent_metadata_or_broken_xml_is_none() {
         assert_eq!(
-            libosinfo_os_id(&fixture("dumpxml-lab-noagent-live.xml")),
+            libosinfo_os_id(&fixture("virsh/dumpxml-lab-noagent-live.xml")),
             None
         );
         assert_eq!(libosinfo_os_id("<domain><metadata>"), None);

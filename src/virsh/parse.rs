@@ -212,15 +212,11 @@ pub fn parse_guestinfo(text: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = format!("{}/fixtures/virsh/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::testing::fixture;
 
     #[test]
     fn domstats_keeps_awkward_names() {
-        let stats = parse_domstats(&fixture("domstats-test-driver.txt"));
+        let stats = parse_domstats(&fixture("virsh/domstats-test-driver.txt"));
         let state_of = |name: &str| {
             stats
                 .iter()
@@ -250,7 +246,7 @@ mod tests {
 
     #[test]
     fn domstats_reads_qemu_metric_groups() {
-        let stats = parse_domstats(&fixture("domstats-qemu.txt"));
+        let stats = parse_domstats(&fixture("virsh/domstats-qemu.txt"));
         let agent = stats.iter().find(|s| s.name == "lab-agent").unwrap();
         assert_eq!(agent.state(), Some(DomainState::Running));
         assert!(agent.get_u64("cpu.time").is_some());
@@ -261,7 +257,7 @@ mod tests {
 
     #[test]
     fn dominfo_running_test_driver() {
-        let info = parse_dominfo(&fixture("dominfo-running.txt"));
+        let info = parse_dominfo(&fixture("virsh/dominfo-running.txt"));
         assert_eq!(info.state, Some(DomainState::Running));
         assert_eq!(info.vcpus, Some(2));
         assert_eq!(info.max_memory_kib, Some(1048576));
@@ -276,7 +272,7 @@ mod tests {
 
     #[test]
     fn dominfo_shut_off_qemu_has_no_cpu_time() {
-        let info = parse_dominfo(&fixture("dominfo-qemu-shutoff.txt"));
+        let info = parse_dominfo(&fixture("virsh/dominfo-qemu-shutoff.txt"));
         assert_eq!(info.state, Some(DomainState::ShutOff));
         assert_eq!(info.cpu_time_ns, None);
         assert_eq!(info.max_memory_kib, Some(131072));
@@ -284,7 +280,7 @@ mod tests {
 
     #[test]
     fn uuid_names_keep_awkward_names() {
-        let uuids = parse_uuid_names(&fixture("list-uuid-name-test-driver.txt"));
+        let uuids = parse_uuid_names(&fixture("virsh/list-uuid-name-test-driver.txt"));
         assert_eq!(uuids.len(), 7);
         assert_eq!(
             uuids.get(r#"it's "quoted""#).map(String::as_str),
@@ -322,7 +318,7 @@ mod tests {
 
     #[test]
     fn guestinfo_os_keys() {
-        let info = parse_guestinfo(&fixture("guestinfo-os-lab.txt"));
+        let info = parse_guestinfo(&fixture("virsh/guestinfo-os-lab.txt"));
         assert_eq!(
             info.get("os.pretty-name").map(String::as_str),
             Some("Dismount Lab Linux 1.0")
