@@ -384,3 +384,24 @@ fn hung_agents_are_reported_and_healthy_ones_still_answer() {
     assert_eq!(timed_out, 4, "each worker was held by one hung agent");
     assert_eq!(never_asked, 8);
 }
+
+#[test]
+fn a_closed_stdout_exits_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = tool()
+        .args(["-c", &fleet_uri("fleet-400.xml"), "status", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone now, like `| head -1`.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(first, "[\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
