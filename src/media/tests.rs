@@ -1,11 +1,11 @@
 //! Planning and checking media changes on XML captured from real virsh.
 
 use super::*;
+use crate::testing::fixture;
 use crate::virsh::domxml::parse_domain_xml;
 
 fn xml(name: &str) -> DomainXml {
-    let path = format!("{}/fixtures/virsh/{name}", env!("CARGO_MANIFEST_DIR"));
-    parse_domain_xml(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    parse_domain_xml(&fixture(&format!("virsh/{name}"))).unwrap()
 }
 
 fn domain(name: &str, state: DomainState, live: Option<&str>, config: Option<&str>) -> DomainMedia {

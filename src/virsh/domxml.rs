@@ -143,9 +143,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> DomainXml {
-        let path = format!("{}/fixtures/virsh/{name}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        parse_domain_xml(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        parse_domain_xml(&crate::testing::fixture(&format!("virsh/{name}")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     fn only_drive(xml: &DomainXml) -> &Drive {

@@ -19,11 +19,7 @@ mod tests {
 
     #[test]
     fn paths_with_spaces_and_non_ascii() {
-        let path = format!(
-            "{}/fixtures/virsh/vol-list-lab-isos.txt",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = crate::testing::fixture("virsh/vol-list-lab-isos.txt");
         assert_eq!(
             parse_vol_list_paths(&text),
             [
