@@ -481,11 +481,24 @@ fn mount_flow<R: BufRead, W: Write>(
             None => return Ok(ExitCode::SUCCESS),
         },
     };
-    let pool_isos = media.pool_isos().unwrap_or_else(|error| {
-        // No storage driver or pools: a typed path still works.
-        let _ = writeln!(prompt.out(), "(no storage pool ISOs: {error:#})");
-        Vec::new()
-    });
+    // No storage driver or no pools: a typed path still works.
+    let pool_isos = match media.pool_isos() {
+        Ok(isos) if isos.is_empty() => {
+            writeln!(
+                prompt.out(),
+                "No ISO volumes in the storage pools: type a path."
+            )?;
+            isos
+        }
+        Ok(isos) => isos,
+        Err(error) => {
+            writeln!(
+                prompt.out(),
+                "No storage pool ISOs ({error:#}): type a path."
+            )?;
+            Vec::new()
+        }
+    };
     for (number, iso) in pool_isos.iter().enumerate() {
         writeln!(prompt.out(), "  {}) {}", number + 1, sanitize(iso))?;
     }
