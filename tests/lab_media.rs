@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{ExitCode, Output, Stdio};
+use std::process::{ExitCode, Output};
 
 use common::*;
 use dismount_iso_qemu::virsh::domxml::parse_domain_xml;
@@ -44,6 +43,10 @@ fn main() -> ExitCode {
             Trial::test(
                 "menu_mounts_and_ejects_through_stdin",
                 menu_mounts_and_ejects_through_stdin,
+            ),
+            Trial::test(
+                "menu_offers_the_pools_isos_by_number",
+                menu_offers_the_pools_isos_by_number,
             ),
         ],
         // The tests change the same guests.
@@ -275,20 +278,7 @@ fn menu_mounts_and_ejects_through_stdin() -> Result<(), Failed> {
     let _restore = Restore;
     let space = iso("Débian netinst.iso");
     // Mount: lab-noagent (4th), typed path, refuse once, then confirm.
-    let session = |input: String| -> Result<String, Failed> {
-        let mut child = tool()
-            .args(["-c", LAB_URI])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())?;
-        ok(&child.wait_with_output()?)
-    };
+    let session = |input: String| ok(&menu_session(LAB_URI, &input));
     let text = session(format!("1\n4\n{space}\nn\n5\n"))?;
     check(text.contains("Nothing changed."), || text.clone())?;
     check(hdc("lab-noagent") == (None, None), || {
@@ -308,4 +298,38 @@ fn menu_mounts_and_ejects_through_stdin() -> Result<(), Failed> {
     check(hdc("lab-noagent") == (None, None), || {
         format!("{:?}", hdc("lab-noagent"))
     })
+}
+
+/// The lab's ISOs are volumes of its `lab-isos` pool: the menu numbers
+/// them, and a number mounts that volume's path.
+fn menu_offers_the_pools_isos_by_number() -> Result<(), Failed> {
+    let names = virsh(LAB_URI, &["list", "--all", "--name"]);
+    let mut names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
+    names.sort_unstable();
+    check(names == GUESTS, || {
+        format!("the menu numbers every domain: {names:?}")
+    })?;
+    let _restore = Restore;
+    let space = iso("Débian netinst.iso");
+    // Look at the offer, then back out: nothing may change.
+    let offer = ok(&menu_session(LAB_URI, "1\n4\nq\n5\n"))?;
+    check(hdc("lab-noagent") == (None, None), || {
+        "changed on q".to_owned()
+    })?;
+    let number = offer
+        .lines()
+        .find_map(|line| {
+            // `  N) PATH`, possibly after a prompt (stdin is not echoed).
+            let before = line.strip_suffix(&format!(") {space}"))?;
+            before.split_whitespace().last().map(str::to_owned)
+        })
+        .ok_or_else(|| format!("{space} not offered:\n{offer}"))?;
+    let text = ok(&menu_session(LAB_URI, &format!("1\n4\n{number}\ny\n5\n")))?;
+    check(text.contains("ok: lab-noagent hdc: insert"), || {
+        text.clone()
+    })?;
+    check(
+        hdc("lab-noagent") == (Some(space.clone()), Some(space)),
+        || format!("{:?}", hdc("lab-noagent")),
+    )
 }
