@@ -44,6 +44,10 @@ fn main() -> ExitCode {
                 "no_agent_falls_back_to_libosinfo_metadata",
                 no_agent_falls_back_to_libosinfo_metadata,
             ),
+            Trial::test(
+                "status_over_ssh_matches_local",
+                status_over_ssh_matches_local,
+            ),
         ],
         None,
     )
@@ -222,5 +226,36 @@ fn no_agent_falls_back_to_libosinfo_metadata() -> Result<(), Failed> {
     check(row["os"] == "Debian 12", || format!("os: {}", row["os"]))?;
     check(row["os_source"] == "metadata", || {
         format!("source: {}", row["os_source"])
+    })
+}
+
+/// qemu+ssh:// through the lab's own sshd: virsh gets ssh children, and
+/// every row says what the local connection says.
+fn status_over_ssh_matches_local() -> Result<(), Failed> {
+    let stable = |uri: &str| -> Result<Vec<Value>, Failed> {
+        let output = run(tool().args(["-c", uri, "status", "--json"]));
+        check(output.status.success(), || stderr(&output))?;
+        let rows: Vec<Value> = serde_json::from_str(&stdout(&output))?;
+        Ok(rows
+            .iter()
+            .filter(|r| LAB_GUESTS.iter().any(|g| r["name"] == *g))
+            .map(|r| {
+                serde_json::json!([
+                    r["name"],
+                    r["uuid"],
+                    r["state"],
+                    r["vcpus"],
+                    r["memory_max_kib"],
+                    r["os"],
+                    r["os_source"]
+                ])
+            })
+            .collect())
+    };
+    let local = stable(LAB_URI)?;
+    let remote = stable(&lab_ssh_uri())?;
+    check(local.len() == LAB_GUESTS.len(), || format!("{local:?}"))?;
+    check(local == remote, || {
+        format!("local {local:?}\nssh {remote:?}")
     })
 }

@@ -48,24 +48,17 @@ fn main() -> ExitCode {
                 "menu_offers_the_pools_isos_by_number",
                 menu_offers_the_pools_isos_by_number,
             ),
+            Trial::test(
+                "over_ssh_isos_are_checked_among_pool_volumes",
+                over_ssh_isos_are_checked_among_pool_volumes,
+            ),
         ],
         // The tests change the same guests.
         Some(1),
     )
 }
 
-/// An ISO of the lab, wherever the lab was built (`scripts/lab` keeps
-/// everything under one LAB_DIR; its guest kernel sits in LAB_DIR/guest/).
-fn iso(name: &str) -> String {
-    let xml = virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", "lab-off"]);
-    let kernel = xml
-        .split_once("<kernel>")
-        .and_then(|(_, rest)| rest.split_once("</kernel>"))
-        .map(|(path, _)| std::path::PathBuf::from(path))
-        .expect("lab-off boots a kernel from LAB_DIR/guest/");
-    let lab_dir = kernel.ancestors().nth(2).expect("LAB_DIR/guest/vmlinuz");
-    lab_dir.join("isos").join(name).display().to_string()
-}
+use common::lab_iso as iso;
 
 /// The media the lab starts with, as (live, config) of each guest's hdc.
 fn lab_baseline() -> BTreeMap<&'static str, (Option<String>, Option<String>)> {
@@ -332,4 +325,64 @@ fn menu_offers_the_pools_isos_by_number() -> Result<(), Failed> {
         hdc("lab-noagent") == (Some(space.clone()), Some(space)),
         || format!("{:?}", hdc("lab-noagent")),
     )
+}
+
+/// Over qemu+ssh the tool cannot look at the host's files: an ISO counts as
+/// present when it is a storage volume. The lab's pool holds its ISOs.
+fn over_ssh_isos_are_checked_among_pool_volumes() -> Result<(), Failed> {
+    let uri = lab_ssh_uri();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&run(tool().args(["-c", &uri, "isos", "--json"])))?)?;
+    let agent = rows
+        .iter()
+        .find(|r| r["domain"] == "lab-agent")
+        .ok_or("lab-agent missing over ssh")?;
+    check(agent["source"] == iso("install-a.iso"), || {
+        format!("{agent}")
+    })?;
+    check(agent["missing"] == false, || {
+        format!("a pool volume: {agent}")
+    })?;
+
+    let before = (
+        virsh(LAB_URI, &["dumpxml", "--domain", "lab-noagent"]),
+        virsh(
+            LAB_URI,
+            &["dumpxml", "--inactive", "--domain", "lab-noagent"],
+        ),
+    );
+    // A file that exists here but is no volume of the remote host's pools.
+    let not_a_volume = root()
+        .join("fixtures/fleet-small.xml")
+        .display()
+        .to_string();
+    let refused = run(tool().args(["-c", &uri, "mount", "lab-noagent", &not_a_volume, "--yes"]));
+    check(!refused.status.success(), || stdout(&refused))?;
+    check(stderr(&refused).contains("is no storage volume"), || {
+        stderr(&refused)
+    })?;
+    let after = (
+        virsh(LAB_URI, &["dumpxml", "--domain", "lab-noagent"]),
+        virsh(
+            LAB_URI,
+            &["dumpxml", "--inactive", "--domain", "lab-noagent"],
+        ),
+    );
+    check(before == after, || {
+        "the refusal changed lab-noagent".to_owned()
+    })?;
+
+    let _restore = Restore;
+    let b = iso("tools-b.iso");
+    ok(&run(tool().args([
+        "-c",
+        &uri,
+        "mount",
+        "lab-noagent",
+        &b,
+        "--yes",
+    ])))?;
+    check(hdc("lab-noagent") == (Some(b.clone()), Some(b)), || {
+        format!("{:?}", hdc("lab-noagent"))
+    })
 }

@@ -106,6 +106,37 @@ pub fn lab_is_up() -> Result<(), String> {
     }
 }
 
+/// The lab's folder, wherever it was built: `scripts/lab` keeps everything
+/// under one LAB_DIR, and lab-off boots its kernel from LAB_DIR/guest/.
+pub fn lab_dir() -> PathBuf {
+    let xml = virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", "lab-off"]);
+    let kernel = xml
+        .split_once("<kernel>")
+        .and_then(|(_, rest)| rest.split_once("</kernel>"))
+        .map(|(path, _)| PathBuf::from(path))
+        .expect("lab-off boots a kernel from LAB_DIR/guest/");
+    kernel
+        .ancestors()
+        .nth(2)
+        .expect("LAB_DIR/guest/vmlinuz")
+        .to_path_buf()
+}
+
+/// An ISO of the lab, by file name.
+pub fn lab_iso(name: &str) -> String {
+    lab_dir().join("isos").join(name).display().to_string()
+}
+
+/// The lab's libvirtd reached through its own sshd on 127.0.0.1: a remote
+/// URI as far as the tool can tell (`scripts/lab env` prints the same).
+pub fn lab_ssh_uri() -> String {
+    let wrapper = lab_dir().join("ssh/ssh");
+    format!(
+        "qemu+ssh://root@127.0.0.1:2222/system?command={}",
+        wrapper.display()
+    )
+}
+
 /// A lab test target's `main` (libtest-mimic): without the lab every test
 /// is listed as ignored, by name; with `DISMOUNT_LAB_REQUIRED=1` (CI) a
 /// missing lab fails. `threads` caps parallelism for tests that change
