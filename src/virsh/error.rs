@@ -27,9 +27,6 @@ pub enum VirshError {
         status: ExitStatus,
         stderr: String,
     },
-
-    #[error("unexpected output from `{command}`: {detail}")]
-    Unparsable { command: String, detail: String },
 }
 
 impl VirshError {
