@@ -51,7 +51,9 @@ impl AgentError {
     fn from_virsh(error: VirshError) -> Self {
         let Some(message) = error.virsh_message() else {
             return match error {
-                VirshError::Timeout { .. } => AgentError::Timeout(error),
+                VirshError::Timeout { .. } | VirshError::SshTimeout { .. } => {
+                    AgentError::Timeout(error)
+                }
                 other => AgentError::Virsh(other),
             };
         };

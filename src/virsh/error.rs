@@ -21,6 +21,16 @@ pub enum VirshError {
     #[error("`{command}` did not finish within {}", humantime::format_duration(*.timeout))]
     Timeout { command: String, timeout: Duration },
 
+    /// A timeout over ssh, where the usual cause is a prompt nobody sees:
+    /// virsh runs in its own process group, so ssh cannot read the terminal.
+    #[error(
+        "`{command}` did not finish within {}; over ssh this is usually a password or \
+         host-key prompt that cannot be answered here: use key authentication (ssh-agent), \
+         accept the host key once with plain ssh, or add no_tty=1 to the URI to fail at once",
+        humantime::format_duration(*.timeout)
+    )]
+    SshTimeout { command: String, timeout: Duration },
+
     #[error("{} (`{command}`, {status})", error_lines(.stderr))]
     Failed {
         command: String,

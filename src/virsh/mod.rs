@@ -73,10 +73,30 @@ impl Virsh {
         }
     }
 
+    /// Runs one process through the runner, explaining timeouts over ssh.
+    fn spawn(&self, invocation: &Invocation) -> Result<Output, VirshError> {
+        self.runner
+            .run(invocation, self.config.timeout)
+            .map_err(|error| match error {
+                VirshError::Timeout { command, timeout } if self.over_ssh() => {
+                    VirshError::SshTimeout { command, timeout }
+                }
+                other => other,
+            })
+    }
+
+    /// Whether the URI's transport is ssh (`qemu+ssh://`, `+libssh2`, …).
+    fn over_ssh(&self) -> bool {
+        self.config.connect.as_deref().is_some_and(|uri| {
+            uri.split_once("://")
+                .is_some_and(|(scheme, _)| scheme.contains("+ssh") || scheme.contains("+libssh"))
+        })
+    }
+
     /// Runs one command; a non-zero exit becomes [`VirshError::Failed`].
     pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Result<Output, VirshError> {
         let invocation = self.invocation(args);
-        let output = self.runner.run(&invocation, self.config.timeout)?;
+        let output = self.spawn(&invocation)?;
         if output.status.success() {
             Ok(output)
         } else {
@@ -97,7 +117,7 @@ impl Virsh {
             return Ok(Vec::new());
         }
         let invocation = self.invocation(&[batch.script()]);
-        let output = self.runner.run(&invocation, self.config.timeout)?;
+        let output = self.spawn(&invocation)?;
         let sections = batch.split(&output.stdout);
         if sections.iter().all(Option::is_none) {
             return Err(VirshError::Failed {
@@ -245,5 +265,41 @@ fn push_per_domain(batch: &mut Batch, names: &[&str], command: &[&str]) {
         let mut words = command.to_vec();
         words.extend(["--domain", name]);
         batch.push(&words);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virsh::fake::FakeRunner;
+
+    fn virsh_on(uri: &str, fake: &Arc<FakeRunner>) -> Virsh {
+        Virsh::new(
+            VirshConfig {
+                program: "virsh".into(),
+                connect: Some(uri.into()),
+                timeout: Duration::from_secs(5),
+            },
+            fake.clone(),
+        )
+    }
+
+    #[test]
+    fn a_timeout_over_ssh_explains_the_likely_prompt() {
+        let fake = Arc::new(FakeRunner::default());
+        for uri in ["qemu+ssh://root@kvm/system", "qemu+libssh2://kvm/system"] {
+            fake.expect_hang(&["version"]);
+            let error = virsh_on(uri, &fake).run(&["version"]).unwrap_err();
+            assert!(
+                matches!(error, VirshError::SshTimeout { .. }),
+                "{uri}: {error}"
+            );
+            assert!(error.to_string().contains("no_tty=1"), "{error}");
+        }
+        fake.expect_hang(&["version"]);
+        let error = virsh_on("qemu:///system", &fake)
+            .run(&["version"])
+            .unwrap_err();
+        assert!(matches!(error, VirshError::Timeout { .. }), "{error}");
     }
 }
