@@ -16,10 +16,14 @@ pub fn fixture(path: &str) -> String {
 
 /// A virsh on `qemu:///fake` whose processes the fake answers.
 pub fn fake_virsh(fake: &Arc<FakeRunner>) -> Virsh {
+    fake_virsh_on("qemu:///fake", fake)
+}
+
+pub fn fake_virsh_on(uri: &str, fake: &Arc<FakeRunner>) -> Virsh {
     Virsh::new(
         VirshConfig {
             program: "virsh".into(),
-            connect: Some("qemu:///fake".into()),
+            connect: Some(uri.into()),
             timeout: Duration::from_secs(5),
         },
         fake.clone(),

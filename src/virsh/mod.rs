@@ -271,18 +271,8 @@ fn push_per_domain(batch: &mut Batch, names: &[&str], command: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fake_virsh_on as virsh_on;
     use crate::virsh::fake::FakeRunner;
-
-    fn virsh_on(uri: &str, fake: &Arc<FakeRunner>) -> Virsh {
-        Virsh::new(
-            VirshConfig {
-                program: "virsh".into(),
-                connect: Some(uri.into()),
-                timeout: Duration::from_secs(5),
-            },
-            fake.clone(),
-        )
-    }
 
     #[test]
     fn a_timeout_over_ssh_explains_the_likely_prompt() {
