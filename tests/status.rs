@@ -196,7 +196,7 @@ fn uri_comes_from_flag_then_env_then_virsh_default() {
     let log = dir.join("calls");
     let small = fleet_uri("fleet-small.xml");
     let with = |command: &mut std::process::Command| {
-        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_dir_all(&log);
         let output = run(command
             .args(["status", "--json"])
             .env("VIRSH", support("counting-virsh"))

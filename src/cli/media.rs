@@ -527,7 +527,7 @@ fn mount_flow<R: BufRead, W: Write>(
         return Ok(ExitCode::SUCCESS);
     };
     execute(
-        &media,
+        media,
         prompt,
         &[step],
         ChangeOptions::default(),
@@ -579,7 +579,7 @@ fn eject_flow<R: BufRead, W: Write>(
         }
     };
     execute(
-        &media,
+        media,
         prompt,
         &chosen,
         ChangeOptions::default(),

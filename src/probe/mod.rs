@@ -154,6 +154,8 @@ pub struct ProbeManager {
     /// Set once the connection's driver refuses agent calls altogether
     /// (libvirt's test driver does), so no later domain is asked.
     agent_unsupported: AtomicBool,
+    /// Whether the last listing found QEMU's driver, which does agent calls.
+    driver_is_qemu: AtomicBool,
 }
 
 impl ProbeManager {
@@ -163,6 +165,7 @@ impl ProbeManager {
             options,
             cache: Mutex::new(HashMap::new()),
             agent_unsupported: AtomicBool::new(false),
+            driver_is_qemu: AtomicBool::new(false),
         }
     }
 
@@ -175,9 +178,10 @@ impl ProbeManager {
     }
 
     /// Scans every domain; rows come back sorted by name. Costs one virsh
-    /// process for the listing, one for the metrics that are not cached,
-    /// one agent probe per running guest whose OS is not cached, and one
-    /// for the XML of the guests no agent could name.
+    /// process for the listing, then, side by side, one for the metrics
+    /// that are not cached and one agent probe per running guest whose OS
+    /// is not cached, and last one for the XML of the guests no agent could
+    /// name.
     pub fn scan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
         let listed = self.list()?;
         let now = Instant::now();
@@ -202,8 +206,19 @@ impl ProbeManager {
                 })
                 .unzip()
         };
-        self.fill_metrics(&listed, &mut metrics)?;
-        self.fill_os(&listed, &mut os, progress)?;
+        // Metrics and guest probes need nothing from each other: over ssh,
+        // where every virsh process pays a handshake, overlapping them
+        // saves one round trip.
+        let (metrics_filled, os_filled) = thread::scope(|scope| {
+            let metrics_job = scope.spawn(|| self.fill_metrics(&listed, &mut metrics));
+            let os_filled = self.fill_os(&listed, &mut os, progress);
+            let metrics_filled = metrics_job
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (metrics_filled, os_filled)
+        });
+        metrics_filled?;
+        os_filled?;
         Ok(listed
             .into_iter()
             .zip(metrics.into_iter().zip(os))
@@ -217,17 +232,21 @@ impl ProbeManager {
             .collect())
     }
 
-    /// Names, states and UUIDs of every domain, in one virsh process.
+    /// Names, states and UUIDs of every domain, in one virsh process; also
+    /// learns whether the driver is QEMU's, which answers agent calls.
     fn list(&self) -> Result<Vec<Listed>> {
         let uri = self.virsh.uri_label();
-        let (stats, uuids) = self
+        let listing = self
             .virsh
             .list_all()
             .with_context(|| format!("cannot list domains on {uri}"))?;
-        let mut listed: Vec<Listed> = stats
+        self.driver_is_qemu
+            .store(listing.driver() == Some("qemu"), Ordering::SeqCst);
+        let mut listed: Vec<Listed> = listing
+            .stats
             .into_iter()
             .map(|stats| Listed {
-                uuid: uuids.get(&stats.name).cloned(),
+                uuid: listing.uuids.get(&stats.name).cloned(),
                 state: stats.state().unwrap_or(DomainState::NoState),
                 name: stats.name,
             })
@@ -290,7 +309,24 @@ impl ProbeManager {
             .filter(|&i| listed[i].state == DomainState::Running)
             .collect();
         let names: Vec<&str> = running.iter().map(|&i| listed[i].name.as_str()).collect();
-        for (index, report) in running.iter().zip(self.probe_agents(&names, progress)) {
+        let stale_names: Vec<&str> = stale.iter().map(|&i| listed[i].name.as_str()).collect();
+        // The XML for libosinfo metadata is read while the agents are asked,
+        // not after: any guest may turn out to need it, and over ssh a
+        // process at the end would add a round trip to every scan.
+        let (reports, xmls) = thread::scope(|scope| {
+            let xml_job = scope.spawn(|| {
+                if stale_names.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.virsh.dumpxml_many(&stale_names, false)
+            });
+            let reports = self.probe_agents(&names, progress);
+            let xmls = xml_job
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (reports, xmls)
+        });
+        for (index, report) in running.iter().zip(reports) {
             os[*index] = Some(report);
         }
         for &index in &stale {
@@ -302,12 +338,20 @@ impl ProbeManager {
                 )));
             }
         }
-        let unnamed: Vec<usize> = stale
-            .iter()
-            .copied()
-            .filter(|&i| os[i].as_ref().is_some_and(|r| r.name.is_none()))
+        // `stale[k]` is the row of `stale_names[k]` and of `xmls[k]`.
+        let unnamed: Vec<usize> = (0..stale.len())
+            .filter(|&k| os[stale[k]].as_ref().is_some_and(|r| r.name.is_none()))
             .collect();
-        self.apply_metadata(listed, os, &unnamed)?;
+        if !unnamed.is_empty() {
+            // Only a guest that needs its XML makes a failed read an error.
+            let xmls = xmls
+                .with_context(|| format!("cannot read domain XML on {}", self.virsh.uri_label()))?;
+            for k in unnamed {
+                if let Some(id) = xmls[k].as_deref().and_then(metadata::libosinfo_os_id) {
+                    os[stale[k]] = Some(OsReport::found(os_name_from_id(&id), OsSource::Metadata));
+                }
+            }
+        }
         let now = Instant::now();
         let mut cache = lock(&self.cache);
         for &index in &stale {
@@ -321,30 +365,6 @@ impl ProbeManager {
         Ok(())
     }
 
-    /// Names the OS from libosinfo metadata where no agent could; reads the
-    /// XML of all of them in one virsh process.
-    fn apply_metadata(
-        &self,
-        listed: &[Listed],
-        os: &mut [Option<OsReport>],
-        unnamed: &[usize],
-    ) -> Result<()> {
-        if unnamed.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<&str> = unnamed.iter().map(|&i| listed[i].name.as_str()).collect();
-        let xmls = self
-            .virsh
-            .dumpxml_many(&names, false)
-            .with_context(|| format!("cannot read domain XML on {}", self.virsh.uri_label()))?;
-        for (&index, xml) in unnamed.iter().zip(xmls) {
-            if let Some(id) = xml.as_deref().and_then(metadata::libosinfo_os_id) {
-                os[index] = Some(OsReport::found(os_name_from_id(&id), OsSource::Metadata));
-            }
-        }
-        Ok(())
-    }
-
     /// Asks the agents of `names`, at most `jobs` at a time, all within one
     /// deadline of `timeout`: however many agents hang, the table waits
     /// for one timeout. Each virsh process gets only the time left, so none
@@ -354,12 +374,17 @@ impl ProbeManager {
         let slots: Vec<Mutex<Option<OsReport>>> = names.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
-        // The first probe runs alone for a moment: a driver without agent
-        // support (the test driver) says so at once, and then no other
-        // domain is asked. A slow first answer is a guest's problem, not the
-        // driver's, so the others start after a quarter of the timeout.
+        // Unless the driver is QEMU's, the first probe runs alone for a
+        // moment: a driver without agent support (the test driver) says so
+        // at once, and then no other domain is asked. A slow first answer is
+        // a guest's problem, not the driver's, so the others start after a
+        // quarter of the timeout at the latest.
         let first_done = (Mutex::new(false), Condvar::new());
-        let head_start = self.options.timeout / 4;
+        let head_start = if self.driver_is_qemu.load(Ordering::SeqCst) {
+            Duration::ZERO
+        } else {
+            self.options.timeout / 4
+        };
         thread::scope(|scope| {
             for worker in 0..self.options.jobs.clamp(1, names.len().max(1)) {
                 let (slots, next, done, first_done) = (&slots, &next, &done, &first_done);

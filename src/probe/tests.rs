@@ -13,8 +13,13 @@ use crate::testing::{fake_probes as manager, fixture};
 
 fn no_progress(_: usize, _: usize) {}
 
-/// A fleet as `domstats --state` and `list --uuid --name` show it.
+/// A fleet on QEMU's driver, as the listing batch shows it.
 fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)]) {
+    expect_listing_on(fake, "qemu:///fake", domains);
+}
+
+/// A fleet as `domstats --state`, `list --uuid --name` and `uri` show it.
+fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)]) {
     let stats: String = domains
         .iter()
         .map(|(name, state)| {
@@ -28,6 +33,14 @@ fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)]) {
         .collect();
     fake.expect(&["domstats", "--raw", "--state"], 0, &stats, "");
     fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+    fake.expect(&["uri"], 0, &format!("{uri}\n"), "");
+}
+
+/// Domain XML without libosinfo metadata, read while the agents are asked.
+fn expect_plain_xml(fake: &FakeRunner, names: &[&str]) {
+    for name in names {
+        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
+    }
 }
 
 /// QEMU-like metrics for running domains, in one process.
@@ -77,6 +90,7 @@ fn scan_merges_stats_and_names_the_os() {
     expect_metrics(&fake, &["db", "web"], 5_000_000_000);
     expect_os(&fake, "db", "Debian GNU/Linux 12 (bookworm)");
     expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
+    expect_plain_xml(&fake, &["db", "web"]);
     let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
     fake.assert_all_used();
     assert_eq!(rows.len(), 2);
@@ -99,8 +113,8 @@ fn scan_merges_stats_and_names_the_os() {
     assert_eq!(db.persistent, Some(true));
     assert_eq!(db.os, "Debian GNU/Linux 12 (bookworm)");
     assert_eq!(db.os_source, Some(OsSource::Agent));
-    // listing, metrics, one guestinfo per guest
-    assert_eq!(fake.process_count(), 4);
+    // listing, metrics, one guestinfo per guest, the XML batch
+    assert_eq!(fake.process_count(), 5);
 }
 
 #[test]
@@ -110,6 +124,7 @@ fn a_rescan_within_the_ttls_starts_only_the_listing() {
     expect_listing(&fake, &[("web", 1)]);
     expect_metrics(&fake, &["web"], 1);
     expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
+    expect_plain_xml(&fake, &["web"]);
     let first = probes.scan(&no_progress).unwrap();
     let before = fake.process_count();
 
@@ -135,12 +150,13 @@ fn a_state_change_drops_the_cached_entries() {
     expect_listing(&fake, &[("web", 1)]);
     expect_metrics(&fake, &["web"], 1);
     expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
+    expect_plain_xml(&fake, &["web"]);
     probes.scan(&no_progress).unwrap();
 
     // Now paused: figures and OS are asked again (and the agent is not).
     expect_listing(&fake, &[("web", 3)]);
     expect_metrics(&fake, &["web"], 2);
-    fake.expect(&["dumpxml", "--domain", "web"], 0, "<domain/>", "");
+    expect_plain_xml(&fake, &["web"]);
     let rows = probes.scan(&no_progress).unwrap();
     fake.assert_all_used();
     assert_eq!(rows[0].state, DomainState::Paused);
@@ -155,6 +171,7 @@ fn expired_metrics_are_refetched_and_give_cpu_percent() {
     expect_listing(&fake, &[("web", 1)]);
     expect_metrics(&fake, &["web"], 1_000_000_000);
     expect_os(&fake, "web", "Ubuntu");
+    expect_plain_xml(&fake, &["web"]);
     assert_eq!(probes.scan(&no_progress).unwrap()[0].cpu_percent, None);
 
     expect_listing(&fake, &[("web", 1)]);
@@ -192,7 +209,8 @@ fn cpu_percent_is_cpu_over_wall_time_of_all_vcpus() {
 fn a_driver_without_agent_support_is_asked_once() {
     let fake = Arc::new(FakeRunner::default());
     let names = ["a", "b", "c", "d", "e", "f"];
-    expect_listing(&fake, &names.map(|n| (n, 1)));
+    // Not QEMU's driver: the first guest is asked alone before the rest.
+    expect_listing_on(&fake, "xen:///system", &names.map(|n| (n, 1)));
     expect_metrics(&fake, &names, 1);
     fake.expect(
         &["guestinfo", "--os", "--domain", "a"],
@@ -200,9 +218,7 @@ fn a_driver_without_agent_support_is_asked_once() {
         "",
         "error: this function is not supported by the connection driver: virDomainGetGuestInfo\n",
     );
-    for name in names {
-        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
-    }
+    expect_plain_xml(&fake, &names);
     let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
     fake.assert_all_used();
     let guestinfo_calls = fake
@@ -220,6 +236,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
     let fake = Arc::new(FakeRunner::default());
     expect_listing(&fake, &[("old", 1)]);
     expect_metrics(&fake, &["old"], 1);
+    expect_plain_xml(&fake, &["old"]);
     fake.expect(
         &["guestinfo", "--os", "--domain", "old"],
         1,
@@ -330,9 +347,7 @@ fn hung_agents_are_reported_and_do_not_block_the_others() {
         fake.expect_hang(&["guestinfo", "--os", "--domain", name]);
     }
     expect_os(&fake, "ok", "Fedora Linux 40");
-    for name in ["h1", "h2", "h3"] {
-        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
-    }
+    expect_plain_xml(&fake, &names);
     let seen = std::sync::Mutex::new(Vec::new());
     let rows = manager(&fake, HOUR, HOUR)
         .scan(&|done, total| seen.lock().unwrap().push((done, total)))

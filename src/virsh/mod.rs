@@ -142,20 +142,24 @@ impl Virsh {
         }
     }
 
-    /// Every domain's name and state (`domstats --state`) and its UUID
+    /// Every domain's name and state (`domstats --state`), its UUID
     /// (`list --all --uuid --name`: one `UUID NAME` per line, not the
-    /// table), in one process.
-    pub fn list_all(&self) -> Result<(Vec<DomainStats>, HashMap<String, String>), VirshError> {
+    /// table), and the connection's own URI (`uri`), in one process.
+    pub fn list_all(&self) -> Result<Listing, VirshError> {
         let mut batch = Batch::new();
         batch.push(&["domstats", "--raw", "--state"]);
         batch.push(&["list", "--all", "--uuid", "--name"]);
+        batch.push(&["uri"]);
         let mut sections = self
             .run_batch(&batch)?
             .into_iter()
             .map(Option::unwrap_or_default);
-        let stats = parse::parse_domstats(&sections.next().unwrap_or_default());
-        let uuids = parse::parse_uuid_names(&sections.next().unwrap_or_default());
-        Ok((stats, uuids))
+        Ok(Listing {
+            stats: parse::parse_domstats(&sections.next().unwrap_or_default()),
+            uuids: parse::parse_uuid_names(&sections.next().unwrap_or_default()),
+            uri: Some(sections.next().unwrap_or_default().trim().to_owned())
+                .filter(|uri| !uri.is_empty()),
+        })
     }
 
     /// CPU, balloon and vCPU stats of the named domains plus their
@@ -256,6 +260,25 @@ impl Virsh {
             .into_iter()
             .map(|section| section.filter(|text| !text.trim().is_empty()))
             .collect())
+    }
+}
+
+/// What one listing process learns about a connection.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub stats: Vec<DomainStats>,
+    /// Name → UUID.
+    pub uuids: HashMap<String, String>,
+    /// The URI virsh actually connected to (`qemu:///system`, `test:///…`,
+    /// `qemu+ssh://…`): it names the driver even when `-c` was not given.
+    pub uri: Option<String>,
+}
+
+impl Listing {
+    /// The hypervisor driver: the URI scheme without its transport.
+    pub fn driver(&self) -> Option<&str> {
+        let scheme = self.uri.as_deref()?.split_once(':')?.0;
+        Some(scheme.split_once('+').map_or(scheme, |(driver, _)| driver))
     }
 }
 

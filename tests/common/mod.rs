@@ -64,12 +64,15 @@ pub fn virsh(uri: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("virsh prints UTF-8")
 }
 
-/// The invocations a counting-virsh run recorded, each as its argv.
+/// The invocations a counting-virsh run recorded (one file per process in
+/// the directory `log`), each as its argv.
 pub fn recorded_calls(log: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| line.split('\u{1f}').map(str::to_owned).collect())
+    let Ok(entries) = std::fs::read_dir(log) else {
+        return Vec::new();
+    };
+    entries
+        .map(|entry| std::fs::read_to_string(entry.expect("a log entry").path()).unwrap())
+        .map(|call| call.split('\u{1f}').map(str::to_owned).collect())
         .collect()
 }
 
