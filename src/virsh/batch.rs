@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::ops::Range;
 
 /// Quotes one word for virsh's command-string tokenizer, which (unlike a
 /// single argv element) splits on blanks, `;` and `#` and interprets quotes
@@ -20,7 +21,11 @@ pub fn quote(word: &str) -> String {
     quoted
 }
 
-/// A sequence of virsh commands, run as one `virsh "c1; echo M0; c2; …"`.
+/// Linux refuses a single argument longer than 128 KiB (MAX_ARG_STRLEN),
+/// and a batch is one argument: longer batches run as several processes.
+const MAX_SCRIPT_BYTES: usize = 96 * 1024;
+
+/// A sequence of virsh commands, run as `virsh "c1 ; echo M0 ; c2 ; …"`.
 ///
 /// A failing command prints to stderr and the batch goes on, so each
 /// command's stdout is the text between two markers. The marker carries a
@@ -28,8 +33,16 @@ pub fn quote(word: &str) -> String {
 /// be able to forge a section boundary.
 pub struct Batch {
     nonce: String,
-    script: String,
-    len: usize,
+    /// Each command with its words quoted.
+    commands: Vec<String>,
+}
+
+/// Part of a batch small enough for one virsh process.
+pub struct Piece {
+    /// Which of the batch's commands it runs.
+    pub commands: Range<usize>,
+    /// The single argument to hand to virsh.
+    pub script: String,
 }
 
 impl Batch {
@@ -37,8 +50,7 @@ impl Batch {
         let nonce = RandomState::new().hash_one(std::process::id());
         Batch {
             nonce: format!("{nonce:016x}"),
-            script: String::new(),
-            len: 0,
+            commands: Vec::new(),
         }
     }
 
@@ -49,35 +61,53 @@ impl Batch {
             .map(|w| quote(w.as_ref()))
             .collect::<Vec<_>>()
             .join(" ");
-        self.script
-            .push_str(&format!("{command} ; echo {} ; ", self.marker(self.len)));
-        self.len += 1;
+        self.commands.push(command);
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.commands.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.commands.is_empty()
     }
 
-    /// The single argument to hand to virsh.
-    pub fn script(&self) -> &str {
-        &self.script
+    /// The batch as scripts of at most 96 KiB, each for one process.
+    pub fn pieces(&self) -> Vec<Piece> {
+        self.pieces_within(MAX_SCRIPT_BYTES)
+    }
+
+    fn pieces_within(&self, max_bytes: usize) -> Vec<Piece> {
+        let mut pieces: Vec<Piece> = Vec::new();
+        for (index, command) in self.commands.iter().enumerate() {
+            let part = format!("{command} ; echo {} ; ", self.marker(index));
+            match pieces.last_mut() {
+                // A command too long on its own still gets a piece of its
+                // own: the caller keeps commands short (see metrics_many).
+                Some(piece) if piece.script.len() + part.len() <= max_bytes => {
+                    piece.script.push_str(&part);
+                    piece.commands.end = index + 1;
+                }
+                _ => pieces.push(Piece {
+                    commands: index..index + 1,
+                    script: part,
+                }),
+            }
+        }
+        pieces
     }
 
     fn marker(&self, index: usize) -> String {
         format!("@@dismount-iso-qemu-{}-{index}", self.nonce)
     }
 
-    /// Splits the batch's stdout into one section per command, in order.
+    /// Splits a piece's stdout into one section per command, in order.
     /// A section is `None` when its marker never appeared (virsh stopped
     /// early), and empty when the command printed nothing (it failed).
-    pub fn split<'a>(&self, stdout: &'a str) -> Vec<Option<&'a str>> {
-        let mut sections = Vec::with_capacity(self.len);
+    pub fn split<'a>(&self, commands: Range<usize>, stdout: &'a str) -> Vec<Option<&'a str>> {
+        let mut sections = Vec::with_capacity(commands.len());
         let mut rest = stdout;
-        for index in 0..self.len {
+        for index in commands {
             let marker = format!("{}\n", self.marker(index));
             match find_line(rest, &marker) {
                 Some(at) => {
@@ -134,7 +164,7 @@ mod tests {
         batch.push(&["dominfo", "--domain", "c"]);
         let stdout = format!("A\n{}\n{}\nC1\nC2\n", batch.marker(0), batch.marker(1));
         assert_eq!(
-            batch.split(&stdout),
+            batch.split(0..3, &stdout),
             vec![Some("A\n"), Some(""), None],
             "b failed (empty), c never finished (None)"
         );
@@ -145,9 +175,35 @@ mod tests {
         let mut batch = Batch::new();
         batch.push(&["x"]);
         let stdout = format!("os: {m}\n{m}\n", m = batch.marker(0));
-        assert_eq!(
-            batch.split(&stdout),
-            vec![Some(&stdout[..stdout.len() - batch.marker(0).len() - 1])]
-        );
+        let forged_line = format!("os: {}\n", batch.marker(0));
+        assert_eq!(batch.split(0..1, &stdout), vec![Some(forged_line.as_str())]);
+    }
+
+    #[test]
+    fn long_batches_become_pieces_that_cover_every_command_once() {
+        let mut batch = Batch::new();
+        for n in 0..100 {
+            batch.push(&["dominfo", "--domain", &format!("vm-{n:03}")]);
+        }
+        assert_eq!(batch.pieces().len(), 1, "100 commands fit one process");
+        let pieces = batch.pieces_within(1000);
+        assert!(pieces.len() > 1);
+        assert!(pieces.iter().all(|p| p.script.len() <= 1000));
+        let mut next = 0;
+        for piece in &pieces {
+            assert_eq!(piece.commands.start, next, "contiguous, in order");
+            next = piece.commands.end;
+            // Each piece's markers are numbered like the whole batch's.
+            let stdout: String = piece
+                .commands
+                .clone()
+                .map(|i| format!("out {i}\n{}\n", batch.marker(i)))
+                .collect();
+            let sections = batch.split(piece.commands.clone(), &stdout);
+            for (i, section) in piece.commands.clone().zip(sections) {
+                assert_eq!(section, Some(format!("out {i}\n").as_str()));
+            }
+        }
+        assert_eq!(next, 100);
     }
 }

@@ -134,7 +134,7 @@ impl Runner for FakeRunner {
                 }
                 Reply::Hang => {
                     return Err(VirshError::Timeout {
-                        command: invocation.command_line(),
+                        command: invocation.summary(),
                         timeout,
                     });
                 }

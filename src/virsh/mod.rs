@@ -43,6 +43,10 @@ pub struct Virsh {
 /// them (the test driver has only `state`) simply leaves their keys out.
 const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
 
+/// Domains per metrics process: 500 names of up to 64 bytes stay well
+/// inside one batch piece.
+const METRICS_CHUNK: usize = 500;
+
 impl Virsh {
     pub fn new(config: VirshConfig, runner: Arc<dyn Runner>) -> Self {
         Virsh { config, runner }
@@ -101,35 +105,33 @@ impl Virsh {
             Ok(output)
         } else {
             Err(VirshError::Failed {
-                command: invocation.command_line(),
+                command: invocation.summary(),
                 status: output.status,
                 stderr: output.stderr,
             })
         }
     }
 
-    /// Runs a batch in one process and returns each command's section.
-    /// Failures of single commands are expected (a domain vanished); only
-    /// a batch that printed no section at all is an error, with virsh's
-    /// stderr as the reason.
+    /// Runs a batch (in one process, or one per 96 KiB of script) and
+    /// returns each command's section. Failures of single commands are
+    /// expected (a domain vanished); only a process that printed no section
+    /// at all is an error, with virsh's stderr as the reason.
     pub fn run_batch(&self, batch: &Batch) -> Result<Vec<Option<String>>, VirshError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
+        let mut sections = Vec::with_capacity(batch.len());
+        for piece in batch.pieces() {
+            let invocation = self.invocation(&[&piece.script]);
+            let output = self.spawn(&invocation)?;
+            let piece_sections = batch.split(piece.commands, &output.stdout);
+            if piece_sections.iter().all(Option::is_none) {
+                return Err(VirshError::Failed {
+                    command: invocation.summary(),
+                    status: output.status,
+                    stderr: output.stderr,
+                });
+            }
+            sections.extend(piece_sections.into_iter().map(|s| s.map(str::to_owned)));
         }
-        let invocation = self.invocation(&[batch.script()]);
-        let output = self.spawn(&invocation)?;
-        let sections = batch.split(&output.stdout);
-        if sections.iter().all(Option::is_none) {
-            return Err(VirshError::Failed {
-                command: invocation.command_line(),
-                status: output.status,
-                stderr: output.stderr,
-            });
-        }
-        Ok(sections
-            .into_iter()
-            .map(|section| section.map(str::to_owned))
-            .collect())
+        Ok(sections)
     }
 
     /// The same client with another bound on each process.
@@ -169,23 +171,28 @@ impl Virsh {
         &self,
         names: &[&str],
     ) -> Result<(Vec<DomainStats>, Vec<Option<DomInfo>>), VirshError> {
-        let mut batch = Batch::new();
-        let mut domstats = vec!["domstats", "--raw"];
-        domstats.extend(METRIC_GROUPS);
-        // `--` ends the options: a domain may be called `--help`.
-        domstats.push("--");
-        domstats.extend(names);
-        batch.push(&domstats);
-        push_per_domain(&mut batch, names, &["dominfo"]);
-        let mut sections = self.run_batch(&batch)?.into_iter();
-        let stats = parse::parse_domstats(&sections.next().flatten().unwrap_or_default());
-        let infos = sections
-            .map(|section| {
+        let (mut stats, mut infos) = (Vec::new(), Vec::with_capacity(names.len()));
+        // domstats takes its names as one command, and a batch piece must
+        // stay under the argument limit: 500 names at a time.
+        for chunk in names.chunks(METRICS_CHUNK) {
+            let mut batch = Batch::new();
+            let mut domstats = vec!["domstats", "--raw"];
+            domstats.extend(METRIC_GROUPS);
+            // `--` ends the options: a domain may be called `--help`.
+            domstats.push("--");
+            domstats.extend(chunk);
+            batch.push(&domstats);
+            push_per_domain(&mut batch, chunk, &["dominfo"]);
+            let mut sections = self.run_batch(&batch)?.into_iter();
+            stats.extend(parse::parse_domstats(
+                &sections.next().flatten().unwrap_or_default(),
+            ));
+            infos.extend(sections.map(|section| {
                 section
                     .filter(|text| !text.trim().is_empty())
                     .map(|text| parse::parse_dominfo(&text))
-            })
-            .collect();
+            }));
+        }
         Ok((stats, infos))
     }
 
@@ -296,6 +303,45 @@ mod tests {
     use super::*;
     use crate::testing::fake_virsh_on as virsh_on;
     use crate::virsh::fake::FakeRunner;
+
+    #[test]
+    fn metrics_of_a_large_fleet_come_500_domains_per_process() {
+        let fake = Arc::new(FakeRunner::default());
+        let names: Vec<String> = (0..1200).map(|n| format!("vm-{n:04}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for chunk in names.chunks(500) {
+            let mut domstats = vec![
+                "domstats",
+                "--raw",
+                "--cpu-total",
+                "--balloon",
+                "--vcpu",
+                "--",
+            ];
+            domstats.extend(chunk);
+            let stats: String = chunk
+                .iter()
+                .map(|n| format!("Domain: '{n}'\n  cpu.time=1\n\n"))
+                .collect();
+            fake.expect(&domstats, 0, &stats, "");
+            for name in chunk {
+                fake.expect(&["dominfo", "--domain", name], 0, "CPU(s):         1\n", "");
+            }
+        }
+        let (stats, infos) = virsh_on("qemu:///fake", &fake)
+            .metrics_many(&names)
+            .unwrap();
+        fake.assert_all_used();
+        assert_eq!(fake.process_count(), 3);
+        assert_eq!(stats.len(), 1200);
+        assert_eq!(stats[1199].name, "vm-1199");
+        assert_eq!(infos.len(), 1200);
+        assert!(
+            infos
+                .iter()
+                .all(|i| i.as_ref().is_some_and(|i| i.vcpus == Some(1)))
+        );
+    }
 
     #[test]
     fn a_timeout_over_ssh_explains_the_likely_prompt() {

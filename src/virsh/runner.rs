@@ -34,7 +34,25 @@ impl Invocation {
             .collect::<Vec<_>>()
             .join(" ")
     }
+
+    /// The command line for an error message: a batch script can run to
+    /// many kilobytes, so long arguments keep only their start.
+    pub fn summary(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .map(|word| match word.char_indices().nth(SUMMARY_ARG_CHARS) {
+                Some((cut, _)) => {
+                    format!("{}…({} bytes)", shell_quote(&word[..cut]), word.len())
+                }
+                None => shell_quote(word),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
+
+/// How much of one argument an error message shows.
+const SUMMARY_ARG_CHARS: usize = 120;
 
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -93,7 +111,7 @@ impl Runner for ProcessRunner {
                 }
             } else {
                 VirshError::Spawn {
-                    command: invocation.command_line(),
+                    command: invocation.summary(),
                     source,
                 }
             }
@@ -108,11 +126,11 @@ impl Runner for ProcessRunner {
                 stderr: stderr.finish(),
             }),
             Some(Err(source)) => Err(VirshError::Spawn {
-                command: invocation.command_line(),
+                command: invocation.summary(),
                 source,
             }),
             None => Err(VirshError::Timeout {
-                command: invocation.command_line(),
+                command: invocation.summary(),
                 timeout,
             }),
         }
@@ -288,6 +306,18 @@ mod tests {
         };
         let err = ProcessRunner.run(&inv, Duration::from_secs(1)).unwrap_err();
         assert!(matches!(err, VirshError::NotFound { .. }));
+    }
+
+    #[test]
+    fn summary_shortens_long_arguments_only() {
+        let inv = Invocation {
+            program: "virsh".into(),
+            args: vec!["-c".into(), "test:///x".into(), "é".repeat(200)],
+        };
+        let summary = inv.summary();
+        assert!(summary.starts_with("virsh -c test:///x 'éé"), "{summary}");
+        assert!(summary.ends_with("é'…(400 bytes)"), "{summary}");
+        assert_eq!(summary.matches('é').count(), 120);
     }
 
     #[test]
