@@ -167,53 +167,45 @@ impl MediaManager {
         })
     }
 
-    /// The named domains, each `None` where it could not be read.
+    /// The named domains, each `None` where it could not be read: their
+    /// `dominfo`, live XML and persistent XML, in one virsh process.
     pub fn load(&self, names: &[&str]) -> Result<Vec<Option<DomainMedia>>> {
         let uri = self.virsh.uri_label();
-        let infos = self
+        let outputs = self
             .virsh
-            .dominfo_many(names)
-            .with_context(|| format!("cannot read domain details on {uri}"))?;
-        let live = self.parsed_xml(names, false)?;
-        let inactive = self.parsed_xml(names, true)?;
-        Ok(names
+            .per_domain_each(
+                names,
+                &[&["dominfo"], &["dumpxml"], &["dumpxml", "--inactive"]],
+            )
+            .with_context(|| format!("cannot read domain details and XML on {uri}"))?;
+        names
             .iter()
-            .zip(infos.into_iter().zip(live.into_iter().zip(inactive)))
-            .map(|(name, (info, (live, inactive)))| {
-                let info = info?;
+            .zip(outputs)
+            .map(|(name, outputs)| {
+                let [info, live, inactive]: [Option<String>; 3] =
+                    outputs.try_into().expect("three outputs per domain");
+                let Some(info) = info else {
+                    return Ok(None);
+                };
+                let info = crate::virsh::parse::parse_dominfo(&info);
                 let state = info.state.unwrap_or(DomainState::NoState);
                 // A driver that does not say is taken as persistent: the
                 // usual case, and a wrong `--config` fails loudly.
                 let persistent = info.persistent.unwrap_or(true);
-                Some(DomainMedia {
+                Ok(Some(DomainMedia {
                     name: (*name).to_owned(),
                     state,
-                    live: if state.is_active() { live } else { None },
-                    config: if persistent { inactive } else { None },
-                })
-            })
-            .collect())
-    }
-
-    fn parsed_xml(&self, names: &[&str], inactive: bool) -> Result<Vec<Option<DomainXml>>> {
-        let flag = if inactive {
-            "dumpxml --inactive"
-        } else {
-            "dumpxml"
-        };
-        let texts = self
-            .virsh
-            .dumpxml_many(names, inactive)
-            .with_context(|| format!("cannot read domain XML on {}", self.virsh.uri_label()))?;
-        names
-            .iter()
-            .zip(texts)
-            .map(|(name, text)| {
-                text.map(|text| crate::virsh::domxml::parse_domain_xml(&text))
-                    .transpose()
-                    .with_context(|| {
-                        format!("`{flag}` of '{}' is not XML", crate::utils::sanitize(name))
-                    })
+                    live: if state.is_active() {
+                        parse_xml(name, "dumpxml", live)?
+                    } else {
+                        None
+                    },
+                    config: if persistent {
+                        parse_xml(name, "dumpxml --inactive", inactive)?
+                    } else {
+                        None
+                    },
+                }))
             })
             .collect()
     }
@@ -385,6 +377,19 @@ pub fn is_remote_uri(uri: &str) -> bool {
     uri.split_once("://")
         .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
         .is_some_and(|authority| !authority.is_empty())
+}
+
+/// One `dumpxml` output parsed; an output that is not domain XML is an
+/// error naming the domain.
+fn parse_xml(name: &str, command: &str, text: Option<String>) -> Result<Option<DomainXml>> {
+    text.map(|text| crate::virsh::domxml::parse_domain_xml(&text))
+        .transpose()
+        .with_context(|| {
+            format!(
+                "`{command}` of '{}' is not XML",
+                crate::utils::sanitize(name)
+            )
+        })
 }
 
 #[cfg(test)]

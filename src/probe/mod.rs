@@ -318,7 +318,7 @@ impl ProbeManager {
                 if stale_names.is_empty() {
                     return Ok(Vec::new());
                 }
-                self.virsh.dumpxml_many(&stale_names, false)
+                self.virsh.dumpxml_many(&stale_names)
             });
             let reports = self.probe_agents(&names, progress);
             let xmls = xml_job

@@ -182,7 +182,7 @@ impl Virsh {
             domstats.push("--");
             domstats.extend(chunk);
             batch.push(&domstats);
-            push_per_domain(&mut batch, chunk, &["dominfo"]);
+            push_per_domain(&mut batch, chunk, &[&["dominfo"]]);
             let mut sections = self.run_batch(&batch)?.into_iter();
             stats.extend(parse::parse_domstats(
                 &sections.next().flatten().unwrap_or_default(),
@@ -196,29 +196,10 @@ impl Virsh {
         Ok((stats, infos))
     }
 
-    /// `dominfo` for each name, batched into one process. `None` where the
-    /// domain could not be read (it vanished between calls).
-    pub fn dominfo_many(&self, names: &[&str]) -> Result<Vec<Option<DomInfo>>, VirshError> {
-        let outputs = self.per_domain(names, &["dominfo"])?;
-        Ok(outputs
-            .into_iter()
-            .map(|text| text.map(|text| parse::parse_dominfo(&text)))
-            .collect())
-    }
-
-    /// `dumpxml` (the live definition, or with `inactive` the persistent
-    /// one) for each name, batched into one process.
-    pub fn dumpxml_many(
-        &self,
-        names: &[&str],
-        inactive: bool,
-    ) -> Result<Vec<Option<String>>, VirshError> {
-        let command: &[&str] = if inactive {
-            &["dumpxml", "--inactive"]
-        } else {
-            &["dumpxml"]
-        };
-        self.per_domain(names, command)
+    /// The live `dumpxml` (the persistent one for an inactive domain) of
+    /// each name, batched into one process.
+    pub fn dumpxml_many(&self, names: &[&str]) -> Result<Vec<Option<String>>, VirshError> {
+        self.per_domain(names, &["dumpxml"])
     }
 
     /// Which of `paths` are storage volumes, in one process:
@@ -260,12 +241,30 @@ impl Virsh {
         names: &[&str],
         command: &[&str],
     ) -> Result<Vec<Option<String>>, VirshError> {
-        let mut batch = Batch::new();
-        push_per_domain(&mut batch, names, command);
         Ok(self
+            .per_domain_each(names, &[command])?
+            .into_iter()
+            .map(|mut outputs| outputs.remove(0))
+            .collect())
+    }
+
+    /// Runs each of `commands` with `--domain NAME` for every name, all in
+    /// one batch; `result[n][c]` is command `c`'s output for name `n`,
+    /// `None` where it failed.
+    pub fn per_domain_each(
+        &self,
+        names: &[&str],
+        commands: &[&[&str]],
+    ) -> Result<Vec<Vec<Option<String>>>, VirshError> {
+        let mut batch = Batch::new();
+        push_per_domain(&mut batch, names, commands);
+        let mut sections = self
             .run_batch(&batch)?
             .into_iter()
-            .map(|section| section.filter(|text| !text.trim().is_empty()))
+            .map(|section| section.filter(|text| !text.trim().is_empty()));
+        Ok(names
+            .iter()
+            .map(|_| sections.by_ref().take(commands.len()).collect())
             .collect())
     }
 }
@@ -289,12 +288,14 @@ impl Listing {
     }
 }
 
-/// Appends `command --domain NAME` for every name.
-fn push_per_domain(batch: &mut Batch, names: &[&str], command: &[&str]) {
+/// Appends each of `commands` with `--domain NAME`, name by name.
+fn push_per_domain(batch: &mut Batch, names: &[&str], commands: &[&[&str]]) {
     for name in names {
-        let mut words = command.to_vec();
-        words.extend(["--domain", name]);
-        batch.push(&words);
+        for command in commands {
+            let mut words = command.to_vec();
+            words.extend(["--domain", name]);
+            batch.push(&words);
+        }
     }
 }
 
