@@ -14,6 +14,20 @@ pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The metrics `domstats` of `names`, as the scan runs it.
+pub fn metrics_domstats<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    let mut command = vec![
+        "domstats",
+        "--raw",
+        "--cpu-total",
+        "--balloon",
+        "--vcpu",
+        "--",
+    ];
+    command.extend(names);
+    command
+}
+
 /// A virsh on `qemu:///fake` whose processes the fake answers.
 pub fn fake_virsh(fake: &Arc<FakeRunner>) -> Virsh {
     fake_virsh_on("qemu:///fake", fake)

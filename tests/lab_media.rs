@@ -207,17 +207,19 @@ fn eject_iso_empties_every_holder() -> Result<(), Failed> {
     })
 }
 
-fn eject_all_yes_leaves_no_media() -> Result<(), Failed> {
+/// Tests that act on every domain of the connection, or count them, run
+/// only where the lab's guests are all there is: never on an admin's VMs.
+fn only_lab_guests(what: &str) -> Result<(), Failed> {
     let names = virsh(LAB_URI, &["list", "--all", "--name"]);
-    let foreign: Vec<&str> = names
-        .lines()
-        .filter(|n| !n.is_empty() && !n.starts_with("lab-"))
-        .collect();
-    // `eject --all` acts on every domain of the connection: never on an
-    // admin's own VMs.
-    check(foreign.is_empty(), || {
-        format!("refusing to run `eject --all`: {LAB_URI} has non-lab domains {foreign:?}")
-    })?;
+    let mut names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
+    names.sort_unstable();
+    check(names == GUESTS, || {
+        format!("refusing to test {what}: {LAB_URI} holds {names:?}, not only the lab's guests")
+    })
+}
+
+fn eject_all_yes_leaves_no_media() -> Result<(), Failed> {
+    only_lab_guests("`eject --all`")?;
     let _restore = Restore;
     let text = ok(&tool_lab(&["eject", "--all", "--yes"]))?;
     check(!text.contains("FAILED"), || text.clone())?;
@@ -262,12 +264,7 @@ fn refusals_leave_xml_unchanged() -> Result<(), Failed> {
 }
 
 fn menu_mounts_and_ejects_through_stdin() -> Result<(), Failed> {
-    let names = virsh(LAB_URI, &["list", "--all", "--name"]);
-    let mut names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
-    names.sort_unstable();
-    check(names == GUESTS, || {
-        format!("the menu numbers every domain: {names:?}")
-    })?;
+    only_lab_guests("the menu, which numbers every domain,")?;
     let _restore = Restore;
     let space = iso("Débian netinst.iso");
     // Mount: lab-noagent (4th), typed path, refuse once, then confirm.
@@ -296,12 +293,7 @@ fn menu_mounts_and_ejects_through_stdin() -> Result<(), Failed> {
 /// The lab's ISOs are volumes of its `lab-isos` pool: the menu numbers
 /// them, and a number mounts that volume's path.
 fn menu_offers_the_pools_isos_by_number() -> Result<(), Failed> {
-    let names = virsh(LAB_URI, &["list", "--all", "--name"]);
-    let mut names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
-    names.sort_unstable();
-    check(names == GUESTS, || {
-        format!("the menu numbers every domain: {names:?}")
-    })?;
+    only_lab_guests("the menu, which numbers every domain,")?;
     let _restore = Restore;
     let space = iso("Débian netinst.iso");
     // Look at the offer, then back out: nothing may change.

@@ -9,7 +9,7 @@ use crate::virsh::fake::FakeRunner;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-use crate::testing::{fake_probes as manager, fixture};
+use crate::testing::{fake_probes as manager, fixture, metrics_domstats};
 
 fn no_progress(_: usize, _: usize) {}
 
@@ -45,15 +45,7 @@ fn expect_plain_xml(fake: &FakeRunner, names: &[&str]) {
 
 /// QEMU-like metrics for running domains, in one process.
 fn expect_metrics(fake: &FakeRunner, names: &[&str], cpu_ns: u64) {
-    let mut domstats = vec![
-        "domstats",
-        "--raw",
-        "--cpu-total",
-        "--balloon",
-        "--vcpu",
-        "--",
-    ];
-    domstats.extend(names);
+    let domstats = metrics_domstats(names);
     let stats: String = names
         .iter()
         .map(|name| {
@@ -81,6 +73,14 @@ fn expect_os(fake: &FakeRunner, name: &str, pretty: &str) {
         &format!("os.id               : x\nos.pretty-name      : {pretty}\n"),
         "",
     );
+}
+
+/// Everything a first scan asks about one running guest, "web".
+fn expect_first_scan_of_web(fake: &FakeRunner, cpu_ns: u64, pretty: &str) {
+    expect_listing(fake, &[("web", 1)]);
+    expect_metrics(fake, &["web"], cpu_ns);
+    expect_os(fake, "web", pretty);
+    expect_plain_xml(fake, &["web"]);
 }
 
 #[test]
@@ -121,10 +121,7 @@ fn scan_merges_stats_and_names_the_os() {
 fn a_rescan_within_the_ttls_starts_only_the_listing() {
     let fake = Arc::new(FakeRunner::default());
     let probes = manager(&fake, HOUR, HOUR);
-    expect_listing(&fake, &[("web", 1)]);
-    expect_metrics(&fake, &["web"], 1);
-    expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
-    expect_plain_xml(&fake, &["web"]);
+    expect_first_scan_of_web(&fake, 1, "Ubuntu 22.04.4 LTS");
     let first = probes.scan(&no_progress).unwrap();
     let before = fake.process_count();
 
@@ -147,10 +144,7 @@ fn a_rescan_within_the_ttls_starts_only_the_listing() {
 fn a_state_change_drops_the_cached_entries() {
     let fake = Arc::new(FakeRunner::default());
     let probes = manager(&fake, HOUR, HOUR);
-    expect_listing(&fake, &[("web", 1)]);
-    expect_metrics(&fake, &["web"], 1);
-    expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
-    expect_plain_xml(&fake, &["web"]);
+    expect_first_scan_of_web(&fake, 1, "Ubuntu 22.04.4 LTS");
     probes.scan(&no_progress).unwrap();
 
     // Now paused: figures and OS are asked again (and the agent is not).
@@ -168,10 +162,7 @@ fn a_state_change_drops_the_cached_entries() {
 fn expired_metrics_are_refetched_and_give_cpu_percent() {
     let fake = Arc::new(FakeRunner::default());
     let probes = manager(&fake, Duration::from_nanos(1), HOUR);
-    expect_listing(&fake, &[("web", 1)]);
-    expect_metrics(&fake, &["web"], 1_000_000_000);
-    expect_os(&fake, "web", "Ubuntu");
-    expect_plain_xml(&fake, &["web"]);
+    expect_first_scan_of_web(&fake, 1_000_000_000, "Ubuntu");
     assert_eq!(probes.scan(&no_progress).unwrap()[0].cpu_percent, None);
 
     expect_listing(&fake, &[("web", 1)]);

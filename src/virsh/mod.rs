@@ -311,15 +311,7 @@ mod tests {
         let names: Vec<String> = (0..1200).map(|n| format!("vm-{n:04}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         for chunk in names.chunks(500) {
-            let mut domstats = vec![
-                "domstats",
-                "--raw",
-                "--cpu-total",
-                "--balloon",
-                "--vcpu",
-                "--",
-            ];
-            domstats.extend(chunk);
+            let domstats = crate::testing::metrics_domstats(chunk);
             let stats: String = chunk
                 .iter()
                 .map(|n| format!("Domain: '{n}'\n  cpu.time=1\n\n"))
