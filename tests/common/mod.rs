@@ -153,9 +153,8 @@ pub fn lab_main(
         args.test_threads = threads;
     }
     let lab = lab_is_up();
-    let required = std::env::var_os("DISMOUNT_LAB_REQUIRED").is_some_and(|v| v == "1");
     if let Err(reason) = &lab {
-        if required {
+        if lab_required() {
             eprintln!("DISMOUNT_LAB_REQUIRED=1 but the lab is not up: {reason}");
             return std::process::ExitCode::FAILURE;
         }
@@ -166,6 +165,11 @@ pub fn lab_main(
         .map(|trial| trial.with_ignored_flag(lab.is_err()))
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// `DISMOUNT_LAB_REQUIRED=1` (CI): what the lab needs must be there.
+pub fn lab_required() -> bool {
+    std::env::var_os("DISMOUNT_LAB_REQUIRED").is_some_and(|v| v == "1")
 }
 
 /// A lab test's assertion: `Err` with the message instead of a panic.
