@@ -405,3 +405,35 @@ fn a_closed_stdout_exits_quietly() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stderr(&output), "");
 }
+
+/// A scan held up by hung agents shows a spinner with a count on a
+/// terminal's stderr, and nothing at all on a pipe. `script` (util-linux)
+/// provides the terminal; the hung agents (a fake virsh) make the scan last
+/// its full timeout, well past the half second before the spinner shows.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let args = |tool: &str| {
+        format!(
+            "'{tool}' -c '{}' --virsh '{}' --timeout 2s --jobs 12 status --json",
+            fleet_uri("fleet-hung.xml"),
+            support("hung-agent-virsh").display()
+        )
+    };
+    let binary = env!("CARGO_BIN_EXE_dismount_iso_qemu");
+    let on_terminal = run(std::process::Command::new("script")
+        .args(["-qec", &format!("{} >/dev/null", args(binary)), "/dev/null"])
+        .env_remove("LIBVIRT_URI")
+        .env("TERM", "xterm"));
+    assert!(on_terminal.status.success());
+    let screen = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(screen.contains("probing guests"), "{screen}");
+    assert!(screen.contains("/12"), "{screen}");
+
+    let piped = run(std::process::Command::new("sh")
+        .args(["-c", &args(binary)])
+        .env_remove("LIBVIRT_URI"));
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert_eq!(stderr(&piped), "", "no spinner on a pipe");
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&piped)).unwrap();
+    assert_eq!(rows.len(), 12);
+}
