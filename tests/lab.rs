@@ -48,6 +48,10 @@ fn main() -> ExitCode {
                 "status_over_ssh_matches_local",
                 status_over_ssh_matches_local,
             ),
+            Trial::test(
+                "rescan_gives_cpu_percent_of_running_guests",
+                rescan_gives_cpu_percent_of_running_guests,
+            ),
         ],
         None,
     )
@@ -257,5 +261,34 @@ fn status_over_ssh_matches_local() -> Result<(), Failed> {
     check(local.len() == LAB_GUESTS.len(), || format!("{local:?}"))?;
     check(local == remote, || {
         format!("local {local:?}\nssh {remote:?}")
+    })
+}
+
+/// CPU % needs two samples: the startup table has none, a rescan after the
+/// metrics expired (`--cache-ttl 1ms`) has one for every running guest.
+fn rescan_gives_cpu_percent_of_running_guests() -> Result<(), Failed> {
+    let output = menu_session_with(LAB_URI, &["--cache-ttl", "1ms"], "4\n5\n");
+    check(output.status.success(), || stderr(&output))?;
+    let text = stdout(&output);
+    let tables: Vec<&str> = text.split("domain(s)").collect();
+    check(tables.len() == 3, || {
+        format!("startup table and rescan:\n{text}")
+    })?;
+    let cpu_percent = |table: &str, guest: &str| -> Option<f64> {
+        let row = table.lines().find(|l| l.contains(&format!(" {guest} ")))?;
+        let cells: Vec<&str> = row.split(['│', '┆']).map(str::trim).collect();
+        cells.get(cells.len().checked_sub(2)?)?.parse().ok()
+    };
+    for guest in ["lab-agent", "lab-noagent", "lab-blocked", "lab-meta"] {
+        check(cpu_percent(tables[0], guest).is_none(), || {
+            format!("{guest}: CPU % from one sample\n{}", tables[0])
+        })?;
+        let percent = cpu_percent(tables[1], guest);
+        check(percent.is_some_and(|p| (0.0..=100.0).contains(&p)), || {
+            format!("{guest}: CPU % {percent:?} after a rescan\n{}", tables[1])
+        })?;
+    }
+    check(cpu_percent(tables[1], "lab-off").is_none(), || {
+        "a shut-off guest has no CPU %".to_owned()
     })
 }

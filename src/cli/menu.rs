@@ -5,13 +5,16 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
 use super::progress::scan_with_progress;
 use super::render::status_table;
 use crate::probe::{DomainStatus, ProbeManager};
+
+/// The shortest pause between two background scans.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A background scan's result, or its error chain as text.
 pub type Update = std::result::Result<Vec<DomainStatus>, String>;
@@ -27,7 +30,8 @@ pub struct Refresh {
 
 impl Refresh {
     pub fn start(probes: Arc<ProbeManager>) -> Self {
-        let interval = probes.options().cache_ttl;
+        // A tiny TTL must not turn into back-to-back scans of the host.
+        let interval = probes.options().cache_ttl.max(MIN_REFRESH_INTERVAL);
         let (send_update, updates) = mpsc::channel();
         let (stop, stopped) = mpsc::channel::<()>();
         thread::spawn(move || {
@@ -170,7 +174,6 @@ mod tests {
 
     use crate::testing::fake_probes;
     use crate::virsh::fake::FakeRunner;
-    use std::time::Duration;
 
     fn probes(fake: &Arc<FakeRunner>) -> ProbeManager {
         let hour = Duration::from_secs(3600);

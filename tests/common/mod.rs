@@ -186,8 +186,14 @@ pub fn check(
 
 /// The menu on `uri`, fed `input` on stdin.
 pub fn menu_session(uri: &str, input: &str) -> Output {
+    menu_session_with(uri, &[], input)
+}
+
+/// The menu on `uri` with more options, fed `input` on stdin.
+pub fn menu_session_with(uri: &str, options: &[&str], input: &str) -> Output {
     let mut child = tool()
         .args(["-c", uri])
+        .args(options)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
