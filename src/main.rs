@@ -1,3 +1,5 @@
+//! The binary: parse the command line, run, map errors to an exit code.
+
 use std::process::ExitCode;
 
 use clap::Parser;
