@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use common::*;
 use libtest_mimic::{Failed, Trial};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const LAB_GUESTS: [&str; 5] = [
     "lab-agent",
@@ -150,15 +150,17 @@ fn agent_names_the_os() -> Result<(), Failed> {
     let truth = virsh(LAB_URI, &["guestinfo", "--os", "--domain", "lab-agent"]);
     check(truth.contains(LAB_PRETTY_NAME), || truth.clone())?;
     let rows = lab_rows(&[])?;
-    let agent = &rows["lab-agent"];
-    check(agent["os"] == LAB_PRETTY_NAME, || {
-        format!("os: {}", agent["os"])
-    })?;
-    check(agent["os_source"] == "agent", || {
-        format!("source: {}", agent["os_source"])
-    })?;
-    check(agent["os_error"].is_null(), || {
-        format!("error: {}", agent["os_error"])
+    check_os(&rows["lab-agent"], json!([LAB_PRETTY_NAME, "agent", null]))
+}
+
+/// A row's OS, its source and why it is unknown, checked together.
+fn check_os(row: &Value, expected: Value) -> Result<(), Failed> {
+    let got = json!([row["os"], row["os_source"], row["os_error"]]);
+    check(got == expected, || {
+        format!(
+            "{}: (os, source, error) {got}, wanted {expected}",
+            row["name"]
+        )
     })
 }
 
@@ -166,14 +168,10 @@ fn guest_without_agent_channel_fails_fast() -> Result<(), Failed> {
     // A generous timeout: were the probe to wait for an agent, the error
     // would say "timed out"; it must say there is no channel instead.
     let rows = lab_rows(&["--timeout", "60s"])?;
-    let row = &rows["lab-noagent"];
-    check(row["os"] == "unknown", || format!("os: {}", row["os"]))?;
-    check(row["os_source"].is_null(), || {
-        format!("source: {}", row["os_source"])
-    })?;
-    check(row["os_error"] == "no guest agent channel", || {
-        format!("error: {}", row["os_error"])
-    })
+    check_os(
+        &rows["lab-noagent"],
+        json!(["unknown", null, "no guest agent channel"]),
+    )
 }
 
 fn shut_off_guest_has_no_cpu_time() -> Result<(), Failed> {
@@ -210,13 +208,10 @@ fn blocked_osinfo_falls_back_to_os_release() -> Result<(), Failed> {
         || format!("guestinfo --os on lab-blocked should be refused: {message}"),
     )?;
     let rows = lab_rows(&[])?;
-    let row = &rows["lab-blocked"];
-    check(row["os"] == LAB_PRETTY_NAME, || {
-        format!("os: {}", row["os"])
-    })?;
-    check(row["os_source"] == "agent-file", || {
-        format!("source: {}", row["os_source"])
-    })
+    check_os(
+        &rows["lab-blocked"],
+        json!([LAB_PRETTY_NAME, "agent-file", null]),
+    )
 }
 
 /// lab-meta has no agent channel, but libosinfo metadata (debian.org/debian/12).
@@ -226,11 +221,7 @@ fn no_agent_falls_back_to_libosinfo_metadata() -> Result<(), Failed> {
         "lab-meta's metadata".into()
     })?;
     let rows = lab_rows(&[])?;
-    let row = &rows["lab-meta"];
-    check(row["os"] == "Debian 12", || format!("os: {}", row["os"]))?;
-    check(row["os_source"] == "metadata", || {
-        format!("source: {}", row["os_source"])
-    })
+    check_os(&rows["lab-meta"], json!(["Debian 12", "metadata", null]))
 }
 
 /// qemu+ssh:// through the lab's own sshd: virsh gets ssh children, and

@@ -86,6 +86,15 @@ fn hdc(domain: &str) -> (Option<String>, Option<String>) {
     (if running { read(false) } else { None }, read(true))
 }
 
+/// Checks a guest's hdc, as (live, config), against what a step left.
+fn check_hdc(domain: &str, live: Option<&str>, config: Option<&str>) -> Result<(), Failed> {
+    let wanted = (live.map(str::to_owned), config.map(str::to_owned));
+    let got = hdc(domain);
+    check(got == wanted, || {
+        format!("{domain} hdc (live, config): {got:?}, wanted {wanted:?}")
+    })
+}
+
 /// Both XML documents of every lab guest, byte for byte.
 fn snapshot() -> Vec<String> {
     GUESTS
@@ -148,30 +157,20 @@ fn mount_eject_round_trip_space_non_ascii() -> Result<(), Failed> {
     let _restore = Restore;
     let space = iso("Débian netinst.iso");
     ok(&tool_lab(&["mount", "lab-noagent", &space]))?;
-    let mounted = hdc("lab-noagent");
-    check(
-        mounted == (Some(space.clone()), Some(space.clone())),
-        || format!("{mounted:?}"),
-    )?;
+    check_hdc("lab-noagent", Some(&space), Some(&space))?;
     let text = ok(&tool_lab(&["eject", "lab-noagent", "--yes"]))?;
     check(text.contains("ok: lab-noagent hdc: eject"), || text.clone())?;
-    let ejected = hdc("lab-noagent");
-    check(ejected == (None, None), || format!("{ejected:?}"))?;
+    check_hdc("lab-noagent", None, None)?;
     // Replacing (lab-agent holds install-a) with --yes, then back.
     ok(&tool_lab(&["mount", "lab-agent", &space, "--yes"]))?;
-    let replaced = hdc("lab-agent");
-    check(replaced == (Some(space.clone()), Some(space)), || {
-        format!("{replaced:?}")
-    })
+    check_hdc("lab-agent", Some(&space), Some(&space))
 }
 
 fn shut_off_guest_config_is_edited() -> Result<(), Failed> {
     let _restore = Restore;
     let text = ok(&tool_lab(&["eject", "lab-off", "--yes"]))?;
     check(text.contains("(config only)"), || text.clone())?;
-    check(hdc("lab-off") == (None, None), || {
-        format!("{:?}", hdc("lab-off"))
-    })?;
+    check_hdc("lab-off", None, None)?;
     ok(&tool_lab(&["mount", "lab-off", &iso("install-a.iso")]))?;
     check(hdc("lab-off").1 == Some(iso("install-a.iso")), || {
         format!("{:?}", hdc("lab-off"))
@@ -194,9 +193,7 @@ fn eject_iso_empties_every_holder() -> Result<(), Failed> {
     let text = ok(&tool_lab(&["eject", "--iso", &b, "--yes"]))?;
     check(text.matches("ok: ").count() == 2, || text.clone())?;
     for guest in ["lab-blocked", "lab-off"] {
-        check(hdc(guest) == (None, None), || {
-            format!("{guest}: {:?}", hdc(guest))
-        })?;
+        check_hdc(guest, None, None)?;
     }
     let agent = hdc("lab-agent");
     check(agent.0.is_some() && agent.1.is_some(), || {
@@ -229,9 +226,7 @@ fn eject_all_yes_leaves_no_media() -> Result<(), Failed> {
     let text = ok(&tool_lab(&["eject", "--all", "--yes"]))?;
     check(!text.contains("FAILED"), || text.clone())?;
     for guest in GUESTS {
-        check(hdc(guest) == (None, None), || {
-            format!("{guest}: {:?}", hdc(guest))
-        })?;
+        check_hdc(guest, None, None)?;
     }
     Ok(())
 }
@@ -275,23 +270,17 @@ fn menu_mounts_and_ejects_through_stdin() -> Result<(), Failed> {
     let session = |input: String| ok(&menu_session(LAB_URI, &input));
     let text = session(format!("1\n4\n{space}\nn\n5\n"))?;
     check(text.contains("Nothing changed."), || text.clone())?;
-    check(hdc("lab-noagent") == (None, None), || {
-        "changed before confirmation".to_owned()
-    })?;
+    // Declined: nothing changed before the confirmation.
+    check_hdc("lab-noagent", None, None)?;
     let text = session(format!("1\n4\n{space}\ny\n5\n"))?;
     check(text.contains("ok: lab-noagent hdc: insert"), || {
         text.clone()
     })?;
-    check(
-        hdc("lab-noagent") == (Some(space.clone()), Some(space)),
-        || format!("{:?}", hdc("lab-noagent")),
-    )?;
+    check_hdc("lab-noagent", Some(&space), Some(&space))?;
     // Eject lists drives holding media: lab-agent, lab-meta, lab-noagent, lab-off.
     let text = session("3\n3\ny\n5\n".to_owned())?;
     check(text.contains("ok: lab-noagent hdc: eject"), || text.clone())?;
-    check(hdc("lab-noagent") == (None, None), || {
-        format!("{:?}", hdc("lab-noagent"))
-    })
+    check_hdc("lab-noagent", None, None)
 }
 
 /// The lab's ISOs are volumes of its `lab-isos` pool: the menu numbers
@@ -301,9 +290,8 @@ fn menu_offers_the_pools_isos_by_number() -> Result<(), Failed> {
     let space = iso("Débian netinst.iso");
     // Look at the offer, then back out: nothing may change.
     let offer = ok(&menu_session(LAB_URI, "1\n4\nq\n5\n"))?;
-    check(hdc("lab-noagent") == (None, None), || {
-        "changed on q".to_owned()
-    })?;
+    // Backed out with q: nothing changed.
+    check_hdc("lab-noagent", None, None)?;
     let number = offer
         .lines()
         .find_map(|line| {
@@ -316,10 +304,7 @@ fn menu_offers_the_pools_isos_by_number() -> Result<(), Failed> {
     check(text.contains("ok: lab-noagent hdc: insert"), || {
         text.clone()
     })?;
-    check(
-        hdc("lab-noagent") == (Some(space.clone()), Some(space)),
-        || format!("{:?}", hdc("lab-noagent")),
-    )
+    check_hdc("lab-noagent", Some(&space), Some(&space))
 }
 
 /// Over qemu+ssh the tool cannot look at the host's files: an ISO counts as
@@ -365,7 +350,5 @@ fn over_ssh_isos_are_checked_among_pool_volumes() -> Result<(), Failed> {
         &b,
         "--yes",
     ])))?;
-    check(hdc("lab-noagent") == (Some(b.clone()), Some(b)), || {
-        format!("{:?}", hdc("lab-noagent"))
-    })
+    check_hdc("lab-noagent", Some(&b), Some(&b))
 }
