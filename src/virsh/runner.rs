@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::error::VirshError;
@@ -175,14 +175,15 @@ fn kill_process_group(leader: u32) {
 struct Drain {
     buffer: Arc<Mutex<Vec<u8>>>,
     done: mpsc::Receiver<()>,
-    _reader: Option<JoinHandle<()>>,
 }
 
 impl Drain {
     fn start(pipe: Option<impl Read + Send + 'static>) -> Self {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let (sender, done) = mpsc::channel();
-        let reader = pipe.map(|mut pipe| {
+        // The reader is never joined: `finish` waits on `done` instead, for
+        // a bounded time.
+        if let Some(mut pipe) = pipe {
             let buffer = Arc::clone(&buffer);
             thread::spawn(move || {
                 let mut chunk = [0u8; 8192];
@@ -193,13 +194,9 @@ impl Drain {
                     }
                 }
                 let _ = sender.send(());
-            })
-        });
-        Drain {
-            buffer,
-            done,
-            _reader: reader,
+            });
         }
+        Drain { buffer, done }
     }
 
     /// Waits briefly for end of file, then takes whatever has arrived.
