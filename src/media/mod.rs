@@ -213,7 +213,10 @@ impl MediaManager {
     /// The rows of `isos`, with the missing-ISO check (one filesystem look
     /// per path locally; one batched `vol-info` for a remote host).
     pub fn rows(&self, domains: &[DomainMedia]) -> Result<Vec<DriveRow>> {
+        // One walk over every drive: who holds each medium, and which files
+        // to look for.
         let mut holders: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        let mut paths: BTreeSet<&str> = BTreeSet::new();
         for domain in domains {
             for target in domain.targets() {
                 for media in domain.views(target).media() {
@@ -221,13 +224,8 @@ impl MediaManager {
                         .entry(media.label())
                         .or_default()
                         .insert(&domain.name);
+                    paths.extend(media.path());
                 }
-            }
-        }
-        let mut paths: BTreeSet<&str> = BTreeSet::new();
-        for domain in domains {
-            for target in domain.targets() {
-                paths.extend(domain.views(target).media().filter_map(Media::path));
             }
         }
         let paths: Vec<&str> = paths.into_iter().collect();
