@@ -269,12 +269,15 @@ impl ProbeManager {
             .virsh
             .metrics_many(&names)
             .with_context(|| format!("cannot read domain metrics on {}", self.virsh.uri_label()))?;
+        // By name: domstats lists domains in its own order.
+        let stats: HashMap<&str, &DomainStats> =
+            stats.iter().map(|s| (s.name.as_str(), s)).collect();
         let now = Instant::now();
         let mut cache = lock(&self.cache);
         for (&index, info) in stale.iter().zip(infos) {
             let domain = &listed[index];
             let entry = cache.entry(domain.key()).or_default();
-            let stats = stats.iter().find(|s| s.name == domain.name);
+            let stats = stats.get(domain.name.as_str()).copied();
             let mut fresh = measure(domain.state, stats, info.unwrap_or_default());
             if let Some(cpu) = fresh.cpu_time_ns {
                 fresh.cpu_percent = entry
