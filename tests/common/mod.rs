@@ -133,10 +133,17 @@ pub fn lab_iso(name: &str) -> String {
 /// The lab's libvirtd reached through its own sshd on 127.0.0.1: a remote
 /// URI as far as the tool can tell (`scripts/lab env` prints the same).
 pub fn lab_ssh_uri() -> String {
-    let wrapper = lab_dir().join("ssh/ssh");
+    let ssh = lab_dir().join("ssh");
+    // The port is the lab's choice (LAB_SSH_PORT): read it where the lab
+    // wrote it down.
+    let config = std::fs::read_to_string(ssh.join("ssh_config")).expect("the lab's ssh_config");
+    let port = config
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Port "))
+        .expect("a Port line");
     format!(
-        "qemu+ssh://root@127.0.0.1:2222/system?command={}",
-        wrapper.display()
+        "qemu+ssh://root@127.0.0.1:{port}/system?command={}",
+        ssh.join("ssh").display()
     )
 }
 
