@@ -6,6 +6,9 @@ use clap::Parser;
 use dismount_iso_qemu::cli::{self, Args};
 
 fn main() -> ExitCode {
+    // Kills every virsh the run started, on any way out: return, error,
+    // panic, or a signal.
+    let _reaper = dismount_iso_qemu::virsh::groups::reap_on_exit();
     let args = Args::parse();
     match cli::run(args) {
         Ok(code) => code,

@@ -14,17 +14,10 @@ pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The metrics `domstats` of `names`, as the scan runs it.
-pub fn metrics_domstats<'a>(names: &[&'a str]) -> Vec<&'a str> {
-    let mut command = vec![
-        "domstats",
-        "--raw",
-        "--cpu-total",
-        "--balloon",
-        "--vcpu",
-        "--",
-    ];
-    command.extend(names);
+/// The listing's `domstats`, as the scan runs it.
+pub fn listing_domstats() -> Vec<&'static str> {
+    let mut command = vec!["domstats", "--raw", "--state"];
+    command.extend(crate::virsh::METRIC_GROUPS);
     command
 }
 
@@ -39,6 +32,7 @@ pub fn fake_virsh_on(uri: &str, fake: &Arc<FakeRunner>) -> Virsh {
             program: "virsh".into(),
             connect: Some(uri.into()),
             timeout: Duration::from_secs(5),
+            sessions: 4,
         },
         fake.clone(),
     )

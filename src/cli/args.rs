@@ -53,6 +53,11 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(1..=256), global = true, help_heading = "Global options")]
     pub jobs: u16,
 
+    /// Long-lived virsh processes per host (over ssh, connections) [default: the smaller of --jobs and 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64),
+          global = true, help_heading = "Global options")]
+    pub sessions: Option<u16>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

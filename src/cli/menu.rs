@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use super::progress::scan_with_progress;
+use super::progress::{Figures, scan_with_progress};
 use super::render::status_table;
 use crate::probe::{DomainStatus, ProbeManager};
 
@@ -124,7 +124,7 @@ pub fn run_menu<R: BufRead, W: Write>(
             "1" => super::media::menu_mount(&mut console, probes.virsh()),
             "2" => super::media::menu_scan(&mut console, probes.virsh()),
             "3" => super::media::menu_eject(&mut console, probes.virsh()),
-            "4" => scan_with_progress(probes).and_then(|rows| {
+            "4" => scan_with_progress(probes, Figures::Fresh).and_then(|rows| {
                 write!(console.out(), "{}", status_table(&rows))?;
                 Ok(())
             }),

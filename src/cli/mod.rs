@@ -18,8 +18,12 @@ pub use menu::{Refresh, run_menu};
 pub use render::status_table;
 
 use crate::probe::{ProbeManager, ProbeOptions};
-use crate::virsh::{ProcessRunner, Virsh, VirshConfig};
-use progress::scan_with_progress;
+use crate::virsh::{SessionRunner, Virsh, VirshConfig};
+use progress::{Figures, scan_with_progress};
+
+/// How many long-lived virsh processes (over ssh, connections) one host
+/// gets unless `--sessions` says: parallel agent probes share them.
+const SESSIONS_PER_HOST: usize = 4;
 
 /// Everything the core needs, free of clap types.
 #[derive(Debug, Clone)]
@@ -36,6 +40,9 @@ impl From<&Args> for Options {
                 // An exported but empty LIBVIRT_URI means "not set".
                 connect: args.connect.clone().filter(|uri| !uri.is_empty()),
                 timeout: args.timeout,
+                sessions: args
+                    .sessions
+                    .map_or(usize::from(args.jobs).min(SESSIONS_PER_HOST), usize::from),
             },
             probe: ProbeOptions {
                 timeout: args.timeout,
@@ -50,7 +57,10 @@ impl From<&Args> for Options {
 pub fn run(args: Args) -> Result<ExitCode> {
     let options = Options::from(&args);
     let probes = Arc::new(ProbeManager::new(
-        Virsh::new(options.virsh, Arc::new(ProcessRunner)),
+        Virsh::new(
+            options.virsh.clone(),
+            Arc::new(SessionRunner::new(options.virsh.sessions)),
+        ),
         options.probe,
     ));
     let stdout = io::stdout();
@@ -91,7 +101,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })?;
         }
         Some(Command::Status { json }) => {
-            let rows = scan_with_progress(&probes)?;
+            let rows = scan_with_progress(&probes, Figures::Cached)?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &rows)?;
                 writeln!(out)?;
@@ -100,7 +110,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
         None => {
-            let rows = scan_with_progress(&probes)?;
+            let rows = scan_with_progress(&probes, Figures::Cached)?;
             out.write_all(status_table(&rows).as_bytes())?;
             let refresh = Refresh::start(Arc::clone(&probes));
             run_menu(io::stdin().lock(), &mut out, &probes, &refresh)?;

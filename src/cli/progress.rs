@@ -14,10 +14,23 @@ use crate::probe::{DomainStatus, ProbeManager};
 
 const SHOW_AFTER: Duration = Duration::from_millis(500);
 
+/// Whether a scan may serve CPU and memory figures from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figures {
+    /// Within `--cache-ttl`, as cached: the first table, `status`.
+    Cached,
+    /// Read again whatever the TTL: the menu's Rescan.
+    Fresh,
+}
+
 /// Runs a scan, with a spinner counting probed guests where it helps.
-pub fn scan_with_progress(probes: &ProbeManager) -> Result<Vec<DomainStatus>> {
+pub fn scan_with_progress(probes: &ProbeManager, figures: Figures) -> Result<Vec<DomainStatus>> {
+    let scan = |progress: crate::probe::Progress| match figures {
+        Figures::Cached => probes.scan(progress),
+        Figures::Fresh => probes.rescan(progress),
+    };
     if !std::io::stderr().is_terminal() {
-        return probes.scan(&|_, _| {});
+        return scan(&|_, _| {});
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
@@ -33,7 +46,7 @@ pub fn scan_with_progress(probes: &ProbeManager) -> Result<Vec<DomainStatus>> {
                 shown.enable_steady_tick(Duration::from_millis(100));
             }
         });
-        let result = probes.scan(&|done, total| {
+        let result = scan(&|done, total| {
             bar.set_message(format!("probing guests {done}/{total}"));
         });
         let _ = finished.send(());

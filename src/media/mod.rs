@@ -141,19 +141,63 @@ impl MediaManager {
         &self.virsh
     }
 
-    /// Every domain of the connection, sorted by name: one `list` for the
-    /// names (one a line: libvirt forbids newlines in names), then three
-    /// batches (dominfo, dumpxml, dumpxml --inactive).
+    /// Every domain of the connection, sorted by name: the listing (state
+    /// and persistence of all), then the live XML of the active domains and
+    /// the persistent XML of the persistent ones, each read once.
     pub fn load_all(&self) -> Result<Vec<DomainMedia>> {
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
-            .run(&["list", "--all", "--name"])
-            .with_context(|| format!("cannot list domains on {uri}"))?
-            .stdout;
-        let mut names: Vec<&str> = listing.lines().filter(|name| !name.is_empty()).collect();
-        names.sort_unstable();
-        Ok(self.load(&names)?.into_iter().flatten().collect())
+            .list_all()
+            .with_context(|| format!("cannot list domains on {uri}"))?;
+        let mut domains: Vec<(&str, DomainState, bool)> = listing
+            .stats
+            .iter()
+            .map(|stats| {
+                (
+                    stats.name.as_str(),
+                    stats.state().unwrap_or(DomainState::NoState),
+                    !listing.transient.contains(&stats.name),
+                )
+            })
+            .collect();
+        domains.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Only the XML that exists: live for the active, the config for
+        // the persistent; both in one list, in `domains`' order.
+        const LIVE: &[&str] = &["dumpxml"];
+        const CONFIG: &[&str] = &["dumpxml", "--inactive"];
+        let calls: Vec<(&str, &[&str])> = domains
+            .iter()
+            .flat_map(|&(name, state, persistent)| {
+                let live = state.is_active().then_some((name, LIVE));
+                live.into_iter().chain(persistent.then_some((name, CONFIG)))
+            })
+            .collect();
+        let mut xmls = self
+            .virsh
+            .on_domains(&calls)
+            .with_context(|| format!("cannot read domain XML on {uri}"))?
+            .into_iter();
+        let mut loaded = Vec::with_capacity(domains.len());
+        for (name, state, persistent) in domains {
+            let live = if state.is_active() {
+                xmls.next().flatten()
+            } else {
+                None
+            };
+            let config = if persistent {
+                xmls.next().flatten()
+            } else {
+                None
+            };
+            loaded.push(DomainMedia {
+                name: name.to_owned(),
+                state,
+                live: parse_xml(name, "dumpxml", live)?,
+                config: parse_xml(name, "dumpxml --inactive", config)?,
+            });
+        }
+        Ok(loaded)
     }
 
     /// One domain; a name the connection does not know is an error.

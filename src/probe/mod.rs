@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::agent::{self, AgentError};
-use crate::virsh::{DomInfo, DomainState, DomainStats, Virsh, metadata};
+use crate::virsh::{DomInfo, DomainState, DomainStats, Virsh, VirshError, metadata};
 
 pub use osinfo::os_name_from_id;
 
@@ -91,6 +91,9 @@ struct Metrics {
 struct OsReport {
     name: Option<(String, OsSource)>,
     error: Option<String>,
+    /// The agent did not answer in time: it is left alone for `os_ttl`,
+    /// so that the next scans do not wait for it again.
+    agent_hung: bool,
 }
 
 impl OsReport {
@@ -98,6 +101,7 @@ impl OsReport {
         OsReport {
             name: Some((name, source)),
             error: None,
+            agent_hung: false,
         }
     }
 
@@ -105,6 +109,14 @@ impl OsReport {
         OsReport {
             name: None,
             error: Some(error),
+            agent_hung: false,
+        }
+    }
+
+    fn hung(error: &AgentError) -> Self {
+        OsReport {
+            agent_hung: true,
+            ..OsReport::failed(error.to_string())
         }
     }
 }
@@ -136,6 +148,9 @@ struct Listed {
     name: String,
     uuid: Option<String>,
     state: DomainState,
+    persistent: bool,
+    /// Its `domstats` block, metric groups included.
+    stats: DomainStats,
 }
 
 impl Listed {
@@ -183,6 +198,16 @@ impl ProbeManager {
     /// is not cached, and last one for the XML of the guests no agent could
     /// name.
     pub fn scan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
+        self.scan_with(progress, false)
+    }
+
+    /// A scan that takes no figure from the cache (the OS still follows
+    /// `--os-ttl`): what the menu's Rescan asks for.
+    pub fn rescan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
+        self.scan_with(progress, true)
+    }
+
+    fn scan_with(&self, progress: Progress, fresh_metrics: bool) -> Result<Vec<DomainStatus>> {
         let listed = self.list()?;
         let now = Instant::now();
         let (mut metrics, mut os): (Vec<_>, Vec<_>) = {
@@ -193,9 +218,11 @@ impl ProbeManager {
                     let entry = cache.get(&domain.key());
                     let metrics = entry
                         .and_then(|e| e.metrics.as_ref())
+                        // Figures the listing brought are fresher still.
+                        .filter(|_| !fresh_metrics && !has_every_metric(domain))
                         .and_then(|c| c.fresh(domain.state, self.options.cache_ttl, now));
                     let os = entry.and_then(|e| e.os.as_ref()).and_then(|c| {
-                        let ttl = if c.value.name.is_some() {
+                        let ttl = if c.value.name.is_some() || c.value.agent_hung {
                             self.options.os_ttl
                         } else {
                             self.options.cache_ttl
@@ -206,19 +233,30 @@ impl ProbeManager {
                 })
                 .unzip()
         };
-        // Metrics and guest probes need nothing from each other: over ssh,
-        // where every virsh process pays a handshake, overlapping them
-        // saves one round trip.
-        let (metrics_filled, os_filled) = thread::scope(|scope| {
+        // The quick reads first, side by side on the connection's sessions:
+        // figures and the XML for libosinfo metadata. The guest agents come
+        // after, since a hung one holds its session until the deadline and
+        // must not hold these up.
+        let stale_os: Vec<&str> = listed
+            .iter()
+            .zip(&os)
+            .filter(|(_, os)| os.is_none())
+            .map(|(domain, _)| domain.name.as_str())
+            .collect();
+        let (metrics_filled, xmls) = thread::scope(|scope| {
             let metrics_job = scope.spawn(|| self.fill_metrics(&listed, &mut metrics));
-            let os_filled = self.fill_os(&listed, &mut os, progress);
+            let xmls = if stale_os.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.virsh.dumpxml_many(&stale_os)
+            };
             let metrics_filled = metrics_job
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (metrics_filled, os_filled)
+            (metrics_filled, xmls)
         });
         metrics_filled?;
-        os_filled?;
+        self.fill_os(&listed, &mut os, xmls, progress)?;
         Ok(listed
             .into_iter()
             .zip(metrics.into_iter().zip(os))
@@ -248,37 +286,46 @@ impl ProbeManager {
             .map(|stats| Listed {
                 uuid: listing.uuids.get(&stats.name).cloned(),
                 state: stats.state().unwrap_or(DomainState::NoState),
-                name: stats.name,
+                persistent: !listing.transient.contains(&stats.name),
+                name: stats.name.clone(),
+                stats,
             })
             .collect();
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(listed)
     }
 
-    /// Reads the metrics of every domain not served from the cache, in one
-    /// virsh process, and caches them.
+    /// The metrics of every domain not served from the cache: from its
+    /// `domstats` block where that has every figure (QEMU), with one
+    /// batched `dominfo` for the domains whose block lacks some (the test
+    /// driver's has state only); all of them cached.
     fn fill_metrics(&self, listed: &[Listed], metrics: &mut [Option<Metrics>]) -> Result<()> {
-        let stale: Vec<usize> = (0..listed.len())
-            .filter(|&i| metrics[i].is_none())
+        let lacking: Vec<usize> = (0..listed.len())
+            .filter(|&i| metrics[i].is_none() && !has_every_metric(&listed[i]))
             .collect();
-        if stale.is_empty() {
-            return Ok(());
+        let names: Vec<&str> = lacking.iter().map(|&i| listed[i].name.as_str()).collect();
+        let mut infos: HashMap<usize, DomInfo> = HashMap::new();
+        if !names.is_empty() {
+            let read = self.virsh.dominfo_many(&names).with_context(|| {
+                format!("cannot read domain metrics on {}", self.virsh.uri_label())
+            })?;
+            infos.extend(
+                lacking
+                    .iter()
+                    .copied()
+                    .zip(read)
+                    .filter_map(|(i, info)| Some((i, info?))),
+            );
         }
-        let names: Vec<&str> = stale.iter().map(|&i| listed[i].name.as_str()).collect();
-        let (stats, infos) = self
-            .virsh
-            .metrics_many(&names)
-            .with_context(|| format!("cannot read domain metrics on {}", self.virsh.uri_label()))?;
-        // By name: domstats lists domains in its own order.
-        let stats: HashMap<&str, &DomainStats> =
-            stats.iter().map(|s| (s.name.as_str(), s)).collect();
         let now = Instant::now();
         let mut cache = lock(&self.cache);
-        for (&index, info) in stale.iter().zip(infos) {
-            let domain = &listed[index];
+        for (index, domain) in listed.iter().enumerate() {
+            if metrics[index].is_some() {
+                continue;
+            }
             let entry = cache.entry(domain.key()).or_default();
-            let stats = stats.get(domain.name.as_str()).copied();
-            let mut fresh = measure(domain.state, stats, info.unwrap_or_default());
+            let info = infos.remove(&index).unwrap_or_default();
+            let mut fresh = measure(domain, info);
             if let Some(cpu) = fresh.cpu_time_ns {
                 fresh.cpu_percent = entry
                     .cpu_sample
@@ -299,10 +346,12 @@ impl ProbeManager {
 
     /// Detects the OS of every domain not served from the cache: agent
     /// first, then os-release through the agent, then libosinfo metadata.
+    /// `xmls` holds the XML of each domain whose `os` is `None`, in order.
     fn fill_os(
         &self,
         listed: &[Listed],
         os: &mut [Option<OsReport>],
+        xmls: Result<Vec<Option<String>>, VirshError>,
         progress: Progress,
     ) -> Result<()> {
         let stale: Vec<usize> = (0..listed.len()).filter(|&i| os[i].is_none()).collect();
@@ -312,23 +361,7 @@ impl ProbeManager {
             .filter(|&i| listed[i].state == DomainState::Running)
             .collect();
         let names: Vec<&str> = running.iter().map(|&i| listed[i].name.as_str()).collect();
-        let stale_names: Vec<&str> = stale.iter().map(|&i| listed[i].name.as_str()).collect();
-        // The XML for libosinfo metadata is read while the agents are asked,
-        // not after: any guest may turn out to need it, and over ssh a
-        // process at the end would add a round trip to every scan.
-        let (reports, xmls) = thread::scope(|scope| {
-            let xml_job = scope.spawn(|| {
-                if stale_names.is_empty() {
-                    return Ok(Vec::new());
-                }
-                self.virsh.dumpxml_many(&stale_names)
-            });
-            let reports = self.probe_agents(&names, progress);
-            let xmls = xml_job
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (reports, xmls)
-        });
+        let reports = self.probe_agents(&names, progress);
         for (index, report) in running.iter().zip(reports) {
             os[*index] = Some(report);
         }
@@ -341,7 +374,7 @@ impl ProbeManager {
                 )));
             }
         }
-        // `stale[k]` is the row of `stale_names[k]` and of `xmls[k]`.
+        // `stale[k]` is the row of `xmls[k]`.
         let unnamed: Vec<usize> = (0..stale.len())
             .filter(|&k| os[stale[k]].as_ref().is_some_and(|r| r.name.is_none()))
             .collect();
@@ -389,7 +422,10 @@ impl ProbeManager {
             self.options.timeout / 4
         };
         thread::scope(|scope| {
-            for worker in 0..self.options.jobs.clamp(1, names.len().max(1)) {
+            // Each probe holds a session: more workers than sessions would
+            // only queue, and spend their share of the deadline waiting.
+            let workers = self.options.jobs.min(self.virsh.config().sessions);
+            for worker in 0..workers.clamp(1, names.len().max(1)) {
                 let (slots, next, done, first_done) = (&slots, &next, &done, &first_done);
                 scope.spawn(move || {
                     if worker > 0 {
@@ -436,6 +472,7 @@ impl ProbeManager {
                 return OsReport::failed(AgentError::DriverUnsupported.to_string());
             }
             Err(error) if error.agent_answered() => error,
+            Err(error @ AgentError::Timeout(_)) => return OsReport::hung(&error),
             Err(error) => return OsReport::failed(error.to_string()),
         };
         let Some(virsh) = self.virsh_until(deadline) else {
@@ -495,10 +532,23 @@ fn row(domain: Listed, metrics: Metrics, report: OsReport) -> DomainStatus {
     }
 }
 
-/// Combines a domain's `domstats` block with its `dominfo`, preferring the
-/// stats (they come from the same instant and carry in-guest figures).
-fn measure(state: DomainState, stats: Option<&DomainStats>, info: DomInfo) -> Metrics {
-    let stat = |key: &str| stats.and_then(|s| s.get_u64(key));
+/// The `domstats` keys a row needs; a driver that reports them all
+/// (QEMU, for inactive domains too) needs no `dominfo`.
+const METRIC_KEYS: [&str; 3] = ["vcpu.current", "balloon.maximum", "balloon.current"];
+
+fn has_every_metric(domain: &Listed) -> bool {
+    METRIC_KEYS
+        .iter()
+        .chain(domain.state.is_active().then_some(&"cpu.time"))
+        .all(|key| domain.stats.get_u64(key).is_some())
+}
+
+/// Combines a domain's `domstats` block with its `dominfo` (empty where
+/// the block had every figure), preferring the stats: they come from the
+/// same instant and carry in-guest figures.
+fn measure(domain: &Listed, info: DomInfo) -> Metrics {
+    let state = domain.state;
+    let stat = |key: &str| domain.stats.get_u64(key);
     let balloon_current = stat("balloon.current");
     let (memory_used_kib, memory_used_source) = match (balloon_current, stat("balloon.unused")) {
         (Some(current), Some(unused)) if state.is_active() => (
@@ -517,7 +567,7 @@ fn measure(state: DomainState, stats: Option<&DomainStats>, info: DomInfo) -> Me
         .then(|| stat("cpu.time").or(info.cpu_time_ns))
         .flatten();
     Metrics {
-        persistent: info.persistent,
+        persistent: Some(domain.persistent),
         vcpus: stat("vcpu.current")
             .and_then(|v| u32::try_from(v).ok())
             .or(info.vcpus),

@@ -9,21 +9,36 @@ use crate::virsh::fake::FakeRunner;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-use crate::testing::{fake_probes as manager, fixture, metrics_domstats};
+use crate::testing::{fake_probes as manager, fixture, listing_domstats};
 
 fn no_progress(_: usize, _: usize) {}
 
-/// A fleet on QEMU's driver, as the listing batch shows it.
-fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)]) {
-    expect_listing_on(fake, "qemu:///fake", domains);
+/// A fleet on QEMU's driver, as the listing batch shows it: every
+/// domain's block carries its metrics.
+fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)], cpu_ns: u64) {
+    expect_listing_on(fake, "qemu:///fake", domains, &qemu_metrics(cpu_ns));
 }
 
-/// A fleet as `domstats --state`, `list --uuid --name` and `uri` show it.
-fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)]) {
+/// A fleet whose `domstats` reports state only (the test driver's).
+fn expect_state_only_listing(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)]) {
+    expect_listing_on(fake, uri, domains, "");
+}
+
+/// QEMU's metric keys in a `domstats` block.
+fn qemu_metrics(cpu_ns: u64) -> String {
+    format!(
+        "  cpu.time={cpu_ns}\n  balloon.current=131072\n  balloon.maximum=262144\n  \
+         balloon.unused=31072\n  vcpu.current=2\n"
+    )
+}
+
+/// A fleet as `domstats`, `list --uuid --name`, `list --transient` and
+/// `uri` show it.
+fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)], metrics: &str) {
     let stats: String = domains
         .iter()
         .map(|(name, state)| {
-            format!("Domain: '{name}'\n  state.state={state}\n  state.reason=1\n\n")
+            format!("Domain: '{name}'\n  state.state={state}\n  state.reason=1\n{metrics}\n")
         })
         .collect();
     let uuids: String = domains
@@ -31,8 +46,9 @@ fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)]) {
         .enumerate()
         .map(|(i, (name, _))| format!("00000000-0000-4000-8000-{i:012} {name}\n"))
         .collect();
-    fake.expect(&["domstats", "--raw", "--state"], 0, &stats, "");
+    fake.expect(&listing_domstats(), 0, &stats, "");
     fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+    fake.expect(&["list", "--transient", "--name"], 0, "\n", "");
     fake.expect(&["uri"], 0, &format!("{uri}\n"), "");
 }
 
@@ -43,24 +59,14 @@ fn expect_plain_xml(fake: &FakeRunner, names: &[&str]) {
     }
 }
 
-/// QEMU-like metrics for running domains, in one process.
-fn expect_metrics(fake: &FakeRunner, names: &[&str], cpu_ns: u64) {
-    let domstats = metrics_domstats(names);
-    let stats: String = names
-        .iter()
-        .map(|name| {
-            format!(
-                "Domain: '{name}'\n  cpu.time={cpu_ns}\n  balloon.current=131072\n  \
-                 balloon.maximum=262144\n  balloon.unused=31072\n  vcpu.current=2\n\n"
-            )
-        })
-        .collect();
-    fake.expect(&domstats, 0, &stats, "");
+/// `dominfo` for domains whose stats lack figures, in one process.
+fn expect_dominfo(fake: &FakeRunner, names: &[&str]) {
     for name in names {
         fake.expect(
             &["dominfo", "--domain", name],
             0,
-            "State:          running\nPersistent:     yes\n",
+            "State:          running\nCPU(s):         1\nCPU time:       7.0s\n\
+             Max memory:     2048 KiB\nUsed memory:    1024 KiB\nPersistent:     yes\n",
             "",
         );
     }
@@ -77,8 +83,7 @@ fn expect_os(fake: &FakeRunner, name: &str, pretty: &str) {
 
 /// Everything a first scan asks about one running guest, "web".
 fn expect_first_scan_of_web(fake: &FakeRunner, cpu_ns: u64, pretty: &str) {
-    expect_listing(fake, &[("web", 1)]);
-    expect_metrics(fake, &["web"], cpu_ns);
+    expect_listing(fake, &[("web", 1)], cpu_ns);
     expect_os(fake, "web", pretty);
     expect_plain_xml(fake, &["web"]);
 }
@@ -86,8 +91,7 @@ fn expect_first_scan_of_web(fake: &FakeRunner, cpu_ns: u64, pretty: &str) {
 #[test]
 fn scan_merges_stats_and_names_the_os() {
     let fake = Arc::new(FakeRunner::default());
-    expect_listing(&fake, &[("web", 1), ("db", 1)]);
-    expect_metrics(&fake, &["db", "web"], 5_000_000_000);
+    expect_listing(&fake, &[("web", 1), ("db", 1)], 5_000_000_000);
     expect_os(&fake, "db", "Debian GNU/Linux 12 (bookworm)");
     expect_os(&fake, "web", "Ubuntu 22.04.4 LTS");
     expect_plain_xml(&fake, &["db", "web"]);
@@ -113,8 +117,8 @@ fn scan_merges_stats_and_names_the_os() {
     assert_eq!(db.persistent, Some(true));
     assert_eq!(db.os, "Debian GNU/Linux 12 (bookworm)");
     assert_eq!(db.os_source, Some(OsSource::Agent));
-    // listing, metrics, one guestinfo per guest, the XML batch
-    assert_eq!(fake.process_count(), 5);
+    // listing (metrics included), one guestinfo per guest, the XML batch
+    assert_eq!(fake.process_count(), 4);
 }
 
 #[test]
@@ -125,7 +129,7 @@ fn a_rescan_within_the_ttls_starts_only_the_listing() {
     let first = probes.scan(&no_progress).unwrap();
     let before = fake.process_count();
 
-    expect_listing(&fake, &[("web", 1)]);
+    expect_listing(&fake, &[("web", 1)], 1);
     let second = probes.scan(&no_progress).unwrap();
     fake.assert_all_used();
     assert_eq!(
@@ -133,11 +137,18 @@ fn a_rescan_within_the_ttls_starts_only_the_listing() {
         before + 1,
         "no metric or agent process"
     );
+    assert_eq!(fake.processes().last().unwrap()[0], listing_domstats());
+    let without_cpu_percent = |rows: &[DomainStatus]| {
+        let mut rows = rows.to_vec();
+        rows.iter_mut().for_each(|row| row.cpu_percent = None);
+        rows
+    };
+    assert_eq!(without_cpu_percent(&first), without_cpu_percent(&second));
     assert_eq!(
-        fake.processes().last().unwrap()[0][..3],
-        ["domstats", "--raw", "--state"]
+        second[0].cpu_percent,
+        Some(0.0),
+        "the listing's figures are fresh"
     );
-    assert_eq!(first, second);
 }
 
 #[test]
@@ -148,8 +159,7 @@ fn a_state_change_drops_the_cached_entries() {
     probes.scan(&no_progress).unwrap();
 
     // Now paused: figures and OS are asked again (and the agent is not).
-    expect_listing(&fake, &[("web", 3)]);
-    expect_metrics(&fake, &["web"], 2);
+    expect_listing(&fake, &[("web", 3)], 2);
     expect_plain_xml(&fake, &["web"]);
     let rows = probes.scan(&no_progress).unwrap();
     fake.assert_all_used();
@@ -159,19 +169,45 @@ fn a_state_change_drops_the_cached_entries() {
 }
 
 #[test]
-fn expired_metrics_are_refetched_and_give_cpu_percent() {
+fn every_scan_takes_qemu_figures_from_the_listing_and_gives_cpu_percent() {
     let fake = Arc::new(FakeRunner::default());
-    let probes = manager(&fake, Duration::from_nanos(1), HOUR);
+    let probes = manager(&fake, HOUR, HOUR);
     expect_first_scan_of_web(&fake, 1_000_000_000, "Ubuntu");
     assert_eq!(probes.scan(&no_progress).unwrap()[0].cpu_percent, None);
 
-    expect_listing(&fake, &[("web", 1)]);
-    expect_metrics(&fake, &["web"], 1_000_000_000 + 1);
+    expect_listing(&fake, &[("web", 1)], 1_000_000_000 + 1);
     let rows = probes.scan(&no_progress).unwrap();
     fake.assert_all_used();
+    assert_eq!(rows[0].cpu_time_ns, Some(1_000_000_001), "within the TTL");
     let percent = rows[0].cpu_percent.expect("second sample gives CPU %");
     assert!((0.0..=100.0).contains(&percent), "{percent}");
     assert_eq!(rows[0].os, "Ubuntu", "the OS stays cached for its own TTL");
+}
+
+#[test]
+fn stats_without_figures_get_dominfo_cached_for_the_ttl_unless_rescanned() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = manager(&fake, HOUR, HOUR);
+    let uri = "test:///fake";
+    // The test driver: no agent support, and domstats with state only.
+    expect_state_only_listing(&fake, uri, &[("a", 5), ("b", 5)]);
+    expect_dominfo(&fake, &["a", "b"]);
+    expect_plain_xml(&fake, &["a", "b"]);
+    let rows = probes.scan(&no_progress).unwrap();
+    assert_eq!(rows[0].vcpus, Some(1));
+    assert_eq!(rows[0].memory_max_kib, Some(2048));
+    assert_eq!(rows[0].memory_used_kib, Some(1024));
+    assert_eq!(fake.process_count(), 3, "listing, dominfo batch, XML batch");
+
+    expect_state_only_listing(&fake, uri, &[("a", 5), ("b", 5)]);
+    assert_eq!(probes.scan(&no_progress).unwrap(), rows, "all cached");
+    assert_eq!(fake.process_count(), 4, "the listing only");
+
+    expect_state_only_listing(&fake, uri, &[("a", 5), ("b", 5)]);
+    expect_dominfo(&fake, &["a", "b"]);
+    probes.rescan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(fake.process_count(), 6, "a rescan reads the figures again");
 }
 
 #[test]
@@ -201,8 +237,8 @@ fn a_driver_without_agent_support_is_asked_once() {
     let fake = Arc::new(FakeRunner::default());
     let names = ["a", "b", "c", "d", "e", "f"];
     // Not QEMU's driver: the first guest is asked alone before the rest.
-    expect_listing_on(&fake, "xen:///system", &names.map(|n| (n, 1)));
-    expect_metrics(&fake, &names, 1);
+    expect_state_only_listing(&fake, "xen:///system", &names.map(|n| (n, 1)));
+    expect_dominfo(&fake, &names);
     fake.expect(
         &["guestinfo", "--os", "--domain", "a"],
         1,
@@ -225,8 +261,7 @@ fn a_driver_without_agent_support_is_asked_once() {
 #[test]
 fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
     let fake = Arc::new(FakeRunner::default());
-    expect_listing(&fake, &[("old", 1)]);
-    expect_metrics(&fake, &["old"], 1);
+    expect_listing(&fake, &[("old", 1)], 1);
     expect_plain_xml(&fake, &["old"]);
     fake.expect(
         &["guestinfo", "--os", "--domain", "old"],
@@ -286,8 +321,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
 #[test]
 fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
     let fake = Arc::new(FakeRunner::default());
-    expect_listing(&fake, &[("meta", 1), ("bare", 1), ("off", 5)]);
-    expect_metrics(&fake, &["bare", "meta", "off"], 1);
+    expect_listing(&fake, &[("meta", 1), ("bare", 1), ("off", 5)], 1);
     for name in ["bare", "meta"] {
         fake.expect(
             &["guestinfo", "--os", "--domain", name],
@@ -332,8 +366,7 @@ fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
 fn hung_agents_are_reported_and_do_not_block_the_others() {
     let fake = Arc::new(FakeRunner::default());
     let names = ["h1", "h2", "h3", "ok"];
-    expect_listing(&fake, &names.map(|n| (n, 1)));
-    expect_metrics(&fake, &names, 1);
+    expect_listing(&fake, &names.map(|n| (n, 1)), 1);
     for name in ["h1", "h2", "h3"] {
         fake.expect_hang(&["guestinfo", "--os", "--domain", name]);
     }

@@ -21,11 +21,29 @@ pub fn quote(word: &str) -> String {
     quoted
 }
 
+/// Commands as one line of virsh's command language: quoted words, the
+/// commands separated by ` ; `.
+pub fn script(commands: &[Vec<String>]) -> String {
+    commands
+        .iter()
+        .map(|words| words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(" ; ")
+}
+
+/// 128 random bits as hex, for markers nobody else can print: each
+/// `RandomState` is keyed afresh from the OS's randomness source.
+pub fn nonce() -> String {
+    let half = || RandomState::new().hash_one(std::process::id());
+    format!("{:016x}{:016x}", half(), half())
+}
+
 /// Linux refuses a single argument longer than 128 KiB (MAX_ARG_STRLEN),
 /// and a batch is one argument: longer batches run as several processes.
 const MAX_SCRIPT_BYTES: usize = 96 * 1024;
 
-/// A sequence of virsh commands, run as `virsh "c1 ; echo M0 ; c2 ; …"`.
+/// A sequence of virsh commands run in one connection, each followed by
+/// `echo MARKER`.
 ///
 /// A failing command prints to stderr and the batch goes on, so each
 /// command's stdout is the text between two markers. The marker carries a
@@ -33,68 +51,66 @@ const MAX_SCRIPT_BYTES: usize = 96 * 1024;
 /// be able to forge a section boundary.
 pub struct Batch {
     nonce: String,
-    /// Each command with its words quoted.
-    commands: Vec<String>,
+    /// Each command's words, unquoted.
+    commands: Vec<Vec<String>>,
 }
 
 /// Part of a batch small enough for one virsh process.
 pub struct Piece {
     /// Which of the batch's commands it runs.
-    pub commands: Range<usize>,
-    /// The single argument to hand to virsh.
-    pub script: String,
+    pub range: Range<usize>,
+    /// Those commands, each followed by its marker's `echo`.
+    pub commands: Vec<Vec<String>>,
 }
 
 impl Batch {
     pub fn new() -> Self {
-        let nonce = RandomState::new().hash_one(std::process::id());
         Batch {
-            nonce: format!("{nonce:016x}"),
+            nonce: nonce(),
             commands: Vec::new(),
         }
     }
 
-    /// Appends one command; every word is quoted.
+    /// Appends one command.
     pub fn push<S: AsRef<str>>(&mut self, words: &[S]) {
-        let command = words
-            .iter()
-            .map(|w| quote(w.as_ref()))
-            .collect::<Vec<_>>()
-            .join(" ");
-        self.commands.push(command);
+        self.commands
+            .push(words.iter().map(|w| w.as_ref().to_owned()).collect());
     }
 
     pub fn len(&self) -> usize {
         self.commands.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.commands.is_empty()
-    }
-
-    /// The batch as scripts of at most 96 KiB, each for one process.
+    /// The batch in pieces whose script stays under 96 KiB, each for one
+    /// process.
     pub fn pieces(&self) -> Vec<Piece> {
         self.pieces_within(MAX_SCRIPT_BYTES)
     }
 
     fn pieces_within(&self, max_bytes: usize) -> Vec<Piece> {
-        let mut pieces: Vec<Piece> = Vec::new();
+        let mut pieces: Vec<(Piece, usize)> = Vec::new();
         for (index, command) in self.commands.iter().enumerate() {
-            let part = format!("{command} ; echo {} ; ", self.marker(index));
+            let marker = vec!["echo".to_owned(), self.marker(index)];
+            // As it will stand in the script, with the ` ; ` after it.
+            let bytes = script(&[command.clone(), marker.clone()]).len() + 3;
             match pieces.last_mut() {
                 // A command too long on its own still gets a piece of its
                 // own: the caller keeps commands short (see metrics_many).
-                Some(piece) if piece.script.len() + part.len() <= max_bytes => {
-                    piece.script.push_str(&part);
-                    piece.commands.end = index + 1;
+                Some((piece, size)) if *size + bytes <= max_bytes => {
+                    piece.commands.extend([command.clone(), marker]);
+                    piece.range.end = index + 1;
+                    *size += bytes;
                 }
-                _ => pieces.push(Piece {
-                    commands: index..index + 1,
-                    script: part,
-                }),
+                _ => pieces.push((
+                    Piece {
+                        range: index..index + 1,
+                        commands: vec![command.clone(), marker],
+                    },
+                    bytes,
+                )),
             }
         }
-        pieces
+        pieces.into_iter().map(|(piece, _)| piece).collect()
     }
 
     fn marker(&self, index: usize) -> String {
@@ -131,7 +147,7 @@ impl Default for Batch {
 }
 
 /// Byte offset of `line` where it stands as a whole line in `text`.
-fn find_line(text: &str, line: &str) -> Option<usize> {
+pub(super) fn find_line(text: &str, line: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(found) = text[from..].find(line) {
         let at = from + found;
@@ -188,19 +204,19 @@ mod tests {
         assert_eq!(batch.pieces().len(), 1, "100 commands fit one process");
         let pieces = batch.pieces_within(1000);
         assert!(pieces.len() > 1);
-        assert!(pieces.iter().all(|p| p.script.len() <= 1000));
+        assert!(pieces.iter().all(|p| script(&p.commands).len() <= 1000));
         let mut next = 0;
         for piece in &pieces {
-            assert_eq!(piece.commands.start, next, "contiguous, in order");
-            next = piece.commands.end;
+            assert_eq!(piece.range.start, next, "contiguous, in order");
+            next = piece.range.end;
             // Each piece's markers are numbered like the whole batch's.
             let stdout: String = piece
-                .commands
+                .range
                 .clone()
                 .map(|i| format!("out {i}\n{}\n", batch.marker(i)))
                 .collect();
-            let sections = batch.split(piece.commands.clone(), &stdout);
-            for (i, section) in piece.commands.clone().zip(sections) {
+            let sections = batch.split(piece.range.clone(), &stdout);
+            for (i, section) in piece.range.clone().zip(sections) {
                 assert_eq!(section, Some(format!("out {i}\n").as_str()));
             }
         }

@@ -31,6 +31,11 @@ pub enum VirshError {
     )]
     SshTimeout { command: String, timeout: Duration },
 
+    /// A long-lived virsh that had been answering died under a call, and
+    /// so did the one started in its place.
+    #[error("virsh ended while running `{command}`, twice: {stderr}")]
+    SessionEnded { command: String, stderr: String },
+
     #[error("{} (`{command}`, {status})", error_lines(.stderr))]
     Failed {
         command: String,

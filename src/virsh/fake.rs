@@ -95,14 +95,7 @@ impl FakeRunner {
 
 impl Runner for FakeRunner {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
-        let args = match invocation.args.first().map(String::as_str) {
-            Some("-c") => &invocation.args[2..],
-            _ => &invocation.args[..],
-        };
-        let commands = match args {
-            [script] if script.contains("@@dismount-iso-qemu-") => split_batch(script),
-            _ => vec![args.to_vec()],
-        };
+        let commands = invocation.commands.clone();
         self.processes.lock().unwrap().push(commands.clone());
         if let Some(stderr) = self.refusal.lock().unwrap().take() {
             return Ok(Output {
@@ -146,42 +139,4 @@ impl Runner for FakeRunner {
             stderr,
         })
     }
-}
-
-/// Splits a batch script into commands and their words, undoing the
-/// backslash quoting of [`super::batch::quote`] as virsh's tokenizer does.
-fn split_batch(script: &str) -> Vec<Vec<String>> {
-    let mut commands = Vec::new();
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut chars = script.chars();
-    let mut in_word = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                word.extend(chars.next());
-                in_word = true;
-            }
-            ' ' | ';' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-                if c == ';' && !words.is_empty() {
-                    commands.push(std::mem::take(&mut words));
-                }
-            }
-            c => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    if !words.is_empty() {
-        commands.push(words);
-    }
-    commands
 }

@@ -6,13 +6,16 @@ pub mod domxml;
 pub mod error;
 #[cfg(test)]
 pub mod fake;
+pub mod groups;
 pub mod metadata;
 pub mod parse;
 pub mod runner;
+pub mod session;
 pub mod volumes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 pub use batch::Batch;
@@ -20,6 +23,7 @@ pub use domxml::{DomainXml, Drive, DriveKind, Media};
 pub use error::VirshError;
 pub use parse::{DomInfo, DomainState, DomainStats};
 pub use runner::{Invocation, Output, ProcessRunner, Runner};
+pub use session::SessionRunner;
 
 /// How to reach virsh and the hypervisor behind it.
 #[derive(Debug, Clone)]
@@ -29,8 +33,10 @@ pub struct VirshConfig {
     /// `-c URI`; `None` lets virsh apply its own default
     /// (`LIBVIRT_DEFAULT_URI`, then its configuration).
     pub connect: Option<String>,
-    /// Bounds every single virsh process.
+    /// Bounds every single virsh call.
     pub timeout: Duration,
+    /// How many virsh sessions one connection may use side by side.
+    pub sessions: usize,
 }
 
 #[derive(Clone)]
@@ -39,13 +45,13 @@ pub struct Virsh {
     runner: Arc<dyn Runner>,
 }
 
+/// Below this many commands a batch stays on one session: a second one
+/// costs a process (over ssh, a handshake) before it saves anything.
+const COMMANDS_PER_SESSION: usize = 200;
+
 /// The `domstats` groups the metrics come from; a driver without some of
 /// them (the test driver has only `state`) simply leaves their keys out.
-const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
-
-/// Domains per metrics process: 500 names of up to 64 bytes stay well
-/// inside one batch piece.
-const METRICS_CHUNK: usize = 500;
+pub(crate) const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
 
 impl Virsh {
     pub fn new(config: VirshConfig, runner: Arc<dyn Runner>) -> Self {
@@ -64,16 +70,17 @@ impl Virsh {
             .unwrap_or("virsh's default URI")
     }
 
-    pub fn invocation<S: AsRef<str>>(&self, args: &[S]) -> Invocation {
-        let mut argv = Vec::with_capacity(args.len() + 2);
-        if let Some(uri) = &self.config.connect {
-            argv.push("-c".to_owned());
-            argv.push(uri.clone());
-        }
-        argv.extend(args.iter().map(|a| a.as_ref().to_owned()));
+    /// One command (its words) on this connection.
+    pub fn invocation<S: AsRef<str>>(&self, words: &[S]) -> Invocation {
+        self.script(vec![words.iter().map(|w| w.as_ref().to_owned()).collect()])
+    }
+
+    /// Several commands run in one connection.
+    fn script(&self, commands: Vec<Vec<String>>) -> Invocation {
         Invocation {
             program: self.config.program.clone(),
-            args: argv,
+            connect: self.config.connect.clone(),
+            commands,
         }
     }
 
@@ -87,6 +94,16 @@ impl Virsh {
                 }
                 other => other,
             })
+    }
+
+    /// How many sessions a long batch is spread over. The test driver
+    /// lives inside virsh itself: another session would only parse its
+    /// node file again, so it gets one.
+    fn parallel_sessions(&self) -> usize {
+        match &self.config.connect {
+            Some(uri) if uri.starts_with("test:") => 1,
+            _ => self.config.sessions.max(1),
+        }
     }
 
     /// Whether the URI's transport is ssh (`qemu+ssh://`, `+libssh2`, …).
@@ -119,9 +136,9 @@ impl Virsh {
     pub fn run_batch(&self, batch: &Batch) -> Result<Vec<Option<String>>, VirshError> {
         let mut sections = Vec::with_capacity(batch.len());
         for piece in batch.pieces() {
-            let invocation = self.invocation(&[&piece.script]);
+            let invocation = self.script(piece.commands);
             let output = self.spawn(&invocation)?;
-            let piece_sections = batch.split(piece.commands, &output.stdout);
+            let piece_sections = batch.split(piece.range, &output.stdout);
             if piece_sections.iter().all(Option::is_none) {
                 return Err(VirshError::Failed {
                     command: invocation.summary(),
@@ -144,56 +161,44 @@ impl Virsh {
         }
     }
 
-    /// Every domain's name and state (`domstats --state`), its UUID
-    /// (`list --all --uuid --name`: one `UUID NAME` per line, not the
-    /// table), and the connection's own URI (`uri`), in one process.
+    /// Every domain in one process, naming none: its stats
+    /// (`domstats`: state everywhere; on QEMU also CPU, balloon and vCPUs,
+    /// inactive domains included), its UUID (`list --all --uuid --name`:
+    /// one `UUID NAME` a line), which domains are transient, and the
+    /// connection's own URI (`uri`).
     pub fn list_all(&self) -> Result<Listing, VirshError> {
         let mut batch = Batch::new();
-        batch.push(&["domstats", "--raw", "--state"]);
+        let mut domstats = vec!["domstats", "--raw", "--state"];
+        domstats.extend(METRIC_GROUPS);
+        batch.push(&domstats);
         batch.push(&["list", "--all", "--uuid", "--name"]);
+        batch.push(&["list", "--transient", "--name"]);
         batch.push(&["uri"]);
         let mut sections = self
             .run_batch(&batch)?
             .into_iter()
             .map(Option::unwrap_or_default);
+        let mut next = || sections.next().unwrap_or_default();
         Ok(Listing {
-            stats: parse::parse_domstats(&sections.next().unwrap_or_default()),
-            uuids: parse::parse_uuid_names(&sections.next().unwrap_or_default()),
-            uri: Some(sections.next().unwrap_or_default().trim().to_owned())
-                .filter(|uri| !uri.is_empty()),
+            stats: parse::parse_domstats(&next()),
+            uuids: parse::parse_uuid_names(&next()),
+            transient: next()
+                .lines()
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            uri: Some(next().trim().to_owned()).filter(|uri| !uri.is_empty()),
         })
     }
 
-    /// CPU, balloon and vCPU stats of the named domains plus their
-    /// `dominfo` (persistence, and what a driver's stats leave out: the
-    /// test driver has no stats groups but state), in one process.
-    pub fn metrics_many(
-        &self,
-        names: &[&str],
-    ) -> Result<(Vec<DomainStats>, Vec<Option<DomInfo>>), VirshError> {
-        let (mut stats, mut infos) = (Vec::new(), Vec::with_capacity(names.len()));
-        // domstats takes its names as one command, and a batch piece must
-        // stay under the argument limit: 500 names at a time.
-        for chunk in names.chunks(METRICS_CHUNK) {
-            let mut batch = Batch::new();
-            let mut domstats = vec!["domstats", "--raw"];
-            domstats.extend(METRIC_GROUPS);
-            // `--` ends the options: a domain may be called `--help`.
-            domstats.push("--");
-            domstats.extend(chunk);
-            batch.push(&domstats);
-            push_per_domain(&mut batch, chunk, &[&["dominfo"]]);
-            let mut sections = self.run_batch(&batch)?.into_iter();
-            stats.extend(parse::parse_domstats(
-                &sections.next().flatten().unwrap_or_default(),
-            ));
-            infos.extend(sections.map(|section| {
-                section
-                    .filter(|text| !text.trim().is_empty())
-                    .map(|text| parse::parse_dominfo(&text))
-            }));
-        }
-        Ok((stats, infos))
+    /// The `dominfo` of each name (what a driver's stats leave out: the
+    /// test driver's have state only), in one batch.
+    pub fn dominfo_many(&self, names: &[&str]) -> Result<Vec<Option<DomInfo>>, VirshError> {
+        Ok(self
+            .per_domain(names, &["dominfo"])?
+            .into_iter()
+            .map(|section| section.map(|text| parse::parse_dominfo(&text)))
+            .collect())
     }
 
     /// The live `dumpxml` (the persistent one for an inactive domain) of
@@ -248,24 +253,65 @@ impl Virsh {
             .collect())
     }
 
-    /// Runs each of `commands` with `--domain NAME` for every name, all in
-    /// one batch; `result[n][c]` is command `c`'s output for name `n`,
-    /// `None` where it failed.
+    /// Runs each of `commands` with `--domain NAME` for every name;
+    /// `result[n][c]` is command `c`'s output for name `n`, `None` where it
+    /// failed.
     pub fn per_domain_each(
         &self,
         names: &[&str],
         commands: &[&[&str]],
     ) -> Result<Vec<Vec<Option<String>>>, VirshError> {
-        let mut batch = Batch::new();
-        push_per_domain(&mut batch, names, commands);
-        let mut sections = self
-            .run_batch(&batch)?
-            .into_iter()
-            .map(|section| section.filter(|text| !text.trim().is_empty()));
+        let calls: Vec<(&str, &[&str])> = names
+            .iter()
+            .flat_map(|name| commands.iter().map(move |command| (*name, *command)))
+            .collect();
+        let mut sections = self.on_domains(&calls)?.into_iter();
         Ok(names
             .iter()
             .map(|_| sections.by_ref().take(commands.len()).collect())
             .collect())
+    }
+
+    /// Runs each `(name, command)` as `command --domain NAME`; an output is
+    /// `None` where its command failed. A long list is cut into one batch
+    /// per session, run side by side: libvirtd answers them in parallel.
+    pub fn on_domains(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
+        let parts = calls
+            .len()
+            .div_ceil(COMMANDS_PER_SESSION)
+            .clamp(1, self.parallel_sessions());
+        let chunks: Vec<_> = calls.chunks(calls.len().div_ceil(parts).max(1)).collect();
+        let results: Vec<Result<Vec<Option<String>>, VirshError>> = thread::scope(|scope| {
+            let jobs: Vec<_> = chunks
+                .iter()
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        let mut batch = Batch::new();
+                        for (name, command) in *chunk {
+                            let mut words = command.to_vec();
+                            words.extend(["--domain", name]);
+                            batch.push(&words);
+                        }
+                        self.run_batch(&batch)
+                    })
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|job| {
+                    job.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut sections = Vec::with_capacity(calls.len());
+        for result in results {
+            sections.extend(
+                result?
+                    .into_iter()
+                    .map(|section| section.filter(|text| !text.trim().is_empty())),
+            );
+        }
+        Ok(sections)
     }
 }
 
@@ -275,6 +321,8 @@ pub struct Listing {
     pub stats: Vec<DomainStats>,
     /// Name → UUID.
     pub uuids: HashMap<String, String>,
+    /// Names of the domains without a persistent config.
+    pub transient: HashSet<String>,
     /// The URI virsh actually connected to (`qemu:///system`, `test:///…`,
     /// `qemu+ssh://…`): it names the driver even when `-c` was not given.
     pub uri: Option<String>,
@@ -288,53 +336,11 @@ impl Listing {
     }
 }
 
-/// Appends each of `commands` with `--domain NAME`, name by name.
-fn push_per_domain(batch: &mut Batch, names: &[&str], commands: &[&[&str]]) {
-    for name in names {
-        for command in commands {
-            let mut words = command.to_vec();
-            words.extend(["--domain", name]);
-            batch.push(&words);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::fake_virsh_on as virsh_on;
     use crate::virsh::fake::FakeRunner;
-
-    #[test]
-    fn metrics_of_a_large_fleet_come_500_domains_per_process() {
-        let fake = Arc::new(FakeRunner::default());
-        let names: Vec<String> = (0..1200).map(|n| format!("vm-{n:04}")).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        for chunk in names.chunks(500) {
-            let domstats = crate::testing::metrics_domstats(chunk);
-            let stats: String = chunk
-                .iter()
-                .map(|n| format!("Domain: '{n}'\n  cpu.time=1\n\n"))
-                .collect();
-            fake.expect(&domstats, 0, &stats, "");
-            for name in chunk {
-                fake.expect(&["dominfo", "--domain", name], 0, "CPU(s):         1\n", "");
-            }
-        }
-        let (stats, infos) = virsh_on("qemu:///fake", &fake)
-            .metrics_many(&names)
-            .unwrap();
-        fake.assert_all_used();
-        assert_eq!(fake.process_count(), 3);
-        assert_eq!(stats.len(), 1200);
-        assert_eq!(stats[1199].name, "vm-1199");
-        assert_eq!(infos.len(), 1200);
-        assert!(
-            infos
-                .iter()
-                .all(|i| i.as_ref().is_some_and(|i| i.vcpus == Some(1)))
-        );
-    }
 
     #[test]
     fn a_timeout_over_ssh_explains_the_likely_prompt() {

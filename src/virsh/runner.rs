@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::batch::script;
 use super::error::VirshError;
+use super::groups::GroupGuard;
 
 /// How long the output pipes may stay open after virsh itself has exited.
 /// A helper virsh started (an ssh ControlPersist master, say) can inherit
@@ -17,20 +19,39 @@ use super::error::VirshError;
 /// already in the pipe by then, so waiting longer gains nothing.
 const PIPE_GRACE: Duration = Duration::from_millis(250);
 
-/// The argv of one virsh call. It is executed directly, never by a shell.
+/// One virsh call: its program, its connection and its commands. A
+/// process runs it from argv, never through a shell; a session feeds it to
+/// virsh's own command language on stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub program: String,
-    pub args: Vec<String>,
+    /// `-c URI`; `None` lets virsh apply its own default.
+    pub connect: Option<String>,
+    /// Each command's words; several run as one script in one connection.
+    pub commands: Vec<Vec<String>>,
 }
 
 impl Invocation {
+    /// The arguments after the program: `-c URI`, then the one command's
+    /// words or, for several, the script as one argument.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(uri) = &self.connect {
+            args.extend(["-c".to_owned(), uri.clone()]);
+        }
+        match self.commands.as_slice() {
+            [command] => args.extend(command.iter().cloned()),
+            commands => args.push(script(commands)),
+        }
+        args
+    }
+
     /// The command as a person would type it, for error messages and
     /// `--dry-run`; quoting follows POSIX shell rules.
     pub fn command_line(&self) -> String {
-        std::iter::once(self.program.as_str())
-            .chain(self.args.iter().map(String::as_str))
-            .map(shell_quote)
+        std::iter::once(self.program.clone())
+            .chain(self.args())
+            .map(|word| shell_quote(&word))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -38,13 +59,13 @@ impl Invocation {
     /// The command line for an error message: a batch script can run to
     /// many kilobytes, so long arguments keep only their start.
     pub fn summary(&self) -> String {
-        std::iter::once(self.program.as_str())
-            .chain(self.args.iter().map(String::as_str))
+        std::iter::once(self.program.clone())
+            .chain(self.args())
             .map(|word| match word.char_indices().nth(SUMMARY_ARG_CHARS) {
                 Some((cut, _)) => {
                     format!("{}…({} bytes)", shell_quote(&word[..cut]), word.len())
                 }
-                None => shell_quote(word),
+                None => shell_quote(&word),
             })
             .collect::<Vec<_>>()
             .join(" ")
@@ -83,42 +104,25 @@ pub trait Runner: Send + Sync {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError>;
 }
 
-/// Spawns real processes.
+/// Spawns one process per call.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProcessRunner;
 
 impl Runner for ProcessRunner {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
         let deadline = Instant::now() + timeout;
-        let mut command = Command::new(&invocation.program);
-        command
-            .args(&invocation.args)
-            // English labels and messages whatever the admin's locale, while
-            // non-ASCII domain names stay intact (plain `C` mangles them).
-            // LANGUAGE outranks LC_ALL for messages, so it must go.
-            .env("LC_ALL", "C.UTF-8")
-            .env_remove("LANGUAGE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout can kill the helpers virsh
-            // starts (ssh for qemu+ssh://) along with it.
-            .process_group(0);
-        let mut child = command.spawn().map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                VirshError::NotFound {
-                    program: invocation.program.clone(),
-                }
-            } else {
-                VirshError::Spawn {
-                    command: invocation.summary(),
-                    source,
-                }
-            }
-        })?;
+        let mut child = spawn_virsh(
+            &invocation.program,
+            &invocation.args(),
+            Stdio::null(),
+            || invocation.summary(),
+        )?;
+        // Registered until the leader is reaped, so that any exit of the
+        // tool kills the group.
+        let group = GroupGuard::register(child.id());
         let stdout = Drain::start(child.stdout.take());
         let stderr = Drain::start(child.stderr.take());
-        let status = wait_until(child, deadline);
+        let status = wait_until(child, &group, deadline);
         match status {
             Some(Ok(status)) => Ok(Output {
                 status,
@@ -137,10 +141,53 @@ impl Runner for ProcessRunner {
     }
 }
 
+/// Starts virsh with `args` the one way the tool ever does: from argv,
+/// with stdout and stderr piped, in a process group of its own.
+pub(super) fn spawn_virsh(
+    program: &str,
+    args: &[String],
+    stdin: Stdio,
+    summary: impl FnOnce() -> String,
+) -> Result<Child, VirshError> {
+    Command::new(program)
+        .args(args)
+        // English labels and messages whatever the admin's locale, while
+        // non-ASCII domain names stay intact (plain `C` mangles them).
+        // LANGUAGE outranks LC_ALL for messages, so it must go.
+        .env("LC_ALL", "C.UTF-8")
+        .env_remove("LANGUAGE")
+        // A session's lines go through readline: no key bindings from the
+        // admin's ~/.inputrc, and one echo behaviour whatever the terminal.
+        .env("INPUTRC", "/dev/null")
+        .env("TERM", "dumb")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout can kill the helpers virsh
+        // starts (ssh for qemu+ssh://) along with it.
+        .process_group(0)
+        .spawn()
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                VirshError::NotFound {
+                    program: program.to_owned(),
+                }
+            } else {
+                VirshError::Spawn {
+                    command: summary(),
+                    source,
+                }
+            }
+        })
+}
+
 /// Waits for `child` until `deadline`; past it, kills the child's whole
 /// process group and returns `None`.
-fn wait_until(mut child: Child, deadline: Instant) -> Option<std::io::Result<ExitStatus>> {
-    let pid = child.id();
+fn wait_until(
+    mut child: Child,
+    group: &GroupGuard,
+    deadline: Instant,
+) -> Option<std::io::Result<ExitStatus>> {
     let (sender, receiver) = mpsc::channel();
     // The waiter owns the Child so the leader is always reaped, even after
     // a kill; the group id stays reserved until then, so the kill below
@@ -152,21 +199,10 @@ fn wait_until(mut child: Child, deadline: Instant) -> Option<std::io::Result<Exi
     match receiver.recv_timeout(remaining) {
         Ok(status) => Some(status),
         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-            kill_process_group(pid);
+            group.kill();
             let _ = receiver.recv();
             None
         }
-    }
-}
-
-fn kill_process_group(leader: u32) {
-    let Ok(group) = i32::try_from(leader) else {
-        return;
-    };
-    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid
-    // addresses the process group that `process_group(0)` created.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
     }
 }
 
@@ -221,7 +257,8 @@ mod tests {
         // virsh cannot: hangs, children that outlive it, invalid UTF-8.
         Invocation {
             program: "/bin/sh".into(),
-            args: vec!["-c".into(), script.into()],
+            connect: None,
+            commands: vec![vec!["-c".into(), script.into()]],
         }
     }
 
@@ -299,7 +336,8 @@ mod tests {
     fn missing_program_is_not_found() {
         let inv = Invocation {
             program: "/nonexistent/virsh".into(),
-            args: vec![],
+            connect: None,
+            commands: vec![vec![]],
         };
         let err = ProcessRunner.run(&inv, Duration::from_secs(1)).unwrap_err();
         assert!(matches!(err, VirshError::NotFound { .. }));
@@ -309,7 +347,8 @@ mod tests {
     fn summary_shortens_long_arguments_only() {
         let inv = Invocation {
             program: "virsh".into(),
-            args: vec!["-c".into(), "test:///x".into(), "é".repeat(200)],
+            connect: Some("test:///x".into()),
+            commands: vec![vec!["é".repeat(200)]],
         };
         let summary = inv.summary();
         assert!(summary.starts_with("virsh -c test:///x 'éé"), "{summary}");
@@ -321,7 +360,12 @@ mod tests {
     fn command_line_quotes_like_a_shell() {
         let inv = Invocation {
             program: "virsh".into(),
-            args: vec!["dominfo".into(), "--domain".into(), "it's a vm".into()],
+            connect: None,
+            commands: vec![vec![
+                "dominfo".into(),
+                "--domain".into(),
+                "it's a vm".into(),
+            ]],
         };
         assert_eq!(inv.command_line(), r"virsh dominfo --domain 'it'\''s a vm'");
     }
