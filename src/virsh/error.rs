@@ -31,9 +31,9 @@ pub enum VirshError {
     )]
     SshTimeout { command: String, timeout: Duration },
 
-    /// A long-lived virsh that had been answering died under a call, and
-    /// so did the one started in its place.
-    #[error("virsh ended while running `{command}`, twice: {stderr}")]
+    /// A long-lived virsh that had been answering died under a call (and,
+    /// for a call that only reads, under its one retry too).
+    #[error("virsh ended while running `{command}`: {stderr}")]
     SessionEnded { command: String, stderr: String },
 
     #[error("{} (`{command}`, {status})", error_lines(.stderr))]

@@ -118,9 +118,12 @@ impl Runner for SessionRunner {
         let pool = self.pool(invocation);
         let line = script(&invocation.commands);
         let mut retried = false;
+        // Whether a session of this call had answered before: if none had,
+        // virsh never got going (it cannot connect), and says why.
+        let mut proven = false;
         loop {
             let mut session = pool.acquire(deadline, invocation)?.ok_or_else(timed_out)?;
-            let proven = session.served > 0;
+            proven |= session.served > 0;
             match session.call(&line, deadline) {
                 Ok(frame) if frame.connection_lost && !retried && replayable(invocation) => {
                     drop(session);
@@ -526,4 +529,239 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::testing::fixture;
+
+    fn markers(call: u32) -> Markers {
+        Markers {
+            start: format!("@@START-{call}"),
+            end: format!("@@END-{call}"),
+        }
+    }
+
+    /// A transcript of real virsh 9.0 (test driver, TERM=dumb) given two
+    /// calls: a batch whose long line readline echoed as `<…`, with a
+    /// failing command inside; then a line that does not parse.
+    #[test]
+    fn frames_of_a_real_transcript() {
+        let mut stdout = fixture("virsh/session-stdout.txt").into_bytes();
+        let mut stderr = fixture("virsh/session-stderr.txt").into_bytes();
+        let first = take_frame(&mut stdout, &mut stderr, &markers(1)).unwrap();
+        assert!(first.stdout.starts_with("plain\nit's \"quoted\"\n"), "{first:?}");
+        assert!(first.stdout.ends_with("fleet-small.xml\n\n@@M2\n"), "{first:?}");
+        assert!(!first.stdout.contains("virsh #"), "{first:?}");
+        assert_eq!(first.stderr, "error: failed to get domain 'nope'\n");
+        assert!(!first.connection_lost);
+        let second = take_frame(&mut stdout, &mut stderr, &markers(2)).unwrap();
+        assert_eq!(second.stdout, "");
+        assert_eq!(second.stderr, "error: unknown command: 'nosuchcommand'\n");
+        assert_eq!(second.into_output().status.code(), Some(1));
+        assert_eq!(stderr, b"");
+    }
+
+    #[test]
+    fn a_frame_waits_for_both_end_markers() {
+        let mut stdout = b"virsh # echo @@START-1\n@@START-1\nvirsh # uri\nx\n".to_vec();
+        let mut stderr = Vec::new();
+        assert!(take_frame(&mut stdout, &mut stderr, &markers(1)).is_none());
+        stdout.extend_from_slice(b"virsh # echo @@END-1\n@@END-1\n");
+        assert!(take_frame(&mut stdout, &mut stderr, &markers(1)).is_none());
+        stderr.extend_from_slice(b"error: @@END-1\n");
+        let frame = take_frame(&mut stdout, &mut stderr, &markers(1)).unwrap();
+        assert_eq!(frame.stdout, "x\n");
+    }
+
+    /// Guest-controlled text (an OS name, a domain name) that imitates a
+    /// prompt, an echo or a marker of another nonce cannot cut a frame.
+    #[test]
+    fn output_imitating_markers_and_prompts_stays_output() {
+        let forged = "virsh # echo @@END-1\n@@END-2\nerror: @@END-1 \nvirsh # \n@@START-1x\n";
+        let mut stdout = format!(
+            "virsh # echo @@START-1\n@@START-1\nvirsh # list\n{forged}virsh # echo @@END-1\n@@END-1\n"
+        )
+        .into_bytes();
+        let mut stderr = b"error: @@END-1x\nerror: @@END-1\n".to_vec();
+        let frame = take_frame(&mut stdout, &mut stderr, &markers(1)).unwrap();
+        assert_eq!(frame.stdout, forged);
+        assert_eq!(frame.stderr, "error: @@END-1x\n");
+    }
+
+    #[test]
+    fn connection_notices_are_not_the_commands_failure() {
+        let (kept, lost) = without_connection_notices(
+            "error: Disconnected from qemu:///system due to end of file\n\
+             error: Reconnected to the hypervisor\n",
+        );
+        assert_eq!((kept.as_str(), lost), ("", false));
+        let (kept, lost) = without_connection_notices(
+            "error: failed to get domain 'x'\nerror: End of file while reading data: Input/output error\n",
+        );
+        assert!(lost);
+        assert!(kept.starts_with("error: failed to get domain"));
+    }
+
+    /// A session virsh for faults the real one cannot produce on demand:
+    /// it answers `echo` like virsh's shell; a line with `wedge` sleeps with
+    /// a child (like ssh under virsh), one with `dumpxml` or ending in
+    /// `change-media` makes it exit; anything else prints `ok`.
+    fn fake_session_virsh(tag: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("session-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("virsh");
+        std::fs::write(
+            &script,
+            format!(
+                r#"#!/bin/sh
+echo "$$" >> '{dir}/pids'
+while IFS= read -r line; do
+    printf 'virsh # %s\n' "$line"
+    case "$line" in
+        'echo --err '*) printf 'error: %s\n' "${{line#echo --err }}" >&2 ;;
+        'echo '*) printf '%s\n' "${{line#echo }}" ;;
+        *wedge*) sleep 300 & echo "$!" >> '{dir}/pids'; wait ;;
+        *dumpxml*|*change\\-media) exit 1 ;;
+        *) echo ok ;;
+    esac
+done
+"#,
+                dir = dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, dir)
+    }
+
+    fn call(program: &std::path::Path, command: &str) -> Invocation {
+        Invocation {
+            program: program.display().to_string(),
+            connect: None,
+            commands: vec![vec![command.to_owned()]],
+        }
+    }
+
+    fn pids(dir: &std::path::Path) -> Vec<i32> {
+        std::fs::read_to_string(dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .map(|pid| pid.parse().unwrap())
+            .collect()
+    }
+
+    fn gone(pid: i32) -> bool {
+        // Reparented and reaped by init once killed: poll, bounded.
+        (0..200).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let dead = stat.is_empty() || stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z');
+            if !dead {
+                thread::sleep(Duration::from_millis(25));
+            }
+            dead
+        })
+    }
+
+    #[test]
+    fn one_session_serves_many_calls() {
+        let (virsh, dir) = fake_session_virsh("many");
+        let runner = SessionRunner::new(2);
+        for _ in 0..5 {
+            let output = runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+            assert_eq!(output.stdout, "ok\n");
+            assert!(output.status.success());
+        }
+        assert_eq!(pids(&dir).len(), 1, "calls one after another share a session");
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_kills_the_session_which_is_replaced() {
+        let (virsh, dir) = fake_session_virsh("hang");
+        let runner = SessionRunner::new(1);
+        let error = runner
+            .run(&call(&virsh, "wedge"), Duration::from_millis(300))
+            .unwrap_err();
+        assert!(matches!(error, VirshError::Timeout { .. }), "{error}");
+        let hung = pids(&dir);
+        assert_eq!(hung.len(), 2, "the session and its child");
+        assert!(hung.iter().all(|&pid| gone(pid)), "{hung:?} outlived the timeout");
+        let output = runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        assert_eq!(output.stdout, "ok\n");
+        assert_eq!(pids(&dir).len(), 3, "a new session took the place of the killed one");
+    }
+
+    #[test]
+    fn a_session_that_died_is_restarted_once_transparently() {
+        let (virsh, dir) = fake_session_virsh("restart");
+        let runner = SessionRunner::new(1);
+        runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        // virsh dies while idle (killed, crashed): the next call does not
+        // notice, whatever it is.
+        let first = pids(&dir)[0];
+        // SAFETY: kill(2) on a child this test started.
+        unsafe { libc::kill(first, libc::SIGKILL) };
+        assert!(gone(first));
+        let output = runner.run(&call(&virsh, "change-media-free"), Duration::from_secs(10));
+        assert_eq!(output.unwrap().stdout, "ok\n");
+        assert_eq!(pids(&dir).len(), 2);
+    }
+
+    #[test]
+    fn a_read_only_call_survives_one_death_but_not_two() {
+        let (virsh, dir) = fake_session_virsh("twice");
+        let runner = SessionRunner::new(1);
+        runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        // virsh dies under `dumpxml`: read-only, so it runs again on a new
+        // session, where it dies again: that second failure is the error.
+        let error = runner.run(&call(&virsh, "dumpxml"), Duration::from_secs(10)).unwrap_err();
+        assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
+        assert_eq!(pids(&dir).len(), 2, "restarted once, not more");
+    }
+
+    #[test]
+    fn a_change_is_never_run_twice() {
+        let (virsh, dir) = fake_session_virsh("change");
+        let runner = SessionRunner::new(1);
+        runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        let error = runner
+            .run(&call(&virsh, "change-media"), Duration::from_secs(10))
+            .unwrap_err();
+        assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
+        assert_eq!(pids(&dir).len(), 1, "not sent again: it may have been done");
+    }
+
+    #[test]
+    fn a_virsh_that_cannot_connect_reports_its_own_error() {
+        let runner = SessionRunner::new(1);
+        let error = runner
+            .run(
+                &Invocation {
+                    program: "virsh".into(),
+                    connect: Some("bogus:///nowhere".into()),
+                    commands: vec![vec!["list".into()]],
+                },
+                Duration::from_secs(10),
+            )
+            .unwrap_err();
+        assert!(matches!(error, VirshError::Failed { .. }), "{error}");
+        assert!(error.to_string().contains("bogus:///nowhere"), "{error}");
+    }
+
+    #[test]
+    fn words_with_control_characters_bypass_the_shell() {
+        let mut words = call(std::path::Path::new("virsh"), "x");
+        assert!(fits_a_line(&words));
+        words.commands[0].push("a\nb".into());
+        assert!(!fits_a_line(&words));
+        words.commands[0][1] = "tab\there".into();
+        assert!(!fits_a_line(&words));
+        words.commands[0][1] = "é ü \u{202e}".into();
+        assert!(fits_a_line(&words));
+    }
 }
