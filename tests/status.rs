@@ -354,7 +354,15 @@ fn hung_agents_are_reported_and_healthy_ones_still_answer() {
     let scan = |jobs: &str| {
         let output = run(tool()
             .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--json"])
-            .args(["--timeout", "2s", "--jobs", jobs, "--sessions", jobs, "--virsh"])
+            .args([
+                "--timeout",
+                "2s",
+                "--jobs",
+                jobs,
+                "--sessions",
+                jobs,
+                "--virsh",
+            ])
             .arg(support("hung-agent-virsh")));
         assert!(output.status.success(), "{}", stderr(&output));
         serde_json::from_str::<Vec<Value>>(&stdout(&output)).unwrap()
@@ -437,4 +445,64 @@ fn progress_shows_on_a_terminal_only() {
     assert_eq!(stderr(&piped), "", "no spinner on a pipe");
     let rows: Vec<Value> = serde_json::from_str(&stdout(&piped)).unwrap();
     assert_eq!(rows.len(), 12);
+}
+
+/// Ctrl-C, `kill` or a closed terminal in the middle of a scan: the tool
+/// dies of the signal and leaves no virsh (nor virsh's children) behind,
+/// although they run in process groups of their own that the terminal's
+/// signal never reaches. The hung virsh is a fake, which records its pids.
+#[test]
+fn no_virsh_outlives_a_signal() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let dir = temp_dir(&format!("signal-{signal}"));
+        let pids_file = dir.join("pids");
+        let mut tool = tool()
+            .args(["status", "--timeout", "60s", "--virsh"])
+            .arg(support("fault-virsh"))
+            .env("FAULT", "hang")
+            .env("FAULT_PIDS", &pids_file)
+            // Like a shell's job: its own group, which the signal goes to.
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = wait_for(|| {
+            std::fs::read_to_string(&pids_file)
+                .ok()
+                .filter(|text| text.ends_with('\n'))
+        });
+        let group = i32::try_from(tool.id()).unwrap();
+        // SAFETY: kill(2) on the process group this test started.
+        unsafe { libc::kill(-group, signal) };
+        let status = tool.wait().unwrap();
+        assert_eq!(status.signal(), Some(signal), "dies of the signal");
+        for pid in pids.split_whitespace() {
+            let pid: i32 = pid.parse().unwrap();
+            wait_for(|| dead(pid).then_some(()));
+        }
+    }
+}
+
+/// Polls `check` until it gives a value, for at most 20 s.
+fn wait_for<T>(check: impl Fn() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(value) = check() {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("gave up waiting after 20 s");
+}
+
+/// Gone, or a zombie that init will reap.
+fn dead(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }

@@ -554,8 +554,14 @@ mod tests {
         let mut stdout = fixture("virsh/session-stdout.txt").into_bytes();
         let mut stderr = fixture("virsh/session-stderr.txt").into_bytes();
         let first = take_frame(&mut stdout, &mut stderr, &markers(1)).unwrap();
-        assert!(first.stdout.starts_with("plain\nit's \"quoted\"\n"), "{first:?}");
-        assert!(first.stdout.ends_with("fleet-small.xml\n\n@@M2\n"), "{first:?}");
+        assert!(
+            first.stdout.starts_with("plain\nit's \"quoted\"\n"),
+            "{first:?}"
+        );
+        assert!(
+            first.stdout.ends_with("fleet-small.xml\n\n@@M2\n"),
+            "{first:?}"
+        );
         assert!(!first.stdout.contains("virsh #"), "{first:?}");
         assert_eq!(first.stderr, "error: failed to get domain 'nope'\n");
         assert!(!first.connection_lost);
@@ -660,7 +666,13 @@ done
         // Reparented and reaped by init once killed: poll, bounded.
         (0..200).any(|_| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let dead = stat.is_empty() || stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z');
+            let dead = stat.is_empty()
+                || stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z');
             if !dead {
                 thread::sleep(Duration::from_millis(25));
             }
@@ -673,11 +685,17 @@ done
         let (virsh, dir) = fake_session_virsh("many");
         let runner = SessionRunner::new(2);
         for _ in 0..5 {
-            let output = runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+            let output = runner
+                .run(&call(&virsh, "status"), Duration::from_secs(10))
+                .unwrap();
             assert_eq!(output.stdout, "ok\n");
             assert!(output.status.success());
         }
-        assert_eq!(pids(&dir).len(), 1, "calls one after another share a session");
+        assert_eq!(
+            pids(&dir).len(),
+            1,
+            "calls one after another share a session"
+        );
     }
 
     #[test]
@@ -690,17 +708,28 @@ done
         assert!(matches!(error, VirshError::Timeout { .. }), "{error}");
         let hung = pids(&dir);
         assert_eq!(hung.len(), 2, "the session and its child");
-        assert!(hung.iter().all(|&pid| gone(pid)), "{hung:?} outlived the timeout");
-        let output = runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        assert!(
+            hung.iter().all(|&pid| gone(pid)),
+            "{hung:?} outlived the timeout"
+        );
+        let output = runner
+            .run(&call(&virsh, "status"), Duration::from_secs(10))
+            .unwrap();
         assert_eq!(output.stdout, "ok\n");
-        assert_eq!(pids(&dir).len(), 3, "a new session took the place of the killed one");
+        assert_eq!(
+            pids(&dir).len(),
+            3,
+            "a new session took the place of the killed one"
+        );
     }
 
     #[test]
     fn a_session_that_died_is_restarted_once_transparently() {
         let (virsh, dir) = fake_session_virsh("restart");
         let runner = SessionRunner::new(1);
-        runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        runner
+            .run(&call(&virsh, "status"), Duration::from_secs(10))
+            .unwrap();
         // virsh dies while idle (killed, crashed): the next call does not
         // notice, whatever it is.
         let first = pids(&dir)[0];
@@ -716,10 +745,14 @@ done
     fn a_read_only_call_survives_one_death_but_not_two() {
         let (virsh, dir) = fake_session_virsh("twice");
         let runner = SessionRunner::new(1);
-        runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        runner
+            .run(&call(&virsh, "status"), Duration::from_secs(10))
+            .unwrap();
         // virsh dies under `dumpxml`: read-only, so it runs again on a new
         // session, where it dies again: that second failure is the error.
-        let error = runner.run(&call(&virsh, "dumpxml"), Duration::from_secs(10)).unwrap_err();
+        let error = runner
+            .run(&call(&virsh, "dumpxml"), Duration::from_secs(10))
+            .unwrap_err();
         assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
         assert_eq!(pids(&dir).len(), 2, "restarted once, not more");
     }
@@ -728,7 +761,9 @@ done
     fn a_change_is_never_run_twice() {
         let (virsh, dir) = fake_session_virsh("change");
         let runner = SessionRunner::new(1);
-        runner.run(&call(&virsh, "status"), Duration::from_secs(10)).unwrap();
+        runner
+            .run(&call(&virsh, "status"), Duration::from_secs(10))
+            .unwrap();
         let error = runner
             .run(&call(&virsh, "change-media"), Duration::from_secs(10))
             .unwrap_err();
