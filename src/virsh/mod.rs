@@ -96,16 +96,6 @@ impl Virsh {
             })
     }
 
-    /// How many sessions a long batch is spread over. The test driver
-    /// lives inside virsh itself: another session would only parse its
-    /// node file again, so it gets one.
-    fn parallel_sessions(&self) -> usize {
-        match &self.config.connect {
-            Some(uri) if uri.starts_with("test:") => 1,
-            _ => self.config.sessions.max(1),
-        }
-    }
-
     /// Whether the URI's transport is ssh (`qemu+ssh://`, `+libssh2`, …).
     fn over_ssh(&self) -> bool {
         self.config.connect.as_deref().is_some_and(|uri| {
@@ -279,7 +269,7 @@ impl Virsh {
         let parts = calls
             .len()
             .div_ceil(COMMANDS_PER_SESSION)
-            .clamp(1, self.parallel_sessions());
+            .clamp(1, self.config.sessions.max(1));
         let chunks: Vec<_> = calls.chunks(calls.len().div_ceil(parts).max(1)).collect();
         let results: Vec<Result<Vec<Option<String>>, VirshError>> = thread::scope(|scope| {
             let jobs: Vec<_> = chunks
