@@ -4,6 +4,15 @@
 #![allow(dead_code)] // each test target uses its own subset
 
 use std::path::{Path, PathBuf};
+
+/// The guests `scripts/lab up` defines.
+pub const LAB_GUESTS: [&str; 5] = [
+    "lab-agent",
+    "lab-blocked",
+    "lab-meta",
+    "lab-noagent",
+    "lab-off",
+];
 use std::process::{Command, Output, Stdio};
 
 pub fn root() -> PathBuf {

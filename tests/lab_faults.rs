@@ -1,0 +1,153 @@
+//! End-to-end faults under a live virsh session, against the real lab:
+//! libvirtd restarted, the session's ssh killed. They disturb every other
+//! user of the lab, so they run one at a time, in a test target of their
+//! own. Without the lab every test is reported as ignored, by name.
+
+mod common;
+
+use std::process::ExitCode;
+
+use common::*;
+use libtest_mimic::{Failed, Trial};
+
+fn main() -> ExitCode {
+    lab_main(
+        vec![
+            Trial::test(
+                "a_live_session_survives_a_libvirtd_restart",
+                a_live_session_survives_a_libvirtd_restart,
+            ),
+            Trial::test(
+                "a_live_session_survives_its_ssh_being_killed",
+                a_live_session_survives_its_ssh_being_killed,
+            ),
+        ],
+        Some(1),
+    )
+}
+
+/// libvirtd restarts while the menu's virsh session is idle: the next
+/// Rescan still gives the full table, with no error.
+fn a_live_session_survives_a_libvirtd_restart() -> Result<(), Failed> {
+    let pid_file = "/run/libvirtd.pid";
+    survive_under_a_live_session(LAB_URI, |_| {
+        let pid: i32 = std::fs::read_to_string(pid_file)?.trim().parse()?;
+        // SAFETY: kill(2) on the lab's own libvirtd.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        wait_until(|| std::fs::metadata(format!("/proc/{pid}")).is_err())?;
+        let up = run(std::process::Command::new(root().join("scripts/lab")).arg("up"));
+        check(up.status.success(), || stderr(&up))
+    })
+}
+
+/// The ssh under the menu's virsh session dies (a dropped connection):
+/// the next Rescan still gives the full table, with no error.
+fn a_live_session_survives_its_ssh_being_killed() -> Result<(), Failed> {
+    survive_under_a_live_session(&lab_ssh_uri(), |tool| {
+        let ssh: Vec<i32> = descendants(tool)
+            .into_iter()
+            .filter(|pid| comm(*pid) == "ssh")
+            .collect();
+        check(!ssh.is_empty(), || "no ssh under the tool".to_owned())?;
+        for pid in ssh {
+            // SAFETY: kill(2) on an ssh the tool under test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        Ok(())
+    })
+}
+
+/// Runs the menu on `uri`, waits for its first table, applies `fault`
+/// (given the tool's pid), asks for a Rescan and checks that every lab
+/// guest is in the new table and that nothing went to stderr.
+fn survive_under_a_live_session(
+    uri: &str,
+    fault: impl FnOnce(u32) -> Result<(), Failed>,
+) -> Result<(), Failed> {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = tool()
+        .args(["-c", uri])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = child.stdout.take().expect("piped");
+    let (send, screen) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 || send.send(chunk[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    let prompts_seen = |count: usize, text: &mut String| -> Result<(), Failed> {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while text.matches("Select option:").count() < count {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let chunk = screen
+                .recv_timeout(left)
+                .map_err(|_| format!("no menu after 60 s:\n{text}"))?;
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        Ok(())
+    };
+    prompts_seen(1, &mut text)?;
+    fault(child.id())?;
+    stdin.write_all(b"4\n")?;
+    prompts_seen(2, &mut text)?;
+    stdin.write_all(b"5\n")?;
+    drop(stdin);
+    let output = child.wait_with_output()?;
+    let rescan = text.split("domain(s)").nth(1).unwrap_or("").to_owned();
+    for guest in LAB_GUESTS {
+        check(rescan.contains(&format!(" {guest} ")), || {
+            format!("{guest} missing from the rescan:\n{text}")
+        })?;
+    }
+    check(
+        output.status.success() && stderr(&output).is_empty(),
+        || format!("{:?}: {}", output.status, stderr(&output)),
+    )
+}
+
+/// Every process below `pid`, through /proc's children lists.
+fn descendants(pid: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut queue = vec![i32::try_from(pid).expect("a pid")];
+    while let Some(next) = queue.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{next}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// Polls `done` for up to 30 s.
+fn wait_until(done: impl Fn() -> bool) -> Result<(), Failed> {
+    for _ in 0..600 {
+        if done() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err("gave up waiting after 30 s".into())
+}
