@@ -506,3 +506,54 @@ fn dead(pid: i32) -> bool {
             .starts_with('Z')
     })
 }
+
+/// However the tool ends, none of the virsh it started is left: a normal
+/// end, the menu's end of input, an error, a reader that went away.
+/// `counting-virsh` (the real virsh) names its log entries by its pid.
+#[test]
+fn no_virsh_outlives_the_tool_on_any_exit() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let small = fleet_uri("fleet-small.xml");
+    let large = fleet_uri("fleet-400.xml");
+    let cases: [(&str, &str, &[&str], Option<i32>); 4] = [
+        ("normal", &small, &["status", "--json"], Some(0)),
+        ("menu-eof", &small, &[], Some(0)),
+        ("error", &small, &["eject", "no-such-vm", "--yes"], Some(1)),
+        ("closed-stdout", &large, &["status", "--json"], Some(0)),
+    ];
+    for (case, uri, args, code) in cases {
+        let log = temp_dir(&format!("exit-{case}")).join("calls");
+        let mut child = tool()
+            .args(["-c", uri, "--virsh"])
+            .arg(support("counting-virsh"))
+            .args(args)
+            .env("COUNTING_VIRSH_LOG", &log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if case == "menu-eof" {
+            stdin.write_all(b"4\n").unwrap();
+        }
+        drop(stdin);
+        let stdout = child.stdout.take().unwrap();
+        if case == "closed-stdout" {
+            let mut first = String::new();
+            BufReader::new(stdout).read_line(&mut first).unwrap();
+        } else {
+            std::io::copy(&mut { stdout }, &mut std::io::sink()).unwrap();
+        }
+        assert_eq!(child.wait().unwrap().code(), code, "{case}");
+        let pids: Vec<i32> = std::fs::read_dir(&log)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().parse().unwrap())
+            .collect();
+        assert!(!pids.is_empty(), "{case}: virsh ran");
+        for pid in pids {
+            wait_for(|| dead(pid).then_some(()));
+        }
+    }
+}
