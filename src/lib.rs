@@ -3,8 +3,10 @@
 
 pub mod agent;
 pub mod cli;
+pub mod fleet;
 pub mod media;
 pub mod probe;
+pub mod serve;
 #[cfg(test)]
 mod testing;
 pub mod utils;

@@ -1,6 +1,8 @@
 //! The command line as clap sees it; turned into plain options before any
 //! core code runs.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -14,7 +16,7 @@ use clap::{Parser, Subcommand};
                   Without a subcommand: print the VM table, then an interactive menu."
 )]
 pub struct Args {
-    /// libvirt connection URI, e.g. qemu+ssh://root@host/system [default: virsh's own]
+    /// libvirt connection URI, e.g. qemu+ssh://root@host/system; repeat for several hosts [default: virsh's own]
     #[arg(
         short = 'c',
         long = "connect",
@@ -23,7 +25,16 @@ pub struct Args {
         global = true,
         help_heading = "Global options"
     )]
-    pub connect: Option<String>,
+    pub connect: Vec<String>,
+
+    /// A file of libvirt URIs, one a line (`#` starts a comment): every host in it, with any --connect
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub hosts: Option<PathBuf>,
 
     /// virsh binary to run
     #[arg(
@@ -116,6 +127,22 @@ pub enum Command {
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Serve Prometheus metrics (/metrics) and a health check (/healthz) over HTTP, from background scans of every host
+    Serve {
+        /// Address to listen on
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9177")]
+        listen: SocketAddr,
+        /// Log lines on stderr as text or as JSON objects; levels from RUST_LOG (default info)
+        #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+}
+
+/// How `serve` writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The switches every media change takes.

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
+use super::WithUri;
 use super::args::ChangeArgs;
 use super::menu::{Answer, Console};
+use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{
     Action, DomainMedia, DriveRow, MediaManager, Step, plan_attach, plan_eject, plan_mount,
 };
@@ -146,31 +148,56 @@ pub fn with_stdin<W: Write>(
     flow(&mut Prompt::command(&mut console, interactive))
 }
 
-/// `isos`: the drive table, or JSON.
-pub fn isos(virsh: &Virsh, query: &IsoQuery, json: bool, out: &mut impl Write) -> Result<()> {
-    let media = MediaManager::new(virsh.clone());
-    let mut rows = media.rows(&media.load_all()?)?;
-    if query.mounted {
-        rows.retain(DriveRow::mounted);
+/// `isos`: the drive table, or JSON rows each with its host's `uri`;
+/// every host read side by side, a host that fails one line on stderr.
+pub fn isos(fleet: &Fleet, query: &IsoQuery, json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    let scans = fleet.each(|host| {
+        let media = MediaManager::new(host.virsh().clone());
+        let mut rows = media.rows(&media.load_all()?)?;
+        if query.mounted {
+            rows.retain(DriveRow::mounted);
+        }
+        if let Some(iso) = &query.iso {
+            let iso = media.normalize(iso)?;
+            rows.retain(|row| row.holds(&iso));
+        }
+        Ok(rows)
+    });
+    if fleet.is_single() {
+        // One host: its failure is the run's error, as it always was.
+        if let Some(HostScan { result: Err(_), .. }) = scans.first() {
+            let scan = scans.into_iter().next().expect("one host");
+            return Err(scan.result.expect_err("checked"));
+        }
     }
-    if let Some(iso) = &query.iso {
-        let iso = media.normalize(iso)?;
-        rows.retain(|row| row.holds(&iso));
+    let mut hosts = Vec::new();
+    let mut failed = Vec::new();
+    for scan in &scans {
+        match &scan.result {
+            Ok(rows) => hosts.push((scan.uri.as_str(), rows.as_slice())),
+            Err(error) => failed.push(super::host_error(&scan.uri, error)),
+        }
     }
     if json {
+        let rows: Vec<WithUri<DriveRow>> = hosts
+            .iter()
+            .flat_map(|(uri, rows)| rows.iter().map(|row| WithUri { uri, row }))
+            .collect();
         serde_json::to_writer_pretty(&mut *out, &rows)?;
         writeln!(out)?;
-    } else {
-        out.write_all(drive_table(&rows).as_bytes())?;
+    } else if !hosts.is_empty() {
+        out.write_all(drive_table(&hosts, !fleet.is_single()).as_bytes())?;
     }
-    Ok(())
+    out.flush()?;
+    super::report_failed_hosts(&failed, scans.len())
 }
 
 /// The drive table with a count and, below it, the ISOs held by several
-/// VMs. Every name and path is sanitized: guests and remote hosts set them.
-pub fn drive_table(rows: &[DriveRow]) -> String {
+/// VMs of one host; a Host column first when `with_host`. Every name and
+/// path is sanitized: guests and remote hosts set them.
+pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool) -> String {
     let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED).set_header([
+    let header = [
         "VM",
         "State",
         "Drive",
@@ -178,55 +205,65 @@ pub fn drive_table(rows: &[DriveRow]) -> String {
         "Media",
         "Live≠Config",
         "Missing",
-    ]);
-    for row in rows {
-        let differ = if !row.live_config_differ {
-            String::new()
-        } else {
-            format!(
-                "config: {}",
-                row.config_source
-                    .as_deref()
-                    .map_or_else(|| "empty".to_owned(), sanitize)
-            )
-        };
-        table.add_row([
-            sanitize(&row.domain),
-            row.state.to_string(),
-            sanitize(&row.target),
-            row.bus.as_deref().map_or_else(String::new, sanitize),
-            row.source
-                .as_deref()
-                .map_or_else(|| "(empty)".to_owned(), sanitize),
-            differ,
-            match row.missing {
-                Some(true) => "MISSING".to_owned(),
-                _ => String::new(),
-            },
-        ]);
-    }
-    let mut text = format!("{table}\n{} drive(s)\n", rows.len());
+    ];
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_header(with_host.then_some("Host").into_iter().chain(header));
+    let mut count = 0;
     let mut shared: Vec<(String, Vec<&str>)> = Vec::new();
-    for row in rows.iter().filter(|row| !row.shared_with.is_empty()) {
-        for iso in row.source.iter().chain(&row.config_source) {
-            let holders = match shared.iter_mut().find(|(seen, _)| seen == iso) {
-                Some((_, holders)) => holders,
-                None => {
-                    shared.push((iso.clone(), Vec::new()));
-                    &mut shared.last_mut().expect("just pushed").1
-                }
+    for (uri, rows) in hosts {
+        for row in *rows {
+            count += 1;
+            let differ = if !row.live_config_differ {
+                String::new()
+            } else {
+                format!(
+                    "config: {}",
+                    row.config_source
+                        .as_deref()
+                        .map_or_else(|| "empty".to_owned(), sanitize)
+                )
             };
-            if !holders.contains(&row.domain.as_str()) {
-                holders.push(&row.domain);
+            table.add_row(with_host.then(|| sanitize(uri)).into_iter().chain([
+                sanitize(&row.domain),
+                row.state.to_string(),
+                sanitize(&row.target),
+                row.bus.as_deref().map_or_else(String::new, sanitize),
+                row.source
+                    .as_deref()
+                    .map_or_else(|| "(empty)".to_owned(), sanitize),
+                differ,
+                match row.missing {
+                    Some(true) => "MISSING".to_owned(),
+                    _ => String::new(),
+                },
+            ]));
+        }
+        // Paths are a host's own: the same path on two hosts is two files.
+        let host = if with_host { format!("{}: ", sanitize(uri)) } else { String::new() };
+        for row in rows.iter().filter(|row| !row.shared_with.is_empty()) {
+            for iso in row.source.iter().chain(&row.config_source) {
+                let key = format!("{host}{}", sanitize(iso));
+                let holders = match shared.iter_mut().find(|(seen, _)| *seen == key) {
+                    Some((_, holders)) => holders,
+                    None => {
+                        shared.push((key, Vec::new()));
+                        &mut shared.last_mut().expect("just pushed").1
+                    }
+                };
+                if !holders.contains(&row.domain.as_str()) {
+                    holders.push(&row.domain);
+                }
             }
         }
     }
+    let mut text = format!("{table}\n{count} drive(s)\n");
     shared.retain(|(_, holders)| holders.len() > 1);
     if !shared.is_empty() {
         text.push_str("ISOs in several VMs:\n");
         for (iso, holders) in shared {
             let names: Vec<String> = holders.iter().map(|h| sanitize(h)).collect();
-            text.push_str(&format!("  {}: {}\n", sanitize(&iso), names.join(", ")));
+            text.push_str(&format!("  {iso}: {}\n", names.join(", ")));
         }
     }
     text
@@ -242,14 +279,18 @@ pub struct MountRequest {
     pub attach: bool,
 }
 
-/// `mount DOMAIN ISO`: a missing ISO is refused before any change.
+/// `mount DOMAIN ISO` on the host that has the domain: a missing ISO is
+/// refused before any change.
 pub fn mount<R: BufRead, W: Write>(
-    virsh: &Virsh,
+    fleet: &Fleet,
     prompt: &mut Prompt<R, W>,
     request: &MountRequest,
     options: ChangeOptions,
 ) -> Result<ExitCode> {
-    let media = MediaManager::new(virsh.clone());
+    let Some(host) = host_of(fleet, prompt, &request.domain)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let media = MediaManager::new(host.virsh().clone());
     let iso = media.resolve_iso(&request.iso)?;
     let domain = media.load_one(&request.domain)?;
     let step = match request.target.as_deref() {
@@ -352,6 +393,94 @@ fn choose_drive<R: BufRead, W: Write>(
 /// `eject`: every drive selected that holds media, listed before anything
 /// changes.
 pub fn eject<R: BufRead, W: Write>(
+    fleet: &Fleet,
+    prompt: &mut Prompt<R, W>,
+    selection: &EjectSelection,
+    options: ChangeOptions,
+) -> Result<ExitCode> {
+    if let EjectSelection::Domain { name, .. } = selection {
+        let Some(host) = host_of(fleet, prompt, name)? else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        return eject_on(host.virsh(), prompt, selection, options);
+    }
+    if fleet.is_single() {
+        return eject_on(fleet.hosts[0].virsh(), prompt, selection, options);
+    }
+    // Every host in turn, each with its own plan and confirmation; a host
+    // that fails is a line, and the others go on.
+    let mut failed = Vec::new();
+    let mut code = ExitCode::SUCCESS;
+    for host in &fleet.hosts {
+        writeln!(prompt.out(), "{}:", sanitize(&host.uri()))?;
+        match eject_on(host.virsh(), prompt, selection, options) {
+            Ok(ExitCode::SUCCESS) => {}
+            Ok(other) => code = other,
+            Err(error) => {
+                let line = super::host_error(&host.uri(), &error);
+                writeln!(prompt.out(), "error: {line}")?;
+                failed.push(line);
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(code);
+    }
+    super::report_failed_hosts(&failed, fleet.hosts.len())
+}
+
+/// The host whose domain is called `name`: the only host, the one host
+/// that has it, or (where several have it) the one the user picks; `None`
+/// when they back out. Without a terminal, several is an error.
+fn host_of<'f, R: BufRead, W: Write>(
+    fleet: &'f Fleet,
+    prompt: &mut Prompt<R, W>,
+    name: &str,
+) -> Result<Option<&'f Host>> {
+    if let [host] = &fleet.hosts[..] {
+        return Ok(Some(host));
+    }
+    let found = fleet.each(|host| Ok(host.virsh().has_domain(name)?));
+    let mut holders = Vec::new();
+    let mut unreachable = Vec::new();
+    for (host, scan) in fleet.hosts.iter().zip(&found) {
+        match &scan.result {
+            Ok(true) => holders.push(host),
+            Ok(false) => {}
+            Err(error) => unreachable.push(super::host_error(&scan.uri, error)),
+        }
+    }
+    for line in &unreachable {
+        eprintln!("dismount_iso_qemu: warning: {line}");
+    }
+    let uris = |hosts: &[&Host]| {
+        hosts.iter().map(|h| sanitize(&h.uri())).collect::<Vec<_>>().join(", ")
+    };
+    match holders[..] {
+        [host] => Ok(Some(host)),
+        [] => bail!(
+            "no domain named '{}' on {} host(s){}",
+            sanitize(name),
+            fleet.hosts.len() - unreachable.len(),
+            if unreachable.is_empty() { "" } else { "; some hosts did not answer (above)" }
+        ),
+        _ if prompt.interactive => {
+            let labels: Vec<String> = holders.iter().map(|h| sanitize(&h.uri())).collect();
+            writeln!(prompt.out(), "'{}' is on several hosts:", sanitize(name))?;
+            Ok(prompt
+                .choose("Host number (q to go back): ", &labels)?
+                .map(|index| holders[index]))
+        }
+        _ => bail!(
+            "'{}' is on several hosts ({}): name one with --connect",
+            sanitize(name),
+            uris(&holders)
+        ),
+    }
+}
+
+/// `eject` on one host.
+fn eject_on<R: BufRead, W: Write>(
     virsh: &Virsh,
     prompt: &mut Prompt<R, W>,
     selection: &EjectSelection,
@@ -443,18 +572,18 @@ fn execute<R: BufRead, W: Write>(
     Ok(ExitCode::FAILURE)
 }
 
-/// Menu 2: the drive table.
-pub fn menu_scan<R: BufRead, W: Write>(console: &mut Console<R, W>, virsh: &Virsh) -> Result<()> {
-    in_menu(console, virsh, |prompt, media, domains| {
-        let table = drive_table(&media.rows(&domains)?);
-        prompt.out().write_all(table.as_bytes())?;
-        Ok(ExitCode::SUCCESS)
-    })
+/// Menu 2: the drive table of every host.
+pub fn menu_scan<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+    let mut out = Vec::new();
+    let code = isos(fleet, &IsoQuery::default(), false, &mut out);
+    console.out().write_all(&out)?;
+    code.map(|_| ())
 }
 
-/// Menu 1: VM by number, drive if several, ISO from the pools or typed.
-pub fn menu_mount<R: BufRead, W: Write>(console: &mut Console<R, W>, virsh: &Virsh) -> Result<()> {
-    in_menu(console, virsh, mount_flow)
+/// Menu 1: host if several, VM by number, drive if several, ISO from the
+/// pools or typed.
+pub fn menu_mount<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+    in_menu(console, fleet, mount_flow)
 }
 
 fn mount_flow<R: BufRead, W: Write>(
@@ -536,9 +665,9 @@ fn mount_flow<R: BufRead, W: Write>(
     )
 }
 
-/// Menu 3: one drive holding media, or all of them.
-pub fn menu_eject<R: BufRead, W: Write>(console: &mut Console<R, W>, virsh: &Virsh) -> Result<()> {
-    in_menu(console, virsh, eject_flow)
+/// Menu 3: host if several, then one drive holding media, or all of them.
+pub fn menu_eject<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+    in_menu(console, fleet, eject_flow)
 }
 
 fn eject_flow<R: BufRead, W: Write>(
@@ -588,14 +717,25 @@ fn eject_flow<R: BufRead, W: Write>(
     )
 }
 
-/// Runs a menu entry on a fresh scan of the fleet: every change confirmed
-/// first, and an error shown as a line while the menu goes on.
+/// Runs a menu entry on a fresh read of one host (asked for when there
+/// are several): every change confirmed first, and an error shown as a
+/// line while the menu goes on.
 fn in_menu<R: BufRead, W: Write>(
     console: &mut Console<R, W>,
-    virsh: &Virsh,
+    fleet: &Fleet,
     flow: impl FnOnce(&mut Prompt<R, W>, &MediaManager, Vec<DomainMedia>) -> Result<ExitCode>,
 ) -> Result<()> {
-    let media = MediaManager::new(virsh.clone());
+    let host = match &fleet.hosts[..] {
+        [host] => host,
+        hosts => {
+            let labels: Vec<String> = hosts.iter().map(|h| sanitize(&h.uri())).collect();
+            match Prompt::menu(console).choose("Host number (q to go back): ", &labels)? {
+                Some(index) => &hosts[index],
+                None => return Ok(()),
+            }
+        }
+    };
+    let media = MediaManager::new(host.virsh().clone());
     let outcome = media
         .load_all()
         .and_then(|domains| flow(&mut Prompt::menu(console), &media, domains));

@@ -5,19 +5,17 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Result;
 
-use super::progress::{Figures, scan_with_progress};
-use super::render::status_table;
-use crate::probe::{DomainStatus, ProbeManager};
+use super::progress::scan_with_progress;
+use super::render::fleet_table;
+use crate::fleet::{Fleet, HostScan};
+use crate::probe::{DomainStatus, Figures};
 
-/// The shortest pause between two background scans.
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A background scan's result, or its error chain as text.
-pub type Update = std::result::Result<Vec<DomainStatus>, String>;
+/// A background scan of every host.
+pub type Update = Vec<HostScan<Vec<DomainStatus>>>;
 
 /// Rescans in the background every cache TTL and hands the results to the
 /// menu over a channel; the menu shows the newest at its next render, so
@@ -29,16 +27,13 @@ pub struct Refresh {
 }
 
 impl Refresh {
-    pub fn start(probes: Arc<ProbeManager>) -> Self {
-        // A tiny TTL must not turn into back-to-back scans of the host.
-        let interval = probes.options().cache_ttl.max(MIN_REFRESH_INTERVAL);
+    pub fn start(fleet: Arc<Fleet>) -> Self {
+        let interval = fleet.hosts[0].probes.options().refresh_interval();
         let (send_update, updates) = mpsc::channel();
         let (stop, stopped) = mpsc::channel::<()>();
         thread::spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                let update = probes
-                    .scan(&|_, _| {})
-                    .map_err(|error| format!("{error:#}"));
+                let update = fleet.scan(Figures::Cached);
                 if send_update.send(update).is_err() {
                     return;
                 }
@@ -107,7 +102,7 @@ impl<R: BufRead, W: Write> Console<R, W> {
 pub fn run_menu<R: BufRead, W: Write>(
     input: R,
     output: W,
-    probes: &ProbeManager,
+    fleet: &Fleet,
     refresh: &Refresh,
 ) -> Result<()> {
     let mut console = Console::new(input, output);
@@ -121,13 +116,10 @@ pub fn run_menu<R: BufRead, W: Write>(
             Answer::Quit | Answer::End => return Ok(()),
         };
         let outcome = match choice.as_str() {
-            "1" => super::media::menu_mount(&mut console, probes.virsh()),
-            "2" => super::media::menu_scan(&mut console, probes.virsh()),
-            "3" => super::media::menu_eject(&mut console, probes.virsh()),
-            "4" => scan_with_progress(probes, Figures::Fresh).and_then(|rows| {
-                write!(console.out(), "{}", status_table(&rows))?;
-                Ok(())
-            }),
+            "1" => super::media::menu_mount(&mut console, fleet),
+            "2" => super::media::menu_scan(&mut console, fleet),
+            "3" => super::media::menu_eject(&mut console, fleet),
+            "4" => rescan(fleet).and_then(|scans| show_scans(console.out(), scans)),
             "5" => return Ok(()),
             other => {
                 writeln!(
@@ -155,15 +147,37 @@ fn is_terminal_failure(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.is::<std::io::Error>())
 }
 
+/// The menu's Rescan: fresh figures from every host (with one host, with
+/// the spinner, and its failure as the error).
+fn rescan(fleet: &Fleet) -> Result<Update> {
+    if let [host] = &fleet.hosts[..] {
+        let rows = scan_with_progress(&host.probes, Figures::Fresh)?;
+        return Ok(vec![HostScan {
+            uri: host.uri(),
+            result: Ok(rows),
+        }]);
+    }
+    Ok(fleet.scan(Figures::Fresh))
+}
+
+/// The table of the hosts that answered, then a line for each that failed.
+fn show_scans(out: &mut impl Write, scans: Update) -> Result<()> {
+    let (table, failed) = fleet_table(&scans);
+    write!(out, "{table}")?;
+    for line in failed {
+        writeln!(out, "error: {line}")?;
+    }
+    Ok(())
+}
+
 fn show_update(out: &mut impl Write, update: Update) -> Result<()> {
     let at = humantime::format_rfc3339_seconds(SystemTime::now());
-    match update {
-        Ok(rows) => write!(
-            out,
-            "\nRefreshed in the background at {at}:\n{}",
-            status_table(&rows)
-        )?,
-        Err(error) => writeln!(out, "\nBackground refresh at {at} failed: {error}")?,
+    let (table, failed) = fleet_table(&update);
+    if !table.is_empty() {
+        write!(out, "\nRefreshed in the background at {at}:\n{table}")?;
+    }
+    for line in failed {
+        writeln!(out, "\nBackground refresh at {at} failed: {line}")?;
     }
     Ok(())
 }
@@ -172,12 +186,27 @@ fn show_update(out: &mut impl Write, update: Update) -> Result<()> {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
+    use crate::fleet::Host;
     use crate::testing::fake_probes;
     use crate::virsh::fake::FakeRunner;
 
-    fn probes(fake: &Arc<FakeRunner>) -> ProbeManager {
+    /// One host whose virsh is the fake.
+    fn probes(fake: &Arc<FakeRunner>) -> Fleet {
         let hour = Duration::from_secs(3600);
-        fake_probes(fake, hour, hour)
+        Fleet {
+            hosts: vec![Host {
+                probes: Arc::new(fake_probes(fake, hour, hour)),
+            }],
+        }
+    }
+
+    fn failed(reason: &str) -> Update {
+        vec![HostScan {
+            uri: "qemu:///fake".into(),
+            result: Err(anyhow::anyhow!("{reason}")),
+        }]
     }
 
     /// A Refresh fed by the test instead of a background thread.
@@ -197,14 +226,16 @@ mod tests {
     fn background_updates_appear_at_the_next_render_not_in_a_prompt() {
         let fake = Arc::new(FakeRunner::default());
         let (refresh, send) = refresh_from_test();
-        send.send(Err("first".into())).unwrap();
-        send.send(Err("newest".into())).unwrap();
+        send.send(failed("first")).unwrap();
+        send.send(failed("newest")).unwrap();
         let mut out = Vec::new();
         run_menu("x\n5\n".as_bytes(), &mut out, &probes(&fake), &refresh).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(fake.process_count(), 0);
         assert!(!text.contains("first"), "only the newest update is shown");
-        let update = text.find("failed: newest").expect("update shown");
+        let update = text
+            .find("failed: qemu:///fake: newest")
+            .expect("update shown");
         let first_prompt = text.find("Select option:").unwrap();
         assert!(
             update < first_prompt,

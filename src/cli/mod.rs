@@ -11,70 +11,100 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 
 pub use args::{Args, Command};
 pub use menu::{Refresh, run_menu};
 pub use render::status_table;
 
-use crate::probe::{ProbeManager, ProbeOptions};
-use crate::virsh::{SessionRunner, Virsh, VirshConfig};
-use progress::{Figures, scan_with_progress};
+use crate::fleet::{Fleet, HostScan};
+use crate::probe::{DomainStatus, Figures, ProbeOptions};
+use crate::utils::sanitize;
+use crate::virsh::VirshConfig;
+use progress::scan_with_progress;
 
-/// How many long-lived virsh processes (over ssh, connections) one host
-/// gets unless `--sessions` says: parallel agent probes share them.
-const SESSIONS_PER_HOST: usize = 4;
+/// Exit status when some hosts answered and others failed: their rows were
+/// printed, and one error line names each failed host.
+pub const EXIT_PARTIAL: u8 = 3;
 
 /// Everything the core needs, free of clap types.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The hosts, in order; `None` is virsh's default connection.
+    pub connections: Vec<Option<String>>,
+    /// How to run virsh; `connect` and `sessions` are set per host.
     pub virsh: VirshConfig,
+    /// `--sessions`, when given.
+    pub sessions: Option<usize>,
     pub probe: ProbeOptions,
 }
 
-impl From<&Args> for Options {
-    fn from(args: &Args) -> Self {
-        // An exported but empty LIBVIRT_URI means "not set".
-        let connect = args.connect.clone().filter(|uri| !uri.is_empty());
-        // The test driver lives inside virsh itself: a second session would
-        // only parse its node file again (0.15 s of CPU for 1000 domains).
-        let default_sessions = match &connect {
-            Some(uri) if uri.starts_with("test:") => 1,
-            _ => usize::from(args.jobs).min(SESSIONS_PER_HOST),
-        };
-        Options {
+impl Options {
+    pub fn from_args(args: &Args) -> Result<Self> {
+        Ok(Options {
+            connections: connections(&args.connect, args.hosts.as_deref())?,
             virsh: VirshConfig {
                 program: args.virsh.clone(),
-                connect,
+                connect: None,
                 timeout: args.timeout,
-                sessions: args.sessions.map_or(default_sessions, usize::from),
+                sessions: 1,
             },
+            sessions: args.sessions.map(usize::from),
             probe: ProbeOptions {
                 timeout: args.timeout,
                 cache_ttl: args.cache_ttl,
                 os_ttl: args.os_ttl,
                 jobs: usize::from(args.jobs),
             },
-        }
+        })
     }
 }
 
+/// The hosts of `--connect` (repeatable) and `--hosts FILE`, in that
+/// order, each once; none at all is virsh's default connection.
+fn connections(connect: &[String], hosts_file: Option<&Path>) -> Result<Vec<Option<String>>> {
+    // An exported but empty LIBVIRT_URI means "not set".
+    let mut uris: Vec<String> = connect.iter().filter(|u| !u.is_empty()).cloned().collect();
+    if let Some(file) = hosts_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the hosts file {}", file.display()))?;
+        uris.extend(parse_hosts(&text));
+    }
+    let mut seen = std::collections::HashSet::new();
+    uris.retain(|uri| seen.insert(uri.clone()));
+    Ok(if uris.is_empty() {
+        vec![None]
+    } else {
+        uris.into_iter().map(Some).collect()
+    })
+}
+
+/// One URI a line; blank lines and `#` comments (whole lines or after
+/// the URI) are skipped.
+fn parse_hosts(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.split_once('#').map_or(line, |(uri, _)| uri).trim())
+        .filter(|uri| !uri.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
-    let options = Options::from(&args);
-    let probes = Arc::new(ProbeManager::new(
-        Virsh::new(
-            options.virsh.clone(),
-            Arc::new(SessionRunner::new(options.virsh.sessions)),
-        ),
-        options.probe,
+    let options = Options::from_args(&args)?;
+    let fleet = Arc::new(Fleet::new(
+        &options.connections,
+        &options.virsh,
+        &options.probe,
+        options.sessions,
     ));
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let mut code = ExitCode::SUCCESS;
-    match args.command {
+    let code = match args.command {
         Some(Command::Isos { json, mounted, iso }) => {
             let query = media::IsoQuery { mounted, iso };
-            media::isos(probes.virsh(), &query, json, &mut out)?;
+            media::isos(&fleet, &query, json, &mut out)?
         }
         Some(Command::Mount {
             domain,
@@ -89,9 +119,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 target,
                 attach,
             };
-            code = media::with_stdin(&mut out, |prompt| {
-                media::mount(probes.virsh(), prompt, &request, (&change).into())
-            })?;
+            media::with_stdin(&mut out, |prompt| {
+                media::mount(&fleet, prompt, &request, (&change).into())
+            })?
         }
         Some(Command::Eject {
             domain,
@@ -101,28 +131,104 @@ pub fn run(args: Args) -> Result<ExitCode> {
             change,
         }) => {
             let selection = media::EjectSelection::new(domain, target, all, iso);
-            code = media::with_stdin(&mut out, |prompt| {
-                media::eject(probes.virsh(), prompt, &selection, (&change).into())
-            })?;
+            media::with_stdin(&mut out, |prompt| {
+                media::eject(&fleet, prompt, &selection, (&change).into())
+            })?
         }
-        Some(Command::Status { json }) => {
-            let rows = scan_with_progress(&probes, Figures::Cached)?;
-            if json {
-                serde_json::to_writer_pretty(&mut out, &rows)?;
-                writeln!(out)?;
-            } else {
-                out.write_all(status_table(&rows).as_bytes())?;
-            }
+        Some(Command::Status { json }) => status(&fleet, json, &mut out)?,
+        Some(Command::Serve { listen, log_format }) => {
+            drop(out);
+            let interval = options.probe.refresh_interval();
+            crate::serve::run(
+                fleet,
+                &crate::serve::ServeOptions {
+                    listen,
+                    interval,
+                    json_logs: log_format == args::LogFormat::Json,
+                },
+            )?;
+            return Ok(ExitCode::SUCCESS);
         }
         None => {
-            let rows = scan_with_progress(&probes, Figures::Cached)?;
-            out.write_all(status_table(&rows).as_bytes())?;
-            let refresh = Refresh::start(Arc::clone(&probes));
-            run_menu(io::stdin().lock(), &mut out, &probes, &refresh)?;
+            let scans = first_scan(&fleet)?;
+            let code = write_scans(&mut out, scans)?;
+            let refresh = Refresh::start(Arc::clone(&fleet));
+            run_menu(io::stdin().lock(), &mut out, &fleet, &refresh)?;
+            code
         }
-    }
+    };
     out.flush()?;
     Ok(code)
+}
+
+/// `status`: the table, or JSON rows each with its host's `uri`.
+fn status(fleet: &Fleet, json: bool, out: &mut impl Write) -> Result<ExitCode> {
+    let scans = first_scan(fleet)?;
+    if !json {
+        return write_scans(out, scans);
+    }
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for scan in &scans {
+        match &scan.result {
+            Ok(domains) => rows.extend(domains.iter().map(|row| WithUri {
+                uri: &scan.uri,
+                row,
+            })),
+            Err(error) => failed.push(host_error(&scan.uri, error)),
+        }
+    }
+    serde_json::to_writer_pretty(&mut *out, &rows)?;
+    writeln!(out)?;
+    report_failed_hosts(&failed, scans.len())
+}
+
+/// The first scan: with one host, as it always was (a spinner on a
+/// terminal, its failure the run's error); with several, side by side.
+fn first_scan(fleet: &Fleet) -> Result<Vec<HostScan<Vec<DomainStatus>>>> {
+    if let [host] = &fleet.hosts[..] {
+        let rows = scan_with_progress(&host.probes, Figures::Cached)?;
+        return Ok(vec![HostScan {
+            uri: host.uri(),
+            result: Ok(rows),
+        }]);
+    }
+    Ok(fleet.scan(Figures::Cached))
+}
+
+/// The scans as one table (a Host column when there are several hosts),
+/// and one error line on stderr for each host that failed.
+fn write_scans(out: &mut impl Write, scans: Vec<HostScan<Vec<DomainStatus>>>) -> Result<ExitCode> {
+    let (table, failed) = render::fleet_table(&scans);
+    out.write_all(table.as_bytes())?;
+    out.flush()?;
+    report_failed_hosts(&failed, scans.len())
+}
+
+/// One line on stderr per failed host; the exit status says whether none,
+/// some or all of the hosts failed.
+fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> {
+    for line in failed {
+        eprintln!("dismount_iso_qemu: error: {line}");
+    }
+    Ok(match failed.len() {
+        0 => ExitCode::SUCCESS,
+        n if n == hosts => ExitCode::FAILURE,
+        _ => ExitCode::from(EXIT_PARTIAL),
+    })
+}
+
+/// `URI: reason`, on one line, sanitized.
+pub fn host_error(uri: &str, error: &anyhow::Error) -> String {
+    sanitize(&format!("{uri}: {error:#}"))
+}
+
+/// A JSON row with its host's URI in front.
+#[derive(serde::Serialize)]
+pub struct WithUri<'a, T> {
+    pub uri: &'a str,
+    #[serde(flatten)]
+    pub row: &'a T,
 }
 
 /// Whether the error chain ends in a closed pipe on our output.
@@ -136,4 +242,35 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
                 .and_then(|json| json.io_error_kind())
                 == Some(io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_file_skips_comments_and_blank_lines() {
+        let text = "# the fleet\nqemu+ssh://kvm1/system\n\n  qemu+ssh://kvm2/system  # rack 2\n#qemu:///off\n";
+        assert_eq!(
+            parse_hosts(text),
+            ["qemu+ssh://kvm1/system", "qemu+ssh://kvm2/system"]
+        );
+    }
+
+    #[test]
+    fn connect_then_hosts_file_each_once_and_none_is_the_default() {
+        assert_eq!(connections(&[], None).unwrap(), [None]);
+        assert_eq!(connections(&["".into()], None).unwrap(), [None]);
+        let dir = std::env::temp_dir().join(format!("hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hosts");
+        std::fs::write(&file, "b\na\n").unwrap();
+        assert_eq!(
+            connections(&["a".into(), "c".into()], Some(&file)).unwrap(),
+            [Some("a".into()), Some("c".into()), Some("b".into())]
+        );
+        let missing = connections(&[], Some(&dir.join("nope"))).unwrap_err();
+        assert!(format!("{missing:#}").starts_with("cannot read the hosts file"), "{missing:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

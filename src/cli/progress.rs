@@ -10,25 +10,13 @@ use std::time::Duration;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::probe::{DomainStatus, ProbeManager};
+use crate::probe::{DomainStatus, Figures, ProbeManager};
 
 const SHOW_AFTER: Duration = Duration::from_millis(500);
 
-/// Whether a scan may serve CPU and memory figures from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Figures {
-    /// Within `--cache-ttl`, as cached: the first table, `status`.
-    Cached,
-    /// Read again whatever the TTL: the menu's Rescan.
-    Fresh,
-}
-
 /// Runs a scan, with a spinner counting probed guests where it helps.
 pub fn scan_with_progress(probes: &ProbeManager, figures: Figures) -> Result<Vec<DomainStatus>> {
-    let scan = |progress: crate::probe::Progress| match figures {
-        Figures::Cached => probes.scan(progress),
-        Figures::Fresh => probes.rescan(progress),
-    };
+    let scan = |progress: crate::probe::Progress| probes.scan_with(figures, progress);
     if !std::io::stderr().is_terminal() {
         return scan(&|_, _| {});
     }

@@ -40,6 +40,17 @@ pub enum OsSource {
     Metadata,
 }
 
+impl OsSource {
+    /// As in `status --json` and the metrics' `source` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OsSource::Agent => "agent",
+            OsSource::AgentFile => "agent-file",
+            OsSource::Metadata => "metadata",
+        }
+    }
+}
+
 /// One row of the status table and of `status --json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainStatus {
@@ -69,6 +80,17 @@ pub struct ProbeOptions {
     pub os_ttl: Duration,
     /// How many guests are probed at once.
     pub jobs: usize,
+}
+
+/// The shortest pause between two background scans (the menu's refresh,
+/// `serve`): a tiny `--cache-ttl` must not turn into back-to-back scans.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+impl ProbeOptions {
+    /// How often background scans run: every `cache_ttl`, 5 s at the least.
+    pub fn refresh_interval(&self) -> Duration {
+        self.cache_ttl.max(MIN_REFRESH_INTERVAL)
+    }
 }
 
 /// Told how far the guest probes of a scan have got: (done, total).
@@ -171,6 +193,18 @@ pub struct ProbeManager {
     agent_unsupported: AtomicBool,
     /// Whether the last listing found QEMU's driver, which does agent calls.
     driver_is_qemu: AtomicBool,
+    /// The URI virsh reported at the last listing.
+    uri: Mutex<Option<String>>,
+}
+
+/// Whether a scan may serve figures from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figures {
+    /// Within `--cache-ttl`, as cached: the first table, `status`, the
+    /// background refresh.
+    Cached,
+    /// Read again whatever the TTL: the menu's Rescan, `serve`.
+    Fresh,
 }
 
 impl ProbeManager {
@@ -181,6 +215,7 @@ impl ProbeManager {
             cache: Mutex::new(HashMap::new()),
             agent_unsupported: AtomicBool::new(false),
             driver_is_qemu: AtomicBool::new(false),
+            uri: Mutex::new(None),
         }
     }
 
@@ -192,22 +227,33 @@ impl ProbeManager {
         &self.options
     }
 
+    /// The connection's URI: as given, else as virsh reported it at the
+    /// last listing (`None` before the first).
+    pub fn uri(&self) -> Option<String> {
+        self.virsh
+            .config()
+            .connect
+            .clone()
+            .or_else(|| lock(&self.uri).clone())
+    }
+
     /// Scans every domain; rows come back sorted by name. Costs one virsh
     /// process for the listing, then, side by side, one for the metrics
     /// that are not cached and one agent probe per running guest whose OS
     /// is not cached, and last one for the XML of the guests no agent could
     /// name.
     pub fn scan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
-        self.scan_with(progress, false)
+        self.scan_with(Figures::Cached, progress)
     }
 
     /// A scan that takes no figure from the cache (the OS still follows
     /// `--os-ttl`): what the menu's Rescan asks for.
     pub fn rescan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
-        self.scan_with(progress, true)
+        self.scan_with(Figures::Fresh, progress)
     }
 
-    fn scan_with(&self, progress: Progress, fresh_metrics: bool) -> Result<Vec<DomainStatus>> {
+    pub fn scan_with(&self, figures: Figures, progress: Progress) -> Result<Vec<DomainStatus>> {
+        let fresh_metrics = figures == Figures::Fresh;
         let listed = self.list()?;
         let now = Instant::now();
         let (mut metrics, mut os): (Vec<_>, Vec<_>) = {
@@ -280,6 +326,7 @@ impl ProbeManager {
             .with_context(|| format!("cannot list domains on {uri}"))?;
         self.driver_is_qemu
             .store(listing.driver() == Some("qemu"), Ordering::SeqCst);
+        lock(&self.uri).clone_from(&listing.uri);
         let mut listed: Vec<Listed> = listing
             .stats
             .into_iter()

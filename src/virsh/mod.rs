@@ -181,6 +181,22 @@ impl Virsh {
         })
     }
 
+    /// Whether the connection has a domain called `name`; `Err` when the
+    /// connection itself fails.
+    pub fn has_domain(&self, name: &str) -> Result<bool, VirshError> {
+        match self.run(&["domuuid", "--domain", name]) {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .virsh_message()
+                    .is_some_and(|message| message.starts_with("failed to get domain")) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// The `dominfo` of each name (what a driver's stats leave out: the
     /// test driver's have state only), in one batch.
     pub fn dominfo_many(&self, names: &[&str]) -> Result<Vec<Option<DomInfo>>, VirshError> {

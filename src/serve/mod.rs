@@ -1,0 +1,219 @@
+//! `serve`: Prometheus metrics and a health check over HTTP for every host,
+//! answered from background scans. No request ever starts virsh: a hung
+//! host slows its own scanner thread, never an answer.
+
+mod http;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+
+use crate::fleet::{Fleet, Host};
+use crate::media::{DriveRow, MediaManager};
+use crate::probe::{DomainStatus, Figures};
+use http::Response;
+
+/// What `serve` needs, free of clap types.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Pause between two scans of a host (the effective refresh interval).
+    pub interval: Duration,
+    /// Log lines as JSON objects instead of text.
+    pub json_logs: bool,
+}
+
+/// One host as its last scans left it.
+#[derive(Debug, Clone, Default)]
+pub struct HostState {
+    pub uri: String,
+    /// From the last good scan: a failed scan keeps them.
+    pub domains: Vec<DomainStatus>,
+    pub drives: Vec<DriveRow>,
+    /// When the last good scan ended.
+    pub last_success: Option<SystemTime>,
+    /// How long the last scan took, good or not.
+    pub last_duration: Option<Duration>,
+    /// Why the last scan failed; `None` when it succeeded (or none ended).
+    pub last_error: Option<String>,
+}
+
+/// Binds the address, starts a scanner per host and answers requests
+/// until the process is stopped (SIGTERM: every virsh is killed with it).
+pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
+    init_logs(options.json_logs);
+    let listener = http::bind(options.listen)?;
+    let states: Arc<Vec<Mutex<HostState>>> = Arc::new(
+        fleet
+            .hosts
+            .iter()
+            .map(|host| {
+                Mutex::new(HostState {
+                    uri: host.uri(),
+                    ..HostState::default()
+                })
+            })
+            .collect(),
+    );
+    for index in 0..fleet.hosts.len() {
+        let (fleet, states, interval) = (Arc::clone(&fleet), Arc::clone(&states), options.interval);
+        thread::Builder::new()
+            .name(format!("scan-{index}"))
+            .spawn(move || scan_forever(&fleet.hosts[index], &states[index], interval))?;
+    }
+    tracing::info!(listen = %options.listen, hosts = fleet.hosts.len(),
+        interval_s = options.interval.as_secs_f64(), "serving /metrics and /healthz");
+    let interval = options.interval;
+    http::serve(
+        listener,
+        Arc::new(move |path: &str| respond(path, &states, interval)),
+    )
+}
+
+/// Scans the host, keeps the result, waits, again.
+fn scan_forever(host: &Host, state: &Mutex<HostState>, interval: Duration) {
+    loop {
+        let started = Instant::now();
+        let scanned = scan(host);
+        let took = started.elapsed();
+        let mut state = lock(state);
+        state.last_duration = Some(took);
+        // The URI virsh reports is known after the first listing.
+        state.uri = host.uri();
+        match scanned {
+            Ok((domains, drives)) => {
+                tracing::info!(uri = %state.uri, domains = domains.len(), drives = drives.len(),
+                    took_s = took.as_secs_f64(), "scan done");
+                state.domains = domains;
+                state.drives = drives;
+                state.last_success = Some(SystemTime::now());
+                state.last_error = None;
+            }
+            Err(error) => {
+                let reason = crate::utils::sanitize(&format!("{error:#}"));
+                tracing::warn!(uri = %state.uri, error = %reason, took_s = took.as_secs_f64(),
+                    "scan failed; keeping the last good values");
+                state.last_error = Some(reason);
+            }
+        }
+        drop(state);
+        thread::sleep(interval);
+    }
+}
+
+/// One host's VM table and drives: fresh figures each time, the OS and
+/// everything else the ProbeManager caches kept per its TTLs.
+fn scan(host: &Host) -> Result<(Vec<DomainStatus>, Vec<DriveRow>)> {
+    let domains = host.probes.scan_with(Figures::Fresh, &|_, _| {})?;
+    let media = MediaManager::new(host.virsh().clone());
+    let drives = media.rows(&media.load_all()?)?;
+    Ok((domains, drives))
+}
+
+fn respond(path: &str, states: &[Mutex<HostState>], interval: Duration) -> Response {
+    // A snapshot, so that no lock is held while a slow client reads.
+    let snapshot: Vec<HostState> = states.iter().map(|state| lock(state).clone()).collect();
+    match path {
+        "/metrics" => match metrics::render(&snapshot) {
+            Ok(body) => Response {
+                status: 200,
+                content_type: metrics::CONTENT_TYPE,
+                body,
+            },
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "cannot render /metrics");
+                Response::text(500, "cannot render the metrics\n")
+            }
+        },
+        "/healthz" => healthz(&snapshot, SystemTime::now(), interval),
+        _ => Response::text(404, "not found: try /metrics or /healthz\n"),
+    }
+}
+
+/// 200 when every host's last scan succeeded within two scan intervals;
+/// else 503, a line per failing host with the reason.
+fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response {
+    let stale_after = interval * 2;
+    let failing: Vec<String> = hosts
+        .iter()
+        .filter_map(|host| {
+            let reason = match (&host.last_error, host.last_success) {
+                (Some(error), _) => error.clone(),
+                (None, None) => "no scan has finished yet".to_owned(),
+                (None, Some(at)) => {
+                    let age = now.duration_since(at).unwrap_or_default();
+                    if age <= stale_after {
+                        return None;
+                    }
+                    format!(
+                        "last good scan {} ago",
+                        humantime::format_duration(Duration::from_secs(age.as_secs()))
+                    )
+                }
+            };
+            Some(format!("{}: {reason}", host.uri))
+        })
+        .collect();
+    if failing.is_empty() {
+        Response::text(200, format!("ok: {} host(s)\n", hosts.len()))
+    } else {
+        Response::text(503, failing.join("\n") + "\n")
+    }
+}
+
+/// Log lines on stderr, as text or JSON; levels from RUST_LOG (default
+/// info). Only `serve` logs: other commands print their payload alone.
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(uri: &str, success_ago: Option<u64>, error: Option<&str>, now: SystemTime) -> HostState {
+        HostState {
+            uri: uri.to_owned(),
+            last_success: success_ago.map(|s| now - Duration::from_secs(s)),
+            last_error: error.map(str::to_owned),
+            ..HostState::default()
+        }
+    }
+
+    #[test]
+    fn healthz_wants_a_good_scan_within_two_intervals_on_every_host() {
+        let now = SystemTime::now();
+        let interval = Duration::from_secs(5);
+        let ok = healthz(&[host("a", Some(9), None, now)], now, interval);
+        assert_eq!(ok.status, 200, "between two good scans: {}", ok.body);
+        let stale = healthz(&[host("a", Some(11), None, now)], now, interval);
+        assert_eq!((stale.status, stale.body.as_str()), (503, "a: last good scan 11s ago\n"));
+        let failed = healthz(
+            &[host("a", Some(1), None, now), host("b", Some(1), Some("cannot list"), now)],
+            now,
+            interval,
+        );
+        assert_eq!((failed.status, failed.body.as_str()), (503, "b: cannot list\n"));
+        let starting = healthz(&[host("a", None, None, now)], now, interval);
+        assert_eq!(starting.body, "a: no scan has finished yet\n");
+    }
+}
