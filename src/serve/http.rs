@@ -10,7 +10,7 @@
 //! silence needs all four bounded.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -27,6 +27,9 @@ const MAX_HEAD_BYTES: usize = 8 * 1024;
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// A client that reads its answer slower than this is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, and how much, a closing connection reads and drops.
+const LINGER: Duration = Duration::from_secs(1);
+const MAX_LINGER_BYTES: usize = 64 * 1024;
 /// Each connection's thread needs little: the head buffer and the answer.
 const THREAD_STACK: usize = 128 * 1024;
 
@@ -111,10 +114,32 @@ fn answer(mut stream: TcpStream, handler: &(dyn Fn(&str) -> Response + Sync)) {
         response.content_type,
         response.body.len()
     );
-    let _ = stream
+    let written = stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(response.body.as_bytes()))
-        .and_then(|()| stream.flush());
+        .and_then(|()| stream.shutdown(Shutdown::Write));
+    if written.is_ok() {
+        linger(&mut stream);
+    }
+}
+
+/// Reads what the client still sends (the rest of a refused request) for
+/// a moment before closing: closing a socket with unread input makes the
+/// kernel reset the connection, and the client may lose the answer.
+fn linger(stream: &mut TcpStream) {
+    let until = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut left = MAX_LINGER_BYTES;
+    while left > 0 {
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 enum Refused {

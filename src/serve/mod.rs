@@ -5,6 +5,7 @@
 mod http;
 mod metrics;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -47,6 +48,8 @@ pub struct HostState {
 pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     init_logs(options.json_logs);
     let listener = http::bind(options.listen)?;
+    // The address as bound: port 0 picks a free one.
+    let listen = listener.local_addr()?;
     let states: Arc<Vec<Mutex<HostState>>> = Arc::new(
         fleet
             .hosts
@@ -65,7 +68,7 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
             .name(format!("scan-{index}"))
             .spawn(move || scan_forever(&fleet.hosts[index], &states[index], interval))?;
     }
-    tracing::info!(listen = %options.listen, hosts = fleet.hosts.len(),
+    tracing::info!(%listen, hosts = fleet.hosts.len(),
         interval_s = options.interval.as_secs_f64(), "serving /metrics and /healthz");
     let interval = options.interval;
     http::serve(
@@ -172,6 +175,7 @@ fn init_logs(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -40,6 +40,7 @@ impl Invocation {
             args.extend(["-c".to_owned(), uri.clone()]);
         }
         match self.commands.as_slice() {
+            [] => {}
             [command] => args.extend(command.iter().cloned()),
             commands => args.push(script(commands)),
         }

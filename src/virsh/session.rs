@@ -157,8 +157,14 @@ impl Runner for SessionRunner {
                     let ended = session.finish();
                     pool.release(None);
                     return Err(match ended {
+                        // The session itself never got going: name it, not
+                        // the call that found out.
                         Ok(status) if !proven => VirshError::Failed {
-                            command: invocation.summary(),
+                            command: Invocation {
+                                commands: vec![],
+                                ..invocation.clone()
+                            }
+                            .summary(),
                             status,
                             stderr: session.take_stderr(),
                         },

@@ -222,3 +222,91 @@ pub fn menu_session_with(uri: &str, options: &[&str], input: &str) -> Output {
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     output
 }
+
+/// A running `serve`, stopped with SIGTERM when dropped.
+pub struct Serving {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    /// Its stderr log lines (JSON), as they come.
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serving {
+    /// `serve --listen 127.0.0.1:0 --log-format json` with `args` before
+    /// it; waits (bounded) for the line that says where it listens.
+    pub fn start(command: &mut Command) -> Serving {
+        use std::io::BufRead;
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let stderr = child.stderr.take().expect("piped");
+        let (send, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = log
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("serve logs where it listens");
+            let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+            if let Some(listen) = json["fields"]["listen"].as_str() {
+                break listen.parse().expect("an address");
+            }
+        };
+        Serving { child, addr, log }
+    }
+
+    /// GET `path`: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
+    }
+
+    /// Polls `path` (bounded, 60 s) until `done` holds for its answer.
+    pub fn wait_for(&self, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
+        for _ in 0..600 {
+            let (status, body) = self.get(path);
+            if done(status, &body) {
+                return (status, body);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let (status, body) = self.get(path);
+        panic!("{path} never became as expected; last: {status}\n{body}");
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the child this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET on `addr`: (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("an answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, body.to_owned())
+}

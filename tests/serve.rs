@@ -1,0 +1,178 @@
+//! `serve` as a binary, on libvirt's test driver (and a fake virsh for a
+//! host that hangs): what /metrics and /healthz answer, that no request
+//! starts virsh, that slow clients cannot silence it, and how it stops.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use common::*;
+
+fn metric_line<'a>(metrics: &'a str, name: &str, labels: &[&str]) -> Option<&'a str> {
+    metrics.lines().find(|line| {
+        line.starts_with(&format!("{name}{{")) && labels.iter().all(|label| line.contains(label))
+    })
+}
+
+fn value(line: &str) -> f64 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Two hosts: every domain and drive is there with `uri`, the figures are
+/// the fixtures', and answering requests starts no virsh at all.
+#[test]
+fn metrics_of_two_hosts_and_no_virsh_per_request() {
+    let fleet = fleet_uri("fleet-400.xml");
+    let media = fleet_uri("fleet-media.xml");
+    let log = temp_dir("serve-count").join("calls");
+    let serving = Serving::start(
+        tool()
+            .args(["-c", &fleet, "-c", &media, "--virsh"])
+            .arg(support("counting-virsh"))
+            .env("COUNTING_VIRSH_LOG", &log),
+    );
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let before = recorded_calls(&log).len();
+    let (status, metrics) = serving.get("/metrics");
+    assert_eq!(status, 200);
+    for _ in 0..20 {
+        assert_eq!(serving.get("/metrics").0, 200);
+        assert_eq!(serving.get("/healthz").0, 200);
+    }
+    assert_eq!(recorded_calls(&log).len(), before, "requests start no virsh");
+
+    let fleet_uri_label = format!("uri=\"{fleet}\"");
+    // vm-001 of fleet-400.xml: 2 vCPUs, 512 MiB, running.
+    let vm = ["domain=\"vm-001\"", fleet_uri_label.as_str()];
+    assert_eq!(value(metric_line(&metrics, "dismount_domain_vcpus", &vm).unwrap()), 2.0);
+    assert_eq!(
+        value(metric_line(&metrics, "dismount_domain_memory_max_bytes", &vm).unwrap()),
+        512.0 * 1024.0 * 1024.0
+    );
+    assert!(metric_line(&metrics, "dismount_domain_state", &[vm[0], vm[1], "state=\"running\""]).is_some());
+    assert!(metric_line(&metrics, "dismount_domain_cpu_seconds_total", &vm).is_some());
+    let domains = metrics
+        .lines()
+        .filter(|l| l.starts_with("dismount_domain_state{") && l.contains(&fleet_uri_label))
+        .count();
+    assert_eq!(domains, 400);
+    // fleet-media.xml: two-drives holds an ISO in hdc; its sdb is empty.
+    let media_label = format!("uri=\"{media}\"");
+    let hdc = metric_line(
+        &metrics,
+        "dismount_drive_media_info",
+        &["domain=\"two-drives\"", "target=\"hdc\"", &media_label],
+    )
+    .expect("the drive's series");
+    assert!(hdc.contains("source=\"/srv/iso/missing-install.iso\""), "{hdc}");
+    for uri in [&fleet, &media] {
+        let host = format!("uri=\"{uri}\"");
+        assert_eq!(value(metric_line(&metrics, "dismount_host_scan_success", &[&host]).unwrap()), 1.0);
+        assert!(metric_line(&metrics, "dismount_host_last_successful_scan_timestamp_seconds", &[&host]).is_some());
+    }
+}
+
+/// A host whose virsh hangs (a fake: the real one cannot on demand): the
+/// other host's metrics are served all the same, and /healthz names it.
+#[test]
+fn a_hung_host_holds_neither_metrics_nor_the_other_host() {
+    let small = fleet_uri("fleet-small.xml");
+    let hung = "test:///hung-host.xml";
+    let serving = Serving::start(
+        tool()
+            .args(["-c", &small, "-c", hung, "--timeout", "600s", "--virsh"])
+            .arg(support("fault-virsh"))
+            .env("FAULT", "hang")
+            .env("FAULT_ONLY_URI", hung),
+    );
+    let (_, metrics) = serving.wait_for("/metrics", |status, body| {
+        status == 200 && body.contains("dismount_domain_state{domain=\"plain\"")
+    });
+    assert!(!metrics.contains(hung) || !metrics.contains("dismount_domain_state{domain=\"x\""));
+    let (status, body) = serving.get("/healthz");
+    assert_eq!(status, 503);
+    assert_eq!(body, format!("{hung}: no scan has finished yet\n"));
+}
+
+/// 200 clients that send half a request, or nothing, do not keep /metrics
+/// from answering.
+#[test]
+fn slow_and_half_open_clients_do_not_silence_metrics() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let mut idle = Vec::new();
+    for n in 0..200 {
+        let mut stream = TcpStream::connect(serving.addr).unwrap();
+        if n % 2 == 0 {
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+        }
+        idle.push(stream);
+    }
+    let (status, metrics) = serving.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("dismount_domain_state{domain=\"plain\""));
+    drop(idle);
+}
+
+/// GET only, two paths, a bounded request head.
+#[test]
+fn only_get_on_known_paths_within_bounds() {
+    use std::io::Read;
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    let raw = |request: &[u8]| {
+        let mut stream = TcpStream::connect(serving.addr).unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    assert!(raw(b"DELETE /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    assert!(raw(b"GET /eject HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    let huge = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(16 * 1024));
+    assert!(raw(huge.as_bytes()).starts_with("HTTP/1.1 431 "));
+}
+
+/// SIGTERM ends `serve` and every virsh it started; the log is JSON on
+/// stderr.
+#[test]
+fn sigterm_ends_serve_and_its_virsh() {
+    use std::os::unix::process::ExitStatusExt;
+    let log = temp_dir("serve-term").join("calls");
+    let mut serving = Serving::start(
+        tool()
+            .args(["-c", &fleet_uri("fleet-small.xml"), "--virsh"])
+            .arg(support("counting-virsh"))
+            .env("COUNTING_VIRSH_LOG", &log),
+    );
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let scan_logged = serving
+        .log
+        .try_iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(&line).expect("JSON log lines"))
+        .any(|line| line["fields"]["message"] == "scan done");
+    assert!(scan_logged);
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(serving.child.id() as i32, libc::SIGTERM) };
+    let status = serving.child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    let pids: Vec<i32> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty());
+    for pid in pids {
+        assert!(
+            (0..400).any(|_| {
+                let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
+                if !gone {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                gone
+            }),
+            "virsh {pid} outlived serve"
+        );
+    }
+}
