@@ -61,10 +61,7 @@ impl Fleet {
                 };
                 let runner: Arc<dyn Runner> = Arc::new(SessionRunner::new(config.sessions));
                 Host {
-                    probes: Arc::new(ProbeManager::new(
-                        Virsh::new(config, runner),
-                        probe.clone(),
-                    )),
+                    probes: Arc::new(ProbeManager::new(Virsh::new(config, runner), probe.clone())),
                 }
             })
             .collect();

@@ -21,6 +21,10 @@ fn main() -> ExitCode {
                 "a_live_session_survives_its_ssh_being_killed",
                 a_live_session_survives_its_ssh_being_killed,
             ),
+            Trial::test(
+                "healthz_follows_a_host_that_goes_away_and_comes_back",
+                healthz_follows_a_host_that_goes_away_and_comes_back,
+            ),
         ],
         Some(1),
     )
@@ -43,18 +47,71 @@ fn a_live_session_survives_a_libvirtd_restart() -> Result<(), Failed> {
 /// The ssh under the menu's virsh session dies (a dropped connection):
 /// the next Rescan still gives the full table, with no error.
 fn a_live_session_survives_its_ssh_being_killed() -> Result<(), Failed> {
-    survive_under_a_live_session(&lab_ssh_uri(), |tool| {
-        let ssh: Vec<i32> = descendants(tool)
-            .into_iter()
-            .filter(|pid| comm(*pid) == "ssh")
-            .collect();
-        check(!ssh.is_empty(), || "no ssh under the tool".to_owned())?;
-        for pid in ssh {
-            // SAFETY: kill(2) on an ssh the tool under test started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        Ok(())
-    })
+    survive_under_a_live_session(&lab_ssh_uri(), kill_ssh_under)
+}
+
+/// SIGKILL to every ssh below the tool: its connections drop.
+fn kill_ssh_under(tool: u32) -> Result<(), Failed> {
+    let ssh: Vec<i32> = descendants(tool)
+        .into_iter()
+        .filter(|pid| comm(*pid) == "ssh")
+        .collect();
+    check(!ssh.is_empty(), || "no ssh under the tool".to_owned())?;
+    for pid in ssh {
+        // SAFETY: kill(2) on an ssh the tool under test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    Ok(())
+}
+
+/// `serve` on the lab over ssh: /healthz is 200; the lab's sshd stopped
+/// and the connections dropped, it turns 503 naming the host; the sshd
+/// back, 200 again. Each step within a few scan intervals (5 s each).
+fn healthz_follows_a_host_that_goes_away_and_comes_back() -> Result<(), Failed> {
+    let uri = lab_ssh_uri();
+    let serving = Serving::start(tool().args(["-c", &uri, "--cache-ttl", "1s"]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let sshd_pid: i32 = std::fs::read_to_string(lab_dir().join("ssh/sshd.pid"))?
+        .trim()
+        .parse()?;
+    // Whatever happens below, the lab gets its sshd back.
+    let _restore = RestartLabOnDrop;
+    // SAFETY: kill(2) on the lab's own sshd (scripts/lab up restarts it).
+    unsafe { libc::kill(sshd_pid, libc::SIGTERM) };
+    wait_until(|| std::fs::metadata(format!("/proc/{sshd_pid}")).is_err())?;
+    kill_ssh_under(serving.child.id())?;
+    let public = uri
+        .split_once('?')
+        .map_or(uri.as_str(), |(u, _)| u)
+        .replace("root@", "");
+    let (_, body) = serving.wait_for("/healthz", |status, _| status == 503);
+    check(body.starts_with(&format!("{public}: ")), || {
+        format!("503 body: {body}")
+    })?;
+    // The last good values stay, marked as failed.
+    let (_, metrics) = serving.get("/metrics");
+    check(
+        metrics.contains("dismount_domain_vcpus{domain=\"lab-agent\"")
+            && metrics.contains(&format!("dismount_host_scan_success{{uri=\"{public}\"}} 0")),
+        || format!("after the failure:\n{metrics}"),
+    )?;
+    let up = run(std::process::Command::new(root().join("scripts/lab")).arg("up"));
+    check(up.status.success(), || stderr(&up))?;
+    serving.wait_for("/healthz", |status, _| status == 200);
+    Ok(())
+}
+
+/// `scripts/lab up` when dropped: it restarts what a test stopped.
+struct RestartLabOnDrop;
+
+impl Drop for RestartLabOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(root().join("scripts/lab"))
+            .arg("up")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// Runs the menu on `uri`, waits for its first table, applies `fault`

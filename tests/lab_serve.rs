@@ -40,7 +40,9 @@ fn promtool_accepts_the_lab_and_400_test_domains() -> Result<(), Failed> {
         metrics.contains("dismount_domain_vcpus{domain=\"lab-agent\",uri=\"qemu:///system\"} 1"),
         || format!("no lab-agent vCPUs in\n{metrics}"),
     )?;
-    check(metrics.contains("domain=\"vm-399\""), || "no fleet-400 domain".to_owned())?;
+    check(metrics.contains("domain=\"vm-399\""), || {
+        "no fleet-400 domain".to_owned()
+    })?;
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -48,7 +50,10 @@ fn promtool_accepts_the_lab_and_400_test_domains() -> Result<(), Failed> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("promtool (package prometheus, installed by scripts/lab up): {e}"))?;
-    std::io::Write::write_all(&mut promtool.stdin.take().expect("piped"), metrics.as_bytes())?;
+    std::io::Write::write_all(
+        &mut promtool.stdin.take().expect("piped"),
+        metrics.as_bytes(),
+    )?;
     let output = promtool.wait_with_output()?;
     let said = format!("{}{}", stdout(&output), stderr(&output));
     check(output.status.success() && said.is_empty(), || {
@@ -69,13 +74,21 @@ fn prometheus_scrapes_serve() -> Result<(), Failed> {
     std::fs::write(dir.join("prometheus.yml"), config)?;
     let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address={web}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("prometheus.log"))?)
         .spawn()
-        .map_err(|e| format!("prometheus (package prometheus, installed by scripts/lab up): {e}"))?;
+        .map_err(|e| {
+            format!("prometheus (package prometheus, installed by scripts/lab up): {e}")
+        })?;
     let _stop = KillOnDrop(prometheus);
     let query = |expr: &str| -> Option<serde_json::Value> {
         let path = format!("/api/v1/query?query={}", percent_encode(expr));
@@ -107,8 +120,10 @@ fn prometheus_scrapes_serve() -> Result<(), Failed> {
 /// binary: `systemd-analyze verify` has nothing to say.
 fn systemd_unit_verifies() -> Result<(), Failed> {
     let dir = temp_dir("unit");
-    let unit = std::fs::read_to_string(root().join("contrib/dismount-iso-qemu.service"))?
-        .replace("/usr/local/bin/dismount_iso_qemu", env!("CARGO_BIN_EXE_dismount_iso_qemu"));
+    let unit = std::fs::read_to_string(root().join("contrib/dismount-iso-qemu.service"))?.replace(
+        "/usr/local/bin/dismount_iso_qemu",
+        env!("CARGO_BIN_EXE_dismount_iso_qemu"),
+    );
     let path = dir.join("dismount-iso-qemu.service");
     std::fs::write(&path, unit)?;
     let output = run(Command::new("systemd-analyze").arg("verify").arg(&path));

@@ -40,17 +40,31 @@ fn metrics_of_two_hosts_and_no_virsh_per_request() {
         assert_eq!(serving.get("/metrics").0, 200);
         assert_eq!(serving.get("/healthz").0, 200);
     }
-    assert_eq!(recorded_calls(&log).len(), before, "requests start no virsh");
+    assert_eq!(
+        recorded_calls(&log).len(),
+        before,
+        "requests start no virsh"
+    );
 
     let fleet_uri_label = format!("uri=\"{fleet}\"");
     // vm-001 of fleet-400.xml: 2 vCPUs, 512 MiB, running.
     let vm = ["domain=\"vm-001\"", fleet_uri_label.as_str()];
-    assert_eq!(value(metric_line(&metrics, "dismount_domain_vcpus", &vm).unwrap()), 2.0);
+    assert_eq!(
+        value(metric_line(&metrics, "dismount_domain_vcpus", &vm).unwrap()),
+        2.0
+    );
     assert_eq!(
         value(metric_line(&metrics, "dismount_domain_memory_max_bytes", &vm).unwrap()),
         512.0 * 1024.0 * 1024.0
     );
-    assert!(metric_line(&metrics, "dismount_domain_state", &[vm[0], vm[1], "state=\"running\""]).is_some());
+    assert!(
+        metric_line(
+            &metrics,
+            "dismount_domain_state",
+            &[vm[0], vm[1], "state=\"running\""]
+        )
+        .is_some()
+    );
     assert!(metric_line(&metrics, "dismount_domain_cpu_seconds_total", &vm).is_some());
     let domains = metrics
         .lines()
@@ -65,11 +79,24 @@ fn metrics_of_two_hosts_and_no_virsh_per_request() {
         &["domain=\"two-drives\"", "target=\"hdc\"", &media_label],
     )
     .expect("the drive's series");
-    assert!(hdc.contains("source=\"/srv/iso/missing-install.iso\""), "{hdc}");
+    assert!(
+        hdc.contains("source=\"/srv/iso/missing-install.iso\""),
+        "{hdc}"
+    );
     for uri in [&fleet, &media] {
         let host = format!("uri=\"{uri}\"");
-        assert_eq!(value(metric_line(&metrics, "dismount_host_scan_success", &[&host]).unwrap()), 1.0);
-        assert!(metric_line(&metrics, "dismount_host_last_successful_scan_timestamp_seconds", &[&host]).is_some());
+        assert_eq!(
+            value(metric_line(&metrics, "dismount_host_scan_success", &[&host]).unwrap()),
+            1.0
+        );
+        assert!(
+            metric_line(
+                &metrics,
+                "dismount_host_last_successful_scan_timestamp_seconds",
+                &[&host]
+            )
+            .is_some()
+        );
     }
 }
 
@@ -105,7 +132,9 @@ fn slow_and_half_open_clients_do_not_silence_metrics() {
     for n in 0..200 {
         let mut stream = TcpStream::connect(serving.addr).unwrap();
         if n % 2 == 0 {
-            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
         }
         idle.push(stream);
     }
@@ -130,7 +159,10 @@ fn only_get_on_known_paths_within_bounds() {
     assert!(raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"DELETE /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"GET /eject HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
-    let huge = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(16 * 1024));
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(16 * 1024)
+    );
     assert!(raw(huge.as_bytes()).starts_with("HTTP/1.1 431 "));
 }
 
@@ -159,14 +191,27 @@ fn sigterm_ends_serve_and_its_virsh() {
     assert_eq!(status.signal(), Some(libc::SIGTERM));
     let pids: Vec<i32> = std::fs::read_dir(&log)
         .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .map(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert!(!pids.is_empty());
     for pid in pids {
         assert!(
             (0..400).any(|_| {
-                let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map_or(true, |stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
+                let gone =
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                        stat.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    });
                 if !gone {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }

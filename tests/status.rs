@@ -549,7 +549,14 @@ fn no_virsh_outlives_the_tool_on_any_exit() {
         assert_eq!(child.wait().unwrap().code(), code, "{case}");
         let pids: Vec<i32> = std::fs::read_dir(&log)
             .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().parse().unwrap())
+            .map(|entry| {
+                entry
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         assert!(!pids.is_empty(), "{case}: virsh ran");
         for pid in pids {

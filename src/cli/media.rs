@@ -224,23 +224,29 @@ pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool) -> String {
                         .map_or_else(|| "empty".to_owned(), sanitize)
                 )
             };
-            table.add_row(with_host.then(|| sanitize(uri)).into_iter().chain([
-                sanitize(&row.domain),
-                row.state.to_string(),
-                sanitize(&row.target),
-                row.bus.as_deref().map_or_else(String::new, sanitize),
-                row.source
-                    .as_deref()
-                    .map_or_else(|| "(empty)".to_owned(), sanitize),
-                differ,
-                match row.missing {
-                    Some(true) => "MISSING".to_owned(),
-                    _ => String::new(),
-                },
-            ]));
+            table.add_row(
+                with_host.then(|| sanitize(uri)).into_iter().chain([
+                    sanitize(&row.domain),
+                    row.state.to_string(),
+                    sanitize(&row.target),
+                    row.bus.as_deref().map_or_else(String::new, sanitize),
+                    row.source
+                        .as_deref()
+                        .map_or_else(|| "(empty)".to_owned(), sanitize),
+                    differ,
+                    match row.missing {
+                        Some(true) => "MISSING".to_owned(),
+                        _ => String::new(),
+                    },
+                ]),
+            );
         }
         // Paths are a host's own: the same path on two hosts is two files.
-        let host = if with_host { format!("{}: ", sanitize(uri)) } else { String::new() };
+        let host = if with_host {
+            format!("{}: ", sanitize(uri))
+        } else {
+            String::new()
+        };
         for row in rows.iter().filter(|row| !row.shared_with.is_empty()) {
             for iso in row.source.iter().chain(&row.config_source) {
                 let key = format!("{host}{}", sanitize(iso));
@@ -454,7 +460,11 @@ fn host_of<'f, R: BufRead, W: Write>(
         eprintln!("dismount_iso_qemu: warning: {line}");
     }
     let uris = |hosts: &[&Host]| {
-        hosts.iter().map(|h| sanitize(&h.uri())).collect::<Vec<_>>().join(", ")
+        hosts
+            .iter()
+            .map(|h| sanitize(&h.uri()))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     match holders[..] {
         [host] => Ok(Some(host)),
@@ -462,7 +472,11 @@ fn host_of<'f, R: BufRead, W: Write>(
             "no domain named '{}' on {} host(s){}",
             sanitize(name),
             fleet.hosts.len() - unreachable.len(),
-            if unreachable.is_empty() { "" } else { "; some hosts did not answer (above)" }
+            if unreachable.is_empty() {
+                ""
+            } else {
+                "; some hosts did not answer (above)"
+            }
         ),
         _ if prompt.interactive => {
             let labels: Vec<String> = holders.iter().map(|h| sanitize(&h.uri())).collect();

@@ -270,7 +270,10 @@ mod tests {
             [Some("a".into()), Some("c".into()), Some("b".into())]
         );
         let missing = connections(&[], Some(&dir.join("nope"))).unwrap_err();
-        assert!(format!("{missing:#}").starts_with("cannot read the hosts file"), "{missing:#}");
+        assert!(
+            format!("{missing:#}").starts_with("cannot read the hosts file"),
+            "{missing:#}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

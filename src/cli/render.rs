@@ -49,23 +49,28 @@ pub fn status_table(hosts: &[(&str, &[DomainStatus])], with_host: bool) -> Strin
     let mut count = 0;
     for (uri, row) in rows {
         count += 1;
-        table.add_row(with_host.then(|| Cell::new(sanitize(uri))).into_iter().chain([
-            Cell::new(sanitize(&row.name)),
-            Cell::new(row.state),
-            Cell::new(sanitize(&row.os)),
-            Cell::new(memory(row)).set_alignment(CellAlignment::Right),
-            Cell::new(
-                row.cpu_time_ns
-                    .map_or_else(|| UNKNOWN.to_owned(), format_cpu_time),
-            )
-            .set_alignment(CellAlignment::Right),
-            // Needs two samples: blank on the first scan, filled on rescans.
-            Cell::new(
-                row.cpu_percent
-                    .map_or_else(|| UNKNOWN.to_owned(), |p| format!("{p:.1}")),
-            )
-            .set_alignment(CellAlignment::Right),
-        ]));
+        table.add_row(
+            with_host
+                .then(|| Cell::new(sanitize(uri)))
+                .into_iter()
+                .chain([
+                    Cell::new(sanitize(&row.name)),
+                    Cell::new(row.state),
+                    Cell::new(sanitize(&row.os)),
+                    Cell::new(memory(row)).set_alignment(CellAlignment::Right),
+                    Cell::new(
+                        row.cpu_time_ns
+                            .map_or_else(|| UNKNOWN.to_owned(), format_cpu_time),
+                    )
+                    .set_alignment(CellAlignment::Right),
+                    // Needs two samples: blank on the first scan, filled on rescans.
+                    Cell::new(
+                        row.cpu_percent
+                            .map_or_else(|| UNKNOWN.to_owned(), |p| format!("{p:.1}")),
+                    )
+                    .set_alignment(CellAlignment::Right),
+                ]),
+        );
     }
     format!("{table}\n{count} domain(s)\n")
 }

@@ -72,7 +72,10 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&str) -> Response + Send
         };
         if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             open.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!(limit = MAX_CONNECTIONS, "too many connections: one closed at once");
+            tracing::warn!(
+                limit = MAX_CONNECTIONS,
+                "too many connections: one closed at once"
+            );
             continue;
         }
         let (served, handler) = (Arc::clone(&open), Arc::clone(&handler));

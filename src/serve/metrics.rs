@@ -90,11 +90,17 @@ pub fn render(hosts: &[HostState]) -> Result<String> {
         if let Some(took) = host.last_duration {
             duration.with_label_values(&[uri]).set(took.as_secs_f64());
         }
-        success
-            .with_label_values(&[uri])
-            .set(if host.last_error.is_none() && host.last_success.is_some() { 1.0 } else { 0.0 });
+        success.with_label_values(&[uri]).set(
+            if host.last_error.is_none() && host.last_success.is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        );
         if let Some(at) = host.last_success {
-            let seconds = at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let seconds = at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
             last_success.with_label_values(&[uri]).set(seconds);
         }
         for row in &host.domains {
@@ -106,20 +112,29 @@ pub fn render(hosts: &[HostState]) -> Result<String> {
                 vcpus.with_label_values(&labels).set(f64::from(n));
             }
             if let Some(kib) = row.memory_used_kib {
-                memory_used.with_label_values(&labels).set(kib as f64 * 1024.0);
+                memory_used
+                    .with_label_values(&labels)
+                    .set(kib as f64 * 1024.0);
             }
             if let Some(kib) = row.memory_max_kib {
-                memory_max.with_label_values(&labels).set(kib as f64 * 1024.0);
+                memory_max
+                    .with_label_values(&labels)
+                    .set(kib as f64 * 1024.0);
             }
             if let Some(ns) = row.cpu_time_ns {
                 cpu.with_label_values(&labels).inc_by(ns as f64 / 1e9);
             }
             let answered = matches!(row.os_source, Some(OsSource::Agent | OsSource::AgentFile));
-            agent
-                .with_label_values(&labels)
-                .set(if answered && row.state == DomainState::Running { 1.0 } else { 0.0 });
+            agent.with_label_values(&labels).set(
+                if answered && row.state == DomainState::Running {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
             let source = row.os_source.map_or("none", OsSource::as_str);
-            os.with_label_values(&[uri, &row.name, &row.os, source]).set(1.0);
+            os.with_label_values(&[uri, &row.name, &row.os, source])
+                .set(1.0);
         }
         for drive in &host.drives {
             let source = drive.source.as_deref().unwrap_or("");

@@ -194,7 +194,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn host(uri: &str, success_ago: Option<u64>, error: Option<&str>, now: SystemTime) -> HostState {
+    fn host(
+        uri: &str,
+        success_ago: Option<u64>,
+        error: Option<&str>,
+        now: SystemTime,
+    ) -> HostState {
         HostState {
             uri: uri.to_owned(),
             last_success: success_ago.map(|s| now - Duration::from_secs(s)),
@@ -210,13 +215,22 @@ mod tests {
         let ok = healthz(&[host("a", Some(9), None, now)], now, interval);
         assert_eq!(ok.status, 200, "between two good scans: {}", ok.body);
         let stale = healthz(&[host("a", Some(11), None, now)], now, interval);
-        assert_eq!((stale.status, stale.body.as_str()), (503, "a: last good scan 11s ago\n"));
+        assert_eq!(
+            (stale.status, stale.body.as_str()),
+            (503, "a: last good scan 11s ago\n")
+        );
         let failed = healthz(
-            &[host("a", Some(1), None, now), host("b", Some(1), Some("cannot list"), now)],
+            &[
+                host("a", Some(1), None, now),
+                host("b", Some(1), Some("cannot list"), now),
+            ],
             now,
             interval,
         );
-        assert_eq!((failed.status, failed.body.as_str()), (503, "b: cannot list\n"));
+        assert_eq!(
+            (failed.status, failed.body.as_str()),
+            (503, "b: cannot list\n")
+        );
         let starting = healthz(&[host("a", None, None, now)], now, interval);
         assert_eq!(starting.body, "a: no scan has finished yet\n");
     }

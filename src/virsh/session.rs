@@ -57,7 +57,9 @@ const READ_ONLY: [&str; 13] = [
 /// virsh's words for a connection that went away under a command; a
 /// command that failed with one of them is run again once on a new
 /// session.
-const CONNECTION_LOST: [&str; 5] = [
+const CONNECTION_LOST: [&str; 7] = [
+    "Failed to reconnect to the hypervisor",
+    "failed to connect to the hypervisor",
     "End of file while reading data",
     "client socket is closed",
     "Cannot recv data",
@@ -124,12 +126,30 @@ impl Runner for SessionRunner {
         // virsh never got going (it cannot connect), and says why.
         let mut proven = false;
         loop {
-            let mut session = pool.acquire(deadline, invocation)?.ok_or_else(timed_out)?;
+            // A retry gets a new virsh: the idle ones may have lost their
+            // connection the same way (libvirtd restarted, ssh dropped).
+            let fresh = if retried {
+                Fresh::Only
+            } else {
+                Fresh::IfNoneIdle
+            };
+            let mut session = pool
+                .acquire(deadline, invocation, fresh)?
+                .ok_or_else(timed_out)?;
             proven |= session.served > 0;
             match session.call(&line, deadline) {
-                Ok(frame) if frame.connection_lost && !retried && replayable(invocation) => {
+                Ok(frame) if frame.connection_lost => {
                     drop(session);
                     pool.release(None);
+                    if retried || !replayable(invocation) {
+                        // Its commands could not run: that is the call's
+                        // failure, whatever markers made it through.
+                        return Err(VirshError::Failed {
+                            command: invocation.summary(),
+                            status: ExitStatus::from_raw(1 << 8),
+                            stderr: frame.stderr,
+                        });
+                    }
                     retried = true;
                 }
                 Ok(frame) => {
@@ -197,6 +217,13 @@ fn replayable(invocation: &Invocation) -> bool {
     })
 }
 
+/// Whether a call may have an idle session or needs a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    IfNoneIdle,
+    Only,
+}
+
 /// The sessions of one endpoint.
 struct Pool {
     endpoint: Endpoint,
@@ -219,10 +246,16 @@ impl Pool {
         &self,
         deadline: Instant,
         invocation: &Invocation,
+        fresh: Fresh,
     ) -> Result<Option<Session>, VirshError> {
         let mut state = lock(&self.state);
         loop {
-            if let Some(session) = state.idle.pop() {
+            if fresh == Fresh::Only {
+                // Make room by ending an idle session, if there is one.
+                if state.open >= self.size && state.idle.pop().is_some() {
+                    state.open -= 1;
+                }
+            } else if let Some(session) = state.idle.pop() {
                 return Ok(Some(session));
             }
             if state.open < self.size {
@@ -642,7 +675,8 @@ mod tests {
     /// A session virsh for faults the real one cannot produce on demand:
     /// it answers `echo` like virsh's shell; a line with `wedge` sleeps with
     /// a child (like ssh under virsh), one with `dumpxml` or ending in
-    /// `change-media` makes it exit; anything else prints `ok`.
+    /// `change-media` makes it exit, one with `domstate` fails for want of
+    /// a connection; anything else prints `ok`.
     fn fake_session_virsh(tag: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("session-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -660,6 +694,7 @@ while IFS= read -r line; do
         'echo '*) printf '%s\n' "${{line#echo }}" ;;
         *wedge*) sleep 300 & echo "$!" >> '{dir}/pids'; wait ;;
         *dumpxml*|*change\\-media) exit 1 ;;
+        *domstate*) printf 'error: Failed to reconnect to the hypervisor\n' >&2 ;;
         *) echo ok ;;
     esac
 done
@@ -779,6 +814,23 @@ done
             .unwrap_err();
         assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
         assert_eq!(pids(&dir).len(), 2, "restarted once, not more");
+    }
+
+    /// A connection that stays lost (ssh refused) is the call's error, after
+    /// one try on a new virsh: never empty output passed off as an answer.
+    #[test]
+    fn a_lost_connection_is_an_error_not_an_empty_answer() {
+        let (virsh, dir) = fake_session_virsh("lost");
+        let runner = SessionRunner::new(1);
+        runner
+            .run(&call(&virsh, "status"), Duration::from_secs(10))
+            .unwrap();
+        let error = runner
+            .run(&call(&virsh, "domstate"), Duration::from_secs(10))
+            .unwrap_err();
+        assert!(matches!(error, VirshError::Failed { .. }), "{error}");
+        assert!(error.to_string().contains("Failed to reconnect"), "{error}");
+        assert_eq!(pids(&dir).len(), 2, "retried once, on a new virsh");
     }
 
     #[test]
