@@ -77,7 +77,7 @@ impl Batch {
             .push(words.iter().map(|w| w.as_ref().to_owned()).collect());
     }
 
-    pub fn len(&self) -> usize {
+    pub fn command_count(&self) -> usize {
         self.commands.len()
     }
 

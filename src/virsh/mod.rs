@@ -124,7 +124,7 @@ impl Virsh {
     /// expected (a domain vanished); only a process that printed no section
     /// at all is an error, with virsh's stderr as the reason.
     pub fn run_batch(&self, batch: &Batch) -> Result<Vec<Option<String>>, VirshError> {
-        let mut sections = Vec::with_capacity(batch.len());
+        let mut sections = Vec::with_capacity(batch.command_count());
         for piece in batch.pieces() {
             let invocation = self.script(piece.commands);
             let output = self.spawn(&invocation)?;
