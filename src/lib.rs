@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod fleet;
 pub mod media;
+mod mutex;
 pub mod probe;
 pub mod serve;
 #[cfg(test)]

@@ -28,8 +28,14 @@ fn status_of_two_hosts_has_a_host_column_and_uri_in_every_row() {
     let output = run(tool().args(["-c", &small, "-c", &media, "status", "--json"]));
     let rows = json(&output);
     assert_eq!(rows.len(), 12);
-    assert_eq!(rows.iter().filter(|r| r["uri"] == small.as_str()).count(), 7);
-    assert_eq!(rows.iter().filter(|r| r["uri"] == media.as_str()).count(), 5);
+    assert_eq!(
+        rows.iter().filter(|r| r["uri"] == small.as_str()).count(),
+        7
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r["uri"] == media.as_str()).count(),
+        5
+    );
 
     // One host: no Host column, and `uri` in JSON all the same.
     let output = run(tool().args(["-c", &small, "status"]));
@@ -43,7 +49,12 @@ fn a_host_that_is_down_is_one_line_and_exit_3_the_others_print() {
     let small = fleet_uri("fleet-small.xml");
     for command in [&["status", "--json"][..], &["isos", "--json"]] {
         let output = run(tool().args(["-c", &small, "-c", DOWN]).args(command));
-        assert_eq!(output.status.code(), Some(3), "{command:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{command:?}: {}",
+            stderr(&output)
+        );
         let errors = stderr(&output);
         assert_eq!(errors.lines().count(), 1, "{errors}");
         assert!(
@@ -53,7 +64,13 @@ fn a_host_that_is_down_is_one_line_and_exit_3_the_others_print() {
         assert!(!json(&output).is_empty(), "{command:?}");
     }
     // Every host down: a plain failure.
-    let output = run(tool().args(["-c", DOWN, "-c", "qemu+ssh://127.0.0.1:1/x?no_tty=1", "status"]));
+    let output = run(tool().args([
+        "-c",
+        DOWN,
+        "-c",
+        "qemu+ssh://127.0.0.1:1/x?no_tty=1",
+        "status",
+    ]));
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stderr(&output).lines().count(), 2);
 }
@@ -64,7 +81,10 @@ fn hosts_file_adds_to_connect() {
     let file = dir.join("hosts");
     std::fs::write(
         &file,
-        format!("# lab\n{}  # the media fleet\n\n", fleet_uri("fleet-media.xml")),
+        format!(
+            "# lab\n{}  # the media fleet\n\n",
+            fleet_uri("fleet-media.xml")
+        ),
     )
     .unwrap();
     let output = run(tool()
@@ -90,10 +110,18 @@ fn isos_of_two_hosts_keeps_each_hosts_paths_apart() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.lines().nth(1).unwrap().contains("Host"), "{text}");
-    let rows = json(&run(tool().args(["-c", &small, "-c", &media, "isos", "--json"])));
-    assert!(rows.iter().all(|r| r["uri"] == small.as_str() || r["uri"] == media.as_str()));
+    let rows = json(&run(
+        tool().args(["-c", &small, "-c", &media, "isos", "--json"])
+    ));
+    assert!(
+        rows.iter()
+            .all(|r| r["uri"] == small.as_str() || r["uri"] == media.as_str())
+    );
     // shared_with names VMs of the same host only.
-    let two = rows.iter().find(|r| r["domain"] == "two-drives" && r["target"] == "hdc").unwrap();
+    let two = rows
+        .iter()
+        .find(|r| r["domain"] == "two-drives" && r["target"] == "hdc")
+        .unwrap();
     assert_eq!(two["shared_with"], serde_json::json!(["shares-iso"]));
 }
 
@@ -104,20 +132,45 @@ fn a_domain_is_looked_up_on_every_host() {
     let small = fleet_uri("fleet-small.xml");
     let media = fleet_uri("fleet-media.xml");
     // Only fleet-media.xml has "two-drives": its plan is printed.
-    let output = run(tool().args(["-c", &small, "-c", &media, "eject", "two-drives", "--dry-run"]));
+    let output = run(tool().args([
+        "-c",
+        &small,
+        "-c",
+        &media,
+        "eject",
+        "two-drives",
+        "--dry-run",
+    ]));
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains(&format!("virsh -c {media} change-media")), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains(&format!("virsh -c {media} change-media")),
+        "{}",
+        stdout(&output)
+    );
     // Both hosts are the same fleet: ambiguous.
-    let output = run(tool().args(["-c", &small, "-c", &format!("{small}?x=1"), "eject", "plain", "--dry-run"]));
+    let output = run(tool().args([
+        "-c",
+        &small,
+        "-c",
+        &format!("{small}?x=1"),
+        "eject",
+        "plain",
+        "--dry-run",
+    ]));
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("'plain' is on several hosts") && stderr(&output).contains("--connect"),
+        stderr(&output).contains("'plain' is on several hosts")
+            && stderr(&output).contains("--connect"),
         "{}",
         stderr(&output)
     );
     let output = run(tool().args(["-c", &small, "-c", &media, "eject", "nowhere", "--dry-run"]));
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no domain named 'nowhere' on 2 host(s)"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no domain named 'nowhere' on 2 host(s)"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// The menu on two hosts: one table with a Host column, the drive table
@@ -131,9 +184,14 @@ fn the_menu_on_two_hosts_asks_for_the_host() {
     let text = stdout(&output);
     assert!(text.contains("12 domain(s)"), "{text}");
     assert!(text.contains("drive(s)"), "{text}");
-    let asked = text.find("Host number (q to go back): ").expect("asks for the host");
+    let asked = text
+        .find("Host number (q to go back): ")
+        .expect("asks for the host");
     let listed = &text[..asked];
-    assert!(listed.contains(&format!("  1) {small}")) && listed.contains(&format!("  2) {media}")), "{text}");
+    assert!(
+        listed.contains(&format!("  1) {small}")) && listed.contains(&format!("  2) {media}")),
+        "{text}"
+    );
     // Host 2 picked: its drives holding media are offered.
     assert!(text[asked..].contains("two-drives"), "{text}");
 }

@@ -189,35 +189,7 @@ fn sigterm_ends_serve_and_its_virsh() {
     unsafe { libc::kill(serving.child.id() as i32, libc::SIGTERM) };
     let status = serving.child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGTERM));
-    let pids: Vec<i32> = std::fs::read_dir(&log)
-        .unwrap()
-        .map(|entry| {
-            entry
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let pids = logged_pids(&log);
     assert!(!pids.is_empty());
-    for pid in pids {
-        assert!(
-            (0..400).any(|_| {
-                let gone =
-                    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-                        stat.rsplit(')')
-                            .next()
-                            .unwrap_or("")
-                            .trim_start()
-                            .starts_with('Z')
-                    });
-                if !gone {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                gone
-            }),
-            "virsh {pid} outlived serve"
-        );
-    }
+    assert_all_gone(&pids);
 }

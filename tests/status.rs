@@ -468,7 +468,7 @@ fn no_virsh_outlives_a_signal() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let pids = wait_for(|| {
+        let pids = poll(|| {
             std::fs::read_to_string(&pids_file)
                 .ok()
                 .filter(|text| text.ends_with('\n'))
@@ -478,33 +478,12 @@ fn no_virsh_outlives_a_signal() {
         unsafe { libc::kill(-group, signal) };
         let status = tool.wait().unwrap();
         assert_eq!(status.signal(), Some(signal), "dies of the signal");
-        for pid in pids.split_whitespace() {
-            let pid: i32 = pid.parse().unwrap();
-            wait_for(|| dead(pid).then_some(()));
-        }
+        let pids: Vec<i32> = pids
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_all_gone(&pids);
     }
-}
-
-/// Polls `check` until it gives a value, for at most 20 s.
-fn wait_for<T>(check: impl Fn() -> Option<T>) -> T {
-    for _ in 0..400 {
-        if let Some(value) = check() {
-            return value;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("gave up waiting after 20 s");
-}
-
-/// Gone, or a zombie that init will reap.
-fn dead(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-        stat.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 /// However the tool ends, none of the virsh it started is left: a normal
@@ -547,20 +526,8 @@ fn no_virsh_outlives_the_tool_on_any_exit() {
             std::io::copy(&mut { stdout }, &mut std::io::sink()).unwrap();
         }
         assert_eq!(child.wait().unwrap().code(), code, "{case}");
-        let pids: Vec<i32> = std::fs::read_dir(&log)
-            .unwrap()
-            .map(|entry| {
-                entry
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .parse()
-                    .unwrap()
-            })
-            .collect();
+        let pids = logged_pids(&log);
         assert!(!pids.is_empty(), "{case}: virsh ran");
-        for pid in pids {
-            wait_for(|| dead(pid).then_some(()));
-        }
+        assert_all_gone(&pids);
     }
 }

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
-use super::progress::scan_with_progress;
 use super::render::fleet_table;
 use crate::fleet::{Fleet, HostScan};
 use crate::probe::{DomainStatus, Figures};
@@ -119,7 +118,8 @@ pub fn run_menu<R: BufRead, W: Write>(
             "1" => super::media::menu_mount(&mut console, fleet),
             "2" => super::media::menu_scan(&mut console, fleet),
             "3" => super::media::menu_eject(&mut console, fleet),
-            "4" => rescan(fleet).and_then(|scans| show_scans(console.out(), scans)),
+            "4" => super::scan_fleet(fleet, Figures::Fresh)
+                .and_then(|scans| show_scans(console.out(), scans)),
             "5" => return Ok(()),
             other => {
                 writeln!(
@@ -145,19 +145,6 @@ pub fn run_menu<R: BufRead, W: Write>(
 /// what an action asked of virsh.
 fn is_terminal_failure(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.is::<std::io::Error>())
-}
-
-/// The menu's Rescan: fresh figures from every host (with one host, with
-/// the spinner, and its failure as the error).
-fn rescan(fleet: &Fleet) -> Result<Update> {
-    if let [host] = &fleet.hosts[..] {
-        let rows = scan_with_progress(&host.probes, Figures::Fresh)?;
-        return Ok(vec![HostScan {
-            uri: host.uri(),
-            result: Ok(rows),
-        }]);
-    }
-    Ok(fleet.scan(Figures::Fresh))
 }
 
 /// The table of the hosts that answered, then a line for each that failed.

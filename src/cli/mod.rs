@@ -150,7 +150,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         None => {
-            let scans = first_scan(&fleet)?;
+            let scans = scan_fleet(&fleet, Figures::Cached)?;
             let code = write_scans(&mut out, scans)?;
             let refresh = Refresh::start(Arc::clone(&fleet));
             run_menu(io::stdin().lock(), &mut out, &fleet, &refresh)?;
@@ -163,7 +163,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// `status`: the table, or JSON rows each with its host's `uri`.
 fn status(fleet: &Fleet, json: bool, out: &mut impl Write) -> Result<ExitCode> {
-    let scans = first_scan(fleet)?;
+    let scans = scan_fleet(fleet, Figures::Cached)?;
     if !json {
         return write_scans(out, scans);
     }
@@ -183,17 +183,17 @@ fn status(fleet: &Fleet, json: bool, out: &mut impl Write) -> Result<ExitCode> {
     report_failed_hosts(&failed, scans.len())
 }
 
-/// The first scan: with one host, as it always was (a spinner on a
+/// A scan for people: with one host as it always was (a spinner on a
 /// terminal, its failure the run's error); with several, side by side.
-fn first_scan(fleet: &Fleet) -> Result<Vec<HostScan<Vec<DomainStatus>>>> {
+fn scan_fleet(fleet: &Fleet, figures: Figures) -> Result<Vec<HostScan<Vec<DomainStatus>>>> {
     if let [host] = &fleet.hosts[..] {
-        let rows = scan_with_progress(&host.probes, Figures::Cached)?;
+        let rows = scan_with_progress(&host.probes, figures)?;
         return Ok(vec![HostScan {
             uri: host.uri(),
             result: Ok(rows),
         }]);
     }
-    Ok(fleet.scan(Figures::Cached))
+    Ok(fleet.scan(figures))
 }
 
 /// The scans as one table (a Host column when there are several hosts),

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::agent::{self, AgentError};
+use crate::mutex::lock;
 use crate::virsh::{DomInfo, DomainState, DomainStats, Virsh, VirshError, metadata};
 
 pub use osinfo::os_name_from_id;
@@ -537,12 +538,6 @@ impl ProbeManager {
         let left = deadline.saturating_duration_since(Instant::now());
         (!left.is_zero()).then(|| self.virsh.with_timeout(left.min(self.options.timeout)))
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// CPU % between two (time, cpu-ns) samples: CPU time used over the wall

@@ -7,7 +7,7 @@ mod metrics;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +15,7 @@ use anyhow::Result;
 
 use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
+use crate::mutex::lock;
 use crate::probe::{DomainStatus, Figures};
 use http::Response;
 
@@ -182,12 +183,6 @@ fn init_logs(json: bool) {
     } else {
         builder.init();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

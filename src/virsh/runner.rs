@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::batch::script;
 use super::error::VirshError;
 use super::groups::GroupGuard;
+use crate::mutex::lock;
 
 /// How long the output pipes may stay open after virsh itself has exited.
 /// A helper virsh started (an ssh ControlPersist master, say) can inherit
@@ -241,12 +242,6 @@ impl Drain {
         let _ = self.done.recv_timeout(PIPE_GRACE);
         String::from_utf8_lossy(&lock(&self.buffer)).into_owned()
     }
-}
-
-fn lock(buffer: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
-    buffer
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use super::batch::{nonce, script};
 use super::error::{VirshError, error_lines};
 use super::groups::GroupGuard;
 use super::runner::{Invocation, Output, ProcessRunner, Runner, spawn_virsh};
+use crate::mutex::lock;
 
 /// Commands that only read, so running one again after a lost connection
 /// cannot change a VM twice.
@@ -582,12 +583,6 @@ fn find_line(text: &[u8], line: &[u8]) -> Option<usize> {
         from = at + 1;
     }
     None
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

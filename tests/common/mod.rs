@@ -315,3 +315,46 @@ pub fn try_http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(
         .ok_or_else(|| Error::other("no status"))?;
     Ok((status, body.to_owned()))
 }
+
+/// The pids `counting-virsh` logged under `log` (one file each).
+pub fn logged_pids(log: &Path) -> Vec<i32> {
+    std::fs::read_dir(log)
+        .expect("virsh ran")
+        .map(|entry| {
+            let name = entry.expect("a log entry").file_name();
+            name.to_string_lossy().parse().expect("a pid")
+        })
+        .collect()
+}
+
+/// Waits (20 s at most) until every one of `pids` is gone or a zombie
+/// that init will reap; panics naming one that is not.
+pub fn assert_all_gone(pids: &[i32]) {
+    for &pid in pids {
+        let gone = (0..400).any(|_| {
+            let dead = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            });
+            if !dead {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            dead
+        });
+        assert!(gone, "process {pid} outlived the tool");
+    }
+}
+
+/// Polls `check` until it gives a value, for at most 20 s.
+pub fn poll<T>(check: impl Fn() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(value) = check() {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("gave up waiting after 20 s");
+}
