@@ -338,6 +338,8 @@ fn bad_options_are_usage_errors() {
     for args in [
         &["--timeout", "0s", "status"][..],
         &["--timeout", "soon"],
+        &["--timeout", "10000000000000000000s", "status"],
+        &["--cache-ttl", "99999999999days", "status"],
         &["--jobs", "0"],
         &["frobnicate"],
     ] {

@@ -159,11 +159,18 @@ pub struct ChangeArgs {
     pub force: bool,
 }
 
+/// The longest duration any option takes: ten years. A deadline is now
+/// plus a timeout, and far beyond this it overflows.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration =
         humantime::parse_duration(text).map_err(|e| format!("{e} (try 5s or 1500ms)"))?;
     if duration.is_zero() {
         return Err("must be greater than zero".to_owned());
+    }
+    if duration > MAX_DURATION {
+        return Err("out of range: at most 3650days".to_owned());
     }
     Ok(duration)
 }
@@ -176,6 +183,15 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    /// An overflowing deadline used to panic (`Instant` + 10^19 s).
+    #[test]
+    fn durations_out_of_range_are_refused() {
+        let error = parse_duration("10000000000000000000s").unwrap_err();
+        assert!(error.contains("at most"), "{error}");
+        assert!(parse_duration("3650days").is_ok());
+        assert!(parse_duration("3651days").is_err());
     }
 
     #[test]

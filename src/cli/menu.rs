@@ -81,13 +81,16 @@ impl<R: BufRead, W: Write> Console<R, W> {
     pub fn ask(&mut self, prompt: &str) -> Result<Answer> {
         write!(self.output, "{prompt}")?;
         self.output.flush()?;
-        let mut line = String::new();
-        if self.input.read_line(&mut line)? == 0 {
+        let mut bytes = Vec::new();
+        if self.input.read_until(b'\n', &mut bytes)? == 0 {
             // Input that ends mid-prompt leaves the cursor after the prompt;
             // end the line so the shell prompt starts clean.
             writeln!(self.output)?;
             return Ok(Answer::End);
         }
+        // Bytes that are not UTF-8 make an answer like any other junk: it
+        // gets the hint, instead of ending the session.
+        let line = String::from_utf8_lossy(&bytes);
         let line = line.trim();
         Ok(if line.eq_ignore_ascii_case("q") {
             Answer::Quit
@@ -243,6 +246,19 @@ mod tests {
             text.contains("error: cannot list domains on qemu:///fake: failed to connect"),
             "{text}"
         );
+        assert_eq!(text.matches("Select option:").count(), 2);
+    }
+
+    /// A byte that is not UTF-8 is an answer like any other: refused with
+    /// the hint, and the menu goes on (it used to end with an error).
+    #[test]
+    fn input_that_is_not_utf8_gets_the_hint() {
+        let fake = Arc::new(FakeRunner::default());
+        let (refresh, _send) = refresh_from_test();
+        let mut out = Vec::new();
+        run_menu(&b"\xff\n5\n"[..], &mut out, &probes(&fake), &refresh).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Invalid choice '\u{fffd}'"), "{text}");
         assert_eq!(text.matches("Select option:").count(), 2);
     }
 
