@@ -533,3 +533,32 @@ fn no_virsh_outlives_the_tool_on_any_exit() {
         assert_all_gone(&pids);
     }
 }
+
+/// Names with a C1 control (CSI), a right-to-left override and a TAB:
+/// `--json` escapes each as `\uXXXX` (or `\t`), so nothing reaches a
+/// terminal raw, and each decodes to the exact name libvirt holds.
+#[test]
+fn json_escapes_controls_and_bidi_in_names() {
+    let uri = fleet_uri("fleet-controls.xml");
+    for command in ["status", "isos"] {
+        let output = run(tool().args(["-c", &uri, command, "--json"]));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            !text.chars().any(|c| (c.is_control() && c != '\n')
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+            "{command}: raw control or bidi character in {text:?}"
+        );
+        if command == "status" {
+            assert!(text.contains(r#""web\u009b31m""#), "{text}");
+            assert!(text.contains(r#""invoice\u202egnp.exe""#), "{text}");
+            let rows: Vec<Value> = serde_json::from_str(&text).unwrap();
+            let mut names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                ["invoice\u{202e}gnp.exe", "web\tprod", "web\u{9b}31m"]
+            );
+        }
+    }
+}

@@ -183,8 +183,7 @@ pub fn isos(fleet: &Fleet, query: &IsoQuery, json: bool, out: &mut impl Write) -
             .iter()
             .flat_map(|(uri, rows)| rows.iter().map(|row| WithUri { uri, row }))
             .collect();
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
-        writeln!(out)?;
+        crate::utils::write_json(out, &rows)?;
     } else if !hosts.is_empty() {
         out.write_all(drive_table(&hosts, !fleet.is_single()).as_bytes())?;
     }

@@ -178,8 +178,7 @@ fn status(fleet: &Fleet, json: bool, out: &mut impl Write) -> Result<ExitCode> {
             Err(error) => failed.push(host_error(&scan.uri, error)),
         }
     }
-    serde_json::to_writer_pretty(&mut *out, &rows)?;
-    writeln!(out)?;
+    crate::utils::write_json(out, &rows)?;
     report_failed_hosts(&failed, scans.len())
 }
 

@@ -48,12 +48,113 @@ pub fn sanitize(text: &str) -> String {
 }
 
 fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Writes `value` as pretty JSON in which every control character (C0, DEL,
+/// C1) and bidirectional control is escaped as `\uXXXX`: a terminal shows
+/// them as text, and the decoded strings stay exactly what libvirt holds.
+/// (serde_json escapes C0 alone and writes the others raw.)
+pub fn write_json(
+    out: &mut impl std::io::Write,
+    value: &impl serde::Serialize,
+) -> std::io::Result<()> {
+    let mut serializer = serde_json::Serializer::with_formatter(
+        &mut *out,
+        EscapingFormatter(PrettyFormatter::new()),
+    );
+    value
+        .serialize(&mut serializer)
+        .map_err(std::io::Error::from)?;
+    writeln!(out)
+}
+
+use serde_json::ser::{Formatter, PrettyFormatter};
+
+/// serde_json's pretty layout, with the escapes of [`write_json`].
+struct EscapingFormatter(PrettyFormatter<'static>);
+
+impl Formatter for EscapingFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut plain = 0;
+        for (at, c) in fragment.char_indices() {
+            if c.is_control() || is_bidi_control(c) {
+                writer.write_all(&fragment.as_bytes()[plain..at])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                plain = at + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[plain..])
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// C1 (U+009B is CSI) and bidi overrides used to reach the terminal raw.
+    #[test]
+    fn json_escapes_every_control_and_bidi_character() {
+        let name = "web\tprod\u{9b}31m\u{202e}gnp.exe\u{7f}é";
+        let mut out = Vec::new();
+        write_json(&mut out, &serde_json::json!([{ "name": name }])).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""web\tprod\u009b31m\u202egnp.exe\u007fé""#),
+            "{text}"
+        );
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' || is_bidi_control(c))
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back[0]["name"], name, "decodes to what libvirt holds");
+        assert!(
+            text.starts_with("[\n  {\n    \"name\""),
+            "pretty as before: {text}"
+        );
+    }
 
     #[test]
     fn kib_boundaries() {
