@@ -562,3 +562,39 @@ fn json_escapes_controls_and_bidi_in_names() {
         }
     }
 }
+
+/// 500 domains whose names are 238 characters long: per-domain batches
+/// are cut by their size, not by a count of names (500 such names in one
+/// argument used to fail with "Argument list too long").
+#[test]
+fn five_hundred_long_names_are_cut_by_size() {
+    let dir = temp_dir("long-names");
+    let xml: String = (0..500)
+        .map(|n| {
+            format!(
+                "<domain type='test'><name>{n:03}-{}</name><uuid>10000000-0000-4000-8000-{n:012}</uuid>\
+                 <memory unit='KiB'>1024</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>\n",
+                "x".repeat(234)
+            )
+        })
+        .collect();
+    let file = dir.join("fleet.xml");
+    std::fs::write(&file, format!("<node>\n{xml}</node>\n")).unwrap();
+    let uri = format!("test://{}", file.display());
+    for command in ["status", "isos"] {
+        let output = run(tool().args(["-c", &uri, command, "--json"]));
+        assert!(output.status.success(), "{command}: {}", stderr(&output));
+        let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+        if command == "status" {
+            assert_eq!(rows.len(), 500);
+            assert!(
+                rows.iter()
+                    .all(|r| r["name"].as_str().unwrap().len() == 238)
+            );
+            assert!(
+                rows.iter().all(|r| r["vcpus"] == 1),
+                "dominfo reached every domain"
+            );
+        }
+    }
+}
