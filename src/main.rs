@@ -15,7 +15,10 @@ fn main() -> ExitCode {
         // A reader that went away (`| head`) is not an error worth a word.
         Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("dismount_iso_qemu: error: {error:#}");
+            // The chain quotes domain names, paths and virsh's own words:
+            // nothing in it may act on the terminal.
+            let message = dismount_iso_qemu::utils::sanitize(&format!("{error:#}"));
+            eprintln!("dismount_iso_qemu: error: {message}");
             ExitCode::FAILURE
         }
     }

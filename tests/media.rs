@@ -290,3 +290,28 @@ fn menu_mount_into_a_vm_without_cdrom_says_so() {
     let text = menu("1\n1\n5\n");
     assert!(text.contains("'no-cdrom' has no CD-ROM drive"), "{text}");
 }
+
+/// A dry run's commands are exact and pasteable whatever the VM's name:
+/// a TAB or a bidi override is written `$'…'` with escapes, never dropped.
+#[test]
+fn dry_run_quotes_control_characters_exactly() {
+    let dir = temp_dir("dry-run-controls");
+    let file = dir.join("fleet.xml");
+    std::fs::write(
+        &file,
+        "<node><domain type='test'><name>web&#x9;prod&#x202e;</name>\
+         <memory unit='KiB'>1024</memory><os><type>hvm</type></os><devices>\
+         <disk type='file' device='cdrom'><source file='/etc/os-release'/>\
+         <target dev='hdc' bus='ide'/><readonly/></disk></devices></domain></node>",
+    )
+    .unwrap();
+    let uri = format!("test://{}", file.display());
+    let output = run(tool().args(["-c", &uri, "eject", "web\tprod\u{202e}", "--dry-run"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(r"--domain $'web\tprod\u202e'"),
+        "the exact name, pasteable into bash: {text}"
+    );
+    assert!(!text.contains("webprod"), "{text}");
+}

@@ -598,3 +598,30 @@ fn five_hundred_long_names_are_cut_by_size() {
         }
     }
 }
+
+/// `web<TAB>prod` must never print as `webprod` (another VM's name): the
+/// dry run prints a command that names exactly that VM, quoted `$'…'`,
+/// and the table shows the TAB as `\t`.
+#[test]
+fn printed_commands_stay_exact_and_tables_show_escapes() {
+    let uri = fleet_uri("fleet-controls.xml");
+    let output = run(tool().args(["-c", &uri, "status"]));
+    let table = stdout(&output);
+    assert!(table.contains(r"web\tprod"), "{table}");
+    assert!(table.contains(r"invoice\u{202e}gnp.exe"), "{table}");
+    assert!(table.contains(r"web\u{9b}31m"), "{table}");
+    assert!(
+        !table.contains("webprod") && !table.contains("web31m"),
+        "{table}"
+    );
+    // An error names the domain the same way, and no raw control reaches
+    // stderr.
+    let output = run(tool().args(["-c", &uri, "mount", "web\tprod", "/etc/os-release", "--yes"]));
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains(r"web\tprod"), "{message}");
+    assert!(
+        !message.trim_end().chars().any(char::is_control),
+        "{message:?}"
+    );
+}

@@ -212,15 +212,16 @@ pub fn os_name_from_guestinfo(info: &BTreeMap<String, String>) -> Option<String>
 }
 
 /// The pretty name, else name and version, from whichever keys a source
-/// uses for them; values are guest-controlled, so they are sanitized.
+/// uses for them. Values are guest-controlled and kept exactly as the
+/// guest said: every display escapes them (tables, JSON, errors).
 fn display_name<'a>(
     lookup: impl Fn(&str) -> Option<&'a String>,
     [pretty, name, version]: [&str; 3],
 ) -> Option<String> {
     let field = |key: &str| {
         lookup(key)
-            .map(|value| crate::utils::sanitize(value))
-            .filter(|value| !value.is_empty())
+            .filter(|value| !value.trim().is_empty())
+            .cloned()
     };
     field(pretty).or_else(|| {
         let name = field(name)?;
@@ -346,8 +347,8 @@ mod tests {
         );
         assert_eq!(
             os_name_from_guestinfo(&info).as_deref(),
-            Some("Windows 10 Pro[31m"),
-            "control characters from the guest are stripped"
+            Some("Windows 10 Pro\u{1b}[31m"),
+            "what the guest said, exactly: displays escape it"
         );
         assert_eq!(os_name_from_guestinfo(&BTreeMap::new()), None);
     }

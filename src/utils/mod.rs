@@ -38,13 +38,31 @@ pub fn format_cpu_time(nanoseconds: u64) -> String {
         .join(" ")
 }
 
-/// Removes control characters (escape sequences, newlines, C1 controls) and
-/// bidirectional overrides from text a guest or a remote host controls, so
-/// it cannot move the cursor, recolour, or visually reorder a terminal line.
+/// Text a guest or a remote host controls, made safe for a terminal: each
+/// control character (escape sequences, newlines, C1 controls) and
+/// bidirectional control is shown as a visible escape (`\t`, `\n`,
+/// `\u{1b}`, `\u{202e}`), so it can neither move the cursor, recolour or
+/// reorder the line, nor vanish: `web<TAB>prod` must not read as another
+/// VM's `webprod`.
 pub fn sanitize(text: &str) -> String {
-    text.chars()
-        .filter(|&c| !c.is_control() && !is_bidi_control(c))
-        .collect()
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => shown.push_str("\\t"),
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            c if is_unsafe_on_a_terminal(c) => {
+                shown.push_str(&format!("\\u{{{:x}}}", u32::from(c)))
+            }
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
+/// Control characters (C0, DEL, C1) and bidirectional controls.
+pub fn is_unsafe_on_a_terminal(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
 }
 
 fn is_bidi_control(c: char) -> bool {
@@ -82,7 +100,7 @@ impl Formatter for EscapingFormatter {
     ) -> std::io::Result<()> {
         let mut plain = 0;
         for (at, c) in fragment.char_indices() {
-            if c.is_control() || is_bidi_control(c) {
+            if is_unsafe_on_a_terminal(c) {
                 writer.write_all(&fragment.as_bytes()[plain..at])?;
                 write!(writer, "\\u{:04x}", u32::from(c))?;
                 plain = at + c.len_utf8();
@@ -195,9 +213,12 @@ mod tests {
 
     #[test]
     fn sanitize_strips_terminal_controls() {
-        assert_eq!(sanitize("Ubuntu\u{1b}[2J 22.04\n"), "Ubuntu[2J 22.04");
-        assert_eq!(sanitize("a\u{9b}b\u{7f}c\td"), "abcd");
-        assert_eq!(sanitize("evil\u{202e}txt.exe"), "eviltxt.exe");
+        assert_eq!(
+            sanitize("Ubuntu\u{1b}[2J 22.04\n"),
+            r"Ubuntu\u{1b}[2J 22.04\n"
+        );
+        assert_eq!(sanitize("a\u{9b}b\u{7f}c\td\r"), r"a\u{9b}b\u{7f}c\td\r");
+        assert_eq!(sanitize("evil\u{202e}txt.exe"), r"evil\u{202e}txt.exe");
         assert_eq!(sanitize("Débian — ok"), "Débian — ok");
     }
 }

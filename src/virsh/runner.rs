@@ -13,6 +13,7 @@ use super::batch::script;
 use super::error::VirshError;
 use super::groups::GroupGuard;
 use crate::mutex::lock;
+use crate::utils::is_unsafe_on_a_terminal;
 
 /// How long the output pipes may stay open after virsh itself has exited.
 /// A helper virsh started (an ssh ControlPersist master, say) can inherit
@@ -77,16 +78,35 @@ impl Invocation {
 /// How much of one argument an error message shows.
 const SUMMARY_ARG_CHARS: usize = 120;
 
+/// One word as a POSIX shell reads it back. A word holding a control or
+/// bidi character is written `$'…'` (bash, zsh, ksh) with every such
+/// character escaped, so the printed command stays exact and pasteable and
+/// nothing in it can act on the terminal.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%".contains(c));
     if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+        return word.to_owned();
     }
+    if !word.chars().any(is_unsafe_on_a_terminal) {
+        return format!("'{}'", word.replace('\'', r"'\''"));
+    }
+    let mut quoted = String::from("$'");
+    for c in word.chars() {
+        match c {
+            '\\' => quoted.push_str(r"\\"),
+            '\'' => quoted.push_str(r"\'"),
+            '\t' => quoted.push_str(r"\t"),
+            '\n' => quoted.push_str(r"\n"),
+            '\r' => quoted.push_str(r"\r"),
+            c if is_unsafe_on_a_terminal(c) => quoted.push_str(&format!(r"\u{:04x}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('\'');
+    quoted
 }
 
 /// What a finished process printed, decoded lossily (a guest or a remote
@@ -350,6 +370,20 @@ mod tests {
         assert!(summary.starts_with("virsh -c test:///x 'éé"), "{summary}");
         assert!(summary.ends_with("é'…(400 bytes)"), "{summary}");
         assert_eq!(summary.matches('é').count(), 120);
+    }
+
+    /// bash reads the `$'…'` form back to the exact word.
+    #[test]
+    fn words_with_controls_are_quoted_for_bash_exactly() {
+        let word = "web\tprod\u{202e}it's\\x\u{9b}";
+        let quoted = shell_quote(word);
+        assert_eq!(quoted, r"$'web\tprod\u202eit\'s\\x\u009b'");
+        let echoed = std::process::Command::new("bash")
+            .args(["-c", &format!("printf %s {quoted}")])
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(echoed.stdout).unwrap(), word);
     }
 
     #[test]
