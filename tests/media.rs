@@ -315,3 +315,43 @@ fn dry_run_quotes_control_characters_exactly() {
     );
     assert!(!text.contains("webprod"), "{text}");
 }
+
+/// A CD-ROM holding an ISO over the network, or a host's drive, is full:
+/// shown, ejectable, and a mount into it is a replacement.
+#[test]
+fn network_and_block_media_are_shown_and_ejectable() {
+    let uri = fleet_uri("fleet-network-cdrom.xml");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout(&run(tool().args(["-c", &uri, "isos", "--json"])))).unwrap();
+    let sources: Vec<&str> = rows
+        .iter()
+        .map(|r| r["source"].as_str().expect("full"))
+        .collect();
+    assert_eq!(
+        sources,
+        ["https://mirror.example:443/debian/netinst.iso", "/dev/sr0"]
+    );
+    let output = run(tool().args(["-c", &uri, "eject", "netcd", "--target", "hdc", "--dry-run"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("change-media --domain netcd --path hdc --eject"),
+        "{}",
+        stdout(&output)
+    );
+    let output = run(tool().args([
+        "-c",
+        &uri,
+        "mount",
+        "netcd",
+        "/etc/os-release",
+        "--target",
+        "hdc",
+        "--dry-run",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("--update"),
+        "a replacement: {}",
+        stdout(&output)
+    );
+}

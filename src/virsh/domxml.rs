@@ -29,23 +29,44 @@ pub enum Media {
     Block(String),
     /// `<disk type='volume'>`: a volume of a storage pool.
     Volume { pool: String, volume: String },
+    /// `<disk type='network'>`: an image behind a protocol (https, nbd,
+    /// rbd, …), with the first `<host>` where there is one.
+    Network {
+        protocol: String,
+        host: Option<String>,
+        name: String,
+    },
 }
 
 impl Media {
     /// The host path, where the media has one (a volume is named by its
-    /// pool instead).
+    /// pool, network media by its protocol).
     pub fn path(&self) -> Option<&str> {
         match self {
             Media::File(path) | Media::Block(path) => Some(path),
-            Media::Volume { .. } => None,
+            Media::Volume { .. } | Media::Network { .. } => None,
         }
     }
 
-    /// How the media reads in a table or JSON: its path, or `pool/volume`.
+    /// How the media reads in a table or JSON: its path, `pool/volume`,
+    /// or `protocol://host/name` (`protocol:name` without a host).
     pub fn label(&self) -> String {
         match self {
             Media::File(path) | Media::Block(path) => path.clone(),
             Media::Volume { pool, volume } => format!("{pool}/{volume}"),
+            Media::Network {
+                protocol,
+                host: Some(host),
+                name,
+            } => {
+                let slash = if name.starts_with('/') { "" } else { "/" };
+                format!("{protocol}://{host}{slash}{name}")
+            }
+            Media::Network {
+                protocol,
+                host: None,
+                name,
+            } => format!("{protocol}:{name}"),
         }
     }
 }
@@ -133,6 +154,20 @@ fn media(disk_type: Option<&str>, source: roxmltree::Node) -> Option<Media> {
         Some("volume") => Some(Media::Volume {
             pool: attribute("pool")?,
             volume: attribute("volume")?,
+        }),
+        Some("network") => Some(Media::Network {
+            protocol: attribute("protocol")?,
+            host: source
+                .children()
+                .find(|child| child.has_tag_name("host"))
+                .and_then(|host| {
+                    let name = host.attribute("name").filter(|n| !n.is_empty())?;
+                    Some(match host.attribute("port") {
+                        Some(port) => format!("{name}:{port}"),
+                        None => name.to_owned(),
+                    })
+                }),
+            name: attribute("name")?,
         }),
         _ => attribute("file").map(Media::File),
     }
@@ -252,6 +287,36 @@ mod tests {
         let sata = xml.drive("sda").unwrap();
         assert_eq!(sata.bus.as_deref(), Some("sata"));
         assert_eq!(sata.kind, DriveKind::Cdrom);
+    }
+
+    /// A network CD-ROM used to read as an empty drive.
+    #[test]
+    fn network_source_names_protocol_host_and_name() {
+        let xml = parse_domain_xml(
+            "<domain><devices><disk type='network' device='cdrom'>\
+             <source protocol='https' name='/debian/netinst.iso'><host name='mirror.example' port='443'/></source>\
+             <target dev='hdc' bus='ide'/></disk>\
+             <disk type='network' device='cdrom'><source protocol='rbd' name='isos/netinst'/>\
+             <target dev='hdd' bus='ide'/></disk></devices></domain>",
+        )
+        .unwrap();
+        let labels: Vec<String> = xml
+            .drives
+            .iter()
+            .map(|d| d.media.as_ref().expect("full").label())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "https://mirror.example:443/debian/netinst.iso",
+                "rbd:isos/netinst"
+            ]
+        );
+        assert_eq!(
+            xml.drives[0].media.as_ref().unwrap().path(),
+            None,
+            "nothing to look for on disk"
+        );
     }
 
     #[test]
