@@ -355,3 +355,58 @@ fn network_and_block_media_are_shown_and_ejectable() {
         stdout(&output)
     );
 }
+
+/// A directory, a device or a FIFO is no ISO: refused before virsh runs
+/// (QEMU would take them and the guest would read garbage, or block).
+#[test]
+fn mount_refuses_what_is_not_a_regular_file() {
+    let dir = temp_dir("not-an-iso");
+    let fifo = dir.join("fifo.iso");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for iso in [
+        dir.display().to_string(),
+        "/dev/zero".into(),
+        fifo.display().to_string(),
+    ] {
+        let output = run(tool().args([
+            "-c",
+            &media_fleet(),
+            "mount",
+            "tray-open",
+            &iso,
+            "--dry-run",
+        ]));
+        assert_eq!(output.status.code(), Some(1), "{iso}");
+        assert!(
+            stderr(&output).contains("is not a regular file"),
+            "{iso}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+/// `--iso` finds a drive by the label the table shows for a pool volume,
+/// and by any path to the same file: `..` or a symlink.
+#[test]
+fn iso_matches_volume_labels_and_equivalent_paths() {
+    let domains = |iso: &str| -> Vec<String> {
+        let output = run(tool().args(["-c", &media_fleet(), "isos", "--json", "--iso", iso]));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&output)).unwrap();
+        rows.iter()
+            .map(|r| r["domain"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(domains("isos/Débian netinst.iso"), ["pool volume"]);
+    let direct = domains("/etc/os-release");
+    assert!(!direct.is_empty());
+    assert_eq!(domains("/etc/../etc/./os-release"), direct);
+    let dir = temp_dir("iso-symlink");
+    let link = dir.join("link.iso");
+    std::os::unix::fs::symlink("/etc/os-release", &link).unwrap();
+    assert_eq!(domains(&link.display().to_string()), direct);
+}

@@ -158,7 +158,7 @@ pub fn isos(fleet: &Fleet, query: &IsoQuery, json: bool, out: &mut impl Write) -
             rows.retain(DriveRow::mounted);
         }
         if let Some(iso) = &query.iso {
-            let iso = media.normalize(iso)?;
+            let iso = media.iso_name(iso);
             rows.retain(|row| row.holds(&iso));
         }
         Ok(rows)
@@ -505,7 +505,7 @@ fn eject_on<R: BufRead, W: Write>(
             (vec![media.load_one(name)?], target.as_deref(), None)
         }
         EjectSelection::All => (media.load_all()?, None, None),
-        EjectSelection::Iso(iso) => (media.load_all()?, None, Some(media.normalize(iso)?)),
+        EjectSelection::Iso(iso) => (media.load_all()?, None, Some(media.iso_name(iso))),
     };
     if let (Some(target), [domain]) = (only_target, &domains[..]) {
         check_target(domain, target)?;
@@ -517,7 +517,7 @@ fn eject_on<R: BufRead, W: Write>(
                 .targets()
                 .into_iter()
                 .filter(|t| only_target.is_none_or(|only| only == *t))
-                .filter_map(|t| plan_eject(domain, t, iso.as_deref(), options.force))
+                .filter_map(|t| plan_eject(domain, t, iso.as_ref(), options.force))
         })
         .collect();
     if steps.is_empty() {

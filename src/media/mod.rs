@@ -4,7 +4,7 @@
 mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -114,9 +114,74 @@ impl DriveRow {
         self.source.is_some() || self.config_source.is_some()
     }
 
-    pub fn holds(&self, iso: &str) -> bool {
-        self.source.as_deref() == Some(iso) || self.config_source.as_deref() == Some(iso)
+    /// Whether either view holds the ISO `iso` names.
+    pub fn holds(&self, iso: &IsoName) -> bool {
+        self.source
+            .iter()
+            .chain(&self.config_source)
+            .any(|label| iso.matches(label))
     }
+}
+
+/// An ISO as named on the command line (`--iso`), matched against drives'
+/// media labels: as given (a path, or a pool volume's `pool/volume` as the
+/// table shows it), and on this host also by its absolute path with `..`
+/// resolved and by the file it ends at, so `a/../b.iso` or a symlink find
+/// the drives that hold `b.iso`.
+#[derive(Debug, Clone, Default)]
+pub struct IsoName {
+    given: String,
+    absolute: Option<PathBuf>,
+    file: Option<PathBuf>,
+}
+
+impl IsoName {
+    /// Matches the exact label only (a remote host: its paths are not ours
+    /// to resolve).
+    pub fn exact(label: &str) -> Self {
+        IsoName {
+            given: label.to_owned(),
+            ..IsoName::default()
+        }
+    }
+
+    fn local(given: &str) -> Self {
+        IsoName {
+            given: given.to_owned(),
+            absolute: std::path::absolute(given)
+                .ok()
+                .map(|path| lexically_normal(&path)),
+            file: std::fs::canonicalize(given).ok(),
+        }
+    }
+
+    pub fn matches(&self, label: &str) -> bool {
+        label == self.given
+            || self
+                .absolute
+                .as_deref()
+                .is_some_and(|absolute| lexically_normal(Path::new(label)) == absolute)
+            || self
+                .file
+                .as_ref()
+                .is_some_and(|file| std::fs::canonicalize(label).is_ok_and(|held| &held == file))
+    }
+}
+
+/// `path` with `.` and `..` resolved by their names alone.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// Media work over one connection.
@@ -350,8 +415,18 @@ impl MediaManager {
             .into_owned())
     }
 
+    /// What `--iso` names on this connection, for matching drives.
+    pub fn iso_name(&self, iso: &str) -> IsoName {
+        if self.remote {
+            IsoName::exact(iso)
+        } else {
+            IsoName::local(iso)
+        }
+    }
+
     /// [`Self::normalize`]d, and refused unless it exists: on this host's
-    /// filesystem, or for a remote host among its storage pools' volumes.
+    /// filesystem as a regular file, or for a remote host among its storage
+    /// pools' volumes.
     pub fn resolve_iso(&self, iso: &str) -> Result<String> {
         let shown = crate::utils::sanitize(iso);
         if self.remote && !iso.starts_with('/') {
@@ -360,6 +435,14 @@ impl MediaManager {
             );
         }
         let path = self.normalize(iso)?;
+        if !self.remote
+            && let Ok(metadata) = std::fs::metadata(&path)
+            && !metadata.is_file()
+        {
+            // A directory, a FIFO or /dev/zero would be accepted by QEMU
+            // and read as garbage (or block) by the guest.
+            bail!("'{shown}' is not a regular file: an ISO must be an image file");
+        }
         if self.exist(&[&path])?[0] {
             Ok(path)
         } else if self.remote {

@@ -5,7 +5,7 @@ use crate::utils::sanitize;
 use crate::virsh::domxml::free_sata_target;
 use crate::virsh::{Drive, Media, VirshError};
 
-use super::{DomainMedia, DriveViews};
+use super::{DomainMedia, DriveViews, IsoName};
 
 /// What to do to a drive's media.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,14 +292,14 @@ pub fn plan_mount(domain: &DomainMedia, target: &str, iso: &str, force: bool) ->
 pub fn plan_eject(
     domain: &DomainMedia,
     target: &str,
-    iso: Option<&str>,
+    iso: Option<&IsoName>,
     force: bool,
 ) -> Option<Step> {
     let views = domain.views(target);
     let matches = |drive: Option<&Drive>| {
         drive
             .and_then(|d| d.media.as_ref())
-            .is_some_and(|media| iso.is_none_or(|iso| media.label() == iso))
+            .is_some_and(|media| iso.is_none_or(|iso| iso.matches(&media.label())))
     };
     let (live, config) = (matches(views.live), matches(views.config));
     if !live && !config {

@@ -113,7 +113,7 @@ fn eject_only_the_views_holding_the_asked_iso() {
         Some("dumpxml-lab-noagent-ejected-live.xml"),
         Some("dumpxml-lab-agent-inactive.xml"),
     );
-    let step = plan_eject(&half, "hdc", Some(ISO_A), false).unwrap();
+    let step = plan_eject(&half, "hdc", Some(&IsoName::exact(ISO_A)), false).unwrap();
     assert!(
         matches!(
             step,
@@ -125,7 +125,10 @@ fn eject_only_the_views_holding_the_asked_iso() {
         ),
         "{step:?}"
     );
-    assert_eq!(plan_eject(&half, "hdc", Some(ISO_B), false), None);
+    assert_eq!(
+        plan_eject(&half, "hdc", Some(&IsoName::exact(ISO_B)), false),
+        None
+    );
     let empty = domain(
         "e",
         DomainState::Running,
