@@ -9,6 +9,8 @@ pub mod fake;
 pub mod groups;
 pub mod metadata;
 pub mod parse;
+#[cfg(test)]
+mod proptests;
 pub mod runner;
 pub mod session;
 pub mod volumes;

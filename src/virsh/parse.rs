@@ -123,7 +123,9 @@ pub fn parse_domstats(text: &str) -> Vec<DomainStats> {
 /// Parses `virsh list --all --uuid --name`: `UUID NAME` per line, the UUID
 /// always 36 characters, the name everything after the one space.
 pub fn parse_uuid_names(text: &str) -> HashMap<String, String> {
-    text.lines()
+    // Lines end at `\n` only: `lines()` would also take a `\r` off the
+    // end, and a name may end in one (found by the property tests).
+    text.split('\n')
         .filter_map(|line| {
             let (uuid, name) = line.split_at_checked(36)?;
             let name = name.strip_prefix(' ')?;
@@ -291,6 +293,17 @@ mod tests {
             Some("5ca1ab1e-0000-4000-8000-000000000001")
         );
         assert!(parse_uuid_names("short line\n\n").is_empty());
+    }
+
+    /// Found by the property tests: a name ending in a carriage return
+    /// (libvirt forbids only newlines) lost it, and its UUID with it.
+    #[test]
+    fn a_name_ending_in_carriage_return_keeps_it() {
+        let uuids = parse_uuid_names("00000000-0000-4000-8000-000000000000 web\r\n");
+        assert_eq!(
+            uuids.get("web\r").map(String::as_str),
+            Some("00000000-0000-4000-8000-000000000000")
+        );
     }
 
     #[test]

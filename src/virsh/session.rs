@@ -626,6 +626,45 @@ mod tests {
         assert_eq!(stderr, b"");
     }
 
+    proptest::proptest! {
+        /// Whatever a call prints (prompts, echoes, markers of other
+        /// nonces, blank lines), its frame is exactly that, and the
+        /// connection notices alone are taken out of its stderr.
+        #[test]
+        fn frames_hold_exactly_what_the_call_printed(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[^\n]{0,30}",
+                    "virsh # [^\n]{0,20}",
+                    "@@dismount-iso-qemu-(start|end)-[0-9a-f]{32}",
+                    "error: [^\n]{0,20}",
+                ],
+                0..8,
+            ),
+            errors in proptest::collection::vec("error: [^\n]{0,30}", 0..4),
+            echo in "[^\n]{0,200}",
+        ) {
+            let output: String = lines.iter().map(|line| format!("{line}\n")).collect();
+            let messages: String = errors.iter().map(|line| format!("{line}\n")).collect();
+            let markers = Markers::new();
+            let mut stdout = format!(
+                "banner\nvirsh # echo {start}\n{start}\nvirsh # {echo}\n{output}virsh # echo {end}\n{end}\nvirsh # echo --err {end}\n\nvirsh # ",
+                start = markers.start,
+                end = markers.end,
+            )
+            .into_bytes();
+            let mut stderr = format!(
+                "error: Disconnected from qemu:///system due to end of file\n{messages}error: {}\n",
+                markers.end
+            )
+            .into_bytes();
+            let frame = take_frame(&mut stdout, &mut stderr, &markers).expect("complete");
+            proptest::prop_assert_eq!(frame.stdout, output);
+            proptest::prop_assert_eq!(frame.stderr, messages);
+            proptest::prop_assert!(stderr.is_empty());
+        }
+    }
+
     #[test]
     fn a_frame_waits_for_both_end_markers() {
         let mut stdout = b"virsh # echo @@START-1\n@@START-1\nvirsh # uri\nx\n".to_vec();
