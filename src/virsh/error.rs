@@ -31,6 +31,12 @@ pub enum VirshError {
     )]
     SshTimeout { command: String, timeout: Duration },
 
+    #[error(
+        "`{command}` printed more than {} MiB: refused, as no real answer is that large",
+        .limit / (1024 * 1024)
+    )]
+    OutputTooLarge { command: String, limit: usize },
+
     /// A long-lived virsh that had been answering died under a call (and,
     /// for a call that only reads, under its one retry too).
     #[error("virsh ended while running `{command}`: {stderr}")]

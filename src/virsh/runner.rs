@@ -126,9 +126,31 @@ pub trait Runner: Send + Sync {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError>;
 }
 
+/// The most a single virsh call may print, on stdout or stderr: far above
+/// any real answer (1000 domains' XML is about 4 MiB), far below what would
+/// exhaust memory.
+pub const OUTPUT_LIMIT: usize = 256 * 1024 * 1024;
+
 /// Spawns one process per call.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ProcessRunner;
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessRunner {
+    output_limit: usize,
+}
+
+impl Default for ProcessRunner {
+    fn default() -> Self {
+        ProcessRunner {
+            output_limit: OUTPUT_LIMIT,
+        }
+    }
+}
+
+impl ProcessRunner {
+    /// With another cap on what one call may print.
+    pub fn with_output_limit(output_limit: usize) -> Self {
+        ProcessRunner { output_limit }
+    }
+}
 
 impl Runner for ProcessRunner {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
@@ -142,15 +164,24 @@ impl Runner for ProcessRunner {
         // Registered until the leader is reaped, so that any exit of the
         // tool kills the group.
         let group = GroupGuard::register(child.id());
-        let stdout = Drain::start(child.stdout.take());
-        let stderr = Drain::start(child.stderr.take());
+        let stdout = Drain::start(child.stdout.take(), self.output_limit);
+        let stderr = Drain::start(child.stderr.take(), self.output_limit);
         let status = wait_until(child, &group, deadline);
         match status {
-            Some(Ok(status)) => Ok(Output {
-                status,
-                stdout: stdout.finish(),
-                stderr: stderr.finish(),
-            }),
+            Some(Ok(status)) => {
+                let (stdout, stderr) = (stdout.finish(), stderr.finish());
+                match (stdout, stderr) {
+                    (Some(stdout), Some(stderr)) => Ok(Output {
+                        status,
+                        stdout,
+                        stderr,
+                    }),
+                    _ => Err(VirshError::OutputTooLarge {
+                        command: invocation.summary(),
+                        limit: self.output_limit,
+                    }),
+                }
+            }
             Some(Err(source)) => Err(VirshError::Spawn {
                 command: invocation.summary(),
                 source,
@@ -231,13 +262,15 @@ fn wait_until(
 /// Reads one pipe on its own thread, so a full stderr pipe can never block
 /// virsh while we wait on stdout (or the other way round).
 struct Drain {
-    buffer: Arc<Mutex<Vec<u8>>>,
+    /// `None` once more than the limit arrived: the rest is read and
+    /// dropped, so virsh never blocks on a full pipe.
+    buffer: Arc<Mutex<Option<Vec<u8>>>>,
     done: mpsc::Receiver<()>,
 }
 
 impl Drain {
-    fn start(pipe: Option<impl Read + Send + 'static>) -> Self {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
+    fn start(pipe: Option<impl Read + Send + 'static>, limit: usize) -> Self {
+        let buffer = Arc::new(Mutex::new(Some(Vec::new())));
         let (sender, done) = mpsc::channel();
         // The reader is never joined: `finish` waits on `done` instead, for
         // a bounded time.
@@ -248,7 +281,15 @@ impl Drain {
                 loop {
                     match pipe.read(&mut chunk) {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => lock(&buffer).extend_from_slice(&chunk[..n]),
+                        Ok(n) => {
+                            let mut buffer = lock(&buffer);
+                            if buffer.as_ref().is_some_and(|b| b.len() + n > limit) {
+                                *buffer = None;
+                            }
+                            if let Some(kept) = buffer.as_mut() {
+                                kept.extend_from_slice(&chunk[..n]);
+                            }
+                        }
                     }
                 }
                 let _ = sender.send(());
@@ -257,10 +298,13 @@ impl Drain {
         Drain { buffer, done }
     }
 
-    /// Waits briefly for end of file, then takes whatever has arrived.
-    fn finish(self) -> String {
+    /// Waits briefly for end of file, then takes whatever has arrived;
+    /// `None` when it was more than the limit.
+    fn finish(self) -> Option<String> {
         let _ = self.done.recv_timeout(PIPE_GRACE);
-        String::from_utf8_lossy(&lock(&self.buffer)).into_owned()
+        lock(&self.buffer)
+            .as_ref()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
     }
 }
 
@@ -280,7 +324,7 @@ mod tests {
 
     #[test]
     fn reports_output_status_and_lossy_text() {
-        let out = ProcessRunner
+        let out = ProcessRunner::default()
             .run(
                 &sh(r"printf 'ok\377\n'; printf 'bad\n' >&2; exit 3"),
                 Duration::from_secs(10),
@@ -294,7 +338,9 @@ mod tests {
     #[test]
     fn sets_the_locale_and_drops_language() {
         let inv = sh("printf '%s|%s' \"$LC_ALL\" \"${LANGUAGE-unset}\"");
-        let out = ProcessRunner.run(&inv, Duration::from_secs(10)).unwrap();
+        let out = ProcessRunner::default()
+            .run(&inv, Duration::from_secs(10))
+            .unwrap();
         assert_eq!(out.stdout, "C.UTF-8|unset");
     }
 
@@ -302,7 +348,9 @@ mod tests {
     fn large_output_on_both_pipes_does_not_deadlock() {
         let inv =
             sh("i=0; while [ $i -lt 2000 ]; do echo line$i; echo err$i >&2; i=$((i+1)); done");
-        let out = ProcessRunner.run(&inv, Duration::from_secs(30)).unwrap();
+        let out = ProcessRunner::default()
+            .run(&inv, Duration::from_secs(30))
+            .unwrap();
         assert_eq!(out.stdout.lines().count(), 2000);
         assert_eq!(out.stderr.lines().count(), 2000);
     }
@@ -313,7 +361,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pid_file = dir.join("grandchild.pid");
         let script = format!("sleep 300 & echo $! > '{}'; wait", pid_file.display());
-        let err = ProcessRunner
+        let err = ProcessRunner::default()
             .run(&sh(&script), Duration::from_millis(500))
             .unwrap_err();
         assert!(matches!(err, VirshError::Timeout { .. }), "{err}");
@@ -348,6 +396,20 @@ mod tests {
             .unwrap_or(true)
     }
 
+    /// 500 MB from virsh once took 1 GB of memory: past the cap the call
+    /// is an error, and what is printed beyond it is never kept.
+    #[test]
+    fn output_past_the_limit_is_an_error() {
+        let runner = ProcessRunner::with_output_limit(1024 * 1024);
+        let err = runner
+            .run(&sh("head -c 5000000 /dev/zero"), Duration::from_secs(30))
+            .unwrap_err();
+        assert!(matches!(err, VirshError::OutputTooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("more than 1 MiB"), "{err}");
+        let fine = runner.run(&sh("head -c 1000 /dev/zero"), Duration::from_secs(30));
+        assert_eq!(fine.unwrap().stdout.len(), 1000);
+    }
+
     #[test]
     fn missing_program_is_not_found() {
         let inv = Invocation {
@@ -355,7 +417,9 @@ mod tests {
             connect: None,
             commands: vec![vec![]],
         };
-        let err = ProcessRunner.run(&inv, Duration::from_secs(1)).unwrap_err();
+        let err = ProcessRunner::default()
+            .run(&inv, Duration::from_secs(1))
+            .unwrap_err();
         assert!(matches!(err, VirshError::NotFound { .. }));
     }
 

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use super::batch::{nonce, script};
 use super::error::{VirshError, error_lines};
 use super::groups::GroupGuard;
-use super::runner::{Invocation, Output, ProcessRunner, Runner, spawn_virsh};
+use super::runner::{Invocation, OUTPUT_LIMIT, Output, ProcessRunner, Runner, spawn_virsh};
 use crate::mutex::lock;
 
 /// Commands that only read, so running one again after a lost connection
@@ -73,6 +73,8 @@ const CONNECTION_LOST: [&str; 7] = [
 /// life of the runner.
 pub struct SessionRunner {
     pool_size: usize,
+    /// The most one call may print (stdout or stderr).
+    output_limit: usize,
     pools: Mutex<HashMap<Endpoint, Arc<Pool>>>,
 }
 
@@ -87,8 +89,15 @@ impl SessionRunner {
     pub fn new(pool_size: usize) -> Self {
         SessionRunner {
             pool_size: pool_size.max(1),
+            output_limit: OUTPUT_LIMIT,
             pools: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// With another cap on what one call may print.
+    pub fn with_output_limit(mut self, output_limit: usize) -> Self {
+        self.output_limit = output_limit;
+        self
     }
 
     fn pool(&self, invocation: &Invocation) -> Arc<Pool> {
@@ -113,7 +122,7 @@ impl SessionRunner {
 impl Runner for SessionRunner {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
         if !fits_a_line(invocation) {
-            return ProcessRunner.run(invocation, timeout);
+            return ProcessRunner::with_output_limit(self.output_limit).run(invocation, timeout);
         }
         let deadline = Instant::now() + timeout;
         let timed_out = || VirshError::Timeout {
@@ -138,7 +147,7 @@ impl Runner for SessionRunner {
                 .acquire(deadline, invocation, fresh)?
                 .ok_or_else(timed_out)?;
             proven |= session.served > 0;
-            match session.call(&line, deadline) {
+            match session.call(&line, deadline, self.output_limit) {
                 Ok(frame) if frame.connection_lost => {
                     drop(session);
                     pool.release(None);
@@ -163,6 +172,15 @@ impl Runner for SessionRunner {
                     drop(session);
                     pool.release(None);
                     return Err(timed_out());
+                }
+                Err(Fault::TooLarge) => {
+                    // Still printing, or its buffers out of step: kill it.
+                    drop(session);
+                    pool.release(None);
+                    return Err(VirshError::OutputTooLarge {
+                        command: invocation.summary(),
+                        limit: self.output_limit,
+                    });
                 }
                 // A virsh that had been working died under or before this
                 // call: one new session, once. One that never answered
@@ -318,6 +336,8 @@ enum Stream {
 enum Fault {
     /// The deadline passed.
     Timeout,
+    /// It printed more than the output limit.
+    TooLarge,
     /// virsh's stdout closed; `unsent` when the call was never written.
     Ended { unsent: bool },
 }
@@ -362,8 +382,9 @@ impl Session {
         })
     }
 
-    /// Runs one line of commands and waits for its frame.
-    fn call(&mut self, line: &str, deadline: Instant) -> Result<Frame, Fault> {
+    /// Runs one line of commands and waits for its frame, at most
+    /// `output_limit` bytes of it on either stream.
+    fn call(&mut self, line: &str, deadline: Instant, output_limit: usize) -> Result<Frame, Fault> {
         let markers = Markers::new();
         let request = format!(
             "echo {start}\n{line}\necho {end}\necho --err {end}\n",
@@ -385,6 +406,9 @@ impl Session {
             }
             if !self.stdout_open {
                 return Err(Fault::Ended { unsent: false });
+            }
+            if self.stdout.len().max(self.stderr.len()) > output_limit {
+                return Err(Fault::TooLarge);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
@@ -710,7 +734,8 @@ mod tests {
     /// it answers `echo` like virsh's shell; a line with `wedge` sleeps with
     /// a child (like ssh under virsh), one with `dumpxml` or ending in
     /// `change-media` makes it exit, one with `domstate` fails for want of
-    /// a connection; anything else prints `ok`.
+    /// a connection, one with `flood` prints a megabyte; anything else
+    /// prints `ok`.
     fn fake_session_virsh(tag: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("session-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -729,6 +754,7 @@ while IFS= read -r line; do
         *wedge*) sleep 300 & echo "$!" >> '{dir}/pids'; wait ;;
         *dumpxml*|*change\\-media) exit 1 ;;
         *domstate*) printf 'error: Failed to reconnect to the hypervisor\n' >&2 ;;
+        *flood*) head -c 1000000 /dev/zero | tr '\\0' x ;;
         *) echo ok ;;
     esac
 done
@@ -865,6 +891,23 @@ done
         assert!(matches!(error, VirshError::Failed { .. }), "{error}");
         assert!(error.to_string().contains("Failed to reconnect"), "{error}");
         assert_eq!(pids(&dir).len(), 2, "retried once, on a new virsh");
+    }
+
+    /// Output past the limit ends the call with an error and the session
+    /// with it, instead of filling memory.
+    #[test]
+    fn output_past_the_limit_is_an_error() {
+        let (virsh, dir) = fake_session_virsh("flood");
+        let runner = SessionRunner::new(1).with_output_limit(64 * 1024);
+        let error = runner
+            .run(&call(&virsh, "flood"), Duration::from_secs(10))
+            .unwrap_err();
+        assert!(
+            matches!(error, VirshError::OutputTooLarge { .. }),
+            "{error}"
+        );
+        let first = pids(&dir)[0];
+        assert!(gone(first), "the flooding session is killed");
     }
 
     #[test]
