@@ -625,3 +625,32 @@ fn printed_commands_stay_exact_and_tables_show_escapes() {
         "{message:?}"
     );
 }
+
+/// A virsh that cannot be run, or that is not virsh at all (a fake that
+/// prints garbage and exits), is named in one clear line.
+#[test]
+fn a_virsh_that_cannot_run_or_is_not_virsh_says_so() {
+    let dir = temp_dir("not-virsh");
+    let not_executable = dir.join("virsh");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    let output = run(tool().arg("--virsh").arg(&not_executable).arg("status"));
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "could not run `{}`: Permission denied",
+            not_executable.display()
+        )),
+        "{message}"
+    );
+    let output = run(tool()
+        .args(["status", "--virsh"])
+        .arg(support("fault-virsh"))
+        .env("FAULT", "garbage"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("ended without answering (exit status: 0): is it virsh?"),
+        "{}",
+        stderr(&output)
+    );
+}

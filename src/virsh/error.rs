@@ -31,6 +31,11 @@ pub enum VirshError {
     )]
     SshTimeout { command: String, timeout: Duration },
 
+    /// A virsh session that ended before its first answer, and said
+    /// nothing: whatever ran was not virsh's shell.
+    #[error("`{command}` ended without answering ({status}): is it virsh?")]
+    NoAnswer { command: String, status: ExitStatus },
+
     #[error(
         "`{command}` printed more than {} MiB: refused, as no real answer is that large",
         .limit / (1024 * 1024)

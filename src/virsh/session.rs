@@ -85,6 +85,17 @@ struct Endpoint {
     connect: Option<String>,
 }
 
+impl Endpoint {
+    /// A session's own command line (no commands: they come on stdin).
+    fn invocation(&self) -> Invocation {
+        Invocation {
+            program: self.program.clone(),
+            connect: self.connect.clone(),
+            commands: Vec::new(),
+        }
+    }
+}
+
 impl SessionRunner {
     pub fn new(pool_size: usize) -> Self {
         SessionRunner {
@@ -113,7 +124,7 @@ impl SessionRunner {
                 state: Mutex::new(PoolState::default()),
                 freed: Condvar::new(),
             });
-            pool.start_all(invocation);
+            pool.start_all();
             pool
         }))
     }
@@ -143,9 +154,7 @@ impl Runner for SessionRunner {
             } else {
                 Fresh::IfNoneIdle
             };
-            let mut session = pool
-                .acquire(deadline, invocation, fresh)?
-                .ok_or_else(timed_out)?;
+            let mut session = pool.acquire(deadline, fresh)?.ok_or_else(timed_out)?;
             proven |= session.served > 0;
             match session.call(&line, deadline, self.output_limit) {
                 Ok(frame) if frame.connection_lost => {
@@ -197,16 +206,20 @@ impl Runner for SessionRunner {
                     pool.release(None);
                     return Err(match ended {
                         // The session itself never got going: name it, not
-                        // the call that found out.
-                        Ok(status) if !proven => VirshError::Failed {
-                            command: Invocation {
-                                commands: vec![],
-                                ..invocation.clone()
+                        // the call that found out. Silent, it is no virsh.
+                        Ok(status) if !proven => {
+                            let stderr = session.take_stderr();
+                            let command = pool.endpoint.invocation().summary();
+                            if stderr.trim().is_empty() {
+                                VirshError::NoAnswer { command, status }
+                            } else {
+                                VirshError::Failed {
+                                    command,
+                                    status,
+                                    stderr,
+                                }
                             }
-                            .summary(),
-                            status,
-                            stderr: session.take_stderr(),
-                        },
+                        }
                         _ => VirshError::SessionEnded {
                             command: invocation.summary(),
                             stderr: error_lines(&session.take_stderr()),
@@ -261,12 +274,7 @@ struct PoolState {
 impl Pool {
     /// An idle session, a new one while the pool has room, or the next
     /// one handed back; `None` when the deadline passes first.
-    fn acquire(
-        &self,
-        deadline: Instant,
-        invocation: &Invocation,
-        fresh: Fresh,
-    ) -> Result<Option<Session>, VirshError> {
+    fn acquire(&self, deadline: Instant, fresh: Fresh) -> Result<Option<Session>, VirshError> {
         let mut state = lock(&self.state);
         loop {
             if fresh == Fresh::Only {
@@ -280,7 +288,7 @@ impl Pool {
             if state.open < self.size {
                 state.open += 1;
                 drop(state);
-                return Session::start(&self.endpoint, invocation)
+                return Session::start(&self.endpoint)
                     .map(Some)
                     .inspect_err(|_| self.release(None));
             }
@@ -301,10 +309,10 @@ impl Pool {
     /// that parallel work needs later connect while the first call runs.
     /// A session that cannot start is left to the call that needs it,
     /// which reports why.
-    fn start_all(&self, invocation: &Invocation) {
+    fn start_all(&self) {
         let mut state = lock(&self.state);
         while state.open < self.size {
-            match Session::start(&self.endpoint, invocation) {
+            match Session::start(&self.endpoint) {
                 Ok(session) => {
                     state.idle.push(session);
                     state.open += 1;
@@ -357,13 +365,13 @@ struct Session {
 }
 
 impl Session {
-    fn start(endpoint: &Endpoint, invocation: &Invocation) -> Result<Session, VirshError> {
+    fn start(endpoint: &Endpoint) -> Result<Session, VirshError> {
         let mut args = Vec::new();
         if let Some(uri) = &endpoint.connect {
             args.extend(["-c".to_owned(), uri.clone()]);
         }
         let mut command = spawn_virsh(&endpoint.program, &args, Stdio::piped(), || {
-            invocation.summary()
+            endpoint.invocation().summary()
         })?;
         let group = GroupGuard::register(command.id());
         let stdin = command.stdin.take().expect("stdin is piped");
