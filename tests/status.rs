@@ -636,9 +636,10 @@ fn a_virsh_that_cannot_run_or_is_not_virsh_says_so() {
     let output = run(tool().arg("--virsh").arg(&not_executable).arg("status"));
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
+    // The path holds parentheses, so it is shell-quoted.
     assert!(
         message.contains(&format!(
-            "could not run `{}`: Permission denied",
+            "could not run `'{}'`: Permission denied",
             not_executable.display()
         )),
         "{message}"
