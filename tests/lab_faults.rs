@@ -25,6 +25,10 @@ fn main() -> ExitCode {
                 "healthz_follows_a_host_that_goes_away_and_comes_back",
                 healthz_follows_a_host_that_goes_away_and_comes_back,
             ),
+            Trial::test(
+                "an_unprivileged_user_gets_one_clear_line",
+                an_unprivileged_user_gets_one_clear_line,
+            ),
         ],
         Some(1),
     )
@@ -99,6 +103,49 @@ fn healthz_follows_a_host_that_goes_away_and_comes_back() -> Result<(), Failed> 
     check(up.status.success(), || stderr(&up))?;
     serving.wait_for("/healthz", |status, _| status == 200);
     Ok(())
+}
+
+/// `qemu:///system` as a user without the rights (made for the test, no
+/// home): libvirt refuses, and the tool says so in one line, exit 1.
+fn an_unprivileged_user_gets_one_clear_line() -> Result<(), Failed> {
+    let user = format!("dmtest{}", std::process::id());
+    let made = run(std::process::Command::new("useradd")
+        .args(["--no-create-home", "--shell", "/usr/sbin/nologin"])
+        .arg(&user));
+    check(made.status.success(), || stderr(&made))?;
+    let _remove = RemoveUserOnDrop(user.clone());
+    // The checkout may sit where that user cannot read: a copy in /tmp.
+    let dir = std::env::temp_dir().join(format!("{user}-bin"));
+    std::fs::create_dir_all(&dir)?;
+    let binary = dir.join("dismount_iso_qemu");
+    std::fs::copy(env!("CARGO_BIN_EXE_dismount_iso_qemu"), &binary)?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let output = run(std::process::Command::new("runuser")
+        .args(["-u", &user, "--"])
+        .arg(&binary)
+        .args(["-c", LAB_URI, "status"])
+        .env_remove("LIBVIRT_DEFAULT_URI"));
+    let message = stderr(&output);
+    check(output.status.code() == Some(1), || {
+        format!("{:?}: {message}", output.status)
+    })?;
+    check(message.lines().count() == 1, || {
+        format!("one line: {message}")
+    })?;
+    check(
+        message.starts_with("dismount_iso_qemu: error: cannot list domains on qemu:///system: failed to connect to the hypervisor"),
+        || message.clone(),
+    )?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+struct RemoveUserOnDrop(String);
+
+impl Drop for RemoveUserOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.0).status();
+    }
 }
 
 /// `scripts/lab up` when dropped: it restarts what a test stopped.
