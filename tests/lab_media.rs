@@ -49,6 +49,9 @@ fn main() -> ExitCode {
                 "over_ssh_isos_are_checked_among_pool_volumes",
                 over_ssh_isos_are_checked_among_pool_volumes,
             ),
+            Trial::ignorable_test("the_menu_in_a_real_terminal", || {
+                whole_connection("the menu", the_menu_in_a_real_terminal)
+            }),
         ],
         // The tests change the same guests.
         Some(1),
@@ -351,4 +354,148 @@ fn over_ssh_isos_are_checked_among_pool_volumes() -> Result<(), Failed> {
         "--yes",
     ])))?;
     check_hdc("lab-noagent", Some(&b), Some(&b))
+}
+
+/// A terminal of its own: tmux on a private socket, a plain bash in it.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    fn start() -> Result<Terminal, Failed> {
+        let terminal = Terminal {
+            socket: format!("dismount-test-{}", std::process::id()),
+        };
+        let started = terminal.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "walk",
+            "-x",
+            "220",
+            "-y",
+            "60",
+            "env PS1='PROMPT$ ' bash --norc --noprofile",
+        ]);
+        check(started.status.success(), || stderr(&started))?;
+        Ok(terminal)
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        run(std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args))
+    }
+
+    /// Types `keys` (tmux key names: `Enter`, `C-c`, `C-d`, or text).
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "walk"];
+        args.extend(keys);
+        self.tmux(&args);
+    }
+
+    /// Everything on the screen and in its history, wrapped lines joined.
+    fn screen(&self) -> String {
+        stdout(&self.tmux(&[
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            "walk",
+            "-S",
+            "-",
+            "-E",
+            "-",
+        ]))
+    }
+
+    /// Waits (60 s at most) until `done` holds for the screen.
+    fn wait(&self, what: &str, done: impl Fn(&str) -> bool) -> Result<String, Failed> {
+        for _ in 0..600 {
+            let screen = self.screen();
+            if done(&screen) {
+                return Ok(screen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!("the screen never showed {what}:\n{}", self.screen()).into())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+/// The menu in a real terminal (tmux): invalid input, the drive table, a
+/// mount and an eject confirmed at the prompt, a Rescan; then Ctrl-C at a
+/// prompt (the tool dies, the shell answers, no virsh is left), end of
+/// input (Ctrl-D, exit 0) and Exit (5, exit 0).
+fn the_menu_in_a_real_terminal() -> Result<(), Failed> {
+    let _restore = Restore;
+    let space = iso("Débian netinst.iso");
+    let log = temp_dir("tmux-walk").join("calls");
+    let command = format!(
+        "COUNTING_VIRSH_LOG='{}' '{}' -c {LAB_URI} --virsh '{}'",
+        log.display(),
+        env!("CARGO_BIN_EXE_dismount_iso_qemu"),
+        support("counting-virsh").display()
+    );
+    let terminal = Terminal::start()?;
+    let prompts = |n: usize| move |screen: &str| screen.matches("Select option:").count() >= n;
+    terminal.send(&[&command, "Enter"]);
+    terminal.wait("the first menu", prompts(1))?;
+    terminal.send(&["banana", "Enter"]);
+    terminal.wait("the hint", |s| {
+        s.contains("Invalid choice 'banana': enter a number from 1 to 5")
+    })?;
+    terminal.send(&["2", "Enter"]);
+    let screen = terminal.wait("the drive table", |s| s.contains("drive(s)"))?;
+    check(screen.contains("install-a.iso"), || screen.clone())?;
+    // Mount into lab-noagent (4th), confirmed at the prompt.
+    terminal.send(&["1", "Enter"]);
+    terminal.wait("the VM prompt", |s| s.contains("VM number (q to go back):"))?;
+    terminal.send(&["4", "Enter"]);
+    terminal.wait("the ISO prompt", |s| {
+        s.contains("ISO number or path (q to go back):")
+    })?;
+    terminal.send(&[&space, "Enter"]);
+    terminal.wait("the confirmation", |s| s.contains("Go ahead? [y/N]:"))?;
+    terminal.send(&["y", "Enter"]);
+    terminal.wait("the mount", |s| s.contains("ok: lab-noagent hdc: insert"))?;
+    check_hdc("lab-noagent", Some(&space), Some(&space))?;
+    // Eject it: drives holding media are lab-agent, lab-meta, lab-noagent, lab-off.
+    terminal.send(&["3", "Enter"]);
+    terminal.wait("the drive prompt", |s| {
+        s.contains("Drive number, or a for all")
+    })?;
+    terminal.send(&["3", "Enter"]);
+    terminal.wait("the second confirmation", |s| {
+        s.matches("Go ahead? [y/N]:").count() >= 2
+    })?;
+    terminal.send(&["y", "Enter"]);
+    terminal.wait("the eject", |s| s.contains("ok: lab-noagent hdc: eject"))?;
+    check_hdc("lab-noagent", None, None)?;
+    terminal.send(&["4", "Enter"]);
+    terminal.wait("the rescan", |s| s.matches("domain(s)").count() >= 2)?;
+    // Ctrl-C at the prompt: the shell is back and answers.
+    let before = terminal.screen().matches("Select option:").count();
+    terminal.wait("the prompt", prompts(before))?;
+    terminal.send(&["C-c"]);
+    terminal.send(&["echo alive-$((6*7))", "Enter"]);
+    terminal.wait("a usable shell after Ctrl-C", |s| s.contains("\nalive-42"))?;
+    assert_all_gone(&logged_pids(&log));
+    // End of input at the prompt, then Exit: both end with status 0.
+    for (how, keys) in [("Ctrl-D", &["C-d"][..]), ("Exit", &["5", "Enter"][..])] {
+        let shown = terminal.screen().matches("Select option:").count();
+        terminal.send(&[&command, "Enter"]);
+        terminal.wait("the menu", prompts(shown + 1))?;
+        terminal.send(keys);
+        terminal.send(&[&format!("echo {how}-status-$?"), "Enter"]);
+        terminal.wait(&format!("status 0 after {how}"), |s| {
+            s.contains(&format!("\n{how}-status-0"))
+        })?;
+    }
+    Ok(())
 }
