@@ -655,3 +655,39 @@ fn a_virsh_that_cannot_run_or_is_not_virsh_says_so() {
         stderr(&output)
     );
 }
+
+/// A newline in a domain name (the test driver accepts it) used to make
+/// that domain vanish and hand its figures to another row. Every row keeps
+/// its own UUID, state and vCPUs.
+#[test]
+fn a_newline_in_a_name_attributes_nothing_to_the_wrong_domain() {
+    let rows = status_json(&fleet_uri("fleet-newline.xml"));
+    let by_name: BTreeMap<&str, &Value> = rows
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r))
+        .collect();
+    let expect = [
+        (
+            "alpha",
+            "aaaaaaaa-0000-4000-8000-000000000001",
+            "running",
+            1,
+        ),
+        (
+            "web\nprod",
+            "aaaaaaaa-0000-4000-8000-000000000002",
+            "shut off",
+            2,
+        ),
+        ("web", "aaaaaaaa-0000-4000-8000-000000000003", "running", 4),
+    ];
+    assert_eq!(by_name.len(), 3, "{rows:?}");
+    for (name, uuid, state, vcpus) in expect {
+        let row = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{name:?} missing: {rows:?}"));
+        assert_eq!(row["uuid"], uuid, "{name:?}");
+        assert_eq!(row["state"], state, "{name:?}");
+        assert_eq!(row["vcpus"], vcpus, "{name:?}");
+    }
+}

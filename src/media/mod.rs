@@ -215,12 +215,18 @@ impl MediaManager {
             .virsh
             .list_all()
             .with_context(|| format!("cannot list domains on {uri}"))?;
-        let mut domains: Vec<(&str, DomainState, bool)> = listing
+        // (name, how commands name it, state, persistent): by UUID where
+        // the listing gave one, since a name may hold a newline.
+        let mut domains: Vec<(&str, &str, DomainState, bool)> = listing
             .stats
             .iter()
             .map(|stats| {
                 (
                     stats.name.as_str(),
+                    listing
+                        .uuids
+                        .get(&stats.name)
+                        .map_or(stats.name.as_str(), String::as_str),
                     stats.state().unwrap_or(DomainState::NoState),
                     !listing.transient.contains(&stats.name),
                 )
@@ -233,9 +239,10 @@ impl MediaManager {
         const CONFIG: &[&str] = &["dumpxml", "--inactive"];
         let calls: Vec<(&str, &[&str])> = domains
             .iter()
-            .flat_map(|&(name, state, persistent)| {
-                let live = state.is_active().then_some((name, LIVE));
-                live.into_iter().chain(persistent.then_some((name, CONFIG)))
+            .flat_map(|&(_, target, state, persistent)| {
+                let live = state.is_active().then_some((target, LIVE));
+                live.into_iter()
+                    .chain(persistent.then_some((target, CONFIG)))
             })
             .collect();
         let mut xmls = self
@@ -244,7 +251,7 @@ impl MediaManager {
             .with_context(|| format!("cannot read domain XML on {uri}"))?
             .into_iter();
         let mut loaded = Vec::with_capacity(domains.len());
-        for (name, state, persistent) in domains {
+        for (name, _, state, persistent) in domains {
             let live = if state.is_active() {
                 xmls.next().flatten()
             } else {

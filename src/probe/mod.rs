@@ -177,6 +177,13 @@ struct Listed {
 }
 
 impl Listed {
+    /// How per-domain commands name it (`--domain`): by UUID where the
+    /// listing gave one, since a name may hold anything, a newline
+    /// included.
+    fn target(&self) -> &str {
+        self.uuid.as_deref().unwrap_or(&self.name)
+    }
+
     /// Domains are cached by UUID: a name can be reused by another domain.
     fn key(&self) -> String {
         self.uuid
@@ -288,7 +295,7 @@ impl ProbeManager {
             .iter()
             .zip(&os)
             .filter(|(_, os)| os.is_none())
-            .map(|(domain, _)| domain.name.as_str())
+            .map(|(domain, _)| domain.target())
             .collect();
         let (metrics_filled, xmls) = thread::scope(|scope| {
             let metrics_job = scope.spawn(|| self.fill_metrics(&listed, &mut metrics));
@@ -351,7 +358,7 @@ impl ProbeManager {
         let lacking: Vec<usize> = (0..listed.len())
             .filter(|&i| metrics[i].is_none() && !has_every_metric(&listed[i]))
             .collect();
-        let names: Vec<&str> = lacking.iter().map(|&i| listed[i].name.as_str()).collect();
+        let names: Vec<&str> = lacking.iter().map(|&i| listed[i].target()).collect();
         let mut infos: HashMap<usize, DomInfo> = HashMap::new();
         if !names.is_empty() {
             let read = self.virsh.dominfo_many(&names).with_context(|| {
@@ -408,7 +415,7 @@ impl ProbeManager {
             .copied()
             .filter(|&i| listed[i].state == DomainState::Running)
             .collect();
-        let names: Vec<&str> = running.iter().map(|&i| listed[i].name.as_str()).collect();
+        let names: Vec<&str> = running.iter().map(|&i| listed[i].target()).collect();
         let reports = self.probe_agents(&names, progress);
         for (index, report) in running.iter().zip(reports) {
             os[*index] = Some(report);

@@ -95,20 +95,40 @@ impl DomainStats {
 }
 
 /// Parses `virsh domstats --raw`: blocks headed `Domain: 'NAME'` followed by
-/// indented `key=value` lines. The name is everything between the first and
-/// the last quote on the header line, so names holding quotes survive
-/// (libvirt forbids newlines in names, so the header is always one line).
+/// indented `key=value` lines. The name is everything between the quote
+/// after `Domain: ` and the last quote before the block's first field, so
+/// names holding quotes survive, and so does a name holding a newline (the
+/// test driver accepts them): its header runs over several lines.
 pub fn parse_domstats(text: &str) -> Vec<DomainStats> {
     let mut domains: Vec<DomainStats> = Vec::new();
-    for line in text.lines() {
-        if let Some(name) = line
-            .strip_prefix("Domain: '")
-            .and_then(|rest| rest.strip_suffix('\''))
-        {
-            domains.push(DomainStats {
-                name: name.to_owned(),
-                fields: BTreeMap::new(),
-            });
+    // A header whose closing quote has not come yet.
+    let mut open_name: Option<String> = None;
+    for line in text.split('\n') {
+        if let Some(name) = open_name.as_mut() {
+            if line.starts_with("  ") && line.contains('=') {
+                // A field: the header ended at the line before.
+                open_name = None;
+            } else {
+                name.push('\n');
+                name.push_str(line);
+                if let Some(whole) = name.strip_suffix('\'') {
+                    domains.push(DomainStats {
+                        name: whole.to_owned(),
+                        fields: BTreeMap::new(),
+                    });
+                    open_name = None;
+                }
+                continue;
+            }
+        }
+        if let Some(rest) = line.strip_prefix("Domain: '") {
+            match rest.strip_suffix('\'') {
+                Some(name) => domains.push(DomainStats {
+                    name: name.to_owned(),
+                    fields: BTreeMap::new(),
+                }),
+                None => open_name = Some(rest.to_owned()),
+            }
         } else if let (Some(current), Some((key, value))) =
             (domains.last_mut(), line.trim_start().split_once('='))
         {
@@ -121,17 +141,33 @@ pub fn parse_domstats(text: &str) -> Vec<DomainStats> {
 }
 
 /// Parses `virsh list --all --uuid --name`: `UUID NAME` per line, the UUID
-/// always 36 characters, the name everything after the one space.
+/// always 36 characters, the name everything after the one space. A line
+/// that does not start with a UUID continues the name before it (a name
+/// holding a newline); the blank line virsh ends its list with is no part
+/// of a name.
 pub fn parse_uuid_names(text: &str) -> HashMap<String, String> {
     // Lines end at `\n` only: `lines()` would also take a `\r` off the
     // end, and a name may end in one (found by the property tests).
-    text.split('\n')
-        .filter_map(|line| {
-            let (uuid, name) = line.split_at_checked(36)?;
-            let name = name.strip_prefix(' ')?;
-            (uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') && !name.is_empty())
-                .then(|| (name.to_owned(), uuid.to_owned()))
-        })
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in text.trim_end_matches('\n').split('\n') {
+        let entry = line.split_at_checked(36).and_then(|(uuid, rest)| {
+            let name = rest.strip_prefix(' ')?;
+            let is_uuid = uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+                && uuid.bytes().filter(|&b| b == b'-').count() == 4;
+            (is_uuid && !name.is_empty()).then(|| (uuid.to_owned(), name.to_owned()))
+        });
+        match (entry, entries.last_mut()) {
+            (Some(entry), _) => entries.push(entry),
+            (None, Some((_, name))) => {
+                name.push('\n');
+                name.push_str(line);
+            }
+            (None, None) => {}
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(uuid, name)| (name, uuid))
         .collect()
 }
 
