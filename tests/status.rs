@@ -691,3 +691,37 @@ fn a_newline_in_a_name_attributes_nothing_to_the_wrong_domain() {
         assert_eq!(row["vcpus"], vcpus, "{name:?}");
     }
 }
+
+/// The XML read hangs (a fake: the real virsh cannot on demand): the
+/// table still prints after the timeout, and only the rows that needed
+/// the XML (shut-off domains, named by libosinfo metadata) say why their
+/// OS is unknown. It used to fail the whole scan.
+#[test]
+fn a_hung_xml_read_marks_its_own_rows() {
+    let output = run(tool()
+        .args(["-c", &fleet_uri("fleet-small.xml"), "status", "--json"])
+        .args(["--timeout", "2s", "--sessions", "4", "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .env("HUNG_COMMAND", "dumpxml"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(rows.len(), 7);
+    for row in &rows {
+        let name = row["name"].as_str().unwrap();
+        if row["state"] == "shut off" {
+            assert_eq!(row["os"], "unknown", "{name}");
+            let error = row["os_error"].as_str().unwrap();
+            assert!(
+                error.contains("cannot read its XML") && error.contains("did not finish within 2s"),
+                "{name}: {error}"
+            );
+        } else if row["state"] == "running" {
+            assert_eq!(
+                row["os"],
+                format!("Fake OS on {name}"),
+                "agents still answer"
+            );
+        }
+        assert!(row["memory_max_kib"].is_u64(), "{name}: figures kept");
+    }
+}

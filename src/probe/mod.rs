@@ -433,13 +433,26 @@ impl ProbeManager {
         let unnamed: Vec<usize> = (0..stale.len())
             .filter(|&k| os[stale[k]].as_ref().is_some_and(|r| r.name.is_none()))
             .collect();
-        if !unnamed.is_empty() {
-            // Only a guest that needs its XML makes a failed read an error.
-            let xmls = xmls
-                .with_context(|| format!("cannot read domain XML on {}", self.virsh.uri_label()))?;
-            for k in unnamed {
-                if let Some(id) = xmls[k].as_deref().and_then(metadata::libosinfo_os_id) {
-                    os[stale[k]] = Some(OsReport::found(os_name_from_id(&id), OsSource::Metadata));
+        match xmls {
+            Ok(xmls) => {
+                for k in unnamed {
+                    if let Some(id) = xmls[k].as_deref().and_then(metadata::libosinfo_os_id) {
+                        os[stale[k]] =
+                            Some(OsReport::found(os_name_from_id(&id), OsSource::Metadata));
+                    }
+                }
+            }
+            // A failed read (a batch past its deadline, say) marks the rows
+            // that needed the XML; the rest of the table stands.
+            Err(error) => {
+                let reason = format!("cannot read its XML: {error}");
+                for k in unnamed {
+                    let report =
+                        os[stale[k]].get_or_insert_with(|| OsReport::failed(String::new()));
+                    report.error = Some(match &report.error {
+                        Some(first) if !first.is_empty() => format!("{first}; {reason}"),
+                        _ => reason.clone(),
+                    });
                 }
             }
         }
