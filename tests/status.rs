@@ -725,3 +725,63 @@ fn a_hung_xml_read_marks_its_own_rows() {
         assert!(row["memory_max_kib"].is_u64(), "{name}: figures kept");
     }
 }
+
+/// A domain that vanishes between the listing and the read of its figures
+/// (a fake virsh runs every later command on the fleet without it) leaves
+/// the table, and the others keep their figures.
+#[test]
+fn a_domain_that_vanishes_mid_scan_leaves_the_table() {
+    let dir = temp_dir("vanish");
+    let fleet = std::fs::read_to_string(root().join("fixtures/fleet-small.xml")).unwrap();
+    let start = fleet.find("<domain").unwrap();
+    let plain = fleet.find("<name>plain</name>").unwrap();
+    // The domain element that holds <name>plain</name>.
+    let open = fleet[..plain].rfind("<domain").unwrap();
+    let close = open + fleet[open..].find("</domain>").unwrap() + "</domain>".len();
+    assert!(open >= start);
+    let later = dir.join("later.xml");
+    std::fs::write(&later, format!("{}{}", &fleet[..open], &fleet[close..])).unwrap();
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-small.xml"),
+            "status",
+            "--json",
+            "--virsh",
+        ])
+        .arg(support("hung-agent-virsh"))
+        .env("LATER_URI", format!("test://{}", later.display())));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"plain"), "{names:?}");
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows.iter()
+            .all(|r| r["vcpus"].is_u64() && r["metrics_error"].is_null()),
+        "{rows:?}"
+    );
+}
+
+/// `dominfo` (the test driver's figures) past the timeout: the rows say
+/// why their figures are missing, and the table still prints.
+#[test]
+fn a_hung_figures_read_marks_its_own_rows() {
+    let output = run(tool()
+        .args(["-c", &fleet_uri("fleet-small.xml"), "status", "--json"])
+        .args(["--timeout", "2s", "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .env("HUNG_COMMAND", "dominfo"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(rows.len(), 7);
+    for row in &rows {
+        let error = row["metrics_error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("cannot read its figures")
+                && error.contains("did not finish within 2s"),
+            "{row}"
+        );
+        assert!(row["state"].is_string());
+    }
+}

@@ -215,18 +215,18 @@ impl MediaManager {
             .virsh
             .list_all()
             .with_context(|| format!("cannot list domains on {uri}"))?;
-        // (name, how commands name it, state, persistent): by UUID where
-        // the listing gave one, since a name may hold a newline.
+        // (name, how commands name it, state, persistent): a name that
+        // holds a newline is named by its UUID.
         let mut domains: Vec<(&str, &str, DomainState, bool)> = listing
             .stats
             .iter()
             .map(|stats| {
                 (
                     stats.name.as_str(),
-                    listing
-                        .uuids
-                        .get(&stats.name)
-                        .map_or(stats.name.as_str(), String::as_str),
+                    crate::probe::command_target(
+                        &stats.name,
+                        listing.uuids.get(&stats.name).map(String::as_str),
+                    ),
                     stats.state().unwrap_or(DomainState::NoState),
                     !listing.transient.contains(&stats.name),
                 )

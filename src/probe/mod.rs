@@ -4,7 +4,7 @@
 
 mod osinfo;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::thread;
@@ -66,6 +66,9 @@ pub struct DomainStatus {
     pub cpu_time_ns: Option<u64>,
     /// Share of the domain's vCPUs used between its last two samples.
     pub cpu_percent: Option<f64>,
+    /// Why figures are missing (their read failed or overran the timeout);
+    /// `null` when they were read.
+    pub metrics_error: Option<String>,
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
@@ -107,6 +110,8 @@ struct Metrics {
     memory_max_kib: Option<u64>,
     cpu_time_ns: Option<u64>,
     cpu_percent: Option<f64>,
+    /// Why the figures a driver's stats lack could not be read.
+    error: Option<String>,
 }
 
 /// The outcome of OS detection for one domain, as cached.
@@ -177,11 +182,11 @@ struct Listed {
 }
 
 impl Listed {
-    /// How per-domain commands name it (`--domain`): by UUID where the
-    /// listing gave one, since a name may hold anything, a newline
-    /// included.
+    /// How per-domain commands name it (`--domain`): by name, which
+    /// libvirt looks up fastest, unless the name holds a control character
+    /// (a newline, say): then by UUID, where the listing gave one.
     fn target(&self) -> &str {
-        self.uuid.as_deref().unwrap_or(&self.name)
+        command_target(&self.name, self.uuid.as_deref())
     }
 
     /// Domains are cached by UUID: a name can be reused by another domain.
@@ -309,12 +314,14 @@ impl ProbeManager {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (metrics_filled, xmls)
         });
-        metrics_filled?;
+        let gone = metrics_filled?;
         self.fill_os(&listed, &mut os, xmls, progress)?;
         Ok(listed
             .into_iter()
             .zip(metrics.into_iter().zip(os))
-            .map(|(domain, (metrics, os))| {
+            .enumerate()
+            .filter(|(index, _)| !gone.contains(index))
+            .map(|(_, (domain, (metrics, os)))| {
                 row(
                     domain,
                     metrics.expect("metrics filled"),
@@ -354,23 +361,42 @@ impl ProbeManager {
     /// `domstats` block where that has every figure (QEMU), with one
     /// batched `dominfo` for the domains whose block lacks some (the test
     /// driver's has state only); all of them cached.
-    fn fill_metrics(&self, listed: &[Listed], metrics: &mut [Option<Metrics>]) -> Result<()> {
+    /// Returns the domains that turned out to be gone: their `dominfo`
+    /// failed, and the connection no longer knows them.
+    fn fill_metrics(
+        &self,
+        listed: &[Listed],
+        metrics: &mut [Option<Metrics>],
+    ) -> Result<HashSet<usize>> {
         let lacking: Vec<usize> = (0..listed.len())
             .filter(|&i| metrics[i].is_none() && !has_every_metric(&listed[i]))
             .collect();
         let names: Vec<&str> = lacking.iter().map(|&i| listed[i].target()).collect();
         let mut infos: HashMap<usize, DomInfo> = HashMap::new();
+        let mut failed: Option<String> = None;
+        let mut gone = HashSet::new();
         if !names.is_empty() {
-            let read = self.virsh.dominfo_many(&names).with_context(|| {
-                format!("cannot read domain metrics on {}", self.virsh.uri_label())
-            })?;
-            infos.extend(
-                lacking
-                    .iter()
-                    .copied()
-                    .zip(read)
-                    .filter_map(|(i, info)| Some((i, info?))),
-            );
+            match self.virsh.dominfo_many(&names) {
+                Ok(read) => {
+                    for (index, info) in lacking.iter().copied().zip(read) {
+                        match info {
+                            Some(info) => {
+                                infos.insert(index, info);
+                            }
+                            // Vanished since the listing? Then it leaves
+                            // the table; otherwise its figures stay blank.
+                            None => {
+                                if let Ok(false) = self.virsh.has_domain(listed[index].target()) {
+                                    gone.insert(index);
+                                }
+                            }
+                        }
+                    }
+                }
+                // Past its deadline, say: those rows say so, and the
+                // others (and the rest of the scan) stand.
+                Err(error) => failed = Some(format!("cannot read its figures: {error}")),
+            }
         }
         let now = Instant::now();
         let mut cache = lock(&self.cache);
@@ -381,6 +407,12 @@ impl ProbeManager {
             let entry = cache.entry(domain.key()).or_default();
             let info = infos.remove(&index).unwrap_or_default();
             let mut fresh = measure(domain, info);
+            if let (Some(reason), true) = (&failed, lacking.contains(&index)) {
+                // Not cached: the next scan tries again.
+                fresh.error = Some(reason.clone());
+                metrics[index] = Some(fresh);
+                continue;
+            }
             if let Some(cpu) = fresh.cpu_time_ns {
                 fresh.cpu_percent = entry
                     .cpu_sample
@@ -396,7 +428,7 @@ impl ProbeManager {
             });
             metrics[index] = Some(fresh);
         }
-        Ok(())
+        Ok(gone)
     }
 
     /// Detects the OS of every domain not served from the cache: agent
@@ -560,6 +592,14 @@ impl ProbeManager {
     }
 }
 
+/// A domain as `--domain` names it: see [`Listed::target`].
+pub(crate) fn command_target<'a>(name: &'a str, uuid: Option<&'a str>) -> &'a str {
+    match uuid {
+        Some(uuid) if name.chars().any(char::is_control) => uuid,
+        _ => name,
+    }
+}
+
 /// CPU % between two (time, cpu-ns) samples: CPU time used over the wall
 /// time available to all vCPUs.
 fn cpu_percent(
@@ -588,6 +628,7 @@ fn row(domain: Listed, metrics: Metrics, report: OsReport) -> DomainStatus {
         memory_max_kib: metrics.memory_max_kib,
         cpu_time_ns: metrics.cpu_time_ns,
         cpu_percent: metrics.cpu_percent,
+        metrics_error: metrics.error,
         os,
         os_source,
         os_error: report.error,
@@ -638,6 +679,7 @@ fn measure(domain: &Listed, info: DomInfo) -> Metrics {
         memory_max_kib: stat("balloon.maximum").or(info.max_memory_kib),
         cpu_time_ns,
         cpu_percent: None,
+        error: None,
     }
 }
 

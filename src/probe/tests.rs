@@ -13,8 +13,7 @@ use crate::testing::{fake_probes as manager, fixture, listing_domstats};
 
 fn no_progress(_: usize, _: usize) {}
 
-/// The UUID the fake listing gives a domain: per-domain commands name
-/// domains by it.
+/// The UUID the fake listing gives a domain.
 fn uuid(name: &str) -> String {
     let number = name.bytes().fold(0u64, |n, b| n * 131 + u64::from(b)) % 1_000_000_000_000;
     format!("00000000-0000-4000-8000-{number:012}")
@@ -61,7 +60,7 @@ fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)], metr
 /// Domain XML without libosinfo metadata, read while the agents are asked.
 fn expect_plain_xml(fake: &FakeRunner, names: &[&str]) {
     for name in names {
-        fake.expect(&["dumpxml", "--domain", &uuid(name)], 0, "<domain/>", "");
+        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
     }
 }
 
@@ -69,7 +68,7 @@ fn expect_plain_xml(fake: &FakeRunner, names: &[&str]) {
 fn expect_dominfo(fake: &FakeRunner, names: &[&str]) {
     for name in names {
         fake.expect(
-            &["dominfo", "--domain", &uuid(name)],
+            &["dominfo", "--domain", name],
             0,
             "State:          running\nCPU(s):         1\nCPU time:       7.0s\n\
              Max memory:     2048 KiB\nUsed memory:    1024 KiB\nPersistent:     yes\n",
@@ -80,7 +79,7 @@ fn expect_dominfo(fake: &FakeRunner, names: &[&str]) {
 
 fn expect_os(fake: &FakeRunner, name: &str, pretty: &str) {
     fake.expect(
-        &["guestinfo", "--os", "--domain", &uuid(name)],
+        &["guestinfo", "--os", "--domain", name],
         0,
         &format!("os.id               : x\nos.pretty-name      : {pretty}\n"),
         "",
@@ -243,7 +242,7 @@ fn a_driver_without_agent_support_is_asked_once() {
     expect_state_only_listing(&fake, "xen:///system", &names.map(|n| (n, 1)));
     expect_dominfo(&fake, &names);
     fake.expect(
-        &["guestinfo", "--os", "--domain", &uuid("a")],
+        &["guestinfo", "--os", "--domain", "a"],
         1,
         "",
         "error: this function is not supported by the connection driver: virDomainGetGuestInfo\n",
@@ -267,7 +266,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
     expect_listing(&fake, &[("old", 1)], 1);
     expect_plain_xml(&fake, &["old"]);
     fake.expect(
-        &["guestinfo", "--os", "--domain", &uuid("old")],
+        &["guestinfo", "--os", "--domain", "old"],
         1,
         "",
         "error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': \
@@ -277,7 +276,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
         &[
             "qemu-agent-command",
             "--domain",
-            &uuid("old"),
+            "old",
             r#"{"arguments":{"mode":"r","path":"/etc/os-release"},"execute":"guest-file-open"}"#,
         ],
         1,
@@ -286,7 +285,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
          failed to open file '/etc/os-release' (mode: 'r'): No such file or directory\n",
     );
     fake.expect(
-        &["qemu-agent-command", "--domain", &uuid("old"),
+        &["qemu-agent-command", "--domain", "old",
           r#"{"arguments":{"mode":"r","path":"/usr/lib/os-release"},"execute":"guest-file-open"}"#],
         0,
         "{\"return\":7}\n",
@@ -297,7 +296,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
         &[
             "qemu-agent-command",
             "--domain",
-            &uuid("old"),
+            "old",
             r#"{"arguments":{"count":65536,"handle":7},"execute":"guest-file-read"}"#,
         ],
         0,
@@ -308,7 +307,7 @@ fn refused_osinfo_falls_back_to_os_release_through_the_agent() {
         &[
             "qemu-agent-command",
             "--domain",
-            &uuid("old"),
+            "old",
             r#"{"arguments":{"handle":7},"execute":"guest-file-close"}"#,
         ],
         0,
@@ -327,7 +326,7 @@ fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
     expect_listing(&fake, &[("meta", 1), ("bare", 1), ("off", 5)], 1);
     for name in ["bare", "meta"] {
         fake.expect(
-            &["guestinfo", "--os", "--domain", &uuid(name)],
+            &["guestinfo", "--os", "--domain", name],
             1,
             "",
             "error: argument unsupported: QEMU guest agent is not configured\n",
@@ -335,18 +334,13 @@ fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
     }
     let with_metadata = r#"<domain><metadata><libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"><libosinfo:os id="http://ubuntu.com/ubuntu/22.04"/></libosinfo:libosinfo></metadata></domain>"#;
     fake.expect(
-        &["dumpxml", "--domain", &uuid("bare")],
+        &["dumpxml", "--domain", "bare"],
         0,
         "<domain><name>bare</name></domain>",
         "",
     );
-    fake.expect(
-        &["dumpxml", "--domain", &uuid("meta")],
-        0,
-        with_metadata,
-        "",
-    );
-    fake.expect(&["dumpxml", "--domain", &uuid("off")], 0, with_metadata, "");
+    fake.expect(&["dumpxml", "--domain", "meta"], 0, with_metadata, "");
+    fake.expect(&["dumpxml", "--domain", "off"], 0, with_metadata, "");
     let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
     fake.assert_all_used();
     let by_name = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
@@ -376,7 +370,7 @@ fn hung_agents_are_reported_and_do_not_block_the_others() {
     let names = ["h1", "h2", "h3", "ok"];
     expect_listing(&fake, &names.map(|n| (n, 1)), 1);
     for name in ["h1", "h2", "h3"] {
-        fake.expect_hang(&["guestinfo", "--os", "--domain", &uuid(name)]);
+        fake.expect_hang(&["guestinfo", "--os", "--domain", name]);
     }
     expect_os(&fake, "ok", "Fedora Linux 40");
     expect_plain_xml(&fake, &names);
