@@ -410,3 +410,22 @@ fn iso_matches_volume_labels_and_equivalent_paths() {
     std::os::unix::fs::symlink("/etc/os-release", &link).unwrap();
     assert_eq!(domains(&link.display().to_string()), direct);
 }
+
+/// `change-media` hangs (a fake: the real one cannot on demand): the
+/// change is reported as failed with the timeout, the exit status is 1,
+/// and the tool ends within its timeout instead of waiting on it.
+#[test]
+fn a_hung_change_is_a_failed_step() {
+    let output = run(tool()
+        .args(["-c", &media_fleet(), "--timeout", "2s", "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .args(["eject", "two-drives", "--target", "hdc", "--yes"])
+        .env("HUNG_COMMAND", "change-media"));
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("FAILED: two-drives hdc: eject") && text.contains("did not finish within 2s"),
+        "{text}"
+    );
+    assert!(text.contains("1 of 1 drive change(s) failed."), "{text}");
+}
