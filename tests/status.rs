@@ -785,3 +785,59 @@ fn a_hung_figures_read_marks_its_own_rows() {
         assert!(row["state"].is_string());
     }
 }
+
+/// A domain that changes state between the listing and the read of its
+/// figures (a fake virsh runs every later command on a fleet where `plain`
+/// is shut off): its row stays its own (UUID, the listing's state), the
+/// scan succeeds, and no other row takes anything of it.
+#[test]
+fn a_domain_that_changes_state_mid_scan_keeps_its_own_row() {
+    let dir = temp_dir("state-change");
+    let fleet = std::fs::read_to_string(root().join("fixtures/fleet-small.xml")).unwrap();
+    let plain = fleet.find("<name>plain</name>").unwrap();
+    let close = plain + fleet[plain..].find("</domain>").unwrap();
+    // Shut off from now on: the test driver's runstate 5.
+    let runstate = fleet[plain..close]
+        .find("<test:runstate>1</test:runstate>")
+        .map(|at| plain + at);
+    let later_xml = match runstate {
+        Some(at) => format!(
+            "{}<test:runstate>5</test:runstate>{}",
+            &fleet[..at],
+            &fleet[at + "<test:runstate>1</test:runstate>".len()..]
+        ),
+        None => format!(
+            "{}<test:runstate xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>5</test:runstate>{}",
+            &fleet[..close],
+            &fleet[close..]
+        ),
+    };
+    let later = dir.join("later.xml");
+    std::fs::write(&later, later_xml).unwrap();
+    assert_eq!(
+        virsh(
+            &format!("test://{}", later.display()),
+            &["domstate", "--domain", "plain"]
+        )
+        .trim(),
+        "shut off",
+        "the later fleet has plain shut off"
+    );
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-small.xml"),
+            "status",
+            "--json",
+            "--virsh",
+        ])
+        .arg(support("hung-agent-virsh"))
+        .env("LATER_URI", format!("test://{}", later.display())));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(rows.len(), 7);
+    let plain = rows.iter().find(|r| r["name"] == "plain").unwrap();
+    assert_eq!(plain["uuid"], "5ca1ab1e-0000-4000-8000-000000000000");
+    assert_eq!(plain["state"], "running", "the listing's state");
+    assert!(rows.iter().all(|r| r["vcpus"].is_u64()), "{rows:?}");
+}
