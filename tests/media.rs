@@ -429,3 +429,40 @@ fn a_hung_change_is_a_failed_step() {
     );
     assert!(text.contains("1 of 1 drive change(s) failed."), "{text}");
 }
+
+/// `--match REGEX` selects domains by name in `isos` and `eject`; `eject
+/// --match` lists its plan and, without a terminal, refuses unless --yes.
+#[test]
+fn match_selects_domains_by_pattern() {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&run(tool().args([
+        "-c",
+        &media_fleet(),
+        "isos",
+        "--json",
+        "--match",
+        "two|tray",
+    ]))))
+    .unwrap();
+    let mut domains: Vec<&str> = rows.iter().map(|r| r["domain"].as_str().unwrap()).collect();
+    domains.dedup();
+    assert_eq!(domains, ["tray-open", "two-drives"]);
+    let output = run(tool().args([
+        "-c",
+        &media_fleet(),
+        "eject",
+        "--match",
+        "^(two|shares)",
+        "--dry-run",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.matches("change-media").count(), 3, "{text}");
+    assert!(!text.contains("tray-open"), "{text}");
+    let output = run(tool().args(["-c", &media_fleet(), "eject", "--match", "^two"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("pass --yes"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -339,6 +339,7 @@ fn bad_options_are_usage_errors() {
         &["--timeout", "0s", "status"][..],
         &["--timeout", "soon"],
         &["--timeout", "10000000000000000000s", "status"],
+        &["status", "--match", "web-(a|b"],
         &["--cache-ttl", "99999999999days", "status"],
         &["--jobs", "0"],
         &["frobnicate"],
@@ -840,4 +841,31 @@ fn a_domain_that_changes_state_mid_scan_keeps_its_own_row() {
     assert_eq!(plain["uuid"], "5ca1ab1e-0000-4000-8000-000000000000");
     assert_eq!(plain["state"], "running", "the listing's state");
     assert!(rows.iter().all(|r| r["vcpus"].is_u64()), "{rows:?}");
+}
+
+/// `status --match REGEX` keeps the domains whose name matches; a bad
+/// pattern is a usage error that says where it breaks.
+#[test]
+fn status_match_filters_and_bad_patterns_say_where() {
+    let rows = {
+        let output = run(tool().args([
+            "-c",
+            &fleet_uri("fleet-small.xml"),
+            "status",
+            "--json",
+            "--match",
+            "^[a-z]+$",
+        ]));
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_str::<Vec<Value>>(&stdout(&output)).unwrap()
+    };
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["plain"]);
+    let output = run(tool().args(["status", "--match", "web-(a|b"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unclosed group at character 5"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use regex::Regex;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,6 +81,9 @@ pub enum Command {
         /// One JSON array, an object per domain, sorted by name
         #[arg(long)]
         json: bool,
+        /// Only domains whose name matches this regular expression
+        #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
+        pattern: Option<Regex>,
     },
     /// List every CD-ROM and floppy drive of every VM and the media in it
     Isos {
@@ -92,6 +96,9 @@ pub enum Command {
         /// Only drives holding this ISO: who uses it?
         #[arg(long, value_name = "PATH")]
         iso: Option<String>,
+        /// Only domains whose name matches this regular expression
+        #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
+        pattern: Option<Regex>,
     },
     /// Insert an ISO into a VM's CD-ROM drive (live and config, as the VM allows)
     Mount {
@@ -110,7 +117,7 @@ pub enum Command {
         change: ChangeArgs,
     },
     /// Eject the media of a VM's drives, of every VM, or of every drive holding an ISO
-    #[command(group = clap::ArgGroup::new("which").required(true).args(["domain", "all", "iso"]))]
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["domain", "all", "iso", "pattern"]))]
     Eject {
         /// The VM (all its drives holding media, or --target's)
         #[arg(allow_hyphen_values = true)]
@@ -124,6 +131,9 @@ pub enum Command {
         /// Every drive holding this ISO
         #[arg(long, value_name = "PATH", conflicts_with = "all")]
         iso: Option<String>,
+        /// Every drive of the domains whose name matches this regular expression
+        #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
+        pattern: Option<Regex>,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -163,6 +173,16 @@ pub struct ChangeArgs {
 /// plus a timeout, and far beyond this it overflows.
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
+/// A regular expression (the `regex` crate's syntax, matched anywhere in
+/// the name, as grep does); a bad one is refused naming where it breaks.
+fn parse_regex(text: &str) -> Result<Regex, String> {
+    if let Err(error) = regex_syntax::ast::parse::Parser::new().parse(text) {
+        let at = text[..error.span().start.offset].chars().count() + 1;
+        return Err(format!("{} at character {at}", error.kind()));
+    }
+    Regex::new(text).map_err(|error| error.to_string().lines().last().unwrap_or("").to_owned())
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration =
         humantime::parse_duration(text).map_err(|e| format!("{e} (try 5s or 1500ms)"))?;
@@ -192,6 +212,19 @@ mod tests {
         assert!(error.contains("at most"), "{error}");
         assert!(parse_duration("3650days").is_ok());
         assert!(parse_duration("3651days").is_err());
+    }
+
+    #[test]
+    fn bad_patterns_name_the_place() {
+        assert_eq!(
+            parse_regex("web-(a|b").unwrap_err(),
+            "unclosed group at character 5"
+        );
+        assert_eq!(
+            parse_regex("x{2,1}").unwrap_err(),
+            "invalid repetition count range, the start must be <= the end at character 2"
+        );
+        assert!(parse_regex("^web-[0-9]+$").unwrap().is_match("web-12"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use regex::Regex;
 
 use super::WithUri;
 use super::args::ChangeArgs;
@@ -40,6 +41,8 @@ impl From<&ChangeArgs> for ChangeOptions {
 pub struct IsoQuery {
     pub mounted: bool,
     pub iso: Option<String>,
+    /// `--match`: only domains whose name matches.
+    pub pattern: Option<Regex>,
 }
 
 /// What `eject` acts on.
@@ -51,6 +54,8 @@ pub enum EjectSelection {
     },
     All,
     Iso(String),
+    /// Every drive of the domains whose name matches.
+    Matching(Regex),
 }
 
 /// Who answers questions. A subcommand asks only when stdin is a terminal;
@@ -125,7 +130,11 @@ impl EjectSelection {
         target: Option<String>,
         all: bool,
         iso: Option<String>,
+        pattern: Option<Regex>,
     ) -> Self {
+        if let Some(pattern) = pattern {
+            return EjectSelection::Matching(pattern);
+        }
         match (domain, iso) {
             _ if all => EjectSelection::All,
             (_, Some(iso)) => EjectSelection::Iso(iso),
@@ -160,6 +169,9 @@ pub fn isos(fleet: &Fleet, query: &IsoQuery, json: bool, out: &mut impl Write) -
         if let Some(iso) = &query.iso {
             let iso = media.iso_name(iso);
             rows.retain(|row| row.holds(&iso));
+        }
+        if let Some(pattern) = &query.pattern {
+            rows.retain(|row| pattern.is_match(&row.domain));
         }
         Ok(rows)
     });
@@ -506,6 +518,11 @@ fn eject_on<R: BufRead, W: Write>(
         }
         EjectSelection::All => (media.load_all()?, None, None),
         EjectSelection::Iso(iso) => (media.load_all()?, None, Some(media.iso_name(iso))),
+        EjectSelection::Matching(pattern) => {
+            let mut domains = media.load_all()?;
+            domains.retain(|domain| pattern.is_match(&domain.name));
+            (domains, None, None)
+        }
     };
     if let (Some(target), [domain]) = (only_target, &domains[..]) {
         check_target(domain, target)?;

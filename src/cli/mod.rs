@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use regex::Regex;
 
 pub use args::{Args, Command};
 pub use menu::{Refresh, run_menu};
@@ -102,8 +103,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let code = match args.command {
-        Some(Command::Isos { json, mounted, iso }) => {
-            let query = media::IsoQuery { mounted, iso };
+        Some(Command::Isos {
+            json,
+            mounted,
+            iso,
+            pattern,
+        }) => {
+            let query = media::IsoQuery {
+                mounted,
+                iso,
+                pattern,
+            };
             media::isos(&fleet, &query, json, &mut out)?
         }
         Some(Command::Mount {
@@ -128,14 +138,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
             target,
             all,
             iso,
+            pattern,
             change,
         }) => {
-            let selection = media::EjectSelection::new(domain, target, all, iso);
+            let selection = media::EjectSelection::new(domain, target, all, iso, pattern);
             media::with_stdin(&mut out, |prompt| {
                 media::eject(&fleet, prompt, &selection, (&change).into())
             })?
         }
-        Some(Command::Status { json }) => status(&fleet, json, &mut out)?,
+        Some(Command::Status { json, pattern }) => {
+            status(&fleet, json, pattern.as_ref(), &mut out)?
+        }
         Some(Command::Serve { listen, log_format }) => {
             drop(out);
             let interval = options.probe.refresh_interval();
@@ -161,9 +174,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// `status`: the table, or JSON rows each with its host's `uri`.
-fn status(fleet: &Fleet, json: bool, out: &mut impl Write) -> Result<ExitCode> {
-    let scans = scan_fleet(fleet, Figures::Cached)?;
+/// `status`: the table, or JSON rows each with its host's `uri`; with
+/// `--match`, only the domains whose name matches.
+fn status(
+    fleet: &Fleet,
+    json: bool,
+    pattern: Option<&Regex>,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let mut scans = scan_fleet(fleet, Figures::Cached)?;
+    if let Some(pattern) = pattern {
+        for scan in &mut scans {
+            if let Ok(rows) = &mut scan.result {
+                rows.retain(|row| pattern.is_match(&row.name));
+            }
+        }
+    }
     if !json {
         return write_scans(out, scans);
     }
