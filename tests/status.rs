@@ -869,3 +869,28 @@ fn status_match_filters_and_bad_patterns_say_where() {
         stderr(&output)
     );
 }
+
+/// `--version`, and with `-v` what each host runs.
+#[test]
+fn version_and_with_v_each_hosts_libvirt() {
+    let output = run(tool().arg("--version"));
+    assert!(output.status.success());
+    assert_eq!(
+        stdout(&output),
+        format!("dismount_iso_qemu {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let uri = fleet_uri("fleet-small.xml");
+    let output = run(tool().args(["--version", "-v", "-c", &uri]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains(&format!("{uri}:\n")), "{text}");
+    assert!(
+        text.contains("  Using library: libvirt ") && text.contains("  Running hypervisor: TEST"),
+        "{text}"
+    );
+    assert_eq!(
+        run(tool().args(["-v", "status"])).status.code(),
+        Some(2),
+        "-v needs --version"
+    );
+}

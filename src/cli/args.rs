@@ -12,11 +12,20 @@ use regex::Regex;
 #[command(
     name = "dismount_iso_qemu",
     version,
+    disable_version_flag = true,
     about = "Show the VMs of a libvirt/QEMU host and manage the ISOs in their CD-ROM drives",
     long_about = "Show the VMs of a libvirt/QEMU host and manage the ISOs in their CD-ROM drives.\n\n\
                   Without a subcommand: print the VM table, then an interactive menu."
 )]
 pub struct Args {
+    /// Print the version; with -v also virsh's, and libvirt's and the hypervisor's on each host
+    #[arg(short = 'V', long)]
+    pub version: bool,
+
+    /// With --version: the versions of virsh, libvirt and the hypervisor too
+    #[arg(short = 'v', long, requires = "version")]
+    pub verbose: bool,
+
     /// libvirt connection URI, e.g. qemu+ssh://root@host/system; repeat for several hosts [default: virsh's own]
     #[arg(
         short = 'c',

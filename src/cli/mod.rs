@@ -102,6 +102,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ));
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    if args.version {
+        return versions(&fleet, args.verbose, &mut out);
+    }
     let code = match args.command {
         Some(Command::Isos {
             json,
@@ -172,6 +175,30 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     out.flush()?;
     Ok(code)
+}
+
+/// `--version`: the tool's; with `-v` also what `virsh version --daemon`
+/// says of each host (virsh's library, libvirt's daemon, the hypervisor).
+fn versions(fleet: &Fleet, verbose: bool, out: &mut impl Write) -> Result<ExitCode> {
+    writeln!(out, "dismount_iso_qemu {}", env!("CARGO_PKG_VERSION"))?;
+    if !verbose {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scans = fleet.each(|host| Ok(host.virsh().run(&["version", "--daemon"])?.stdout));
+    let mut failed = Vec::new();
+    for scan in &scans {
+        match &scan.result {
+            Ok(text) => {
+                writeln!(out, "{}:", sanitize(&scan.uri))?;
+                for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                    writeln!(out, "  {}", sanitize(line.trim()))?;
+                }
+            }
+            Err(error) => failed.push(host_error(&scan.uri, error)),
+        }
+    }
+    out.flush()?;
+    report_failed_hosts(&failed, scans.len())
 }
 
 /// `status`: the table, or JSON rows each with its host's `uri`; with
