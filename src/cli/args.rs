@@ -146,6 +146,17 @@ pub enum Command {
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::aot::Shell,
+    },
+    /// Print the man page (roff); with --dir, write one page per command into DIR
+    Manpage {
+        /// Write dismount_iso_qemu.1 and one dismount_iso_qemu-COMMAND.1 per command here
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Serve Prometheus metrics (/metrics) and a health check (/healthz) over HTTP, from background scans of every host
     Serve {
         /// Address to listen on

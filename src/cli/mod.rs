@@ -152,6 +152,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(Command::Status { json, pattern }) => {
             status(&fleet, json, pattern.as_ref(), &mut out)?
         }
+        Some(Command::Completions { shell }) => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            clap_complete::aot::generate(shell, &mut command, "dismount_iso_qemu", &mut out);
+            ExitCode::SUCCESS
+        }
+        Some(Command::Manpage { dir }) => {
+            let command = <Args as clap::CommandFactory>::command();
+            match dir {
+                Some(dir) => clap_mangen::generate_to(command, &dir)
+                    .with_context(|| format!("cannot write man pages into {}", dir.display()))?,
+                None => clap_mangen::Man::new(command).render(&mut out)?,
+            }
+            ExitCode::SUCCESS
+        }
         Some(Command::Serve { listen, log_format }) => {
             drop(out);
             let interval = options.probe.refresh_interval();
