@@ -80,3 +80,62 @@ fn man_pages_cover_the_tool_and_every_subcommand() {
     }
     assert!(dir.join("dismount_iso_qemu.1").exists());
 }
+
+/// Colour: on a terminal (script(1) provides one) unless NO_COLOR or
+/// `--color never`; never into a pipe unless `--color always`; never in
+/// JSON.
+#[test]
+fn colour_on_terminals_only_unless_asked() {
+    const ESC: char = '\u{1b}';
+    const GREEN: &str = "\u{1b}[38;5;10m";
+    let uri = fleet_uri("fleet-small.xml");
+    let piped = |args: &[&str]| stdout(&run(tool().args(["-c", &uri]).args(args)));
+    assert!(!piped(&["status"]).contains(ESC), "a pipe gets no colour");
+    assert!(
+        piped(&["--color", "always", "status"]).contains(GREEN),
+        "running is green"
+    );
+    assert!(!piped(&["--color", "always", "status", "--json"]).contains(ESC));
+    let on_terminal = |args: &str, no_color: Option<&str>| {
+        let mut command = std::process::Command::new("script");
+        command
+            .args([
+                "-qec",
+                &format!(
+                    "'{}' -c '{uri}' {args}",
+                    env!("CARGO_BIN_EXE_dismount_iso_qemu")
+                ),
+                "/dev/null",
+            ])
+            .env_remove("LIBVIRT_URI")
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let output = run(&mut command);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    assert!(
+        on_terminal("status", None).contains(GREEN),
+        "a terminal gets colour"
+    );
+    assert!(
+        !on_terminal("status", Some("1")).contains(GREEN),
+        "NO_COLOR is honoured"
+    );
+    assert!(
+        on_terminal("status", Some("")).contains(GREEN),
+        "an empty NO_COLOR is not set"
+    );
+    assert!(!on_terminal("--color never status", None).contains(GREEN));
+    assert!(
+        on_terminal("--color always status", Some("1")).contains(GREEN),
+        "--color always wins"
+    );
+    assert!(
+        !on_terminal("status --json", None).contains(ESC),
+        "JSON is never coloured"
+    );
+}

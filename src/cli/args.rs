@@ -26,6 +26,11 @@ pub struct Args {
     #[arg(short = 'v', long, requires = "version")]
     pub verbose: bool,
 
+    /// Colour in tables: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto,
+          global = true, help_heading = "Global options")]
+    pub color: ColorChoice,
+
     /// libvirt connection URI, e.g. qemu+ssh://root@host/system; repeat for several hosts [default: virsh's own]
     #[arg(
         short = 'c',
@@ -166,6 +171,14 @@ pub enum Command {
         #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+}
+
+/// When tables are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 /// How `serve` writes its log lines (to stderr).

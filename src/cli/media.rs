@@ -5,12 +5,13 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, Color};
 use regex::Regex;
 
 use super::WithUri;
 use super::args::ChangeArgs;
 use super::menu::{Answer, Console};
+use super::render::{new_table, state_cell};
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{
     Action, DomainMedia, DriveRow, MediaManager, Step, plan_attach, plan_eject, plan_mount,
@@ -159,7 +160,13 @@ pub fn with_stdin<W: Write>(
 
 /// `isos`: the drive table, or JSON rows each with its host's `uri`;
 /// every host read side by side, a host that fails one line on stderr.
-pub fn isos(fleet: &Fleet, query: &IsoQuery, json: bool, out: &mut impl Write) -> Result<ExitCode> {
+pub fn isos(
+    fleet: &Fleet,
+    query: &IsoQuery,
+    json: bool,
+    colour: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
     let scans = fleet.each(|host| {
         let media = MediaManager::new(host.virsh().clone());
         let mut rows = media.rows(&media.load_all()?)?;
@@ -197,7 +204,7 @@ pub fn isos(fleet: &Fleet, query: &IsoQuery, json: bool, out: &mut impl Write) -
             .collect();
         crate::utils::write_json(out, &rows)?;
     } else if !hosts.is_empty() {
-        out.write_all(drive_table(&hosts, !fleet.is_single()).as_bytes())?;
+        out.write_all(drive_table(&hosts, !fleet.is_single(), colour).as_bytes())?;
     }
     out.flush()?;
     super::report_failed_hosts(&failed, scans.len())
@@ -205,9 +212,10 @@ pub fn isos(fleet: &Fleet, query: &IsoQuery, json: bool, out: &mut impl Write) -
 
 /// The drive table with a count and, below it, the ISOs held by several
 /// VMs of one host; a Host column first when `with_host`. Every name and
-/// path is sanitized: guests and remote hosts set them.
-pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool) -> String {
-    let mut table = Table::new();
+/// path is sanitized: guests and remote hosts set them. With `colour`,
+/// states are coloured, a missing ISO is red and live≠config yellow.
+pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool, colour: bool) -> String {
+    let mut table = new_table(colour);
     let header = [
         "VM",
         "State",
@@ -217,9 +225,7 @@ pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool) -> String {
         "Live≠Config",
         "Missing",
     ];
-    table
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_header(with_host.then_some("Host").into_iter().chain(header));
+    table.set_header(with_host.then_some("Host").into_iter().chain(header));
     let mut count = 0;
     let mut shared: Vec<(String, Vec<&str>)> = Vec::new();
     for (uri, rows) in hosts {
@@ -236,20 +242,29 @@ pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool) -> String {
                 )
             };
             table.add_row(
-                with_host.then(|| sanitize(uri)).into_iter().chain([
-                    sanitize(&row.domain),
-                    row.state.to_string(),
-                    sanitize(&row.target),
-                    row.bus.as_deref().map_or_else(String::new, sanitize),
-                    row.source
-                        .as_deref()
-                        .map_or_else(|| "(empty)".to_owned(), sanitize),
-                    differ,
-                    match row.missing {
-                        Some(true) => "MISSING".to_owned(),
-                        _ => String::new(),
-                    },
-                ]),
+                with_host
+                    .then(|| Cell::new(sanitize(uri)))
+                    .into_iter()
+                    .chain([
+                        Cell::new(sanitize(&row.domain)),
+                        state_cell(row.state),
+                        Cell::new(sanitize(&row.target)),
+                        Cell::new(row.bus.as_deref().map_or_else(String::new, sanitize)),
+                        Cell::new(
+                            row.source
+                                .as_deref()
+                                .map_or_else(|| "(empty)".to_owned(), sanitize),
+                        ),
+                        if differ.is_empty() {
+                            Cell::new("")
+                        } else {
+                            Cell::new(differ).fg(Color::Yellow)
+                        },
+                        match row.missing {
+                            Some(true) => Cell::new("MISSING").fg(Color::Red),
+                            _ => Cell::new(""),
+                        },
+                    ]),
             );
         }
         // Paths are a host's own: the same path on two hosts is two files.
@@ -603,9 +618,13 @@ fn execute<R: BufRead, W: Write>(
 }
 
 /// Menu 2: the drive table of every host.
-pub fn menu_scan<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+pub fn menu_scan<R: BufRead, W: Write>(
+    console: &mut Console<R, W>,
+    fleet: &Fleet,
+    colour: bool,
+) -> Result<()> {
     let mut out = Vec::new();
-    let code = isos(fleet, &IsoQuery::default(), false, &mut out);
+    let code = isos(fleet, &IsoQuery::default(), false, colour, &mut out);
     console.out().write_all(&out)?;
     code.map(|_| ())
 }

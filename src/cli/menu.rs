@@ -106,11 +106,12 @@ pub fn run_menu<R: BufRead, W: Write>(
     output: W,
     fleet: &Fleet,
     refresh: &Refresh,
+    colour: bool,
 ) -> Result<()> {
     let mut console = Console::new(input, output);
     loop {
         if let Some(update) = refresh.latest() {
-            show_update(console.out(), update)?;
+            show_update(console.out(), update, colour)?;
         }
         write!(console.out(), "{MENU}")?;
         let choice = match console.ask("Select option: ")? {
@@ -119,10 +120,10 @@ pub fn run_menu<R: BufRead, W: Write>(
         };
         let outcome = match choice.as_str() {
             "1" => super::media::menu_mount(&mut console, fleet),
-            "2" => super::media::menu_scan(&mut console, fleet),
+            "2" => super::media::menu_scan(&mut console, fleet, colour),
             "3" => super::media::menu_eject(&mut console, fleet),
             "4" => super::scan_fleet(fleet, Figures::Fresh)
-                .and_then(|scans| show_scans(console.out(), scans)),
+                .and_then(|scans| show_scans(console.out(), scans, colour)),
             "5" => return Ok(()),
             other => {
                 writeln!(
@@ -151,8 +152,8 @@ fn is_terminal_failure(error: &anyhow::Error) -> bool {
 }
 
 /// The table of the hosts that answered, then a line for each that failed.
-fn show_scans(out: &mut impl Write, scans: Update) -> Result<()> {
-    let (table, failed) = fleet_table(&scans);
+fn show_scans(out: &mut impl Write, scans: Update, colour: bool) -> Result<()> {
+    let (table, failed) = fleet_table(&scans, colour);
     write!(out, "{table}")?;
     for line in failed {
         writeln!(out, "error: {line}")?;
@@ -160,9 +161,9 @@ fn show_scans(out: &mut impl Write, scans: Update) -> Result<()> {
     Ok(())
 }
 
-fn show_update(out: &mut impl Write, update: Update) -> Result<()> {
+fn show_update(out: &mut impl Write, update: Update, colour: bool) -> Result<()> {
     let at = humantime::format_rfc3339_seconds(SystemTime::now());
-    let (table, failed) = fleet_table(&update);
+    let (table, failed) = fleet_table(&update, colour);
     if !table.is_empty() {
         write!(out, "\nRefreshed in the background at {at}:\n{table}")?;
     }
@@ -219,7 +220,14 @@ mod tests {
         send.send(failed("first")).unwrap();
         send.send(failed("newest")).unwrap();
         let mut out = Vec::new();
-        run_menu("x\n5\n".as_bytes(), &mut out, &probes(&fake), &refresh).unwrap();
+        run_menu(
+            "x\n5\n".as_bytes(),
+            &mut out,
+            &probes(&fake),
+            &refresh,
+            false,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(fake.process_count(), 0);
         assert!(!text.contains("first"), "only the newest update is shown");
@@ -240,7 +248,14 @@ mod tests {
         fake.refuse_connection("error: failed to connect to the hypervisor\n");
         let (refresh, _send) = refresh_from_test();
         let mut out = Vec::new();
-        run_menu("4\n5\n".as_bytes(), &mut out, &probes(&fake), &refresh).unwrap();
+        run_menu(
+            "4\n5\n".as_bytes(),
+            &mut out,
+            &probes(&fake),
+            &refresh,
+            false,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("error: cannot list domains on qemu:///fake: failed to connect"),
@@ -256,7 +271,7 @@ mod tests {
         let fake = Arc::new(FakeRunner::default());
         let (refresh, _send) = refresh_from_test();
         let mut out = Vec::new();
-        run_menu(&b"\xff\n5\n"[..], &mut out, &probes(&fake), &refresh).unwrap();
+        run_menu(&b"\xff\n5\n"[..], &mut out, &probes(&fake), &refresh, false).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Invalid choice '\u{fffd}'"), "{text}");
         assert_eq!(text.matches("Select option:").count(), 2);

@@ -7,7 +7,7 @@ mod menu;
 mod progress;
 mod render;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -100,6 +100,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &options.probe,
         options.sessions,
     ));
+    let colour = match args.color {
+        args::ColorChoice::Always => true,
+        args::ColorChoice::Never => false,
+        // https://no-color.org: any non-empty NO_COLOR turns colour off;
+        // an explicit --color always still wins.
+        args::ColorChoice::Auto => {
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    // comfy-table colours through crossterm, which reads NO_COLOR by
+    // itself: the decision above is the one that counts.
+    crossterm::style::force_color_output(colour);
     let stdout = io::stdout();
     let mut out = stdout.lock();
     if args.version {
@@ -117,7 +129,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 iso,
                 pattern,
             };
-            media::isos(&fleet, &query, json, &mut out)?
+            media::isos(&fleet, &query, json, colour, &mut out)?
         }
         Some(Command::Mount {
             domain,
@@ -150,7 +162,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })?
         }
         Some(Command::Status { json, pattern }) => {
-            status(&fleet, json, pattern.as_ref(), &mut out)?
+            status(&fleet, json, pattern.as_ref(), colour, &mut out)?
         }
         Some(Command::Completions { shell }) => {
             let mut command = <Args as clap::CommandFactory>::command();
@@ -181,9 +193,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         None => {
             let scans = scan_fleet(&fleet, Figures::Cached)?;
-            let code = write_scans(&mut out, scans)?;
+            let code = write_scans(&mut out, scans, colour)?;
             let refresh = Refresh::start(Arc::clone(&fleet));
-            run_menu(io::stdin().lock(), &mut out, &fleet, &refresh)?;
+            run_menu(io::stdin().lock(), &mut out, &fleet, &refresh, colour)?;
             code
         }
     };
@@ -221,6 +233,7 @@ fn status(
     fleet: &Fleet,
     json: bool,
     pattern: Option<&Regex>,
+    colour: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
     let mut scans = scan_fleet(fleet, Figures::Cached)?;
@@ -232,7 +245,7 @@ fn status(
         }
     }
     if !json {
-        return write_scans(out, scans);
+        return write_scans(out, scans, colour);
     }
     let mut rows = Vec::new();
     let mut failed = Vec::new();
@@ -264,8 +277,12 @@ fn scan_fleet(fleet: &Fleet, figures: Figures) -> Result<Vec<HostScan<Vec<Domain
 
 /// The scans as one table (a Host column when there are several hosts),
 /// and one error line on stderr for each host that failed.
-fn write_scans(out: &mut impl Write, scans: Vec<HostScan<Vec<DomainStatus>>>) -> Result<ExitCode> {
-    let (table, failed) = render::fleet_table(&scans);
+fn write_scans(
+    out: &mut impl Write,
+    scans: Vec<HostScan<Vec<DomainStatus>>>,
+    colour: bool,
+) -> Result<ExitCode> {
+    let (table, failed) = render::fleet_table(&scans, colour);
     out.write_all(table.as_bytes())?;
     out.flush()?;
     report_failed_hosts(&failed, scans.len())
