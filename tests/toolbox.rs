@@ -139,3 +139,46 @@ fn colour_on_terminals_only_unless_asked() {
         "JSON is never coloured"
     );
 }
+
+/// The README's recipes, run as written: each exits 0 and prints what its
+/// comment promises on `fixtures/fleet-media.xml`.
+#[test]
+fn readme_recipes_run() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = readme
+        .split_once("<!-- recipes: begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- recipes: end -->"))
+        .expect("the recipes block")
+        .0;
+    let commands: Vec<&str> = block
+        .lines()
+        .filter(|line| line.starts_with("dismount_iso_qemu "))
+        .collect();
+    assert_eq!(commands.len(), 5, "{block}");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let expected = [
+        vec!["shares-iso", "two-drives"],
+        vec![
+            "change-media --domain two-drives --path hdc --eject",
+            "--path fda --eject",
+        ],
+        vec!["tray-open", "two-drives"],
+        vec!["shares-iso hdc /srv/iso/missing-install.iso", "two-drives hdc"],
+        vec!["tray-open: the connection's driver does not support guest agent calls"],
+    ];
+    for (command, wanted) in commands.iter().zip(expected) {
+        let output = run(std::process::Command::new("bash")
+            .args(["-o", "pipefail", "-c", command])
+            .env("PATH", &path)
+            .env("LIBVIRT_URI", fleet_uri("fleet-media.xml")));
+        assert!(output.status.success(), "{command}: {}", stderr(&output));
+        let text = stdout(&output);
+        for piece in wanted {
+            assert!(text.contains(piece), "{command}:\n{text}");
+        }
+    }
+}
