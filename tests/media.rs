@@ -466,3 +466,66 @@ fn match_selects_domains_by_pattern() {
         stderr(&output)
     );
 }
+
+/// `mount --match REGEX ISO` mounts into the one VM whose name matches;
+/// a pattern matching several is refused (naming them) unless --all, and
+/// with --all a VM that cannot take it is a line while the others go on.
+#[test]
+fn mount_match_takes_one_vm_or_all_with_all() {
+    let fleet = media_fleet();
+    let one = run(tool().args([
+        "-c",
+        &fleet,
+        "mount",
+        "--match",
+        "^no-",
+        "/etc/os-release",
+        "--attach",
+        "--dry-run",
+    ]));
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert!(
+        stdout(&one).contains("attach-disk --domain no-cdrom"),
+        "{}",
+        stdout(&one)
+    );
+    let several = run(tool().args([
+        "-c",
+        &fleet,
+        "mount",
+        "--match",
+        "^t",
+        "/etc/os-release",
+        "--dry-run",
+    ]));
+    assert_eq!(several.status.code(), Some(1));
+    assert!(
+        stderr(&several).contains("2 domains match '^t' (tray-open, two-drives): pass --all"),
+        "{}",
+        stderr(&several)
+    );
+    let all = run(tool().args([
+        "-c",
+        &fleet,
+        "mount",
+        "--match",
+        "^t",
+        "--all",
+        "/etc/os-release",
+        "--dry-run",
+    ]));
+    assert_eq!(all.status.code(), Some(1), "two-drives has two CD-ROMs");
+    let text = stdout(&all);
+    assert!(
+        text.contains("Nothing to do: the drive already holds /etc/os-release."),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: 'two-drives' has several CD-ROM drives (hdc, sda)"),
+        "{text}"
+    );
+    let none = run(tool().args(["-c", &fleet, "mount", "--match", "^zz", "/etc/os-release"]));
+    assert_eq!(none.status.code(), Some(1));
+    let usage = run(tool().args(["-c", &fleet, "mount", "--match", "x", "a.iso", "b.iso"]));
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -167,7 +167,10 @@ fn readme_recipes_run() {
             "--path fda --eject",
         ],
         vec!["tray-open", "two-drives"],
-        vec!["shares-iso hdc /srv/iso/missing-install.iso", "two-drives hdc"],
+        vec![
+            "shares-iso hdc /srv/iso/missing-install.iso",
+            "two-drives hdc",
+        ],
         vec!["tray-open: the connection's driver does not support guest agent calls"],
     ];
     for (command, wanted) in commands.iter().zip(expected) {

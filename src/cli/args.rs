@@ -115,12 +115,23 @@ pub enum Command {
         pattern: Option<Regex>,
     },
     /// Insert an ISO into a VM's CD-ROM drive (live and config, as the VM allows)
+    #[command(
+        override_usage = "dismount_iso_qemu mount [OPTIONS] <DOMAIN> <ISO>\n       \
+                                dismount_iso_qemu mount [OPTIONS] --match <REGEX> [--all] <ISO>"
+    )]
     Mount {
-        /// The VM
+        /// The VM (with --match: the ISO)
         #[arg(allow_hyphen_values = true)]
         domain: String,
         /// The ISO: a local path, or a storage volume's path on a remote host
-        iso: String,
+        #[arg(required_unless_present = "pattern")]
+        iso: Option<String>,
+        /// The VM whose name matches this regular expression (only one, unless --all)
+        #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
+        pattern: Option<Regex>,
+        /// With --match: mount into every VM whose name matches
+        #[arg(long, requires = "pattern")]
+        all: bool,
         /// The drive (e.g. hdc, sda); needed when the VM has several CD-ROMs
         #[arg(long, value_name = "DEV")]
         target: Option<String>,

@@ -304,27 +304,98 @@ pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool, colour: bool)
 /// What `mount` was asked to do.
 #[derive(Debug, Clone)]
 pub struct MountRequest {
-    pub domain: String,
+    pub selection: MountSelection,
     pub iso: String,
     pub target: Option<String>,
     /// Add a SATA CD-ROM when the VM has none.
     pub attach: bool,
 }
 
-/// `mount DOMAIN ISO` on the host that has the domain: a missing ISO is
-/// refused before any change.
+/// Which VMs `mount` acts on.
+#[derive(Debug, Clone)]
+pub enum MountSelection {
+    Domain(String),
+    /// The VMs whose name matches: one, or with `all` every one.
+    Matching {
+        pattern: Regex,
+        all: bool,
+    },
+}
+
+/// `mount DOMAIN ISO` on the host that has the domain, or `mount --match
+/// REGEX ISO` into the one VM (or with --all, every VM) whose name
+/// matches: a missing ISO is refused before any change.
 pub fn mount<R: BufRead, W: Write>(
     fleet: &Fleet,
     prompt: &mut Prompt<R, W>,
     request: &MountRequest,
     options: ChangeOptions,
 ) -> Result<ExitCode> {
-    let Some(host) = host_of(fleet, prompt, &request.domain)? else {
-        return Ok(ExitCode::SUCCESS);
+    let (pattern, all) = match &request.selection {
+        MountSelection::Domain(name) => {
+            let Some(host) = host_of(fleet, prompt, name)? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            return mount_on(host, prompt, name, request, options);
+        }
+        MountSelection::Matching { pattern, all } => (pattern, *all),
     };
+    let found = fleet.each(|host| {
+        let names = MediaManager::new(host.virsh().clone()).load_all()?;
+        Ok(names
+            .into_iter()
+            .map(|domain| domain.name)
+            .filter(|name| pattern.is_match(name))
+            .collect::<Vec<_>>())
+    });
+    let mut matches: Vec<(&Host, String)> = Vec::new();
+    for (host, scan) in fleet.hosts.iter().zip(found) {
+        matches.extend(scan.result?.into_iter().map(|name| (host, name)));
+    }
+    let names = || {
+        matches
+            .iter()
+            .map(|(_, name)| sanitize(name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match matches.len() {
+        0 => bail!("no domain's name matches '{}'", sanitize(pattern.as_str())),
+        1 => {}
+        n if !all => bail!(
+            "{n} domains match '{}' ({}): pass --all to mount the ISO into each",
+            sanitize(pattern.as_str()),
+            names()
+        ),
+        _ => {}
+    }
+    // One VM that cannot take the ISO (several drives, no CD-ROM) is a
+    // line of its own: the others are still done.
+    let mut code = ExitCode::SUCCESS;
+    for (host, name) in &matches {
+        match mount_on(host, prompt, name, request, options) {
+            Ok(ExitCode::SUCCESS) => {}
+            Ok(other) => code = other,
+            Err(error) => {
+                writeln!(prompt.out(), "error: {}", sanitize(&format!("{error:#}")))?;
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `mount` of one named domain on one host.
+fn mount_on<R: BufRead, W: Write>(
+    host: &Host,
+    prompt: &mut Prompt<R, W>,
+    name: &str,
+    request: &MountRequest,
+    options: ChangeOptions,
+) -> Result<ExitCode> {
     let media = MediaManager::new(host.virsh().clone());
     let iso = media.resolve_iso(&request.iso)?;
-    let domain = media.load_one(&request.domain)?;
+    let domain = media.load_one(name)?;
     let step = match request.target.as_deref() {
         Some(target) => {
             check_target(&domain, target)?;

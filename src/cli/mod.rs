@@ -134,12 +134,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(Command::Mount {
             domain,
             iso,
+            pattern,
+            all,
             target,
             attach,
             change,
         }) => {
+            // `DOMAIN ISO`, or `--match REGEX ISO`: clap fills the first
+            // positional first, so with --match it holds the ISO.
+            let (selection, iso) = match (pattern, iso) {
+                (None, Some(iso)) => (media::MountSelection::Domain(domain), iso),
+                (Some(pattern), None) => (media::MountSelection::Matching { pattern, all }, domain),
+                (Some(_), Some(_)) => usage_error("with --match, mount takes the ISO alone"),
+                (None, None) => usage_error("mount takes DOMAIN ISO (or --match REGEX ISO)"),
+            };
             let request = media::MountRequest {
-                domain,
+                selection,
                 iso,
                 target,
                 attach,
@@ -201,6 +211,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     out.flush()?;
     Ok(code)
+}
+
+/// A usage error found after parsing: clap's one line, exit 2.
+fn usage_error(message: &str) -> ! {
+    <Args as clap::CommandFactory>::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, message)
+        .exit()
 }
 
 /// `--version`: the tool's; with `-v` also what `virsh version --daemon`
