@@ -1,5 +1,6 @@
-//! virsh as a typed client: one connection's worth of calls, each a single
-//! process (or one batch for many domains), parsed by pure functions.
+//! virsh as a typed client: one connection's calls, each through the
+//! [`Runner`] seam (a long-lived session, or a process), many domains in one
+//! batch, the output parsed by pure functions.
 
 pub mod batch;
 pub mod domxml;
