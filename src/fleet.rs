@@ -7,7 +7,7 @@ use std::thread;
 use anyhow::Result;
 
 use crate::probe::{DomainStatus, Figures, ProbeManager, ProbeOptions};
-use crate::virsh::{Runner, SessionRunner, Virsh, VirshConfig};
+use crate::virsh::{Runner, SessionRunner, Uri, Virsh, VirshConfig};
 
 /// One libvirt connection.
 pub struct Host {
@@ -19,9 +19,10 @@ impl Host {
     /// user info or query string (a `command=` or `keyfile=` parameter is
     /// the admin's business): `qemu+ssh://kvm1/system`.
     pub fn uri(&self) -> String {
-        self.probes
-            .uri()
-            .map_or_else(|| "virsh's default URI".to_owned(), |uri| public_uri(&uri))
+        self.probes.uri().map_or_else(
+            || "virsh's default URI".to_owned(),
+            |uri| Uri::parse(&uri).public(),
+        )
     }
 
     pub fn virsh(&self) -> &Virsh {
@@ -106,37 +107,7 @@ const SESSIONS_PER_HOST: usize = 4;
 /// parse its node file again (0.15 s of CPU for 1000 domains).
 fn default_sessions(connect: Option<&str>, jobs: usize) -> usize {
     match connect {
-        Some(uri) if uri.starts_with("test:") => 1,
+        Some(uri) if Uri::parse(uri).driver() == "test" => 1,
         _ => jobs.clamp(1, SESSIONS_PER_HOST),
-    }
-}
-
-/// `uri` without user info and query string.
-pub fn public_uri(uri: &str) -> String {
-    let uri = uri.split_once('?').map_or(uri, |(before, _)| before);
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}{path}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn public_uri_drops_user_info_and_query() {
-        assert_eq!(
-            public_uri("qemu+ssh://root@kvm1:2222/system?command=/x/ssh&keyfile=/k"),
-            "qemu+ssh://kvm1:2222/system"
-        );
-        assert_eq!(public_uri("qemu:///system"), "qemu:///system");
-        assert_eq!(public_uri("test:///tmp/a@b.xml"), "test:///tmp/a@b.xml");
-        assert_eq!(public_uri("xen+ssh://user:pw@h/"), "xen+ssh://h/");
-        assert_eq!(public_uri("weird"), "weird");
     }
 }

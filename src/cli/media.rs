@@ -174,7 +174,7 @@ pub fn isos(
             rows.retain(DriveRow::mounted);
         }
         if let Some(iso) = &query.iso {
-            let iso = media.iso_name(iso);
+            let iso = media.iso_name(iso)?;
             rows.retain(|row| row.holds(&iso));
         }
         if let Some(pattern) = &query.pattern {
@@ -603,7 +603,7 @@ fn eject_on<R: BufRead, W: Write>(
             (vec![media.load_one(name)?], target.as_deref(), None)
         }
         EjectSelection::All => (media.load_all()?, None, None),
-        EjectSelection::Iso(iso) => (media.load_all()?, None, Some(media.iso_name(iso))),
+        EjectSelection::Iso(iso) => (media.load_all()?, None, Some(media.iso_name(iso)?)),
         EjectSelection::Matching(pattern) => {
             let mut domains = media.load_all()?;
             domains.retain(|domain| pattern.is_match(&domain.name));

@@ -5,13 +5,14 @@ mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 pub use plan::{Action, Outcome, Step, plan_attach, plan_eject, plan_mount};
 
-use crate::virsh::{DomainState, DomainXml, Drive, DriveKind, Media, Virsh};
+use crate::virsh::{DomainState, DomainXml, Drive, DriveKind, Media, Uri, Virsh};
 
 /// One domain's drives as seen by both of libvirt's definitions.
 #[derive(Debug, Clone)]
@@ -187,19 +188,35 @@ fn lexically_normal(path: &Path) -> PathBuf {
 /// Media work over one connection.
 pub struct MediaManager {
     virsh: Virsh,
-    remote: bool,
+    /// Whether the connection reaches another machine, known once asked.
+    remote: OnceLock<bool>,
 }
 
 impl MediaManager {
     pub fn new(virsh: Virsh) -> Self {
-        // virsh falls back to LIBVIRT_DEFAULT_URI when given no -c.
-        let uri = virsh
-            .config()
-            .connect
-            .clone()
-            .or_else(|| std::env::var("LIBVIRT_DEFAULT_URI").ok());
-        let remote = uri.as_deref().is_some_and(is_remote_uri);
-        MediaManager { virsh, remote }
+        MediaManager {
+            virsh,
+            remote: OnceLock::new(),
+        }
+    }
+
+    /// Whether ISO paths are another machine's: from `-c`, or (without it)
+    /// from the URI virsh itself says it connected to.
+    fn remote(&self) -> Result<bool> {
+        if let Some(remote) = self.remote.get() {
+            return Ok(*remote);
+        }
+        let remote = match &self.virsh.config().connect {
+            Some(uri) => Uri::parse(uri).is_remote(),
+            None => {
+                let uri = self
+                    .virsh
+                    .run(&["uri"])
+                    .context("cannot ask virsh which URI it connects to")?;
+                Uri::parse(uri.stdout.trim()).is_remote()
+            }
+        };
+        Ok(*self.remote.get_or_init(|| remote))
     }
 
     pub fn virsh(&self) -> &Virsh {
@@ -391,7 +408,7 @@ impl MediaManager {
     /// Whether each path is there: on this host's filesystem for a local
     /// connection, among the storage pools' volumes for a remote one.
     pub fn exist(&self, paths: &[&str]) -> Result<Vec<bool>> {
-        if !self.remote {
+        if !self.remote()? {
             return Ok(paths.iter().map(|p| Path::new(p).exists()).collect());
         }
         if paths.is_empty() {
@@ -408,7 +425,7 @@ impl MediaManager {
     /// An ISO path as the hypervisor sees it: locally made absolute (libvirt
     /// wants absolute paths); remotely taken as given.
     pub fn normalize(&self, iso: &str) -> Result<String> {
-        if self.remote {
+        if self.remote()? {
             return Ok(iso.to_owned());
         }
         Ok(std::path::absolute(iso)
@@ -423,12 +440,12 @@ impl MediaManager {
     }
 
     /// What `--iso` names on this connection, for matching drives.
-    pub fn iso_name(&self, iso: &str) -> IsoName {
-        if self.remote {
+    pub fn iso_name(&self, iso: &str) -> Result<IsoName> {
+        Ok(if self.remote()? {
             IsoName::exact(iso)
         } else {
             IsoName::local(iso)
-        }
+        })
     }
 
     /// [`Self::normalize`]d, and refused unless it exists: on this host's
@@ -436,13 +453,14 @@ impl MediaManager {
     /// pools' volumes.
     pub fn resolve_iso(&self, iso: &str) -> Result<String> {
         let shown = crate::utils::sanitize(iso);
-        if self.remote && !iso.starts_with('/') {
+        let remote = self.remote()?;
+        if remote && !iso.starts_with('/') {
             bail!(
                 "'{shown}' is not an absolute path: name the ISO by its volume path on the remote host"
             );
         }
         let path = self.normalize(iso)?;
-        if !self.remote
+        if !remote
             && let Ok(metadata) = std::fs::metadata(&path)
             && !metadata.is_file()
         {
@@ -452,7 +470,7 @@ impl MediaManager {
         }
         if self.exist(&[&path])?[0] {
             Ok(path)
-        } else if self.remote {
+        } else if remote {
             bail!(
                 "'{shown}' is no storage volume on {}: upload it into a pool (or refresh the pool) first",
                 self.virsh.uri_label()
@@ -501,14 +519,6 @@ impl MediaManager {
             .map(|(step, error)| step.verify(after.get(step.domain()), error))
             .collect())
     }
-}
-
-/// A URI with a host part (`qemu+ssh://root@host/system`) reaches another
-/// machine; `qemu:///system` and `test:///…` do not.
-pub fn is_remote_uri(uri: &str) -> bool {
-    uri.split_once("://")
-        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
-        .is_some_and(|authority| !authority.is_empty())
 }
 
 /// One `dumpxml` output parsed; an output that is not domain XML is an

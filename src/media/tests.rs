@@ -224,12 +224,3 @@ fn locked_tray_points_at_force() {
         "{text}"
     );
 }
-
-#[test]
-fn remote_uris_have_a_host() {
-    assert!(is_remote_uri("qemu+ssh://root@host/system"));
-    assert!(is_remote_uri("qemu+tls://host.example/system?no_verify=1"));
-    assert!(!is_remote_uri("qemu:///system"));
-    assert!(!is_remote_uri("test:///work/fixtures/fleet-small.xml"));
-    assert!(!is_remote_uri("qemu+unix:///system?socket=/run/x"));
-}

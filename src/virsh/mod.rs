@@ -14,6 +14,7 @@ pub mod parse;
 mod proptests;
 pub mod runner;
 pub mod session;
+mod uri;
 pub mod volumes;
 
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ pub use error::VirshError;
 pub use parse::{DomInfo, DomainState, DomainStats};
 pub use runner::{Invocation, Output, ProcessRunner, Runner};
 pub use session::SessionRunner;
+pub use uri::Uri;
 
 /// How to reach virsh and the hypervisor behind it.
 #[derive(Debug, Clone)]
@@ -101,10 +103,10 @@ impl Virsh {
 
     /// Whether the URI's transport is ssh (`qemu+ssh://`, `+libssh2`, …).
     fn over_ssh(&self) -> bool {
-        self.config.connect.as_deref().is_some_and(|uri| {
-            uri.split_once("://")
-                .is_some_and(|(scheme, _)| scheme.contains("+ssh") || scheme.contains("+libssh"))
-        })
+        self.config
+            .connect
+            .as_deref()
+            .is_some_and(|uri| Uri::parse(uri).over_ssh())
     }
 
     /// Runs one command; a non-zero exit becomes [`VirshError::Failed`].
@@ -340,8 +342,7 @@ pub struct Listing {
 impl Listing {
     /// The hypervisor driver: the URI scheme without its transport.
     pub fn driver(&self) -> Option<&str> {
-        let scheme = self.uri.as_deref()?.split_once(':')?.0;
-        Some(scheme.split_once('+').map_or(scheme, |(driver, _)| driver))
+        self.uri.as_deref().map(|uri| Uri::parse(uri).driver())
     }
 }
 
