@@ -146,9 +146,13 @@ pub fn run_menu<R: BufRead, W: Write>(
 }
 
 /// Whether the error comes from our own input or output rather than from
-/// what an action asked of virsh.
+/// what an action asked of virsh: an I/O error that no virsh error
+/// carries (a virsh that could not be started carries one too).
 fn is_terminal_failure(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.is::<std::io::Error>())
+        && !error
+            .chain()
+            .any(|cause| cause.is::<crate::virsh::VirshError>())
 }
 
 /// The table of the hosts that answered, then a line for each that failed.
@@ -275,6 +279,50 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Invalid choice '\u{fffd}'"), "{text}");
         assert_eq!(text.matches("Select option:").count(), 2);
+    }
+
+    /// A virsh that cannot be started (here: not executable) is an action's
+    /// failure, reported as a line; it used to end the menu as if the
+    /// terminal had gone.
+    #[test]
+    fn a_virsh_that_cannot_start_does_not_end_the_menu() {
+        use crate::probe::{ProbeManager, ProbeOptions};
+        use crate::virsh::{ProcessRunner, Virsh, VirshConfig};
+        let dir = std::env::temp_dir().join(format!("menu-spawn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("virsh");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        let virsh = Virsh::new(
+            VirshConfig {
+                program: program.display().to_string(),
+                connect: Some("test:///default".into()),
+                timeout: Duration::from_secs(5),
+                sessions: 1,
+            },
+            Arc::new(ProcessRunner::default()),
+        );
+        let hour = Duration::from_secs(3600);
+        let options = ProbeOptions {
+            timeout: hour,
+            cache_ttl: hour,
+            os_ttl: hour,
+            jobs: 1,
+        };
+        let fleet = Fleet {
+            hosts: vec![Host {
+                probes: Arc::new(ProbeManager::new(virsh, options)),
+            }],
+        };
+        let (refresh, _send) = refresh_from_test();
+        let mut out = Vec::new();
+        run_menu("4\n5\n".as_bytes(), &mut out, &fleet, &refresh, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("error: ") && text.contains("Permission denied"),
+            "{text}"
+        );
+        assert_eq!(text.matches("Select option:").count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
