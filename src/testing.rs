@@ -15,11 +15,7 @@ pub fn fixture(path: &str) -> String {
 }
 
 /// The listing's `domstats`, as the scan runs it.
-pub fn listing_domstats() -> Vec<&'static str> {
-    let mut command = vec!["domstats", "--raw", "--state"];
-    command.extend(crate::virsh::METRIC_GROUPS);
-    command
-}
+pub(crate) use crate::virsh::domstats_words as listing_domstats;
 
 /// A virsh on `qemu:///fake` whose processes the fake answers.
 pub fn fake_virsh(fake: &Arc<FakeRunner>) -> Virsh {

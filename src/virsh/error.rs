@@ -31,6 +31,11 @@ pub enum VirshError {
     )]
     SshTimeout { command: String, timeout: Duration },
 
+    /// virsh answered, but not in a form it ever prints: no marker of the
+    /// batch came back, or the listing held no domain block.
+    #[error("`{command}` answered, but not as virsh does: {what}")]
+    Unusable { command: String, what: String },
+
     /// A virsh session that ended before its first answer, and said
     /// nothing: whatever ran was not virsh's shell.
     #[error("`{command}` ended without answering ({status}): is it virsh?")]

@@ -135,6 +135,13 @@ impl Virsh {
             let output = self.spawn(&invocation)?;
             let piece_sections = batch.split(piece.range, &output.stdout);
             if piece_sections.iter().all(Option::is_none) {
+                // Silent and "successful", yet no marker: not virsh's output.
+                if output.status.success() && output.stderr.trim().is_empty() {
+                    return Err(VirshError::Unusable {
+                        command: invocation.summary(),
+                        what: "none of the batch's markers came back".to_owned(),
+                    });
+                }
                 return Err(VirshError::Failed {
                     command: invocation.summary(),
                     status: output.status,
@@ -163,9 +170,7 @@ impl Virsh {
     /// connection's own URI (`uri`).
     pub fn list_all(&self) -> Result<Listing, VirshError> {
         let mut batch = Batch::new();
-        let mut domstats = vec!["domstats", "--raw", "--state"];
-        domstats.extend(METRIC_GROUPS);
-        batch.push(&domstats);
+        batch.push(&domstats_words());
         batch.push(&["list", "--all", "--uuid", "--name"]);
         batch.push(&["list", "--transient", "--name"]);
         batch.push(&["uri"]);
@@ -174,8 +179,17 @@ impl Virsh {
             .into_iter()
             .map(Option::unwrap_or_default);
         let mut next = || sections.next().unwrap_or_default();
+        let domstats = next();
+        let stats = parse::parse_domstats(&domstats);
+        // Text without one `Domain:` block is no listing, not an empty host.
+        if stats.is_empty() && !domstats.trim().is_empty() {
+            return Err(VirshError::Unusable {
+                command: self.invocation(&domstats_words()).summary(),
+                what: "no `Domain:` block in its output".to_owned(),
+            });
+        }
         Ok(Listing {
-            stats: parse::parse_domstats(&next()),
+            stats,
             uuids: parse::parse_uuid_names(&next()),
             transient: next()
                 .lines()
@@ -346,11 +360,37 @@ impl Listing {
     }
 }
 
+/// The listing's `domstats`: every metric group, no domain named.
+pub(crate) fn domstats_words() -> Vec<&'static str> {
+    let mut words = vec!["domstats", "--raw", "--state"];
+    words.extend(METRIC_GROUPS);
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::fake_virsh_on as virsh_on;
     use crate::virsh::fake::FakeRunner;
+
+    /// Text with no `Domain:` block used to read as a host without domains.
+    #[test]
+    fn a_listing_without_a_domain_block_is_unusable() {
+        let fake = Arc::new(FakeRunner::default());
+        let expect_listing = |domstats: &str| {
+            fake.expect(&domstats_words(), 0, domstats, "");
+            fake.expect(&["list", "--all", "--uuid", "--name"], 0, "", "");
+            fake.expect(&["list", "--transient", "--name"], 0, "", "");
+            fake.expect(&["uri"], 0, "qemu:///fake\n", "");
+        };
+        expect_listing("<html>a proxy's error page</html>\n");
+        let error = virsh_on("qemu:///fake", &fake).list_all().unwrap_err();
+        assert!(matches!(error, VirshError::Unusable { .. }), "{error}");
+        assert!(error.to_string().contains("no `Domain:` block"), "{error}");
+        expect_listing("");
+        let empty = virsh_on("qemu:///fake", &fake).list_all().unwrap();
+        assert!(empty.stats.is_empty(), "a host without domains is fine");
+    }
 
     #[test]
     fn a_timeout_over_ssh_explains_the_likely_prompt() {
