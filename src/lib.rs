@@ -1,13 +1,15 @@
-//! dismount_iso_qemu: see README.md. `main.rs` only parses and maps errors;
-//! everything else lives in these modules.
+//! dismount_iso_qemu: see README.md and ARCHITECTURE.md. `main.rs` only
+//! parses and maps errors; everything else lives in these modules. Only
+//! what the binary and the integration tests use is public, so that dead
+//! code shows.
 
-pub mod agent;
+mod agent;
 pub mod cli;
-pub mod fleet;
-pub mod media;
+mod fleet;
+mod media;
 mod mutex;
-pub mod probe;
-pub mod serve;
+mod probe;
+mod serve;
 #[cfg(test)]
 mod testing;
 pub mod utils;

@@ -287,7 +287,8 @@ mod tests {
     #[test]
     fn a_virsh_that_cannot_start_does_not_end_the_menu() {
         use crate::probe::{ProbeManager, ProbeOptions};
-        use crate::virsh::{ProcessRunner, Virsh, VirshConfig};
+        use crate::virsh::runner::ProcessRunner;
+        use crate::virsh::{Virsh, VirshConfig};
         let dir = std::env::temp_dir().join(format!("menu-spawn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let program = dir.join("virsh");

@@ -17,8 +17,7 @@ use anyhow::{Context, Result};
 use regex::Regex;
 
 pub use args::{Args, Command};
-pub use menu::{Refresh, run_menu};
-pub use render::status_table;
+use menu::{Refresh, run_menu};
 
 use crate::fleet::{Fleet, HostScan};
 use crate::probe::{DomainStatus, Figures, ProbeOptions};
@@ -28,11 +27,11 @@ use progress::scan_with_progress;
 
 /// Exit status when some hosts answered and others failed: their rows were
 /// printed, and one error line names each failed host.
-pub const EXIT_PARTIAL: u8 = 3;
+const EXIT_PARTIAL: u8 = 3;
 
 /// Everything the core needs, free of clap types.
 #[derive(Debug, Clone)]
-pub struct Options {
+struct Options {
     /// The hosts, in order; `None` is virsh's default connection.
     pub connections: Vec<Option<String>>,
     /// How to run virsh; `connect` and `sessions` are set per host.
@@ -319,13 +318,13 @@ fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> {
 }
 
 /// `URI: reason`, on one line, sanitized.
-pub fn host_error(uri: &str, error: &anyhow::Error) -> String {
+fn host_error(uri: &str, error: &anyhow::Error) -> String {
     sanitize(&format!("{uri}: {error:#}"))
 }
 
 /// A JSON row with its host's URI in front.
 #[derive(serde::Serialize)]
-pub struct WithUri<'a, T> {
+struct WithUri<'a, T> {
     pub uri: &'a str,
     #[serde(flatten)]
     pub row: &'a T,

@@ -250,21 +250,24 @@ impl ProbeManager {
             .or_else(|| lock(&self.uri).clone())
     }
 
-    /// Scans every domain; rows come back sorted by name. Costs one virsh
-    /// process for the listing, then, side by side, one for the metrics
-    /// that are not cached and one agent probe per running guest whose OS
-    /// is not cached, and last one for the XML of the guests no agent could
-    /// name.
+    /// A scan within the TTLs (the tests' shorthand).
+    #[cfg(test)]
     pub fn scan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
         self.scan_with(Figures::Cached, progress)
     }
 
-    /// A scan that takes no figure from the cache (the OS still follows
-    /// `--os-ttl`): what the menu's Rescan asks for.
+    /// A scan that reads every figure again (the tests' shorthand).
+    #[cfg(test)]
     pub fn rescan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {
         self.scan_with(Figures::Fresh, progress)
     }
 
+    /// Scans every domain; rows come back sorted by name. The listing
+    /// first (QEMU's figures included), then side by side the figures a
+    /// driver's stats lack and the XML of domains whose OS is not cached,
+    /// then the guest agents of running guests whose OS is not cached.
+    /// With [`Figures::Fresh`] no figure comes from the cache; the OS
+    /// follows `--os-ttl` either way.
     pub fn scan_with(&self, figures: Figures, progress: Progress) -> Result<Vec<DomainStatus>> {
         let fresh_metrics = figures == Figures::Fresh;
         let listed = self.list()?;

@@ -2,33 +2,33 @@
 //! [`Runner`] seam (a long-lived session, or a process), many domains in one
 //! batch, the output parsed by pure functions.
 
-pub mod batch;
+pub(crate) mod batch;
 pub mod domxml;
-pub mod error;
+pub(crate) mod error;
 #[cfg(test)]
-pub mod fake;
+pub(crate) mod fake;
 pub mod groups;
-pub mod metadata;
-pub mod parse;
+pub(crate) mod metadata;
+pub(crate) mod parse;
 #[cfg(test)]
 mod proptests;
-pub mod runner;
-pub mod session;
+pub(crate) mod runner;
+pub(crate) mod session;
 mod uri;
-pub mod volumes;
+pub(crate) mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-pub use batch::Batch;
-pub use domxml::{DomainXml, Drive, DriveKind, Media};
-pub use error::VirshError;
-pub use parse::{DomInfo, DomainState, DomainStats};
-pub use runner::{Invocation, Output, ProcessRunner, Runner};
-pub use session::SessionRunner;
-pub use uri::Uri;
+pub(crate) use batch::Batch;
+pub(crate) use domxml::{DomainXml, Drive, DriveKind, Media};
+pub(crate) use error::VirshError;
+pub(crate) use parse::{DomInfo, DomainState, DomainStats};
+pub(crate) use runner::{Invocation, Output, Runner};
+pub(crate) use session::SessionRunner;
+pub(crate) use uri::Uri;
 
 /// How to reach virsh and the hypervisor behind it.
 #[derive(Debug, Clone)]

@@ -105,7 +105,8 @@ impl SessionRunner {
         }
     }
 
-    /// With another cap on what one call may print.
+    /// With another cap on what one call may print (tests: a small one).
+    #[cfg(test)]
     pub fn with_output_limit(mut self, output_limit: usize) -> Self {
         self.output_limit = output_limit;
         self
