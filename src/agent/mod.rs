@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::virsh::{Batch, Virsh, VirshError, parse};
@@ -147,25 +148,38 @@ fn agent_command(virsh: &Virsh, domain: &str, request: &Value) -> Result<String,
     Ok(output.stdout)
 }
 
+/// An agent's answer, `{"return": …}`.
+#[derive(Deserialize)]
+struct Reply<T> {
+    #[serde(rename = "return")]
+    value: T,
+}
+
+/// What guest-file-read returns (`count` and `eof` are not needed: one
+/// read of 64 KiB takes an os-release whole).
+#[derive(Deserialize)]
+struct FileRead {
+    #[serde(rename = "buf-b64")]
+    buf_b64: String,
+}
+
+fn bad_reply(reply: &str) -> AgentError {
+    AgentError::BadReply(crate::utils::sanitize(reply.trim()))
+}
+
 /// `{"return":1000}` → 1000.
 pub fn parse_handle(reply: &str) -> Result<i64, AgentError> {
-    serde_json::from_str::<Value>(reply)
-        .ok()
-        .and_then(|value| value.get("return")?.as_i64())
-        .ok_or_else(|| AgentError::BadReply(crate::utils::sanitize(reply.trim())))
+    serde_json::from_str::<Reply<i64>>(reply)
+        .map(|reply| reply.value)
+        .map_err(|_| bad_reply(reply))
 }
 
 /// `{"return":{"count":N,"buf-b64":"…","eof":true}}` → the decoded text.
 pub fn parse_file_read(reply: &str) -> Result<String, AgentError> {
-    let bad = || AgentError::BadReply(crate::utils::sanitize(reply.trim()));
-    let value: Value = serde_json::from_str(reply).map_err(|_| bad())?;
-    let encoded = value
-        .pointer("/return/buf-b64")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?;
+    let read = serde_json::from_str::<Reply<FileRead>>(reply).map_err(|_| bad_reply(reply))?;
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|_| bad())?;
+        .decode(read.value.buf_b64)
+        .map_err(|_| bad_reply(reply))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

@@ -31,6 +31,10 @@ pub fn script(commands: &[Vec<String>]) -> String {
         .join(" ; ")
 }
 
+/// How every marker line of the tool begins; a random nonce follows, so
+/// nothing a guest prints can be one.
+pub const MARKER_PREFIX: &str = "@@dismount-iso-qemu-";
+
 /// 128 random bits as hex, for markers nobody else can print: each
 /// `RandomState` is keyed afresh from the OS's randomness source.
 pub fn nonce() -> String {
@@ -114,7 +118,7 @@ impl Batch {
     }
 
     fn marker(&self, index: usize) -> String {
-        format!("@@dismount-iso-qemu-{}-{index}", self.nonce)
+        format!("{MARKER_PREFIX}{}-{index}", self.nonce)
     }
 
     /// Splits a piece's stdout into one section per command, in order.

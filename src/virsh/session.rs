@@ -31,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::batch::{nonce, script};
+use super::batch::{MARKER_PREFIX, nonce, script};
 use super::error::{VirshError, error_lines};
 use super::groups::GroupGuard;
 use super::runner::{Invocation, OUTPUT_LIMIT, Output, ProcessRunner, Runner, spawn_virsh};
@@ -501,8 +501,8 @@ struct Markers {
 impl Markers {
     fn new() -> Self {
         Markers {
-            start: format!("@@dismount-iso-qemu-start-{}", nonce()),
-            end: format!("@@dismount-iso-qemu-end-{}", nonce()),
+            start: format!("{MARKER_PREFIX}start-{}", nonce()),
+            end: format!("{MARKER_PREFIX}end-{}", nonce()),
         }
     }
 }
