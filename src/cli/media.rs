@@ -8,7 +8,6 @@ use anyhow::{Result, bail};
 use comfy_table::{Cell, Color};
 use regex::Regex;
 
-use super::WithUri;
 use super::args::ChangeArgs;
 use super::menu::{Answer, Console};
 use super::render::{new_table, state_cell};
@@ -189,20 +188,9 @@ pub fn isos(
             return Err(scan.result.expect_err("checked"));
         }
     }
-    let mut hosts = Vec::new();
-    let mut failed = Vec::new();
-    for scan in &scans {
-        match &scan.result {
-            Ok(rows) => hosts.push((scan.uri.as_str(), rows.as_slice())),
-            Err(error) => failed.push(super::host_error(&scan.uri, error)),
-        }
-    }
+    let (hosts, failed) = super::split_scans(&scans);
     if json {
-        let rows: Vec<WithUri<DriveRow>> = hosts
-            .iter()
-            .flat_map(|(uri, rows)| rows.iter().map(|row| WithUri { uri, row }))
-            .collect();
-        crate::utils::write_json(out, &rows)?;
+        crate::utils::write_json(out, &super::with_uris(&hosts))?;
     } else if !hosts.is_empty() {
         out.write_all(drive_table(&hosts, !fleet.is_single(), colour).as_bytes())?;
     }

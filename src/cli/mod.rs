@@ -263,18 +263,8 @@ fn status(
     if !json {
         return write_scans(out, scans, colour);
     }
-    let mut rows = Vec::new();
-    let mut failed = Vec::new();
-    for scan in &scans {
-        match &scan.result {
-            Ok(domains) => rows.extend(domains.iter().map(|row| WithUri {
-                uri: &scan.uri,
-                row,
-            })),
-            Err(error) => failed.push(host_error(&scan.uri, error)),
-        }
-    }
-    crate::utils::write_json(out, &rows)?;
+    let (hosts, failed) = split_scans(&scans);
+    crate::utils::write_json(out, &with_uris(&hosts))?;
     report_failed_hosts(&failed, scans.len())
 }
 
@@ -320,6 +310,28 @@ fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> {
 /// `URI: reason`, on one line, sanitized.
 fn host_error(uri: &str, error: &anyhow::Error) -> String {
     sanitize(&format!("{uri}: {error:#}"))
+}
+
+/// The hosts that answered, each with its rows, and one error line (see
+/// [`host_error`]) for each host that failed; both in the hosts' order.
+fn split_scans<T>(scans: &[HostScan<Vec<T>>]) -> (Vec<(&str, &[T])>, Vec<String>) {
+    let mut hosts = Vec::new();
+    let mut failed = Vec::new();
+    for scan in scans {
+        match &scan.result {
+            Ok(rows) => hosts.push((scan.uri.as_str(), rows.as_slice())),
+            Err(error) => failed.push(host_error(&scan.uri, error)),
+        }
+    }
+    (hosts, failed)
+}
+
+/// The answered hosts' rows as JSON rows, each with its host's URI.
+fn with_uris<'a, T>(hosts: &[(&'a str, &'a [T])]) -> Vec<WithUri<'a, T>> {
+    hosts
+        .iter()
+        .flat_map(|&(uri, rows)| rows.iter().map(move |row| WithUri { uri, row }))
+        .collect()
 }
 
 /// A JSON row with its host's URI in front.

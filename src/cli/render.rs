@@ -12,14 +12,7 @@ const UNKNOWN: &str = "-";
 /// The hosts' VM tables as one, each host's failure as a line of its own
 /// (sanitized) for the caller to show.
 pub fn fleet_table(scans: &[HostScan<Vec<DomainStatus>>], colour: bool) -> (String, Vec<String>) {
-    let mut hosts = Vec::new();
-    let mut failed = Vec::new();
-    for scan in scans {
-        match &scan.result {
-            Ok(rows) => hosts.push((scan.uri.as_str(), rows.as_slice())),
-            Err(error) => failed.push(super::host_error(&scan.uri, error)),
-        }
-    }
+    let (hosts, failed) = super::split_scans(scans);
     let table = if hosts.is_empty() {
         String::new()
     } else {
