@@ -1,161 +1,21 @@
-//! The ISO commands (`isos`, `mount`, `eject`) and the menu's media entries:
-//! picking drives and ISOs, confirming, running the plan, reporting.
+//! The media subcommands (`isos`, `mount`, `eject`) and the steps the menu
+//! shares with them: which drive, the plan, confirming, running, reporting.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use comfy_table::{Cell, Color};
-use regex::Regex;
 
-use super::args::ChangeArgs;
-use super::menu::{Answer, Console};
-use super::render::{new_table, state_cell};
+use super::prompt::Prompt;
+use super::render::drive_table;
+use super::request::{ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection};
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{
-    Action, DomainMedia, DriveRow, MediaManager, Step, plan_attach, plan_eject, plan_mount,
+    Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, names_or_none,
+    plan_attach, plan_ejects, plan_mount,
 };
 use crate::utils::sanitize;
 use crate::virsh::Virsh;
-
-/// How a change is carried out, free of clap types.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ChangeOptions {
-    pub yes: bool,
-    pub dry_run: bool,
-    pub force: bool,
-}
-
-impl From<&ChangeArgs> for ChangeOptions {
-    fn from(args: &ChangeArgs) -> Self {
-        ChangeOptions {
-            yes: args.yes,
-            dry_run: args.dry_run,
-            force: args.force,
-        }
-    }
-}
-
-/// Which drives `isos` shows.
-#[derive(Debug, Clone, Default)]
-pub struct IsoQuery {
-    pub mounted: bool,
-    pub iso: Option<String>,
-    /// `--match`: only domains whose name matches.
-    pub pattern: Option<Regex>,
-}
-
-/// What `eject` acts on.
-#[derive(Debug, Clone)]
-pub enum EjectSelection {
-    Domain {
-        name: String,
-        target: Option<String>,
-    },
-    All,
-    Iso(String),
-    /// Every drive of the domains whose name matches.
-    Matching(Regex),
-}
-
-/// Who answers questions. A subcommand asks only when stdin is a terminal;
-/// the menu always may, and confirms every change before making it.
-pub struct Prompt<'a, R, W> {
-    console: &'a mut Console<R, W>,
-    interactive: bool,
-    always_confirm: bool,
-}
-
-impl<'a, R: BufRead, W: Write> Prompt<'a, R, W> {
-    pub fn command(console: &'a mut Console<R, W>, interactive: bool) -> Self {
-        Prompt {
-            console,
-            interactive,
-            always_confirm: false,
-        }
-    }
-
-    fn menu(console: &'a mut Console<R, W>) -> Self {
-        Prompt {
-            console,
-            interactive: true,
-            always_confirm: true,
-        }
-    }
-
-    fn out(&mut self) -> &mut W {
-        self.console.out()
-    }
-
-    /// A numbered choice; `None` when the user backs out with `q` or the
-    /// input ends. Junk is asked again.
-    fn choose(&mut self, question: &str, items: &[String]) -> Result<Option<usize>> {
-        for (number, item) in items.iter().enumerate() {
-            writeln!(self.out(), "  {}) {item}", number + 1)?;
-        }
-        loop {
-            match self.console.ask(question)? {
-                Answer::Quit | Answer::End => return Ok(None),
-                Answer::Text(text) => match text.parse::<usize>() {
-                    Ok(n) if (1..=items.len()).contains(&n) => return Ok(Some(n - 1)),
-                    _ => writeln!(
-                        self.out(),
-                        "Enter a number from 1 to {}, or q to go back.",
-                        items.len()
-                    )?,
-                },
-            }
-        }
-    }
-
-    /// Yes or no to the listed plan. Without a terminal (and outside the
-    /// menu) nobody can answer, so that is a refusal, not a silent yes.
-    fn confirm(&mut self, what: &str) -> Result<bool> {
-        if !self.interactive {
-            bail!(
-                "not {what}: stdin is not a terminal, so nobody can confirm; pass --yes to go ahead"
-            );
-        }
-        Ok(matches!(
-            self.console.ask("Go ahead? [y/N]: ")?,
-            Answer::Text(text) if matches!(text.to_ascii_lowercase().as_str(), "y" | "yes")
-        ))
-    }
-}
-
-impl EjectSelection {
-    /// From `eject`'s arguments, of which clap lets exactly one through.
-    pub fn new(
-        domain: Option<String>,
-        target: Option<String>,
-        all: bool,
-        iso: Option<String>,
-        pattern: Option<Regex>,
-    ) -> Self {
-        if let Some(pattern) = pattern {
-            return EjectSelection::Matching(pattern);
-        }
-        match (domain, iso) {
-            _ if all => EjectSelection::All,
-            (_, Some(iso)) => EjectSelection::Iso(iso),
-            (name, None) => EjectSelection::Domain {
-                name: name.unwrap_or_default(),
-                target,
-            },
-        }
-    }
-}
-
-/// Runs a subcommand's `flow` with questions read from stdin, asked only
-/// when stdin is a terminal.
-pub fn with_stdin<W: Write>(
-    out: W,
-    flow: impl FnOnce(&mut Prompt<io::StdinLock<'static>, W>) -> Result<ExitCode>,
-) -> Result<ExitCode> {
-    let interactive = io::stdin().is_terminal();
-    let mut console = Console::new(io::stdin().lock(), out);
-    flow(&mut Prompt::command(&mut console, interactive))
-}
 
 /// `isos`: the drive table, or JSON rows each with its host's `uri`;
 /// every host read side by side, a host that fails one line on stderr.
@@ -196,118 +56,6 @@ pub fn isos(
     }
     out.flush()?;
     super::report_failed_hosts(&failed, scans.len())
-}
-
-/// The drive table with a count and, below it, the ISOs held by several
-/// VMs of one host; a Host column first when `with_host`. Every name and
-/// path is sanitized: guests and remote hosts set them. With `colour`,
-/// states are coloured, a missing ISO is red and live≠config yellow.
-pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool, colour: bool) -> String {
-    let mut table = new_table(colour);
-    let header = [
-        "VM",
-        "State",
-        "Drive",
-        "Bus",
-        "Media",
-        "Live≠Config",
-        "Missing",
-    ];
-    table.set_header(with_host.then_some("Host").into_iter().chain(header));
-    let mut count = 0;
-    let mut shared: Vec<(String, Vec<&str>)> = Vec::new();
-    for (uri, rows) in hosts {
-        for row in *rows {
-            count += 1;
-            let differ = if !row.live_config_differ {
-                String::new()
-            } else {
-                format!(
-                    "config: {}",
-                    row.config_source
-                        .as_deref()
-                        .map_or_else(|| "empty".to_owned(), sanitize)
-                )
-            };
-            table.add_row(
-                with_host
-                    .then(|| Cell::new(sanitize(uri)))
-                    .into_iter()
-                    .chain([
-                        Cell::new(sanitize(&row.domain)),
-                        state_cell(row.state),
-                        Cell::new(sanitize(&row.target)),
-                        Cell::new(row.bus.as_deref().map_or_else(String::new, sanitize)),
-                        Cell::new(
-                            row.source
-                                .as_deref()
-                                .map_or_else(|| "(empty)".to_owned(), sanitize),
-                        ),
-                        if differ.is_empty() {
-                            Cell::new("")
-                        } else {
-                            Cell::new(differ).fg(Color::Yellow)
-                        },
-                        match row.missing {
-                            Some(true) => Cell::new("MISSING").fg(Color::Red),
-                            _ => Cell::new(""),
-                        },
-                    ]),
-            );
-        }
-        // Paths are a host's own: the same path on two hosts is two files.
-        let host = if with_host {
-            format!("{}: ", sanitize(uri))
-        } else {
-            String::new()
-        };
-        for row in rows.iter().filter(|row| !row.shared_with.is_empty()) {
-            for iso in row.source.iter().chain(&row.config_source) {
-                let key = format!("{host}{}", sanitize(iso));
-                let holders = match shared.iter_mut().find(|(seen, _)| *seen == key) {
-                    Some((_, holders)) => holders,
-                    None => {
-                        shared.push((key, Vec::new()));
-                        &mut shared.last_mut().expect("just pushed").1
-                    }
-                };
-                if !holders.contains(&row.domain.as_str()) {
-                    holders.push(&row.domain);
-                }
-            }
-        }
-    }
-    let mut text = format!("{table}\n{count} drive(s)\n");
-    shared.retain(|(_, holders)| holders.len() > 1);
-    if !shared.is_empty() {
-        text.push_str("ISOs in several VMs:\n");
-        for (iso, holders) in shared {
-            let names: Vec<String> = holders.iter().map(|h| sanitize(h)).collect();
-            text.push_str(&format!("  {iso}: {}\n", names.join(", ")));
-        }
-    }
-    text
-}
-
-/// What `mount` was asked to do.
-#[derive(Debug, Clone)]
-pub struct MountRequest {
-    pub selection: MountSelection,
-    pub iso: String,
-    pub target: Option<String>,
-    /// Add a SATA CD-ROM when the VM has none.
-    pub attach: bool,
-}
-
-/// Which VMs `mount` acts on.
-#[derive(Debug, Clone)]
-pub enum MountSelection {
-    Domain(String),
-    /// The VMs whose name matches: one, or with `all` every one.
-    Matching {
-        pattern: Regex,
-        all: bool,
-    },
 }
 
 /// `mount DOMAIN ISO` on the host that has the domain, or `mount --match
@@ -384,85 +132,35 @@ fn mount_on<R: BufRead, W: Write>(
     let media = MediaManager::new(host.virsh().clone());
     let iso = media.resolve_iso(&request.iso)?;
     let domain = media.load_one(name)?;
-    let step = match request.target.as_deref() {
-        Some(target) => {
-            check_target(&domain, target)?;
-            plan_mount(&domain, target, &iso, options.force)
-        }
-        None => match domain.cdrom_targets()[..] {
-            [] if request.attach => Some(plan_attach(&domain, &iso)?),
-            [] => bail!(
-                "'{}' has no CD-ROM drive; --attach adds a SATA CD-ROM to its config",
-                sanitize(&domain.name)
-            ),
-            [only] => plan_mount(&domain, only, &iso, options.force),
-            ref several => {
-                let Some(target) = choose_drive(prompt, &domain, several)? else {
-                    return Ok(ExitCode::SUCCESS);
-                };
-                plan_mount(&domain, &target, &iso, options.force)
-            }
-        },
-    };
-    let Some(step) = step else {
-        writeln!(
-            prompt.out(),
-            "Nothing to do: the drive already holds {}.",
-            sanitize(&iso)
-        )?;
+    let choice = domain.drive_for_iso(request.target.as_deref(), request.attach)?;
+    let Some(drive) = pick_drive(prompt, &domain, choice)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    // Filling an empty drive takes nothing away; replacing does.
-    let replaces = matches!(
-        step,
-        Step::Change {
-            action: Action::Replace { .. },
-            ..
-        }
-    );
-    execute(&media, prompt, &[step], options, replaces, "mounted")
+    mount_into(&media, prompt, &domain, drive, &iso, options)
 }
 
-fn check_target(domain: &DomainMedia, target: &str) -> Result<()> {
-    if domain.targets().contains(&target) {
-        return Ok(());
-    }
-    bail!(
-        "'{}' has no CD-ROM or floppy drive '{}' (drives: {})",
-        sanitize(&domain.name),
-        sanitize(target),
-        names_or_none(&domain.targets())
-    )
-}
-
-fn names_or_none(targets: &[&str]) -> String {
-    if targets.is_empty() {
-        return "none".to_owned();
-    }
-    targets
-        .iter()
-        .map(|t| sanitize(t))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn choose_drive<R: BufRead, W: Write>(
+/// The drive an ISO goes into, the user asked where there are several
+/// (and refused without a terminal); `None` when they back out.
+pub fn pick_drive<'d, R: BufRead, W: Write>(
     prompt: &mut Prompt<R, W>,
-    domain: &DomainMedia,
-    targets: &[&str],
-) -> Result<Option<String>> {
+    domain: &'d DomainMedia,
+    choice: DriveChoice<'d>,
+) -> Result<Option<IsoDrive<'d>>> {
+    let targets = match choice {
+        DriveChoice::Decided(drive) => return Ok(Some(drive)),
+        DriveChoice::OneOf(targets) => targets,
+    };
     if !prompt.interactive {
         bail!(
             "'{}' has several CD-ROM drives ({}): pick one with --target",
             sanitize(&domain.name),
-            names_or_none(targets)
+            names_or_none(&targets)
         );
     }
     let labels: Vec<String> = targets
         .iter()
         .map(|target| {
-            let views = domain.views(target);
-            let drive = views.current();
+            let drive = domain.views(target).current();
             format!(
                 "{} ({}): {}",
                 sanitize(target),
@@ -478,7 +176,41 @@ fn choose_drive<R: BufRead, W: Write>(
         })
         .collect();
     let chosen = prompt.choose("Drive number (q to go back): ", &labels)?;
-    Ok(chosen.map(|index| targets[index].to_owned()))
+    Ok(chosen.map(|index| IsoDrive::Existing(targets[index])))
+}
+
+/// Mounts `iso` into `drive` of `domain`: planned, shown, confirmed where
+/// it replaces media (always in the menu), run and checked; nothing to
+/// do when the drive already holds it.
+pub fn mount_into<R: BufRead, W: Write>(
+    media: &MediaManager,
+    prompt: &mut Prompt<R, W>,
+    domain: &DomainMedia,
+    drive: IsoDrive,
+    iso: &str,
+    options: ChangeOptions,
+) -> Result<ExitCode> {
+    let step = match drive {
+        IsoDrive::Existing(target) => plan_mount(domain, target, iso, options.force),
+        IsoDrive::Attach => Some(plan_attach(domain, iso)?),
+    };
+    let Some(step) = step else {
+        writeln!(
+            prompt.out(),
+            "Nothing to do: the drive already holds {}.",
+            sanitize(iso)
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Filling an empty drive takes nothing away; replacing does.
+    let replaces = matches!(
+        step,
+        Step::Change {
+            action: Action::Replace { .. },
+            ..
+        }
+    );
+    execute(media, prompt, &[step], options, replaces, "mounted")
 }
 
 /// `eject`: every drive selected that holds media, listed before anything
@@ -598,32 +330,23 @@ fn eject_on<R: BufRead, W: Write>(
             (domains, None, None)
         }
     };
-    if let (Some(target), [domain]) = (only_target, &domains[..]) {
-        check_target(domain, target)?;
-    }
-    let steps: Vec<Step> = domains
-        .iter()
-        .flat_map(|domain| {
-            domain
-                .targets()
-                .into_iter()
-                .filter(|t| only_target.is_none_or(|only| only == *t))
-                .filter_map(|t| plan_eject(domain, t, iso.as_ref(), options.force))
-        })
-        .collect();
+    let steps = plan_ejects(&domains, only_target, iso.as_ref(), options.force)?;
     if steps.is_empty() {
-        writeln!(
-            prompt.out(),
-            "Nothing to eject: no selected drive holds media."
-        )?;
+        nothing_to_eject(prompt.out())?;
         return Ok(ExitCode::SUCCESS);
     }
     execute(&media, prompt, &steps, options, true, "ejected")
 }
 
+/// What an eject with no drive to change says.
+pub fn nothing_to_eject(out: &mut impl Write) -> Result<()> {
+    writeln!(out, "Nothing to eject: no selected drive holds media.")?;
+    Ok(())
+}
+
 /// Lists the plan; prints it for `--dry-run`; asks where needed; runs it
 /// and reports each drive as re-read from the live and inactive XML.
-fn execute<R: BufRead, W: Write>(
+pub fn execute<R: BufRead, W: Write>(
     media: &MediaManager,
     prompt: &mut Prompt<R, W>,
     steps: &[Step],
@@ -674,181 +397,4 @@ fn execute<R: BufRead, W: Write>(
         outcomes.len()
     )?;
     Ok(ExitCode::FAILURE)
-}
-
-/// Menu 2: the drive table of every host.
-pub fn menu_scan<R: BufRead, W: Write>(
-    console: &mut Console<R, W>,
-    fleet: &Fleet,
-    colour: bool,
-) -> Result<()> {
-    let mut out = Vec::new();
-    let code = isos(fleet, &IsoQuery::default(), false, colour, &mut out);
-    console.out().write_all(&out)?;
-    code.map(|_| ())
-}
-
-/// Menu 1: host if several, VM by number, drive if several, ISO from the
-/// pools or typed.
-pub fn menu_mount<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
-    in_menu(console, fleet, mount_flow)
-}
-
-fn mount_flow<R: BufRead, W: Write>(
-    prompt: &mut Prompt<R, W>,
-    media: &MediaManager,
-    domains: Vec<DomainMedia>,
-) -> Result<ExitCode> {
-    let labels: Vec<String> = domains
-        .iter()
-        .map(|d| format!("{} ({})", sanitize(&d.name), d.state))
-        .collect();
-    let Some(index) = prompt.choose("VM number (q to go back): ", &labels)? else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    let domain = &domains[index];
-    let target = match domain.cdrom_targets()[..] {
-        [] => bail!(
-            "'{}' has no CD-ROM drive; `mount --attach` adds a SATA CD-ROM to its config",
-            sanitize(&domain.name)
-        ),
-        [only] => only.to_owned(),
-        ref several => match choose_drive(prompt, domain, several)? {
-            Some(target) => target,
-            None => return Ok(ExitCode::SUCCESS),
-        },
-    };
-    // No storage driver or no pools: a typed path still works.
-    let pool_isos = match media.pool_isos() {
-        Ok(isos) if isos.is_empty() => {
-            writeln!(
-                prompt.out(),
-                "No ISO volumes in the storage pools: type a path."
-            )?;
-            isos
-        }
-        Ok(isos) => isos,
-        Err(error) => {
-            writeln!(
-                prompt.out(),
-                "No storage pool ISOs ({error:#}): type a path."
-            )?;
-            Vec::new()
-        }
-    };
-    for (number, iso) in pool_isos.iter().enumerate() {
-        writeln!(prompt.out(), "  {}) {}", number + 1, sanitize(iso))?;
-    }
-    let iso = loop {
-        let typed = match prompt.console.ask("ISO number or path (q to go back): ")? {
-            Answer::Quit | Answer::End => return Ok(ExitCode::SUCCESS),
-            Answer::Text(text) if text.is_empty() => continue,
-            Answer::Text(text) => text,
-        };
-        let picked = typed
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| pool_isos.get(n.wrapping_sub(1)))
-            .unwrap_or(&typed);
-        match media.resolve_iso(picked) {
-            Ok(iso) => break iso,
-            Err(error) => writeln!(prompt.out(), "{error:#}")?,
-        }
-    };
-    let Some(step) = plan_mount(domain, &target, &iso, false) else {
-        writeln!(
-            prompt.out(),
-            "Nothing to do: the drive already holds {}.",
-            sanitize(&iso)
-        )?;
-        return Ok(ExitCode::SUCCESS);
-    };
-    execute(
-        media,
-        prompt,
-        &[step],
-        ChangeOptions::default(),
-        true,
-        "mounted",
-    )
-}
-
-/// Menu 3: host if several, then one drive holding media, or all of them.
-pub fn menu_eject<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
-    in_menu(console, fleet, eject_flow)
-}
-
-fn eject_flow<R: BufRead, W: Write>(
-    prompt: &mut Prompt<R, W>,
-    media: &MediaManager,
-    domains: Vec<DomainMedia>,
-) -> Result<ExitCode> {
-    let steps: Vec<Step> = domains
-        .iter()
-        .flat_map(|d| {
-            d.targets()
-                .into_iter()
-                .filter_map(|t| plan_eject(d, t, None, false))
-        })
-        .collect();
-    if steps.is_empty() {
-        writeln!(prompt.out(), "No drive holds media.")?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for (number, step) in steps.iter().enumerate() {
-        writeln!(prompt.out(), "  {}) {}", number + 1, step.describe())?;
-    }
-    let chosen = loop {
-        match prompt
-            .console
-            .ask("Drive number, or a for all (q to go back): ")?
-        {
-            Answer::Quit | Answer::End => return Ok(ExitCode::SUCCESS),
-            Answer::Text(text) if text.eq_ignore_ascii_case("a") => break steps.clone(),
-            Answer::Text(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=steps.len()).contains(&n) => break vec![steps[n - 1].clone()],
-                _ => writeln!(
-                    prompt.out(),
-                    "Enter a number from 1 to {}, a, or q.",
-                    steps.len()
-                )?,
-            },
-        }
-    };
-    execute(
-        media,
-        prompt,
-        &chosen,
-        ChangeOptions::default(),
-        true,
-        "ejected",
-    )
-}
-
-/// Runs a menu entry on a fresh read of one host (asked for when there
-/// are several): every change confirmed first, and an error shown as a
-/// line while the menu goes on.
-fn in_menu<R: BufRead, W: Write>(
-    console: &mut Console<R, W>,
-    fleet: &Fleet,
-    flow: impl FnOnce(&mut Prompt<R, W>, &MediaManager, Vec<DomainMedia>) -> Result<ExitCode>,
-) -> Result<()> {
-    let host = match &fleet.hosts[..] {
-        [host] => host,
-        hosts => {
-            let labels: Vec<String> = hosts.iter().map(|h| sanitize(&h.uri())).collect();
-            match Prompt::menu(console).choose("Host number (q to go back): ", &labels)? {
-                Some(index) => &hosts[index],
-                None => return Ok(()),
-            }
-        }
-    };
-    let media = MediaManager::new(host.virsh().clone());
-    let outcome = media
-        .load_all()
-        .and_then(|domains| flow(&mut Prompt::menu(console), &media, domains));
-    if let Err(error) = outcome {
-        writeln!(console.out(), "error: {error:#}")?;
-    }
-    Ok(())
 }

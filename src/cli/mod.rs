@@ -5,7 +5,9 @@ mod args;
 mod media;
 mod menu;
 mod progress;
+mod prompt;
 mod render;
+mod request;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -123,7 +125,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             iso,
             pattern,
         }) => {
-            let query = media::IsoQuery {
+            let query = request::IsoQuery {
                 mounted,
                 iso,
                 pattern,
@@ -142,18 +144,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             // `DOMAIN ISO`, or `--match REGEX ISO`: clap fills the first
             // positional first, so with --match it holds the ISO.
             let (selection, iso) = match (pattern, iso) {
-                (None, Some(iso)) => (media::MountSelection::Domain(domain), iso),
-                (Some(pattern), None) => (media::MountSelection::Matching { pattern, all }, domain),
+                (None, Some(iso)) => (request::MountSelection::Domain(domain), iso),
+                (Some(pattern), None) => {
+                    (request::MountSelection::Matching { pattern, all }, domain)
+                }
                 (Some(_), Some(_)) => usage_error("with --match, mount takes the ISO alone"),
                 (None, None) => usage_error("mount takes DOMAIN ISO (or --match REGEX ISO)"),
             };
-            let request = media::MountRequest {
+            let request = request::MountRequest {
                 selection,
                 iso,
                 target,
                 attach,
             };
-            media::with_stdin(&mut out, |prompt| {
+            prompt::with_stdin(&mut out, |prompt| {
                 media::mount(&fleet, prompt, &request, (&change).into())
             })?
         }
@@ -165,8 +169,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             pattern,
             change,
         }) => {
-            let selection = media::EjectSelection::new(domain, target, all, iso, pattern);
-            media::with_stdin(&mut out, |prompt| {
+            let selection = request::EjectSelection::new(domain, target, all, iso, pattern);
+            prompt::with_stdin(&mut out, |prompt| {
                 media::eject(&fleet, prompt, &selection, (&change).into())
             })?
         }

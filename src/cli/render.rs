@@ -1,8 +1,9 @@
-//! Renders scan results as a table for people.
+//! Renders scan results and drives as tables for people.
 
 use comfy_table::{Cell, CellAlignment, Color, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::fleet::HostScan;
+use crate::media::{DriveRow, holders};
 use crate::probe::DomainStatus;
 use crate::utils::{format_cpu_time, format_kib, sanitize};
 use crate::virsh::DomainState;
@@ -68,9 +69,80 @@ pub fn status_table(hosts: &[(&str, &[DomainStatus])], with_host: bool, colour: 
     format!("{table}\n{count} domain(s)\n")
 }
 
+/// The drive table with a count and, below it, the ISOs held by several
+/// VMs of one host; a Host column first when `with_host`. Every name and
+/// path is sanitized: guests and remote hosts set them. With `colour`,
+/// states are coloured, a missing ISO is red and live≠config yellow.
+pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool, colour: bool) -> String {
+    let mut table = new_table(colour);
+    let header = [
+        "VM",
+        "State",
+        "Drive",
+        "Bus",
+        "Media",
+        "Live≠Config",
+        "Missing",
+    ];
+    table.set_header(with_host.then_some("Host").into_iter().chain(header));
+    let mut count = 0;
+    let mut shared = Vec::new();
+    for (uri, rows) in hosts {
+        for row in *rows {
+            count += 1;
+            let differ = row.live_config_differ.then(|| {
+                let config = row.config_source.as_deref();
+                format!(
+                    "config: {}",
+                    config.map_or_else(|| "empty".to_owned(), sanitize)
+                )
+            });
+            table.add_row(
+                with_host
+                    .then(|| Cell::new(sanitize(uri)))
+                    .into_iter()
+                    .chain([
+                        Cell::new(sanitize(&row.domain)),
+                        state_cell(row.state),
+                        Cell::new(sanitize(&row.target)),
+                        Cell::new(row.bus.as_deref().map_or_else(String::new, sanitize)),
+                        Cell::new(
+                            row.source
+                                .as_deref()
+                                .map_or_else(|| "(empty)".to_owned(), sanitize),
+                        ),
+                        differ.map_or_else(|| Cell::new(""), |d| Cell::new(d).fg(Color::Yellow)),
+                        match row.missing {
+                            Some(true) => Cell::new("MISSING").fg(Color::Red),
+                            _ => Cell::new(""),
+                        },
+                    ]),
+            );
+        }
+        // Paths are a host's own: the same path on two hosts is two files.
+        let host = if with_host {
+            format!("{}: ", sanitize(uri))
+        } else {
+            String::new()
+        };
+        for (iso, holders) in holders(rows) {
+            if holders.len() > 1 {
+                let names: Vec<String> = holders.into_iter().map(sanitize).collect();
+                shared.push(format!("  {host}{}: {}\n", sanitize(iso), names.join(", ")));
+            }
+        }
+    }
+    let mut text = format!("{table}\n{count} drive(s)\n");
+    if !shared.is_empty() {
+        text.push_str("ISOs in several VMs:\n");
+        text.extend(shared);
+    }
+    text
+}
+
 /// A table in the house style; styled only when `colour` says so, whatever
 /// comfy-table would guess from the terminal.
-pub fn new_table(colour: bool) -> Table {
+fn new_table(colour: bool) -> Table {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
     if colour {
@@ -94,7 +166,7 @@ fn os_cell(row: &DomainStatus) -> Cell {
 
 /// A domain state, coloured: running green, paused yellow, crashed red,
 /// shut off grey.
-pub fn state_cell(state: DomainState) -> Cell {
+fn state_cell(state: DomainState) -> Cell {
     let cell = Cell::new(state);
     match state {
         DomainState::Running => cell.fg(Color::Green),

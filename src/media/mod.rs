@@ -1,189 +1,24 @@
 //! ISO media across the fleet: which removable drive holds what, live and
 //! in the persistent config, read in a fixed number of virsh processes.
 
+mod domain;
+mod iso;
 mod plan;
+mod rows;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 
-pub use plan::{Action, Outcome, Step, plan_attach, plan_eject, plan_mount};
+pub use domain::{DomainMedia, DriveChoice, DriveViews, IsoDrive, names_or_none};
+pub use iso::IsoName;
+pub use plan::{Action, Outcome, Step, plan_attach, plan_ejects, plan_mount};
+pub use rows::{DriveRow, holders};
 
-use crate::virsh::{DomainState, DomainXml, Drive, DriveKind, Media, Uri, Virsh};
-
-/// One domain's drives as seen by both of libvirt's definitions.
-#[derive(Debug, Clone)]
-pub struct DomainMedia {
-    pub name: String,
-    pub state: DomainState,
-    /// The running definition; `None` when the domain is not running.
-    pub live: Option<DomainXml>,
-    /// The persistent config; `None` for a transient domain.
-    pub config: Option<DomainXml>,
-}
-
-/// A drive target's two views; either may lack the drive (a hot-plugged
-/// drive exists live only, a freshly attached one in the config only).
-#[derive(Debug, Clone, Copy)]
-pub struct DriveViews<'a> {
-    pub live: Option<&'a Drive>,
-    pub config: Option<&'a Drive>,
-}
-
-impl<'a> DriveViews<'a> {
-    /// The drive as the VM sees it now: live when running, else the config.
-    pub fn current(self) -> &'a Drive {
-        self.live
-            .or(self.config)
-            .expect("a target comes from one of the views")
-    }
-
-    fn live_media(self) -> Option<&'a Media> {
-        self.live.and_then(|d| d.media.as_ref())
-    }
-
-    fn config_media(self) -> Option<&'a Media> {
-        self.config.and_then(|d| d.media.as_ref())
-    }
-
-    /// Every medium the drive holds in either view.
-    pub fn media(self) -> impl Iterator<Item = &'a Media> {
-        self.live_media().into_iter().chain(self.config_media())
-    }
-}
-
-impl DomainMedia {
-    /// Every drive target of either view, live ones first, each once.
-    pub fn targets(&self) -> Vec<&str> {
-        let mut targets: Vec<&str> = Vec::new();
-        for xml in self.live.iter().chain(&self.config) {
-            for drive in &xml.drives {
-                if !targets.contains(&drive.target.as_str()) {
-                    targets.push(&drive.target);
-                }
-            }
-        }
-        targets
-    }
-
-    pub fn views(&self, target: &str) -> DriveViews<'_> {
-        DriveViews {
-            live: self.live.as_ref().and_then(|x| x.drive(target)),
-            config: self.config.as_ref().and_then(|x| x.drive(target)),
-        }
-    }
-
-    /// The CD-ROM targets, the drives an ISO can go into.
-    pub fn cdrom_targets(&self) -> Vec<&str> {
-        self.targets()
-            .into_iter()
-            .filter(|t| self.views(t).current().kind == DriveKind::Cdrom)
-            .collect()
-    }
-}
-
-/// One row of `isos`: a drive of a domain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DriveRow {
-    pub domain: String,
-    pub state: DomainState,
-    pub persistent: bool,
-    pub target: String,
-    pub bus: Option<String>,
-    pub device: DriveKind,
-    /// What the VM sees now (live when running, else the config); `None`
-    /// when the drive is empty.
-    pub source: Option<String>,
-    /// What the persistent config holds; `None` when empty or transient.
-    pub config_source: Option<String>,
-    /// The running VM and its config disagree: an eject done live only
-    /// comes back at the next cold boot.
-    pub live_config_differ: bool,
-    /// Whether an ISO the drive holds (in either view) is gone; `None`
-    /// when there is nothing to check (empty drive, pool volume source).
-    pub missing: Option<bool>,
-    pub tray_open: bool,
-    /// Other VMs holding the same media.
-    pub shared_with: Vec<String>,
-}
-
-impl DriveRow {
-    pub fn mounted(&self) -> bool {
-        self.source.is_some() || self.config_source.is_some()
-    }
-
-    /// Whether either view holds the ISO `iso` names.
-    pub fn holds(&self, iso: &IsoName) -> bool {
-        self.source
-            .iter()
-            .chain(&self.config_source)
-            .any(|label| iso.matches(label))
-    }
-}
-
-/// An ISO as named on the command line (`--iso`), matched against drives'
-/// media labels: as given (a path, or a pool volume's `pool/volume` as the
-/// table shows it), and on this host also by its absolute path with `..`
-/// resolved and by the file it ends at, so `a/../b.iso` or a symlink find
-/// the drives that hold `b.iso`.
-#[derive(Debug, Clone, Default)]
-pub struct IsoName {
-    given: String,
-    absolute: Option<PathBuf>,
-    file: Option<PathBuf>,
-}
-
-impl IsoName {
-    /// Matches the exact label only (a remote host: its paths are not ours
-    /// to resolve).
-    pub fn exact(label: &str) -> Self {
-        IsoName {
-            given: label.to_owned(),
-            ..IsoName::default()
-        }
-    }
-
-    fn local(given: &str) -> Self {
-        IsoName {
-            given: given.to_owned(),
-            absolute: std::path::absolute(given)
-                .ok()
-                .map(|path| lexically_normal(&path)),
-            file: std::fs::canonicalize(given).ok(),
-        }
-    }
-
-    pub fn matches(&self, label: &str) -> bool {
-        label == self.given
-            || self
-                .absolute
-                .as_deref()
-                .is_some_and(|absolute| lexically_normal(Path::new(label)) == absolute)
-            || self
-                .file
-                .as_ref()
-                .is_some_and(|file| std::fs::canonicalize(label).is_ok_and(|held| &held == file))
-    }
-}
-
-/// `path` with `.` and `..` resolved by their names alone.
-fn lexically_normal(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut normal = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                normal.pop();
-            }
-            other => normal.push(other),
-        }
-    }
-    normal
-}
+use crate::virsh::{DomainState, DomainXml, Media, Uri, Virsh};
+use rows::drive_rows;
 
 /// Media work over one connection.
 pub struct MediaManager {
@@ -346,63 +181,19 @@ impl MediaManager {
     /// The rows of `isos`, with the missing-ISO check (one filesystem look
     /// per path locally; one batched `vol-info` for a remote host).
     pub fn rows(&self, domains: &[DomainMedia]) -> Result<Vec<DriveRow>> {
-        // One walk over every drive: who holds each medium, and which files
-        // to look for.
-        let mut holders: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-        let mut paths: BTreeSet<&str> = BTreeSet::new();
-        for domain in domains {
-            for target in domain.targets() {
-                for media in domain.views(target).media() {
-                    holders
-                        .entry(media.label())
-                        .or_default()
-                        .insert(&domain.name);
-                    paths.extend(media.path());
-                }
-            }
-        }
+        let paths: BTreeSet<&str> = domains
+            .iter()
+            .flat_map(|domain| {
+                domain
+                    .targets()
+                    .into_iter()
+                    .flat_map(|target| domain.views(target).media().filter_map(Media::path))
+            })
+            .collect();
         let paths: Vec<&str> = paths.into_iter().collect();
         let present: BTreeMap<&str, bool> =
             paths.iter().copied().zip(self.exist(&paths)?).collect();
-        let mut rows = Vec::new();
-        for domain in domains {
-            for target in domain.targets() {
-                let views = domain.views(target);
-                let drive = views.current();
-                let source = drive.media.as_ref().map(Media::label);
-                let config_source = views.config_media().map(Media::label);
-                let checked: Vec<bool> = views
-                    .media()
-                    .filter_map(Media::path)
-                    .map(|path| !present[path])
-                    .collect();
-                let shared_with = views
-                    .media()
-                    .flat_map(|m| holders[&m.label()].iter())
-                    .filter(|holder| **holder != domain.name)
-                    .map(|holder| (*holder).to_owned())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                rows.push(DriveRow {
-                    domain: domain.name.clone(),
-                    state: domain.state,
-                    persistent: domain.config.is_some(),
-                    target: target.to_owned(),
-                    bus: drive.bus.clone(),
-                    device: drive.kind,
-                    live_config_differ: domain.live.is_some()
-                        && domain.config.is_some()
-                        && views.live_media() != views.config_media(),
-                    source,
-                    config_source,
-                    missing: (!checked.is_empty()).then(|| checked.contains(&true)),
-                    tray_open: drive.tray_open,
-                    shared_with,
-                });
-            }
-        }
-        Ok(rows)
+        Ok(drive_rows(domains, |path| !present[path]))
     }
 
     /// Whether each path is there: on this host's filesystem for a local

@@ -317,6 +317,29 @@ pub fn plan_eject(
     })
 }
 
+/// Ejecting every drive of `domains` that holds media: only `target` when
+/// given (each domain must have it), only `iso` when given.
+pub fn plan_ejects(
+    domains: &[DomainMedia],
+    target: Option<&str>,
+    iso: Option<&IsoName>,
+    force: bool,
+) -> anyhow::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for domain in domains {
+        let targets = match target {
+            Some(target) => vec![domain.drive(target)?],
+            None => domain.targets(),
+        };
+        steps.extend(
+            targets
+                .into_iter()
+                .filter_map(|target| plan_eject(domain, target, iso, force)),
+        );
+    }
+    Ok(steps)
+}
+
 /// A new SATA CD-ROM holding `iso` for a domain without one.
 pub fn plan_attach(domain: &DomainMedia, iso: &str) -> anyhow::Result<Step> {
     let Some(config) = &domain.config else {

@@ -1,5 +1,6 @@
 //! Planning and checking media changes on XML captured from real virsh.
 
+use super::plan::plan_eject;
 use super::*;
 use crate::testing::fixture;
 use crate::virsh::domxml::parse_domain_xml;
@@ -222,5 +223,80 @@ fn locked_tray_points_at_force() {
     assert!(
         text.contains("locked") && text.contains("--force"),
         "{text}"
+    );
+}
+
+#[test]
+fn the_drive_for_an_iso_is_named_the_only_cdrom_or_one_to_pick() {
+    let two = domain(
+        "two",
+        DomainState::Running,
+        Some("dumpxml-test-two-drives.xml"),
+        None,
+    );
+    assert_eq!(
+        two.drive_for_iso(None, false).unwrap(),
+        DriveChoice::OneOf(vec!["hdc", "sda"])
+    );
+    assert_eq!(
+        two.drive_for_iso(Some("fda"), false).unwrap(),
+        DriveChoice::Decided(IsoDrive::Existing("fda"))
+    );
+    let unknown = two.drive_for_iso(Some("sdz"), true).unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "'two' has no CD-ROM or floppy drive 'sdz' (drives: hdc, sda, fda)"
+    );
+    assert_eq!(
+        running_agent().drive_for_iso(None, false).unwrap(),
+        DriveChoice::Decided(IsoDrive::Existing("hdc"))
+    );
+    let none = domain(
+        "none",
+        DomainState::ShutOff,
+        None,
+        Some("dumpxml-test-no-cdrom-inactive.xml"),
+    );
+    assert_eq!(
+        none.drive_for_iso(None, true).unwrap(),
+        DriveChoice::Decided(IsoDrive::Attach)
+    );
+    let refused = none.drive_for_iso(None, false).unwrap_err().to_string();
+    assert!(
+        refused.contains("'none' has no CD-ROM drive") && refused.contains("--attach"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn ejects_are_planned_for_every_drive_holding_media_or_the_one_named() {
+    let domains = [running_agent(), {
+        let mut off = running_agent();
+        off.name = "other".into();
+        off
+    }];
+    let steps = plan_ejects(&domains, None, None, false).unwrap();
+    let names: Vec<&str> = steps.iter().map(Step::domain).collect();
+    assert_eq!(names, ["lab-agent", "other"]);
+    let only = plan_ejects(&domains, None, Some(&IsoName::exact(ISO_B)), false).unwrap();
+    assert!(only.is_empty(), "neither holds {ISO_B}: {only:?}");
+    let error = plan_ejects(&domains[..1], Some("sdz"), None, false).unwrap_err();
+    assert!(error.to_string().contains("no CD-ROM or floppy drive 'sdz'"));
+}
+
+#[test]
+fn rows_name_the_other_holders_of_their_media() {
+    let mut twin = running_agent();
+    twin.name = "twin".into();
+    let domains = [running_agent(), twin];
+    let rows = rows::drive_rows(&domains, |_| true);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].shared_with, ["twin"]);
+    assert_eq!(rows[1].shared_with, ["lab-agent"]);
+    assert_eq!(rows[0].missing, Some(true), "gone(path) said so");
+    let holders = holders(&rows);
+    assert_eq!(
+        holders[ISO_A].iter().copied().collect::<Vec<_>>(),
+        ["lab-agent", "twin"]
     );
 }

@@ -9,6 +9,9 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
+mod flows;
+
+use super::prompt::{Answer, Console};
 use super::render::fleet_table;
 use crate::fleet::{Fleet, HostScan};
 use crate::probe::{DomainStatus, Figures};
@@ -52,54 +55,6 @@ impl Refresh {
 
 const MENU: &str = "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Rescan\n5) Exit\n";
 
-/// One answer read at a prompt.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// A line, trimmed.
-    Text(String),
-    /// `q`: back out of whatever is being asked.
-    Quit,
-    /// End of input: the session is over.
-    End,
-}
-
-/// A prompt-and-answer conversation over a reader and a writer.
-pub struct Console<R, W> {
-    input: R,
-    output: W,
-}
-
-impl<R: BufRead, W: Write> Console<R, W> {
-    pub fn new(input: R, output: W) -> Self {
-        Console { input, output }
-    }
-
-    pub fn out(&mut self) -> &mut W {
-        &mut self.output
-    }
-
-    pub fn ask(&mut self, prompt: &str) -> Result<Answer> {
-        write!(self.output, "{prompt}")?;
-        self.output.flush()?;
-        let mut bytes = Vec::new();
-        if self.input.read_until(b'\n', &mut bytes)? == 0 {
-            // Input that ends mid-prompt leaves the cursor after the prompt;
-            // end the line so the shell prompt starts clean.
-            writeln!(self.output)?;
-            return Ok(Answer::End);
-        }
-        // Bytes that are not UTF-8 make an answer like any other junk: it
-        // gets the hint, instead of ending the session.
-        let line = String::from_utf8_lossy(&bytes);
-        let line = line.trim();
-        Ok(if line.eq_ignore_ascii_case("q") {
-            Answer::Quit
-        } else {
-            Answer::Text(line.to_owned())
-        })
-    }
-}
-
 /// Runs the menu until Exit, `q` or end of input.
 pub fn run_menu<R: BufRead, W: Write>(
     input: R,
@@ -119,9 +74,9 @@ pub fn run_menu<R: BufRead, W: Write>(
             Answer::Quit | Answer::End => return Ok(()),
         };
         let outcome = match choice.as_str() {
-            "1" => super::media::menu_mount(&mut console, fleet),
-            "2" => super::media::menu_scan(&mut console, fleet, colour),
-            "3" => super::media::menu_eject(&mut console, fleet),
+            "1" => flows::mount(&mut console, fleet),
+            "2" => flows::scan(&mut console, fleet, colour),
+            "3" => flows::eject(&mut console, fleet),
             "4" => super::scan_fleet(fleet, Figures::Fresh)
                 .and_then(|scans| show_scans(console.out(), scans, colour)),
             "5" => return Ok(()),
@@ -324,15 +279,5 @@ mod tests {
         );
         assert_eq!(text.matches("Select option:").count(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn ask_distinguishes_text_quit_and_end() {
-        let mut out = Vec::new();
-        let mut console = Console::new(" 4 \nQ\n".as_bytes(), &mut out);
-        assert_eq!(console.ask("> ").unwrap(), Answer::Text("4".into()));
-        assert_eq!(console.ask("> ").unwrap(), Answer::Quit);
-        assert_eq!(console.ask("> ").unwrap(), Answer::End);
-        assert_eq!(String::from_utf8(out).unwrap(), "> > > \n");
     }
 }

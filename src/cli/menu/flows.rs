@@ -1,0 +1,153 @@
+//! The menu's media entries: pick a host, a VM, a drive and an ISO by
+//! number, then the same plan, confirmation and report as the subcommands.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::media::{execute, isos, mount_into, nothing_to_eject, pick_drive};
+use crate::cli::prompt::{Choice, Console, Prompt};
+use crate::cli::request::{ChangeOptions, IsoQuery};
+use crate::fleet::Fleet;
+use crate::media::{DomainMedia, MediaManager, plan_ejects};
+use crate::utils::sanitize;
+
+/// Menu 2: the drive table of every host.
+pub fn scan<R: BufRead, W: Write>(
+    console: &mut Console<R, W>,
+    fleet: &Fleet,
+    colour: bool,
+) -> Result<()> {
+    let mut out = Vec::new();
+    let code = isos(fleet, &IsoQuery::default(), false, colour, &mut out);
+    console.out().write_all(&out)?;
+    code.map(|_| ())
+}
+
+/// Menu 1: host if several, VM by number, drive if several, ISO from the
+/// pools or typed.
+pub fn mount<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+    on_one_host(console, fleet, mount_flow)
+}
+
+fn mount_flow<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    media: &MediaManager,
+    domains: Vec<DomainMedia>,
+) -> Result<ExitCode> {
+    let labels: Vec<String> = domains
+        .iter()
+        .map(|d| format!("{} ({})", sanitize(&d.name), d.state))
+        .collect();
+    let Some(index) = prompt.choose("VM number (q to go back): ", &labels)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let domain = &domains[index];
+    let choice = domain.drive_for_iso(None, false)?;
+    let Some(drive) = pick_drive(prompt, domain, choice)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // No storage driver or no pools: a typed path still works.
+    let pool_isos = match media.pool_isos() {
+        Ok(isos) if isos.is_empty() => {
+            writeln!(
+                prompt.out(),
+                "No ISO volumes in the storage pools: type a path."
+            )?;
+            isos
+        }
+        Ok(isos) => isos,
+        Err(error) => {
+            writeln!(
+                prompt.out(),
+                "No storage pool ISOs ({error:#}): type a path."
+            )?;
+            Vec::new()
+        }
+    };
+    let labels: Vec<String> = pool_isos.iter().map(|iso| sanitize(iso)).collect();
+    let iso = prompt.choose_with("ISO number or path (q to go back): ", &labels, |choice| {
+        let typed = match choice {
+            Choice::Item(index) => pool_isos[index].clone(),
+            Choice::Other(text) if text.is_empty() => {
+                return Err("Enter an ISO number or a path, or q to go back.".to_owned());
+            }
+            Choice::Other(text) => text,
+        };
+        media
+            .resolve_iso(&typed)
+            .map_err(|error| format!("{error:#}"))
+    })?;
+    let Some(iso) = iso else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    mount_into(media, prompt, domain, drive, &iso, ChangeOptions::default())
+}
+
+/// Menu 3: host if several, then one drive holding media, or all of them.
+pub fn eject<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+    on_one_host(console, fleet, eject_flow)
+}
+
+fn eject_flow<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    media: &MediaManager,
+    domains: Vec<DomainMedia>,
+) -> Result<ExitCode> {
+    let steps = plan_ejects(&domains, None, None, false)?;
+    if steps.is_empty() {
+        nothing_to_eject(prompt.out())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let labels: Vec<String> = steps.iter().map(|step| step.describe()).collect();
+    let hint = format!("Enter a number from 1 to {}, a, or q.", steps.len());
+    let chosen = prompt.choose_with(
+        "Drive number, or a for all (q to go back): ",
+        &labels,
+        |choice| match choice {
+            Choice::Item(index) => Ok(vec![steps[index].clone()]),
+            Choice::Other(text) if text.eq_ignore_ascii_case("a") => Ok(steps.clone()),
+            Choice::Other(_) => Err(hint.clone()),
+        },
+    )?;
+    let Some(chosen) = chosen else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    execute(
+        media,
+        prompt,
+        &chosen,
+        ChangeOptions::default(),
+        true,
+        "ejected",
+    )
+}
+
+/// Runs a menu entry on a fresh read of one host (asked for when there
+/// are several): every change confirmed first, and an error shown as a
+/// line while the menu goes on.
+fn on_one_host<R: BufRead, W: Write>(
+    console: &mut Console<R, W>,
+    fleet: &Fleet,
+    flow: impl FnOnce(&mut Prompt<R, W>, &MediaManager, Vec<DomainMedia>) -> Result<ExitCode>,
+) -> Result<()> {
+    let host = match &fleet.hosts[..] {
+        [host] => host,
+        hosts => {
+            let labels: Vec<String> = hosts.iter().map(|h| sanitize(&h.uri())).collect();
+            match Prompt::menu(console).choose("Host number (q to go back): ", &labels)? {
+                Some(index) => &hosts[index],
+                None => return Ok(()),
+            }
+        }
+    };
+    let media = MediaManager::new(host.virsh().clone());
+    let outcome = media
+        .load_all()
+        .and_then(|domains| flow(&mut Prompt::menu(console), &media, domains));
+    if let Err(error) = outcome {
+        writeln!(console.out(), "error: {error:#}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Questions and answers: a console over any `BufRead` and `Write`, and
+//! who may be asked (a subcommand only on a terminal, the menu always).
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+/// One answer read at a prompt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A line, trimmed.
+    Text(String),
+    /// `q`: back out of whatever is being asked.
+    Quit,
+    /// End of input: the session is over.
+    End,
+}
+
+/// A prompt-and-answer conversation over a reader and a writer.
+pub struct Console<R, W> {
+    input: R,
+    output: W,
+}
+
+impl<R: BufRead, W: Write> Console<R, W> {
+    pub fn new(input: R, output: W) -> Self {
+        Console { input, output }
+    }
+
+    pub fn out(&mut self) -> &mut W {
+        &mut self.output
+    }
+
+    pub fn ask(&mut self, prompt: &str) -> Result<Answer> {
+        write!(self.output, "{prompt}")?;
+        self.output.flush()?;
+        let mut bytes = Vec::new();
+        if self.input.read_until(b'\n', &mut bytes)? == 0 {
+            // Input that ends mid-prompt leaves the cursor after the prompt;
+            // end the line so the shell prompt starts clean.
+            writeln!(self.output)?;
+            return Ok(Answer::End);
+        }
+        // Bytes that are not UTF-8 make an answer like any other junk: it
+        // gets the hint, instead of ending the session.
+        let line = String::from_utf8_lossy(&bytes);
+        let line = line.trim();
+        Ok(if line.eq_ignore_ascii_case("q") {
+            Answer::Quit
+        } else {
+            Answer::Text(line.to_owned())
+        })
+    }
+}
+
+/// An answer to a numbered list.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// The item at this index (the number given, less one).
+    Item(usize),
+    /// Other text that the question accepts besides a number.
+    Other(String),
+}
+
+/// Who answers questions. A subcommand asks only when stdin is a terminal;
+/// the menu always may, and confirms every change before making it.
+pub struct Prompt<'a, R, W> {
+    console: &'a mut Console<R, W>,
+    pub interactive: bool,
+    pub always_confirm: bool,
+}
+
+impl<'a, R: BufRead, W: Write> Prompt<'a, R, W> {
+    pub fn command(console: &'a mut Console<R, W>, interactive: bool) -> Self {
+        Prompt {
+            console,
+            interactive,
+            always_confirm: false,
+        }
+    }
+
+    pub fn menu(console: &'a mut Console<R, W>) -> Self {
+        Prompt {
+            console,
+            interactive: true,
+            always_confirm: true,
+        }
+    }
+
+    pub fn out(&mut self) -> &mut W {
+        self.console.out()
+    }
+
+    /// A numbered choice; `None` when the user backs out with `q` or the
+    /// input ends. Junk is asked again.
+    pub fn choose(&mut self, question: &str, items: &[String]) -> Result<Option<usize>> {
+        let hint = format!("Enter a number from 1 to {}, or q to go back.", items.len());
+        self.choose_with(question, items, |choice| match choice {
+            Choice::Item(index) => Ok(index),
+            Choice::Other(_) => Err(hint.clone()),
+        })
+    }
+
+    /// Lists `items` numbered from 1, then asks until `accept` takes the
+    /// answer: a number among them comes as [`Choice::Item`], any other
+    /// text as [`Choice::Other`]; what `accept` refuses, its message is
+    /// shown and the question asked again. `None` when the user backs out
+    /// with `q` or the input ends.
+    pub fn choose_with<T>(
+        &mut self,
+        question: &str,
+        items: &[String],
+        mut accept: impl FnMut(Choice) -> Result<T, String>,
+    ) -> Result<Option<T>> {
+        for (number, item) in items.iter().enumerate() {
+            writeln!(self.out(), "  {}) {item}", number + 1)?;
+        }
+        loop {
+            let text = match self.console.ask(question)? {
+                Answer::Quit | Answer::End => return Ok(None),
+                Answer::Text(text) => text,
+            };
+            let choice = match text.parse::<usize>() {
+                Ok(n) if (1..=items.len()).contains(&n) => Choice::Item(n - 1),
+                _ => Choice::Other(text),
+            };
+            match accept(choice) {
+                Ok(accepted) => return Ok(Some(accepted)),
+                Err(why) => writeln!(self.out(), "{why}")?,
+            }
+        }
+    }
+
+    /// Yes or no to the listed plan. Without a terminal (and outside the
+    /// menu) nobody can answer, so that is a refusal, not a silent yes.
+    pub fn confirm(&mut self, what: &str) -> Result<bool> {
+        if !self.interactive {
+            bail!(
+                "not {what}: stdin is not a terminal, so nobody can confirm; pass --yes to go ahead"
+            );
+        }
+        Ok(matches!(
+            self.console.ask("Go ahead? [y/N]: ")?,
+            Answer::Text(text) if matches!(text.to_ascii_lowercase().as_str(), "y" | "yes")
+        ))
+    }
+}
+
+/// Runs a subcommand's `flow` with questions read from stdin, asked only
+/// when stdin is a terminal.
+pub fn with_stdin<W: Write>(
+    out: W,
+    flow: impl FnOnce(&mut Prompt<io::StdinLock<'static>, W>) -> Result<ExitCode>,
+) -> Result<ExitCode> {
+    let interactive = io::stdin().is_terminal();
+    let mut console = Console::new(io::stdin().lock(), out);
+    flow(&mut Prompt::command(&mut console, interactive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ask_distinguishes_text_quit_and_end() {
+        let mut out = Vec::new();
+        let mut console = Console::new(" 4 \nQ\n".as_bytes(), &mut out);
+        assert_eq!(console.ask("> ").unwrap(), Answer::Text("4".into()));
+        assert_eq!(console.ask("> ").unwrap(), Answer::Quit);
+        assert_eq!(console.ask("> ").unwrap(), Answer::End);
+        assert_eq!(String::from_utf8(out).unwrap(), "> > > \n");
+    }
+
+    #[test]
+    fn a_numbered_choice_asks_again_until_accepted() {
+        let mut out = Vec::new();
+        let mut console = Console::new("0\n3\nb\nx\n2\n".as_bytes(), &mut out);
+        let mut prompt = Prompt::menu(&mut console);
+        let items = ["one".to_owned(), "two".to_owned()];
+        let first = prompt.choose_with("? ", &items, |choice| match choice {
+            Choice::Other(text) if text == "x" => Ok(text),
+            _ => Err("hint".to_owned()),
+        });
+        assert_eq!(first.unwrap().as_deref(), Some("x"));
+        assert_eq!(prompt.choose("? ", &items).unwrap(), Some(1));
+        assert_eq!(prompt.choose("? ", &items).unwrap(), None, "input ended");
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("hint").count(), 3, "0, 3 and b\n{text}");
+        assert_eq!(text.matches("  1) one").count(), 3, "listed per question");
+    }
+}

@@ -1,0 +1,65 @@
+//! An ISO named on the command line, matched against the media labels
+//! drives report.
+
+use std::path::{Path, PathBuf};
+
+/// An ISO as named on the command line (`--iso`), matched against drives'
+/// media labels: as given (a path, or a pool volume's `pool/volume` as the
+/// table shows it), and on this host also by its absolute path with `..`
+/// resolved and by the file it ends at, so `a/../b.iso` or a symlink find
+/// the drives that hold `b.iso`.
+#[derive(Debug, Clone, Default)]
+pub struct IsoName {
+    given: String,
+    absolute: Option<PathBuf>,
+    file: Option<PathBuf>,
+}
+
+impl IsoName {
+    /// Matches the exact label only (a remote host: its paths are not ours
+    /// to resolve).
+    pub fn exact(label: &str) -> Self {
+        IsoName {
+            given: label.to_owned(),
+            ..IsoName::default()
+        }
+    }
+
+    pub(super) fn local(given: &str) -> Self {
+        IsoName {
+            given: given.to_owned(),
+            absolute: std::path::absolute(given)
+                .ok()
+                .map(|path| lexically_normal(&path)),
+            file: std::fs::canonicalize(given).ok(),
+        }
+    }
+
+    pub fn matches(&self, label: &str) -> bool {
+        label == self.given
+            || self
+                .absolute
+                .as_deref()
+                .is_some_and(|absolute| lexically_normal(Path::new(label)) == absolute)
+            || self
+                .file
+                .as_ref()
+                .is_some_and(|file| std::fs::canonicalize(label).is_ok_and(|held| &held == file))
+    }
+}
+
+/// `path` with `.` and `..` resolved by their names alone.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
+}
