@@ -48,14 +48,14 @@ pub fn isos(
             return Err(scan.result.expect_err("checked"));
         }
     }
-    let (hosts, failed) = super::split_scans(&scans);
+    let (hosts, failed) = super::report::split_scans(&scans);
     if json {
-        crate::utils::write_json(out, &super::with_uris(&hosts))?;
+        crate::utils::write_json(out, &super::report::with_uris(&hosts))?;
     } else if !hosts.is_empty() {
         out.write_all(drive_table(&hosts, !fleet.is_single(), colour).as_bytes())?;
     }
     out.flush()?;
-    super::report_failed_hosts(&failed, scans.len())
+    super::report::report_failed_hosts(&failed, scans.len())
 }
 
 /// `mount DOMAIN ISO` on the host that has the domain, or `mount --match
@@ -240,7 +240,7 @@ pub fn eject<R: BufRead, W: Write>(
             Ok(ExitCode::SUCCESS) => {}
             Ok(other) => code = other,
             Err(error) => {
-                let line = super::host_error(&host.uri(), &error);
+                let line = super::report::host_error(&host.uri(), &error);
                 writeln!(prompt.out(), "error: {line}")?;
                 failed.push(line);
             }
@@ -249,7 +249,7 @@ pub fn eject<R: BufRead, W: Write>(
     if failed.is_empty() {
         return Ok(code);
     }
-    super::report_failed_hosts(&failed, fleet.hosts.len())
+    super::report::report_failed_hosts(&failed, fleet.hosts.len())
 }
 
 /// The host whose domain is called `name`: the only host, the one host
@@ -270,7 +270,7 @@ fn host_of<'f, R: BufRead, W: Write>(
         match &scan.result {
             Ok(true) => holders.push(host),
             Ok(false) => {}
-            Err(error) => unreachable.push(super::host_error(&scan.uri, error)),
+            Err(error) => unreachable.push(super::report::host_error(&scan.uri, error)),
         }
     }
     for line in &unreachable {

@@ -7,29 +7,23 @@ mod menu;
 mod progress;
 mod prompt;
 mod render;
+mod report;
 mod request;
+mod status;
 
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
-use regex::Regex;
 
 pub use args::{Args, Command};
 use menu::{Refresh, run_menu};
 
-use crate::fleet::{Fleet, HostScan};
-use crate::probe::{DomainStatus, Figures, ProbeOptions};
-use crate::utils::sanitize;
+use crate::fleet::Fleet;
+use crate::probe::{Figures, ProbeOptions};
 use crate::virsh::VirshConfig;
-use progress::scan_with_progress;
-
-/// Exit status when some hosts answered and others failed: their rows were
-/// printed, and one error line names each failed host.
-const EXIT_PARTIAL: u8 = 3;
 
 /// Everything the core needs, free of clap types.
 #[derive(Debug, Clone)]
@@ -116,7 +110,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     if args.version {
-        return versions(&fleet, args.verbose, &mut out);
+        return status::versions(&fleet, args.verbose, &mut out);
     }
     let code = match args.command {
         Some(Command::Isos {
@@ -175,7 +169,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })?
         }
         Some(Command::Status { json, pattern }) => {
-            status(&fleet, json, pattern.as_ref(), colour, &mut out)?
+            status::status(&fleet, json, pattern.as_ref(), colour, &mut out)?
         }
         Some(Command::Completions { shell }) => {
             let mut command = <Args as clap::CommandFactory>::command();
@@ -205,8 +199,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         None => {
-            let scans = scan_fleet(&fleet, Figures::Cached)?;
-            let code = write_scans(&mut out, scans, colour)?;
+            let scans = status::scan_fleet(&fleet, Figures::Cached)?;
+            let code = status::write_scans(&mut out, scans, colour)?;
             let refresh = Refresh::start(Arc::clone(&fleet));
             run_menu(io::stdin().lock(), &mut out, &fleet, &refresh, colour)?;
             code
@@ -221,129 +215,6 @@ fn usage_error(message: &str) -> ! {
     <Args as clap::CommandFactory>::command()
         .error(clap::error::ErrorKind::ArgumentConflict, message)
         .exit()
-}
-
-/// `--version`: the tool's; with `-v` also what `virsh version --daemon`
-/// says of each host (virsh's library, libvirt's daemon, the hypervisor).
-fn versions(fleet: &Fleet, verbose: bool, out: &mut impl Write) -> Result<ExitCode> {
-    writeln!(out, "dismount_iso_qemu {}", env!("CARGO_PKG_VERSION"))?;
-    if !verbose {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let scans = fleet.each(|host| Ok(host.virsh().run(&["version", "--daemon"])?.stdout));
-    let mut failed = Vec::new();
-    for scan in &scans {
-        match &scan.result {
-            Ok(text) => {
-                writeln!(out, "{}:", sanitize(&scan.uri))?;
-                for line in text.lines().filter(|line| !line.trim().is_empty()) {
-                    writeln!(out, "  {}", sanitize(line.trim()))?;
-                }
-            }
-            Err(error) => failed.push(host_error(&scan.uri, error)),
-        }
-    }
-    out.flush()?;
-    report_failed_hosts(&failed, scans.len())
-}
-
-/// `status`: the table, or JSON rows each with its host's `uri`; with
-/// `--match`, only the domains whose name matches.
-fn status(
-    fleet: &Fleet,
-    json: bool,
-    pattern: Option<&Regex>,
-    colour: bool,
-    out: &mut impl Write,
-) -> Result<ExitCode> {
-    let mut scans = scan_fleet(fleet, Figures::Cached)?;
-    if let Some(pattern) = pattern {
-        for scan in &mut scans {
-            if let Ok(rows) = &mut scan.result {
-                rows.retain(|row| pattern.is_match(&row.name));
-            }
-        }
-    }
-    if !json {
-        return write_scans(out, scans, colour);
-    }
-    let (hosts, failed) = split_scans(&scans);
-    crate::utils::write_json(out, &with_uris(&hosts))?;
-    report_failed_hosts(&failed, scans.len())
-}
-
-/// A scan for people: with one host as it always was (a spinner on a
-/// terminal, its failure the run's error); with several, side by side.
-fn scan_fleet(fleet: &Fleet, figures: Figures) -> Result<Vec<HostScan<Vec<DomainStatus>>>> {
-    if let [host] = &fleet.hosts[..] {
-        let rows = scan_with_progress(&host.probes, figures)?;
-        return Ok(vec![HostScan {
-            uri: host.uri(),
-            result: Ok(rows),
-        }]);
-    }
-    Ok(fleet.scan(figures))
-}
-
-/// The scans as one table (a Host column when there are several hosts),
-/// and one error line on stderr for each host that failed.
-fn write_scans(
-    out: &mut impl Write,
-    scans: Vec<HostScan<Vec<DomainStatus>>>,
-    colour: bool,
-) -> Result<ExitCode> {
-    let (table, failed) = render::fleet_table(&scans, colour);
-    out.write_all(table.as_bytes())?;
-    out.flush()?;
-    report_failed_hosts(&failed, scans.len())
-}
-
-/// One line on stderr per failed host; the exit status says whether none,
-/// some or all of the hosts failed.
-fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> {
-    for line in failed {
-        eprintln!("dismount_iso_qemu: error: {line}");
-    }
-    Ok(match failed.len() {
-        0 => ExitCode::SUCCESS,
-        n if n == hosts => ExitCode::FAILURE,
-        _ => ExitCode::from(EXIT_PARTIAL),
-    })
-}
-
-/// `URI: reason`, on one line, sanitized.
-fn host_error(uri: &str, error: &anyhow::Error) -> String {
-    sanitize(&format!("{uri}: {error:#}"))
-}
-
-/// The hosts that answered, each with its rows, and one error line (see
-/// [`host_error`]) for each host that failed; both in the hosts' order.
-fn split_scans<T>(scans: &[HostScan<Vec<T>>]) -> (Vec<(&str, &[T])>, Vec<String>) {
-    let mut hosts = Vec::new();
-    let mut failed = Vec::new();
-    for scan in scans {
-        match &scan.result {
-            Ok(rows) => hosts.push((scan.uri.as_str(), rows.as_slice())),
-            Err(error) => failed.push(host_error(&scan.uri, error)),
-        }
-    }
-    (hosts, failed)
-}
-
-/// The answered hosts' rows as JSON rows, each with its host's URI.
-fn with_uris<'a, T>(hosts: &[(&'a str, &'a [T])]) -> Vec<WithUri<'a, T>> {
-    hosts
-        .iter()
-        .flat_map(|&(uri, rows)| rows.iter().map(move |row| WithUri { uri, row }))
-        .collect()
-}
-
-/// A JSON row with its host's URI in front.
-#[derive(serde::Serialize)]
-struct WithUri<'a, T> {
-    pub uri: &'a str,
-    #[serde(flatten)]
-    pub row: &'a T,
 }
 
 /// Whether the error chain ends in a closed pipe on our output.

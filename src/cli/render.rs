@@ -13,7 +13,7 @@ const UNKNOWN: &str = "-";
 /// The hosts' VM tables as one, each host's failure as a line of its own
 /// (sanitized) for the caller to show.
 pub fn fleet_table(scans: &[HostScan<Vec<DomainStatus>>], colour: bool) -> (String, Vec<String>) {
-    let (hosts, failed) = super::split_scans(scans);
+    let (hosts, failed) = super::report::split_scans(scans);
     let table = if hosts.is_empty() {
         String::new()
     } else {

@@ -281,7 +281,11 @@ fn ejects_are_planned_for_every_drive_holding_media_or_the_one_named() {
     let only = plan_ejects(&domains, None, Some(&IsoName::exact(ISO_B)), false).unwrap();
     assert!(only.is_empty(), "neither holds {ISO_B}: {only:?}");
     let error = plan_ejects(&domains[..1], Some("sdz"), None, false).unwrap_err();
-    assert!(error.to_string().contains("no CD-ROM or floppy drive 'sdz'"));
+    assert!(
+        error
+            .to_string()
+            .contains("no CD-ROM or floppy drive 'sdz'")
+    );
 }
 
 #[test]

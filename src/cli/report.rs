@@ -1,0 +1,61 @@
+//! The outcome of a command over many hosts: answered rows apart from
+//! failure lines, JSON rows tagged with their host, and the exit status.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::fleet::HostScan;
+use crate::utils::sanitize;
+
+/// Exit status when some hosts answered and others failed: their rows were
+/// printed, and one error line names each failed host.
+const EXIT_PARTIAL: u8 = 3;
+
+/// One line on stderr per failed host; the exit status says whether none,
+/// some or all of the hosts failed.
+pub fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> {
+    for line in failed {
+        eprintln!("dismount_iso_qemu: error: {line}");
+    }
+    Ok(match failed.len() {
+        0 => ExitCode::SUCCESS,
+        n if n == hosts => ExitCode::FAILURE,
+        _ => ExitCode::from(EXIT_PARTIAL),
+    })
+}
+
+/// `URI: reason`, on one line, sanitized.
+pub fn host_error(uri: &str, error: &anyhow::Error) -> String {
+    sanitize(&format!("{uri}: {error:#}"))
+}
+
+/// The hosts that answered, each with its rows, and one error line (see
+/// [`host_error`]) for each host that failed; both in the hosts' order.
+pub fn split_scans<T>(scans: &[HostScan<Vec<T>>]) -> (Vec<(&str, &[T])>, Vec<String>) {
+    let mut hosts = Vec::new();
+    let mut failed = Vec::new();
+    for scan in scans {
+        match &scan.result {
+            Ok(rows) => hosts.push((scan.uri.as_str(), rows.as_slice())),
+            Err(error) => failed.push(host_error(&scan.uri, error)),
+        }
+    }
+    (hosts, failed)
+}
+
+/// The answered hosts' rows as JSON rows, each with its host's URI.
+pub fn with_uris<'a, T>(hosts: &[(&'a str, &'a [T])]) -> Vec<WithUri<'a, T>> {
+    hosts
+        .iter()
+        .flat_map(|&(uri, rows)| rows.iter().map(move |row| WithUri { uri, row }))
+        .collect()
+}
+
+/// A JSON row with its host's URI in front.
+#[derive(serde::Serialize)]
+pub struct WithUri<'a, T> {
+    pub uri: &'a str,
+    #[serde(flatten)]
+    pub row: &'a T,
+}
