@@ -1,0 +1,234 @@
+//! Long-lived virsh sessions: one `virsh` per connection, fed commands on
+//! its stdin, so a scan, an action or a whole menu session pays for a
+//! process (and over ssh, a connection) once instead of at every call.
+//!
+//! virsh's shell, read from a pipe, is not its batch mode (measured on
+//! virsh 9.0; see README "How it works"):
+//! - it prints a banner and a prompt and echoes each line it reads, on
+//!   stdout; with `TERM=dumb` (or no TERM) readline echoes a line longer
+//!   than the terminal as `\r<` and its tail, never the whole line, so
+//!   the echo is skipped as one line and never compared;
+//! - `-q` drops the banner but also the newline that ends `echo`'s
+//!   output, which would glue a marker to the next prompt: sessions run
+//!   without `-q`, and the banner is skipped like the echoes;
+//! - a line that does not parse (an unknown command) drops the rest of
+//!   the line, so the markers go on lines of their own;
+//! - a line is a command, and readline acts on control characters (TAB
+//!   completes, ^A moves the cursor): a call whose words hold one runs as
+//!   a process from argv instead, where they are plain bytes;
+//! - a connection lost while idle (libvirtd restarted, ssh killed) is
+//!   reported on stderr at once (`error: Disconnected from …`) and made
+//!   again by the next command (`error: Reconnected to the hypervisor`):
+//!   neither is that command's failure;
+//! - when the first connection fails, virsh exits with the error.
+
+mod frame;
+mod pool;
+mod shell;
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::batch::script;
+use super::error::{VirshError, error_lines};
+use super::runner::{Invocation, OUTPUT_LIMIT, Output, ProcessRunner, Runner};
+use crate::mutex::lock;
+use pool::{Fresh, Pool};
+use shell::Fault;
+
+/// Commands that only read, so running one again after a lost connection
+/// cannot change a VM twice.
+const READ_ONLY: [&str; 13] = [
+    "echo",
+    "uri",
+    "version",
+    "list",
+    "domstats",
+    "dominfo",
+    "domstate",
+    "domblklist",
+    "dumpxml",
+    "guestinfo",
+    "pool-list",
+    "vol-list",
+    "vol-info",
+];
+
+/// Runs every call on a long-lived virsh of its connection: at most
+/// `pool_size` of them per connection, started on demand and kept for the
+/// life of the runner.
+pub struct SessionRunner {
+    pool_size: usize,
+    /// The most one call may print (stdout or stderr).
+    output_limit: usize,
+    pools: Mutex<HashMap<Endpoint, Arc<Pool>>>,
+}
+
+/// Which virsh, connected where: calls to one endpoint share its sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Endpoint {
+    program: String,
+    connect: Option<String>,
+}
+
+impl Endpoint {
+    /// A session's own command line (no commands: they come on stdin).
+    fn invocation(&self) -> Invocation {
+        Invocation {
+            program: self.program.clone(),
+            connect: self.connect.clone(),
+            commands: Vec::new(),
+        }
+    }
+}
+
+impl SessionRunner {
+    pub fn new(pool_size: usize) -> Self {
+        SessionRunner {
+            pool_size: pool_size.max(1),
+            output_limit: OUTPUT_LIMIT,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// With another cap on what one call may print (tests: a small one).
+    #[cfg(test)]
+    pub fn with_output_limit(mut self, output_limit: usize) -> Self {
+        self.output_limit = output_limit;
+        self
+    }
+
+    fn pool(&self, invocation: &Invocation) -> Arc<Pool> {
+        let endpoint = Endpoint {
+            program: invocation.program.clone(),
+            connect: invocation.connect.clone(),
+        };
+        let mut pools = lock(&self.pools);
+        Arc::clone(
+            pools
+                .entry(endpoint.clone())
+                .or_insert_with(|| Arc::new(Pool::start(endpoint, self.pool_size))),
+        )
+    }
+}
+
+impl Runner for SessionRunner {
+    fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
+        if !fits_a_line(invocation) {
+            return ProcessRunner::with_output_limit(self.output_limit).run(invocation, timeout);
+        }
+        let deadline = Instant::now() + timeout;
+        let timed_out = || VirshError::Timeout {
+            command: invocation.summary(),
+            timeout,
+        };
+        let pool = self.pool(invocation);
+        let line = script(&invocation.commands);
+        let mut retried = false;
+        // Whether a session of this call had answered before: if none had,
+        // virsh never got going (it cannot connect), and says why.
+        let mut proven = false;
+        loop {
+            // A retry gets a new virsh: the idle ones may have lost their
+            // connection the same way (libvirtd restarted, ssh dropped).
+            let fresh = if retried {
+                Fresh::Only
+            } else {
+                Fresh::IfNoneIdle
+            };
+            let mut session = pool.acquire(deadline, fresh)?.ok_or_else(timed_out)?;
+            proven |= session.served > 0;
+            match session.call(&line, deadline, self.output_limit) {
+                Ok(frame) if frame.connection_lost => {
+                    pool.discard(session);
+                    if retried || !replayable(invocation) {
+                        // Its commands could not run: that is the call's
+                        // failure, whatever markers made it through.
+                        return Err(VirshError::Failed {
+                            command: invocation.summary(),
+                            status: ExitStatus::from_raw(1 << 8),
+                            stderr: frame.stderr,
+                        });
+                    }
+                    retried = true;
+                }
+                Ok(frame) => {
+                    pool.release(Some(session));
+                    return Ok(frame.into_output());
+                }
+                Err(Fault::Timeout) => {
+                    // The hung command holds this virsh: kill it, and let
+                    // the next call start a new one.
+                    pool.discard(session);
+                    return Err(timed_out());
+                }
+                Err(Fault::TooLarge) => {
+                    // Still printing, or its buffers out of step: kill it.
+                    pool.discard(session);
+                    return Err(VirshError::OutputTooLarge {
+                        command: invocation.summary(),
+                        limit: self.output_limit,
+                    });
+                }
+                // A virsh that had been working died under or before this
+                // call: one new session, once. One that never answered
+                // failed to connect: its own words are the error.
+                Err(Fault::Ended { unsent })
+                    if proven && !retried && (unsent || replayable(invocation)) =>
+                {
+                    pool.discard(session);
+                    retried = true;
+                }
+                Err(Fault::Ended { .. }) => {
+                    let ended = session.finish();
+                    pool.release(None);
+                    return Err(match ended {
+                        // The session itself never got going: name it, not
+                        // the call that found out. Silent, it is no virsh.
+                        Ok(status) if !proven => {
+                            let stderr = session.take_stderr();
+                            let command = pool.endpoint.invocation().summary();
+                            if stderr.trim().is_empty() {
+                                VirshError::NoAnswer { command, status }
+                            } else {
+                                VirshError::Failed {
+                                    command,
+                                    status,
+                                    stderr,
+                                }
+                            }
+                        }
+                        _ => VirshError::SessionEnded {
+                            command: invocation.summary(),
+                            stderr: error_lines(&session.take_stderr()),
+                        },
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Whether the call can go on one line of virsh's shell: readline acts on
+/// control characters, and a newline would end the command early.
+fn fits_a_line(invocation: &Invocation) -> bool {
+    invocation
+        .commands
+        .iter()
+        .flatten()
+        .all(|word| !word.chars().any(char::is_control))
+}
+
+fn replayable(invocation: &Invocation) -> bool {
+    invocation.commands.iter().all(|words| {
+        words
+            .first()
+            .is_some_and(|c| READ_ONLY.contains(&c.as_str()))
+    })
+}
+
+#[cfg(test)]
+mod tests;

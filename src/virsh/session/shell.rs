@@ -1,0 +1,173 @@
+//! One long-lived virsh: its process group, its stdin, both of its pipes
+//! drained on threads of their own, and one call at a time framed.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::Endpoint;
+use super::frame::{Frame, Markers, take_frame};
+use crate::virsh::error::VirshError;
+use crate::virsh::groups::GroupGuard;
+use crate::virsh::runner::spawn_virsh;
+
+/// Which pipe a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Why a call got no frame.
+pub(super) enum Fault {
+    /// The deadline passed.
+    Timeout,
+    /// It printed more than the output limit.
+    TooLarge,
+    /// virsh's stdout closed; `unsent` when the call was never written.
+    Ended { unsent: bool },
+}
+
+/// One long-lived virsh.
+pub(super) struct Session {
+    child: Child,
+    group: GroupGuard,
+    stdin: ChildStdin,
+    /// Chunks from both pipes; `None` is a pipe's end of file.
+    events: Receiver<(Stream, Option<Vec<u8>>)>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdout_open: bool,
+    /// Calls answered so far.
+    pub(super) served: usize,
+}
+
+impl Session {
+    pub(super) fn start(endpoint: &Endpoint) -> Result<Session, VirshError> {
+        let mut args = Vec::new();
+        if let Some(uri) = &endpoint.connect {
+            args.extend(["-c".to_owned(), uri.clone()]);
+        }
+        let mut command = spawn_virsh(&endpoint.program, &args, Stdio::piped(), || {
+            endpoint.invocation().summary()
+        })?;
+        let group = GroupGuard::register(command.id());
+        let stdin = command.stdin.take().expect("stdin is piped");
+        let (sender, events) = mpsc::channel();
+        pump(command.stdout.take(), Stream::Stdout, sender.clone());
+        pump(command.stderr.take(), Stream::Stderr, sender);
+        Ok(Session {
+            child: command,
+            group,
+            stdin,
+            events,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            stdout_open: true,
+            served: 0,
+        })
+    }
+
+    /// Runs one line of commands and waits for its frame, at most
+    /// `output_limit` bytes of it on either stream.
+    pub(super) fn call(
+        &mut self,
+        line: &str,
+        deadline: Instant,
+        output_limit: usize,
+    ) -> Result<Frame, Fault> {
+        let markers = Markers::new();
+        let request = markers.around(line);
+        if self
+            .stdin
+            .write_all(request.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .is_err()
+        {
+            return Err(Fault::Ended { unsent: true });
+        }
+        loop {
+            if let Some(frame) = take_frame(&mut self.stdout, &mut self.stderr, &markers) {
+                self.served += 1;
+                return Ok(frame);
+            }
+            if !self.stdout_open {
+                return Err(Fault::Ended { unsent: false });
+            }
+            if self.stdout.len().max(self.stderr.len()) > output_limit {
+                return Err(Fault::TooLarge);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => self.absorb(event),
+                Err(RecvTimeoutError::Timeout) => return Err(Fault::Timeout),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Fault::Ended { unsent: false });
+                }
+            }
+        }
+    }
+
+    fn absorb(&mut self, (stream, chunk): (Stream, Option<Vec<u8>>)) {
+        match (stream, chunk) {
+            (Stream::Stdout, Some(bytes)) => self.stdout.extend_from_slice(&bytes),
+            (Stream::Stderr, Some(bytes)) => self.stderr.extend_from_slice(&bytes),
+            (Stream::Stdout, None) => self.stdout_open = false,
+            (Stream::Stderr, None) => {}
+        }
+    }
+
+    /// Waits (briefly) for a virsh whose stdout has closed, collecting
+    /// what it wrote to stderr on its way out.
+    pub(super) fn finish(&mut self) -> std::io::Result<ExitStatus> {
+        let until = Instant::now() + EXIT_GRACE;
+        while let Ok(event) = self
+            .events
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            self.absorb(event);
+        }
+        self.group.kill();
+        self.child.wait()
+    }
+
+    pub(super) fn take_stderr(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.stderr)).into_owned()
+    }
+}
+
+/// How long a virsh that closed its stdout gets to finish its stderr.
+const EXIT_GRACE: Duration = Duration::from_millis(250);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.group.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads one pipe on its own thread until end of file, so that neither
+/// pipe can fill up and block virsh while the other is waited on.
+fn pump(
+    pipe: Option<impl Read + Send + 'static>,
+    stream: Stream,
+    events: Sender<(Stream, Option<Vec<u8>>)>,
+) {
+    let Some(mut pipe) = pipe else { return };
+    thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if events.send((stream, Some(chunk[..n].to_vec()))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = events.send((stream, None));
+    });
+}

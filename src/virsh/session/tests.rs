@@ -1,0 +1,232 @@
+//! Sessions under faults the real virsh cannot produce on demand (hangs,
+//! deaths, floods, lost connections), with a scripted fake.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use super::*;
+
+/// A session virsh for faults the real one cannot produce on demand:
+/// it answers `echo` like virsh's shell; a line with `wedge` sleeps with
+/// a child (like ssh under virsh), one with `dumpxml` or ending in
+/// `change-media` makes it exit, one with `domstate` fails for want of
+/// a connection, one with `flood` prints a megabyte; anything else
+/// prints `ok`.
+fn fake_session_virsh(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("session-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("virsh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+echo "$$" >> '{dir}/pids'
+while IFS= read -r line; do
+printf 'virsh # %s\n' "$line"
+case "$line" in
+    'echo --err '*) printf 'error: %s\n' "${{line#echo --err }}" >&2 ;;
+    'echo '*) printf '%s\n' "${{line#echo }}" ;;
+    *wedge*) sleep 300 & echo "$!" >> '{dir}/pids'; wait ;;
+    *dumpxml*|*change\\-media) exit 1 ;;
+    *domstate*) printf 'error: Failed to reconnect to the hypervisor\n' >&2 ;;
+    *flood*) head -c 1000000 /dev/zero | tr '\\0' x ;;
+    *) echo ok ;;
+esac
+done
+"#,
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, dir)
+}
+
+fn call(program: &std::path::Path, command: &str) -> Invocation {
+    Invocation {
+        program: program.display().to_string(),
+        connect: None,
+        commands: vec![vec![command.to_owned()]],
+    }
+}
+
+fn pids(dir: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .map(|pid| pid.parse().unwrap())
+        .collect()
+}
+
+fn gone(pid: i32) -> bool {
+    // Reparented and reaped by init once killed: poll, bounded.
+    (0..200).any(|_| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let dead = stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z');
+        if !dead {
+            thread::sleep(Duration::from_millis(25));
+        }
+        dead
+    })
+}
+
+#[test]
+fn one_session_serves_many_calls() {
+    let (virsh, dir) = fake_session_virsh("many");
+    let runner = SessionRunner::new(2);
+    for _ in 0..5 {
+        let output = runner
+            .run(&call(&virsh, "status"), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(output.stdout, "ok\n");
+        assert!(output.status.success());
+    }
+    // Both sessions start with the pool, so they connect while the
+    // first call runs; no call after that starts another.
+    assert_eq!(pids(&dir).len(), 2, "five calls, the pool's two sessions");
+}
+
+#[test]
+fn a_call_past_its_deadline_kills_the_session_which_is_replaced() {
+    let (virsh, dir) = fake_session_virsh("hang");
+    let runner = SessionRunner::new(1);
+    let error = runner
+        .run(&call(&virsh, "wedge"), Duration::from_millis(300))
+        .unwrap_err();
+    assert!(matches!(error, VirshError::Timeout { .. }), "{error}");
+    let hung = pids(&dir);
+    assert_eq!(hung.len(), 2, "the session and its child");
+    assert!(
+        hung.iter().all(|&pid| gone(pid)),
+        "{hung:?} outlived the timeout"
+    );
+    let output = runner
+        .run(&call(&virsh, "status"), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(output.stdout, "ok\n");
+    assert_eq!(
+        pids(&dir).len(),
+        3,
+        "a new session took the place of the killed one"
+    );
+}
+
+#[test]
+fn a_session_that_died_is_restarted_once_transparently() {
+    let (virsh, dir) = fake_session_virsh("restart");
+    let runner = SessionRunner::new(1);
+    runner
+        .run(&call(&virsh, "status"), Duration::from_secs(10))
+        .unwrap();
+    // virsh dies while idle (killed, crashed): the next call does not
+    // notice, whatever it is.
+    let first = pids(&dir)[0];
+    // SAFETY: kill(2) on a child this test started.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    assert!(gone(first));
+    let output = runner.run(&call(&virsh, "change-media-free"), Duration::from_secs(10));
+    assert_eq!(output.unwrap().stdout, "ok\n");
+    assert_eq!(pids(&dir).len(), 2);
+}
+
+#[test]
+fn a_read_only_call_survives_one_death_but_not_two() {
+    let (virsh, dir) = fake_session_virsh("twice");
+    let runner = SessionRunner::new(1);
+    runner
+        .run(&call(&virsh, "status"), Duration::from_secs(10))
+        .unwrap();
+    // virsh dies under `dumpxml`: read-only, so it runs again on a new
+    // session, where it dies again: that second failure is the error.
+    let error = runner
+        .run(&call(&virsh, "dumpxml"), Duration::from_secs(10))
+        .unwrap_err();
+    assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
+    assert_eq!(pids(&dir).len(), 2, "restarted once, not more");
+}
+
+/// A connection that stays lost (ssh refused) is the call's error, after
+/// one try on a new virsh: never empty output passed off as an answer.
+#[test]
+fn a_lost_connection_is_an_error_not_an_empty_answer() {
+    let (virsh, dir) = fake_session_virsh("lost");
+    let runner = SessionRunner::new(1);
+    runner
+        .run(&call(&virsh, "status"), Duration::from_secs(10))
+        .unwrap();
+    let error = runner
+        .run(&call(&virsh, "domstate"), Duration::from_secs(10))
+        .unwrap_err();
+    assert!(matches!(error, VirshError::Failed { .. }), "{error}");
+    assert!(error.to_string().contains("Failed to reconnect"), "{error}");
+    assert_eq!(pids(&dir).len(), 2, "retried once, on a new virsh");
+}
+
+/// Output past the limit ends the call with an error and the session
+/// with it, instead of filling memory.
+#[test]
+fn output_past_the_limit_is_an_error() {
+    let (virsh, dir) = fake_session_virsh("flood");
+    let runner = SessionRunner::new(1).with_output_limit(64 * 1024);
+    let error = runner
+        .run(&call(&virsh, "flood"), Duration::from_secs(10))
+        .unwrap_err();
+    assert!(
+        matches!(error, VirshError::OutputTooLarge { .. }),
+        "{error}"
+    );
+    let first = pids(&dir)[0];
+    assert!(gone(first), "the flooding session is killed");
+}
+
+#[test]
+fn a_change_is_never_run_twice() {
+    let (virsh, dir) = fake_session_virsh("change");
+    let runner = SessionRunner::new(1);
+    runner
+        .run(&call(&virsh, "status"), Duration::from_secs(10))
+        .unwrap();
+    let error = runner
+        .run(&call(&virsh, "change-media"), Duration::from_secs(10))
+        .unwrap_err();
+    assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
+    assert_eq!(pids(&dir).len(), 1, "not sent again: it may have been done");
+}
+
+#[test]
+fn a_virsh_that_cannot_connect_reports_its_own_error() {
+    let runner = SessionRunner::new(1);
+    let error = runner
+        .run(
+            &Invocation {
+                program: "virsh".into(),
+                connect: Some("bogus:///nowhere".into()),
+                commands: vec![vec!["list".into()]],
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+    assert!(matches!(error, VirshError::Failed { .. }), "{error}");
+    assert!(error.to_string().contains("bogus:///nowhere"), "{error}");
+}
+
+#[test]
+fn words_with_control_characters_bypass_the_shell() {
+    let mut words = call(std::path::Path::new("virsh"), "x");
+    assert!(fits_a_line(&words));
+    words.commands[0].push("a\nb".into());
+    assert!(!fits_a_line(&words));
+    words.commands[0][1] = "tab\there".into();
+    assert!(!fits_a_line(&words));
+    words.commands[0][1] = "é ü \u{202e}".into();
+    assert!(fits_a_line(&words));
+}
