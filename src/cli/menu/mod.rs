@@ -159,6 +159,13 @@ mod tests {
         }]
     }
 
+    /// What the menu printed, given `input`, without colour.
+    fn menu_output(input: &[u8], fleet: &Fleet, refresh: &Refresh) -> String {
+        let mut out = Vec::new();
+        run_menu(input, &mut out, fleet, refresh, false).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     /// A Refresh fed by the test instead of a background thread.
     fn refresh_from_test() -> (Refresh, Sender<Update>) {
         let (send, updates) = mpsc::channel();
@@ -178,16 +185,7 @@ mod tests {
         let (refresh, send) = refresh_from_test();
         send.send(failed("first")).unwrap();
         send.send(failed("newest")).unwrap();
-        let mut out = Vec::new();
-        run_menu(
-            "x\n5\n".as_bytes(),
-            &mut out,
-            &probes(&fake),
-            &refresh,
-            false,
-        )
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = menu_output("x\n5\n".as_bytes(), &probes(&fake), &refresh);
         assert_eq!(fake.process_count(), 0);
         assert!(!text.contains("first"), "only the newest update is shown");
         let update = text
@@ -206,16 +204,7 @@ mod tests {
         let fake = Arc::new(FakeRunner::default());
         fake.refuse_connection("error: failed to connect to the hypervisor\n");
         let (refresh, _send) = refresh_from_test();
-        let mut out = Vec::new();
-        run_menu(
-            "4\n5\n".as_bytes(),
-            &mut out,
-            &probes(&fake),
-            &refresh,
-            false,
-        )
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = menu_output("4\n5\n".as_bytes(), &probes(&fake), &refresh);
         assert!(
             text.contains("error: cannot list domains on qemu:///fake: failed to connect"),
             "{text}"
@@ -229,9 +218,7 @@ mod tests {
     fn input_that_is_not_utf8_gets_the_hint() {
         let fake = Arc::new(FakeRunner::default());
         let (refresh, _send) = refresh_from_test();
-        let mut out = Vec::new();
-        run_menu(&b"\xff\n5\n"[..], &mut out, &probes(&fake), &refresh, false).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = menu_output(&b"\xff\n5\n"[..], &probes(&fake), &refresh);
         assert!(text.contains("Invalid choice '\u{fffd}'"), "{text}");
         assert_eq!(text.matches("Select option:").count(), 2);
     }
@@ -270,9 +257,7 @@ mod tests {
             }],
         };
         let (refresh, _send) = refresh_from_test();
-        let mut out = Vec::new();
-        run_menu("4\n5\n".as_bytes(), &mut out, &fleet, &refresh, false).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = menu_output("4\n5\n".as_bytes(), &fleet, &refresh);
         assert!(
             text.contains("error: ") && text.contains("Permission denied"),
             "{text}"

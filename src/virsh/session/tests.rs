@@ -53,6 +53,15 @@ fn call(program: &std::path::Path, command: &str) -> Invocation {
     }
 }
 
+/// One call of `command` with a deadline no test reaches.
+fn ask(
+    runner: &SessionRunner,
+    program: &std::path::Path,
+    command: &str,
+) -> Result<Output, VirshError> {
+    runner.run(&call(program, command), Duration::from_secs(10))
+}
+
 fn pids(dir: &std::path::Path) -> Vec<i32> {
     std::fs::read_to_string(dir.join("pids"))
         .unwrap_or_default()
@@ -84,9 +93,7 @@ fn one_session_serves_many_calls() {
     let (virsh, dir) = fake_session_virsh("many");
     let runner = SessionRunner::new(2);
     for _ in 0..5 {
-        let output = runner
-            .run(&call(&virsh, "status"), Duration::from_secs(10))
-            .unwrap();
+        let output = ask(&runner, &virsh, "status").unwrap();
         assert_eq!(output.stdout, "ok\n");
         assert!(output.status.success());
     }
@@ -109,9 +116,7 @@ fn a_call_past_its_deadline_kills_the_session_which_is_replaced() {
         hung.iter().all(|&pid| gone(pid)),
         "{hung:?} outlived the timeout"
     );
-    let output = runner
-        .run(&call(&virsh, "status"), Duration::from_secs(10))
-        .unwrap();
+    let output = ask(&runner, &virsh, "status").unwrap();
     assert_eq!(output.stdout, "ok\n");
     assert_eq!(
         pids(&dir).len(),
@@ -124,16 +129,14 @@ fn a_call_past_its_deadline_kills_the_session_which_is_replaced() {
 fn a_session_that_died_is_restarted_once_transparently() {
     let (virsh, dir) = fake_session_virsh("restart");
     let runner = SessionRunner::new(1);
-    runner
-        .run(&call(&virsh, "status"), Duration::from_secs(10))
-        .unwrap();
+    ask(&runner, &virsh, "status").unwrap();
     // virsh dies while idle (killed, crashed): the next call does not
     // notice, whatever it is.
     let first = pids(&dir)[0];
     // SAFETY: kill(2) on a child this test started.
     unsafe { libc::kill(first, libc::SIGKILL) };
     assert!(gone(first));
-    let output = runner.run(&call(&virsh, "change-media-free"), Duration::from_secs(10));
+    let output = ask(&runner, &virsh, "change-media-free");
     assert_eq!(output.unwrap().stdout, "ok\n");
     assert_eq!(pids(&dir).len(), 2);
 }
@@ -142,14 +145,10 @@ fn a_session_that_died_is_restarted_once_transparently() {
 fn a_read_only_call_survives_one_death_but_not_two() {
     let (virsh, dir) = fake_session_virsh("twice");
     let runner = SessionRunner::new(1);
-    runner
-        .run(&call(&virsh, "status"), Duration::from_secs(10))
-        .unwrap();
+    ask(&runner, &virsh, "status").unwrap();
     // virsh dies under `dumpxml`: read-only, so it runs again on a new
     // session, where it dies again: that second failure is the error.
-    let error = runner
-        .run(&call(&virsh, "dumpxml"), Duration::from_secs(10))
-        .unwrap_err();
+    let error = ask(&runner, &virsh, "dumpxml").unwrap_err();
     assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
     assert_eq!(pids(&dir).len(), 2, "restarted once, not more");
 }
@@ -160,12 +159,8 @@ fn a_read_only_call_survives_one_death_but_not_two() {
 fn a_lost_connection_is_an_error_not_an_empty_answer() {
     let (virsh, dir) = fake_session_virsh("lost");
     let runner = SessionRunner::new(1);
-    runner
-        .run(&call(&virsh, "status"), Duration::from_secs(10))
-        .unwrap();
-    let error = runner
-        .run(&call(&virsh, "domstate"), Duration::from_secs(10))
-        .unwrap_err();
+    ask(&runner, &virsh, "status").unwrap();
+    let error = ask(&runner, &virsh, "domstate").unwrap_err();
     assert!(matches!(error, VirshError::Failed { .. }), "{error}");
     assert!(error.to_string().contains("Failed to reconnect"), "{error}");
     assert_eq!(pids(&dir).len(), 2, "retried once, on a new virsh");
@@ -177,9 +172,7 @@ fn a_lost_connection_is_an_error_not_an_empty_answer() {
 fn output_past_the_limit_is_an_error() {
     let (virsh, dir) = fake_session_virsh("flood");
     let runner = SessionRunner::new(1).with_output_limit(64 * 1024);
-    let error = runner
-        .run(&call(&virsh, "flood"), Duration::from_secs(10))
-        .unwrap_err();
+    let error = ask(&runner, &virsh, "flood").unwrap_err();
     assert!(
         matches!(error, VirshError::OutputTooLarge { .. }),
         "{error}"
@@ -192,12 +185,8 @@ fn output_past_the_limit_is_an_error() {
 fn a_change_is_never_run_twice() {
     let (virsh, dir) = fake_session_virsh("change");
     let runner = SessionRunner::new(1);
-    runner
-        .run(&call(&virsh, "status"), Duration::from_secs(10))
-        .unwrap();
-    let error = runner
-        .run(&call(&virsh, "change-media"), Duration::from_secs(10))
-        .unwrap_err();
+    ask(&runner, &virsh, "status").unwrap();
+    let error = ask(&runner, &virsh, "change-media").unwrap_err();
     assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
     assert_eq!(pids(&dir).len(), 1, "not sent again: it may have been done");
 }
