@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metrics::MemorySource;
 use super::*;
+use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -213,28 +215,6 @@ fn stats_without_figures_get_dominfo_cached_for_the_ttl_unless_rescanned() {
 }
 
 #[test]
-fn cpu_percent_is_cpu_over_wall_time_of_all_vcpus() {
-    let start = Instant::now();
-    let later = start + Duration::from_secs(2);
-    // 1 s of CPU over 2 s on 2 vCPUs: a quarter of the capacity.
-    assert_eq!(
-        cpu_percent((start, 0), (later, 1_000_000_000), Some(2)),
-        Some(25.0)
-    );
-    assert_eq!(
-        cpu_percent((start, 5), (later, 4), Some(2)),
-        None,
-        "counter reset"
-    );
-    assert_eq!(cpu_percent((start, 0), (later, 1), Some(0)), None);
-    assert_eq!(
-        cpu_percent((start, 0), (start, 1), Some(1)),
-        None,
-        "no time passed"
-    );
-}
-
-#[test]
 fn a_driver_without_agent_support_is_asked_once() {
     let fake = Arc::new(FakeRunner::default());
     let names = ["a", "b", "c", "d", "e", "f"];
@@ -411,4 +391,29 @@ fn a_failed_listing_names_the_uri() {
         message.contains("failed to connect to the hypervisor"),
         "{message}"
     );
+}
+
+#[test]
+fn a_domain_gone_since_the_listing_leaves_the_table() {
+    let fake = Arc::new(FakeRunner::default());
+    expect_state_only_listing(&fake, "test:///fake", &[("gone", 5), ("kept", 5)]);
+    fake.expect(
+        &["dominfo", "--domain", "gone"],
+        1,
+        "",
+        "error: failed to get domain 'gone'\n",
+    );
+    expect_dominfo(&fake, &["kept"]);
+    fake.expect(
+        &["domuuid", "--domain", "gone"],
+        1,
+        "",
+        "error: failed to get domain 'gone'\n",
+    );
+    expect_plain_xml(&fake, &["gone", "kept"]);
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(rows[0].vcpus, Some(1), "its dominfo still counts");
 }

@@ -1,0 +1,116 @@
+//! What a scan keeps for the next ones: each domain's figures and OS
+//! report, each reused for its own time to live, and its last CPU sample.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::domain::{Domain, Listed};
+use super::metrics::{Metrics, has_every_metric};
+use super::os::OsReport;
+use super::{Figures, ProbeOptions};
+use crate::mutex::lock;
+use crate::virsh::DomainState;
+
+/// A CPU time reading (ns) and when it was taken, for CPU %.
+pub(super) type CpuSample = (Instant, u64);
+
+struct Cached<T> {
+    taken: Instant,
+    state: DomainState,
+    value: T,
+}
+
+impl<T: Clone> Cached<T> {
+    fn new(domain: &Listed, taken: Instant, value: &T) -> Self {
+        Cached {
+            taken,
+            state: domain.state,
+            value: value.clone(),
+        }
+    }
+
+    /// The value while it is younger than `ttl` and the domain has not
+    /// changed state since: a reboot can change the OS, a stop the figures.
+    fn fresh(&self, state: DomainState, ttl: Duration, now: Instant) -> Option<T> {
+        (self.state == state && now.duration_since(self.taken) < ttl).then(|| self.value.clone())
+    }
+}
+
+#[derive(Default)]
+struct DomainCache {
+    metrics: Option<Cached<Metrics>>,
+    os: Option<Cached<OsReport>>,
+    cpu_sample: Option<CpuSample>,
+}
+
+/// Every domain's entry, by [`Listed::key`].
+#[derive(Default)]
+pub(super) struct Cache {
+    domains: Mutex<HashMap<String, DomainCache>>,
+}
+
+impl Cache {
+    /// Each listed domain with what the cache may serve for it. Figures
+    /// the listing brought are fresher than any cached ones, and
+    /// [`Figures::Fresh`] wants none; a named OS, or an agent that hung,
+    /// is kept for `os_ttl`, any other OS report for `cache_ttl`.
+    pub fn lookup(
+        &self,
+        listed: Vec<Listed>,
+        figures: Figures,
+        options: &ProbeOptions,
+    ) -> Vec<Domain<Option<Metrics>, Option<OsReport>>> {
+        let now = Instant::now();
+        let cache = lock(&self.domains);
+        listed
+            .into_iter()
+            .map(|listed| {
+                let entry = cache.get(&listed.key());
+                let metrics = entry
+                    .and_then(|e| e.metrics.as_ref())
+                    .filter(|_| figures == Figures::Cached && !has_every_metric(&listed))
+                    .and_then(|c| c.fresh(listed.state, options.cache_ttl, now));
+                let os = entry.and_then(|e| e.os.as_ref()).and_then(|c| {
+                    let ttl = if c.value.name.is_some() || c.value.agent_hung {
+                        options.os_ttl
+                    } else {
+                        options.cache_ttl
+                    };
+                    c.fresh(listed.state, ttl, now)
+                });
+                Domain {
+                    listed,
+                    metrics,
+                    os,
+                }
+            })
+            .collect()
+    }
+
+    /// Keeps `metrics`, read at `now`, for the next scans.
+    pub fn keep_metrics(&self, domain: &Listed, now: Instant, metrics: &Metrics) {
+        self.entry(domain, |entry| {
+            entry.metrics = Some(Cached::new(domain, now, metrics));
+        });
+    }
+
+    /// Keeps `os`, found at `now`, for the next scans.
+    pub fn keep_os(&self, domain: &Listed, now: Instant, os: &OsReport) {
+        self.entry(domain, |entry| {
+            entry.os = Some(Cached::new(domain, now, os))
+        });
+    }
+
+    /// Puts `sample` (`None`: no CPU time now) in place of the domain's
+    /// last CPU sample, and returns that.
+    pub fn swap_cpu_sample(&self, domain: &Listed, sample: Option<CpuSample>) -> Option<CpuSample> {
+        self.entry(domain, |entry| {
+            std::mem::replace(&mut entry.cpu_sample, sample)
+        })
+    }
+
+    fn entry<R>(&self, domain: &Listed, change: impl FnOnce(&mut DomainCache) -> R) -> R {
+        change(lock(&self.domains).entry(domain.key()).or_default())
+    }
+}

@@ -1,0 +1,159 @@
+//! One domain through a scan: the listing's facts, what the scan learns
+//! about it, and the row it ends as.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::metrics::{MemorySource, Metrics};
+use super::os::{OsReport, OsSource};
+use crate::virsh::{DomainState, DomainStats, Listing};
+
+/// One row of the status table and of `status --json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainStatus {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub state: DomainState,
+    pub persistent: Option<bool>,
+    pub vcpus: Option<u32>,
+    pub memory_used_kib: Option<u64>,
+    pub memory_used_source: Option<MemorySource>,
+    pub memory_max_kib: Option<u64>,
+    pub cpu_time_ns: Option<u64>,
+    /// Share of the domain's vCPUs used between its last two samples.
+    pub cpu_percent: Option<f64>,
+    /// Why figures are missing (their read failed or overran the timeout);
+    /// `null` when they were read.
+    pub metrics_error: Option<String>,
+    pub os: String,
+    pub os_source: Option<OsSource>,
+    pub os_error: Option<String>,
+}
+
+/// A domain as the listing knows it.
+pub(super) struct Listed {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub state: DomainState,
+    pub persistent: bool,
+    /// Its `domstats` block, metric groups included.
+    pub stats: DomainStats,
+}
+
+impl Listed {
+    /// Every domain of a listing, sorted by name.
+    pub fn all(listing: Listing) -> Vec<Listed> {
+        let mut listed: Vec<Listed> = listing
+            .stats
+            .into_iter()
+            .map(|stats| Listed {
+                uuid: listing.uuids.get(&stats.name).cloned(),
+                state: stats.state().unwrap_or(DomainState::NoState),
+                persistent: !listing.transient.contains(&stats.name),
+                name: stats.name.clone(),
+                stats,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        listed
+    }
+
+    /// How per-domain commands name it (`--domain`): by name, which
+    /// libvirt looks up fastest, unless the name holds a control character
+    /// (a newline, say): then by UUID, where the listing gave one.
+    pub fn target(&self) -> &str {
+        command_target(&self.name, self.uuid.as_deref())
+    }
+
+    /// Domains are cached by UUID: a name can be reused by another domain.
+    pub fn key(&self) -> String {
+        self.uuid
+            .clone()
+            .unwrap_or_else(|| format!("name:{}", self.name))
+    }
+}
+
+/// A domain as `--domain` names it: see [`Listed::target`].
+pub(crate) fn command_target<'a>(name: &'a str, uuid: Option<&'a str>) -> &'a str {
+    match uuid {
+        Some(uuid) if name.chars().any(char::is_control) => uuid,
+        _ => name,
+    }
+}
+
+/// What a scan knows about one domain: the listing's facts, its figures
+/// and its OS report. While the scan runs, `M` and `O` are `Option`s
+/// (`None`: not served from the cache, to be read); each step hands the
+/// domains on with its part known, so rows are built from known values.
+pub(super) struct Domain<M = Metrics, O = OsReport> {
+    pub listed: Listed,
+    pub metrics: M,
+    pub os: O,
+}
+
+impl<M, O> Domain<M, O> {
+    /// The same domain with its figures worked out from the listing and
+    /// what was known; `None` drops the domain from the scan.
+    pub fn with_metrics<N>(
+        self,
+        work_out: impl FnOnce(&Listed, M) -> Option<N>,
+    ) -> Option<Domain<N, O>> {
+        Some(Domain {
+            metrics: work_out(&self.listed, self.metrics)?,
+            listed: self.listed,
+            os: self.os,
+        })
+    }
+
+    /// The same domain with its OS report worked out from the listing and
+    /// what was known.
+    pub fn with_os<P>(self, work_out: impl FnOnce(&Listed, O) -> P) -> Domain<M, P> {
+        Domain {
+            os: work_out(&self.listed, self.os),
+            listed: self.listed,
+            metrics: self.metrics,
+        }
+    }
+}
+
+/// A batch's answers to `targets` (one each, `None` where its command
+/// failed), by target.
+pub(super) fn by_target<T>(targets: &[&str], answers: Vec<Option<T>>) -> HashMap<String, T> {
+    targets
+        .iter()
+        .zip(answers)
+        .filter_map(|(target, answer)| Some(((*target).to_owned(), answer?)))
+        .collect()
+}
+
+impl From<Domain> for DomainStatus {
+    fn from(
+        Domain {
+            listed,
+            metrics,
+            os,
+        }: Domain,
+    ) -> Self {
+        let (name, os_source) = match os.name {
+            Some((name, source)) => (name, Some(source)),
+            None => ("unknown".to_owned(), None),
+        };
+        DomainStatus {
+            name: listed.name,
+            uuid: listed.uuid,
+            state: listed.state,
+            persistent: metrics.persistent,
+            vcpus: metrics.vcpus,
+            memory_used_kib: metrics.memory_used.map(|(kib, _)| kib),
+            memory_used_source: metrics.memory_used.map(|(_, source)| source),
+            memory_max_kib: metrics.memory_max_kib,
+            cpu_time_ns: metrics.cpu_time_ns,
+            cpu_percent: metrics.cpu_percent,
+            metrics_error: metrics.error,
+            os: name,
+            os_source,
+            os_error: os.error,
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! A domain's figures: CPU, memory and vCPUs from the listing's `domstats`,
+//! `dominfo` where a driver's stats lack them, and CPU % between scans.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::cache::{Cache, CpuSample};
+use super::domain::{Domain, Listed, by_target};
+use crate::virsh::{DomInfo, Virsh};
+
+/// Where a memory-used figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemorySource {
+    /// The guest's own balloon statistics: in-guest used memory.
+    Guest,
+    /// The host's allocation to the domain (the guest reports nothing).
+    Allocation,
+}
+
+/// CPU and memory of one domain, as cached.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Metrics {
+    pub persistent: Option<bool>,
+    pub vcpus: Option<u32>,
+    /// KiB, and whose figure it is.
+    pub memory_used: Option<(u64, MemorySource)>,
+    pub memory_max_kib: Option<u64>,
+    pub cpu_time_ns: Option<u64>,
+    pub cpu_percent: Option<f64>,
+    /// Why the figures a driver's stats lack could not be read.
+    pub error: Option<String>,
+}
+
+/// Gives every domain not served from the cache its figures: from its
+/// `domstats` block where that has every figure (QEMU), with one batched
+/// `dominfo` for the domains whose block lacks some (the test driver's
+/// has state only); all of them cached. A domain whose `dominfo` failed
+/// because the connection no longer knows it leaves the scan.
+pub(super) fn fill<O>(
+    virsh: &Virsh,
+    cache: &Cache,
+    domains: Vec<Domain<Option<Metrics>, O>>,
+) -> Vec<Domain<Metrics, O>> {
+    let lacking: Vec<&str> = domains
+        .iter()
+        .filter(|domain| domain.metrics.is_none() && !has_every_metric(&domain.listed))
+        .map(|domain| domain.listed.target())
+        .collect();
+    let mut infos = read_infos(virsh, &lacking);
+    let now = Instant::now();
+    domains
+        .into_iter()
+        .filter_map(|domain| {
+            domain.with_metrics(|listed, cached| {
+                cached.or_else(|| read(virsh, cache, listed, &mut infos, now))
+            })
+        })
+        .collect()
+}
+
+/// The figures of a domain the cache had none for, cached unless their
+/// read failed; `None` if the domain has vanished since the listing.
+fn read(
+    virsh: &Virsh,
+    cache: &Cache,
+    domain: &Listed,
+    infos: &mut Result<HashMap<String, DomInfo>, String>,
+    now: Instant,
+) -> Option<Metrics> {
+    let info = match infos {
+        _ if has_every_metric(domain) => DomInfo::default(),
+        Ok(infos) => match infos.remove(domain.target()) {
+            Some(info) => info,
+            // Vanished since the listing? Then it leaves the table;
+            // otherwise its figures stay blank.
+            None if virsh.has_domain(domain.target()).ok() == Some(false) => return None,
+            None => DomInfo::default(),
+        },
+        // Not cached: the next scan tries again.
+        Err(reason) => {
+            return Some(Metrics {
+                error: Some(reason.clone()),
+                ..measure(domain, DomInfo::default())
+            });
+        }
+    };
+    let mut metrics = measure(domain, info);
+    let sample = metrics.cpu_time_ns.map(|cpu| (now, cpu));
+    metrics.cpu_percent = cache
+        .swap_cpu_sample(domain, sample)
+        .zip(sample)
+        .and_then(|(then, now)| cpu_percent(then, now, metrics.vcpus));
+    cache.keep_metrics(domain, now, &metrics);
+    Some(metrics)
+}
+
+/// The `dominfo` of each of `targets` that answered, by target, in one
+/// batch; `Err` says why the batch failed (past its deadline, say): those
+/// rows say so, and the others (and the rest of the scan) stand.
+fn read_infos(virsh: &Virsh, targets: &[&str]) -> Result<HashMap<String, DomInfo>, String> {
+    if targets.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let read = virsh
+        .dominfo_many(targets)
+        .map_err(|error| format!("cannot read its figures: {error}"))?;
+    Ok(by_target(targets, read))
+}
+
+/// CPU % between two (time, cpu-ns) samples: CPU time used over the wall
+/// time available to all vCPUs.
+fn cpu_percent(
+    (then, cpu_then): CpuSample,
+    (now, cpu_now): CpuSample,
+    vcpus: Option<u32>,
+) -> Option<f64> {
+    let wall = now.duration_since(then).as_nanos() as f64 * f64::from(vcpus.filter(|&v| v > 0)?);
+    let used = cpu_now.checked_sub(cpu_then)? as f64;
+    (wall > 0.0).then(|| (used / wall * 1000.0).round() / 10.0)
+}
+
+/// The `domstats` keys a row needs; a driver that reports them all
+/// (QEMU, for inactive domains too) needs no `dominfo`.
+const METRIC_KEYS: [&str; 3] = ["vcpu.current", "balloon.maximum", "balloon.current"];
+
+pub(super) fn has_every_metric(domain: &Listed) -> bool {
+    METRIC_KEYS
+        .iter()
+        .chain(domain.state.is_active().then_some(&"cpu.time"))
+        .all(|key| domain.stats.get_u64(key).is_some())
+}
+
+/// Combines a domain's `domstats` block with its `dominfo` (empty where
+/// the block had every figure), preferring the stats: they come from the
+/// same instant and carry in-guest figures.
+fn measure(domain: &Listed, info: DomInfo) -> Metrics {
+    let state = domain.state;
+    let stat = |key: &str| domain.stats.get_u64(key);
+    let balloon_current = stat("balloon.current");
+    let memory_used = match (balloon_current, stat("balloon.unused")) {
+        (Some(current), Some(unused)) if state.is_active() => {
+            Some((current.saturating_sub(unused), MemorySource::Guest))
+        }
+        _ => balloon_current
+            .or(info.used_memory_kib)
+            .map(|allocation| (allocation, MemorySource::Allocation)),
+    };
+    // For an inactive domain, domstats' cpu.time is libvirtd's own CPU time
+    // and dominfo's figure (where a driver prints one) is meaningless.
+    let cpu_time_ns = state
+        .is_active()
+        .then(|| stat("cpu.time").or(info.cpu_time_ns))
+        .flatten();
+    Metrics {
+        persistent: Some(domain.persistent),
+        vcpus: stat("vcpu.current")
+            .and_then(|v| u32::try_from(v).ok())
+            .or(info.vcpus),
+        memory_used,
+        memory_max_kib: stat("balloon.maximum").or(info.max_memory_kib),
+        cpu_time_ns,
+        cpu_percent: None,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn cpu_percent_is_cpu_over_wall_time_of_all_vcpus() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(2);
+        // 1 s of CPU over 2 s on 2 vCPUs: a quarter of the capacity.
+        assert_eq!(
+            cpu_percent((start, 0), (later, 1_000_000_000), Some(2)),
+            Some(25.0)
+        );
+        assert_eq!(
+            cpu_percent((start, 5), (later, 4), Some(2)),
+            None,
+            "counter reset"
+        );
+        assert_eq!(cpu_percent((start, 0), (later, 1), Some(0)), None);
+        assert_eq!(
+            cpu_percent((start, 0), (start, 1), Some(1)),
+            None,
+            "no time passed"
+        );
+    }
+}
