@@ -1,5 +1,5 @@
 //! Helpers shared by the unit tests: fixtures captured from real virsh, and
-//! a ProbeManager wired to the scripted virsh.
+//! a ProbeManager wired to the scripted virsh, and the listing it answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,4 +44,29 @@ pub fn fake_probes(fake: &Arc<FakeRunner>, cache_ttl: Duration, os_ttl: Duration
             jobs: 4,
         },
     )
+}
+
+/// The UUID the fake listing gives a domain.
+pub fn uuid(name: &str) -> String {
+    let number = name.bytes().fold(0u64, |n, b| n * 131 + u64::from(b)) % 1_000_000_000_000;
+    format!("00000000-0000-4000-8000-{number:012}")
+}
+
+/// A fleet as `domstats`, `list --uuid --name`, `list --transient` and
+/// `uri` show it.
+pub fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)], metrics: &str) {
+    let stats: String = domains
+        .iter()
+        .map(|(name, state)| {
+            format!("Domain: '{name}'\n  state.state={state}\n  state.reason=1\n{metrics}\n")
+        })
+        .collect();
+    let uuids: String = domains
+        .iter()
+        .map(|(name, _)| format!("{} {name}\n", uuid(name)))
+        .collect();
+    fake.expect(&listing_domstats(), 0, &stats, "");
+    fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+    fake.expect(&["list", "--transient", "--name"], 0, "\n", "");
+    fake.expect(&["uri"], 0, &format!("{uri}\n"), "");
 }

@@ -67,6 +67,13 @@ impl MediaManager {
             .virsh
             .list_all()
             .with_context(|| format!("cannot list domains on {uri}"))?;
+        if self.virsh.config().connect.is_none()
+            && let Some(uri) = &listing.uri
+        {
+            // The URI virsh connected to, read in the same batch: no need
+            // to ask it again for where ISO paths live.
+            let _ = self.remote.set(Uri::parse(uri).is_remote());
+        }
         // (name, how commands name it, state, persistent): a name that
         // holds a newline is named by its UUID.
         let mut domains: Vec<(&str, &str, DomainState, bool)> = listing

@@ -304,3 +304,39 @@ fn rows_name_the_other_holders_of_their_media() {
         ["lab-agent", "twin"]
     );
 }
+
+/// Without `-c`, whether ISO paths are this host's comes from the URI the
+/// listing already read: asking virsh `uri` again cost a round trip (the
+/// scripted virsh refuses any command not declared).
+#[test]
+fn the_listing_s_uri_decides_where_iso_paths_live() {
+    use std::sync::Arc;
+
+    use crate::testing::expect_listing_on;
+    use crate::virsh::fake::FakeRunner;
+    use crate::virsh::{Runner, VirshConfig};
+
+    let fake = Arc::new(FakeRunner::default());
+    expect_listing_on(&fake, "qemu+ssh://root@far/system", &[("lab-off", 5)], "");
+    fake.expect(
+        &["dumpxml", "--inactive", "--domain", "lab-off"],
+        0,
+        &fixture("virsh/dumpxml-lab-off.xml"),
+        "",
+    );
+    fake.expect(&["vol-info", "--vol", ISO_B], 0, "Name: tools-b.iso\n", "");
+    let runner: Arc<dyn Runner> = fake.clone();
+    let virsh = Virsh::new(
+        VirshConfig {
+            program: "virsh".into(),
+            connect: None,
+            timeout: std::time::Duration::from_secs(5),
+            sessions: 1,
+        },
+        runner,
+    );
+    let media = MediaManager::new(virsh);
+    let rows = media.rows(&media.load_all().unwrap()).unwrap();
+    assert_eq!(rows[0].missing, Some(false), "looked up as a remote volume");
+    fake.assert_all_used();
+}

@@ -11,15 +11,9 @@ use crate::virsh::fake::FakeRunner;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-use crate::testing::{fake_probes as manager, fixture, listing_domstats};
+use crate::testing::{expect_listing_on, fake_probes as manager, fixture, listing_domstats, uuid};
 
 fn no_progress(_: usize, _: usize) {}
-
-/// The UUID the fake listing gives a domain.
-fn uuid(name: &str) -> String {
-    let number = name.bytes().fold(0u64, |n, b| n * 131 + u64::from(b)) % 1_000_000_000_000;
-    format!("00000000-0000-4000-8000-{number:012}")
-}
 
 /// A fleet on QEMU's driver, as the listing batch shows it: every
 /// domain's block carries its metrics.
@@ -38,25 +32,6 @@ fn qemu_metrics(cpu_ns: u64) -> String {
         "  cpu.time={cpu_ns}\n  balloon.current=131072\n  balloon.maximum=262144\n  \
          balloon.unused=31072\n  vcpu.current=2\n"
     )
-}
-
-/// A fleet as `domstats`, `list --uuid --name`, `list --transient` and
-/// `uri` show it.
-fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)], metrics: &str) {
-    let stats: String = domains
-        .iter()
-        .map(|(name, state)| {
-            format!("Domain: '{name}'\n  state.state={state}\n  state.reason=1\n{metrics}\n")
-        })
-        .collect();
-    let uuids: String = domains
-        .iter()
-        .map(|(name, _)| format!("{} {name}\n", uuid(name)))
-        .collect();
-    fake.expect(&listing_domstats(), 0, &stats, "");
-    fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
-    fake.expect(&["list", "--transient", "--name"], 0, "\n", "");
-    fake.expect(&["uri"], 0, &format!("{uri}\n"), "");
 }
 
 /// Domain XML without libosinfo metadata, read while the agents are asked.
