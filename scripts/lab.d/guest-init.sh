@@ -1,0 +1,66 @@
+#!/bin/sh
+# PID 1 of every lab guest (its initramfs's /init), run by busybox-static's
+# sh: POSIX sh plus busybox applets, nothing else. scripts/lab.d/build-guest
+# copies it in. Kernel command line parameters it honours:
+#   lab_name=NAME          hostname (what `guestinfo --hostname` shows)
+#   qga_block=RPC[,RPC]    passed to qemu-ga as --block-rpcs (empty: none)
+# It ends in a sleep loop: a shell on the console spins the CPU under TCG.
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+# Seconds since boot on each line: the console log shows where time goes.
+say() { read -r up _ </proc/uptime; echo "lab-init [$up]: $*"; }
+lab_name=lab
+qga_block=
+read -r cmdline </proc/cmdline
+# Split on blanks on purpose: one parameter a word.
+for arg in $cmdline; do
+    case $arg in
+        lab_name=*) lab_name=${arg#lab_name=} ;;
+        qga_block=*) qga_block=${arg#qga_block=} ;;
+    esac
+done
+hostname "$lab_name"
+while read -r m; do
+    insmod "/lib/modules/lab/$m.ko" || say "insmod $m failed"
+done </etc/lab-modules
+say "modules loaded"
+
+# The agent port shows up a moment after virtio_console loads; there is no
+# udev, so find it by its name in sysfs rather than /dev/virtio-ports/.
+agent_port() {
+    for p in /sys/class/virtio-ports/vport*; do
+        [ -r "$p/name" ] || continue
+        if [ "$(cat "$p/name")" = org.qemu.guest_agent.0 ]; then
+            echo "/dev/${p##*/}"
+            return 0
+        fi
+    done
+    return 1
+}
+agent() {
+    n=0
+    until port=$(agent_port) && [ -c "$port" ]; do
+        n=$((n + 1))
+        if [ "$n" -gt 100 ]; then
+            say "no org.qemu.guest_agent.0 port after 20 s: agent not started"
+            return 0
+        fi
+        sleep 0.2
+    done
+    while :; do
+        say "qemu-ga on $port${qga_block:+ blocking $qga_block}"
+        if [ -n "$qga_block" ]; then
+            qemu-ga -m virtio-serial -p "$port" --block-rpcs="$qga_block"
+        else
+            qemu-ga -m virtio-serial -p "$port"
+        fi
+        say "qemu-ga exited ($?), restarting"
+        sleep 2
+    done
+}
+agent &
+say "up"
+while :; do sleep 3600; done
