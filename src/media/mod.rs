@@ -1,5 +1,6 @@
-//! ISO media across the fleet: which removable drive holds what, live and
-//! in the persistent config, read in a fixed number of virsh processes.
+//! ISO media over one connection (MediaManager): every drive's media, live
+//! and in the persistent config, read in a fixed number of virsh calls;
+//! ISOs resolved and checked; planned changes run and verified.
 
 mod domain;
 mod iso;

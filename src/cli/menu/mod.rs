@@ -1,5 +1,5 @@
-//! The interactive menu: reads answers line by line from any `BufRead` and
-//! writes to any `Write`, so tests drive it with plain text.
+//! The interactive menu: its loop over any `BufRead` and `Write` (so tests
+//! drive it with plain text), and the background refresh it shows.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
