@@ -95,11 +95,7 @@ fn hosts_file_adds_to_connect() {
     assert_eq!(json(&output).len(), 12);
     let missing = run(tool().args(["--hosts", "/nonexistent/hosts", "status"]));
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("cannot read the hosts file /nonexistent/hosts"),
-        "{}",
-        stderr(&missing)
-    );
+    assert_stderr_contains(&missing, "cannot read the hosts file /nonexistent/hosts");
 }
 
 #[test]
@@ -166,11 +162,7 @@ fn a_domain_is_looked_up_on_every_host() {
     );
     let output = run(tool().args(["-c", &small, "-c", &media, "eject", "nowhere", "--dry-run"]));
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("no domain named 'nowhere' on 2 host(s)"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "no domain named 'nowhere' on 2 host(s)");
 }
 
 /// The menu on two hosts: one table with a Host column, the drive table

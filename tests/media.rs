@@ -169,11 +169,7 @@ fn mount_refuses_a_missing_iso_before_virsh() {
         "--yes",
     ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("ISO '/srv/iso/nope.iso' does not exist"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "ISO '/srv/iso/nope.iso' does not exist");
     assert!(calls.is_empty(), "refused before any virsh call: {calls:?}");
 }
 
@@ -460,11 +456,7 @@ fn match_selects_domains_by_pattern() {
     assert!(!text.contains("tray-open"), "{text}");
     let output = run(tool().args(["-c", &media_fleet(), "eject", "--match", "^two"]));
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("pass --yes"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "pass --yes");
 }
 
 /// `mount --match REGEX ISO` mounts into the one VM whose name matches;
@@ -499,10 +491,9 @@ fn mount_match_takes_one_vm_or_all_with_all() {
         "--dry-run",
     ]));
     assert_eq!(several.status.code(), Some(1));
-    assert!(
-        stderr(&several).contains("2 domains match '^t' (tray-open, two-drives): pass --all"),
-        "{}",
-        stderr(&several)
+    assert_stderr_contains(
+        &several,
+        "2 domains match '^t' (tray-open, two-drives): pass --all",
     );
     let all = run(tool().args([
         "-c",

@@ -650,10 +650,9 @@ fn a_virsh_that_cannot_run_or_is_not_virsh_says_so() {
         .arg(support("fault-virsh"))
         .env("FAULT", "garbage"));
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("ended without answering (exit status: 0): is it virsh?"),
-        "{}",
-        stderr(&output)
+    assert_stderr_contains(
+        &output,
+        "ended without answering (exit status: 0): is it virsh?",
     );
 }
 
@@ -863,11 +862,7 @@ fn status_match_filters_and_bad_patterns_say_where() {
     assert_eq!(names, ["plain"]);
     let output = run(tool().args(["status", "--match", "web-(a|b"]));
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("unclosed group at character 5"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "unclosed group at character 5");
 }
 
 /// `--version`, and with `-v` what each host runs.

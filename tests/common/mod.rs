@@ -55,6 +55,16 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Asserts that the tool's stderr holds `needle`, showing all of it if not.
+#[track_caller]
+pub fn assert_stderr_contains(output: &Output, needle: &str) {
+    let stderr = stderr(output);
+    assert!(
+        stderr.contains(needle),
+        "{needle:?} not in stderr:\n{stderr}"
+    );
+}
+
 /// Runs the real virsh, for ground truth.
 pub fn virsh(uri: &str, args: &[&str]) -> String {
     let output = Command::new("virsh")
