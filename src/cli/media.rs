@@ -150,7 +150,7 @@ pub fn pick_drive<'d, R: BufRead, W: Write>(
         DriveChoice::Decided(drive) => return Ok(Some(drive)),
         DriveChoice::OneOf(targets) => targets,
     };
-    if !prompt.interactive {
+    if !prompt.can_ask() {
         bail!(
             "'{}' has several CD-ROM drives ({}): pick one with --target",
             sanitize(&domain.name),
@@ -295,7 +295,7 @@ fn host_of<'f, R: BufRead, W: Write>(
                 "; some hosts did not answer (above)"
             }
         ),
-        _ if prompt.interactive => {
+        _ if prompt.can_ask() => {
             let labels: Vec<String> = holders.iter().map(|h| sanitize(&h.uri())).collect();
             writeln!(prompt.out(), "'{}' is on several hosts:", sanitize(name))?;
             Ok(prompt
@@ -369,7 +369,7 @@ pub fn execute<R: BufRead, W: Write>(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let asks = prompt.always_confirm || (needs_confirmation && !options.yes);
+    let asks = prompt.confirms_every_change() || (needs_confirmation && !options.yes);
     if asks && !prompt.confirm(done)? {
         writeln!(prompt.out(), "Nothing changed.")?;
         return Ok(ExitCode::SUCCESS);

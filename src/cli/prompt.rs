@@ -67,8 +67,8 @@ pub enum Choice {
 /// the menu always may, and confirms every change before making it.
 pub struct Prompt<'a, R, W> {
     console: &'a mut Console<R, W>,
-    pub interactive: bool,
-    pub always_confirm: bool,
+    interactive: bool,
+    always_confirm: bool,
 }
 
 impl<'a, R: BufRead, W: Write> Prompt<'a, R, W> {
@@ -90,6 +90,17 @@ impl<'a, R: BufRead, W: Write> Prompt<'a, R, W> {
 
     pub fn out(&mut self) -> &mut W {
         self.console.out()
+    }
+
+    /// Whether anybody is there to answer.
+    pub fn can_ask(&self) -> bool {
+        self.interactive
+    }
+
+    /// Whether every change is confirmed first, even one the command would
+    /// make without asking (the menu's way).
+    pub fn confirms_every_change(&self) -> bool {
+        self.always_confirm
     }
 
     /// A numbered choice; `None` when the user backs out with `q` or the
