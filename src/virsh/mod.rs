@@ -1,5 +1,5 @@
 //! virsh as a typed client: one connection's calls, each through the
-//! [`Runner`] seam (a long-lived session, or a process), many domains in one
+//! `Runner` seam (a long-lived session, or a process), many domains in one
 //! batch, the output parsed by pure functions.
 
 pub(crate) mod batch;
@@ -109,7 +109,7 @@ impl Virsh {
             .is_some_and(|uri| Uri::parse(uri).over_ssh())
     }
 
-    /// Runs one command; a non-zero exit becomes [`VirshError::Failed`].
+    /// Runs one command; a non-zero exit becomes `VirshError::Failed`.
     pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Result<Output, VirshError> {
         let invocation = self.invocation(args);
         let output = self.spawn(&invocation)?;
