@@ -75,34 +75,17 @@ impl MediaManager {
             // to ask it again for where ISO paths live.
             let _ = self.remote.set(Uri::parse(uri).is_remote());
         }
-        // (name, how commands name it, state, persistent): a name that
-        // holds a newline is named by its UUID.
-        let mut domains: Vec<(&str, &str, DomainState, bool)> = listing
-            .stats
-            .iter()
-            .map(|stats| {
-                (
-                    stats.name.as_str(),
-                    crate::probe::command_target(
-                        &stats.name,
-                        listing.uuids.get(&stats.name).map(String::as_str),
-                    ),
-                    stats.state().unwrap_or(DomainState::NoState),
-                    !listing.transient.contains(&stats.name),
-                )
-            })
-            .collect();
-        domains.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let domains = listing.into_domains();
         // Only the XML that exists: live for the active, the config for
         // the persistent; both in one list, in `domains`' order.
         const LIVE: &[&str] = &["dumpxml"];
         const CONFIG: &[&str] = &["dumpxml", "--inactive"];
         let calls: Vec<(&str, &[&str])> = domains
             .iter()
-            .flat_map(|&(_, target, state, persistent)| {
-                let live = state.is_active().then_some((target, LIVE));
+            .flat_map(|domain| {
+                let live = domain.state.is_active().then_some((domain.target(), LIVE));
                 live.into_iter()
-                    .chain(persistent.then_some((target, CONFIG)))
+                    .chain(domain.persistent.then_some((domain.target(), CONFIG)))
             })
             .collect();
         let mut xmls = self
@@ -111,22 +94,22 @@ impl MediaManager {
             .with_context(|| format!("cannot read domain XML on {uri}"))?
             .into_iter();
         let mut loaded = Vec::with_capacity(domains.len());
-        for (name, _, state, persistent) in domains {
-            let live = if state.is_active() {
+        for domain in domains {
+            let live = if domain.state.is_active() {
                 xmls.next().flatten()
             } else {
                 None
             };
-            let config = if persistent {
+            let config = if domain.persistent {
                 xmls.next().flatten()
             } else {
                 None
             };
             loaded.push(DomainMedia {
-                name: name.to_owned(),
-                state,
-                live: parse_xml(name, "dumpxml", live)?,
-                config: parse_xml(name, "dumpxml --inactive", config)?,
+                live: parse_xml(&domain.name, "dumpxml", live)?,
+                config: parse_xml(&domain.name, "dumpxml --inactive", config)?,
+                name: domain.name,
+                state: domain.state,
             });
         }
         Ok(loaded)

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::domain::{Domain, Listed};
+use super::domain::Domain;
 use super::metrics::{Metrics, has_every_metric};
 use super::os::OsReport;
 use super::{Figures, ProbeOptions};
 use crate::mutex::lock;
-use crate::virsh::DomainState;
+use crate::virsh::{DomainState, Listed};
 
 /// A CPU time reading (ns) and when it was taken, for CPU %.
 pub(super) type CpuSample = (Instant, u64);
@@ -66,7 +66,7 @@ impl Cache {
         listed
             .into_iter()
             .map(|listed| {
-                let entry = cache.get(&listed.key());
+                let entry = cache.get(&key(&listed));
                 let metrics = entry
                     .and_then(|e| e.metrics.as_ref())
                     .filter(|_| figures == Figures::Cached && !has_every_metric(&listed))
@@ -111,6 +111,14 @@ impl Cache {
     }
 
     fn entry<R>(&self, domain: &Listed, change: impl FnOnce(&mut DomainCache) -> R) -> R {
-        change(lock(&self.domains).entry(domain.key()).or_default())
+        change(lock(&self.domains).entry(key(domain)).or_default())
     }
+}
+
+/// Domains are cached by UUID: a name can be reused by another domain.
+fn key(domain: &Listed) -> String {
+    domain
+        .uuid
+        .clone()
+        .unwrap_or_else(|| format!("name:{}", domain.name))
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::metrics::{MemorySource, Metrics};
 use super::os::{OsReport, OsSource};
-use crate::virsh::{DomainState, DomainStats, Listing};
+use crate::virsh::{DomainState, Listed};
 
 /// One row of the status table and of `status --json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,57 +29,6 @@ pub struct DomainStatus {
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
-}
-
-/// A domain as the listing knows it.
-pub(super) struct Listed {
-    pub name: String,
-    pub uuid: Option<String>,
-    pub state: DomainState,
-    pub persistent: bool,
-    /// Its `domstats` block, metric groups included.
-    pub stats: DomainStats,
-}
-
-impl Listed {
-    /// Every domain of a listing, sorted by name.
-    pub fn all(listing: Listing) -> Vec<Listed> {
-        let mut listed: Vec<Listed> = listing
-            .stats
-            .into_iter()
-            .map(|stats| Listed {
-                uuid: listing.uuids.get(&stats.name).cloned(),
-                state: stats.state().unwrap_or(DomainState::NoState),
-                persistent: !listing.transient.contains(&stats.name),
-                name: stats.name.clone(),
-                stats,
-            })
-            .collect();
-        listed.sort_by(|a, b| a.name.cmp(&b.name));
-        listed
-    }
-
-    /// How per-domain commands name it (`--domain`): by name, which
-    /// libvirt looks up fastest, unless the name holds a control character
-    /// (a newline, say): then by UUID, where the listing gave one.
-    pub fn target(&self) -> &str {
-        command_target(&self.name, self.uuid.as_deref())
-    }
-
-    /// Domains are cached by UUID: a name can be reused by another domain.
-    pub fn key(&self) -> String {
-        self.uuid
-            .clone()
-            .unwrap_or_else(|| format!("name:{}", self.name))
-    }
-}
-
-/// A domain as `--domain` names it: see [`Listed::target`].
-pub(crate) fn command_target<'a>(name: &'a str, uuid: Option<&'a str>) -> &'a str {
-    match uuid {
-        Some(uuid) if name.chars().any(char::is_control) => uuid,
-        _ => name,
-    }
 }
 
 /// What a scan knows about one domain: the listing's facts, its figures

@@ -7,8 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::cache::{Cache, CpuSample};
-use super::domain::{Domain, Listed, by_target};
-use crate::virsh::{DomInfo, Virsh};
+use super::domain::{Domain, by_target};
+use crate::virsh::{DomInfo, Listed, Virsh};
 
 /// Where a memory-used figure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -18,13 +18,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::mutex::lock;
-use crate::virsh::Virsh;
+use crate::virsh::{Listed, Virsh};
 use agents::{Agents, Driver};
 use cache::Cache;
-use domain::Listed;
 
 pub use domain::DomainStatus;
-pub(crate) use domain::command_target;
 pub use os::OsSource;
 
 #[derive(Debug, Clone)]
@@ -157,7 +155,7 @@ impl ProbeManager {
             .with_context(|| format!("cannot list domains on {uri}"))?;
         lock(&self.uri).clone_from(&listing.uri);
         let driver = Driver::of(&listing);
-        Ok((Listed::all(listing), driver))
+        Ok((listing.into_domains(), driver))
     }
 }
 

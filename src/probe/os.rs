@@ -7,10 +7,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::cache::Cache;
-use super::domain::{Domain, Listed, by_target};
+use super::domain::{Domain, by_target};
 use super::osinfo::os_name_from_id;
 use crate::agent::AgentError;
-use crate::virsh::{DomainState, Virsh, VirshError, metadata};
+use crate::virsh::{DomainState, Listed, Virsh, VirshError, metadata};
 
 /// Who named the guest's OS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,6 +8,7 @@ pub(crate) mod error;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod groups;
+mod listing;
 pub(crate) mod metadata;
 pub(crate) mod parse;
 #[cfg(test)]
@@ -17,7 +18,6 @@ pub(crate) mod session;
 mod uri;
 pub(crate) mod volumes;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use std::time::Duration;
 pub(crate) use batch::Batch;
 pub(crate) use domxml::{DomainXml, Drive, DriveKind, Media};
 pub(crate) use error::VirshError;
+pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
 pub(crate) use runner::{Invocation, Output, Runner};
 pub(crate) use session::SessionRunner;
@@ -337,26 +338,6 @@ impl Virsh {
             );
         }
         Ok(sections)
-    }
-}
-
-/// What one listing process learns about a connection.
-#[derive(Debug, Clone, Default)]
-pub struct Listing {
-    pub stats: Vec<DomainStats>,
-    /// Name → UUID.
-    pub uuids: HashMap<String, String>,
-    /// Names of the domains without a persistent config.
-    pub transient: HashSet<String>,
-    /// The URI virsh actually connected to (`qemu:///system`, `test:///…`,
-    /// `qemu+ssh://…`): it names the driver even when `-c` was not given.
-    pub uri: Option<String>,
-}
-
-impl Listing {
-    /// The hypervisor driver: the URI scheme without its transport.
-    pub fn driver(&self) -> Option<&str> {
-        self.uri.as_deref().map(|uri| Uri::parse(uri).driver())
     }
 }
 
