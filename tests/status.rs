@@ -726,6 +726,23 @@ fn a_hung_xml_read_marks_its_own_rows() {
     }
 }
 
+/// `status --json` on fleet-small.xml through a fake virsh that runs the
+/// listing there and every later command on the fleet in `later`.
+fn status_json_then(later: &std::path::Path) -> Vec<Value> {
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-small.xml"),
+            "status",
+            "--json",
+            "--virsh",
+        ])
+        .arg(support("hung-agent-virsh"))
+        .env("LATER_URI", format!("test://{}", later.display())));
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
 /// A domain that vanishes between the listing and the read of its figures
 /// (a fake virsh runs every later command on the fleet without it) leaves
 /// the table, and the others keep their figures.
@@ -741,18 +758,7 @@ fn a_domain_that_vanishes_mid_scan_leaves_the_table() {
     assert!(open >= start);
     let later = dir.join("later.xml");
     std::fs::write(&later, format!("{}{}", &fleet[..open], &fleet[close..])).unwrap();
-    let output = run(tool()
-        .args([
-            "-c",
-            &fleet_uri("fleet-small.xml"),
-            "status",
-            "--json",
-            "--virsh",
-        ])
-        .arg(support("hung-agent-virsh"))
-        .env("LATER_URI", format!("test://{}", later.display())));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    let rows = status_json_then(&later);
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert!(!names.contains(&"plain"), "{names:?}");
     assert_eq!(rows.len(), 6);
@@ -823,18 +829,7 @@ fn a_domain_that_changes_state_mid_scan_keeps_its_own_row() {
         "shut off",
         "the later fleet has plain shut off"
     );
-    let output = run(tool()
-        .args([
-            "-c",
-            &fleet_uri("fleet-small.xml"),
-            "status",
-            "--json",
-            "--virsh",
-        ])
-        .arg(support("hung-agent-virsh"))
-        .env("LATER_URI", format!("test://{}", later.display())));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    let rows = status_json_then(&later);
     assert_eq!(rows.len(), 7);
     let plain = rows.iter().find(|r| r["name"] == "plain").unwrap();
     assert_eq!(plain["uuid"], "5ca1ab1e-0000-4000-8000-000000000000");
