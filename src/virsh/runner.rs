@@ -155,12 +155,7 @@ impl ProcessRunner {
 impl Runner for ProcessRunner {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
         let deadline = Instant::now() + timeout;
-        let mut child = spawn_virsh(
-            &invocation.program,
-            &invocation.args(),
-            Stdio::null(),
-            || invocation.summary(),
-        )?;
+        let mut child = spawn_virsh(invocation, Stdio::null())?;
         // Registered until the leader is reaped, so that any exit of the
         // tool kills the group.
         let group = GroupGuard::register(child.id());
@@ -194,16 +189,11 @@ impl Runner for ProcessRunner {
     }
 }
 
-/// Starts virsh with `args` the one way the tool ever does: from argv,
-/// with stdout and stderr piped, in a process group of its own.
-pub(super) fn spawn_virsh(
-    program: &str,
-    args: &[String],
-    stdin: Stdio,
-    summary: impl FnOnce() -> String,
-) -> Result<Child, VirshError> {
-    Command::new(program)
-        .args(args)
+/// Starts `invocation` the one way the tool ever does: from argv, with
+/// stdout and stderr piped, in a process group of its own.
+pub(super) fn spawn_virsh(invocation: &Invocation, stdin: Stdio) -> Result<Child, VirshError> {
+    Command::new(&invocation.program)
+        .args(invocation.args())
         // English labels and messages whatever the admin's locale, while
         // non-ASCII domain names stay intact (plain `C` mangles them).
         // LANGUAGE outranks LC_ALL for messages, so it must go.
@@ -223,11 +213,11 @@ pub(super) fn spawn_virsh(
         .map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 VirshError::NotFound {
-                    program: program.to_owned(),
+                    program: invocation.program.clone(),
                 }
             } else {
                 VirshError::Spawn {
-                    command: summary(),
+                    command: invocation.summary(),
                     source,
                 }
             }

@@ -46,13 +46,7 @@ pub(super) struct Session {
 
 impl Session {
     pub(super) fn start(endpoint: &Endpoint) -> Result<Session, VirshError> {
-        let mut args = Vec::new();
-        if let Some(uri) = &endpoint.connect {
-            args.extend(["-c".to_owned(), uri.clone()]);
-        }
-        let mut command = spawn_virsh(&endpoint.program, &args, Stdio::piped(), || {
-            endpoint.invocation().summary()
-        })?;
+        let mut command = spawn_virsh(&endpoint.invocation(), Stdio::piped())?;
         let group = GroupGuard::register(command.id());
         let stdin = command.stdin.take().expect("stdin is piped");
         let (sender, events) = mpsc::channel();
