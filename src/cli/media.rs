@@ -11,11 +11,12 @@ use super::render::drive_table;
 use super::request::{ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection};
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{
-    Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, names_or_none,
-    plan_attach, plan_ejects, plan_mount,
+    Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, Verdict,
+    names_or_none, plan_attach, plan_ejects, plan_mount,
 };
 use crate::utils::sanitize;
 use crate::virsh::Virsh;
+use crate::virsh::groups::last_words;
 
 /// `isos`: the drive table, or JSON rows each with its host's `uri`;
 /// every host read side by side, a host that fails one line on stderr.
@@ -345,7 +346,8 @@ pub fn nothing_to_eject(out: &mut impl Write) -> Result<()> {
 }
 
 /// Lists the plan; prints it for `--dry-run`; asks where needed; runs it
-/// and reports each drive as re-read from the live and inactive XML.
+/// and reports each drive as re-read from the live and inactive XML: a
+/// step whose drive or ISO changed since the plan is not sent (exit 1).
 pub fn execute<R: BufRead, W: Write>(
     media: &MediaManager,
     prompt: &mut Prompt<R, W>,
@@ -374,27 +376,62 @@ pub fn execute<R: BufRead, W: Write>(
         writeln!(prompt.out(), "Nothing changed.")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let outcomes = media.apply(steps)?;
-    let mut failed = 0;
+    // Said if a signal ends the run from here on: what has gone out to
+    // virsh may have been done, whatever the report would have said.
+    let mut first = true;
+    let outcomes = media.apply(steps, |step| {
+        if std::mem::take(&mut first) {
+            last_words::add(
+                "dismount_iso_qemu: interrupted; these changes had been sent to virsh \
+                 and may have been made (`isos` shows the drives as they are now):\n",
+            );
+        }
+        last_words::add(&format!("  {}\n", step.describe()));
+    });
+    last_words::clear();
+    let count = |wanted: fn(&Verdict) -> bool| {
+        outcomes
+            .iter()
+            .filter(|outcome| wanted(&outcome.verdict))
+            .count()
+    };
+    let failed = count(|v| matches!(v, Verdict::Failed(_)));
+    let not_sent = count(|v| matches!(v, Verdict::NotRun(_)));
     for outcome in &outcomes {
-        match &outcome.failure {
-            None => writeln!(prompt.out(), "ok: {}", outcome.description)?,
-            Some(why) => {
-                failed += 1;
-                writeln!(prompt.out(), "FAILED: {}: {why}", outcome.description)?;
+        let line = match &outcome.verdict {
+            Verdict::Done => format!("ok: {}", outcome.description),
+            Verdict::Failed(why) => format!("FAILED: {}: {}", outcome.description, sanitize(why)),
+            Verdict::NotRun(why) => {
+                format!("NOT DONE: {}: {}", outcome.description, sanitize(why))
             }
-        }
+        };
+        writeln!(prompt.out(), "{line}")?;
         if let Some(note) = &outcome.note {
-            writeln!(prompt.out(), "  note: {note}")?;
+            writeln!(prompt.out(), "  note: {}", sanitize(note))?;
         }
     }
-    if failed == 0 {
-        return Ok(ExitCode::SUCCESS);
+    let total = outcomes.len();
+    if failed > 0 {
+        writeln!(prompt.out(), "{failed} of {total} drive change(s) failed.")?;
     }
-    writeln!(
-        prompt.out(),
-        "{failed} of {} drive change(s) failed.",
-        outcomes.len()
-    )?;
-    Ok(ExitCode::FAILURE)
+    if not_sent > 0 {
+        writeln!(
+            prompt.out(),
+            "{not_sent} of {total} drive change(s) not sent: the drive or the ISO is no \
+             longer what the plan showed; look again (`isos`) and plan anew."
+        )?;
+    }
+    if prompt.output_closed() {
+        // The report above went nowhere: the outcome in one line.
+        eprintln!(
+            "dismount_iso_qemu: stdout is closed; of {total} drive change(s) {} made, {failed} \
+             failed, {not_sent} not sent",
+            total - failed - not_sent
+        );
+    }
+    Ok(if failed + not_sent == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -206,8 +206,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             code
         }
     };
-    out.flush()?;
-    Ok(code)
+    match out.flush() {
+        // The reader left after the outcome was decided: it stands.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(code),
+        flushed => Ok(flushed.map(|()| code)?),
+    }
 }
 
 /// A usage error found after parsing: clap's one line, exit 2.

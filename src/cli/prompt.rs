@@ -20,15 +20,82 @@ pub enum Answer {
 /// A prompt-and-answer conversation over a reader and a writer.
 pub struct Console<R, W> {
     input: R,
-    output: W,
+    output: Sink<W>,
+}
+
+/// A console's output. A reader that went away (`| head`) ends the menu
+/// or a listing, but must not stop a confirmed change half-way nor pass
+/// for one that succeeded: a change command's sink takes in what it can
+/// no longer write, and remembers that the reader is gone.
+pub struct Sink<W> {
+    inner: W,
+    closed: bool,
+    keep_going: bool,
+}
+
+impl<W: Write> Sink<W> {
+    /// Whether the reader went away.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn outcome<T>(&mut self, result: io::Result<T>, taken: T) -> io::Result<T> {
+        match result {
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                if self.keep_going {
+                    Ok(taken)
+                } else {
+                    Err(error)
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.closed && self.keep_going {
+            return Ok(bytes.len());
+        }
+        let result = self.inner.write(bytes);
+        self.outcome(result, bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed && self.keep_going {
+            return Ok(());
+        }
+        let result = self.inner.flush();
+        self.outcome(result, ())
+    }
 }
 
 impl<R: BufRead, W: Write> Console<R, W> {
+    /// A console whose closed output is an error, as for any listing.
     pub fn new(input: R, output: W) -> Self {
-        Console { input, output }
+        Console::with_sink(input, output, false)
     }
 
-    pub fn out(&mut self) -> &mut W {
+    /// A change command's console: a closed output is noted, and the
+    /// command goes on (see [`Sink`]).
+    pub fn for_changes(input: R, output: W) -> Self {
+        Console::with_sink(input, output, true)
+    }
+
+    fn with_sink(input: R, output: W, keep_going: bool) -> Self {
+        Console {
+            input,
+            output: Sink {
+                inner: output,
+                closed: false,
+                keep_going,
+            },
+        }
+    }
+
+    pub fn out(&mut self) -> &mut Sink<W> {
         &mut self.output
     }
 
@@ -88,8 +155,14 @@ impl<'a, R: BufRead, W: Write> Prompt<'a, R, W> {
         }
     }
 
-    pub fn out(&mut self) -> &mut W {
+    pub fn out(&mut self) -> &mut Sink<W> {
         self.console.out()
+    }
+
+    /// Whether the output's reader went away: nobody sees a plan or a
+    /// question any more.
+    pub fn output_closed(&self) -> bool {
+        self.console.output.is_closed()
     }
 
     /// Whether anybody is there to answer.
@@ -146,6 +219,9 @@ impl<'a, R: BufRead, W: Write> Prompt<'a, R, W> {
     /// Yes or no to the listed plan. Without a terminal (and outside the
     /// menu) nobody can answer, so that is a refusal, not a silent yes.
     pub fn confirm(&mut self, what: &str) -> Result<bool> {
+        if self.output_closed() {
+            bail!("not {what}: stdout is closed, so nobody saw the plan; nothing changed");
+        }
         if !self.interactive {
             bail!(
                 "not {what}: stdin is not a terminal, so nobody can confirm; pass --yes to go ahead"
@@ -158,14 +234,15 @@ impl<'a, R: BufRead, W: Write> Prompt<'a, R, W> {
     }
 }
 
-/// Runs a subcommand's `flow` with questions read from stdin, asked only
-/// when stdin is a terminal.
+/// Runs a change subcommand's `flow` with questions read from stdin, asked
+/// only when stdin is a terminal, on a console that goes on past a closed
+/// stdout.
 pub fn with_stdin<W: Write>(
     out: W,
     flow: impl FnOnce(&mut Prompt<io::StdinLock<'static>, W>) -> Result<ExitCode>,
 ) -> Result<ExitCode> {
     let interactive = io::stdin().is_terminal();
-    let mut console = Console::new(io::stdin().lock(), out);
+    let mut console = Console::for_changes(io::stdin().lock(), out);
     flow(&mut Prompt::command(&mut console, interactive))
 }
 

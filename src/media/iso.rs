@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 /// media labels: as given (a path, or a pool volume's `pool/volume` as the
 /// table shows it), and on this host also by its absolute path with `..`
 /// resolved and by the file it ends at, so `a/../b.iso` or a symlink find
-/// the drives that hold `b.iso`.
+/// the drives that hold `b.iso`; and by the other name libvirt knows it by
+/// (a pool volume's path for `pool/volume`, and the other way round).
 #[derive(Debug, Clone, Default)]
 pub struct IsoName {
     given: String,
+    alias: Option<String>,
     absolute: Option<PathBuf>,
     file: Option<PathBuf>,
 }
@@ -28,6 +30,7 @@ impl IsoName {
     pub(super) fn local(given: &str) -> Self {
         IsoName {
             given: given.to_owned(),
+            alias: None,
             absolute: std::path::absolute(given)
                 .ok()
                 .map(|path| lexically_normal(&path)),
@@ -35,8 +38,15 @@ impl IsoName {
         }
     }
 
+    /// The same ISO, also known as `alias` (`pool/volume` or a path).
+    pub(super) fn also(mut self, alias: Option<String>) -> Self {
+        self.alias = alias;
+        self
+    }
+
     pub fn matches(&self, label: &str) -> bool {
         label == self.given
+            || self.alias.as_deref() == Some(label)
             || self
                 .absolute
                 .as_deref()
@@ -45,6 +55,20 @@ impl IsoName {
                 .file
                 .as_ref()
                 .is_some_and(|file| std::fs::canonicalize(label).is_ok_and(|held| &held == file))
+    }
+}
+
+/// An absolute `path` with `.` and `..` resolved as the kernel resolves
+/// them: through the directory it really is in (symlinks followed), with
+/// the file's own name kept, so a symlinked ISO stays the link. By names
+/// alone where the directory does not exist.
+pub(super) fn physical(path: &Path) -> PathBuf {
+    let normal = lexically_normal(path);
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|directory| directory.join(name))
+            .unwrap_or(normal),
+        _ => normal,
     }
 }
 

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 
 pub use domain::{DomainMedia, DriveChoice, DriveViews, IsoDrive, names_or_none};
 pub use iso::IsoName;
-pub use plan::{Action, Outcome, Step, plan_attach, plan_ejects, plan_mount};
+pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
 
 use crate::virsh::{DomainState, DomainXml, Media, Uri, Virsh};
@@ -204,37 +204,59 @@ impl MediaManager {
         })
     }
 
-    /// An ISO path as the hypervisor sees it: locally made absolute (libvirt
-    /// wants absolute paths); remotely taken as given.
+    /// An ISO path as the hypervisor will read it: locally made absolute
+    /// with `.` and `..` resolved, since libvirt stores the path as given
+    /// and a `..` under the working directory breaks once that is gone;
+    /// remotely taken as given (its directories are not ours to resolve).
     pub fn normalize(&self, iso: &str) -> Result<String> {
         if self.remote()? {
             return Ok(iso.to_owned());
         }
-        Ok(std::path::absolute(iso)
-            .with_context(|| {
-                format!(
-                    "cannot make '{}' an absolute path",
-                    crate::utils::sanitize(iso)
-                )
-            })?
-            .to_string_lossy()
-            .into_owned())
+        let absolute = std::path::absolute(iso).with_context(|| {
+            format!(
+                "cannot make '{}' an absolute path",
+                crate::utils::sanitize(iso)
+            )
+        })?;
+        Ok(iso::physical(&absolute).to_string_lossy().into_owned())
     }
 
-    /// What `--iso` names on this connection, for matching drives.
+    /// What `--iso` names on this connection, for matching drives: the
+    /// name as given and, where a storage pool holds it, the volume's
+    /// other name, so a drive naming the file either way is found.
     pub fn iso_name(&self, iso: &str) -> Result<IsoName> {
-        Ok(if self.remote()? {
+        let remote = self.remote()?;
+        // A local path is looked up as libvirt would read it.
+        let lookup = if remote || !iso.starts_with('/') {
+            iso.to_owned()
+        } else {
+            self.normalize(iso)?
+        };
+        let alias = self.virsh.volume_alias(&lookup).with_context(|| {
+            format!(
+                "cannot look up storage volumes on {}",
+                self.virsh.uri_label()
+            )
+        })?;
+        let name = if remote {
             IsoName::exact(iso)
         } else {
             IsoName::local(iso)
-        })
+        };
+        Ok(name.also(alias))
     }
 
-    /// [`Self::normalize`]d, and refused unless it exists: on this host's
+    /// [`Self::normalize`]d, refused if it holds a control character, and
+    /// refused unless it exists: on this host's
     /// filesystem as a regular file, or for a remote host among its storage
     /// pools' volumes.
     pub fn resolve_iso(&self, iso: &str) -> Result<String> {
         let shown = crate::utils::sanitize(iso);
+        if iso.chars().any(char::is_control) {
+            // libvirt would store it, and every later read of the XML (and
+            // of `domblklist`) would show another name.
+            bail!("'{shown}' holds a control character: refused, rename the file first");
+        }
         let remote = self.remote()?;
         if remote && !iso.starts_with('/') {
             bail!(
@@ -273,33 +295,75 @@ impl MediaManager {
         Ok(paths)
     }
 
-    /// Runs each step's virsh command, going on after a failure so one bad
-    /// drive does not leave the rest undone; then re-reads the live and
-    /// inactive XML of every domain touched and checks each step.
-    pub fn apply(&self, steps: &[Step]) -> Result<Vec<Outcome>> {
-        let errors: Vec<Option<String>> = steps
-            .iter()
-            .map(|step| {
-                self.virsh
-                    .run(&step.argv())
-                    .err()
-                    .map(|error| plan::explain_failure(step, &error))
-            })
-            .collect();
-        let mut names: Vec<&str> = steps.iter().map(|s| s.domain()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let after: BTreeMap<&str, DomainMedia> = names
-            .iter()
-            .copied()
-            .zip(self.load(&names)?)
-            .filter_map(|(name, domain)| Some((name, domain?)))
-            .collect();
-        Ok(steps
-            .iter()
-            .zip(errors)
-            .map(|(step, error)| step.verify(after.get(step.domain()), error))
-            .collect())
+    /// Runs the steps, going on after a failure so one bad drive does not
+    /// leave the rest undone. Right before a domain's steps its XML is read
+    /// again: a step whose drive no longer holds what the plan showed, or
+    /// whose ISO has gone, is not sent. `on_send` hears of each step just
+    /// before its command goes out. Afterwards the live and inactive XML
+    /// of every domain changed is read again and each step checked.
+    pub fn apply(&self, steps: &[Step], mut on_send: impl FnMut(&Step)) -> Vec<Outcome> {
+        let mut names: Vec<&str> = Vec::new();
+        for step in steps {
+            if !names.contains(&step.domain()) {
+                names.push(step.domain());
+            }
+        }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; steps.len()];
+        let mut sent: Vec<(usize, Reply)> = Vec::new();
+        for name in names {
+            let now = self.load(&[name]).map(|mut read| read.pop().flatten());
+            for (index, step) in steps.iter().enumerate() {
+                if step.domain() != name {
+                    continue;
+                }
+                let refusal = match &now {
+                    Err(error) => Some(format!("cannot read the domain again: {error:#}")),
+                    Ok(now) => step.drift(now.as_ref()).or_else(|| {
+                        let iso = step.iso()?;
+                        let gone = self.resolve_iso(iso).err()?;
+                        Some(format!("the ISO is gone since the plan: {gone:#}"))
+                    }),
+                };
+                if let Some(why) = refusal {
+                    outcomes[index] = Some(Outcome::not_run(step, why));
+                    continue;
+                }
+                on_send(step);
+                let result = self.virsh.run(&step.argv()).map(drop);
+                sent.push((index, Reply::of(step, result.as_ref().map(|_| ()))));
+            }
+        }
+        let mut changed: Vec<&str> = sent.iter().map(|(i, _)| steps[*i].domain()).collect();
+        changed.sort_unstable();
+        changed.dedup();
+        if changed.is_empty() {
+            return outcomes.into_iter().flatten().collect();
+        }
+        let after: Result<BTreeMap<&str, DomainMedia>> = self.load(&changed).map(|read| {
+            changed
+                .iter()
+                .copied()
+                .zip(read)
+                .filter_map(|(name, domain)| Some((name, domain?)))
+                .collect()
+        });
+        for (index, reply) in sent {
+            let step = &steps[index];
+            outcomes[index] = Some(match &after {
+                Ok(after) => step.verify(after.get(step.domain()), reply),
+                Err(error) => Outcome {
+                    description: step.describe(),
+                    verdict: Verdict::Failed(format!(
+                        "sent, but its XML could not be read again to check it: {error:#}"
+                    )),
+                    note: None,
+                },
+            });
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every step is either sent or refused"))
+            .collect()
     }
 }
 

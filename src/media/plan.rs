@@ -36,6 +36,9 @@ pub enum Step {
         live: bool,
         config: bool,
         force: bool,
+        /// What the plan saw in the views it touches: the contract the
+        /// drive is checked against right before the change.
+        seen: Seen,
     },
     /// `attach-disk`: a new SATA CD-ROM holding `iso`, in the config only,
     /// since libvirt cannot hot-plug a SATA disk.
@@ -47,14 +50,67 @@ pub enum Step {
     },
 }
 
+/// The media labels a drive held when the plan was made, in the live and
+/// the config view (`None`: empty); only the views a step touches count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub live: Option<String>,
+    pub config: Option<String>,
+}
+
+/// How virsh answered a step's command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Confirmed,
+    /// Past `--timeout`: the change may still have been made.
+    Late(String),
+    /// virsh's words for a failure.
+    Refused(String),
+}
+
+impl Reply {
+    /// From the result of running the step's command.
+    pub fn of(step: &Step, result: Result<(), &VirshError>) -> Self {
+        match result {
+            Ok(()) => Reply::Confirmed,
+            Err(error @ (VirshError::Timeout { .. } | VirshError::SshTimeout { .. })) => {
+                Reply::Late(error.to_string())
+            }
+            Err(error) => Reply::Refused(explain_failure(step, error)),
+        }
+    }
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The re-read XML shows the drive as asked.
+    Done,
+    /// The command ran, and the drive is not as asked: why.
+    Failed(String),
+    /// Never sent, since the drive or the ISO is no longer what the plan
+    /// showed: why.
+    NotRun(String),
+}
+
 /// How one step ended, after the XML was read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub description: String,
-    /// Why the drive is not as asked; `None` when it is.
-    pub failure: Option<String>,
-    /// What the admin still has to do (a restart, say).
+    pub verdict: Verdict,
+    /// What the admin still has to know or do (a restart, say).
     pub note: Option<String>,
+}
+
+impl Outcome {
+    /// A step left unsent, and why.
+    pub fn not_run(step: &Step, why: String) -> Self {
+        Outcome {
+            description: step.describe(),
+            verdict: Verdict::NotRun(why),
+            note: None,
+        }
+    }
 }
 
 impl Step {
@@ -76,6 +132,7 @@ impl Step {
                 live,
                 config,
                 force,
+                ..
             } => {
                 argv.extend(["change-media", "--domain", domain, "--path", target]);
                 match action {
@@ -161,24 +218,123 @@ impl Step {
         }
     }
 
-    /// Checks the re-read domain against what the step asked for; `error`
-    /// is virsh's complaint when the command itself failed.
-    pub fn verify(&self, after: Option<&DomainMedia>, error: Option<String>) -> Outcome {
-        let failure = error.or_else(|| match after {
+    /// The ISO the step puts into a drive, if any.
+    pub fn iso(&self) -> Option<&str> {
+        match self {
+            Step::Change {
+                action: Action::Insert(iso) | Action::Replace { iso, .. },
+                ..
+            }
+            | Step::Attach { iso, .. } => Some(iso),
+            Step::Change { .. } => None,
+        }
+    }
+
+    /// Why the step must not be sent to the domain as it is `now` (read
+    /// right before the change): its drive no longer holds what the plan
+    /// showed, or the new drive's target has been taken. `None` when the
+    /// plan still holds.
+    pub fn drift(&self, now: Option<&DomainMedia>) -> Option<String> {
+        let Some(now) = now else {
+            return Some("the domain can no longer be read".to_owned());
+        };
+        match self {
+            Step::Change {
+                target,
+                live,
+                config,
+                seen,
+                ..
+            } => {
+                let views = now.views(target);
+                let mut changed = Vec::new();
+                for (checked, name, drive, planned) in [
+                    (*live, "live", views.live, &seen.live),
+                    (*config, "config", views.config, &seen.config),
+                ] {
+                    if !checked {
+                        continue;
+                    }
+                    let Some(drive) = drive else {
+                        changed.push(format!(
+                            "the {name} definition has no drive {} now",
+                            sanitize(target)
+                        ));
+                        continue;
+                    };
+                    let held = drive.media.as_ref().map(Media::label);
+                    if held != *planned {
+                        changed.push(format!(
+                            "the {name} XML holds {} now (the plan saw {})",
+                            shown(held.as_deref()),
+                            shown(planned.as_deref())
+                        ));
+                    }
+                }
+                (!changed.is_empty()).then(|| {
+                    format!(
+                        "the drive changed since the plan: {}; left as it is",
+                        changed.join("; ")
+                    )
+                })
+            }
+            Step::Attach { target, .. } => {
+                let Some(config) = &now.config else {
+                    return Some("the domain has no persistent config now".to_owned());
+                };
+                let taken = config
+                    .disk_targets
+                    .iter()
+                    .chain(now.live.iter().flat_map(|live| &live.disk_targets))
+                    .any(|taken| taken == target);
+                taken.then(|| {
+                    format!(
+                        "the target {} was taken since the plan; nothing added",
+                        sanitize(target)
+                    )
+                })
+            }
+        }
+    }
+
+    /// Checks the re-read domain against what the step asked for: the XML
+    /// is the truth, whatever virsh answered.
+    pub fn verify(&self, after: Option<&DomainMedia>, reply: Reply) -> Outcome {
+        let mismatch = match after {
             None => Some("the domain can no longer be read".to_owned()),
             Some(domain) => self.mismatch(domain),
-        });
-        let note = match self {
-            Step::Attach { running: true, .. } if failure.is_none() => Some(
+        };
+        let (verdict, note) = match (mismatch, reply) {
+            (None, Reply::Confirmed) => (Verdict::Done, None),
+            (None, Reply::Late(why)) => (
+                Verdict::Done,
+                Some(format!(
+                    "virsh answered late ({why}), but the XML shows the change made"
+                )),
+            ),
+            (None, Reply::Refused(why)) => (
+                Verdict::Done,
+                Some(format!(
+                    "virsh reported an error ({why}), but the XML shows the change made"
+                )),
+            ),
+            (Some(mismatch), Reply::Confirmed) => (Verdict::Failed(mismatch), None),
+            (Some(mismatch), Reply::Late(why)) => {
+                (Verdict::Failed(format!("{why}; {mismatch}")), None)
+            }
+            (Some(_), Reply::Refused(why)) => (Verdict::Failed(why), None),
+        };
+        let note = note.or_else(|| match self {
+            Step::Attach { running: true, .. } if verdict == Verdict::Done => Some(
                 "the new drive appears at the VM's next cold boot (SATA cannot be hot-plugged); \
                  restart it when convenient"
                     .to_owned(),
             ),
             _ => None,
-        };
+        });
         Outcome {
             description: self.describe(),
-            failure,
+            verdict,
             note,
         }
     }
@@ -228,12 +384,27 @@ impl Step {
     }
 }
 
+/// A label for a message: quoted, or "nothing" for an empty view.
+fn shown(label: Option<&str>) -> String {
+    label.map_or_else(|| "nothing".to_owned(), |l| format!("'{}'", sanitize(l)))
+}
+
 fn joined(media: &[String]) -> String {
     media
         .iter()
         .map(|m| sanitize(m))
         .collect::<Vec<_>>()
         .join(" / ")
+}
+
+impl Seen {
+    fn of(views: &DriveViews) -> Self {
+        let label = |drive: Option<&Drive>| drive.and_then(|d| d.media.as_ref()).map(Media::label);
+        Seen {
+            live: label(views.live),
+            config: label(views.config),
+        }
+    }
 }
 
 /// The labels a drive holds in the views a step touches, each once.
@@ -283,6 +454,7 @@ pub fn plan_mount(domain: &DomainMedia, target: &str, iso: &str, force: bool) ->
         live,
         config,
         force,
+        seen: Seen::of(&views),
     })
 }
 
@@ -314,6 +486,7 @@ pub fn plan_eject(
         live,
         config,
         force,
+        seen: Seen::of(&views),
     })
 }
 

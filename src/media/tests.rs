@@ -142,22 +142,190 @@ fn eject_only_the_views_holding_the_asked_iso() {
 #[test]
 fn verify_reports_every_view_not_as_asked() {
     let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
-    let outcome = step.verify(Some(&running_agent()), None);
-    let failure = outcome.failure.unwrap();
+    let outcome = step.verify(Some(&running_agent()), Reply::Confirmed);
+    let Verdict::Failed(failure) = outcome.verdict else {
+        panic!("{outcome:?}")
+    };
     assert!(
         failure.contains("the live XML has '") && failure.contains("the config XML"),
         "{failure}"
     );
-    let done = domain(
+    let done = ejected_agent();
+    assert_eq!(
+        step.verify(Some(&done), Reply::Confirmed).verdict,
+        Verdict::Done
+    );
+    assert!(
+        matches!(
+            step.verify(None, Reply::Confirmed).verdict,
+            Verdict::Failed(_)
+        ),
+        "vanished domain"
+    );
+    let refused = step.verify(
+        Some(&running_agent()),
+        Reply::Refused("virsh said no".into()),
+    );
+    assert_eq!(refused.verdict, Verdict::Failed("virsh said no".into()));
+}
+
+/// What the XML shows decides: virsh's error (or its silence past
+/// `--timeout`) over a change the XML shows made is a note on a success,
+/// never a FAILED line for an ISO that is in.
+#[test]
+fn the_xml_decides_whatever_virsh_answered() {
+    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
+    let late = step.verify(
+        Some(&ejected_agent()),
+        Reply::Late("`virsh change-media` did not finish within 2s".into()),
+    );
+    assert_eq!(late.verdict, Verdict::Done);
+    assert!(
+        late.note
+            .as_deref()
+            .is_some_and(|n| n.contains("virsh answered late")),
+        "{late:?}"
+    );
+    let refused = step.verify(Some(&ejected_agent()), Reply::Refused("odd".into()));
+    assert_eq!(refused.verdict, Verdict::Done);
+    let not_done = step.verify(Some(&running_agent()), Reply::Late("late".into()));
+    assert!(
+        matches!(&not_done.verdict, Verdict::Failed(why) if why.contains("late") && why.contains("the live XML has")),
+        "{not_done:?}"
+    );
+}
+
+fn ejected_agent() -> DomainMedia {
+    domain(
         "lab-agent",
         DomainState::Running,
         Some("dumpxml-lab-noagent-ejected-live.xml"),
         Some("dumpxml-lab-noagent-live.xml"),
+    )
+}
+
+/// A MediaManager on a scripted remote virsh (its ISO checks are storage
+/// volume look-ups, declared like any other command).
+fn scripted_media(fake: &std::sync::Arc<crate::virsh::fake::FakeRunner>) -> MediaManager {
+    MediaManager::new(crate::testing::fake_virsh_on("qemu+ssh://far/system", fake))
+}
+
+/// The re-read of `lab-agent` right before its change: its dominfo and
+/// these live and config XMLs.
+fn expect_reread(fake: &crate::virsh::fake::FakeRunner, live: &str, config: &str) {
+    for (command, answer) in [
+        (&["dominfo"][..], fixture("virsh/dominfo-running.txt")),
+        (&["dumpxml"][..], live.to_owned()),
+        (&["dumpxml", "--inactive"][..], config.to_owned()),
+    ] {
+        let mut words = command.to_vec();
+        words.extend(["--domain", "lab-agent"]);
+        fake.expect(&words, 0, &answer, "");
+    }
+}
+
+/// The plan is the contract: a drive that another admin changed between
+/// the plan (or its confirmation) and the change is left as it is, and
+/// says what it holds now. The scripted virsh refuses the change-media
+/// the tool used to send anyway.
+#[test]
+fn a_drive_changed_since_the_plan_is_left_alone() {
+    let fake = std::sync::Arc::new(crate::virsh::fake::FakeRunner::default());
+    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
+    let swapped = fixture("virsh/dumpxml-lab-agent-live.xml").replace(ISO_A, ISO_B);
+    expect_reread(
+        &fake,
+        &swapped,
+        &fixture("virsh/dumpxml-lab-agent-inactive.xml"),
     );
-    assert_eq!(step.verify(Some(&done), None).failure, None);
-    assert!(step.verify(None, None).failure.is_some(), "vanished domain");
-    let failed = step.verify(Some(&done), Some("virsh said no".into()));
-    assert_eq!(failed.failure.as_deref(), Some("virsh said no"));
+    let mut sent = 0;
+    let outcomes = scripted_media(&fake).apply(&[step], |_| sent += 1);
+    fake.assert_all_used();
+    assert_eq!(sent, 0);
+    let Verdict::NotRun(why) = &outcomes[0].verdict else {
+        panic!("{outcomes:?}")
+    };
+    assert!(
+        why.contains(&format!(
+            "the live XML holds '{ISO_B}' now (the plan saw '{ISO_A}')"
+        )),
+        "{why}"
+    );
+}
+
+/// A mount planned into an empty drive that has filled up since is not
+/// turned into a replace; an ISO gone since the plan is refused then.
+#[test]
+fn a_mount_checks_the_drive_and_the_iso_again_at_the_change() {
+    let empty_live = fixture("virsh/dumpxml-lab-noagent-live.xml");
+    let empty = DomainMedia {
+        name: "lab-agent".into(),
+        state: DomainState::Running,
+        live: Some(crate::virsh::domxml::parse_domain_xml(&empty_live).unwrap()),
+        config: None,
+    };
+    let step = plan_mount(&empty, "hdc", ISO_B, false).unwrap();
+    assert!(matches!(
+        step,
+        Step::Change {
+            action: Action::Insert(_),
+            ..
+        }
+    ));
+
+    let fake = std::sync::Arc::new(crate::virsh::fake::FakeRunner::default());
+    let filled = fixture("virsh/dumpxml-lab-agent-live.xml");
+    expect_reread(&fake, &filled, "");
+    let outcomes = scripted_media(&fake).apply(std::slice::from_ref(&step), |_| {});
+    fake.assert_all_used();
+    assert!(
+        matches!(&outcomes[0].verdict, Verdict::NotRun(why) if why.contains(&format!("holds '{ISO_A}' now (the plan saw nothing)"))),
+        "{outcomes:?}"
+    );
+
+    let fake = std::sync::Arc::new(crate::virsh::fake::FakeRunner::default());
+    expect_reread(&fake, &empty_live, "");
+    // vol-info prints nothing for a path no pool holds.
+    fake.expect(&["vol-info", "--vol", ISO_B], 1, "", "error: no vol\n");
+    let outcomes = scripted_media(&fake).apply(&[step], |_| {});
+    fake.assert_all_used();
+    assert!(
+        matches!(&outcomes[0].verdict, Verdict::NotRun(why) if why.contains("the ISO is gone since the plan")),
+        "{outcomes:?}"
+    );
+}
+
+/// virsh past `--timeout` on a change the re-read XML shows made: done,
+/// with the note, where it used to be FAILED with the ISO out.
+#[test]
+fn a_change_virsh_confirms_late_is_done_when_the_xml_shows_it() {
+    let fake = std::sync::Arc::new(crate::virsh::fake::FakeRunner::default());
+    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
+    expect_reread(
+        &fake,
+        &fixture("virsh/dumpxml-lab-agent-live.xml"),
+        &fixture("virsh/dumpxml-lab-agent-inactive.xml"),
+    );
+    let argv = step.argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    fake.expect_hang(&argv);
+    expect_reread(
+        &fake,
+        &fixture("virsh/dumpxml-lab-noagent-ejected-live.xml"),
+        &fixture("virsh/dumpxml-lab-noagent-live.xml"),
+    );
+    let mut sent = Vec::new();
+    let outcomes = scripted_media(&fake).apply(&[step], |step| sent.push(step.describe()));
+    fake.assert_all_used();
+    assert_eq!(sent.len(), 1, "heard of before it went out");
+    assert_eq!(outcomes[0].verdict, Verdict::Done, "{outcomes:?}");
+    assert!(
+        outcomes[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("virsh answered late")
+    );
 }
 
 #[test]
@@ -188,7 +356,7 @@ fn attach_picks_a_free_sata_target_in_the_config() {
             "--config",
         ]
     );
-    let note = step.verify(None, Some("x".into())).note;
+    let note = step.verify(None, Reply::Refused("x".into())).note;
     assert_eq!(note, None, "no restart note for a failed attach");
     let transient = domain(
         "t",

@@ -95,9 +95,64 @@ pub fn reap_on_exit() -> Reaper {
 
 extern "C" fn on_signal(signal: libc::c_int) {
     kill_all();
+    last_words::say();
     // SAFETY: see `reap_on_exit`.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal);
+    }
+}
+
+/// What the tool must still say if a signal ends it: which changes had
+/// been sent. The handler may neither lock nor allocate, so the text lives
+/// in a fixed buffer that is only ever appended to: bytes below the
+/// published end are never written again, and the handler writes
+/// `[start, end)` to stderr with write(2).
+pub mod last_words {
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+    const CAPACITY: usize = 64 * 1024;
+    static TEXT: [AtomicU8; CAPACITY] = [const { AtomicU8::new(0) }; CAPACITY];
+    static START: AtomicUsize = AtomicUsize::new(0);
+    static END: AtomicUsize = AtomicUsize::new(0);
+
+    /// Appends `text` to what is said (cut where the buffer is full: the
+    /// earlier lines still matter most). Called from one thread at a time.
+    pub fn add(text: &str) {
+        let end = END.load(Ordering::Acquire);
+        let room = CAPACITY - end;
+        let bytes = &text.as_bytes()[..text.len().min(room)];
+        for (at, byte) in bytes.iter().enumerate() {
+            TEXT[end + at].store(*byte, Ordering::Relaxed);
+        }
+        END.store(end + bytes.len(), Ordering::Release);
+    }
+
+    /// Nothing more to say: what was added is no longer news.
+    pub fn clear() {
+        START.store(END.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// Writes what there is to say to stderr. Async-signal-safe.
+    pub(super) fn say() {
+        let start = START.load(Ordering::Acquire);
+        let end = END.load(Ordering::Acquire);
+        if start >= end {
+            return;
+        }
+        let mut chunk = [0u8; 512];
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(chunk.len());
+            for (i, slot) in chunk[..n].iter_mut().enumerate() {
+                *slot = TEXT[at + i].load(Ordering::Relaxed);
+            }
+            // SAFETY: write(2) on fd 2 from a valid buffer of n bytes.
+            let written = unsafe { libc::write(2, chunk.as_ptr().cast(), n) };
+            if written <= 0 {
+                return;
+            }
+            at += usize::try_from(written).unwrap_or(n);
+        }
     }
 }

@@ -248,6 +248,30 @@ impl Virsh {
             .collect())
     }
 
+    /// The other name a storage volume goes by in domain XML: for
+    /// `POOL/VOLUME` its path, for a path `POOL/VOLUME`. `None` where no
+    /// pool holds it, or the connection has no storage driver.
+    pub fn volume_alias(&self, name: &str) -> Result<Option<String>, VirshError> {
+        let lookup = |args: &[&str]| match self.run(args) {
+            Ok(output) => Ok(Some(output.stdout.trim().to_owned())),
+            Err(error) if is_no_such_volume(&error) => Ok(None),
+            Err(error) => Err(error),
+        };
+        if name.starts_with('/') {
+            let Some(pool) = lookup(&["vol-pool", "--vol", name])? else {
+                return Ok(None);
+            };
+            let volume = lookup(&["vol-name", "--vol", name])?;
+            return Ok(volume.map(|volume| format!("{pool}/{volume}")));
+        }
+        match name.split_once('/') {
+            Some((pool, volume)) if !pool.is_empty() && !volume.is_empty() => {
+                lookup(&["vol-path", "--pool", pool, "--vol", volume])
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The paths of every volume in every active storage pool, in two
     /// processes whatever the number of pools.
     pub fn volume_paths(&self) -> Result<Vec<String>, VirshError> {
@@ -346,6 +370,16 @@ pub(crate) fn domstats_words() -> Vec<&'static str> {
     let mut words = vec!["domstats", "--raw", "--state"];
     words.extend(METRIC_GROUPS);
     words
+}
+
+/// virsh's answer for a volume or pool it does not have, or a driver
+/// without storage: nothing to look up, not a failure of the connection.
+fn is_no_such_volume(error: &VirshError) -> bool {
+    error.virsh_message().is_some_and(|message| {
+        message.contains("Storage volume not found")
+            || message.contains("Storage pool not found")
+            || message.contains("not supported")
+    })
 }
 
 #[cfg(test)]
