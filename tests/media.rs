@@ -520,3 +520,153 @@ fn mount_match_takes_one_vm_or_all_with_all() {
     let usage = run(tool().args(["-c", &fleet, "mount", "--match", "x", "a.iso", "b.iso"]));
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// "Who holds this ISO" finds a drive however it names the file: a pool
+/// volume by its path, and a path by the volume's `pool/volume`. Each
+/// spelling used to find only the drives that spelled it the same way.
+#[test]
+fn who_holds_an_iso_matches_its_volume_and_its_path() {
+    let uri = fleet_uri("fleet-pool.xml");
+    let holders = |iso: &str| -> Vec<String> {
+        let mut domains: Vec<String> = isos_json(&uri, &["--iso", iso])
+            .iter()
+            .map(|row| row["domain"].as_str().unwrap().to_owned())
+            .collect();
+        domains.sort();
+        domains
+    };
+    assert_eq!(holders("/srv/isos/netinst.iso"), ["by-path", "by-volume"]);
+    assert_eq!(holders("isos/netinst.iso"), ["by-path", "by-volume"]);
+    assert_eq!(holders("/srv/isos/other.iso"), ["other-iso"]);
+    assert!(holders("isos/nope.iso").is_empty());
+    // eject --iso plans from the same answer.
+    let output = run(tool().args([
+        "-c",
+        &uri,
+        "eject",
+        "--iso",
+        "isos/netinst.iso",
+        "--dry-run",
+    ]));
+    let plan = stdout(&output);
+    assert!(
+        plan.contains("by-path hdc: eject") && plan.contains("by-volume hdc: eject"),
+        "{plan}"
+    );
+}
+
+/// A relative ISO path is stored as libvirt will read it later: absolute,
+/// `..` resolved through the real directory. It used to be stored with
+/// `..` under the working directory.
+#[test]
+fn a_relative_iso_path_is_made_absolute_and_normal() {
+    let dir = temp_dir("relative-iso");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("x.iso"), b"CD001").unwrap();
+    let output = run(tool()
+        .current_dir(dir.join("sub"))
+        .args(["-c", &media_fleet(), "mount", "two-drives", "../x.iso"])
+        .args(["--target", "sda", "--dry-run"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let real = std::fs::canonicalize(dir.join("x.iso")).unwrap();
+    assert!(
+        text.contains(&format!("insert {} (live and config)", real.display()))
+            && !text.contains(".."),
+        "{text}"
+    );
+}
+
+/// A path with a control character is refused before any change: libvirt
+/// would store it, and every later read would misreport the drive.
+#[test]
+fn an_iso_path_with_a_control_character_is_refused() {
+    let dir = temp_dir("control-iso");
+    for name in ["tab\there.iso", "new\nline.iso"] {
+        let path = dir.join(name);
+        std::fs::write(&path, b"CD001").unwrap();
+        let path = path.display().to_string();
+        assert_refused(
+            &["mount", "two-drives", &path, "--target", "sda", "--yes"],
+            &["holds a control character", "refused"],
+        );
+        let output = run(tool()
+            .args(["-c", &media_fleet(), "mount", "two-drives", &path])
+            .args(["--target", "sda", "--dry-run"]));
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    }
+}
+
+/// Runs the tool with a stdout whose reader has already gone away
+/// (`… | head -0`).
+fn with_closed_stdout(command: &mut std::process::Command) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = command
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A confirmed change whose stdout is closed is still carried out and
+/// exits with its outcome (here FAILED: the test driver has no
+/// change-media); one that needed a confirmation nobody could see is not
+/// made, and exits 1. Both used to exit 0 quietly with nothing done.
+#[test]
+fn a_closed_stdout_never_passes_for_a_change_made() {
+    let uri = media_fleet();
+    let eject = ["-c", uri.as_str(), "eject", "two-drives", "--target", "hdc"];
+    let output = with_closed_stdout(tool().args(eject).arg("--yes"));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    // Failed, not "not sent": the change-media went out.
+    assert_stderr_contains(
+        &output,
+        "stdout is closed; of 1 drive change(s) 0 made, 1 failed, 0 not sent",
+    );
+
+    let output = with_closed_stdout(tool().args(eject));
+    assert_eq!(output.status.code(), Some(1));
+    assert_stderr_contains(
+        &output,
+        "stdout is closed, so nobody saw the plan; nothing changed",
+    );
+}
+
+/// Ctrl-C while a change is out: the tool still dies of the signal, and
+/// first says which changes had been sent (and so may have been made).
+/// The fake virsh hangs on change-media, writing the line out first.
+#[test]
+fn an_interrupted_change_names_what_had_been_sent() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let dir = temp_dir("interrupted-change");
+    let mark = dir.join("sent");
+    let child = tool()
+        .args(["-c", &media_fleet(), "--timeout", "60s", "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .args(["eject", "two-drives", "--target", "hdc", "--yes"])
+        .env("HUNG_COMMAND", "change-media")
+        .env("HUNG_MARK", &mark)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll(|| {
+        std::fs::read_to_string(&mark)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    });
+    let group = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the process group this test started.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(libc::SIGINT));
+    let text = stderr(&output);
+    assert!(
+        text.contains("interrupted; these changes had been sent")
+            && text.contains("two-drives hdc: eject /srv/iso/missing-install.iso"),
+        "{text}"
+    );
+}
