@@ -49,6 +49,17 @@ fn main() -> ExitCode {
                 "over_ssh_isos_are_checked_among_pool_volumes",
                 over_ssh_isos_are_checked_among_pool_volumes,
             ),
+            Trial::ignorable_test("a_drive_changed_at_the_prompt_is_left_alone", || {
+                whole_connection("the menu", a_drive_changed_at_the_prompt_is_left_alone)
+            }),
+            Trial::test(
+                "a_change_virsh_confirms_late_is_reported_done",
+                a_change_virsh_confirms_late_is_reported_done,
+            ),
+            Trial::test(
+                "a_closed_stdout_still_makes_the_confirmed_change",
+                a_closed_stdout_still_makes_the_confirmed_change,
+            ),
             Trial::ignorable_test("the_menu_in_a_real_terminal", || {
                 whole_connection("the menu", the_menu_in_a_real_terminal)
             }),
@@ -498,4 +509,140 @@ fn the_menu_in_a_real_terminal() -> Result<(), Failed> {
         })?;
     }
     Ok(())
+}
+
+/// The menu, driven through pipes: `before` is typed, and once the
+/// confirmation question shows, `meanwhile` runs (another admin at work),
+/// then `after` is typed. Returns everything the menu printed.
+fn menu_interrupted_at_the_prompt(
+    before: &str,
+    meanwhile: impl FnOnce(),
+    after: &str,
+) -> Result<String, Failed> {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let mut child = tool()
+        .args(["-c", LAB_URI])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = {
+        let printed = Arc::clone(&printed);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+                printed.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(before.as_bytes())?;
+    poll(|| {
+        String::from_utf8_lossy(&printed.lock().unwrap())
+            .contains("Go ahead? [y/N]: ")
+            .then_some(())
+    });
+    meanwhile();
+    stdin.write_all(after.as_bytes())?;
+    drop(stdin);
+    let status = child.wait()?;
+    reader.join().expect("the reader ends with the pipe");
+    let text = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
+    check(status.success(), || text.clone())?;
+    Ok(text)
+}
+
+/// Another admin changes the drive between the plan (confirmed at the
+/// prompt) and the change: the tool leaves it as it now is, and says so.
+/// It used to eject whatever the drive held by then and report the
+/// planned ISO as ejected; and a mount into a drive filled meanwhile
+/// replaced the new ISO without asking.
+fn a_drive_changed_at_the_prompt_is_left_alone() -> Result<(), Failed> {
+    let _restore = Restore;
+    let (a, b, space) = (
+        iso("install-a.iso"),
+        iso("tools-b.iso"),
+        iso("Débian netinst.iso"),
+    );
+    let swap = |domain: &str, to: &str| {
+        virsh(
+            LAB_URI,
+            &[
+                "change-media",
+                "--domain",
+                domain,
+                "--path",
+                "hdc",
+                "--source",
+                to,
+            ]
+            .into_iter()
+            .chain(["--update", "--live", "--config"])
+            .collect::<Vec<_>>(),
+        );
+    };
+    // Eject: drives holding media are lab-agent (1st), lab-meta, lab-off.
+    let text = menu_interrupted_at_the_prompt("3\n1\n", || swap("lab-agent", &b), "y\n5\n")?;
+    check(
+        text.contains("NOT DONE: lab-agent hdc: eject")
+            && text.contains(&format!(
+                "the live XML holds '{b}' now (the plan saw '{a}')"
+            )),
+        || text.clone(),
+    )?;
+    check(!text.contains("ok: lab-agent"), || text.clone())?;
+    check_hdc("lab-agent", Some(&b), Some(&b))?;
+    // Mount into lab-noagent (4th), empty at the plan, filled meanwhile.
+    let text = menu_interrupted_at_the_prompt(
+        &format!("1\n4\n{space}\n"),
+        || swap("lab-noagent", &a),
+        "y\n5\n",
+    )?;
+    check(
+        text.contains("NOT DONE: lab-noagent hdc: insert")
+            && text.contains(&format!("holds '{a}' now (the plan saw nothing)")),
+        || text.clone(),
+    )?;
+    check_hdc("lab-noagent", Some(&a), Some(&a))
+}
+
+/// virsh made the change but answered after `--timeout` (a fake that runs
+/// the real change-media, then never answers): the re-read XML shows the
+/// ISO in, so it is reported done, with a note. It used to be FAILED
+/// although the ISO was in.
+fn a_change_virsh_confirms_late_is_reported_done() -> Result<(), Failed> {
+    let _restore = Restore;
+    let space = iso("Débian netinst.iso");
+    let output = run(tool()
+        .args(["-c", LAB_URI, "--timeout", "3s", "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .args(["mount", "lab-noagent", &space])
+        .env("LATE_COMMAND", "change-media"));
+    let text = ok(&output)?;
+    check(
+        text.contains("ok: lab-noagent hdc: insert") && text.contains("virsh answered late"),
+        || text.clone(),
+    )?;
+    check_hdc("lab-noagent", Some(&space), Some(&space))
+}
+
+/// `eject … --yes | head -0`: the confirmed change is made, and the exit
+/// status is its outcome. It used to exit 0 with nothing done.
+fn a_closed_stdout_still_makes_the_confirmed_change() -> Result<(), Failed> {
+    let _restore = Restore;
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    let output = tool()
+        .args(["-c", LAB_URI, "eject", "lab-agent", "--yes"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()?;
+    check(output.status.success(), || stderr(&output))?;
+    check(
+        stderr(&output).contains("stdout is closed; of 1 drive change(s) 1 made"),
+        || stderr(&output),
+    )?;
+    check_hdc("lab-agent", None, None)
 }
