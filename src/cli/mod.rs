@@ -173,7 +173,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Some(Command::Completions { shell }) => {
             let mut command = <Args as clap::CommandFactory>::command();
-            clap_complete::aot::generate(shell, &mut command, "dismount_iso_qemu", &mut out);
+            // `generate` panics when a write fails: it writes into memory,
+            // and the one write that can fail is ours.
+            let mut script = Vec::new();
+            clap_complete::aot::generate(shell, &mut command, "dismount_iso_qemu", &mut script);
+            out.write_all(&script)
+                .context("cannot write the completion script")?;
             ExitCode::SUCCESS
         }
         Some(Command::Manpage { dir }) => {
@@ -181,7 +186,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             match dir {
                 Some(dir) => clap_mangen::generate_to(command, &dir)
                     .with_context(|| format!("cannot write man pages into {}", dir.display()))?,
-                None => clap_mangen::Man::new(command).render(&mut out)?,
+                None => clap_mangen::Man::new(command)
+                    .render(&mut out)
+                    .context("cannot write the man page")?,
             }
             ExitCode::SUCCESS
         }
