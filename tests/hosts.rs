@@ -252,24 +252,24 @@ fn libvirt_uri_applies_only_without_connect_or_hosts() {
     for variable in ["LIBVIRT_URI", "LIBVIRT_DEFAULT_URI"] {
         assert_eq!(
             uris(tool().env(variable, &media).arg("--hosts").arg(&file)),
-            [small.clone()],
+            [small.as_str()],
             "{variable} with --hosts"
         );
         assert_eq!(
             uris(tool().env(variable, &media).args(["-c", &small])),
-            [small.clone()],
+            [small.as_str()],
             "{variable} with --connect"
         );
     }
     // Alone, it is the host; exported but empty, it is not set.
-    assert_eq!(uris(tool().env("LIBVIRT_URI", &media)), [media.clone()]);
+    assert_eq!(uris(tool().env("LIBVIRT_URI", &media)), [media.as_str()]);
     assert_eq!(
         uris(
             tool()
                 .env("LIBVIRT_URI", "")
                 .env("LIBVIRT_DEFAULT_URI", &small)
         ),
-        [small.clone()]
+        [small.as_str()]
     );
 }
 

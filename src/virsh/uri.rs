@@ -108,7 +108,8 @@ impl<'a> Uri<'a> {
                 text.push(':');
                 text.push_str(port);
             }
-            if !(self.path == "/" && !host.is_empty()) {
+            // `qemu+ssh://kvm1/` is `qemu+ssh://kvm1`; `test:///` keeps its `/`.
+            if self.path != "/" || host.is_empty() {
                 text.push_str(self.path);
             }
             text
