@@ -231,8 +231,9 @@ fn a_hosts_file_without_hosts_is_an_error_and_runs_no_virsh() {
 }
 
 /// LIBVIRT_URI stands for `--connect` only when neither `--connect` nor
-/// `--hosts` names a host; virsh's own LIBVIRT_DEFAULT_URI cannot send a
-/// listed host elsewhere either (each gets its `-c`).
+/// `--hosts` names a host; virsh's own LIBVIRT_DEFAULT_URI (or the older
+/// VIRSH_DEFAULT_CONNECT_URI) cannot send a listed host elsewhere either
+/// (each gets its `-c`).
 #[test]
 fn libvirt_uri_applies_only_without_connect_or_hosts() {
     let small = fleet_uri("fleet-small.xml");
@@ -249,7 +250,11 @@ fn libvirt_uri_applies_only_without_connect_or_hosts() {
         uris.dedup();
         uris
     };
-    for variable in ["LIBVIRT_URI", "LIBVIRT_DEFAULT_URI"] {
+    for variable in [
+        "LIBVIRT_URI",
+        "LIBVIRT_DEFAULT_URI",
+        "VIRSH_DEFAULT_CONNECT_URI",
+    ] {
         assert_eq!(
             uris(tool().env(variable, &media).arg("--hosts").arg(&file)),
             [small.as_str()],
