@@ -194,7 +194,7 @@ mod tests {
             host_labels(&["qemu+ssh://u:a@h/system", "qemu+ssh://u:b@h/system"]),
             ["qemu+ssh://u@h/system", "qemu+ssh://u@h/system#2"]
         );
-        // A number never lands on another host's own label.
+        // Labels stay distinct next to a URI that looks numbered.
         assert_eq!(
             host_labels(&["alias#2", "alias", "alias?x"]),
             ["alias#2", "alias", "alias#3"]
