@@ -1,6 +1,7 @@
 //! Many hosts at once: a ProbeManager per libvirt connection, scanned side
 //! by side, each host's failure kept to itself.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread;
 
@@ -12,17 +13,24 @@ use crate::virsh::{Runner, SessionRunner, Uri, Virsh, VirshConfig};
 /// One libvirt connection.
 pub struct Host {
     pub probes: Arc<ProbeManager>,
+    /// What the fleet calls it (see [`host_labels`]); `None` for virsh's
+    /// default connection, the only host of its run, whose URI is known
+    /// from its first listing on.
+    pub label: Option<String>,
 }
 
 impl Host {
-    /// The URI as shown to people and in `uri` keys and labels, without
-    /// user info or query string (a `command=` or `keyfile=` parameter is
-    /// the admin's business): `qemu+ssh://kvm1/system`.
+    /// The host as shown to people and in `uri` keys and labels: its
+    /// public URI, without user info or query string (a `command=` or
+    /// `keyfile=` parameter is the admin's business), told apart from the
+    /// other hosts of the run: `qemu+ssh://kvm1/system`.
     pub fn uri(&self) -> String {
-        self.probes.uri().map_or_else(
-            || "virsh's default URI".to_owned(),
-            |uri| Uri::parse(&uri).public(),
-        )
+        self.label.clone().unwrap_or_else(|| {
+            self.probes.uri().map_or_else(
+                || "virsh's default URI".to_owned(),
+                |uri| Uri::parse(&uri).public(),
+            )
+        })
     }
 
     pub fn virsh(&self) -> &Virsh {
@@ -51,6 +59,8 @@ impl Fleet {
         probe: &ProbeOptions,
         sessions: Option<usize>,
     ) -> Self {
+        let uris: Vec<&str> = connections.iter().flatten().map(String::as_str).collect();
+        let mut labels = host_labels(&uris).into_iter();
         let hosts = connections
             .iter()
             .map(|connect| {
@@ -63,6 +73,7 @@ impl Fleet {
                 let runner: Arc<dyn Runner> = Arc::new(SessionRunner::new(config.sessions));
                 Host {
                     probes: Arc::new(ProbeManager::new(Virsh::new(config, runner), probe.clone())),
+                    label: connect.as_ref().and_then(|_| labels.next()),
                 }
             })
             .collect();
@@ -99,6 +110,38 @@ impl Fleet {
     }
 }
 
+/// A label for each host of a run (distinct URIs, in order), distinct
+/// from the others: its public URI; where several hosts share that, with
+/// their user names (`qemu+ssh://root@kvm1/system` and
+/// `qemu+ssh://admin@kvm1/system`); where they still do, from the second
+/// on, `#2`, `#3`, … in the order given. Never the query string: it may
+/// name key files.
+fn host_labels(uris: &[&str]) -> Vec<String> {
+    let parsed: Vec<Uri> = uris.iter().map(|uri| Uri::parse(uri)).collect();
+    let public: Vec<String> = parsed.iter().map(Uri::public).collect();
+    let mut taken = HashSet::new();
+    parsed
+        .iter()
+        .zip(&public)
+        .map(|(uri, label)| {
+            let shared = public.iter().filter(|other| *other == label).count() > 1;
+            let base = if shared {
+                uri.public_with_user()
+            } else {
+                label.clone()
+            };
+            let mut label = base.clone();
+            for number in 2.. {
+                if taken.insert(label.clone()) {
+                    break;
+                }
+                label = format!("{base}#{number}");
+            }
+            label
+        })
+        .collect()
+}
+
 /// How many long-lived virsh processes (over ssh, connections) a host gets
 /// unless `--sessions` says: parallel agent probes share them.
 const SESSIONS_PER_HOST: usize = 4;
@@ -109,5 +152,52 @@ fn default_sessions(connect: Option<&str>, jobs: usize) -> usize {
     match connect {
         Some(uri) if Uri::parse(uri).driver() == "test" => 1,
         _ => jobs.clamp(1, SESSIONS_PER_HOST),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_public_uris_told_apart_only_where_they_clash() {
+        assert_eq!(
+            host_labels(&[
+                "qemu+ssh://root@kvm1/system?keyfile=/k",
+                "qemu+ssh://kvm2/system",
+            ]),
+            ["qemu+ssh://kvm1/system", "qemu+ssh://kvm2/system"]
+        );
+        // Only the user tells them apart; a password never shows.
+        assert_eq!(
+            host_labels(&[
+                "qemu+ssh://root@kvm1/system",
+                "qemu+ssh://admin:secret@kvm1/system",
+                "qemu+ssh://kvm2/system",
+            ]),
+            [
+                "qemu+ssh://root@kvm1/system",
+                "qemu+ssh://admin@kvm1/system",
+                "qemu+ssh://kvm2/system"
+            ]
+        );
+        // Only the query (or the password): numbered, without its text.
+        assert_eq!(
+            host_labels(&[
+                "test:///f.xml",
+                "test:///f.xml?keyfile=/secret",
+                "test:///f.xml?x=1",
+            ]),
+            ["test:///f.xml", "test:///f.xml#2", "test:///f.xml#3"]
+        );
+        assert_eq!(
+            host_labels(&["qemu+ssh://u:a@h/system", "qemu+ssh://u:b@h/system"]),
+            ["qemu+ssh://u@h/system", "qemu+ssh://u@h/system#2"]
+        );
+        // Labels stay distinct next to a URI that looks numbered.
+        assert_eq!(
+            host_labels(&["alias#2", "alias", "alias?x"]),
+            ["alias#2", "alias", "alias#3"]
+        );
     }
 }

@@ -187,3 +187,199 @@ fn the_menu_on_two_hosts_asks_for_the_host() {
     // Host 2 picked: its drives holding media are offered.
     assert!(text[asked..].contains("two-drives"), "{text}");
 }
+
+/// Runs `args` through counting-virsh: the output, and every virsh call's
+/// arguments.
+fn counted(args: &[&str], file: &std::path::Path) -> (std::process::Output, Vec<Vec<String>>) {
+    let log = temp_dir("hosts-count").join("calls");
+    let output = run(tool()
+        .arg("--virsh")
+        .arg(support("counting-virsh"))
+        .env("COUNTING_VIRSH_LOG", &log)
+        .arg("--hosts")
+        .arg(file)
+        .args(args));
+    (output, recorded_calls(&log))
+}
+
+/// A hosts file that names no host is a mistake (a wrong file, a file not
+/// yet filled), never virsh's default host: `eject --all` would plan on
+/// the local one.
+#[test]
+fn a_hosts_file_without_hosts_is_an_error_and_runs_no_virsh() {
+    let dir = temp_dir("hosts-empty");
+    for (name, text) in [
+        ("empty", ""),
+        ("comments", "# the fleet\n\n   # kvm1 is retired\n\t\n"),
+        ("bom", "\u{feff}# only a comment\n"),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        let (output, calls) = counted(&["eject", "--all", "--dry-run"], &file);
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
+        assert_eq!(
+            stderr(&output),
+            format!(
+                "dismount_iso_qemu: error: the hosts file {} lists no host\n",
+                file.display()
+            ),
+            "{name}"
+        );
+        assert_eq!(stdout(&output), "", "{name}");
+        assert!(calls.is_empty(), "{name}: virsh ran: {calls:?}");
+    }
+}
+
+/// LIBVIRT_URI stands for `--connect` only when neither `--connect` nor
+/// `--hosts` names a host; virsh's own LIBVIRT_DEFAULT_URI (or the older
+/// VIRSH_DEFAULT_CONNECT_URI) cannot send a listed host elsewhere either
+/// (each gets its `-c`).
+#[test]
+fn libvirt_uri_applies_only_without_connect_or_hosts() {
+    let small = fleet_uri("fleet-small.xml");
+    let media = fleet_uri("fleet-media.xml");
+    let file = temp_dir("hosts-env").join("hosts");
+    std::fs::write(&file, format!("{small}\n")).unwrap();
+    let uris = |command: &mut std::process::Command| -> Vec<String> {
+        let output = run(command.args(["status", "--json"]));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let mut uris: Vec<String> = json(&output)
+            .iter()
+            .map(|row| row["uri"].as_str().unwrap().to_owned())
+            .collect();
+        uris.dedup();
+        uris
+    };
+    for variable in [
+        "LIBVIRT_URI",
+        "LIBVIRT_DEFAULT_URI",
+        "VIRSH_DEFAULT_CONNECT_URI",
+    ] {
+        assert_eq!(
+            uris(tool().env(variable, &media).arg("--hosts").arg(&file)),
+            [small.as_str()],
+            "{variable} with --hosts"
+        );
+        assert_eq!(
+            uris(tool().env(variable, &media).args(["-c", &small])),
+            [small.as_str()],
+            "{variable} with --connect"
+        );
+    }
+    // Alone, it is the host; exported but empty, it is not set.
+    assert_eq!(uris(tool().env("LIBVIRT_URI", &media)), [media.as_str()]);
+    assert_eq!(
+        uris(
+            tool()
+                .env("LIBVIRT_URI", "")
+                .env("LIBVIRT_DEFAULT_URI", &small)
+        ),
+        [small.as_str()]
+    );
+}
+
+/// Spellings of one URI (scheme case, a trailing `?`, a BOM before the
+/// file's first line) are one host: one set of rows, not two.
+#[test]
+fn one_host_however_it_is_spelled() {
+    let small = fleet_uri("fleet-small.xml");
+    let shouted = small.replacen("test:", "TEST:", 1);
+    let file = temp_dir("hosts-spellings").join("hosts");
+    std::fs::write(&file, format!("\u{feff}{small}\n{small}?\n{shouted}\n")).unwrap();
+    let (output, calls) = counted(&["-c", &format!("{small}?"), "status", "--json"], &file);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = json(&output);
+    assert_eq!(rows.len(), 7, "{}", stdout(&output));
+    assert!(rows.iter().all(|r| r["uri"] == small.as_str()), "{rows:?}");
+    // Every call went to the one host, spelled as first given.
+    assert!(
+        calls
+            .iter()
+            .all(|call| call[..2] == ["-c", &format!("{small}?")]),
+        "{calls:?}"
+    );
+    // A BOM before the only host is not part of it.
+    std::fs::write(&file, format!("\u{feff}{small}\n")).unwrap();
+    let (output, _) = counted(&["status", "--json"], &file);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json(&output).len(), 7);
+}
+
+/// Two hosts that differ only in their query string are two hosts, with
+/// labels that tell them apart in rows, tables and error lines, and
+/// without the query text (it may name key files).
+#[test]
+fn hosts_that_differ_only_by_query_get_labels_of_their_own() {
+    let small = fleet_uri("fleet-small.xml");
+    let other = format!("{small}?keyfile=/root/.ssh/secret");
+    let output = run(tool().args(["-c", &small, "-c", &other, "status", "--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = json(&output);
+    assert_eq!(rows.len(), 14);
+    let second = format!("{small}#2");
+    assert_eq!(
+        rows.iter().filter(|r| r["uri"] == small.as_str()).count(),
+        7
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r["uri"] == second.as_str()).count(),
+        7
+    );
+    let table = stdout(&run(tool().args(["-c", &small, "-c", &other, "isos"])));
+    assert!(
+        table.contains(&second) && !table.contains("secret"),
+        "{table}"
+    );
+
+    // Down hosts that differ only in user info: the user tells them apart.
+    let output = run(tool().args([
+        "-c",
+        DOWN,
+        "-c",
+        "qemu+ssh://admin@127.0.0.1:1/system?no_tty=1",
+        "status",
+    ]));
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    let labels: Vec<&str> = errors
+        .lines()
+        .map(|line| line.split(": ").nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "qemu+ssh://nobody@127.0.0.1:1/system",
+            "qemu+ssh://admin@127.0.0.1:1/system"
+        ],
+        "{errors}"
+    );
+}
+
+/// `serve` keeps each host's series apart: a failing host's
+/// `host_scan_success 0` does not hide behind another's 1 when their
+/// URIs differ only in the query string. (The failing host is the fake
+/// virsh's hang: the real one cannot fail on one spelling only.)
+#[test]
+fn serve_keeps_two_hosts_with_one_public_uri_apart() {
+    let small = fleet_uri("fleet-small.xml");
+    let hung = format!("{small}?hang=1");
+    let serving = Serving::start(
+        tool()
+            .args(["-c", &small, "-c", &hung, "--timeout", "1s", "--virsh"])
+            .arg(support("fault-virsh"))
+            .env("FAULT", "hang")
+            .env("FAULT_ONLY_URI", &hung),
+    );
+    let (_, health) = serving.wait_for("/healthz", |status, body| {
+        status == 503 && body.contains("did not finish")
+    });
+    let second = format!("{small}#2");
+    assert!(health.starts_with(&format!("{second}: ")), "{health}");
+    let (_, metrics) = serving.wait_for("/metrics", |_, body| {
+        body.contains(&format!("dismount_host_scan_success{{uri=\"{small}\"}} 1"))
+    });
+    assert!(
+        metrics.contains(&format!("dismount_host_scan_success{{uri=\"{second}\"}} 0")),
+        "{metrics}"
+    );
+}

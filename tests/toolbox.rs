@@ -185,3 +185,52 @@ fn readme_recipes_run() {
         }
     }
 }
+
+/// Into a pipe whose reader is gone, `completions` and `manpage` end as
+/// every command does: quietly, status 0; into a full disk, one line and
+/// status 1. The pipe's read end is closed before the tool starts, so
+/// every write it makes fails.
+#[test]
+fn completions_and_man_page_meet_a_closed_pipe_and_a_full_disk() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::Stdio;
+    for args in [
+        &["completions", "bash"][..],
+        &["completions", "zsh"],
+        &["manpage"],
+    ] {
+        let mut fds = [0; 2];
+        // SAFETY: `pipe` fills both descriptors, each then owned once.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let output = run(tool().args(args).stdout(Stdio::from(writer)));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = run(tool().args(args).stdout(full));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let errors = stderr(&output);
+        assert_eq!(errors.lines().count(), 1, "{args:?}: {errors}");
+        assert!(
+            errors.starts_with("dismount_iso_qemu: error: ")
+                && errors.contains("No space left on device"),
+            "{args:?}: {errors}"
+        );
+    }
+}

@@ -31,18 +31,19 @@ pub struct Args {
           global = true, help_heading = "Global options")]
     pub color: ColorChoice,
 
-    /// libvirt connection URI, e.g. qemu+ssh://root@host/system; repeat for several hosts [default: virsh's own]
+    /// libvirt connection URI, e.g. qemu+ssh://root@host/system; repeat for several hosts [default: $LIBVIRT_URI unless --hosts is given, else virsh's own]
+    // LIBVIRT_URI is read in `Options::from_args`: as clap's `env` it
+    // would pass for a --connect and join a --hosts list.
     #[arg(
         short = 'c',
         long = "connect",
-        env = "LIBVIRT_URI",
         value_name = "URI",
         global = true,
         help_heading = "Global options"
     )]
     pub connect: Vec<String>,
 
-    /// A file of libvirt URIs, one a line (`#` starts a comment): every host in it, with any --connect
+    /// A file of libvirt URIs, one a line (`#` starts a comment; at least one URI): every host in it, with any --connect
     #[arg(
         long,
         value_name = "FILE",

@@ -11,19 +11,21 @@ mod report;
 mod request;
 mod status;
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 
 pub use args::{Args, Command};
 use menu::{Refresh, run_menu};
 
 use crate::fleet::Fleet;
 use crate::probe::{Figures, ProbeOptions};
-use crate::virsh::VirshConfig;
+use crate::virsh::{Uri, VirshConfig};
 
 /// Everything the core needs, free of clap types.
 #[derive(Debug, Clone)]
@@ -40,7 +42,11 @@ struct Options {
 impl Options {
     pub fn from_args(args: &Args) -> Result<Self> {
         Ok(Options {
-            connections: connections(&args.connect, args.hosts.as_deref())?,
+            connections: connections(
+                &args.connect,
+                args.hosts.as_deref(),
+                std::env::var_os("LIBVIRT_URI"),
+            )?,
             virsh: VirshConfig {
                 program: args.virsh.clone(),
                 connect: None,
@@ -59,17 +65,34 @@ impl Options {
 }
 
 /// The hosts of `--connect` (repeatable) and `--hosts FILE`, in that
-/// order, each once; none at all is virsh's default connection.
-fn connections(connect: &[String], hosts_file: Option<&Path>) -> Result<Vec<Option<String>>> {
-    // An exported but empty LIBVIRT_URI means "not set".
+/// order, each once however it is spelled (the first spelling is the one
+/// virsh gets); with neither, `libvirt_uri` (LIBVIRT_URI), and else, or
+/// when that is empty, virsh's default connection.
+fn connections(
+    connect: &[String],
+    hosts_file: Option<&Path>,
+    libvirt_uri: Option<OsString>,
+) -> Result<Vec<Option<String>>> {
     let mut uris: Vec<String> = connect.iter().filter(|u| !u.is_empty()).cloned().collect();
     if let Some(file) = hosts_file {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the hosts file {}", file.display()))?;
-        uris.extend(parse_hosts(&text));
+        let hosts = parse_hosts(&text);
+        // An empty file is a mistake: taken for "no hosts given", it
+        // would aim every command at the local host instead.
+        if hosts.is_empty() {
+            bail!("the hosts file {} lists no host", file.display());
+        }
+        uris.extend(hosts);
+    } else if connect.is_empty() {
+        let uri = libvirt_uri
+            .map(OsString::into_string)
+            .transpose()
+            .map_err(|_| anyhow!("LIBVIRT_URI is not valid UTF-8"))?;
+        uris.extend(uri.filter(|uri| !uri.is_empty()));
     }
-    let mut seen = std::collections::HashSet::new();
-    uris.retain(|uri| seen.insert(uri.clone()));
+    let mut seen = HashSet::new();
+    uris.retain(|uri| seen.insert(Uri::parse(uri).canonical()));
     Ok(if uris.is_empty() {
         vec![None]
     } else {
@@ -78,9 +101,11 @@ fn connections(connect: &[String], hosts_file: Option<&Path>) -> Result<Vec<Opti
 }
 
 /// One URI a line; blank lines and `#` comments (whole lines or after
-/// the URI) are skipped.
+/// the URI) are skipped, and so is a byte order mark before the first.
 fn parse_hosts(text: &str) -> Vec<String> {
-    text.lines()
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
         .map(|line| line.split_once('#').map_or(line, |(uri, _)| uri).trim())
         .filter(|uri| !uri.is_empty())
         .map(str::to_owned)
@@ -173,7 +198,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Some(Command::Completions { shell }) => {
             let mut command = <Args as clap::CommandFactory>::command();
-            clap_complete::aot::generate(shell, &mut command, "dismount_iso_qemu", &mut out);
+            // `generate` panics when a write fails: it writes into memory,
+            // and the one write that can fail is ours.
+            let mut script = Vec::new();
+            clap_complete::aot::generate(shell, &mut command, "dismount_iso_qemu", &mut script);
+            out.write_all(&script)
+                .context("cannot write the completion script")?;
             ExitCode::SUCCESS
         }
         Some(Command::Manpage { dir }) => {
@@ -181,7 +211,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             match dir {
                 Some(dir) => clap_mangen::generate_to(command, &dir)
                     .with_context(|| format!("cannot write man pages into {}", dir.display()))?,
-                None => clap_mangen::Man::new(command).render(&mut out)?,
+                None => clap_mangen::Man::new(command)
+                    .render(&mut out)
+                    .context("cannot write the man page")?,
             }
             ExitCode::SUCCESS
         }
@@ -247,18 +279,52 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_host() {
+        assert_eq!(parse_hosts("\u{feff}qemu:///system\n"), ["qemu:///system"]);
+        assert!(parse_hosts("\u{feff}# nothing\n").is_empty());
+    }
+
+    #[test]
     fn connect_then_hosts_file_each_once_and_none_is_the_default() {
-        assert_eq!(connections(&[], None).unwrap(), [None]);
-        assert_eq!(connections(&["".into()], None).unwrap(), [None]);
+        assert_eq!(connections(&[], None, None).unwrap(), [None]);
+        assert_eq!(connections(&["".into()], None, None).unwrap(), [None]);
         let dir = std::env::temp_dir().join(format!("hosts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("hosts");
-        std::fs::write(&file, "b\na\n").unwrap();
+        std::fs::write(
+            &file,
+            "b\na\nqemu+ssh://KVM1:22/system?\nqemu+ssh://kvm1/system\n",
+        )
+        .unwrap();
+        let env = Some(OsString::from("env:///x"));
         assert_eq!(
-            connections(&["a".into(), "c".into()], Some(&file)).unwrap(),
-            [Some("a".into()), Some("c".into()), Some("b".into())]
+            connections(&["a".into(), "c".into()], Some(&file), env.clone()).unwrap(),
+            [
+                Some("a".into()),
+                Some("c".into()),
+                Some("b".into()),
+                Some("qemu+ssh://KVM1:22/system?".into())
+            ]
         );
-        let missing = connections(&[], Some(&dir.join("nope"))).unwrap_err();
+        // LIBVIRT_URI only without --connect and --hosts.
+        assert_eq!(connections(&[], Some(&file), env.clone()).unwrap().len(), 3);
+        assert_eq!(
+            connections(&["a".into()], None, env.clone()).unwrap(),
+            [Some("a".into())]
+        );
+        assert_eq!(
+            connections(&[], None, env).unwrap(),
+            [Some("env:///x".into())]
+        );
+        assert_eq!(connections(&[], None, Some("".into())).unwrap(), [None]);
+
+        std::fs::write(&file, "# retired: qemu+ssh://kvm0/system\n\n").unwrap();
+        let empty = connections(&[], Some(&file), None).unwrap_err();
+        assert_eq!(
+            format!("{empty:#}"),
+            format!("the hosts file {} lists no host", file.display())
+        );
+        let missing = connections(&[], Some(&dir.join("nope")), None).unwrap_err();
         assert!(
             format!("{missing:#}").starts_with("cannot read the hosts file"),
             "{missing:#}"

@@ -11,11 +11,15 @@ pub struct Uri<'a> {
     authority: &'a str,
     /// From the path on, without the query string.
     path: &'a str,
+    /// After the first `?`, when there is one.
+    query: Option<&'a str>,
 }
 
 impl<'a> Uri<'a> {
     pub fn parse(text: &'a str) -> Self {
-        let without_query = text.split_once('?').map_or(text, |(before, _)| before);
+        let (without_query, query) = text
+            .split_once('?')
+            .map_or((text, None), |(before, query)| (before, Some(query)));
         let (scheme, rest) = without_query
             .split_once("://")
             .or_else(|| without_query.split_once(':'))
@@ -26,6 +30,7 @@ impl<'a> Uri<'a> {
             scheme,
             authority,
             path,
+            query,
         }
     }
 
@@ -54,22 +59,98 @@ impl<'a> Uri<'a> {
         !self.authority.is_empty()
     }
 
-    /// As shown in tables, JSON and metrics: without user info or query
-    /// string (a `command=` or `keyfile=` parameter is the admin's own
-    /// business): `qemu+ssh://kvm1/system`.
+    /// The same host however it is spelled, to tell whether two URIs are
+    /// one host: scheme and host name in lower case (both are
+    /// case-insensitive), no port where it is the transport's default, no
+    /// `/` after a bare host and no empty `?`. The path and the query
+    /// string stay as given: they are the driver's to read.
+    pub fn canonical(&self) -> String {
+        let query = self.query.filter(|q| !q.is_empty());
+        self.written(self.user_info(), query)
+    }
+
+    /// As shown in tables, JSON and metrics: the canonical form without
+    /// user info or query string (a `command=` or `keyfile=` parameter is
+    /// the admin's own business): `qemu+ssh://kvm1/system`.
     pub fn public(&self) -> String {
-        if !self.text.contains("://") {
-            return self
-                .text
+        self.written(None, None)
+    }
+
+    /// [`Self::public`] with the user name (never a password): the label
+    /// of a host that shares its public form with another.
+    pub fn public_with_user(&self) -> String {
+        let user = self
+            .user_info()
+            .map(|info| info.split(':').next().unwrap_or(info));
+        self.written(user, None)
+    }
+
+    /// Before the last `@` of the authority.
+    fn user_info(&self) -> Option<&'a str> {
+        self.authority.rsplit_once('@').map(|(user, _)| user)
+    }
+
+    /// The canonical parts, with the user info and query given.
+    fn written(&self, user: Option<&str>, query: Option<&str>) -> String {
+        let mut text = if self.text.contains("://") {
+            let host_port = self
+                .authority
+                .rsplit_once('@')
+                .map_or(self.authority, |(_, host)| host);
+            let (host, port) = split_port(host_port);
+            let mut text = format!("{}://", self.scheme.to_ascii_lowercase());
+            if let Some(user) = user {
+                text.push_str(user);
+                text.push('@');
+            }
+            text.push_str(&host.to_ascii_lowercase());
+            if let Some(port) = port.filter(|port| !self.is_default_port(port)) {
+                text.push(':');
+                text.push_str(port);
+            }
+            // `qemu+ssh://kvm1/` is `qemu+ssh://kvm1`; `test:///` keeps its `/`.
+            if self.path != "/" || host.is_empty() {
+                text.push_str(self.path);
+            }
+            text
+        } else {
+            // Not a URL (a libvirt alias, or junk): only its query goes.
+            self.text
                 .split_once('?')
-                .map_or(self.text, |(b, _)| b)
-                .to_owned();
+                .map_or(self.text, |(before, _)| before)
+                .to_owned()
+        };
+        if let Some(query) = query {
+            text.push('?');
+            text.push_str(query);
         }
-        let host = self
-            .authority
-            .rsplit_once('@')
-            .map_or(self.authority, |(_, host)| host);
-        format!("{}://{host}{}", self.scheme, self.path)
+        text
+    }
+
+    /// An empty port, or the one the transport uses when none is given:
+    /// ssh 22, tls (a host without a transport too) 16514, tcp 16509.
+    fn is_default_port(&self, port: &str) -> bool {
+        let transport = self.transport().map(str::to_ascii_lowercase);
+        let default = match transport.as_deref() {
+            Some("ssh" | "libssh" | "libssh2") => 22,
+            None | Some("tls") => 16514,
+            Some("tcp") => 16509,
+            _ => return port.is_empty(),
+        };
+        port.is_empty() || port.parse::<u16>() == Ok(default)
+    }
+}
+
+/// `host:port` into its parts; an IPv6 host is in brackets (`[::1]:22`).
+fn split_port(host_port: &str) -> (&str, Option<&str>) {
+    match host_port.rsplit_once(':') {
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.starts_with('[') || host.ends_with(']')) =>
+        {
+            (host, Some(port))
+        }
+        _ => (host_port, None),
     }
 }
 
@@ -99,8 +180,73 @@ mod tests {
             "test:///tmp/a@b.xml"
         );
         assert_eq!(Uri::parse("test:///tmp/a@b.xml").driver(), "test");
-        assert_eq!(Uri::parse("xen+ssh://user:pw@h/").public(), "xen+ssh://h/");
+        assert_eq!(Uri::parse("xen+ssh://user:pw@h/").public(), "xen+ssh://h");
         assert_eq!(Uri::parse("weird").public(), "weird");
         assert_eq!(Uri::parse("weird").driver(), "weird");
+    }
+
+    /// One host, however it is written: scheme and host case, the default
+    /// port, a trailing `/` or `?`; what the driver reads stays.
+    #[test]
+    fn spellings_of_one_host_have_one_canonical_form() {
+        let one = [
+            "qemu+ssh://root@kvm1/system",
+            "QEMU+SSH://root@KVM1/system",
+            "qemu+ssh://root@kvm1:22/system",
+            "qemu+ssh://root@kvm1:/system?",
+        ];
+        for uri in one {
+            assert_eq!(Uri::parse(uri).canonical(), one[0], "{uri}");
+        }
+        for (uri, canonical) in [
+            (
+                "qemu+tls://H.example:16514/system",
+                "qemu+tls://h.example/system",
+            ),
+            ("qemu://h:16514/system", "qemu://h/system"),
+            ("qemu+tcp://h:16509/system", "qemu+tcp://h/system"),
+            (
+                "qemu+libssh2://[FE80::1]:22/system",
+                "qemu+libssh2://[fe80::1]/system",
+            ),
+            ("xen+ssh://h/", "xen+ssh://h"),
+            ("test:///tmp/A.xml?", "test:///tmp/A.xml"),
+            ("qemu:///system", "qemu:///system"),
+            ("kvm1", "kvm1"),
+        ] {
+            assert_eq!(Uri::parse(uri).canonical(), canonical, "{uri}");
+        }
+        // Different hosts stay different: another port, user, path case,
+        // query, or a port that is another transport's default.
+        for [a, b] in [
+            ["qemu+ssh://kvm1:2222/system", "qemu+ssh://kvm1/system"],
+            ["qemu+ssh://root@kvm1/system", "qemu+ssh://kvm1/system"],
+            ["qemu+ssh://kvm1/system", "qemu+ssh://kvm1/System"],
+            ["qemu+ssh://kvm1/system/", "qemu+ssh://kvm1/system"],
+            ["test:///tmp/a.xml?x=1", "test:///tmp/a.xml"],
+            ["qemu+ssh://kvm1:16514/system", "qemu+ssh://kvm1/system"],
+            [
+                "qemu+unix:///system?socket=/a",
+                "qemu+unix:///system?socket=/b",
+            ],
+        ] {
+            assert_ne!(
+                Uri::parse(a).canonical(),
+                Uri::parse(b).canonical(),
+                "{a} {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn public_forms_are_canonical_without_user_or_query() {
+        let uri = Uri::parse("QEMU+SSH://admin:pw@Kvm1:22/system?keyfile=/k");
+        assert_eq!(uri.public(), "qemu+ssh://kvm1/system");
+        assert_eq!(uri.public_with_user(), "qemu+ssh://admin@kvm1/system");
+        assert_eq!(
+            Uri::parse("qemu+ssh://kvm1/system").public_with_user(),
+            "qemu+ssh://kvm1/system"
+        );
+        assert_eq!(Uri::parse("alias?x=1").public(), "alias");
     }
 }

@@ -148,6 +148,7 @@ mod tests {
         Fleet {
             hosts: vec![Host {
                 probes: Arc::new(fake_probes(fake, hour, hour)),
+                label: None,
             }],
         }
     }
@@ -254,6 +255,7 @@ mod tests {
         let fleet = Fleet {
             hosts: vec![Host {
                 probes: Arc::new(ProbeManager::new(virsh, options)),
+                label: None,
             }],
         };
         let (refresh, _send) = refresh_from_test();
