@@ -4,8 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use common::*;
 
@@ -17,6 +18,19 @@ fn metric_line<'a>(metrics: &'a str, name: &str, labels: &[&str]) -> Option<&'a 
 
 fn value(line: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Sends `request` as is and reads the answer until the server closes
+/// (30 s at most): the client never closes its side first.
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Two hosts: every domain and drive is there with `uri`, the figures are
@@ -147,15 +161,8 @@ fn slow_and_half_open_clients_do_not_silence_metrics() {
 /// GET only, two paths, a bounded request head.
 #[test]
 fn only_get_on_known_paths_within_bounds() {
-    use std::io::Read;
     let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
-    let raw = |request: &[u8]| {
-        let mut stream = TcpStream::connect(serving.addr).unwrap();
-        stream.write_all(request).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
-    };
+    let raw = |request: &[u8]| raw(serving.addr, request);
     assert!(raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"DELETE /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"GET /eject HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
@@ -164,6 +171,46 @@ fn only_get_on_known_paths_within_bounds() {
         "a".repeat(16 * 1024)
     );
     assert!(raw(huge.as_bytes()).starts_with("HTTP/1.1 431 "));
+}
+
+/// /healthz and /metrics name hosts by their public URI only, in the
+/// errors too (which carry the URI as given, and virsh's and ssh's words):
+/// no user, no `keyfile=` or any query, no key path.
+#[test]
+fn http_bodies_show_public_uris_only() {
+    let ssh = "qemu+ssh://root@127.0.0.1:1/system?keyfile=/nonexistent/id_serve_key&no_tty=1";
+    let missing = format!(
+        "test://root@{}?keyfile=/nonexistent/id_serve_key",
+        root().join("fixtures/no-such-fleet.xml").display()
+    );
+    let serving = Serving::start(tool().args(["-c", ssh, "-c", &missing]));
+    let (status, body) = serving.wait_for("/healthz", |_, body| {
+        body.lines().count() == 2 && !body.contains("no scan has finished yet")
+    });
+    assert_eq!(status, 503);
+    let public_missing = format!(
+        "test://{}",
+        root().join("fixtures/no-such-fleet.xml").display()
+    );
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "qemu+ssh://127.0.0.1:1/system: cannot list domains on qemu+ssh://127.0.0.1:1/system: "
+        ),
+        "{body}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{public_missing}: cannot list domains on {public_missing}: "
+        )),
+        "{body}"
+    );
+    let (_, metrics) = serving.get("/metrics");
+    for text in [&body, &metrics] {
+        for secret in ["root@", "keyfile=", "id_serve_key", "no_tty"] {
+            assert!(!text.contains(secret), "{secret} in:\n{text}");
+        }
+    }
 }
 
 /// SIGTERM ends `serve` and every virsh it started; the log is JSON on
