@@ -173,6 +173,59 @@ fn only_get_on_known_paths_within_bounds() {
     assert!(raw(huge.as_bytes()).starts_with("HTTP/1.1 431 "));
 }
 
+/// HEAD, a target in absolute form, bare LF line ends (answered, not left
+/// to the 5 s head deadline's 408), a head of exactly 8 KiB and one byte
+/// more, and too many header lines.
+#[test]
+fn head_absolute_targets_bare_lf_and_exact_head_limits() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let raw = |request: &[u8]| raw(serving.addr, request);
+
+    let head = raw(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head_part, body) = head.split_once("\r\n\r\n").expect("a head");
+    assert!(head_part.starts_with("HTTP/1.1 200 "), "{head}");
+    let length: usize = head_part
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .expect("Content-Length")
+        .parse()
+        .unwrap();
+    assert!(length > 0, "the length GET would send: {head}");
+    assert_eq!(body, "", "HEAD sends no body");
+    let refused = raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(refused.contains("\r\nAllow: GET, HEAD\r\n"), "{refused}");
+
+    let absolute = format!(
+        "GET http://{}/metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        serving.addr
+    );
+    let answer = raw(absolute.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("dismount_domain_state{domain=\"plain\""));
+
+    // The client keeps its side open: only a head read as complete gets a
+    // 200 (a head still awaited ends in 408 at the deadline).
+    let lf = raw(b"GET /healthz HTTP/1.1\nHost: x\n\n");
+    assert!(lf.starts_with("HTTP/1.1 200 "), "{lf}");
+
+    let exactly = |size: usize| {
+        let start = "GET /healthz HTTP/1.1\r\nX-Pad: ";
+        let end = "\r\n\r\n";
+        let request = format!("{start}{}{end}", "a".repeat(size - start.len() - end.len()));
+        assert_eq!(request.len(), size);
+        raw(request.as_bytes())
+    };
+    let at_limit = exactly(8 * 1024);
+    assert!(at_limit.starts_with("HTTP/1.1 200 "), "{at_limit}");
+    let past_limit = exactly(8 * 1024 + 1);
+    assert!(past_limit.starts_with("HTTP/1.1 431 "), "{past_limit}");
+
+    let many: String = (0..100).map(|n| format!("X-{n}: y\r\n")).collect();
+    let answer = raw(format!("GET /healthz HTTP/1.1\r\n{many}\r\n").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+}
+
 /// /healthz and /metrics name hosts by their public URI only, in the
 /// errors too (which carry the URI as given, and virsh's and ssh's words):
 /// no user, no `keyfile=` or any query, no key path.
@@ -211,6 +264,62 @@ fn http_bodies_show_public_uris_only() {
             assert!(!text.contains(secret), "{secret} in:\n{text}");
         }
     }
+}
+
+/// More silent connections than the server serves at once, each one it
+/// drops opened again: a scrape is still answered, and sooner than the
+/// 5 s within which a silent connection would have ended on its own.
+#[test]
+fn silent_connections_past_the_cap_do_not_lock_out_a_scrape() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let open = || TcpStream::connect(serving.addr).unwrap();
+    let mut silent: Vec<TcpStream> = (0..640).map(|_| open()).collect();
+    // One round of opening again what the server closed.
+    for stream in &mut silent {
+        stream.set_nonblocking(true).unwrap();
+        if matches!(stream.peek(&mut [0]), Ok(0)) {
+            *stream = open();
+        }
+    }
+    for path in ["/metrics", "/healthz"] {
+        let mut scrape = open();
+        scrape
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        write!(scrape, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let read = scrape.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok() && answer.starts_with("HTTP/1.1 200 "),
+            "{path}: {read:?} {answer}"
+        );
+    }
+    drop(silent);
+}
+
+/// A listen address beyond loopback logs a warning before serving: there
+/// is no TLS and no auth. Loopback does not.
+#[test]
+fn listening_beyond_loopback_warns_that_anyone_may_read_the_metrics() {
+    let warned = |serving: &Serving| {
+        serving.startup.iter().any(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["level"] == "WARN"
+                && line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("anyone who can reach"))
+        })
+    };
+    let small = fleet_uri("fleet-small.xml");
+    let open = Serving::start_on(tool().args(["-c", &small]), "0.0.0.0:0");
+    assert!(warned(&open), "{:#?}", open.startup);
+    let (status, _) = open.get("/healthz");
+    assert!(status == 200 || status == 503);
+    drop(open);
+    let local = Serving::start(tool().args(["-c", &small]));
+    assert!(!warned(&local), "{:#?}", local.startup);
 }
 
 /// SIGTERM ends `serve` and every virsh it started; the log is JSON on

@@ -54,6 +54,12 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     let listener = http::bind(options.listen)?;
     // The address as bound: port 0 picks a free one.
     let listen = listener.local_addr()?;
+    if !listen.ip().is_loopback() {
+        tracing::warn!(
+            "no TLS and no auth: anyone who can reach {listen} reads the metrics and /healthz \
+             (VM names, ISO paths, hosts); listen on loopback behind a proxy that has them"
+        );
+    }
     let states: Arc<Vec<Mutex<HostState>>> = Arc::new(
         fleet
             .hosts
