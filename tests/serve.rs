@@ -22,7 +22,7 @@ fn value(line: &str) -> f64 {
 
 /// Sends `request` as is and reads the answer until the server closes
 /// (30 s at most): the client never closes its side first.
-fn raw(addr: SocketAddr, request: &[u8]) -> String {
+fn send_raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -162,7 +162,7 @@ fn slow_and_half_open_clients_do_not_silence_metrics() {
 #[test]
 fn only_get_on_known_paths_within_bounds() {
     let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
-    let raw = |request: &[u8]| raw(serving.addr, request);
+    let raw = |request: &[u8]| send_raw(serving.addr, request);
     assert!(raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"DELETE /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"GET /eject HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
@@ -180,7 +180,7 @@ fn only_get_on_known_paths_within_bounds() {
 fn head_absolute_targets_bare_lf_and_exact_head_limits() {
     let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
     serving.wait_for("/healthz", |status, _| status == 200);
-    let raw = |request: &[u8]| raw(serving.addr, request);
+    let raw = |request: &[u8]| send_raw(serving.addr, request);
 
     let head = raw(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     let (head_part, body) = head.split_once("\r\n\r\n").expect("a head");
