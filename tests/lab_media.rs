@@ -632,11 +632,9 @@ fn a_change_virsh_confirms_late_is_reported_done() -> Result<(), Failed> {
 /// status is its outcome. It used to exit 0 with nothing done.
 fn a_closed_stdout_still_makes_the_confirmed_change() -> Result<(), Failed> {
     let _restore = Restore;
-    let (reader, writer) = std::io::pipe()?;
-    drop(reader);
     let output = tool()
         .args(["-c", LAB_URI, "eject", "lab-agent", "--yes"])
-        .stdout(writer)
+        .stdout(closed_pipe())
         .stderr(std::process::Stdio::piped())
         .output()?;
     check(output.status.success(), || stderr(&output))?;

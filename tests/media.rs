@@ -600,10 +600,8 @@ fn an_iso_path_with_a_control_character_is_refused() {
 /// Runs the tool with a stdout whose reader has already gone away
 /// (`… | head -0`).
 fn with_closed_stdout(command: &mut std::process::Command) -> std::process::Output {
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
     let child = command
-        .stdout(writer)
+        .stdout(closed_pipe())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -4,8 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use common::*;
 
@@ -17,6 +18,19 @@ fn metric_line<'a>(metrics: &'a str, name: &str, labels: &[&str]) -> Option<&'a 
 
 fn value(line: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Sends `request` as is and reads the answer until the server closes
+/// (30 s at most): the client never closes its side first.
+fn send_raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Two hosts: every domain and drive is there with `uri`, the figures are
@@ -147,15 +161,8 @@ fn slow_and_half_open_clients_do_not_silence_metrics() {
 /// GET only, two paths, a bounded request head.
 #[test]
 fn only_get_on_known_paths_within_bounds() {
-    use std::io::Read;
     let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
-    let raw = |request: &[u8]| {
-        let mut stream = TcpStream::connect(serving.addr).unwrap();
-        stream.write_all(request).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
-    };
+    let raw = |request: &[u8]| send_raw(serving.addr, request);
     assert!(raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"DELETE /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(raw(b"GET /eject HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
@@ -164,6 +171,155 @@ fn only_get_on_known_paths_within_bounds() {
         "a".repeat(16 * 1024)
     );
     assert!(raw(huge.as_bytes()).starts_with("HTTP/1.1 431 "));
+}
+
+/// HEAD, a target in absolute form, bare LF line ends (answered, not left
+/// to the 5 s head deadline's 408), a head of exactly 8 KiB and one byte
+/// more, and too many header lines.
+#[test]
+fn head_absolute_targets_bare_lf_and_exact_head_limits() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let raw = |request: &[u8]| send_raw(serving.addr, request);
+
+    let head = raw(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head_part, body) = head.split_once("\r\n\r\n").expect("a head");
+    assert!(head_part.starts_with("HTTP/1.1 200 "), "{head}");
+    let length: usize = head_part
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .expect("Content-Length")
+        .parse()
+        .unwrap();
+    assert!(length > 0, "the length GET would send: {head}");
+    assert_eq!(body, "", "HEAD sends no body");
+    let refused = raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(refused.contains("\r\nAllow: GET, HEAD\r\n"), "{refused}");
+
+    let absolute = format!(
+        "GET http://{}/metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        serving.addr
+    );
+    let answer = raw(absolute.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("dismount_domain_state{domain=\"plain\""));
+
+    // The client keeps its side open: only a head read as complete gets a
+    // 200 (a head still awaited ends in 408 at the deadline).
+    let lf = raw(b"GET /healthz HTTP/1.1\nHost: x\n\n");
+    assert!(lf.starts_with("HTTP/1.1 200 "), "{lf}");
+
+    let exactly = |size: usize| {
+        let start = "GET /healthz HTTP/1.1\r\nX-Pad: ";
+        let end = "\r\n\r\n";
+        let request = format!("{start}{}{end}", "a".repeat(size - start.len() - end.len()));
+        assert_eq!(request.len(), size);
+        raw(request.as_bytes())
+    };
+    let at_limit = exactly(8 * 1024);
+    assert!(at_limit.starts_with("HTTP/1.1 200 "), "{at_limit}");
+    let past_limit = exactly(8 * 1024 + 1);
+    assert!(past_limit.starts_with("HTTP/1.1 431 "), "{past_limit}");
+
+    let many: String = (0..100).map(|n| format!("X-{n}: y\r\n")).collect();
+    let answer = raw(format!("GET /healthz HTTP/1.1\r\n{many}\r\n").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+}
+
+/// /healthz and /metrics name hosts by their public URI only, in the
+/// errors too (which carry the URI as given, and virsh's and ssh's words):
+/// no user, no `keyfile=` or any query, no key path.
+#[test]
+fn http_bodies_show_public_uris_only() {
+    let ssh = "qemu+ssh://root@127.0.0.1:1/system?keyfile=/nonexistent/id_serve_key&no_tty=1";
+    let missing = format!(
+        "test://root@{}?keyfile=/nonexistent/id_serve_key",
+        root().join("fixtures/no-such-fleet.xml").display()
+    );
+    let serving = Serving::start(tool().args(["-c", ssh, "-c", &missing]));
+    let (status, body) = serving.wait_for("/healthz", |_, body| {
+        body.lines().count() == 2 && !body.contains("no scan has finished yet")
+    });
+    assert_eq!(status, 503);
+    let public_missing = format!(
+        "test://{}",
+        root().join("fixtures/no-such-fleet.xml").display()
+    );
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "qemu+ssh://127.0.0.1:1/system: cannot list domains on qemu+ssh://127.0.0.1:1/system: "
+        ),
+        "{body}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{public_missing}: cannot list domains on {public_missing}: "
+        )),
+        "{body}"
+    );
+    let (_, metrics) = serving.get("/metrics");
+    for text in [&body, &metrics] {
+        for secret in ["root@", "keyfile=", "id_serve_key", "no_tty"] {
+            assert!(!text.contains(secret), "{secret} in:\n{text}");
+        }
+    }
+}
+
+/// More silent connections than the server serves at once, each one it
+/// drops opened again: a scrape is still answered, and sooner than the
+/// 5 s within which a silent connection would have ended on its own.
+#[test]
+fn silent_connections_past_the_cap_do_not_lock_out_a_scrape() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let open = || TcpStream::connect(serving.addr).unwrap();
+    let mut silent: Vec<TcpStream> = (0..640).map(|_| open()).collect();
+    // One round of opening again what the server closed.
+    for stream in &mut silent {
+        stream.set_nonblocking(true).unwrap();
+        if matches!(stream.peek(&mut [0]), Ok(0)) {
+            *stream = open();
+        }
+    }
+    for path in ["/metrics", "/healthz"] {
+        let mut scrape = open();
+        scrape
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        write!(scrape, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let read = scrape.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok() && answer.starts_with("HTTP/1.1 200 "),
+            "{path}: {read:?} {answer}"
+        );
+    }
+    drop(silent);
+}
+
+/// A listen address beyond loopback logs a warning before serving: there
+/// is no TLS and no auth. Loopback does not.
+#[test]
+fn listening_beyond_loopback_warns_that_anyone_may_read_the_metrics() {
+    let warned = |serving: &Serving| {
+        serving.startup.iter().any(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["level"] == "WARN"
+                && line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("anyone who can reach"))
+        })
+    };
+    let small = fleet_uri("fleet-small.xml");
+    let open = Serving::start_on(tool().args(["-c", &small]), "0.0.0.0:0");
+    assert!(warned(&open), "{:#?}", open.startup);
+    let (status, _) = open.get("/healthz");
+    assert!(status == 200 || status == 503);
+    drop(open);
+    let local = Serving::start(tool().args(["-c", &small]));
+    assert!(!warned(&local), "{:#?}", local.startup);
 }
 
 /// SIGTERM ends `serve` and every virsh it started; the log is JSON on

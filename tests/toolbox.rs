@@ -192,20 +192,12 @@ fn readme_recipes_run() {
 /// every write it makes fails.
 #[test]
 fn completions_and_man_page_meet_a_closed_pipe_and_a_full_disk() {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    use std::process::Stdio;
     for args in [
         &["completions", "bash"][..],
         &["completions", "zsh"],
         &["manpage"],
     ] {
-        let mut fds = [0; 2];
-        // SAFETY: `pipe` fills both descriptors, each then owned once.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        let (reader, writer) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        drop(reader);
-        let output = run(tool().args(args).stdout(Stdio::from(writer)));
+        let output = run(tool().args(args).stdout(closed_pipe()));
         assert_eq!(
             output.status.code(),
             Some(0),

@@ -1,6 +1,7 @@
-//! A small, bounded HTTP/1.1 server for GET requests: a thread per
+//! A small, bounded HTTP/1.1 server for GET and HEAD: a thread per
 //! connection up to a cap, each request head read within a deadline and a
-//! size limit, parsed by `httparse`, answered, and the connection closed.
+//! size limit, parsed by `httparse` as it arrives, answered, and the
+//! connection closed.
 //!
 //! Why not tiny_http (the usual synchronous server crate): its 0.12 reads
 //! header lines without a size limit, sets no read or write timeout, starts
@@ -11,17 +12,22 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// The most connections served at once; more are closed at once.
+use crate::mutex::lock;
+
+/// The most connections served at once. A new one past it takes the place
+/// of the oldest that has sent nothing yet, else is closed at once.
 const MAX_CONNECTIONS: usize = 512;
-/// A request head (request line and headers) may not be longer.
+/// A request head (request line, headers, the blank line) may not be longer.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Header lines a request may have.
+const MAX_HEADERS: usize = 64;
 /// The whole request head must arrive within this: a client that sends a
 /// byte now and then cannot hold its thread for longer.
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
@@ -32,6 +38,8 @@ const LINGER: Duration = Duration::from_secs(1);
 const MAX_LINGER_BYTES: usize = 64 * 1024;
 /// Each connection's thread needs little: the head buffer and the answer.
 const THREAD_STACK: usize = 128 * 1024;
+/// At most one warning this often about connections closed for room.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What a handler answers.
 pub struct Response {
@@ -55,13 +63,96 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))
 }
 
-/// Serves GET requests on `listener` with `handler(path)` until the process
-/// ends. Never returns.
+/// A connection being served, as the accept loop sees it.
+struct Open {
+    id: u64,
+    stream: Arc<TcpStream>,
+    /// Set once the client has sent a byte.
+    spoke: Arc<AtomicBool>,
+}
+
+/// The connections being served, oldest first.
+#[derive(Default)]
+struct Connections {
+    open: Mutex<Vec<Open>>,
+}
+
+impl Connections {
+    /// Makes room for one more: under the cap, or by closing the oldest
+    /// connection that has sent nothing (its thread sees the end of its
+    /// input and ends). When every one has spoken the new one is not
+    /// taken: it would wait for no one's deadline but its own.
+    fn admit(&self, id: u64, stream: &Arc<TcpStream>, spoke: &Arc<AtomicBool>) -> Admitted {
+        let mut open = lock(&self.open);
+        let mut admitted = Admitted::Room;
+        if open.len() >= MAX_CONNECTIONS {
+            let Some(silent) = open.iter().position(|o| !o.spoke.load(Ordering::SeqCst)) else {
+                return Admitted::Full;
+            };
+            let _ = open.remove(silent).stream.shutdown(Shutdown::Both);
+            admitted = Admitted::InPlaceOfASilentOne;
+        }
+        open.push(Open {
+            id,
+            stream: Arc::clone(stream),
+            spoke: Arc::clone(spoke),
+        });
+        admitted
+    }
+
+    fn close(&self, id: u64) {
+        lock(&self.open).retain(|o| o.id != id);
+    }
+}
+
+enum Admitted {
+    Room,
+    InPlaceOfASilentOne,
+    Full,
+}
+
+/// One warning now and then for a kind of event that may come by the
+/// thousand (a client holding connections open), with how many since.
+struct Throttled {
+    what: &'static str,
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Throttled {
+    fn new(what: &'static str) -> Self {
+        Throttled {
+            what,
+            last: None,
+            since: 0,
+        }
+    }
+
+    fn happened(&mut self) {
+        self.since += 1;
+        if self.last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            tracing::warn!(limit = MAX_CONNECTIONS, count = self.since, "{}", self.what);
+            self.last = Some(Instant::now());
+            self.since = 0;
+        }
+    }
+}
+
+/// Serves GET and HEAD requests on `listener` with `handler(path)` until
+/// the process ends. Never returns.
 pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&str) -> Response + Send + Sync>) -> ! {
-    let open = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(Connections::default());
+    let mut evicted = Throttled::new(
+        "connections at the limit: the oldest that had sent nothing closed for new ones",
+    );
+    let mut refused =
+        Throttled::new("connections at the limit, each sending a request: new ones closed at once");
+    let mut next_id = 0u64;
     loop {
+        let id = next_id;
+        next_id += 1;
         let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => Arc::new(stream),
             // Out of file descriptors, a connection reset before accept:
             // that one connection is lost, never the server.
             Err(error) => {
@@ -70,35 +161,36 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&str) -> Response + Send
                 continue;
             }
         };
-        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            open.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!(
-                limit = MAX_CONNECTIONS,
-                "too many connections: one closed at once"
-            );
-            continue;
+        let spoke = Arc::new(AtomicBool::new(false));
+        match connections.admit(id, &stream, &spoke) {
+            Admitted::Room => {}
+            Admitted::InPlaceOfASilentOne => evicted.happened(),
+            Admitted::Full => {
+                refused.happened();
+                continue;
+            }
         }
-        let (served, handler) = (Arc::clone(&open), Arc::clone(&handler));
+        let (served, handler) = (Arc::clone(&connections), Arc::clone(&handler));
         let spawned = thread::Builder::new()
             .name("http".to_owned())
             .stack_size(THREAD_STACK)
             .spawn(move || {
-                answer(stream, handler.as_ref());
-                served.fetch_sub(1, Ordering::SeqCst);
+                answer(&stream, &spoke, handler.as_ref());
+                served.close(id);
             });
         if let Err(error) = spawned {
             tracing::warn!(%error, "cannot start a thread for a connection");
-            open.fetch_sub(1, Ordering::SeqCst);
+            connections.close(id);
         }
     }
 }
 
 /// Reads one request head, answers it, closes the connection.
-fn answer(mut stream: TcpStream, handler: &(dyn Fn(&str) -> Response + Sync)) {
-    let response = match read_head(&mut stream) {
-        Ok(head) => route(&head, handler),
+fn answer(stream: &TcpStream, spoke: &AtomicBool, handler: &(dyn Fn(&str) -> Response + Sync)) {
+    let (response, send_body) = match read_head(stream, spoke) {
+        Ok(request) => (handler(&request.path), !request.head_only),
         Err(Refused::Closed) => return,
-        Err(Refused::Status(status, why)) => Response::text(status, format!("{why}\n")),
+        Err(Refused::Status(status, why)) => (Response::text(status, format!("{why}\n")), true),
     };
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let reason = match response.status {
@@ -108,28 +200,40 @@ fn answer(mut stream: TcpStream, handler: &(dyn Fn(&str) -> Response + Sync)) {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
     };
+    let allow = if response.status == 405 {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         response.status,
         response.content_type,
         response.body.len()
     );
-    let written = stream
+    let body = if send_body {
+        response.body.as_bytes()
+    } else {
+        b""
+    };
+    let mut writer = stream;
+    let written = writer
         .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(response.body.as_bytes()))
+        .and_then(|()| writer.write_all(body))
         .and_then(|()| stream.shutdown(Shutdown::Write));
     if written.is_ok() {
-        linger(&mut stream);
+        linger(stream);
     }
 }
 
 /// Reads what the client still sends (the rest of a refused request) for
 /// a moment before closing: closing a socket with unread input makes the
 /// kernel reset the connection, and the client may lose the answer.
-fn linger(stream: &mut TcpStream) {
+fn linger(mut stream: &TcpStream) {
     let until = Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     let mut left = MAX_LINGER_BYTES;
@@ -145,15 +249,25 @@ fn linger(stream: &mut TcpStream) {
     }
 }
 
+#[derive(Debug, PartialEq)]
 enum Refused {
     /// The client went away or sent nothing in time: nothing to answer.
     Closed,
     Status(u16, &'static str),
 }
 
-/// The bytes up to the blank line that ends the head, within the size
-/// limit and the deadline.
-fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Refused> {
+/// What routing needs of a request.
+#[derive(Debug, PartialEq)]
+struct Request {
+    /// HEAD: the answer's head alone.
+    head_only: bool,
+    /// Without query string.
+    path: String,
+}
+
+/// Reads until the bytes so far parse as a whole request head (within the
+/// size limit and the deadline) or cannot become one.
+fn read_head(mut stream: &TcpStream, spoke: &AtomicBool) -> Result<Request, Refused> {
     let deadline = Instant::now() + HEAD_DEADLINE;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -169,58 +283,166 @@ fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Refused> {
         if stream.set_read_timeout(Some(left)).is_err() {
             return Err(Refused::Closed);
         }
-        match stream.read(&mut chunk) {
+        // One byte past the limit at most: enough to know it is past.
+        let room = (MAX_HEAD_BYTES + 1 - head.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]) {
             Ok(0) => return Err(Refused::Closed),
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                spoke.store(true, Ordering::SeqCst);
+                head.extend_from_slice(&chunk[..n]);
+            }
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 continue;
             }
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return Err(Refused::Closed),
         }
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(head);
-        }
-        if head.len() > MAX_HEAD_BYTES {
-            return Err(Refused::Status(431, "the request head is too large"));
+        if let Some(request) = parse_head(&head)? {
+            return Ok(request);
         }
     }
 }
 
-/// GET of a path; nothing else.
-fn route(head: &[u8], handler: &(dyn Fn(&str) -> Response + Sync)) -> Response {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+/// The request in `bytes` once its head is whole (`None` before); line
+/// ends CRLF or bare LF, as `httparse` reads them. GET and HEAD of a path
+/// or of an absolute URI; nothing else.
+fn parse_head(bytes: &[u8]) -> Result<Option<Request>, Refused> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) | Err(_) => {
-            return Response::text(400, "malformed request\n");
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD_BYTES => {}
+        Ok(httparse::Status::Partial) if bytes.len() <= MAX_HEAD_BYTES => return Ok(None),
+        Ok(_) => return Err(Refused::Status(431, "the request head is too large")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refused::Status(431, "too many header lines"));
         }
+        Err(_) => return Err(Refused::Status(400, "malformed request")),
     }
-    match request.method {
-        Some("GET") => {}
-        _ => return Response::text(405, "only GET is served: no action is taken over HTTP\n"),
+    let head_only = match request.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => {
+            return Err(Refused::Status(
+                405,
+                "only GET and HEAD are served: no action is taken over HTTP",
+            ));
+        }
+    };
+    Ok(Some(Request {
+        head_only,
+        path: path_of(request.path.unwrap_or("/")).to_owned(),
+    }))
+}
+
+/// The path of a request target: origin form (`/metrics?x`) or absolute
+/// form (`http://host/metrics`, as sent to a proxy); the query string
+/// chooses nothing here.
+fn path_of(target: &str) -> &str {
+    let after_authority = match target.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            &rest[rest.find(['/', '?']).unwrap_or(rest.len())..]
+        }
+        _ => target,
+    };
+    match after_authority
+        .split_once('?')
+        .map_or(after_authority, |(path, _)| path)
+    {
+        "" => "/",
+        path => path,
     }
-    let path = request.path.unwrap_or("/");
-    // The query string does not choose anything here.
-    handler(path.split_once('?').map_or(path, |(path, _)| path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn handler(path: &str) -> Response {
-        Response::text(200, format!("path {path}"))
+    fn parse(head: &str) -> Result<Option<Request>, Refused> {
+        parse_head(head.as_bytes())
+    }
+
+    fn get(path: &str) -> Result<Option<Request>, Refused> {
+        Ok(Some(Request {
+            head_only: false,
+            path: path.to_owned(),
+        }))
+    }
+
+    fn status(head: &str) -> u16 {
+        match parse(head) {
+            Err(Refused::Status(status, _)) => status,
+            other => panic!("{head:?}: {other:?}"),
+        }
     }
 
     #[test]
-    fn routes_gets_and_refuses_the_rest() {
-        let answer = |head: &str| route(head.as_bytes(), &handler);
-        let ok = answer("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!((ok.status, ok.body.as_str()), (200, "path /metrics"));
-        assert_eq!(answer("POST /metrics HTTP/1.1\r\n\r\n").status, 405);
-        assert_eq!(answer("GARBAGE\r\n\r\n").status, 400);
-        assert_eq!(answer("GET /x HTTP/1.1\r\nBad Header\r\n\r\n").status, 400);
+    fn gets_and_heads_of_a_path_and_nothing_else() {
+        assert_eq!(
+            parse("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            get("/metrics")
+        );
+        assert_eq!(
+            parse("HEAD /healthz HTTP/1.1\r\n\r\n"),
+            Ok(Some(Request {
+                head_only: true,
+                path: "/healthz".to_owned()
+            }))
+        );
+        assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("GARBAGE\r\n\r\n"), 400);
+        assert_eq!(status("GET /x HTTP/1.1\r\nBad Header\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn absolute_targets_are_routed_by_their_path() {
+        assert_eq!(
+            parse("GET http://h:9177/metrics HTTP/1.1\r\n\r\n"),
+            get("/metrics")
+        );
+        assert_eq!(
+            parse("GET HTTPS://h/healthz?a HTTP/1.1\r\n\r\n"),
+            get("/healthz")
+        );
+        assert_eq!(parse("GET http://h HTTP/1.1\r\n\r\n"), get("/"));
+        assert_eq!(parse("GET http://h?x=/metrics HTTP/1.1\r\n\r\n"), get("/"));
+    }
+
+    /// A head is whole at its blank line, whichever line ends it uses;
+    /// before that it is awaited.
+    #[test]
+    fn bare_lf_heads_are_whole_at_their_blank_line() {
+        assert_eq!(parse("GET /metrics HTTP/1.1\nHost: a\n\n"), get("/metrics"));
+        assert_eq!(
+            parse("GET /metrics HTTP/1.1\r\nHost: a\n\r\n"),
+            get("/metrics")
+        );
+        assert_eq!(parse("GET /metrics HTTP/1.1\nHost: a\n"), Ok(None));
+        assert_eq!(parse("GET /metrics HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn the_head_limit_is_exact_and_header_lines_are_counted() {
+        let of_size = |size: usize| {
+            let (start, end) = ("GET /metrics HTTP/1.1\r\nX-Pad: ", "\r\n\r\n");
+            format!("{start}{}{end}", "a".repeat(size - start.len() - end.len()))
+        };
+        assert_eq!(parse(&of_size(MAX_HEAD_BYTES)), get("/metrics"));
+        assert_eq!(status(&of_size(MAX_HEAD_BYTES + 1)), 431);
+        // Not yet whole, already too long.
+        assert_eq!(
+            status(&of_size(MAX_HEAD_BYTES + 2)[..MAX_HEAD_BYTES + 1]),
+            431
+        );
+        let lines = |n: usize| -> String { (0..n).map(|i| format!("X-{i}: y\r\n")).collect() };
+        let with = |n: usize| format!("GET /metrics HTTP/1.1\r\n{}\r\n", lines(n));
+        assert_eq!(parse(&with(MAX_HEADERS)), get("/metrics"));
+        assert_eq!(status(&with(MAX_HEADERS + 1)), 431);
+        // Counted as they come: refused before the head is whole.
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\n{}", lines(MAX_HEADERS + 1))),
+            431
+        );
     }
 }

@@ -17,6 +17,7 @@ use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
 use crate::mutex::lock;
 use crate::probe::{DomainStatus, Figures};
+use crate::virsh::Uri;
 use http::Response;
 
 /// What `serve` needs, free of clap types.
@@ -32,6 +33,7 @@ pub struct ServeOptions {
 /// One host as its last scans left it.
 #[derive(Debug, Clone, Default)]
 pub struct HostState {
+    /// As [`Host::uri`] shows it: public.
     pub uri: String,
     /// From the last good scan: a failed scan keeps them.
     pub domains: Vec<DomainStatus>,
@@ -40,7 +42,8 @@ pub struct HostState {
     pub last_success: Option<SystemTime>,
     /// How long the last scan took, good or not.
     pub last_duration: Option<Duration>,
-    /// Why the last scan failed; `None` when it succeeded (or none ended).
+    /// Why the last scan failed, scrubbed of the URI's private parts
+    /// ([`Uri::scrub`]); `None` when it succeeded (or none ended).
     pub last_error: Option<String>,
 }
 
@@ -51,6 +54,12 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     let listener = http::bind(options.listen)?;
     // The address as bound: port 0 picks a free one.
     let listen = listener.local_addr()?;
+    if !listen.ip().is_loopback() {
+        tracing::warn!(
+            "no TLS and no auth: anyone who can reach {listen} reads the metrics and /healthz \
+             (VM names, ISO paths, hosts); listen on loopback behind a proxy that has them"
+        );
+    }
     let states: Arc<Vec<Mutex<HostState>>> = Arc::new(
         fleet
             .hosts
@@ -99,9 +108,12 @@ fn scan_forever(host: &Host, state: &Mutex<HostState>, interval: Duration) {
             }
             Err(error) => {
                 let reason = crate::utils::sanitize(&format!("{error:#}"));
+                // The log is the admin's, whole; /healthz is anyone's who
+                // reaches the port: without user, query or key path.
                 tracing::warn!(uri = %state.uri, error = %reason, took_s = took.as_secs_f64(),
                     "scan failed; keeping the last good values");
-                state.last_error = Some(reason);
+                let given = host.probes.uri().unwrap_or_default();
+                state.last_error = Some(Uri::parse(&given).scrub(&reason));
             }
         }
         drop(state);

@@ -33,6 +33,19 @@ fn domain_name() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// Error texts with URIs anywhere in them: scrubbing never panics and
+    /// leaves no user info behind.
+    #[test]
+    fn scrubbed_errors_hold_no_user_info(
+        before in "[^@]{0,12}",
+        scheme in "[a-z+.é-]{0,6}",
+        after in "[^@]{0,12}",
+    ) {
+        let text = format!("{before}{scheme}://root@host/x?keyfile=/k{after}");
+        let scrubbed = super::Uri::parse("qemu+ssh://root@host/x?keyfile=/k").scrub(&text);
+        prop_assert!(!scrubbed.contains("root@") && !scrubbed.contains("keyfile"), "{}", scrubbed);
+    }
+
     #[test]
     fn parsers_never_panic(text in virshish()) {
         let _ = parse_domstats(&text);

@@ -154,6 +154,50 @@ fn split_port(host_port: &str) -> (&str, Option<&str>) {
     }
 }
 
+impl Uri<'_> {
+    /// `text` (an error about this connection) fit for people who may not
+    /// see the connection's details: every URI in it (the one given, one
+    /// virsh wrote, a command line's `-c`) in its [`Uri::public`] form, and
+    /// each value of this URI's query that names a path (`keyfile=`,
+    /// `command=`, `socket=`: ssh names the key file in its warnings) as
+    /// `<keyfile>`, `<command>`, ….
+    pub fn scrub(&self, text: &str) -> String {
+        let mut scrubbed = public_uris(text);
+        let query = self.text.split_once('?').map_or("", |(_, query)| query);
+        for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+            if value.contains('/') {
+                scrubbed = scrubbed.replace(value, &format!("<{name}>"));
+            }
+        }
+        scrubbed
+    }
+}
+
+/// `text` with each `scheme://…` in it replaced by its public form. A URI
+/// ends at white space, a quote or an angle bracket; punctuation right
+/// after it (`…/system: error`) is kept out of it.
+fn public_uris(text: &str) -> String {
+    let is_scheme = |c: char| c.is_ascii_alphanumeric() || "+.-".contains(c);
+    let ends_uri = |c: char| c.is_whitespace() || "'\"`<>".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(marker) = rest.find("://") {
+        let start = rest[..marker]
+            .char_indices()
+            .rfind(|&(_, c)| !is_scheme(c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let end = rest[marker..]
+            .find(ends_uri)
+            .map_or(rest.len(), |i| marker + i);
+        let uri = rest[start..end].trim_end_matches([':', ',', ';', '.', ')']);
+        out.push_str(&rest[..start]);
+        out.push_str(&Uri::parse(uri).public());
+        rest = &rest[start + uri.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +292,27 @@ mod tests {
             "qemu+ssh://kvm1/system"
         );
         assert_eq!(Uri::parse("alias?x=1").public(), "alias");
+    }
+
+    #[test]
+    fn scrub_leaves_out_users_queries_and_path_parameters() {
+        let given = "qemu+ssh://root@h:22/system?keyfile=/k/id&no_tty=1&command=/x/ssh";
+        let error = format!(
+            "cannot list domains on {given}: Warning: Identity file /k/id not accessible. \
+             (`virsh -c '{given}'`, exit status: 1); no connection driver available for \
+             test://u@/f.xml?a=b, nor for xen+tls://[::1]/x."
+        );
+        assert_eq!(
+            Uri::parse(given).scrub(&error),
+            "cannot list domains on qemu+ssh://h/system: Warning: Identity file <keyfile> \
+             not accessible. (`virsh -c 'qemu+ssh://h/system'`, exit status: 1); no \
+             connection driver available for test:///f.xml, nor for xen+tls://[::1]/x."
+        );
+        // Flags (no_tty=1) are not paths: a `1` elsewhere stays.
+        assert_eq!(Uri::parse(given).scrub("1 of 1"), "1 of 1");
+        for plain in ["", "no URI here", "a :// b", "é://x", "ends with qemu:"] {
+            assert_eq!(Uri::parse(given).scrub(plain), plain);
+        }
+        assert_eq!(Uri::parse(given).scrub("at ://u@h/x?q"), "at ://h/x");
     }
 }

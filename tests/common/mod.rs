@@ -237,7 +237,10 @@ pub fn menu_session_with(uri: &str, options: &[&str], input: &str) -> Output {
 pub struct Serving {
     pub child: std::process::Child,
     pub addr: std::net::SocketAddr,
-    /// Its stderr log lines (JSON), as they come.
+    /// Its stderr log lines (JSON) up to and with the one that says where
+    /// it listens: what it logged before serving anything.
+    pub startup: Vec<String>,
+    /// Its stderr log lines (JSON) after those, as they come.
     pub log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -245,9 +248,14 @@ impl Serving {
     /// `serve --listen 127.0.0.1:0 --log-format json` with `args` before
     /// it; waits (bounded) for the line that says where it listens.
     pub fn start(command: &mut Command) -> Serving {
+        Serving::start_on(command, "127.0.0.1:0")
+    }
+
+    /// [`Serving::start`] on `listen`.
+    pub fn start_on(command: &mut Command, listen: &str) -> Serving {
         use std::io::BufRead;
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["serve", "--listen", listen, "--log-format", "json"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -262,16 +270,28 @@ impl Serving {
                 }
             }
         });
+        let mut startup = Vec::new();
         let addr = loop {
             let line = log
                 .recv_timeout(std::time::Duration::from_secs(30))
                 .expect("serve logs where it listens");
             let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+            startup.push(line);
             if let Some(listen) = json["fields"]["listen"].as_str() {
-                break listen.parse().expect("an address");
+                let mut addr: std::net::SocketAddr = listen.parse().expect("an address");
+                // Bound to every interface: the tests still talk on loopback.
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                break addr;
             }
         };
-        Serving { child, addr, log }
+        Serving {
+            child,
+            addr,
+            startup,
+            log,
+        }
     }
 
     /// GET `path`: (status, body).
@@ -367,4 +387,17 @@ pub fn poll<T>(check: impl Fn() -> Option<T>) -> T {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("gave up waiting after 20 s");
+}
+
+/// A stdout whose reader has already gone away (`… | head -0`): the write
+/// end of a pipe whose read end is closed before the tool starts, so no
+/// race decides what the tool sees.
+pub fn closed_pipe() -> Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `pipe` fills both descriptors, each then owned once.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    Stdio::from(writer)
 }
