@@ -79,9 +79,11 @@ impl Invocation {
 const SUMMARY_ARG_CHARS: usize = 120;
 
 /// One word as a POSIX shell reads it back. A word holding a control or
-/// bidi character is written `$'…'` (bash, zsh, ksh) with every such
-/// character escaped, so the printed command stays exact and pasteable and
-/// nothing in it can act on the terminal.
+/// format character (bidi controls, zero-width spaces: see
+/// [`is_unsafe_on_a_terminal`]) is written `$'…'` (bash, zsh, ksh) with
+/// every such character escaped (`\uXXXX`, `\UXXXXXXXX` beyond U+FFFF),
+/// so the printed command stays exact and pasteable and nothing in it can
+/// act on the terminal or hide.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
@@ -101,6 +103,10 @@ fn shell_quote(word: &str) -> String {
             '\t' => quoted.push_str(r"\t"),
             '\n' => quoted.push_str(r"\n"),
             '\r' => quoted.push_str(r"\r"),
+            // bash reads at most 4 hex digits after `\u`, 8 after `\U`.
+            c if is_unsafe_on_a_terminal(c) && u32::from(c) > 0xffff => {
+                quoted.push_str(&format!(r"\U{:08x}", u32::from(c)))
+            }
             c if is_unsafe_on_a_terminal(c) => quoted.push_str(&format!(r"\u{:04x}", u32::from(c))),
             c => quoted.push(c),
         }
@@ -429,15 +435,24 @@ mod tests {
     /// bash reads the `$'…'` form back to the exact word.
     #[test]
     fn words_with_controls_are_quoted_for_bash_exactly() {
-        let word = "web\tprod\u{202e}it's\\x\u{9b}";
-        let quoted = shell_quote(word);
-        assert_eq!(quoted, r"$'web\tprod\u202eit\'s\\x\u009b'");
-        let echoed = std::process::Command::new("bash")
-            .args(["-c", &format!("printf %s {quoted}")])
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8(echoed.stdout).unwrap(), word);
+        // Invisible format characters too, one beyond U+FFFF (a tag).
+        for (word, expected) in [
+            (
+                "web\tprod\u{202e}it's\\x\u{9b}",
+                r"$'web\tprod\u202eit\'s\\x\u009b'",
+            ),
+            ("web\u{200b}prod", r"$'web\u200bprod'"),
+            ("\u{feff}a\u{ad}b\u{e0041}1", r"$'\ufeffa\u00adb\U000e00411'"),
+        ] {
+            let quoted = shell_quote(word);
+            assert_eq!(quoted, expected);
+            let echoed = std::process::Command::new("bash")
+                .args(["-c", &format!("printf %s {quoted}")])
+                .env("LC_ALL", "C.UTF-8")
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(echoed.stdout).unwrap(), word);
+        }
     }
 
     #[test]
