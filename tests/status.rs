@@ -312,6 +312,15 @@ fn hung_virsh_is_cut_off_by_the_timeout() {
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("did not finish within 1s"), "{message}");
+    // The commands as an admin would type them, not the batch's framing.
+    assert!(
+        message.contains("'domstats --raw --state --cpu-total --balloon --vcpu ; list --all"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("@@") && !message.contains("echo"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -585,7 +594,10 @@ fn an_invisible_character_never_makes_a_name_look_like_another() {
         let output = run(tool().args(["-c", &uri, command, "--json"]));
         let json = stdout(&output);
         no_raw(command, &json);
-        assert!(json.contains(r#""web\u200bprod""#), "{command} --json: {json}");
+        assert!(
+            json.contains(r#""web\u200bprod""#),
+            "{command} --json: {json}"
+        );
     }
     let output = run(tool().args(["-c", &uri, "eject", hidden, "--dry-run"]));
     assert!(output.status.success(), "{}", stderr(&output));
@@ -597,7 +609,10 @@ fn an_invisible_character_never_makes_a_name_look_like_another() {
     assert_eq!(output.status.code(), Some(1));
     let error = stderr(&output);
     no_raw("error", &error);
-    assert!(error.contains(r"'web\u{200b}prod' has no CD-ROM"), "{error}");
+    assert!(
+        error.contains(r"'web\u{200b}prod' has no CD-ROM"),
+        "{error}"
+    );
     // Mount ISO: the menu lists the VMs to pick from.
     let menu = stdout(&common::menu_session(&uri, "1\n"));
     no_raw("menu", &menu);

@@ -221,7 +221,12 @@ mod tests {
         for c in format_characters {
             let name = format!("web{c}prod");
             let escape = format!("\\u{{{:x}}}", u32::from(c));
-            assert_eq!(sanitize(&name), format!("web{escape}prod"), "U+{:04X}", u32::from(c));
+            assert_eq!(
+                sanitize(&name),
+                format!("web{escape}prod"),
+                "U+{:04X}",
+                u32::from(c)
+            );
             let mut json = Vec::new();
             write_json(&mut json, &name).unwrap();
             let json = String::from_utf8(json).unwrap();
@@ -236,7 +241,13 @@ mod tests {
             assert_eq!(back, name, "decodes to the name");
         }
         // Visible neighbours stay as they are: letters, dashes, spaces.
-        for text in ["Débian — ok", "a\u{2010}b", "a\u{a0}b", "ĳ\u{1f600}", "\u{10ffff}"] {
+        for text in [
+            "Débian — ok",
+            "a\u{2010}b",
+            "a\u{a0}b",
+            "ĳ\u{1f600}",
+            "\u{10ffff}",
+        ] {
             assert_eq!(sanitize(text), text);
         }
     }
