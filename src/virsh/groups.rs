@@ -6,7 +6,10 @@
 //! tool must kill those groups itself. It also reaps them: the tool is a
 //! child subreaper, so what virsh started (ssh) comes back to it when
 //! virsh dies, and a killed group is waited for (bounded) rather than
-//! left to init as zombies.
+//! left to init as zombies. An orphan outside the groups (an ssh
+//! ControlPersist master, which daemonizes) that ends while the tool runs
+//! stays a zombie until the tool ends and reaps it: reaping any child
+//! but a killed group's would race the threads waiting on their own.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -102,7 +105,7 @@ fn monotonic_nanos() -> i64 {
     };
     // SAFETY: clock_gettime(2) writes the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    i64::from(now.tv_sec) * 1_000_000_000 + i64::from(now.tv_nsec)
+    now.tv_sec * 1_000_000_000 + now.tv_nsec
 }
 
 fn kill_group(group: i32) {
