@@ -349,3 +349,131 @@ fn sigterm_ends_serve_and_its_virsh() {
     assert!(!pids.is_empty());
     assert_all_gone(&pids);
 }
+
+/// The tool's children are its own to reap: a virsh it killed, or the
+/// child such a virsh leaves (ssh, here a `sleep` under a hung fake), used
+/// to be handed to init as a zombie (`<defunct>`) when the tool ended on
+/// a signal. Each run happens under a child subreaper (this test binary
+/// again, running [`subreaper`]), which inherits whatever the tool leaves
+/// and reports it: `serve` ended by SIGTERM and by SIGINT, the menu ended
+/// by the end of its input, and a scan ended by SIGTERM while its virsh
+/// hangs with a child.
+#[test]
+fn every_child_is_reaped_before_the_tool_exits() {
+    for scenario in [
+        "serve-SIGTERM",
+        "serve-SIGINT",
+        "menu-eof",
+        "hung-status-SIGTERM",
+    ] {
+        let report = temp_dir(&format!("reaped-{scenario}")).join("left");
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "subreaper",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SUBREAPER_SCENARIO", scenario)
+            .env("SUBREAPER_REPORT", &report)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{scenario}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let left = std::fs::read_to_string(&report).expect("the subreaper reports");
+        assert_eq!(left, "", "{scenario}: left behind by the tool:\n{left}");
+    }
+}
+
+/// Not a test on its own (it does nothing without SUBREAPER_SCENARIO):
+/// the process that [`every_child_is_reaped_before_the_tool_exits`] runs
+/// the tool under. A child subreaper, so every process the tool leaves
+/// behind, dead or alive, comes to it instead of init; it writes one line
+/// per such process (`pid comm`) to SUBREAPER_REPORT.
+#[test]
+#[ignore = "run by every_child_is_reaped_before_the_tool_exits in a process of its own"]
+fn subreaper() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let Ok(scenario) = std::env::var("SUBREAPER_SCENARIO") else {
+        return;
+    };
+    // SAFETY: prctl(2) with integer arguments, on this process only.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let signal = |name: &str| match name {
+        "SIGTERM" => libc::SIGTERM,
+        _ => libc::SIGINT,
+    };
+    match scenario.split_once('-').unwrap_or((&scenario, "")) {
+        ("serve", name) => {
+            let mut serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+            serving.wait_for("/healthz", |status, _| status == 200);
+            // SAFETY: kill(2) on the child this process started.
+            unsafe { libc::kill(serving.child.id() as i32, signal(name)) };
+            let status = serving.child.wait().unwrap();
+            assert_eq!(status.signal(), Some(signal(name)));
+        }
+        ("menu", _) => {
+            let mut menu = tool()
+                .args(["-c", &fleet_uri("fleet-small.xml")])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            drop(menu.stdin.take());
+            assert!(menu.wait().unwrap().success());
+        }
+        (_, rest) => {
+            let pids = temp_dir("subreaper-hung").join("pids");
+            let mut status = tool()
+                .args(["status", "--timeout", "60s", "--virsh"])
+                .arg(support("fault-virsh"))
+                .env("FAULT", "hang")
+                .env("FAULT_PIDS", &pids)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            poll(|| {
+                std::fs::read_to_string(&pids)
+                    .ok()
+                    .filter(|t| t.ends_with('\n'))
+            });
+            let name = rest.trim_start_matches("status-");
+            // SAFETY: kill(2) on the child this process started.
+            unsafe { libc::kill(status.id() as i32, signal(name)) };
+            assert_eq!(status.wait().unwrap().signal(), Some(signal(name)));
+        }
+    }
+    // The tool is reaped; whatever else ends here was the tool's to reap.
+    let mut left = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; waitid(2) fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let options = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: waitid(2) on this process's own children.
+        if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, options) } == -1 {
+            break; // ECHILD: none is left
+        }
+        // SAFETY: set by waitid for an ended child, 0 when none has ended.
+        let pid = unsafe { info.si_pid() };
+        if pid == 0 {
+            if std::time::Instant::now() > deadline {
+                left.push_str("children still running after 30 s\n");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        left.push_str(&format!("{pid} {comm}"));
+        // SAFETY: reaps the child waitid named.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+    std::fs::write(std::env::var("SUBREAPER_REPORT").unwrap(), left).unwrap();
+}

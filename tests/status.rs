@@ -312,6 +312,15 @@ fn hung_virsh_is_cut_off_by_the_timeout() {
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("did not finish within 1s"), "{message}");
+    // The commands as an admin would type them, not the batch's framing.
+    assert!(
+        message.contains("'domstats --raw --state --cpu-total --balloon --vcpu ; list --all"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("@@") && !message.contains("echo"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -562,6 +571,52 @@ fn json_escapes_controls_and_bidi_in_names() {
             );
         }
     }
+}
+
+/// `web<ZERO WIDTH SPACE>prod` next to `webprod`: an invisible format
+/// character (Unicode category Cf) used to reach the terminal raw, so two
+/// VMs printed alike. Tables, the menu's labels, a dry run's plan and
+/// command, an error and the JSON each show it as an escape.
+#[test]
+fn an_invisible_character_never_makes_a_name_look_like_another() {
+    let uri = fleet_uri("fleet-invisible.xml");
+    let hidden = "web\u{200b}prod";
+    let no_raw = |what: &str, text: &str| {
+        assert!(!text.contains(hidden), "{what}: raw U+200B in {text}");
+    };
+    for command in ["status", "isos"] {
+        let output = run(tool().args(["-c", &uri, command]));
+        assert!(output.status.success(), "{command}: {}", stderr(&output));
+        let table = stdout(&output);
+        no_raw(command, &table);
+        assert!(table.contains(r"web\u{200b}prod"), "{command}: {table}");
+        assert!(table.contains("webprod"), "{command}: the other VM {table}");
+        let output = run(tool().args(["-c", &uri, command, "--json"]));
+        let json = stdout(&output);
+        no_raw(command, &json);
+        assert!(
+            json.contains(r#""web\u200bprod""#),
+            "{command} --json: {json}"
+        );
+    }
+    let output = run(tool().args(["-c", &uri, "eject", hidden, "--dry-run"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan = stdout(&output);
+    no_raw("dry run", &plan);
+    assert!(plan.contains(r"web\u{200b}prod hdc: eject"), "{plan}");
+    assert!(plan.contains(r"--domain $'web\u200bprod'"), "{plan}");
+    let output = run(tool().args(["-c", &uri, "eject", hidden, "--target", "hdz", "--yes"]));
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    no_raw("error", &error);
+    assert!(
+        error.contains(r"'web\u{200b}prod' has no CD-ROM"),
+        "{error}"
+    );
+    // Mount ISO: the menu lists the VMs to pick from.
+    let menu = stdout(&common::menu_session(&uri, "1\n"));
+    no_raw("menu", &menu);
+    assert!(menu.contains(r"web\u{200b}prod (running)"), "{menu}");
 }
 
 /// 500 domains whose names are 238 characters long: per-domain batches

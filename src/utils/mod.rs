@@ -40,10 +40,11 @@ pub fn format_cpu_time(nanoseconds: u64) -> String {
 
 /// Text a guest or a remote host controls, made safe for a terminal: each
 /// control character (escape sequences, newlines, C1 controls) and
-/// bidirectional control is shown as a visible escape (`\t`, `\n`,
-/// `\u{1b}`, `\u{202e}`), so it can neither move the cursor, recolour or
-/// reorder the line, nor vanish: `web<TAB>prod` must not read as another
-/// VM's `webprod`.
+/// format character (bidirectional controls, zero-width spaces and
+/// joiners, the BOM, tags) is shown as a visible escape (`\t`, `\n`,
+/// `\u{1b}`, `\u{202e}`, `\u{200b}`), so it can neither move the cursor,
+/// recolour or reorder the line, nor vanish: neither `web<TAB>prod` nor
+/// `web<ZERO WIDTH SPACE>prod` may read as another VM's `webprod`.
 pub fn sanitize(text: &str) -> String {
     let mut shown = String::with_capacity(text.len());
     for c in text.chars() {
@@ -60,19 +61,26 @@ pub fn sanitize(text: &str) -> String {
     shown
 }
 
-/// Control characters (C0, DEL, C1) and bidirectional controls.
+/// Control characters (C0, DEL, C1: category Cc) and format characters
+/// (category Cf, the bidirectional controls among them): what a terminal
+/// acts on or shows as nothing.
 pub fn is_unsafe_on_a_terminal(c: char) -> bool {
-    c.is_control() || is_bidi_control(c)
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    // ASCII's only ones are C0 and DEL: skip the table's search for it.
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control | GeneralCategory::Format
+    )
 }
 
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Writes `value` as pretty JSON in which every control character (C0, DEL,
-/// C1) and bidirectional control is escaped as `\uXXXX`: a terminal shows
-/// them as text, and the decoded strings stay exactly what libvirt holds.
-/// (serde_json escapes C0 alone and writes the others raw.)
+/// Writes `value` as pretty JSON in which every control and format
+/// character ([`is_unsafe_on_a_terminal`]) is escaped as `\uXXXX` (a
+/// surrogate pair beyond U+FFFF): a terminal shows them as text, and the
+/// decoded strings stay exactly what libvirt holds. (serde_json escapes
+/// C0 alone and writes the others raw.)
 pub fn write_json(
     out: &mut impl std::io::Write,
     value: &impl serde::Serialize,
@@ -102,7 +110,9 @@ impl Formatter for EscapingFormatter {
         for (at, c) in fragment.char_indices() {
             if is_unsafe_on_a_terminal(c) {
                 writer.write_all(&fragment.as_bytes()[plain..at])?;
-                write!(writer, "\\u{:04x}", u32::from(c))?;
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
                 plain = at + c.len_utf8();
             }
         }
@@ -164,7 +174,7 @@ mod tests {
         assert!(
             !text
                 .chars()
-                .any(|c| c.is_control() && c != '\n' || is_bidi_control(c))
+                .any(|c| c != '\n' && is_unsafe_on_a_terminal(c))
         );
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back[0]["name"], name, "decodes to what libvirt holds");
@@ -172,6 +182,74 @@ mod tests {
             text.starts_with("[\n  {\n    \"name\""),
             "pretty as before: {text}"
         );
+    }
+
+    /// Every format character (general category Cf) of Unicode 15.1's
+    /// DerivedGeneralCategory.txt, written out here as the known list the
+    /// table in use must cover: invisible, each can make one name print
+    /// as another's.
+    const FORMAT_CHARACTERS: [(u32, u32); 21] = [
+        (0x00ad, 0x00ad),
+        (0x0600, 0x0605),
+        (0x061c, 0x061c),
+        (0x06dd, 0x06dd),
+        (0x070f, 0x070f),
+        (0x0890, 0x0891),
+        (0x08e2, 0x08e2),
+        (0x180e, 0x180e),
+        (0x200b, 0x200f),
+        (0x202a, 0x202e),
+        (0x2060, 0x2064),
+        (0x2066, 0x206f),
+        (0xfeff, 0xfeff),
+        (0xfff9, 0xfffb),
+        (0x110bd, 0x110bd),
+        (0x110cd, 0x110cd),
+        (0x13430, 0x1343f),
+        (0x1bca0, 0x1bca3),
+        (0x1d173, 0x1d17a),
+        (0xe0001, 0xe0001),
+        (0xe0020, 0xe007f),
+    ];
+
+    #[test]
+    fn every_format_character_is_escaped_everywhere() {
+        let format_characters = FORMAT_CHARACTERS
+            .iter()
+            .flat_map(|&(first, last)| first..=last)
+            .map(|code| char::from_u32(code).unwrap());
+        for c in format_characters {
+            let name = format!("web{c}prod");
+            let escape = format!("\\u{{{:x}}}", u32::from(c));
+            assert_eq!(
+                sanitize(&name),
+                format!("web{escape}prod"),
+                "U+{:04X}",
+                u32::from(c)
+            );
+            let mut json = Vec::new();
+            write_json(&mut json, &name).unwrap();
+            let json = String::from_utf8(json).unwrap();
+            // Beyond U+FFFF, JSON's escape is a UTF-16 surrogate pair.
+            let escape: String = c
+                .encode_utf16(&mut [0; 2])
+                .iter()
+                .map(|unit| format!("\\u{unit:04x}"))
+                .collect();
+            assert_eq!(json, format!("\"web{escape}prod\"\n"));
+            let back: String = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, name, "decodes to the name");
+        }
+        // Visible neighbours stay as they are: letters, dashes, spaces.
+        for text in [
+            "Débian — ok",
+            "a\u{2010}b",
+            "a\u{a0}b",
+            "ĳ\u{1f600}",
+            "\u{10ffff}",
+        ] {
+            assert_eq!(sanitize(text), text);
+        }
     }
 
     #[test]

@@ -121,6 +121,12 @@ impl Batch {
         format!("{MARKER_PREFIX}{}-{index}", self.nonce)
     }
 
+    /// Whether `words` is the `echo` of a marker, which the batch adds
+    /// after each command: framing, not a command of the caller's.
+    pub fn is_marker_echo(words: &[String]) -> bool {
+        matches!(words, [echo, marker] if echo == "echo" && marker.starts_with(MARKER_PREFIX))
+    }
+
     /// Splits a piece's stdout into one section per command, in order.
     /// A section is `None` when its marker never appeared (virsh stopped
     /// early), and empty when the command printed nothing (it failed).

@@ -70,15 +70,22 @@ impl VirshError {
     }
 }
 
-/// Joins the `error: …` lines virsh printed into one line; falls back to
-/// the whole stderr when virsh printed something else.
+/// Joins the `error: …` lines virsh printed into one line, each message
+/// once (every command of a batch over a lost connection prints the same
+/// ones); falls back to the whole stderr when virsh printed something
+/// else.
 pub fn error_lines(stderr: &str) -> String {
-    let errors: Vec<&str> = stderr
+    let mut errors: Vec<&str> = Vec::new();
+    for line in stderr
         .lines()
         .filter_map(|line| line.strip_prefix("error: "))
         .map(str::trim)
         .filter(|line| !line.is_empty())
-        .collect();
+    {
+        if !errors.contains(&line) {
+            errors.push(line);
+        }
+    }
     let text = if errors.is_empty() {
         stderr.split_whitespace().collect::<Vec<_>>().join(" ")
     } else {
@@ -103,6 +110,18 @@ mod tests {
             error_lines(stderr),
             "failed to connect to the hypervisor: Failed to connect socket to \
              '/run/libvirt/libvirt-sock': No such file or directory"
+        );
+    }
+
+    #[test]
+    fn says_each_message_once_in_order() {
+        let stderr = "error: failed to connect to the hypervisor\n\
+                      error: Cannot recv data: Connection reset by peer\n\
+                      error: failed to connect to the hypervisor\n\
+                      error: Cannot recv data: Connection reset by peer\n";
+        assert_eq!(
+            error_lines(stderr),
+            "failed to connect to the hypervisor: Cannot recv data: Connection reset by peer"
         );
     }
 

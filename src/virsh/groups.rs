@@ -3,9 +3,15 @@
 //!
 //! virsh runs in a group of its own (so a timeout can kill the ssh it
 //! starts), which also keeps the terminal's Ctrl-C from reaching it: the
-//! tool must kill those groups itself.
+//! tool must kill those groups itself. It also reaps them: the tool is a
+//! child subreaper, so what virsh started (ssh) comes back to it when
+//! virsh dies, and a killed group is waited for (bounded) rather than
+//! left to init as zombies. An orphan outside the groups (an ssh
+//! ControlPersist master, which daemonizes) that ends while the tool runs
+//! stays a zombie until the tool ends and reaps it: reaping any child
+//! but a killed group's would race the threads waiting on their own.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Room for the groups alive at once: a fixed array of atomics, because a
 /// signal handler may read atomics but may neither lock nor allocate.
@@ -13,12 +19,18 @@ const SLOTS: usize = 1024;
 
 static GROUPS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 
+/// How long a killed group is waited for: SIGKILL ends a process at
+/// once, unless it is stuck in the kernel (a dead NFS mount, say).
+const REAP_WITHIN_NANOS: i64 = 1_000_000_000;
+
 /// A registered process group; dropping it forgets the group (call it
-/// once the leader has been reaped).
+/// once the leader has been reaped), after reaping what of a killed group
+/// came back to the tool.
 #[derive(Debug)]
 pub struct GroupGuard {
     group: i32,
     slot: Option<usize>,
+    killed: AtomicBool,
 }
 
 impl GroupGuard {
@@ -34,21 +46,66 @@ impl GroupGuard {
                 })
             })
             .flatten();
-        GroupGuard { group, slot }
+        GroupGuard {
+            group,
+            slot,
+            killed: AtomicBool::new(false),
+        }
     }
 
     /// SIGKILL to the whole group: virsh and whatever it started.
     pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
         kill_group(self.group);
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
+        // The leader is reaped by its `Child`; the rest of a killed group
+        // (ssh, once virsh died before it) is ours as a subreaper. Only
+        // this group's: other threads wait for their own children.
+        if self.killed.load(Ordering::SeqCst) {
+            reap_within(REAP_WITHIN_NANOS, &[self.group], -self.group);
+        }
         if let Some(slot) = self.slot {
             GROUPS[slot].store(0, Ordering::SeqCst);
         }
     }
+}
+
+/// Reaps the ended children `waitpid(which, …)` names until none of
+/// `groups` has a process left, or `nanos` have passed. Async-signal-safe:
+/// waitpid(2), kill(2), clock_gettime(2) and nanosleep(2) only.
+fn reap_within(nanos: i64, groups: &[i32], which: libc::pid_t) {
+    let started = monotonic_nanos();
+    loop {
+        // SAFETY: waitpid(2) with a null status pointer.
+        while unsafe { libc::waitpid(which, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+        // A group is gone once kill(2) finds no process in it, zombies
+        // included: signal 0 checks without sending anything.
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let gone = |group: &i32| *group <= 0 || unsafe { libc::kill(-*group, 0) } == -1;
+        if groups.iter().all(gone) || monotonic_nanos() - started > nanos {
+            return;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep(2) with a valid timespec and no remainder.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+    }
+}
+
+fn monotonic_nanos() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec * 1_000_000_000 + now.tv_nsec
 }
 
 fn kill_group(group: i32) {
@@ -61,30 +118,44 @@ fn kill_group(group: i32) {
     }
 }
 
-/// Kills every registered group. Async-signal-safe.
-fn kill_all() {
-    for slot in &GROUPS {
-        kill_group(slot.load(Ordering::SeqCst));
+/// Kills every registered group, then reaps every child that ends until
+/// those groups are gone (bounded): the tool's way out. Async-signal-safe
+/// (the groups are copied to the stack, not allocated).
+fn kill_and_reap_all() {
+    let mut killed = [0; SLOTS];
+    for (slot, group) in GROUPS.iter().zip(&mut killed) {
+        *group = slot.load(Ordering::SeqCst);
+        kill_group(*group);
     }
+    // Every child: the killed virsh, what of their groups came back to
+    // us, and any orphan that had ended meanwhile. Threads still waiting
+    // on a child of theirs are about to end with the process.
+    reap_within(REAP_WITHIN_NANOS, &killed, -1);
 }
 
-/// Kills every group when dropped: held by `main` for the whole run.
+/// Kills and reaps every group when dropped: held by `main` for the whole
+/// run.
 #[must_use = "the groups are killed when this is dropped"]
 pub struct Reaper(());
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        kill_all();
+        kill_and_reap_all();
     }
 }
 
-/// Makes SIGINT, SIGTERM and SIGHUP kill every group before the tool dies
-/// of the signal as if it had not caught it (so the shell sees the usual
-/// status), and returns the guard for every other way out.
+/// Makes the tool a child subreaper, and SIGINT, SIGTERM and SIGHUP kill
+/// and reap every group before the tool dies of the signal as if it had
+/// not caught it (so the shell sees the usual status); returns the guard
+/// for every other way out.
 pub fn reap_on_exit() -> Reaper {
+    // SAFETY: prctl(2) with integer arguments. Should it fail (a kernel
+    // before 3.4), virsh's orphans go to init as they always did.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only reads atomics and calls kill(2),
-        // signal(2) and raise(3), all async-signal-safe.
+        // waitpid(2), clock_gettime(2), nanosleep(2), write(2), signal(2) and
+        // raise(3), all async-signal-safe.
         unsafe {
             let handler: extern "C" fn(libc::c_int) = on_signal;
             libc::signal(signal, handler as usize as libc::sighandler_t);
@@ -94,7 +165,7 @@ pub fn reap_on_exit() -> Reaper {
 }
 
 extern "C" fn on_signal(signal: libc::c_int) {
-    kill_all();
+    kill_and_reap_all();
     last_words::say();
     // SAFETY: see `reap_on_exit`.
     unsafe {

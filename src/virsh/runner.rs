@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::batch::script;
+use super::batch::{Batch, quote, script};
 use super::error::VirshError;
 use super::groups::GroupGuard;
 use crate::mutex::lock;
@@ -59,11 +59,29 @@ impl Invocation {
             .join(" ")
     }
 
-    /// The command line for an error message: a batch script can run to
-    /// many kilobytes, so long arguments keep only their start.
+    /// The command line for an error message, as an admin would type it:
+    /// the caller's commands without a batch's marker `echo`s, several of
+    /// them as one script (`virsh -c URI 'domstats --raw ; uri'`), words
+    /// quoted only where virsh's tokenizer needs it. A batch can run to
+    /// many kilobytes, so a long script keeps its first commands and a
+    /// long argument its start.
     pub fn summary(&self) -> String {
-        std::iter::once(self.program.clone())
-            .chain(self.args())
+        let commands: Vec<&Vec<String>> = self
+            .commands
+            .iter()
+            .filter(|words| !Batch::is_marker_echo(words))
+            .collect();
+        let mut words = vec![self.program.clone()];
+        if let Some(uri) = &self.connect {
+            words.extend(["-c".to_owned(), uri.clone()]);
+        }
+        match commands.as_slice() {
+            [] => {}
+            [command] => words.extend(command.iter().cloned()),
+            commands => words.push(script_for_people(commands)),
+        }
+        words
+            .into_iter()
             .map(|word| match word.char_indices().nth(SUMMARY_ARG_CHARS) {
                 Some((cut, _)) => {
                     format!("{}…({} bytes)", shell_quote(&word[..cut]), word.len())
@@ -78,16 +96,53 @@ impl Invocation {
 /// How much of one argument an error message shows.
 const SUMMARY_ARG_CHARS: usize = 120;
 
-/// One word as a POSIX shell reads it back. A word holding a control or
-/// bidi character is written `$'…'` (bash, zsh, ksh) with every such
-/// character escaped, so the printed command stays exact and pasteable and
-/// nothing in it can act on the terminal.
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
+/// Commands as one line of virsh's command language that a person reads:
+/// as many whole commands as fit in [`SUMMARY_ARG_CHARS`], then how many
+/// more there are. Plain words stay as they are; the others get
+/// [`quote`]'s backslashes, so the line still runs as it reads.
+fn script_for_people(commands: &[&Vec<String>]) -> String {
+    let mut script = String::new();
+    for (shown, words) in commands.iter().enumerate() {
+        let command = words
+            .iter()
+            .map(|word| {
+                if is_plain(word) {
+                    word.clone()
+                } else {
+                    quote(word)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        if shown > 0 {
+            if script.chars().count() + command.chars().count() > SUMMARY_ARG_CHARS {
+                script.push_str(&format!(" ; …({} more)", commands.len() - shown));
+                break;
+            }
+            script.push_str(" ; ");
+        }
+        script.push_str(&command);
+    }
+    script
+}
+
+/// A word that means the same, unquoted, to a POSIX shell and to virsh's
+/// tokenizer.
+fn is_plain(word: &str) -> bool {
+    !word.is_empty()
         && word
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%".contains(c));
-    if plain {
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%".contains(c))
+}
+
+/// One word as a POSIX shell reads it back. A word holding a control or
+/// format character (bidi controls, zero-width spaces: see
+/// [`is_unsafe_on_a_terminal`]) is written `$'…'` (bash, zsh, ksh) with
+/// every such character escaped (`\uXXXX`, `\UXXXXXXXX` beyond U+FFFF),
+/// so the printed command stays exact and pasteable and nothing in it can
+/// act on the terminal or hide.
+fn shell_quote(word: &str) -> String {
+    if is_plain(word) {
         return word.to_owned();
     }
     if !word.chars().any(is_unsafe_on_a_terminal) {
@@ -101,6 +156,10 @@ fn shell_quote(word: &str) -> String {
             '\t' => quoted.push_str(r"\t"),
             '\n' => quoted.push_str(r"\n"),
             '\r' => quoted.push_str(r"\r"),
+            // bash reads at most 4 hex digits after `\u`, 8 after `\U`.
+            c if is_unsafe_on_a_terminal(c) && u32::from(c) > 0xffff => {
+                quoted.push_str(&format!(r"\U{:08x}", u32::from(c)))
+            }
             c if is_unsafe_on_a_terminal(c) => quoted.push_str(&format!(r"\u{:04x}", u32::from(c))),
             c => quoted.push(c),
         }
@@ -426,18 +485,54 @@ mod tests {
         assert_eq!(summary.matches('é').count(), 120);
     }
 
+    /// A batch of 400 `dominfo`s: its first commands, as typed, and how
+    /// many more; none of its marker `echo`s.
+    #[test]
+    fn summary_of_a_long_batch_keeps_its_first_commands() {
+        let mut batch = Batch::new();
+        for n in 0..400 {
+            batch.push(&["dominfo", "--domain", &format!("vm {n:03}")]);
+        }
+        let inv = Invocation {
+            program: "virsh".into(),
+            connect: Some("test:///x".into()),
+            commands: batch.pieces().remove(0).commands,
+        };
+        let summary = inv.summary();
+        assert!(
+            summary.starts_with(
+                r"virsh -c test:///x 'dominfo --domain vm\ 000 ; dominfo --domain vm\ 001 ; "
+            ),
+            "{summary}"
+        );
+        assert!(summary.ends_with(" ; …(396 more)'"), "{summary}");
+        assert!(!summary.contains("echo"), "{summary}");
+    }
+
     /// bash reads the `$'…'` form back to the exact word.
     #[test]
     fn words_with_controls_are_quoted_for_bash_exactly() {
-        let word = "web\tprod\u{202e}it's\\x\u{9b}";
-        let quoted = shell_quote(word);
-        assert_eq!(quoted, r"$'web\tprod\u202eit\'s\\x\u009b'");
-        let echoed = std::process::Command::new("bash")
-            .args(["-c", &format!("printf %s {quoted}")])
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8(echoed.stdout).unwrap(), word);
+        // Invisible format characters too, one beyond U+FFFF (a tag).
+        for (word, expected) in [
+            (
+                "web\tprod\u{202e}it's\\x\u{9b}",
+                r"$'web\tprod\u202eit\'s\\x\u009b'",
+            ),
+            ("web\u{200b}prod", r"$'web\u200bprod'"),
+            (
+                "\u{feff}a\u{ad}b\u{e0041}1",
+                r"$'\ufeffa\u00adb\U000e00411'",
+            ),
+        ] {
+            let quoted = shell_quote(word);
+            assert_eq!(quoted, expected);
+            let echoed = std::process::Command::new("bash")
+                .args(["-c", &format!("printf %s {quoted}")])
+                .env("LC_ALL", "C.UTF-8")
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(echoed.stdout).unwrap(), word);
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use super::*;
 /// it answers `echo` like virsh's shell; a line with `wedge` sleeps with
 /// a child (like ssh under virsh), one with `dumpxml` or ending in
 /// `change-media` makes it exit, one with `domstate` fails for want of
-/// a connection, one with `flood` prints a megabyte; anything else
-/// prints `ok`.
+/// a connection (once per `domstate` in it, as a batch does), one with
+/// `flood` prints a megabyte; anything else prints `ok`.
 fn fake_session_virsh(tag: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("session-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -23,6 +23,7 @@ fn fake_session_virsh(tag: &str) -> (PathBuf, PathBuf) {
         &script,
         format!(
             r#"#!/bin/sh
+set -f
 echo "$$" >> '{dir}/pids'
 while IFS= read -r line; do
 printf 'virsh # %s\n' "$line"
@@ -31,7 +32,9 @@ case "$line" in
     'echo '*) printf '%s\n' "${{line#echo }}" ;;
     *wedge*) sleep 300 & echo "$!" >> '{dir}/pids'; wait ;;
     *dumpxml*|*change\\-media) exit 1 ;;
-    *domstate*) printf 'error: Failed to reconnect to the hypervisor\n' >&2 ;;
+    *domstate*) for word in $line; do
+            [ "$word" = domstate ] && printf 'error: Failed to reconnect to the hypervisor\n' >&2
+        done ;;
     *flood*) head -c 1000000 /dev/zero | tr '\\0' x ;;
     *) echo ok ;;
 esac
@@ -122,6 +125,60 @@ fn a_call_past_its_deadline_kills_the_session_which_is_replaced() {
         pids(&dir).len(),
         3,
         "a new session took the place of the killed one"
+    );
+}
+
+/// A batch of the tool's own making: `commands`, each followed by the
+/// `echo` of its marker.
+fn batch_call(program: &std::path::Path, commands: &[&[&str]]) -> Invocation {
+    let mut batch = crate::virsh::batch::Batch::new();
+    for words in commands {
+        batch.push(words);
+    }
+    Invocation {
+        program: program.display().to_string(),
+        connect: Some("test:///default".to_owned()),
+        commands: batch.pieces().remove(0).commands,
+    }
+}
+
+/// A timeout used to show the batch's `echo @@…` marker lines, quoted
+/// for virsh's tokenizer (`\-\-raw`): it names the commands as an admin
+/// would type them, and nothing of the framing.
+#[test]
+fn a_timeout_names_the_commands_not_the_framing() {
+    let (virsh, _dir) = fake_session_virsh("timeout-text");
+    let runner = SessionRunner::new(1);
+    let call = batch_call(&virsh, &[&["domstats", "--raw", "wedge"], &["uri"]]);
+    let error = runner.run(&call, Duration::from_millis(300)).unwrap_err();
+    assert!(matches!(error, VirshError::Timeout { .. }), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "`{} -c test:///default 'domstats --raw wedge ; uri'` did not finish",
+            virsh.display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("@@") && !text.contains("echo"), "{text}");
+}
+
+/// Each command of a batch over a lost connection prints the same error:
+/// the message says it once.
+#[test]
+fn the_same_error_of_several_commands_is_said_once() {
+    let (virsh, _dir) = fake_session_virsh("lost-batch");
+    let runner = SessionRunner::new(1);
+    ask(&runner, &virsh, "status").unwrap();
+    let call = batch_call(&virsh, &[&["domstate"], &["domstate"], &["domstate"]]);
+    let error = runner.run(&call, Duration::from_secs(10)).unwrap_err();
+    assert!(matches!(error, VirshError::Failed { .. }), "{error}");
+    let text = error.to_string();
+    assert_eq!(
+        text.matches("Failed to reconnect to the hypervisor")
+            .count(),
+        1,
+        "{text}"
     );
 }
 
