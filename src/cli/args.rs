@@ -163,6 +163,15 @@ pub enum Command {
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// List every ISO of every storage pool, and the ISO files drives hold outside them, with the drives that hold each
+    Library {
+        /// Only the ISOs no drive holds, live or in the config: the candidates for deletion
+        #[arg(long)]
+        unused: bool,
+        /// One JSON array, an object per ISO
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]

@@ -2,6 +2,7 @@
 //! and hosts the interactive menu.
 
 mod args;
+mod library;
 mod media;
 mod menu;
 mod progress;
@@ -192,6 +193,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             prompt::with_stdin(&mut out, |prompt| {
                 media::eject(&fleet, prompt, &selection, (&change).into())
             })?
+        }
+        Some(Command::Library { unused, json }) => {
+            library::library(&fleet, unused, json, colour, &mut out)?
         }
         Some(Command::Status { json, pattern }) => {
             status::status(&fleet, json, pattern.as_ref(), colour, &mut out)?

@@ -142,7 +142,7 @@ pub fn drive_table(hosts: &[(&str, &[DriveRow])], with_host: bool, colour: bool)
 
 /// A table in the house style; styled only when `colour` says so, whatever
 /// comfy-table would guess from the terminal.
-fn new_table(colour: bool) -> Table {
+pub fn new_table(colour: bool) -> Table {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
     if colour {

@@ -4,6 +4,7 @@
 
 mod domain;
 mod iso;
+mod library;
 mod plan;
 mod rows;
 
@@ -15,6 +16,7 @@ use anyhow::{Context, Result, bail};
 
 pub use domain::{DomainMedia, DriveChoice, DriveViews, IsoDrive, names_or_none};
 pub use iso::IsoName;
+pub use library::{Files, Holder, LibraryEntry, library};
 pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
 

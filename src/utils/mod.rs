@@ -10,8 +10,19 @@ pub fn format_kib(kib: u64) -> String {
     if kib < 1024 {
         return format!("{kib} KiB");
     }
-    let mut value = kib as f64 / 1024.0;
-    let mut unit = 1;
+    scaled(kib as f64 / 1024.0, 1)
+}
+
+/// Bytes as `512 B`, `368.0 KiB`, `4.2 GiB`, by the rule of [`format_kib`].
+pub fn format_bytes(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    scaled(bytes as f64 / 1024.0, 0)
+}
+
+/// `value` in `UNITS[unit]`, moved up a unit while it rounds to 1024 or more.
+fn scaled(mut value: f64, mut unit: usize) -> String {
     while unit + 1 < UNITS.len() && (value * 10.0).round() / 10.0 >= 1024.0 {
         value /= 1024.0;
         unit += 1;
@@ -266,6 +277,16 @@ mod tests {
         assert_eq!(format_kib(8 * 1024 * 1024), "8.0 GiB");
         assert_eq!(format_kib(1024 * 1024 * 1024), "1.0 TiB");
         assert_eq!(format_kib(u64::MAX), "17179869184.0 TiB", "no larger unit");
+    }
+
+    #[test]
+    fn byte_boundaries() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1024), "1.0 KiB");
+        assert_eq!(format_bytes(376_832), "368.0 KiB");
+        assert_eq!(format_bytes(1024 * 1024 - 1), "1.0 MiB", "rounds up a unit");
+        assert_eq!(format_bytes(4 << 30), "4.0 GiB");
     }
 
     #[test]

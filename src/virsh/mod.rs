@@ -15,6 +15,7 @@ pub(crate) mod parse;
 mod proptests;
 pub(crate) mod runner;
 pub(crate) mod session;
+pub(crate) mod storage;
 mod uri;
 pub(crate) mod volumes;
 
@@ -29,6 +30,7 @@ pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
 pub(crate) use runner::{Invocation, Output, Runner};
 pub(crate) use session::SessionRunner;
+pub(crate) use storage::Volume;
 pub(crate) use uri::Uri;
 
 /// How to reach virsh and the hypervisor behind it.
@@ -275,11 +277,9 @@ impl Virsh {
     /// The paths of every volume in every active storage pool, in two
     /// processes whatever the number of pools.
     pub fn volume_paths(&self) -> Result<Vec<String>, VirshError> {
-        let pools = self.run(&["pool-list", "--name"])?.stdout;
         let mut batch = Batch::new();
-        // `pool-list --name` pads names with blanks on the right.
-        for pool in pools.lines().map(str::trim_end).filter(|p| !p.is_empty()) {
-            batch.push(&["vol-list", "--pool", pool]);
+        for pool in self.active_pools()? {
+            batch.push(&["vol-list", "--pool", &pool]);
         }
         Ok(self
             .run_batch(&batch)?

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -306,6 +306,99 @@ fn wait_until(
             None
         }
     }
+}
+
+/// What a transfer through one virsh process came to.
+#[derive(Debug)]
+pub struct Transfer {
+    pub status: ExitStatus,
+    pub stderr: String,
+    /// Killed after its `stall` without a byte moving.
+    pub stalled: bool,
+    /// What feeding its stdin came to (`Ok` without a feed).
+    pub fed: std::io::Result<()>,
+}
+
+/// How often a transfer's progress is looked at.
+const TRANSFER_POLL: Duration = Duration::from_millis(100);
+
+/// Runs `invocation` as a process of its own with no deadline as a whole,
+/// for a transfer that takes as long as its bytes do (`vol-upload`,
+/// `vol-download`). `feed` writes its stdin on a thread of its own: stdin
+/// is closed when `feed` returns `Ok`, and on `Err` the process group is
+/// killed first, so virsh never takes a short input for a whole file.
+/// The group is also killed once `moved()` has not changed for `stall`:
+/// a connection that hangs ends the transfer instead of the tool.
+pub fn run_transfer(
+    invocation: &Invocation,
+    stall: Duration,
+    feed: Option<impl FnOnce(&mut ChildStdin) -> std::io::Result<()> + Send>,
+    moved: &(dyn Fn() -> u64 + Sync),
+) -> Result<Transfer, VirshError> {
+    let stdin = if feed.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    let mut child = spawn_virsh(invocation, stdin)?;
+    let group = GroupGuard::register(child.id());
+    let input = child.stdin.take();
+    let stdout = Drain::start(child.stdout.take(), OUTPUT_LIMIT);
+    let stderr = Drain::start(child.stderr.take(), OUTPUT_LIMIT);
+    let (sender, exited) = mpsc::channel();
+    // As in `wait_until`: the waiter owns the Child, so the leader is
+    // reaped whatever happens, and a kill never hits a recycled pid.
+    thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
+    let group = &group;
+    let (status, stalled, fed) = thread::scope(|scope| {
+        let feeder = feed.zip(input).map(|(feed, mut input)| {
+            scope.spawn(move || {
+                let fed = feed(&mut input);
+                if fed.is_err() {
+                    group.kill();
+                }
+                fed
+            })
+        });
+        let mut last = (moved(), Instant::now());
+        let mut stalled = false;
+        let status = loop {
+            match exited.recv_timeout(TRANSFER_POLL) {
+                Ok(status) => break status,
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = moved();
+                    if now != last.0 {
+                        last = (now, Instant::now());
+                    } else if !stalled && last.1.elapsed() >= stall {
+                        stalled = true;
+                        group.kill();
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    break Err(std::io::Error::other("the process waiter ended"));
+                }
+            }
+        };
+        let fed = feeder.map_or(Ok(()), |feeder| {
+            feeder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (status, stalled, fed)
+    });
+    let status = status.map_err(|source| VirshError::Spawn {
+        command: invocation.summary(),
+        source,
+    })?;
+    drop(stdout.finish());
+    Ok(Transfer {
+        status,
+        stderr: stderr.finish().unwrap_or_default(),
+        stalled,
+        fed,
+    })
 }
 
 /// Reads one pipe on its own thread, so a full stderr pipe can never block

@@ -1,4 +1,6 @@
-//! Pure parser for `virsh vol-list --pool P`: the volumes' paths.
+//! Pure parsers for the storage commands: `vol-list` (the volumes'
+//! paths), `vol-dumpxml` (one volume), `pool-info --bytes` and `vol-info
+//! --bytes`.
 
 /// The Path column of `vol-list`. virsh 9.0 has no `--name` for vol-list
 /// and pads its columns, so a blank cannot separate name from path; but a
@@ -13,13 +15,92 @@ pub fn parse_vol_list_paths(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// One storage volume as `vol-dumpxml` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeXml {
+    pub name: String,
+    /// `<target><path>`: where the hypervisor reads it.
+    pub path: String,
+    /// `<capacity unit='bytes'>`: the size a guest sees.
+    pub capacity: Option<u64>,
+    /// `<target><format type=…>`: `iso` where libvirt recognised an ISO
+    /// 9660 image (a dir pool on QEMU does), else `raw` and the like.
+    pub format: Option<String>,
+}
+
+/// Parses `vol-dumpxml` output; `None` for text that is no volume XML.
+pub fn parse_volume_xml(text: &str) -> Option<VolumeXml> {
+    let document = roxmltree::Document::parse(text).ok()?;
+    let volume = document.root_element();
+    if !volume.has_tag_name("volume") {
+        return None;
+    }
+    let target = child(volume, "target")?;
+    let capacity = child(volume, "capacity").and_then(|node| {
+        // libvirt always writes bytes; another unit is not guessed at.
+        let unit = node.attribute("unit").unwrap_or("bytes");
+        (unit == "bytes" || unit == "B")
+            .then(|| node.text()?.trim().parse().ok())
+            .flatten()
+    });
+    Some(VolumeXml {
+        name: child(volume, "name")?.text()?.to_owned(),
+        path: child(target, "path")?.text()?.to_owned(),
+        capacity,
+        format: child(target, "format")
+            .and_then(|format| format.attribute("type"))
+            .map(str::to_owned),
+    })
+}
+
+/// The first child element of `node` called `name`.
+fn child<'a, 'input>(node: roxmltree::Node<'a, 'input>, name: &str) -> Option<roxmltree::Node<'a, 'input>> {
+    node.children()
+        .find(|child| child.is_element() && child.has_tag_name(name))
+}
+
+/// A storage pool as `pool-info --bytes` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// `State: running`: its volumes can be listed and created.
+    pub active: bool,
+    /// Free bytes; absent for an inactive pool.
+    pub available: Option<u64>,
+}
+
+/// Parses `pool-info --bytes` output; `None` without a `State:` line.
+pub fn parse_pool_info(text: &str) -> Option<PoolInfo> {
+    let state = field(text, "State")?;
+    Some(PoolInfo {
+        active: state == "running",
+        available: field(text, "Available").and_then(|value| value.parse().ok()),
+    })
+}
+
+/// The `Capacity:` of `vol-info --bytes`: `378880 bytes`.
+pub fn parse_vol_info_capacity(text: &str) -> Option<u64> {
+    field(text, "Capacity")?
+        .strip_suffix(" bytes")?
+        .parse()
+        .ok()
+}
+
+/// The value of a `Key:   value` line of virsh's `*-info` output.
+fn field<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name == key).then(|| value.trim())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fixture;
 
     #[test]
     fn paths_with_spaces_and_non_ascii() {
-        let text = crate::testing::fixture("virsh/vol-list-lab-isos.txt");
+        let text = fixture("virsh/vol-list-lab-isos.txt");
         assert_eq!(
             parse_vol_list_paths(&text),
             [
@@ -30,5 +111,49 @@ mod tests {
         );
         assert!(parse_vol_list_paths("").is_empty());
         assert!(parse_vol_list_paths("error: no pool\n").is_empty());
+    }
+
+    #[test]
+    fn volume_xml_of_an_iso_and_of_a_raw_volume() {
+        assert_eq!(
+            parse_volume_xml(&fixture("virsh/vol-dumpxml-lab-iso.xml")),
+            Some(VolumeXml {
+                name: "Débian netinst.iso".into(),
+                path: "/work/main/.lab/isos/Débian netinst.iso".into(),
+                capacity: Some(376_832),
+                format: Some("iso".into()),
+            })
+        );
+        let raw = parse_volume_xml(&fixture("virsh/vol-dumpxml-test-raw.xml")).unwrap();
+        assert_eq!(raw.format.as_deref(), Some("raw"));
+        assert_eq!(raw.capacity, Some(1_048_576));
+        assert_eq!(parse_volume_xml("<pool/>"), None);
+        assert_eq!(parse_volume_xml("error: no vol"), None);
+    }
+
+    #[test]
+    fn pool_info_active_with_free_bytes_and_inactive() {
+        assert_eq!(
+            parse_pool_info(&fixture("virsh/pool-info-lab-isos.txt")),
+            Some(PoolInfo {
+                active: true,
+                available: Some(236_109_320_192),
+            })
+        );
+        assert_eq!(
+            parse_pool_info(&fixture("virsh/pool-info-inactive.txt")),
+            Some(PoolInfo {
+                active: false,
+                available: None,
+            })
+        );
+        assert_eq!(parse_pool_info(""), None);
+    }
+
+    #[test]
+    fn vol_info_capacity_in_bytes() {
+        let text = fixture("virsh/vol-info-bytes-lab.txt");
+        assert_eq!(parse_vol_info_capacity(&text), Some(378_880));
+        assert_eq!(parse_vol_info_capacity("Capacity: 1.00 MiB\n"), None);
     }
 }

@@ -1,0 +1,162 @@
+//! Storage pools and volumes over one connection: the ISO library's
+//! listing in three processes whatever the number of volumes, and the
+//! calls an upload or a deletion makes.
+
+use std::io;
+use std::process::ChildStdin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::runner::{ProcessRunner, Transfer, run_transfer};
+use super::volumes::{self, PoolInfo};
+use super::{Batch, Virsh, VirshError, is_no_such_volume};
+
+/// One volume of an active storage pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub pool: String,
+    pub name: String,
+    pub path: String,
+    /// Bytes, where `vol-dumpxml` gave them.
+    pub capacity: Option<u64>,
+    /// `iso`, `raw`, …: libvirt's guess from the content.
+    pub format: Option<String>,
+}
+
+impl Volume {
+    /// An ISO by content (libvirt found the ISO 9660 signature) or by name.
+    pub fn is_iso(&self) -> bool {
+        self.format.as_deref() == Some("iso") || self.name.to_ascii_lowercase().ends_with(".iso")
+    }
+}
+
+impl Virsh {
+    /// The active storage pools' names.
+    pub fn active_pools(&self) -> Result<Vec<String>, VirshError> {
+        let pools = self.run(&["pool-list", "--name"])?.stdout;
+        // `pool-list --name` pads names with blanks on the right.
+        Ok(pools
+            .lines()
+            .map(str::trim_end)
+            .filter(|pool| !pool.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Every volume with a path in every active pool: the pools, one
+    /// batch of `vol-list` (one per pool), one batch of `vol-dumpxml`
+    /// (one per volume, by path).
+    pub fn volumes(&self) -> Result<Vec<Volume>, VirshError> {
+        let pools = self.active_pools()?;
+        let mut listing = Batch::new();
+        for pool in &pools {
+            listing.push(&["vol-list", "--pool", pool]);
+        }
+        let listed: Vec<(&String, String)> = if pools.is_empty() {
+            Vec::new()
+        } else {
+            pools
+                .iter()
+                .zip(self.run_batch(&listing)?)
+                .flat_map(|(pool, text)| {
+                    volumes::parse_vol_list_paths(&text.unwrap_or_default())
+                        .into_iter()
+                        .map(move |path| (pool, path))
+                })
+                .collect()
+        };
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut details = Batch::new();
+        for (_, path) in &listed {
+            details.push(&["vol-dumpxml", "--vol", path]);
+        }
+        Ok(listed
+            .iter()
+            .zip(self.run_batch(&details)?)
+            .filter_map(|((pool, _), xml)| {
+                // A volume deleted between the two batches is left out.
+                let xml = volumes::parse_volume_xml(&xml?)?;
+                Some(Volume {
+                    pool: (*pool).clone(),
+                    name: xml.name,
+                    path: xml.path,
+                    capacity: xml.capacity,
+                    format: xml.format,
+                })
+            })
+            .collect())
+    }
+
+    /// A pool's state and free bytes; `None` where the connection has no
+    /// pool of that name.
+    pub fn pool_info(&self, pool: &str) -> Result<Option<PoolInfo>, VirshError> {
+        let words = ["pool-info", "--bytes", "--pool", pool];
+        match self.run(&words) {
+            Ok(output) => volumes::parse_pool_info(&output.stdout).map(Some).ok_or_else(|| {
+                VirshError::Unusable {
+                    command: self.invocation(&words).summary(),
+                    what: "no `State:` line".to_owned(),
+                }
+            }),
+            Err(error) if is_no_such_volume(&error) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A volume's capacity in bytes; `None` where the pool has no volume
+    /// of that name.
+    pub fn volume_capacity(&self, pool: &str, name: &str) -> Result<Option<u64>, VirshError> {
+        let words = ["vol-info", "--bytes", "--pool", pool, "--vol", name];
+        match self.run(&words) {
+            Ok(output) => volumes::parse_vol_info_capacity(&output.stdout)
+                .map(Some)
+                .ok_or_else(|| VirshError::Unusable {
+                    command: self.invocation(&words).summary(),
+                    what: "no `Capacity: N bytes` line".to_owned(),
+                }),
+            Err(error) if is_no_such_volume(&error) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The same connection with a process per call, none shared: what an
+    /// upload's clean-up runs on after a signal killed every session.
+    pub fn one_process_per_call(&self) -> Virsh {
+        Virsh::new(self.config.clone(), Arc::new(ProcessRunner::default()))
+    }
+
+    /// `vol-upload` of what `feed` writes (virsh reads it as
+    /// `/dev/stdin`), in a process of its own with no deadline as a whole:
+    /// it is killed after `stall` without `moved()` changing.
+    pub fn upload_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        stall: Duration,
+        feed: impl FnOnce(&mut ChildStdin) -> io::Result<()> + Send,
+        moved: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<Transfer, VirshError> {
+        let words = ["vol-upload", "--pool", pool, "--vol", name, "/dev/stdin"];
+        run_transfer(&self.invocation(&words), stall, Some(feed), moved)
+    }
+
+    /// `vol-download` into the local file `into`, as [`Self::upload_volume`].
+    pub fn download_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        into: &str,
+        stall: Duration,
+        moved: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<Transfer, VirshError> {
+        let words = ["vol-download", "--pool", pool, "--vol", name, into];
+        run_transfer(
+            &self.invocation(&words),
+            stall,
+            None::<fn(&mut ChildStdin) -> io::Result<()>>,
+            moved,
+        )
+    }
+}
