@@ -172,6 +172,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete an ISO that no drive of any host given holds, live or in the config: its volume on each host that has it
+    DeleteIso {
+        /// The ISO: POOL/VOLUME, or a path
+        #[arg(allow_hyphen_values = true)]
+        iso: String,
+        /// Allow deleting a file outside every storage pool, on this machine
+        #[arg(long)]
+        file: bool,
+        /// Do it without asking
+        #[arg(short, long)]
+        yes: bool,
+        /// Print the exact commands and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]

@@ -9,13 +9,19 @@ use comfy_table::{Cell, CellAlignment, Color};
 
 use super::prompt::Prompt;
 use super::render::new_table;
-use crate::fleet::{Fleet, HostScan};
+use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{LibraryEntry, MediaManager};
 use crate::utils::{format_bytes, sanitize};
 
 /// `library`: the ISOs of every host, side by side; with `unused` only
 /// those no drive holds, live or in the config.
-pub fn library(fleet: &Fleet, unused: bool, json: bool, colour: bool, out: &mut impl Write) -> Result<ExitCode> {
+pub fn library(
+    fleet: &Fleet,
+    unused: bool,
+    json: bool,
+    colour: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
     let scans = fleet.each(|host| {
         let mut entries = MediaManager::new(host.virsh().clone()).library()?;
         if unused {
@@ -65,10 +71,19 @@ pub fn library_table(hosts: &[(&str, &[LibraryEntry])], with_host: bool, colour:
                     .then(|| Cell::new(sanitize(uri)))
                     .into_iter()
                     .chain([
-                        Cell::new(entry.pool.as_deref().map_or_else(|| "(no pool)".to_owned(), sanitize)),
+                        Cell::new(
+                            entry
+                                .pool
+                                .as_deref()
+                                .map_or_else(|| "(no pool)".to_owned(), sanitize),
+                        ),
                         Cell::new(sanitize(&iso)),
-                        Cell::new(entry.size_bytes.map_or_else(|| "-".to_owned(), format_bytes))
-                            .set_alignment(CellAlignment::Right),
+                        Cell::new(
+                            entry
+                                .size_bytes
+                                .map_or_else(|| "-".to_owned(), format_bytes),
+                        )
+                        .set_alignment(CellAlignment::Right),
                         Cell::new(if holders.is_empty() {
                             "(unused)".to_owned()
                         } else {
@@ -84,4 +99,236 @@ pub fn library_table(hosts: &[(&str, &[LibraryEntry])], with_host: bool, colour:
         }
     }
     format!("{table}\n{count} ISO(s)\n")
+}
+
+/// What `delete-iso` was asked to do.
+#[derive(Debug, Clone)]
+pub struct DeleteRequest {
+    /// A path, or `pool/volume`.
+    pub iso: String,
+    /// A file outside every pool may be deleted (on this machine).
+    pub file: bool,
+    pub yes: bool,
+    pub dry_run: bool,
+}
+
+/// One deletion `delete-iso` plans.
+enum Deletion<'f> {
+    Volume {
+        host: &'f Host,
+        pool: String,
+        volume: String,
+    },
+    /// A file outside every pool, on this machine.
+    File(String),
+}
+
+impl Deletion<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Deletion::Volume { host, pool, volume } => format!(
+                "delete volume {}/{} on {}",
+                sanitize(pool),
+                sanitize(volume),
+                sanitize(&host.uri())
+            ),
+            Deletion::File(path) => format!("delete the file {} on this machine", sanitize(path)),
+        }
+    }
+
+    /// The command an admin would type for it.
+    fn command_line(&self) -> String {
+        match self {
+            Deletion::Volume { host, pool, volume } => host
+                .virsh()
+                .invocation(&["vol-delete", "--pool", pool, "--vol", volume])
+                .command_line(),
+            Deletion::File(path) => {
+                let rm = crate::virsh::Invocation {
+                    program: "rm".to_owned(),
+                    connect: None,
+                    commands: vec![vec!["--".to_owned(), path.clone()]],
+                };
+                rm.command_line()
+            }
+        }
+    }
+
+    /// Deletes it, checked afterwards.
+    fn run(&self) -> Result<()> {
+        match self {
+            Deletion::Volume { host, pool, volume } => {
+                let virsh = host.virsh();
+                virsh.run(&["vol-delete", "--pool", pool, "--vol", volume])?;
+                if virsh.volume_capacity(pool, volume)?.is_some() {
+                    bail!("virsh said it deleted the volume, but the pool still lists it");
+                }
+                Ok(())
+            }
+            Deletion::File(path) => Ok(std::fs::remove_file(path)?),
+        }
+    }
+}
+
+/// Every host's ISOs that `iso` names, with their holders; `is_local`
+/// says whether the host's files are this machine's. A host that cannot
+/// be read is an error: who holds the ISO there is unknown.
+fn find_everywhere<'f>(fleet: &'f Fleet, iso: &str) -> Result<Vec<Found<'f>>> {
+    let scans = fleet.each(|host| {
+        let media = MediaManager::new(host.virsh().clone());
+        let name = media.iso_name(iso)?;
+        let mut entries = media.library()?;
+        entries.retain(|entry| entry.is(&name));
+        Ok((entries, !media.remote()?))
+    });
+    let mut found = Vec::new();
+    let mut failed = Vec::new();
+    for (host, scan) in fleet.hosts.iter().zip(scans) {
+        match scan.result {
+            Ok((entries, is_local)) => found.push(Found {
+                host,
+                entries,
+                is_local,
+            }),
+            Err(error) => failed.push(super::report::host_error(&scan.uri, &error)),
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "not deleted: cannot tell whether a drive holds '{}' on every host given ({})",
+            sanitize(iso),
+            failed.join("; ")
+        );
+    }
+    Ok(found)
+}
+
+/// One host's part of [`find_everywhere`].
+struct Found<'f> {
+    host: &'f Host,
+    entries: Vec<LibraryEntry>,
+    is_local: bool,
+}
+
+/// Refuses while any drive of any host holds the ISO, live or in the
+/// config, naming each drive on `out` first.
+fn refuse_if_held(found: &[Found], iso: &str, out: &mut impl Write) -> Result<()> {
+    let holders: Vec<String> = found
+        .iter()
+        .flat_map(|found| {
+            found.entries.iter().flat_map(move |entry| {
+                entry
+                    .holders
+                    .iter()
+                    .map(move |holder| format!("{}: {}", found.host.uri(), holder.describe()))
+            })
+        })
+        .collect();
+    if holders.is_empty() {
+        return Ok(());
+    }
+    for line in &holders {
+        writeln!(out, "  held by {}", sanitize(line))?;
+    }
+    bail!(
+        "not deleted: '{}' is held by {} drive(s) (above), live or in the config: eject it first (`eject --iso`)",
+        sanitize(iso),
+        holders.len()
+    )
+}
+
+/// `delete-iso ISO`: the volume on every host given that has it, only
+/// while no drive of any of them holds it; a file outside every pool
+/// only with `--file`. No domain's XML is touched.
+pub fn delete_iso<R: BufRead, W: Write>(
+    fleet: &Fleet,
+    prompt: &mut Prompt<R, W>,
+    request: &DeleteRequest,
+) -> Result<ExitCode> {
+    let iso = request.iso.as_str();
+    let found = find_everywhere(fleet, iso)?;
+    refuse_if_held(&found, iso, prompt.out())?;
+    let mut plan: Vec<Deletion> = found
+        .iter()
+        .flat_map(|found| {
+            found.entries.iter().filter_map(|entry| {
+                Some(Deletion::Volume {
+                    host: found.host,
+                    pool: entry.pool.clone()?,
+                    volume: entry.volume.clone()?,
+                })
+            })
+        })
+        .collect();
+    if plan.is_empty() {
+        let local_file = std::fs::metadata(iso).is_ok_and(|metadata| metadata.is_file())
+            && found.iter().any(|found| found.is_local);
+        if !local_file {
+            bail!(
+                "no ISO '{}' in the storage pools of the {} host(s) given",
+                sanitize(iso),
+                found.len()
+            );
+        }
+        let path = std::path::Path::new(iso);
+        let is_iso = iso.to_ascii_lowercase().ends_with(".iso")
+            || crate::media::has_iso9660_signature(path).unwrap_or(false);
+        if !is_iso {
+            // `--file` is for stray ISOs, not for any file a typo names.
+            bail!(
+                "not deleted: '{}' is no ISO (neither an ISO 9660 signature nor a .iso name)",
+                sanitize(iso)
+            );
+        }
+        if !request.file {
+            bail!(
+                "'{}' is a file outside every storage pool: pass --file to delete the file itself",
+                sanitize(iso)
+            );
+        }
+        plan.push(Deletion::File(iso.to_owned()));
+    }
+    writeln!(prompt.out(), "Planned:")?;
+    for deletion in &plan {
+        writeln!(prompt.out(), "  {}", deletion.describe())?;
+    }
+    if request.dry_run {
+        writeln!(
+            prompt.out(),
+            "Dry run: these commands would run; nothing changed."
+        )?;
+        for deletion in &plan {
+            writeln!(prompt.out(), "{}", sanitize(&deletion.command_line()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let asks = prompt.confirms_every_change() || !request.yes;
+    if asks {
+        if !prompt.confirm("deleted")? {
+            writeln!(prompt.out(), "Nothing deleted.")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Time has passed at the prompt: a drive may have taken it since.
+        refuse_if_held(&find_everywhere(fleet, iso)?, iso, prompt.out())?;
+    }
+    let mut failed = 0;
+    for deletion in &plan {
+        match deletion.run() {
+            Ok(()) => writeln!(prompt.out(), "ok: {}", deletion.describe())?,
+            Err(error) => {
+                failed += 1;
+                writeln!(
+                    prompt.out(),
+                    "FAILED: {}: {}",
+                    deletion.describe(),
+                    sanitize(&format!("{error:#}"))
+                )?;
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -197,6 +197,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(Command::Library { unused, json }) => {
             library::library(&fleet, unused, json, colour, &mut out)?
         }
+        Some(Command::DeleteIso {
+            iso,
+            file,
+            yes,
+            dry_run,
+        }) => {
+            let request = library::DeleteRequest {
+                iso,
+                file,
+                yes,
+                dry_run,
+            };
+            prompt::with_stdin(&mut out, |prompt| {
+                library::delete_iso(&fleet, prompt, &request)
+            })?
+        }
         Some(Command::Status { json, pattern }) => {
             status::status(&fleet, json, pattern.as_ref(), colour, &mut out)?
         }

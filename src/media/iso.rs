@@ -1,6 +1,7 @@
 //! An ISO named on the command line, matched against the media labels
 //! drives report.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// An ISO as named on the command line (`--iso`), matched against drives'
@@ -86,4 +87,21 @@ fn lexically_normal(path: &Path) -> PathBuf {
         }
     }
     normal
+}
+
+/// Where an ISO 9660 image carries its signature `CD001`: in its first
+/// volume descriptor (sector 16 of 2048 bytes), after the type byte.
+const SIGNATURE_AT: u64 = 16 * 2048 + 1;
+
+/// Whether the file at `path` carries the ISO 9660 signature; a file too
+/// short to hold it does not.
+pub fn has_iso9660_signature(path: &Path) -> std::io::Result<bool> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(SIGNATURE_AT))?;
+    let mut signature = [0u8; 5];
+    match file.read_exact(&mut signature) {
+        Ok(()) => Ok(&signature == b"CD001"),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
 }

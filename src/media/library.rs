@@ -50,15 +50,6 @@ impl Holder {
 }
 
 impl LibraryEntry {
-    /// `pool/volume`, else the path: how `isos` names media.
-    pub fn label(&self) -> String {
-        match (&self.pool, &self.volume, &self.path) {
-            (Some(pool), Some(volume), _) => format!("{pool}/{volume}"),
-            (_, _, Some(path)) => path.clone(),
-            _ => String::new(),
-        }
-    }
-
     /// Whether `iso` names this ISO, by `pool/volume` or by path.
     pub fn is(&self, iso: &IsoName) -> bool {
         let volume = self
@@ -66,7 +57,10 @@ impl LibraryEntry {
             .as_ref()
             .zip(self.volume.as_ref())
             .map(|(pool, volume)| format!("{pool}/{volume}"));
-        volume.iter().chain(&self.path).any(|label| iso.matches(label))
+        volume
+            .iter()
+            .chain(&self.path)
+            .any(|label| iso.matches(label))
     }
 }
 
@@ -79,11 +73,16 @@ pub enum Files {
     Remote,
 }
 
+/// What a drive names that no pool lists: its pool, volume and path,
+/// as far as the drive says.
+type Unlisted = (Option<String>, Option<String>, Option<String>);
+
 /// Builds the library from a host's volumes and domains. A drive's
 /// medium is matched to a volume by `pool/volume` or by path (locally
 /// also through symlinks); the ISO files of CD-ROM drives that match no
-/// volume are listed as files outside every pool. Pool ISOs are sorted
-/// by pool and name, the files after them by path.
+/// volume are listed as files outside every pool. Pool ISOs come first,
+/// by pool and name; then what no pool lists: files by path, then the
+/// `pool/volume`s of pools the host does not have.
 pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec<LibraryEntry> {
     let canonical = |path: &str| match files {
         Files::Local => std::fs::canonicalize(path).ok(),
@@ -111,8 +110,7 @@ pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec
         .map(|(index, _)| (index, Vec::new()))
         .collect();
     // Media no pool lists: keyed by what the drive names.
-    let mut outside: BTreeMap<(Option<String>, Option<String>, Option<String>), Vec<Holder>> =
-        BTreeMap::new();
+    let mut outside: BTreeMap<Unlisted, Vec<Holder>> = BTreeMap::new();
     for domain in domains {
         for target in domain.targets() {
             let views = domain.views(target);
@@ -192,5 +190,184 @@ impl MediaManager {
             Files::Local
         };
         Ok(library(&volumes, &domains, files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virsh::{DomainState, DomainXml, Drive};
+
+    fn volume(pool: &str, name: &str, path: &str, format: &str) -> Volume {
+        Volume {
+            pool: pool.into(),
+            name: name.into(),
+            path: path.into(),
+            capacity: Some(1000),
+            format: Some(format.into()),
+        }
+    }
+
+    fn drive(kind: DriveKind, target: &str, media: Option<Media>) -> Drive {
+        Drive {
+            kind,
+            target: target.into(),
+            bus: Some("ide".into()),
+            media,
+            tray_open: false,
+            readonly: true,
+        }
+    }
+
+    fn xml(drives: Vec<Drive>) -> Option<DomainXml> {
+        Some(DomainXml {
+            disk_targets: drives.iter().map(|d| d.target.clone()).collect(),
+            drives,
+        })
+    }
+
+    fn domain(name: &str, live: Option<Vec<Drive>>, config: Vec<Drive>) -> DomainMedia {
+        DomainMedia {
+            name: name.into(),
+            state: if live.is_some() {
+                DomainState::Running
+            } else {
+                DomainState::ShutOff
+            },
+            live: live.and_then(xml),
+            config: xml(config),
+        }
+    }
+
+    fn file(path: &str) -> Option<Media> {
+        Some(Media::File(path.into()))
+    }
+
+    fn holder(domain: &str, target: &str, live: bool, config: bool) -> Holder {
+        Holder {
+            domain: domain.into(),
+            target: target.into(),
+            live,
+            config,
+        }
+    }
+
+    /// One volume named both ways (pool/volume live, its path in the
+    /// config), each view told apart; a volume that is no ISO is listed
+    /// only while a CD-ROM holds it.
+    #[test]
+    fn a_volume_is_held_by_name_and_by_path_live_and_in_config() {
+        let volumes = [
+            volume("isos", "a.iso", "/p/a.iso", "raw"),
+            volume("isos", "b.img", "/p/b.img", "iso"),
+            volume("isos", "disk.qcow2", "/p/disk.qcow2", "qcow2"),
+            volume("isos", "cd.raw", "/p/cd.raw", "raw"),
+        ];
+        let by_volume = Some(Media::Volume {
+            pool: "isos".into(),
+            volume: "a.iso".into(),
+        });
+        let domains = [
+            domain(
+                "web",
+                Some(vec![drive(DriveKind::Cdrom, "hdc", by_volume)]),
+                vec![drive(DriveKind::Cdrom, "hdc", file("/p/cd.raw"))],
+            ),
+            domain(
+                "db",
+                None,
+                vec![drive(DriveKind::Cdrom, "hdc", file("/p/a.iso"))],
+            ),
+        ];
+        let entries = library(&volumes, &domains, Files::Remote);
+        let names: Vec<_> = entries.iter().map(|e| e.volume.as_deref()).collect();
+        assert_eq!(names, [Some("a.iso"), Some("b.img"), Some("cd.raw")]);
+        assert_eq!(
+            entries[0].holders,
+            [
+                holder("web", "hdc", true, false),
+                holder("db", "hdc", false, true)
+            ]
+        );
+        assert!(entries[1].holders.is_empty());
+        assert_eq!(entries[2].holders, [holder("web", "hdc", false, true)]);
+        assert!(entries.iter().all(|e| !e.missing));
+    }
+
+    /// Files outside every pool: a CD-ROM's is listed (missing when gone
+    /// here, or when remote since only pools are seen there), a floppy's
+    /// and a host device are not; a `pool/volume` no pool lists is missing.
+    #[test]
+    fn media_outside_every_pool() {
+        let domains = [domain(
+            "vm",
+            None,
+            vec![
+                drive(DriveKind::Cdrom, "hdc", file("/etc/os-release")),
+                drive(DriveKind::Cdrom, "hdd", file("/nonexistent/x.iso")),
+                drive(
+                    DriveKind::Cdrom,
+                    "sda",
+                    Some(Media::Volume {
+                        pool: "gone".into(),
+                        volume: "y.iso".into(),
+                    }),
+                ),
+                drive(
+                    DriveKind::Cdrom,
+                    "sdb",
+                    Some(Media::Block("/dev/sr0".into())),
+                ),
+                drive(DriveKind::Floppy, "fda", file("/etc/hostname")),
+            ],
+        )];
+        let local = library(&[], &domains, Files::Local);
+        let shown: Vec<_> = local
+            .iter()
+            .map(|e| {
+                (
+                    e.pool.as_deref(),
+                    e.volume.as_deref(),
+                    e.path.as_deref(),
+                    e.missing,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (None, None, Some("/etc/os-release"), false),
+                (None, None, Some("/nonexistent/x.iso"), true),
+                (Some("gone"), Some("y.iso"), None, true),
+            ]
+        );
+        let size = std::fs::metadata("/etc/os-release").unwrap().len();
+        assert_eq!(local[0].size_bytes, Some(size));
+        let remote = library(&[], &domains, Files::Remote);
+        assert!(remote.iter().all(|e| e.missing && e.size_bytes.is_none()));
+    }
+
+    /// Locally a drive holding a symlink to a volume holds the volume.
+    #[test]
+    fn a_symlink_to_a_volume_holds_it_locally() {
+        let dir = std::env::temp_dir().join(format!("library-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.join("real.iso");
+        let link = dir.join("link.iso");
+        std::fs::write(&real, b"iso").unwrap();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let volumes = [volume("p", "real.iso", real.to_str().unwrap(), "raw")];
+        let domains = [domain(
+            "vm",
+            None,
+            vec![drive(DriveKind::Cdrom, "hdc", file(link.to_str().unwrap()))],
+        )];
+        let local = library(&volumes, &domains, Files::Local);
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].holders, [holder("vm", "hdc", false, true)]);
+        let remote = library(&volumes, &domains, Files::Remote);
+        assert_eq!(remote.len(), 2, "remotely a path is only its text");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, bail};
 
 pub use domain::{DomainMedia, DriveChoice, DriveViews, IsoDrive, names_or_none};
-pub use iso::IsoName;
-pub use library::{Files, Holder, LibraryEntry, library};
+pub use iso::{IsoName, has_iso9660_signature};
+pub use library::LibraryEntry;
 pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
 
@@ -40,7 +40,7 @@ impl MediaManager {
 
     /// Whether ISO paths are another machine's: from `-c`, or (without it)
     /// from the URI virsh itself says it connected to.
-    fn remote(&self) -> Result<bool> {
+    pub fn remote(&self) -> Result<bool> {
         if let Some(remote) = self.remote.get() {
             return Ok(*remote);
         }

@@ -94,12 +94,12 @@ impl Virsh {
     pub fn pool_info(&self, pool: &str) -> Result<Option<PoolInfo>, VirshError> {
         let words = ["pool-info", "--bytes", "--pool", pool];
         match self.run(&words) {
-            Ok(output) => volumes::parse_pool_info(&output.stdout).map(Some).ok_or_else(|| {
-                VirshError::Unusable {
+            Ok(output) => volumes::parse_pool_info(&output.stdout)
+                .map(Some)
+                .ok_or_else(|| VirshError::Unusable {
                     command: self.invocation(&words).summary(),
                     what: "no `State:` line".to_owned(),
-                }
-            }),
+                }),
             Err(error) if is_no_such_volume(&error) => Ok(None),
             Err(error) => Err(error),
         }

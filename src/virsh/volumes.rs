@@ -54,7 +54,10 @@ pub fn parse_volume_xml(text: &str) -> Option<VolumeXml> {
 }
 
 /// The first child element of `node` called `name`.
-fn child<'a, 'input>(node: roxmltree::Node<'a, 'input>, name: &str) -> Option<roxmltree::Node<'a, 'input>> {
+fn child<'a, 'input>(
+    node: roxmltree::Node<'a, 'input>,
+    name: &str,
+) -> Option<roxmltree::Node<'a, 'input>> {
     node.children()
         .find(|child| child.is_element() && child.has_tag_name(name))
 }

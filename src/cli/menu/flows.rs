@@ -25,6 +25,18 @@ pub fn scan<R: BufRead, W: Write>(
     code.map(|_| ())
 }
 
+/// Menu 6: the ISO library of every host.
+pub fn library<R: BufRead, W: Write>(
+    console: &mut Console<R, W>,
+    fleet: &Fleet,
+    colour: bool,
+) -> Result<()> {
+    let mut out = Vec::new();
+    let code = crate::cli::library::library(fleet, false, false, colour, &mut out);
+    console.out().write_all(&out)?;
+    code.map(|_| ())
+}
+
 /// Menu 1: host if several, VM by number, drive if several, ISO from the
 /// pools or typed.
 pub fn mount<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {

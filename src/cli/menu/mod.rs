@@ -53,7 +53,10 @@ impl Refresh {
     }
 }
 
-const MENU: &str = "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Rescan\n5) Exit\n";
+// Exit keeps its number 5 from before the library came: the entries
+// after it are newer.
+const MENU: &str =
+    "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Rescan\n5) Exit\n6) ISO library\n";
 
 /// Runs the menu until Exit, `q` or end of input.
 pub fn run_menu<R: BufRead, W: Write>(
@@ -80,10 +83,11 @@ pub fn run_menu<R: BufRead, W: Write>(
             "4" => super::status::scan_fleet(fleet, Figures::Fresh)
                 .and_then(|scans| show_scans(console.out(), scans, colour)),
             "5" => return Ok(()),
+            "6" => flows::library(&mut console, fleet, colour),
             other => {
                 writeln!(
                     console.out(),
-                    "Invalid choice '{}': enter a number from 1 to 5, or q to quit.",
+                    "Invalid choice '{}': enter a number from 1 to 6, or q to quit.",
                     crate::utils::sanitize(other)
                 )?;
                 Ok(())

@@ -1,0 +1,302 @@
+//! `library` and `delete-iso` as a binary against the real virsh on
+//! libvirt's test driver (fixtures/fleet-library.xml): the listing
+//! against `vol-list` as ground truth, and every refusal. The test driver
+//! keeps volumes in memory per connection: a deletion is seen by the run
+//! that made it (the tool's own check afterwards), not by a later one.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::Value;
+
+fn library_fleet() -> String {
+    fleet_uri("fleet-library.xml")
+}
+
+fn library_json(hosts: &[&str], extra: &[&str]) -> Vec<Value> {
+    let mut command = tool();
+    for host in hosts {
+        command.args(["-c", host]);
+    }
+    let output = run(command.args(["library", "--json"]).args(extra));
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).expect("a JSON array")
+}
+
+/// `pool/volume` (or the path outside pools) of each entry.
+fn labels(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|entry| match (&entry["pool"], &entry["volume"]) {
+            (Value::String(pool), Value::String(volume)) => format!("{pool}/{volume}"),
+            _ => entry["path"].as_str().unwrap().to_owned(),
+        })
+        .collect()
+}
+
+#[test]
+fn library_json_has_exactly_the_keys_and_the_pools_isos() {
+    let uri = library_fleet();
+    let entries = library_json(&[&uri], &[]);
+    for entry in &entries {
+        let keys: BTreeSet<&str> = entry
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "uri",
+                "pool",
+                "volume",
+                "path",
+                "size_bytes",
+                "missing",
+                "holders"
+            ]),
+            "{entry}"
+        );
+        assert_eq!(entry["uri"], uri.as_str());
+        for holder in entry["holders"].as_array().unwrap() {
+            let keys: BTreeSet<&str> = holder
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(keys, BTreeSet::from(["domain", "target", "live", "config"]));
+        }
+    }
+    // Ground truth: every `.iso` volume `vol-list` shows in each pool,
+    // and no other volume (the qcow2 disk is no ISO and nothing holds it).
+    let mut truth = Vec::new();
+    for pool in ["isos", "other"] {
+        let listing = virsh(&uri, &["vol-list", "--pool", pool]);
+        for line in listing.lines().skip(2) {
+            if let Some(name) = line
+                .split_whitespace()
+                .next()
+                .filter(|n| n.ends_with(".iso"))
+            {
+                truth.push(format!("{pool}/{name}"));
+            }
+        }
+    }
+    truth.sort();
+    let all = labels(&entries);
+    assert_eq!(all[..truth.len()], truth[..], "{all:?}");
+    assert_eq!(
+        all[truth.len()..],
+        ["/etc/os-release", "/srv/elsewhere/gone.iso"]
+    );
+
+    let by = |label: &str| &entries[all.iter().position(|l| l == label).unwrap()];
+    let held = by("isos/held.iso");
+    assert_eq!(held["path"], "/srv/isos/held.iso");
+    assert_eq!(held["size_bytes"], 1_048_576);
+    assert_eq!(held["missing"], false);
+    assert_eq!(
+        held["holders"],
+        serde_json::json!([{"domain": "web", "target": "hdc", "live": true, "config": true}])
+    );
+    // Held by its path, in a shut-off VM's config only.
+    assert_eq!(
+        by("isos/by-path.iso")["holders"],
+        serde_json::json!([{"domain": "db", "target": "hdc", "live": false, "config": true}])
+    );
+    let outside = by("/etc/os-release");
+    assert_eq!(outside["pool"], Value::Null);
+    assert_eq!(outside["volume"], Value::Null);
+    assert_eq!(outside["missing"], false);
+    let size = std::fs::metadata("/etc/os-release").unwrap().len();
+    assert_eq!(outside["size_bytes"], size);
+    let gone = by("/srv/elsewhere/gone.iso");
+    assert_eq!(gone["missing"], true);
+    assert_eq!(gone["size_bytes"], Value::Null);
+}
+
+#[test]
+fn unused_keeps_the_isos_no_drive_holds() {
+    let entries = library_json(&[&library_fleet()], &["--unused"]);
+    assert_eq!(labels(&entries), ["isos/unused.iso", "other/spare.iso"]);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["holders"] == serde_json::json!([]))
+    );
+}
+
+#[test]
+fn library_table_over_two_hosts_names_each() {
+    let first = library_fleet();
+    let second = format!("{first}?second");
+    let output = run(tool().args(["-c", &first, "-c", &second, "library", "--unused"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(
+        table.contains("Host") && table.contains("4 ISO(s)"),
+        "{table}"
+    );
+    assert!(table.contains(&format!("{first}#2")), "{table}");
+    let output = run(tool().args(["-c", &first, "library"]));
+    let table = stdout(&output);
+    for needle in [
+        "(no pool)",
+        "MISSING",
+        "web hdc (live, config)",
+        "(unused)",
+        "3.0 MiB",
+    ] {
+        assert!(table.contains(needle), "{needle} in\n{table}");
+    }
+}
+
+/// `delete-iso ARGS` on `hosts`: the output.
+fn delete(hosts: &[&str], args: &[&str]) -> std::process::Output {
+    let mut command = tool();
+    for host in hosts {
+        command.args(["-c", host]);
+    }
+    run(command.arg("delete-iso").args(args))
+}
+
+#[track_caller]
+fn assert_refused(output: &std::process::Output, needle: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(output));
+    let message = stderr(output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains(needle), "{needle:?} in {message}");
+    assert!(!stdout(output).contains("ok: "), "{}", stdout(output));
+}
+
+#[test]
+fn delete_is_refused_while_held_live_or_in_the_config_naming_each_holder() {
+    let uri = library_fleet();
+    let live = delete(&[&uri], &["isos/held.iso", "--yes"]);
+    assert_refused(&live, "'isos/held.iso' is held by 1 drive(s)");
+    assert!(
+        stdout(&live).contains(&format!("held by {uri}: web hdc (live, config)")),
+        "{}",
+        stdout(&live)
+    );
+    // By its path, held in a shut-off VM's config only.
+    let config = delete(&[&uri], &["/srv/isos/by-path.iso", "--yes"]);
+    assert_refused(&config, "is held by 1 drive(s)");
+    assert!(
+        stdout(&config).contains("db hdc (config)"),
+        "{}",
+        stdout(&config)
+    );
+    // Over two hosts: every host's holder is named.
+    let second = format!("{uri}?second");
+    let both = delete(&[&uri, &second], &["isos/held.iso", "--yes"]);
+    assert_refused(&both, "is held by 2 drive(s)");
+    assert!(
+        stdout(&both).contains(&format!("{uri}#2: web hdc")),
+        "{}",
+        stdout(&both)
+    );
+}
+
+#[test]
+fn delete_refuses_what_it_cannot_or_must_not_delete() {
+    let uri = library_fleet();
+    let no_terminal = delete(&[&uri], &["isos/unused.iso"]);
+    assert_refused(
+        &no_terminal,
+        "stdin is not a terminal, so nobody can confirm; pass --yes",
+    );
+    assert_refused(
+        &delete(&[&uri], &["isos/disk.qcow2", "--yes"]),
+        "no ISO 'isos/disk.qcow2' in the storage pools of the 1 host(s) given",
+    );
+    assert_refused(
+        &delete(&[&uri], &["nope/x.iso", "--yes"]),
+        "no ISO 'nope/x.iso'",
+    );
+    let dir = temp_dir("delete-file");
+    let stray = dir.join("stray.iso");
+    std::fs::write(&stray, b"not much").unwrap();
+    let stray = stray.to_str().unwrap();
+    assert_refused(
+        &delete(&[&uri], &[stray, "--yes"]),
+        "is a file outside every storage pool: pass --file",
+    );
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, b"keep me").unwrap();
+    assert_refused(
+        &delete(&[&uri], &[text.to_str().unwrap(), "--file", "--yes"]),
+        "is no ISO (neither an ISO 9660 signature nor a .iso name)",
+    );
+    assert!(text.exists() && std::path::Path::new(stray).exists());
+    let unreachable = delete(
+        &[&uri, "test:///nonexistent/fleet.xml"],
+        &["isos/unused.iso", "--yes"],
+    );
+    assert_refused(
+        &unreachable,
+        "cannot tell whether a drive holds 'isos/unused.iso' on every host given",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn delete_dry_run_prints_the_commands_and_yes_deletes_on_every_host() {
+    let uri = library_fleet();
+    let second = format!("{uri}?second");
+    let dry = delete(&[&uri, &second], &["isos/unused.iso", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let text = stdout(&dry);
+    assert!(
+        text.contains(&format!(
+            "virsh -c {uri} vol-delete --pool isos --vol unused.iso"
+        )),
+        "{text}"
+    );
+    assert_eq!(text.matches("vol-delete").count(), 2, "{text}");
+    // Each host's session sees its own deletion: the tool checks it.
+    let done = delete(&[&uri, &second], &["/srv/isos/unused.iso", "--yes"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let text = stdout(&done);
+    assert_eq!(
+        text.matches("ok: delete volume isos/unused.iso on").count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn delete_file_removes_a_stray_iso_outside_every_pool() {
+    let dir = temp_dir("delete-stray");
+    let stray = dir.join("stray.iso");
+    std::fs::write(&stray, b"x").unwrap();
+    let output = delete(
+        &[&library_fleet()],
+        &[stray.to_str().unwrap(), "--file", "--yes"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("ok: delete the file"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!stray.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_menu_shows_the_library() {
+    let output = menu_session(&library_fleet(), "6\n5\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("6) ISO library"), "{text}");
+    assert!(
+        text.contains("6 ISO(s)") && text.contains("held.iso"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Select option:").count(), 2, "{text}");
+}
