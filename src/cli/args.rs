@@ -172,6 +172,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Upload an ISO into a storage pool of every host given, through the libvirt connection (no scp), checked before and after
+    Upload {
+        /// The ISO file on this machine
+        file: String,
+        /// The storage pool (it must exist and be active on each host)
+        #[arg(long, value_name = "POOL")]
+        pool: String,
+        /// The volume's name [default: the file's name]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Refuse unless the file has this SHA-256 (checked before anything is sent)
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Read each volume back afterwards and compare SHA-256
+        #[arg(long)]
+        verify: bool,
+        /// Replace a volume of that name (refused while a drive holds it)
+        #[arg(long)]
+        replace: bool,
+        /// Upload a file without the ISO 9660 signature
+        #[arg(long)]
+        force: bool,
+    },
     /// Delete an ISO that no drive of any host given holds, live or in the config: its volume on each host that has it
     DeleteIso {
         /// The ISO: POOL/VOLUME, or a path

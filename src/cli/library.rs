@@ -159,7 +159,12 @@ impl Deletion<'_> {
         match self {
             Deletion::Volume { host, pool, volume } => {
                 let virsh = host.virsh();
-                virsh.run(&["vol-delete", "--pool", pool, "--vol", volume])?;
+                match virsh.run(&["vol-delete", "--pool", pool, "--vol", volume]) {
+                    // Gone already (another URI of the same host, or
+                    // someone else): what was asked for holds.
+                    Err(_) if virsh.volume_capacity(pool, volume)?.is_none() => return Ok(()),
+                    other => other?,
+                };
                 if virsh.volume_capacity(pool, volume)?.is_some() {
                     bail!("virsh said it deleted the volume, but the pool still lists it");
                 }

@@ -11,6 +11,7 @@ mod render;
 mod report;
 mod request;
 mod status;
+mod upload;
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -115,11 +116,17 @@ fn parse_hosts(text: &str) -> Vec<String> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let options = Options::from_args(&args)?;
+    // An upload's calls come one after another: a second session per
+    // host would only cost its handshake (about a second over ssh).
+    let sessions = match args.command {
+        Some(Command::Upload { .. }) => options.sessions.or(Some(1)),
+        _ => options.sessions,
+    };
     let fleet = Arc::new(Fleet::new(
         &options.connections,
         &options.virsh,
         &options.probe,
-        options.sessions,
+        sessions,
     ));
     let colour = match args.color {
         args::ColorChoice::Always => true,
@@ -212,6 +219,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
             prompt::with_stdin(&mut out, |prompt| {
                 library::delete_iso(&fleet, prompt, &request)
             })?
+        }
+        Some(Command::Upload {
+            file,
+            pool,
+            name,
+            sha256,
+            verify,
+            replace,
+            force,
+        }) => {
+            let request = upload::UploadRequest {
+                file,
+                pool,
+                name,
+                sha256,
+                verify,
+                replace,
+                force,
+            };
+            upload::upload(&fleet, &request, &mut out)?
         }
         Some(Command::Status { json, pattern }) => {
             status::status(&fleet, json, pattern.as_ref(), colour, &mut out)?

@@ -7,6 +7,7 @@ mod iso;
 mod library;
 mod plan;
 mod rows;
+mod upload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,6 +20,7 @@ pub use iso::{IsoName, has_iso9660_signature};
 pub use library::LibraryEntry;
 pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
+pub use upload::{LocalIso, UploadOptions, Uploaded, check_file};
 
 use crate::virsh::{DomainState, DomainXml, Media, Uri, Virsh};
 use rows::drive_rows;

@@ -11,7 +11,7 @@
 //! stays a zombie until the tool ends and reaps it: reaping any child
 //! but a killed group's would race the threads waiting on their own.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 /// Room for the groups alive at once: a fixed array of atomics, because a
 /// signal handler may read atomics but may neither lock nor allocate.
@@ -164,7 +164,52 @@ pub fn reap_on_exit() -> Reaper {
     Reaper(())
 }
 
+/// How many [`DeferSignals`] are alive.
+static DEFERRING: AtomicUsize = AtomicUsize::new(0);
+
+/// The signal caught while deferring (0: none).
+static CAUGHT: AtomicI32 = AtomicI32::new(0);
+
+/// While one is alive, the first SIGINT, SIGTERM or SIGHUP only kills
+/// every group and is remembered ([`caught_signal`]); the tool goes on to
+/// undo what must not be left half-done (an upload deletes the volume it
+/// created, which no handler can do) and then ends with 128 + the signal.
+/// A second signal ends the tool at once, as usual.
+#[must_use = "signals are deferred while this lives"]
+pub struct DeferSignals(());
+
+pub fn defer_signals() -> DeferSignals {
+    DEFERRING.fetch_add(1, Ordering::SeqCst);
+    DeferSignals(())
+}
+
+impl Drop for DeferSignals {
+    fn drop(&mut self) {
+        DEFERRING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The signal caught while signals were deferred, if one was.
+pub fn caught_signal() -> Option<i32> {
+    match CAUGHT.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
 extern "C" fn on_signal(signal: libc::c_int) {
+    if DEFERRING.load(Ordering::SeqCst) > 0
+        && CAUGHT
+            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        // No reaping here: the threads waiting on their children do it,
+        // and the tool is not about to end.
+        for slot in &GROUPS {
+            kill_group(slot.load(Ordering::SeqCst));
+        }
+        return;
+    }
     kill_and_reap_all();
     last_words::say();
     // SAFETY: see `reap_on_exit`.

@@ -1,0 +1,203 @@
+//! `upload`: an ISO into a storage pool of every host given, side by
+//! side, with a progress bar per host on stderr when it is a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::fleet::{Fleet, Host, HostScan};
+use crate::media::{LocalIso, MediaManager, UploadOptions, Uploaded, check_file};
+use crate::utils::{format_bytes, sanitize};
+use crate::virsh::groups::{self, last_words};
+
+/// What `upload` was asked to do.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub file: String,
+    pub pool: String,
+    pub name: Option<String>,
+    pub sha256: Option<String>,
+    pub verify: bool,
+    pub replace: bool,
+    pub force: bool,
+}
+
+impl UploadRequest {
+    /// The checks made before anything is sent (see [`check_file`]).
+    pub fn check(&self) -> Result<LocalIso> {
+        check_file(
+            &self.file,
+            self.name.as_deref(),
+            self.sha256.as_deref(),
+            self.force,
+        )
+    }
+
+    pub fn options(&self) -> UploadOptions {
+        UploadOptions {
+            pool: self.pool.clone(),
+            verify: self.verify,
+            replace: self.replace,
+        }
+    }
+}
+
+/// `upload`: the file checked once, then sent to every host at once; a
+/// line per host, and the exit status of a fleet command (0 all, 1 none,
+/// 3 some); 128 + the signal after one (the volumes created deleted).
+pub fn upload(fleet: &Fleet, request: &UploadRequest, out: &mut impl Write) -> Result<ExitCode> {
+    let iso = request.check()?;
+    let scans = upload_to(
+        fleet,
+        &fleet.hosts.iter().collect::<Vec<_>>(),
+        &iso,
+        request,
+    );
+    if let Some(code) = interrupted(&scans) {
+        return Ok(code);
+    }
+    if fleet.is_single() {
+        let scan = scans.into_iter().next().expect("one host");
+        let uploaded = scan.result?;
+        writeln!(out, "{}", done_line(&scan.uri, &iso, request, &uploaded))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = Vec::new();
+    for scan in &scans {
+        match &scan.result {
+            Ok(uploaded) => writeln!(out, "{}", done_line(&scan.uri, &iso, request, uploaded))?,
+            Err(error) => failed.push(super::report::host_error(&scan.uri, error)),
+        }
+    }
+    out.flush()?;
+    super::report::report_failed_hosts(&failed, scans.len())
+}
+
+/// After a signal: a line per host on stderr, and the exit status.
+pub fn interrupted<T>(scans: &[HostScan<T>]) -> Option<ExitCode> {
+    let signal = groups::caught_signal()?;
+    for scan in scans {
+        if let Err(error) = &scan.result {
+            eprintln!(
+                "dismount_iso_qemu: {}",
+                super::report::host_error(&scan.uri, error)
+            );
+        }
+    }
+    Some(ExitCode::from(
+        u8::try_from(128 + signal).unwrap_or(u8::MAX),
+    ))
+}
+
+/// `ok: FILE -> POOL/NAME on HOST (SIZE, …)`, sanitized.
+fn done_line(uri: &str, iso: &LocalIso, request: &UploadRequest, uploaded: &Uploaded) -> String {
+    let check = match &uploaded.verified {
+        Some(sha256) => format!("read back: SHA-256 {sha256}"),
+        None => "size checked".to_owned(),
+    };
+    format!(
+        "ok: uploaded {} to {}/{} on {} ({}, {check})",
+        sanitize(&iso.file),
+        sanitize(&request.pool),
+        sanitize(&iso.name),
+        sanitize(uri),
+        format_bytes(iso.size)
+    )
+}
+
+/// Uploads to each of `hosts` side by side (through [`Fleet::each`], so
+/// the fleet's limits apply), with signals deferred so that a volume
+/// created is deleted after Ctrl-C.
+pub fn upload_to(
+    fleet: &Fleet,
+    hosts: &[&Host],
+    iso: &LocalIso,
+    request: &UploadRequest,
+) -> Vec<HostScan<Uploaded>> {
+    let options = request.options();
+    let bars = Bars::new(hosts, iso.size);
+    let _deferred = groups::defer_signals();
+    // Said only if a second signal ends the tool during the clean-up.
+    last_words::add(&format!(
+        "dismount_iso_qemu: interrupted during the clean-up: a volume {}/{} may be left \
+         half-uploaded; `library` shows it, `delete-iso` deletes it\n",
+        sanitize(&request.pool),
+        sanitize(&iso.name)
+    ));
+    let scans = fleet.each(|host| {
+        let Some(index) = hosts.iter().position(|h| std::ptr::eq(*h, host)) else {
+            // Not asked for this host: its result is dropped below.
+            return Ok(None);
+        };
+        let bar = bars.get(index);
+        let media = MediaManager::new(host.virsh().clone());
+        let uploaded = media.upload(iso, &options, &|sent| {
+            if let Some(bar) = bar {
+                bar.set_position(sent);
+            }
+        });
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        uploaded.map(Some)
+    });
+    last_words::clear();
+    scans
+        .into_iter()
+        .filter_map(|scan| match scan.result {
+            Ok(None) => None,
+            Ok(Some(uploaded)) => Some(HostScan {
+                uri: scan.uri,
+                result: Ok(uploaded),
+            }),
+            Err(error) => Some(HostScan {
+                uri: scan.uri,
+                result: Err(error),
+            }),
+        })
+        .collect()
+}
+
+/// A progress bar per host on stderr, only on a terminal: bytes, rate
+/// and time left.
+struct Bars {
+    bars: Vec<ProgressBar>,
+    _multi: Option<MultiProgress>,
+}
+
+impl Bars {
+    fn new(hosts: &[&Host], size: u64) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Bars {
+                bars: Vec::new(),
+                _multi: None,
+            };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta} left",
+        )
+        .map(|style| style.progress_chars("=> "));
+        let bars = hosts
+            .iter()
+            .map(|host| {
+                let bar = multi.add(ProgressBar::new(size));
+                if let Ok(style) = &style {
+                    bar.set_style(style.clone());
+                }
+                bar.set_prefix(sanitize(&host.uri()));
+                bar
+            })
+            .collect();
+        Bars {
+            bars,
+            _multi: Some(multi),
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<&ProgressBar> {
+        self.bars.get(index)
+    }
+}

@@ -1,0 +1,454 @@
+//! An ISO uploaded into a storage pool through the libvirt connection
+//! (`vol-create-as`, then `vol-upload` fed from the file), so it works
+//! over `qemu+ssh://` with no scp: checked before anything is sent,
+//! checked afterwards, and never left half-done: whatever fails once the
+//! volume exists deletes it.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use sha2::{Digest, Sha256};
+
+use super::{MediaManager, has_iso9660_signature};
+use crate::mutex::lock;
+use crate::utils::sanitize;
+use crate::virsh::VirshError;
+use crate::virsh::groups::caught_signal;
+
+/// A local file found fit for upload.
+#[derive(Debug, Clone)]
+pub struct LocalIso {
+    /// As given.
+    pub file: String,
+    /// The volume's name: `--name`, else the file's name.
+    pub name: String,
+    pub size: u64,
+}
+
+/// How much is read and sent at once.
+const CHUNK: usize = 1024 * 1024;
+
+/// How long a transfer may move no byte before it is taken for hung (the
+/// larger of this and `--timeout`): libvirt's stream pauses while the
+/// host writes out its cache, but not for a minute.
+const STALL: Duration = Duration::from_secs(60);
+
+/// The checks made before anything is sent: a name that is a file name, a
+/// regular file that is not empty, the ISO 9660 signature (unless
+/// `force`), and with `sha256` the file's checksum. Each failure is one
+/// line naming the file.
+pub fn check_file(
+    file: &str,
+    name: Option<&str>,
+    sha256: Option<&str>,
+    force: bool,
+) -> Result<LocalIso> {
+    let shown = sanitize(file);
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => Path::new(file)
+            .file_name()
+            .and_then(|name| name.to_str())
+            .with_context(|| format!("'{shown}' names no file: give --name"))?
+            .to_owned(),
+    };
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        bail!(
+            "'{}' cannot be a volume name: a volume is a file in its pool, its name holds no `/`",
+            sanitize(&name)
+        );
+    }
+    if name.chars().any(char::is_control) {
+        bail!(
+            "'{}' holds a control character: refused as a volume name",
+            sanitize(&name)
+        );
+    }
+    let expected = sha256.map(parse_sha256).transpose()?;
+    let metadata = match std::fs::metadata(file) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            bail!("'{shown}' does not exist")
+        }
+        Err(error) => return Err(error).with_context(|| format!("cannot read '{shown}'")),
+    };
+    if !metadata.is_file() {
+        let what = if metadata.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        bail!("'{shown}' is {what}: an ISO must be an image file");
+    }
+    if metadata.len() == 0 {
+        bail!("'{shown}' is empty: nothing to upload");
+    }
+    let path = Path::new(file);
+    let signed = has_iso9660_signature(path).with_context(|| format!("cannot read '{shown}'"))?;
+    if !signed && !force {
+        bail!(
+            "'{shown}' carries no ISO 9660 signature (CD001 at byte 32769): not an ISO image; \
+             --force uploads it anyway"
+        );
+    }
+    if let Some(expected) = expected {
+        let actual =
+            sha256_of(&mut File::open(path)?).with_context(|| format!("cannot read '{shown}'"))?;
+        if actual != expected {
+            bail!(
+                "'{shown}' does not match --sha256: its SHA-256 is {actual}; nothing was uploaded"
+            );
+        }
+    }
+    Ok(LocalIso {
+        file: file.to_owned(),
+        name,
+        size: metadata.len(),
+    })
+}
+
+/// `--sha256 HEX`: 64 hex digits, either case.
+fn parse_sha256(text: &str) -> Result<String> {
+    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        bail!("--sha256 takes 64 hex digits, not '{}'", sanitize(text))
+    }
+}
+
+/// The SHA-256 of all `reader` gives, as lower-case hex.
+fn sha256_of(reader: &mut impl Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(hex(&hasher.finalize()));
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Where an upload goes, and what it checks.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    pub pool: String,
+    /// Read the volume back and compare SHA-256.
+    pub verify: bool,
+    /// Replace a volume of that name that no drive holds.
+    pub replace: bool,
+}
+
+/// An upload that was done and checked.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// The volume's path on its host, as drives name it.
+    pub path: String,
+    /// The SHA-256 the read-back volume matched, with `--verify`.
+    pub verified: Option<String>,
+}
+
+impl MediaManager {
+    /// Uploads `iso` into `options.pool` on this host: the pool checked
+    /// (there, active, room enough), a volume of that name refused unless
+    /// `replace` (and then only while no drive holds it), the volume
+    /// created and filled, its size checked, and with `verify` read back.
+    /// `progress` hears of the bytes sent so far. Once the volume is
+    /// created, any failure (a signal included) deletes it.
+    pub fn upload(
+        &self,
+        iso: &LocalIso,
+        options: &UploadOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Uploaded> {
+        let virsh = &self.virsh;
+        let uri = virsh.uri_label();
+        let (pool, name) = (options.pool.as_str(), iso.name.as_str());
+        let volume = format!("{}/{}", sanitize(pool), sanitize(name));
+        refuse_if_interrupted()?;
+        let info = match virsh.pool_info(pool)? {
+            None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
+            Some(info) if !info.active => bail!(
+                "storage pool '{}' on {uri} is inactive: start it first (virsh pool-start {})",
+                sanitize(pool),
+                sanitize(pool)
+            ),
+            Some(info) => info,
+        };
+        let mut room = info.available;
+        if let Some(old) = virsh.volume_capacity(pool, name)? {
+            if !options.replace {
+                bail!("{volume} already exists on {uri}: pass --replace to replace it");
+            }
+            let holders: Vec<String> = self
+                .library()?
+                .into_iter()
+                .filter(|entry| {
+                    entry.pool.as_deref() == Some(pool) && entry.volume.as_deref() == Some(name)
+                })
+                .flat_map(|entry| entry.holders)
+                .map(|holder| sanitize(&holder.describe()))
+                .collect();
+            if !holders.is_empty() {
+                bail!(
+                    "not replaced: {volume} on {uri} is held by {}: eject it first",
+                    holders.join(", ")
+                );
+            }
+            virsh.run(&["vol-delete", "--pool", pool, "--vol", name])?;
+            room = room.map(|free| free + old);
+        }
+        if let Some(free) = room.filter(|free| *free < iso.size) {
+            bail!(
+                "storage pool '{}' on {uri} has {free} bytes free; '{}' needs {}",
+                sanitize(pool),
+                sanitize(&iso.file),
+                iso.size
+            );
+        }
+        let size = iso.size.to_string();
+        let created = virsh.run(&[
+            "vol-create-as",
+            "--pool",
+            pool,
+            "--name",
+            name,
+            "--capacity",
+            &size,
+            "--format",
+            "raw",
+        ]);
+        // A signal can kill the client after libvirt made the volume:
+        // from the moment it was asked for, the volume may be ours.
+        let filled = created
+            .map_err(anyhow::Error::from)
+            .and_then(|_| self.fill(iso, pool, progress, options.verify));
+        match filled {
+            Ok(uploaded) => Ok(uploaded),
+            Err(error) => Err(self.undo(pool, name, error)),
+        }
+    }
+
+    /// `vol-upload` from the file, the size checked, and with `verify`
+    /// the volume read back.
+    fn fill(
+        &self,
+        iso: &LocalIso,
+        pool: &str,
+        progress: &(dyn Fn(u64) + Sync),
+        verify: bool,
+    ) -> Result<Uploaded> {
+        let virsh = &self.virsh;
+        let uri = virsh.uri_label();
+        let name = iso.name.as_str();
+        refuse_if_interrupted()?;
+        let stall = STALL.max(virsh.config().timeout);
+        let sent = AtomicU64::new(0);
+        // The file's faults, told apart from a pipe virsh closed.
+        let file_fault: Mutex<Option<String>> = Mutex::new(None);
+        let sha256: Mutex<Option<String>> = Mutex::new(None);
+        let shown = sanitize(&iso.file);
+        let feed = |stdin: &mut std::process::ChildStdin| -> io::Result<()> {
+            let fault = |what: String| {
+                *lock(&file_fault) = Some(what.clone());
+                io::Error::other(what)
+            };
+            let mut file = File::open(&iso.file)
+                .map_err(|error| fault(format!("cannot read '{shown}': {error}")))?;
+            let mut hasher = Sha256::new();
+            let mut buffer = vec![0u8; CHUNK];
+            let mut done = 0;
+            while done < iso.size {
+                if caught_signal().is_some() {
+                    return Err(fault("interrupted".to_owned()));
+                }
+                let want = usize::try_from(iso.size - done).map_or(CHUNK, |left| left.min(CHUNK));
+                let n = match file.read(&mut buffer[..want]) {
+                    Ok(0) => {
+                        return Err(fault(format!(
+                            "'{shown}' shrank during the upload: {done} of {} bytes read",
+                            iso.size
+                        )));
+                    }
+                    Ok(n) => n,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(error) => {
+                        return Err(fault(format!(
+                            "cannot read '{shown}' at byte {done}: {error}"
+                        )));
+                    }
+                };
+                hasher.update(&buffer[..n]);
+                stdin.write_all(&buffer[..n])?;
+                done += n as u64;
+                sent.store(done, Ordering::SeqCst);
+                progress(done);
+            }
+            *lock(&sha256) = Some(hex(&hasher.finalize()));
+            Ok(())
+        };
+        let transfer =
+            virsh.upload_volume(pool, name, stall, feed, &|| sent.load(Ordering::SeqCst))?;
+        refuse_if_interrupted()?;
+        if let Some(fault) = lock(&file_fault).take() {
+            bail!("{fault}");
+        }
+        if transfer.stalled {
+            bail!(
+                "no byte moved for {}: the connection to {uri} hangs",
+                humantime::format_duration(stall)
+            );
+        }
+        let command = virsh
+            .invocation(&["vol-upload", "--pool", pool, "--vol", name, "/dev/stdin"])
+            .summary();
+        if !transfer.status.success() {
+            return Err(VirshError::Failed {
+                command,
+                status: transfer.status,
+                stderr: transfer.stderr,
+            }
+            .into());
+        }
+        transfer
+            .fed
+            .with_context(|| format!("`{command}` stopped reading the file"))?;
+        match virsh.volume_capacity(pool, name)? {
+            Some(bytes) if bytes == iso.size => {}
+            Some(bytes) => bail!(
+                "the volume holds {bytes} bytes after the upload, the file {}",
+                iso.size
+            ),
+            None => bail!("the volume is gone after the upload"),
+        }
+        let sent_sha256 = lock(&sha256).take().context("the upload hashed nothing")?;
+        let verified = if verify {
+            let read_back = self.read_back(pool, name, stall)?;
+            if read_back != sent_sha256 {
+                bail!("the volume read back has SHA-256 {read_back}, the file sent {sent_sha256}");
+            }
+            Some(read_back)
+        } else {
+            None
+        };
+        let path = virsh
+            .run(&["vol-path", "--pool", pool, "--vol", name])?
+            .stdout
+            .trim()
+            .to_owned();
+        Ok(Uploaded { path, verified })
+    }
+
+    /// The SHA-256 of the volume as `vol-download` reads it back, through
+    /// a file of our own (virsh writes a line of its own to stdout, so
+    /// the bytes cannot come through a pipe there).
+    fn read_back(&self, pool: &str, name: &str, stall: Duration) -> Result<String> {
+        let dir = private_temp_dir()?;
+        let file = dir.join("volume");
+        let into = file.to_string_lossy().into_owned();
+        let moved = || std::fs::metadata(&file).map_or(0, |m| m.len());
+        let result = (|| {
+            let transfer = self
+                .virsh
+                .download_volume(pool, name, &into, stall, &moved)?;
+            refuse_if_interrupted()?;
+            if transfer.stalled {
+                bail!(
+                    "no byte came back for {}: the connection hangs",
+                    humantime::format_duration(stall)
+                );
+            }
+            if !transfer.status.success() {
+                return Err(VirshError::Failed {
+                    command: self
+                        .virsh
+                        .invocation(&["vol-download", "--pool", pool, "--vol", name, &into])
+                        .summary(),
+                    status: transfer.status,
+                    stderr: transfer.stderr,
+                }
+                .into());
+            }
+            Ok(sha256_of(&mut File::open(&file)?)?)
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result.context("cannot read the volume back")
+    }
+
+    /// Deletes the volume an upload created, after `error`; the error
+    /// says whether that worked. After a signal, which killed every
+    /// session, on processes of its own.
+    fn undo(&self, pool: &str, name: &str, error: anyhow::Error) -> anyhow::Error {
+        let volume = format!("{}/{}", sanitize(pool), sanitize(name));
+        let (reason, virsh) = match caught_signal() {
+            Some(_) => ("interrupted".to_owned(), self.virsh.one_process_per_call()),
+            None => (format!("{error:#}"), self.virsh.clone()),
+        };
+        match virsh.run(&["vol-delete", "--pool", pool, "--vol", name]) {
+            Ok(_) => anyhow!("{reason}; the volume {volume} it had created was deleted"),
+            Err(error)
+                if error
+                    .virsh_message()
+                    .is_some_and(|m| m.contains("not found")) =>
+            {
+                anyhow!("{reason}; no volume {volume} was left")
+            }
+            Err(cleanup) => anyhow!(
+                "{reason}; and the volume {volume} it had created could not be deleted ({cleanup}): \
+                 delete it with `{}`",
+                virsh
+                    .invocation(&["vol-delete", "--pool", pool, "--vol", name])
+                    .command_line()
+            ),
+        }
+    }
+}
+
+/// An error once a signal has been caught: nothing more is started.
+fn refuse_if_interrupted() -> Result<()> {
+    match caught_signal() {
+        Some(_) => bail!("interrupted"),
+        None => Ok(()),
+    }
+}
+
+/// A directory only we can read, for a volume read back.
+fn private_temp_dir() -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!(
+        "dismount-iso-qemu-verify-{}-{}",
+        std::process::id(),
+        crate::virsh::batch::nonce()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_text() {
+        // `printf abc | sha256sum`
+        assert_eq!(
+            sha256_of(&mut &b"abc"[..]).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(parse_sha256(&"A".repeat(64)).is_ok());
+        assert!(parse_sha256("abc").is_err());
+        assert!(parse_sha256(&"g".repeat(64)).is_err());
+    }
+}
