@@ -300,3 +300,160 @@ fn the_menu_shows_the_library() {
     );
     assert_eq!(text.matches("Select option:").count(), 2, "{text}");
 }
+
+/// A file that carries the ISO 9660 signature, `size` bytes long.
+fn iso_file(dir: &std::path::Path, name: &str, size: u64) -> String {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.set_len(size).unwrap();
+    file.seek(SeekFrom::Start(32769)).unwrap();
+    file.write_all(b"CD001").unwrap();
+    path.display().to_string()
+}
+
+fn upload(hosts: &[&str], args: &[&str]) -> std::process::Output {
+    let mut command = tool();
+    for host in hosts {
+        command.args(["-c", host]);
+    }
+    run(command.arg("upload").args(args))
+}
+
+#[test]
+fn upload_refuses_bad_input_before_anything_is_sent() {
+    let uri = library_fleet();
+    let dir = temp_dir("upload-refusals");
+    let iso = iso_file(&dir, "good.iso", 64 * 1024);
+    let plain = dir.join("plain.img");
+    std::fs::write(&plain, vec![0u8; 64 * 1024]).unwrap();
+    let fifo = dir.join("fifo.iso");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let missing = dir.join("missing.iso");
+    let dir_path = dir.display().to_string();
+    let zeros = "0".repeat(64);
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec![missing.to_str().unwrap()], "does not exist".into()),
+        (
+            vec![&dir_path],
+            "is a directory: an ISO must be an image file".into(),
+        ),
+        (
+            vec![fifo.to_str().unwrap()],
+            "is not a regular file (a FIFO".into(),
+        ),
+        (
+            vec![plain.to_str().unwrap()],
+            "carries no ISO 9660 signature (CD001 at byte 32769)".into(),
+        ),
+        (
+            vec![&iso, "--name", "a/b.iso"],
+            "its name holds no `/`".into(),
+        ),
+        (
+            vec![&iso, "--sha256", "12ab"],
+            "--sha256 takes 64 hex digits".into(),
+        ),
+        (
+            vec![&iso, "--sha256", &zeros],
+            "does not match --sha256: its SHA-256 is".into(),
+        ),
+        (
+            vec![&iso, "--pool", "nope"],
+            format!("no storage pool 'nope' on {uri}"),
+        ),
+        (
+            vec![&iso, "--name", "unused.iso"],
+            "isos/unused.iso already exists on".into(),
+        ),
+        (
+            vec![&iso, "--name", "held.iso", "--replace"],
+            "not replaced: isos/held.iso on".into(),
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut args = args;
+        if !args.contains(&"--pool") {
+            args.extend(["--pool", "isos"]);
+        }
+        let output = upload(&[&uri], &args);
+        assert_refused(&output, &needle);
+        assert!(!stderr(&output).contains("created"), "{}", stderr(&output));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The test driver has no `vol-upload` for a volume made in another
+/// connection: a real failure after `vol-create-as`, which must delete
+/// the volume it made.
+#[test]
+fn an_upload_that_fails_deletes_the_volume_it_created() {
+    let uri = library_fleet();
+    let dir = temp_dir("upload-fails");
+    let iso = iso_file(&dir, "new.iso", 64 * 1024);
+    let output = upload(&[&uri], &[&iso, "--pool", "isos"]);
+    assert_refused(
+        &output,
+        "the volume isos/new.iso it had created was deleted",
+    );
+    // `mount --upload` stops there too: nothing is planned or mounted.
+    let output = run(tool().args([
+        "-c", &uri, "mount", "web", "--upload", &iso, "--pool", "isos",
+    ]));
+    assert_refused(
+        &output,
+        "the volume isos/new.iso it had created was deleted",
+    );
+    assert!(!stdout(&output).contains("Planned"), "{}", stdout(&output));
+    // Two hosts: each fails on its own, each says so.
+    let second = format!("{uri}?second");
+    let output = upload(&[&uri, &second], &[&iso, "--pool", "other"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output)
+            .matches("it had created was deleted")
+            .count(),
+        2
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mount_takes_a_pool_volume_by_name() {
+    let uri = library_fleet();
+    let output = run(tool().args(["-c", &uri, "mount", "web", "isos/unused.iso", "--dry-run"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("change-media --domain web --path hdc --source /srv/isos/unused.iso"),
+        "{text}"
+    );
+    let output = run(tool().args(["-c", &uri, "mount", "web", "isos/nope.iso", "--dry-run"]));
+    assert_refused(&output, "ISO 'isos/nope.iso' does not exist");
+    let dir = temp_dir("mount-upload-dry");
+    let iso = iso_file(&dir, "new.iso", 64 * 1024);
+    let output = run(tool().args([
+        "-c",
+        &uri,
+        "mount",
+        "web",
+        "--upload",
+        &iso,
+        "--pool",
+        "isos",
+        "--dry-run",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("would be uploaded to isos/new.iso"),
+        "{}",
+        stdout(&output)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -118,15 +118,22 @@ pub enum Command {
     /// Insert an ISO into a VM's CD-ROM drive (live and config, as the VM allows)
     #[command(
         override_usage = "dismount_iso_qemu mount [OPTIONS] <DOMAIN> <ISO>\n       \
+                                dismount_iso_qemu mount [OPTIONS] <DOMAIN> --upload <FILE> --pool <POOL>\n       \
                                 dismount_iso_qemu mount [OPTIONS] --match <REGEX> [--all] <ISO>"
     )]
     Mount {
         /// The VM (with --match: the ISO)
         #[arg(allow_hyphen_values = true)]
         domain: String,
-        /// The ISO: a local path, or a storage volume's path on a remote host
-        #[arg(required_unless_present = "pattern")]
+        /// The ISO: a local path, a storage volume's path on a remote host, or POOL/VOLUME
+        #[arg(required_unless_present_any = ["pattern", "upload"])]
         iso: Option<String>,
+        /// Upload this file into --pool on the VM's host first, then mount it
+        #[arg(long, value_name = "FILE", requires = "pool", conflicts_with_all = ["iso", "pattern"])]
+        upload: Option<String>,
+        /// With --upload: the storage pool it goes into
+        #[arg(long, value_name = "POOL", requires = "upload")]
+        pool: Option<String>,
         /// The VM whose name matches this regular expression (only one, unless --all)
         #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
         pattern: Option<Regex>,

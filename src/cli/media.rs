@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use super::prompt::Prompt;
 use super::render::drive_table;
 use super::request::{ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection};
+use super::upload::{UploadRequest, interrupted, upload_to};
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{
     Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, Verdict,
@@ -73,7 +74,10 @@ pub fn mount<R: BufRead, W: Write>(
             let Some(host) = host_of(fleet, prompt, name)? else {
                 return Ok(ExitCode::SUCCESS);
             };
-            return mount_on(host, prompt, name, request, options);
+            let Some(upload) = &request.upload else {
+                return mount_on(host, prompt, name, request, options);
+            };
+            return upload_and_mount(fleet, host, prompt, name, request, upload, options);
         }
         MountSelection::Matching { pattern, all } => (pattern, *all),
     };
@@ -120,6 +124,54 @@ pub fn mount<R: BufRead, W: Write>(
         }
     }
     Ok(code)
+}
+
+/// `mount DOMAIN --upload FILE --pool POOL`: the file checked, the VM
+/// and its drive found, the file uploaded to the VM's host, then its
+/// volume mounted; with `--dry-run` nothing is sent.
+fn upload_and_mount<R: BufRead, W: Write>(
+    fleet: &Fleet,
+    host: &Host,
+    prompt: &mut Prompt<R, W>,
+    name: &str,
+    request: &MountRequest,
+    upload: &UploadRequest,
+    options: ChangeOptions,
+) -> Result<ExitCode> {
+    let iso = upload.check()?;
+    let domain = MediaManager::new(host.virsh().clone()).load_one(name)?;
+    domain.drive_for_iso(request.target.as_deref(), request.attach)?;
+    if options.dry_run {
+        writeln!(
+            prompt.out(),
+            "Dry run: {} would be uploaded to {}/{} on {}, then mounted into {}; nothing changed.",
+            sanitize(&iso.file),
+            sanitize(&upload.pool),
+            sanitize(&iso.name),
+            sanitize(&host.uri()),
+            sanitize(name)
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scans = upload_to(fleet, &[host], &iso, upload);
+    if let Some(code) = interrupted(&scans) {
+        return Ok(code);
+    }
+    let uploaded = scans.into_iter().next().expect("one host asked").result?;
+    writeln!(
+        prompt.out(),
+        "Uploaded {} to {}/{} ({}).",
+        sanitize(&iso.file),
+        sanitize(&upload.pool),
+        sanitize(&iso.name),
+        sanitize(&uploaded.path)
+    )?;
+    let request = MountRequest {
+        iso: uploaded.path,
+        upload: None,
+        ..request.clone()
+    };
+    mount_on(host, prompt, name, &request, options)
 }
 
 /// `mount` of one named domain on one host.

@@ -162,27 +162,45 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(Command::Mount {
             domain,
             iso,
+            upload,
+            pool,
             pattern,
             all,
             target,
             attach,
             change,
         }) => {
-            // `DOMAIN ISO`, or `--match REGEX ISO`: clap fills the first
-            // positional first, so with --match it holds the ISO.
-            let (selection, iso) = match (pattern, iso) {
-                (None, Some(iso)) => (request::MountSelection::Domain(domain), iso),
-                (Some(pattern), None) => {
+            // `DOMAIN ISO`, `DOMAIN --upload FILE --pool POOL`, or
+            // `--match REGEX ISO`: clap fills the first positional first,
+            // so with --match it holds the ISO.
+            let (selection, iso) = match (pattern, iso, &upload) {
+                (None, Some(iso), None) => (request::MountSelection::Domain(domain), iso),
+                (None, None, Some(file)) => (request::MountSelection::Domain(domain), file.clone()),
+                (Some(pattern), None, None) => {
                     (request::MountSelection::Matching { pattern, all }, domain)
                 }
-                (Some(_), Some(_)) => usage_error("with --match, mount takes the ISO alone"),
-                (None, None) => usage_error("mount takes DOMAIN ISO (or --match REGEX ISO)"),
+                (Some(_), Some(_), _) => usage_error("with --match, mount takes the ISO alone"),
+                _ => usage_error(
+                    "mount takes DOMAIN ISO (or DOMAIN --upload FILE --pool POOL, or --match REGEX ISO)",
+                ),
             };
+            let upload = upload.map(|file| upload::UploadRequest {
+                file,
+                pool: pool.unwrap_or_default(),
+                name: None,
+                sha256: None,
+                verify: false,
+                replace: false,
+                // mount's --force is the tray's; a file without the ISO
+                // signature goes through `upload --force` first.
+                force: false,
+            });
             let request = request::MountRequest {
                 selection,
                 iso,
                 target,
                 attach,
+                upload,
             };
             prompt::with_stdin(&mut out, |prompt| {
                 media::mount(&fleet, prompt, &request, (&change).into())

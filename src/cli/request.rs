@@ -76,6 +76,9 @@ pub struct MountRequest {
     pub target: Option<String>,
     /// Add a SATA CD-ROM when the VM has none.
     pub attach: bool,
+    /// `--upload FILE --pool POOL`: uploaded to the VM's host first, the
+    /// volume then mounted.
+    pub upload: Option<super::upload::UploadRequest>,
 }
 
 /// Which VMs `mount` acts on.

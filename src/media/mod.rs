@@ -250,6 +250,7 @@ impl MediaManager {
         Ok(name.also(alias))
     }
 
+    /// A pool's `POOL/VOLUME` as its volume's path; else
     /// [`Self::normalize`]d, refused if it holds a control character, and
     /// refused unless it exists: on this host's
     /// filesystem as a regular file, or for a remote host among its storage
@@ -262,9 +263,24 @@ impl MediaManager {
             bail!("'{shown}' holds a control character: refused, rename the file first");
         }
         let remote = self.remote()?;
+        // `POOL/VOLUME`, as `isos` and `library` show it: the volume's
+        // path, which the pool vouches for. Locally a relative path that
+        // exists stays the file it always was.
+        if !iso.starts_with('/') && (remote || !Path::new(iso).exists()) {
+            let path = self.virsh.volume_alias(iso).with_context(|| {
+                format!(
+                    "cannot look up storage volumes on {}",
+                    self.virsh.uri_label()
+                )
+            })?;
+            if let Some(path) = path.filter(|path| path.starts_with('/')) {
+                return Ok(path);
+            }
+        }
         if remote && !iso.starts_with('/') {
             bail!(
-                "'{shown}' is not an absolute path: name the ISO by its volume path on the remote host"
+                "'{shown}' is neither an absolute path nor a pool's volume (POOL/VOLUME) on {}",
+                self.virsh.uri_label()
             );
         }
         let path = self.normalize(iso)?;
