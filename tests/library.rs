@@ -457,3 +457,48 @@ fn mount_takes_a_pool_volume_by_name() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Ctrl-C during an upload: the tool does not die at once but cleans up
+/// (deletes the volume it created, on a connection of its own) and exits
+/// 130. The fake virsh hangs on `vol-upload`, writing its words out first.
+#[test]
+fn an_interrupted_upload_cleans_up_and_exits_130() {
+    use std::os::unix::process::CommandExt;
+    let dir = temp_dir("interrupted-upload");
+    let iso = iso_file(&dir, "slow.iso", 4 * 1024 * 1024);
+    let mark = dir.join("sent");
+    let child = tool()
+        .args(["-c", &library_fleet(), "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .args(["upload", &iso, "--pool", "isos"])
+        .env("HUNG_COMMAND", "vol-upload")
+        .env("HUNG_MARK", &mark)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sent = poll(|| {
+        std::fs::read_to_string(&mark)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    });
+    assert!(
+        sent.contains("vol-upload --pool isos --vol slow.iso /dev/stdin"),
+        "{sent}"
+    );
+    let group = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the process group this test started.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let text = stderr(&output);
+    // The test driver forgets a volume with its connection: the clean-up's
+    // own connection finds none left (the lab test sees it deleted).
+    assert!(
+        text.contains("interrupted; no volume isos/slow.iso was left"),
+        "{text}"
+    );
+    assert!(!stdout(&output).contains("ok:"), "{}", stdout(&output));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

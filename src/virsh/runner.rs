@@ -641,4 +641,59 @@ mod tests {
         };
         assert_eq!(inv.command_line(), r"virsh dominfo --domain 'it'\''s a vm'");
     }
+
+    /// What `feed` wrote reaches the process's stdin whole, and then
+    /// stdin is closed.
+    #[test]
+    fn a_transfer_feeds_stdin_and_closes_it() {
+        use std::io::Write as _;
+        let transfer = run_transfer(
+            &sh("n=$(wc -c); [ \"$n\" -eq 100000 ]"),
+            Duration::from_secs(60),
+            Some(|stdin: &mut ChildStdin| stdin.write_all(&[7u8; 100_000])),
+            &|| 0,
+        )
+        .unwrap();
+        assert!(transfer.status.success(), "{transfer:?}");
+        assert!(transfer.fed.is_ok() && !transfer.stalled);
+    }
+
+    /// A feed that fails (a file that shrank) kills the process before
+    /// its stdin closes: virsh must never take a short input for a whole
+    /// file and finish the volume.
+    #[test]
+    fn a_failed_feed_kills_the_process_before_it_sees_the_end() {
+        use std::io::Write as _;
+        let transfer = run_transfer(
+            &sh("cat >/dev/null; exit 0"),
+            Duration::from_secs(60),
+            Some(|stdin: &mut ChildStdin| {
+                stdin.write_all(b"part")?;
+                Err(std::io::Error::other("the file shrank"))
+            }),
+            &|| 0,
+        )
+        .unwrap();
+        assert!(
+            !transfer.status.success(),
+            "killed, not ended: {transfer:?}"
+        );
+        assert_eq!(transfer.fed.unwrap_err().to_string(), "the file shrank");
+    }
+
+    /// A transfer whose bytes stop moving is killed, group and all.
+    #[test]
+    fn a_stalled_transfer_is_killed() {
+        let transfer = run_transfer(
+            &sh("sleep 300"),
+            Duration::from_millis(300),
+            None::<fn(&mut ChildStdin) -> std::io::Result<()>>,
+            &|| 0,
+        )
+        .unwrap();
+        assert!(
+            transfer.stalled && !transfer.status.success(),
+            "{transfer:?}"
+        );
+    }
 }
