@@ -264,7 +264,8 @@ impl MediaManager {
             };
             let mut file = File::open(&iso.file)
                 .map_err(|error| fault(format!("cannot read '{shown}': {error}")))?;
-            let mut hasher = Sha256::new();
+            // Hashing costs CPU time only `--verify` needs.
+            let mut hasher = verify.then(Sha256::new);
             let mut buffer = vec![0u8; CHUNK];
             let mut done = 0;
             while done < iso.size {
@@ -287,13 +288,15 @@ impl MediaManager {
                         )));
                     }
                 };
-                hasher.update(&buffer[..n]);
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&buffer[..n]);
+                }
                 stdin.write_all(&buffer[..n])?;
                 done += n as u64;
                 sent.store(done, Ordering::SeqCst);
                 progress(done);
             }
-            *lock(&sha256) = Some(hex(&hasher.finalize()));
+            *lock(&sha256) = hasher.map(|hasher| hex(&hasher.finalize()));
             Ok(())
         };
         let transfer =
@@ -330,8 +333,8 @@ impl MediaManager {
             ),
             None => bail!("the volume is gone after the upload"),
         }
-        let sent_sha256 = lock(&sha256).take().context("the upload hashed nothing")?;
         let verified = if verify {
+            let sent_sha256 = lock(&sha256).take().context("the upload hashed nothing")?;
             let read_back = self.read_back(pool, name, stall)?;
             if read_back != sent_sha256 {
                 bail!("the volume read back has SHA-256 {read_back}, the file sent {sent_sha256}");

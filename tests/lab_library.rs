@@ -1,0 +1,419 @@
+//! The ISO library on the lab (`scripts/lab up`): `library --json`
+//! against `vol-list` and `domblklist` as ground truth, locally and over
+//! ssh; uploads over `qemu+ssh://` into a second directory pool,
+//! `lab-upload`, that each test makes under LAB_DIR and removes again;
+//! an interrupted upload and a file that shrinks mid-upload leave no
+//! volume; deletions refused while a lab guest holds the ISO, live or
+//! only in its config, with no guest's XML changed. The lab guests'
+//! drives and the `lab-isos` pool's ISOs are never changed: the refusals
+//! on them run with `--dry-run` besides, so even a broken refusal would
+//! delete nothing. Another developer's `bench-*` domains may come and go:
+//! nothing here counts domains.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Output};
+
+use common::*;
+use libtest_mimic::{Failed, Trial};
+use serde_json::Value;
+
+fn main() -> ExitCode {
+    lab_main(
+        vec![
+            Trial::test("library_json_matches_vol_list_and_domblklist", || {
+                library_matches_ground_truth(LAB_URI)
+            }),
+            Trial::test("library_json_matches_over_ssh", || {
+                library_matches_ground_truth(&lab_ssh_uri())
+            }),
+            Trial::test(
+                "upload_over_ssh_stores_the_files_bytes",
+                upload_over_ssh_stores_the_files_bytes,
+            ),
+            Trial::test("an_inactive_pool_is_refused", an_inactive_pool_is_refused),
+            Trial::test(
+                "an_interrupted_upload_leaves_no_volume",
+                an_interrupted_upload_leaves_no_volume,
+            ),
+            Trial::test(
+                "a_file_that_shrinks_mid_upload_leaves_no_volume",
+                a_file_that_shrinks_mid_upload_leaves_no_volume,
+            ),
+            Trial::test(
+                "delete_is_refused_while_held_live_or_in_the_config",
+                delete_is_refused_while_held_live_or_in_the_config,
+            ),
+        ],
+        // The tests share the one `lab-upload` pool.
+        Some(1),
+    )
+}
+
+const POOL: &str = "lab-upload";
+
+/// virsh on the lab, its output whatever the exit status.
+fn lab_virsh(args: &[&str]) -> Output {
+    std::process::Command::new("virsh")
+        .args(["-c", LAB_URI])
+        .args(args)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("virsh runs")
+}
+
+/// The `lab-upload` pool over a directory of its own under LAB_DIR;
+/// destroyed, undefined and removed when dropped.
+struct UploadPool {
+    dir: PathBuf,
+}
+
+impl UploadPool {
+    /// Started (transient), or with `active` false only defined.
+    fn new(active: bool) -> Self {
+        let dir = lab_dir().join("upload-test");
+        // What a run that died may have left.
+        drop(UploadPool { dir: dir.clone() });
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.display().to_string();
+        let made = if active {
+            lab_virsh(&["pool-create-as", POOL, "dir", "--target", &target])
+        } else {
+            lab_virsh(&["pool-define-as", POOL, "dir", "--target", &target])
+        };
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        UploadPool { dir }
+    }
+
+    fn volumes(&self) -> Vec<String> {
+        let listing = lab_virsh(&["vol-list", "--pool", POOL]);
+        String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .skip(2)
+            .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for UploadPool {
+    fn drop(&mut self) {
+        lab_virsh(&["pool-destroy", POOL]);
+        lab_virsh(&["pool-undefine", POOL]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A sparse file of `size` bytes with the ISO 9660 signature.
+fn iso_file(dir: &Path, name: &str, size: u64) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.set_len(size).unwrap();
+    file.seek(SeekFrom::Start(32769)).unwrap();
+    file.write_all(b"CD001").unwrap();
+    path
+}
+
+/// `(domain, target) → (live source, config source)` of every lab guest's
+/// CD-ROMs, from `domblklist --details` (live) and with `--inactive`.
+fn lab_drives(uri: &str) -> BTreeMap<(String, String), (Option<String>, Option<String>)> {
+    let sources = |args: &[&str]| -> BTreeMap<String, String> {
+        let text = virsh(uri, args);
+        text.lines()
+            .skip(2)
+            .filter(|line| line.split_whitespace().nth(1) == Some("cdrom"))
+            .filter_map(|line| {
+                let target = line.split_whitespace().nth(2)?.to_owned();
+                // The Source column runs to the end of the line, spaces
+                // and all; `-` is an empty drive.
+                let source = line[line.find('/')?..].trim_end().to_owned();
+                Some((target, source))
+            })
+            .collect()
+    };
+    let mut drives = BTreeMap::new();
+    for guest in LAB_GUESTS {
+        let running = virsh(uri, &["domstate", "--domain", guest]).trim() == "running";
+        let live = if running {
+            sources(&["domblklist", "--domain", guest, "--details"])
+        } else {
+            BTreeMap::new()
+        };
+        let config = sources(&["domblklist", "--domain", guest, "--details", "--inactive"]);
+        for target in live.keys().chain(config.keys()) {
+            drives.insert(
+                (guest.to_owned(), target.clone()),
+                (live.get(target).cloned(), config.get(target).cloned()),
+            );
+        }
+    }
+    drives
+}
+
+fn library_json(uri: &str) -> Result<Vec<Value>, Failed> {
+    let output = run(tool().args(["-c", uri, "library", "--json"]));
+    check(output.status.success(), || stderr(&output))?;
+    Ok(serde_json::from_str(&stdout(&output))?)
+}
+
+fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
+    let entries = library_json(uri)?;
+    // Every `.iso` volume of every active pool, and no other pool entry.
+    let mut truth = Vec::new();
+    for pool in virsh(uri, &["pool-list", "--name"]).lines() {
+        let pool = pool.trim();
+        if pool.is_empty() {
+            continue;
+        }
+        for line in virsh(uri, &["vol-list", "--pool", pool]).lines().skip(2) {
+            if let Some(at) = line.find('/') {
+                let name = line[..at].trim();
+                if name.ends_with(".iso") {
+                    truth.push((
+                        pool.to_owned(),
+                        name.to_owned(),
+                        line[at..].trim_end().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    truth.sort();
+    let mut listed: Vec<(String, String, String)> = entries
+        .iter()
+        .filter(|e| e["pool"].is_string())
+        .map(|e| {
+            (
+                e["pool"].as_str().unwrap_or_default().to_owned(),
+                e["volume"].as_str().unwrap_or_default().to_owned(),
+                e["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    listed.sort();
+    check(listed == truth, || {
+        format!("library {listed:?}\nvol-list {truth:?}")
+    })?;
+    // Every lab guest's CD-ROM holding media is a holder of that path's
+    // entry, with live and config as domblklist says.
+    for ((guest, target), (live, config)) in lab_drives(uri) {
+        for path in live.iter().chain(&config) {
+            let entry = entries
+                .iter()
+                .find(|e| e["path"] == path.as_str())
+                .ok_or_else(|| format!("no library entry for {path} ({guest} {target})"))?;
+            let holder = entry["holders"]
+                .as_array()
+                .and_then(|holders| {
+                    holders
+                        .iter()
+                        .find(|h| h["domain"] == guest.as_str() && h["target"] == target.as_str())
+                })
+                .ok_or_else(|| format!("{guest} {target} not among {entry}"))?;
+            check(
+                holder["live"] == (live.as_ref() == Some(path))
+                    && holder["config"] == (config.as_ref() == Some(path)),
+                || format!("{guest} {target}: {holder} vs live {live:?} config {config:?}"),
+            )?;
+            check(entry["missing"] == false, || format!("{entry}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn upload_over_ssh_stores_the_files_bytes() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let uri = lab_ssh_uri();
+    let source = lab_iso("install-a.iso");
+    let output = run(tool().args(["-c", &uri, "upload", &source, "--pool", POOL, "--verify"]));
+    check(output.status.success(), || stderr(&output))?;
+    check(stdout(&output).contains("read back: SHA-256"), || {
+        stdout(&output)
+    })?;
+    let stored = std::fs::read(pool.dir.join("install-a.iso"))?;
+    check(stored == std::fs::read(&source)?, || {
+        "the volume's bytes differ from the file's".to_owned()
+    })?;
+    // Listed, unused, over ssh too.
+    let unused = run(tool().args(["-c", &uri, "library", "--unused", "--json"]));
+    let unused: Vec<Value> = serde_json::from_str(&stdout(&unused))?;
+    check(
+        unused
+            .iter()
+            .any(|e| e["pool"] == POOL && e["volume"] == "install-a.iso"),
+        || format!("{unused:?}"),
+    )?;
+    // A second upload of the name is refused, --replace replaces it.
+    let again = run(tool().args(["-c", &uri, "upload", &source, "--pool", POOL]));
+    check(again.status.code() == Some(1), || stdout(&again))?;
+    check(stderr(&again).contains("already exists"), || stderr(&again))?;
+    let replaced = run(tool().args(["-c", &uri, "upload", &source, "--pool", POOL, "--replace"]));
+    check(replaced.status.success(), || stderr(&replaced))?;
+    // An unused volume is deleted; then the pool has none.
+    let deleted = run(tool().args([
+        "-c",
+        &uri,
+        "delete-iso",
+        &format!("{POOL}/install-a.iso"),
+        "--yes",
+    ]));
+    check(deleted.status.success(), || stderr(&deleted))?;
+    check(pool.volumes().is_empty(), || {
+        format!("{:?}", pool.volumes())
+    })?;
+    Ok(())
+}
+
+fn an_inactive_pool_is_refused() -> Result<(), Failed> {
+    let pool = UploadPool::new(false);
+    let output = run(tool().args([
+        "-c",
+        &lab_ssh_uri(),
+        "upload",
+        &lab_iso("install-a.iso"),
+        "--pool",
+        POOL,
+    ]));
+    check(output.status.code() == Some(1), || stdout(&output))?;
+    check(
+        stderr(&output).contains("storage pool 'lab-upload' on")
+            && stderr(&output).contains("is inactive"),
+        || stderr(&output),
+    )?;
+    check(std::fs::read_dir(&pool.dir)?.next().is_none(), || {
+        "a refused upload wrote a file".to_owned()
+    })?;
+    Ok(())
+}
+
+/// Starts an upload of a 1 GiB file over ssh (about ten seconds on the
+/// lab) and returns once its volume exists.
+fn upload_under_way(file: &Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let child = tool()
+        .args(["-c", &lab_ssh_uri(), "upload"])
+        .arg(file)
+        .args(["--pool", POOL])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+    poll(|| {
+        lab_virsh(&["vol-info", "--pool", POOL, "--vol", &name])
+            .status
+            .success()
+            .then_some(())
+    });
+    child
+}
+
+fn an_interrupted_upload_leaves_no_volume() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let dir = temp_dir("lab-interrupted");
+    let file = iso_file(&dir, "big.iso", 1 << 30);
+    let child = upload_under_way(&file);
+    let group = i32::try_from(child.id())?;
+    // SAFETY: kill(2) on the process group this test started.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let output = child.wait_with_output()?;
+    check(output.status.code() == Some(130), || {
+        format!("{:?}: {}", output.status, stderr(&output))
+    })?;
+    check(
+        stderr(&output)
+            .contains("interrupted; the volume lab-upload/big.iso it had created was deleted"),
+        || stderr(&output),
+    )?;
+    check(pool.volumes().is_empty(), || {
+        format!("{:?}", pool.volumes())
+    })?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn a_file_that_shrinks_mid_upload_leaves_no_volume() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let dir = temp_dir("lab-shrinks");
+    let file = iso_file(&dir, "shrinks.iso", 1 << 30);
+    let child = upload_under_way(&file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)?
+        .set_len(64 * 1024)?;
+    let output = child.wait_with_output()?;
+    check(output.status.code() == Some(1), || stderr(&output))?;
+    check(
+        stderr(&output).contains("shrank during the upload")
+            && stderr(&output).contains("it had created was deleted"),
+        || stderr(&output),
+    )?;
+    check(pool.volumes().is_empty(), || {
+        format!("{:?}", pool.volumes())
+    })?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
+    let xml = || {
+        LAB_GUESTS
+            .iter()
+            .map(|guest| {
+                (
+                    virsh(LAB_URI, &["dumpxml", "--domain", guest]),
+                    virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", guest]),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = xml();
+    for uri in [LAB_URI.to_owned(), lab_ssh_uri()] {
+        // lab-agent holds install-a.iso live and in its config; lab-off,
+        // shut off, holds tools-b.iso in its config only.
+        for (iso, holder) in [
+            ("lab-isos/install-a.iso", "lab-agent hdc (live, config)"),
+            ("lab-isos/tools-b.iso", "lab-off hdc (config)"),
+        ] {
+            let output = run(tool().args(["-c", &uri, "delete-iso", iso, "--yes", "--dry-run"]));
+            check(output.status.code() == Some(1), || stdout(&output))?;
+            check(stderr(&output).contains("not deleted"), || stderr(&output))?;
+            check(stdout(&output).contains(holder), || stdout(&output))?;
+            check(!stdout(&output).contains("vol-delete"), || stdout(&output))?;
+        }
+    }
+    // By path too, on both connections at once.
+    let path = lab_iso("install-a.iso");
+    let output = run(tool().args([
+        "-c",
+        LAB_URI,
+        "-c",
+        &lab_ssh_uri(),
+        "delete-iso",
+        &path,
+        "--yes",
+        "--dry-run",
+    ]));
+    check(output.status.code() == Some(1), || stdout(&output))?;
+    check(
+        stdout(&output)
+            .matches("lab-agent hdc (live, config)")
+            .count()
+            == 2,
+        || stdout(&output),
+    )?;
+    check(std::path::Path::new(&path).exists(), || {
+        "the ISO is gone".to_owned()
+    })?;
+    check(before == xml(), || {
+        "a refusal changed a guest's XML".to_owned()
+    })?;
+    Ok(())
+}
