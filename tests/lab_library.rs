@@ -320,7 +320,7 @@ fn an_interrupted_upload_leaves_no_volume() -> Result<(), Failed> {
     let dir = temp_dir("lab-interrupted");
     let file = iso_file(&dir, "big.iso", 1 << 30);
     let child = upload_under_way(&file);
-    let group = i32::try_from(child.id())?;
+    let group = i32::try_from(child.id()).expect("a pid");
     // SAFETY: kill(2) on the process group this test started.
     unsafe { libc::kill(-group, libc::SIGINT) };
     let output = child.wait_with_output()?;
@@ -344,10 +344,12 @@ fn a_file_that_shrinks_mid_upload_leaves_no_volume() -> Result<(), Failed> {
     let dir = temp_dir("lab-shrinks");
     let file = iso_file(&dir, "shrinks.iso", 1 << 30);
     let child = upload_under_way(&file);
+    // Unwrapped: the child is waited for below on every path.
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&file)?
-        .set_len(64 * 1024)?;
+        .open(&file)
+        .and_then(|open| open.set_len(64 * 1024))
+        .expect("the file shrinks");
     let output = child.wait_with_output()?;
     check(output.status.code() == Some(1), || stderr(&output))?;
     check(
