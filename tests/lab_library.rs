@@ -43,6 +43,10 @@ fn main() -> ExitCode {
                 a_file_that_shrinks_mid_upload_leaves_no_volume,
             ),
             Trial::test(
+                "the_readmes_library_recipes_run",
+                the_readmes_library_recipes_run,
+            ),
+            Trial::test(
                 "delete_is_refused_while_held_live_or_in_the_config",
                 delete_is_refused_while_held_live_or_in_the_config,
             ),
@@ -417,5 +421,66 @@ fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
     check(before == xml(), || {
         "a refusal changed a guest's XML".to_owned()
     })?;
+    Ok(())
+}
+
+/// The README's library recipes, as written, over ssh into `lab-upload`:
+/// the ISO distributed and read back, listed unused, then deleted.
+fn the_readmes_library_recipes_run() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let readme = std::fs::read_to_string(root().join("README.md"))?;
+    let block = readme
+        .split_once("<!-- library recipes: begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- library recipes: end -->"))
+        .ok_or("the library recipes block")?
+        .0;
+    let commands: Vec<&str> = block
+        .lines()
+        .filter(|line| line.starts_with("dismount_iso_qemu "))
+        .collect();
+    check(commands.len() == 3, || block.to_owned())?;
+    let dir = temp_dir("lab-recipes");
+    let iso = iso_file(&dir, "recipe.iso", 1024 * 1024);
+    let sum = std::process::Command::new("sha256sum").arg(&iso).output()?;
+    let sum = String::from_utf8(sum.stdout)?;
+    let hash = sum.split_whitespace().next().ok_or("a checksum")?;
+    std::fs::write(dir.join("SHA256SUMS"), format!("{hash}  recipe.iso\n"))?;
+    std::fs::write(dir.join("hosts"), format!("{}\n", lab_ssh_uri()))?;
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"))
+        .parent()
+        .ok_or("the binary's directory")?
+        .to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH")?);
+    let recipe = |command: &str| {
+        run(std::process::Command::new("bash")
+            .args(["-o", "pipefail", "-c", command])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("HOSTS", dir.join("hosts"))
+            .env("ISO", &iso)
+            .env("POOL", POOL)
+            .env_remove("LIBVIRT_URI"))
+    };
+    let uploaded = recipe(commands[0]);
+    check(uploaded.status.success(), || stderr(&uploaded))?;
+    check(stdout(&uploaded).contains("read back: SHA-256"), || {
+        stdout(&uploaded)
+    })?;
+    check(pool.volumes() == ["recipe.iso"], || {
+        format!("{:?}", pool.volumes())
+    })?;
+    let unused = recipe(commands[1]);
+    check(unused.status.success(), || stderr(&unused))?;
+    check(stdout(&unused).contains("recipe.iso"), || stdout(&unused))?;
+    let deleted = recipe(commands[2]);
+    check(deleted.status.success(), || stderr(&deleted))?;
+    check(
+        stdout(&deleted).contains("ok: delete volume lab-upload/recipe.iso"),
+        || stdout(&deleted),
+    )?;
+    check(pool.volumes().is_empty(), || {
+        format!("{:?}", pool.volumes())
+    })?;
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
