@@ -45,9 +45,12 @@ impl Virsh {
 
     /// Every volume with a path in every active pool: the pools, one
     /// batch of `vol-list` (one per pool), one batch of `vol-dumpxml`
-    /// (one per volume, by path).
+    /// (one per volume, by path). None on a driver without storage.
     pub fn volumes(&self) -> Result<Vec<Volume>, VirshError> {
-        let pools = self.active_pools()?;
+        let pools = match self.active_pools() {
+            Err(error) if is_no_such_volume(&error) => Vec::new(),
+            pools => pools?,
+        };
         let mut listing = Batch::new();
         for pool in &pools {
             listing.push(&["vol-list", "--pool", pool]);
@@ -158,5 +161,36 @@ impl Virsh {
             None::<fn(&mut ChildStdin) -> io::Result<()>>,
             moved,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::fake_virsh;
+    use crate::virsh::fake::FakeRunner;
+    use std::sync::Arc;
+
+    /// A driver without storage has no volumes, rather than failing the
+    /// library of the host.
+    #[test]
+    fn a_driver_without_storage_has_no_volumes() {
+        let fake = Arc::new(FakeRunner::default());
+        fake.expect(
+            &["pool-list", "--name"],
+            1,
+            "",
+            "error: this function is not supported by the connection driver: virConnectListStoragePools\n",
+        );
+        assert_eq!(fake_virsh(&fake).volumes().unwrap(), []);
+        fake.expect(
+            &["pool-list", "--name"],
+            1,
+            "",
+            "error: failed to connect to the hypervisor\n",
+        );
+        assert!(
+            fake_virsh(&fake).volumes().is_err(),
+            "a lost connection is no empty host"
+        );
     }
 }
