@@ -182,6 +182,9 @@ pub enum Command {
         /// Log lines on stderr as text or as JSON objects; levels from RUST_LOG (default info)
         #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Leave out the disk and network figures (domstats --block --interface): for hosts whose I/O another exporter already serves
+        #[arg(long)]
+        no_io_metrics: bool,
     },
 }
 

@@ -217,7 +217,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
-        Some(Command::Serve { listen, log_format }) => {
+        Some(Command::Serve {
+            listen,
+            log_format,
+            no_io_metrics,
+        }) => {
             drop(out);
             let interval = options.probe.refresh_interval();
             crate::serve::run(
@@ -226,6 +230,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     listen,
                     interval,
                     json_logs: log_format == args::LogFormat::Json,
+                    io_metrics: !no_io_metrics,
                 },
             )?;
             return Ok(ExitCode::SUCCESS);

@@ -5,19 +5,22 @@
 mod http;
 mod metrics;
 
-use std::io::IsTerminal;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use flate2::Compression;
+use flate2::write::GzEncoder;
 
 use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
 use crate::mutex::lock;
 use crate::probe::{DomainStatus, Figures};
-use crate::virsh::Uri;
+use crate::virsh::{Disk, DomainStats, IO_GROUPS, Uri};
 use http::Response;
 
 /// What `serve` needs, free of clap types.
@@ -28,6 +31,9 @@ pub struct ServeOptions {
     pub interval: Duration,
     /// Log lines as JSON objects instead of text.
     pub json_logs: bool,
+    /// Ask for and export the disk and network figures (`--block`,
+    /// `--interface`); off with `--no-io-metrics`.
+    pub io_metrics: bool,
 }
 
 /// One host as its last scans left it.
@@ -38,6 +44,12 @@ pub struct HostState {
     /// From the last good scan: a failed scan keeps them.
     pub domains: Vec<DomainStatus>,
     pub drives: Vec<DriveRow>,
+    /// Each domain's `domstats` block, by name: the per-device and memory
+    /// statistics figures.
+    pub stats: HashMap<String, DomainStats>,
+    /// Each domain's disks as its current XML (live when running) has
+    /// them, by name: the bus and device of its block figures.
+    pub disks: HashMap<String, Vec<Disk>>,
     /// When the last good scan ended.
     pub last_success: Option<SystemTime>,
     /// How long the last scan took, good or not.
@@ -60,8 +72,8 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
              (VM names, ISO paths, hosts); listen on loopback behind a proxy that has them"
         );
     }
-    let states: Arc<Vec<Mutex<HostState>>> = Arc::new(
-        fleet
+    let hosts = Arc::new(Hosts {
+        states: fleet
             .hosts
             .iter()
             .map(|host| {
@@ -71,38 +83,89 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
                 })
             })
             .collect(),
-    );
+        exposition: Mutex::new(Arc::new(Exposition::default())),
+        encoding: Mutex::new(()),
+    });
+    // Before the first scan: every host there, none scanned yet.
+    hosts.publish();
     for index in 0..fleet.hosts.len() {
-        let (fleet, states, interval) = (Arc::clone(&fleet), Arc::clone(&states), options.interval);
+        let (fleet, hosts) = (Arc::clone(&fleet), Arc::clone(&hosts));
+        let (interval, io) = (options.interval, options.io_metrics);
         thread::Builder::new()
             .name(format!("scan-{index}"))
-            .spawn(move || scan_forever(&fleet.hosts[index], &states[index], interval))?;
+            .spawn(move || scan_forever(&fleet.hosts[index], &hosts, index, interval, io))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
         interval_s = options.interval.as_secs_f64(), "serving /metrics and /healthz");
     let interval = options.interval;
     http::serve(
         listener,
-        Arc::new(move |path: &str| respond(path, &states, interval)),
+        Arc::new(move |path: &str| respond(path, &hosts, interval)),
     )
 }
 
-/// Scans the host, keeps the result, waits, again.
-fn scan_forever(host: &Host, state: &Mutex<HostState>, interval: Duration) {
+/// Every host's state, and `/metrics` as the last scan left it.
+struct Hosts {
+    states: Vec<Mutex<HostState>>,
+    exposition: Mutex<Arc<Exposition>>,
+    /// Held while an exposition is encoded: two scans ending together
+    /// encode one after the other, so the later state is the one kept.
+    encoding: Mutex<()>,
+}
+
+/// The `/metrics` body, encoded once per scan, plain and gzipped: a
+/// scrape costs a copy of neither.
+#[derive(Default)]
+struct Exposition {
+    text: Arc<str>,
+    gzip: Option<Arc<[u8]>>,
+}
+
+impl Hosts {
+    /// Encodes every host's state anew and keeps it for the requests; on
+    /// failure the previous exposition stays.
+    fn publish(&self) {
+        let _turn = lock(&self.encoding);
+        let encoded = {
+            let states: Vec<_> = self.states.iter().map(lock).collect();
+            let states: Vec<&HostState> = states.iter().map(|state| &**state).collect();
+            metrics::render(&states)
+        }
+        .and_then(|text| {
+            let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+            gzip.write_all(text.as_bytes())?;
+            Ok(Exposition {
+                gzip: Some(Arc::from(gzip.finish()?)),
+                text: Arc::from(text),
+            })
+        });
+        match encoded {
+            Ok(exposition) => *lock(&self.exposition) = Arc::new(exposition),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "cannot encode /metrics; serving the previous one");
+            }
+        }
+    }
+}
+
+/// Scans the host, keeps the result, encodes the metrics, waits, again.
+fn scan_forever(host: &Host, hosts: &Hosts, index: usize, interval: Duration, io: bool) {
     loop {
         let started = Instant::now();
-        let scanned = scan(host);
+        let scanned = scan(host, io);
         let took = started.elapsed();
-        let mut state = lock(state);
+        let mut state = lock(&hosts.states[index]);
         state.last_duration = Some(took);
         // The URI virsh reports is known after the first listing.
         state.uri = host.uri();
         match scanned {
-            Ok((domains, drives)) => {
-                tracing::info!(uri = %state.uri, domains = domains.len(), drives = drives.len(),
+            Ok(scan) => {
+                tracing::info!(uri = %state.uri, domains = scan.domains.len(), drives = scan.drives.len(),
                     took_s = took.as_secs_f64(), "scan done");
-                state.domains = domains;
-                state.drives = drives;
+                state.domains = scan.domains;
+                state.drives = scan.drives;
+                state.stats = scan.stats;
+                state.disks = scan.disks;
                 state.last_success = Some(SystemTime::now());
                 state.last_error = None;
             }
@@ -117,42 +180,77 @@ fn scan_forever(host: &Host, state: &Mutex<HostState>, interval: Duration) {
             }
         }
         drop(state);
+        hosts.publish();
         thread::sleep(interval);
     }
 }
 
-/// One host's VM table and drives: fresh figures each time, the OS and
-/// everything else the ProbeManager caches kept per its TTLs.
-fn scan(host: &Host) -> Result<(Vec<DomainStatus>, Vec<DriveRow>)> {
-    let domains = host.probes.scan_with(Figures::Fresh, &|_, _| {})?;
-    let media = MediaManager::new(host.virsh().clone());
-    let drives = media.rows(&media.load_all()?)?;
-    Ok((domains, drives))
+/// What one scan of a host found.
+struct Scan {
+    domains: Vec<DomainStatus>,
+    drives: Vec<DriveRow>,
+    stats: HashMap<String, DomainStats>,
+    disks: HashMap<String, Vec<Disk>>,
 }
 
-fn respond(path: &str, states: &[Mutex<HostState>], interval: Duration) -> Response {
-    // A snapshot, so that no lock is held while a slow client reads.
-    let snapshot: Vec<HostState> = states.iter().map(|state| lock(state).clone()).collect();
+/// One host's VM table, drives and figures from ONE listing: fresh
+/// figures each time, the OS and everything else the ProbeManager caches
+/// kept per its TTLs.
+fn scan(host: &Host, io: bool) -> Result<Scan> {
+    let virsh = host.virsh();
+    let uri = virsh.uri_label();
+    let listing = virsh
+        .list_all_with(if io { &IO_GROUPS } else { &[] })
+        .with_context(|| format!("cannot list domains on {uri}"))?;
+    let stats = listing
+        .stats
+        .iter()
+        .map(|block| (block.name.clone(), block.clone()))
+        .collect();
+    let media = MediaManager::new(virsh.clone());
+    let loaded = media.load_listing(listing.clone())?;
+    let drives = media.rows(&loaded)?;
+    let disks = loaded
+        .into_iter()
+        .map(|domain| {
+            let disks = domain.live.or(domain.config).unwrap_or_default().disks;
+            (domain.name, disks)
+        })
+        .collect();
+    let domains = host
+        .probes
+        .scan_listing(listing, Figures::Fresh, &|_, _| {});
+    Ok(Scan {
+        domains,
+        drives,
+        stats,
+        disks,
+    })
+}
+
+fn respond(path: &str, hosts: &Hosts, interval: Duration) -> Response {
     match path {
-        "/metrics" => match metrics::render(&snapshot) {
-            Ok(body) => Response {
+        "/metrics" => {
+            let exposition = Arc::clone(&lock(&hosts.exposition));
+            Response {
                 status: 200,
                 content_type: metrics::CONTENT_TYPE,
-                body,
-            },
-            Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "cannot render /metrics");
-                Response::text(500, "cannot render the metrics\n")
+                body: Arc::clone(&exposition.text),
+                gzip: exposition.gzip.clone(),
             }
-        },
-        "/healthz" => healthz(&snapshot, SystemTime::now(), interval),
+        }
+        "/healthz" => {
+            let states: Vec<_> = hosts.states.iter().map(lock).collect();
+            let states: Vec<&HostState> = states.iter().map(|state| &**state).collect();
+            healthz(&states, SystemTime::now(), interval)
+        }
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
 }
 
 /// 200 when every host's last scan succeeded within two scan intervals;
 /// else 503, a line per failing host with the reason.
-fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response {
+fn healthz(hosts: &[&HostState], now: SystemTime, interval: Duration) -> Response {
     let stale_after = interval * 2;
     let failing: Vec<String> = hosts
         .iter()
@@ -219,26 +317,23 @@ mod tests {
     fn healthz_wants_a_good_scan_within_two_intervals_on_every_host() {
         let now = SystemTime::now();
         let interval = Duration::from_secs(5);
-        let ok = healthz(&[host("a", Some(9), None, now)], now, interval);
+        let ok = healthz(&[&host("a", Some(9), None, now)], now, interval);
         assert_eq!(ok.status, 200, "between two good scans: {}", ok.body);
-        let stale = healthz(&[host("a", Some(11), None, now)], now, interval);
+        let stale = healthz(&[&host("a", Some(11), None, now)], now, interval);
         assert_eq!(
-            (stale.status, stale.body.as_str()),
+            (stale.status, &*stale.body),
             (503, "a: last good scan 11s ago\n")
         );
         let failed = healthz(
             &[
-                host("a", Some(1), None, now),
-                host("b", Some(1), Some("cannot list"), now),
+                &host("a", Some(1), None, now),
+                &host("b", Some(1), Some("cannot list"), now),
             ],
             now,
             interval,
         );
-        assert_eq!(
-            (failed.status, failed.body.as_str()),
-            (503, "b: cannot list\n")
-        );
-        let starting = healthz(&[host("a", None, None, now)], now, interval);
+        assert_eq!((failed.status, &*failed.body), (503, "b: cannot list\n"));
+        let starting = healthz(&[&host("a", None, None, now)], now, interval);
         assert_eq!(starting.body, "a: no scan has finished yet\n");
     }
 }
