@@ -24,20 +24,39 @@ struct Figure {
     name: &'static str,
     help: &'static str,
     counter: bool,
-    /// From domstats' unit to the base unit (KiB → bytes, ns → seconds).
-    scale: f64,
+    unit: Unit,
 }
 
-const KIB: f64 = 1024.0;
-const NS: f64 = 1e-9;
+/// domstats' unit of a field, for the base unit (bytes, seconds).
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Already the base unit, or a count.
+    One,
+    /// KiB, to bytes.
+    Kib,
+    /// Nanoseconds, to seconds.
+    Ns,
+}
 
-const fn gauge(field: &'static str, name: &'static str, help: &'static str, scale: f64) -> Figure {
+impl Unit {
+    fn base(self, raw: u64) -> f64 {
+        match self {
+            Unit::One => raw as f64,
+            Unit::Kib => raw as f64 * 1024.0,
+            // A division, not a product with 1e-9: 6800000000 ns is 6.8 s
+            // exactly as a float.
+            Unit::Ns => raw as f64 / 1e9,
+        }
+    }
+}
+
+const fn gauge(field: &'static str, name: &'static str, help: &'static str, unit: Unit) -> Figure {
     Figure {
         field,
         name,
         help,
         counter: false,
-        scale,
+        unit,
     }
 }
 
@@ -45,14 +64,14 @@ const fn counter(
     field: &'static str,
     name: &'static str,
     help: &'static str,
-    scale: f64,
+    unit: Unit,
 ) -> Figure {
     Figure {
         field,
         name,
         help,
         counter: true,
-        scale,
+        unit,
     }
 }
 
@@ -63,55 +82,55 @@ const MEMORY: &[Figure] = &[
         "balloon.available",
         "domain_memory_available_bytes",
         "Memory the guest sees as its total (balloon statistics)",
-        KIB,
+        Unit::Kib,
     ),
     gauge(
         "balloon.usable",
         "domain_memory_usable_bytes",
         "Memory the guest could use without swapping, as its MemAvailable (balloon statistics)",
-        KIB,
+        Unit::Kib,
     ),
     gauge(
         "balloon.unused",
         "domain_memory_unused_bytes",
         "Memory the guest leaves unused, as its MemFree (balloon statistics)",
-        KIB,
+        Unit::Kib,
     ),
     gauge(
         "balloon.rss",
         "domain_memory_rss_bytes",
         "Resident set size of the domain's process on the host",
-        KIB,
+        Unit::Kib,
     ),
     gauge(
         "balloon.disk_caches",
         "domain_memory_disk_caches_bytes",
         "Guest memory that can be reclaimed without I/O, its disk caches (balloon statistics)",
-        KIB,
+        Unit::Kib,
     ),
     counter(
         "balloon.swap_in",
         "domain_memory_swap_in_bytes_total",
         "Memory the guest has read back from swap (balloon statistics)",
-        KIB,
+        Unit::Kib,
     ),
     counter(
         "balloon.swap_out",
         "domain_memory_swap_out_bytes_total",
         "Memory the guest has written out to swap (balloon statistics)",
-        KIB,
+        Unit::Kib,
     ),
     counter(
         "balloon.major_fault",
         "domain_memory_major_faults_total",
         "Page faults in the guest that needed disk I/O (balloon statistics)",
-        1.0,
+        Unit::One,
     ),
     counter(
         "balloon.minor_fault",
         "domain_memory_minor_faults_total",
         "Page faults in the guest served without disk I/O (balloon statistics)",
-        1.0,
+        Unit::One,
     ),
 ];
 
@@ -121,67 +140,67 @@ const BLOCK: &[Figure] = &[
         "rd.bytes",
         "domain_block_read_bytes_total",
         "Bytes read from the disk",
-        1.0,
+        Unit::One,
     ),
     counter(
         "wr.bytes",
         "domain_block_write_bytes_total",
         "Bytes written to the disk",
-        1.0,
+        Unit::One,
     ),
     counter(
         "rd.reqs",
         "domain_block_read_requests_total",
         "Read requests to the disk",
-        1.0,
+        Unit::One,
     ),
     counter(
         "wr.reqs",
         "domain_block_write_requests_total",
         "Write requests to the disk",
-        1.0,
+        Unit::One,
     ),
     counter(
         "fl.reqs",
         "domain_block_flush_requests_total",
         "Flush requests to the disk",
-        1.0,
+        Unit::One,
     ),
     counter(
         "rd.times",
         "domain_block_read_seconds_total",
         "Time spent on read requests to the disk",
-        NS,
+        Unit::Ns,
     ),
     counter(
         "wr.times",
         "domain_block_write_seconds_total",
         "Time spent on write requests to the disk",
-        NS,
+        Unit::Ns,
     ),
     counter(
         "fl.times",
         "domain_block_flush_seconds_total",
         "Time spent on flush requests to the disk",
-        NS,
+        Unit::Ns,
     ),
     gauge(
         "capacity",
         "domain_block_capacity_bytes",
         "Size of the disk as the guest sees it",
-        1.0,
+        Unit::One,
     ),
     gauge(
         "allocation",
         "domain_block_allocation_bytes",
         "Highest offset written in the disk's image (its allocation)",
-        1.0,
+        Unit::One,
     ),
     gauge(
         "physical",
         "domain_block_physical_bytes",
         "Size of the disk's image on the host",
-        1.0,
+        Unit::One,
     ),
 ];
 
@@ -191,49 +210,49 @@ const INTERFACE: &[Figure] = &[
         "rx.bytes",
         "domain_interface_receive_bytes_total",
         "Bytes received on the interface",
-        1.0,
+        Unit::One,
     ),
     counter(
         "rx.pkts",
         "domain_interface_receive_packets_total",
         "Packets received on the interface",
-        1.0,
+        Unit::One,
     ),
     counter(
         "rx.errs",
         "domain_interface_receive_errors_total",
         "Receive errors on the interface",
-        1.0,
+        Unit::One,
     ),
     counter(
         "rx.drop",
         "domain_interface_receive_drops_total",
         "Received packets dropped on the interface",
-        1.0,
+        Unit::One,
     ),
     counter(
         "tx.bytes",
         "domain_interface_transmit_bytes_total",
         "Bytes sent on the interface",
-        1.0,
+        Unit::One,
     ),
     counter(
         "tx.pkts",
         "domain_interface_transmit_packets_total",
         "Packets sent on the interface",
-        1.0,
+        Unit::One,
     ),
     counter(
         "tx.errs",
         "domain_interface_transmit_errors_total",
         "Transmit errors on the interface",
-        1.0,
+        Unit::One,
     ),
     counter(
         "tx.drop",
         "domain_interface_transmit_drops_total",
         "Packets to send dropped on the interface",
-        1.0,
+        Unit::One,
     ),
 ];
 
@@ -243,19 +262,19 @@ const VCPU: &[Figure] = &[
         "time",
         "domain_vcpu_seconds_total",
         "CPU time the vCPU has run",
-        NS,
+        Unit::Ns,
     ),
     counter(
         "wait",
         "domain_vcpu_wait_seconds_total",
         "Time the vCPU has waited on I/O",
-        NS,
+        Unit::Ns,
     ),
     counter(
         "delay",
         "domain_vcpu_delay_seconds_total",
         "Time the vCPU was runnable but waited for a host CPU (steal time)",
-        NS,
+        Unit::Ns,
     ),
 ];
 
@@ -302,7 +321,7 @@ fn record_table(
 ) {
     for (figure, series) in table.iter().zip(series) {
         if let Some(raw) = value(figure.field) {
-            series.record(labels, raw as f64 * figure.scale);
+            series.record(labels, figure.unit.base(raw));
         }
     }
 }

@@ -59,6 +59,19 @@ pub struct HostState {
     pub last_error: Option<String>,
 }
 
+impl HostState {
+    /// What `/healthz` reads: the URI and the scans' outcome, no domain.
+    fn health(&self) -> HostState {
+        HostState {
+            uri: self.uri.clone(),
+            last_success: self.last_success,
+            last_duration: self.last_duration,
+            last_error: self.last_error.clone(),
+            ..HostState::default()
+        }
+    }
+}
+
 /// Binds the address, starts a scanner per host and answers requests
 /// until the process is stopped (SIGTERM: every virsh is killed with it).
 pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
@@ -83,7 +96,7 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
                 })
             })
             .collect(),
-        exposition: Mutex::new(Arc::new(Exposition::default())),
+        published: Mutex::new(Arc::new(Published::default())),
         encoding: Mutex::new(()),
     });
     // Before the first scan: every host there, none scanned yet.
@@ -104,43 +117,49 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     )
 }
 
-/// Every host's state, and `/metrics` as the last scan left it.
+/// Every host's state, and what the requests are answered from.
 struct Hosts {
     states: Vec<Mutex<HostState>>,
-    exposition: Mutex<Arc<Exposition>>,
-    /// Held while an exposition is encoded: two scans ending together
-    /// encode one after the other, so the later state is the one kept.
+    published: Mutex<Arc<Published>>,
+    /// Held while the states are published: two scans ending together
+    /// publish one after the other, so the later state is the one kept.
     encoding: Mutex<()>,
 }
 
-/// The `/metrics` body, encoded once per scan, plain and gzipped: a
-/// scrape costs a copy of neither.
+/// The hosts' states as of the last scan, as the requests see them: the
+/// `/metrics` body, encoded once per scan, plain and gzipped (a scrape
+/// copies neither), and what `/healthz` reads, from the same moment (a
+/// 200 from `/healthz` means `/metrics` shows those scans).
 #[derive(Default)]
-struct Exposition {
+struct Published {
     text: Arc<str>,
     gzip: Option<Arc<[u8]>>,
+    /// Each host's URI and scan outcome, without its domains.
+    health: Vec<HostState>,
 }
 
 impl Hosts {
     /// Encodes every host's state anew and keeps it for the requests; on
-    /// failure the previous exposition stays.
+    /// failure what was published before stays.
     fn publish(&self) {
         let _turn = lock(&self.encoding);
-        let encoded = {
+        let (encoded, health) = {
             let states: Vec<_> = self.states.iter().map(lock).collect();
             let states: Vec<&HostState> = states.iter().map(|state| &**state).collect();
-            metrics::render(&states)
-        }
-        .and_then(|text| {
+            let health = states.iter().map(|state| state.health()).collect();
+            (metrics::render(&states), health)
+        };
+        let published = encoded.and_then(|text| {
             let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
             gzip.write_all(text.as_bytes())?;
-            Ok(Exposition {
+            Ok(Published {
                 gzip: Some(Arc::from(gzip.finish()?)),
                 text: Arc::from(text),
+                health,
             })
         });
-        match encoded {
-            Ok(exposition) => *lock(&self.exposition) = Arc::new(exposition),
+        match published {
+            Ok(published) => *lock(&self.published) = Arc::new(published),
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "cannot encode /metrics; serving the previous one");
             }
@@ -231,18 +250,17 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
 fn respond(path: &str, hosts: &Hosts, interval: Duration) -> Response {
     match path {
         "/metrics" => {
-            let exposition = Arc::clone(&lock(&hosts.exposition));
+            let published = Arc::clone(&lock(&hosts.published));
             Response {
                 status: 200,
                 content_type: metrics::CONTENT_TYPE,
-                body: Arc::clone(&exposition.text),
-                gzip: exposition.gzip.clone(),
+                body: Arc::clone(&published.text),
+                gzip: published.gzip.clone(),
             }
         }
         "/healthz" => {
-            let states: Vec<_> = hosts.states.iter().map(lock).collect();
-            let states: Vec<&HostState> = states.iter().map(|state| &**state).collect();
-            healthz(&states, SystemTime::now(), interval)
+            let published = Arc::clone(&lock(&hosts.published));
+            healthz(&published.health, SystemTime::now(), interval)
         }
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
@@ -250,7 +268,7 @@ fn respond(path: &str, hosts: &Hosts, interval: Duration) -> Response {
 
 /// 200 when every host's last scan succeeded within two scan intervals;
 /// else 503, a line per failing host with the reason.
-fn healthz(hosts: &[&HostState], now: SystemTime, interval: Duration) -> Response {
+fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response {
     let stale_after = interval * 2;
     let failing: Vec<String> = hosts
         .iter()
@@ -317,23 +335,23 @@ mod tests {
     fn healthz_wants_a_good_scan_within_two_intervals_on_every_host() {
         let now = SystemTime::now();
         let interval = Duration::from_secs(5);
-        let ok = healthz(&[&host("a", Some(9), None, now)], now, interval);
+        let ok = healthz(&[host("a", Some(9), None, now)], now, interval);
         assert_eq!(ok.status, 200, "between two good scans: {}", ok.body);
-        let stale = healthz(&[&host("a", Some(11), None, now)], now, interval);
+        let stale = healthz(&[host("a", Some(11), None, now)], now, interval);
         assert_eq!(
             (stale.status, &*stale.body),
             (503, "a: last good scan 11s ago\n")
         );
         let failed = healthz(
             &[
-                &host("a", Some(1), None, now),
-                &host("b", Some(1), Some("cannot list"), now),
+                host("a", Some(1), None, now),
+                host("b", Some(1), Some("cannot list"), now),
             ],
             now,
             interval,
         );
         assert_eq!((failed.status, &*failed.body), (503, "b: cannot list\n"));
-        let starting = healthz(&[&host("a", None, None, now)], now, interval);
-        assert_eq!(starting.body, "a: no scan has finished yet\n");
+        let starting = healthz(&[host("a", None, None, now)], now, interval);
+        assert_eq!(&*starting.body, "a: no scan has finished yet\n");
     }
 }
