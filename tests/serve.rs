@@ -85,6 +85,20 @@ fn metrics_of_two_hosts_and_no_virsh_per_request() {
         .is_some()
     );
     assert!(metric_line(&metrics, "dismount_domain_cpu_seconds_total", &vm).is_some());
+    // vm-003: shut off, 4 × 256 MiB; its state and memory stay.
+    let stopped = ["domain=\"vm-003\"", fleet_uri_label.as_str()];
+    assert!(
+        metric_line(
+            &metrics,
+            "dismount_domain_state",
+            &[stopped[0], stopped[1], "state=\"shut off\""]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        value(metric_line(&metrics, "dismount_domain_memory_max_bytes", &stopped).unwrap()),
+        4.0 * 256.0 * 1024.0 * 1024.0
+    );
     let domains = metrics
         .lines()
         .filter(|l| l.starts_with("dismount_domain_state{") && l.contains(&fleet_uri_label))
