@@ -527,3 +527,79 @@ fn no_descriptor_left_is_one_line_naming_the_limit() {
         "{errors}"
     );
 }
+
+/// `serve` over more hosts than the budget: every host is scanned, twice
+/// (each scan closing the host's session for the next host), /healthz
+/// says 200, and never more virsh than the budget are alive.
+#[test]
+fn serve_scans_every_host_within_the_budget() {
+    let log = temp_dir("peak-serve");
+    let serving = Serving::start(
+        tool()
+            .args(many_hosts(6))
+            .args(["--max-connections", "2", "--cache-ttl", "1s", "--virsh"])
+            .arg(support("peak-virsh"))
+            .env("PEAK_VIRSH_LOG", &log),
+    );
+    let mut scans = std::collections::HashMap::<String, usize>::new();
+    while scans.len() < 6 || scans.values().any(|&n| n < 2) {
+        let line = serving
+            .log
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("scans go on");
+        let json: Value = serde_json::from_str(&line).unwrap();
+        if json["fields"]["message"] == "scan done" {
+            let uri = json["fields"]["uri"].as_str().unwrap().to_owned();
+            *scans.entry(uri).or_default() += 1;
+        }
+    }
+    let (status, body) = serving.get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok: 6 host(s)\n"));
+    drop(serving);
+    let alive = std::fs::read_to_string(log.join("alive")).unwrap();
+    assert!(
+        alive.lines().count() >= 12,
+        "a new virsh for every scan: {alive}"
+    );
+    assert!(
+        alive.lines().all(|n| n.parse::<usize>().unwrap() <= 2),
+        "{alive}"
+    );
+    std::fs::remove_dir_all(&log).unwrap();
+}
+
+/// The menu over more hosts than the budget: the first table, a Rescan
+/// and a host's drives, each host's sessions closed after its part, and
+/// never more virsh than the budget alive.
+#[test]
+fn the_menu_stays_within_the_budget() {
+    let log = temp_dir("peak-menu");
+    let mut child = tool()
+        .args(many_hosts(6))
+        .args(["--max-connections", "2", "--virsh"])
+        .arg(support("peak-virsh"))
+        .env("PEAK_VIRSH_LOG", &log)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rescan; Scan mounted ISOs; Eject on host 3, back; Exit.
+    let input = b"4\n2\n3\n3\nq\n5\n";
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.matches("42 domain(s)").count(), 2, "{text}");
+    assert!(text.contains("Host number (q to go back): "), "{text}");
+    let alive = std::fs::read_to_string(log.join("alive")).unwrap();
+    assert!(
+        alive.lines().count() >= 12,
+        "sessions closed after each part: {alive}"
+    );
+    assert!(
+        alive.lines().all(|n| n.parse::<usize>().unwrap() <= 2),
+        "{alive}"
+    );
+    std::fs::remove_dir_all(&log).unwrap();
+}
