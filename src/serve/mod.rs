@@ -20,6 +20,9 @@ use crate::probe::{DomainStatus, Figures};
 use crate::virsh::Uri;
 use http::Response;
 
+/// The HTTP connections `serve` keeps open at most (each a descriptor).
+pub(crate) use http::MAX_CONNECTIONS as MAX_HTTP_CONNECTIONS;
+
 /// What `serve` needs, free of clap types.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -76,7 +79,7 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
         let (fleet, states, interval) = (Arc::clone(&fleet), Arc::clone(&states), options.interval);
         thread::Builder::new()
             .name(format!("scan-{index}"))
-            .spawn(move || scan_forever(&fleet.hosts[index], &states[index], interval))?;
+            .spawn(move || scan_forever(&fleet, index, &states[index], interval))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
         interval_s = options.interval.as_secs_f64(), "serving /metrics and /healthz");
@@ -87,11 +90,17 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     )
 }
 
-/// Scans the host, keeps the result, waits, again.
-fn scan_forever(host: &Host, state: &Mutex<HostState>, interval: Duration) {
+/// Scans the fleet's host `index`, keeps the result, waits, again. Each
+/// scan is the host's work: with more hosts than the budget has places,
+/// its sessions end after it, for the hosts waiting.
+fn scan_forever(fleet: &Fleet, index: usize, state: &Mutex<HostState>, interval: Duration) {
+    let host = &fleet.hosts[index];
     loop {
         let started = Instant::now();
-        let scanned = scan(host);
+        let scanned = {
+            let _working = fleet.working(host);
+            scan(host)
+        };
         let took = started.elapsed();
         let mut state = lock(state);
         state.last_duration = Some(took);
