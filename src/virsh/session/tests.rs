@@ -158,7 +158,7 @@ fn batch_call(program: &std::path::Path, commands: &[&[&str]]) -> Invocation {
 #[test]
 fn a_timeout_names_the_commands_not_the_framing() {
     let (virsh, _dir) = fake_session_virsh("timeout-text");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     let call = batch_call(&virsh, &[&["domstats", "--raw", "wedge"], &["uri"]]);
     let error = runner.run(&call, Duration::from_millis(300)).unwrap_err();
     assert!(matches!(error, VirshError::Timeout { .. }), "{error}");
@@ -178,7 +178,7 @@ fn a_timeout_names_the_commands_not_the_framing() {
 #[test]
 fn the_same_error_of_several_commands_is_said_once() {
     let (virsh, _dir) = fake_session_virsh("lost-batch");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     ask(&runner, &virsh, "status").unwrap();
     let call = batch_call(&virsh, &[&["domstate"], &["domstate"], &["domstate"]]);
     let error = runner.run(&call, Duration::from_secs(10)).unwrap_err();
