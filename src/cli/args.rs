@@ -85,6 +85,12 @@ pub struct Args {
           global = true, help_heading = "Global options")]
     pub sessions: Option<u16>,
 
+    /// The most virsh sessions (over ssh, connections) open at once across all hosts
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=4096),
+          global = true, help_heading = "Global options")]
+    pub max_connections: u16,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

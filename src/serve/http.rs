@@ -23,7 +23,7 @@ use crate::mutex::lock;
 
 /// The most connections served at once. A new one past it takes the place
 /// of the oldest that has sent nothing yet, else is closed at once.
-const MAX_CONNECTIONS: usize = 512;
+pub(crate) const MAX_CONNECTIONS: usize = 512;
 /// A request head (request line, headers, the blank line) may not be longer.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Header lines a request may have.

@@ -23,6 +23,9 @@ use crate::probe::{DomainStatus, Figures};
 use crate::virsh::{Disk, DomainStats, IO_GROUPS, Uri};
 use http::Response;
 
+/// The HTTP connections `serve` keeps open at most (each a descriptor).
+pub(crate) use http::MAX_CONNECTIONS as MAX_HTTP_CONNECTIONS;
+
 /// What `serve` needs, free of clap types.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -106,7 +109,7 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
         let (interval, io) = (options.interval, options.io_metrics);
         thread::Builder::new()
             .name(format!("scan-{index}"))
-            .spawn(move || scan_forever(&fleet.hosts[index], &hosts, index, interval, io))?;
+            .spawn(move || scan_forever(&fleet, index, &hosts, interval, io))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
         interval_s = options.interval.as_secs_f64(), "serving /metrics and /healthz");
@@ -167,11 +170,17 @@ impl Hosts {
     }
 }
 
-/// Scans the host, keeps the result, encodes the metrics, waits, again.
-fn scan_forever(host: &Host, hosts: &Hosts, index: usize, interval: Duration, io: bool) {
+/// Scans the fleet's host `index`, keeps the result, encodes the metrics,
+/// waits, again. Each scan is the host's work: with more hosts than the
+/// budget has places, its sessions end after it, for the hosts waiting.
+fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, interval: Duration, io: bool) {
+    let host = &fleet.hosts[index];
     loop {
         let started = Instant::now();
-        let scanned = scan(host, io);
+        let scanned = {
+            let _working = fleet.working(host);
+            scan(host, io)
+        };
         let took = started.elapsed();
         let mut state = lock(&hosts.states[index]);
         state.last_duration = Some(took);

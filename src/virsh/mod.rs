@@ -3,6 +3,7 @@
 //! batch, the output parsed by pure functions.
 
 pub(crate) mod batch;
+pub mod descriptors;
 pub mod domxml;
 pub(crate) mod error;
 #[cfg(test)]
@@ -29,7 +30,7 @@ pub(crate) use error::VirshError;
 pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
 pub(crate) use runner::{Invocation, Output, Runner};
-pub(crate) use session::SessionRunner;
+pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use uri::Uri;
 
 /// How to reach virsh and the hypervisor behind it.
@@ -73,6 +74,10 @@ impl Virsh {
 
     pub fn config(&self) -> &VirshConfig {
         &self.config
+    }
+
+    pub fn runner(&self) -> &dyn Runner {
+        self.runner.as_ref()
     }
 
     /// The connection as users know it, for messages.
