@@ -88,22 +88,28 @@ fn read(
     infos: &mut Result<HashMap<String, DomInfo>, (String, FiguresFault)>,
     now: Instant,
 ) -> Option<Metrics> {
+    let failed = |error: (String, FiguresFault)| {
+        // Not cached: the next scan tries again.
+        Some(Metrics {
+            error: Some(error),
+            ..measure(domain, DomInfo::default())
+        })
+    };
     let info = match infos {
         _ if has_every_metric(domain) => DomInfo::default(),
         Ok(infos) => match infos.remove(domain.target()) {
             Some(info) => info,
             // Vanished since the listing? Then it leaves the table;
-            // otherwise its figures stay blank.
+            // otherwise its figures are blank, and say why.
             None if virsh.has_domain(domain.target()).ok() == Some(false) => return None,
-            None => DomInfo::default(),
+            None => {
+                return failed((
+                    "cannot read its figures: `dominfo` failed for it".to_owned(),
+                    FiguresFault::Failed,
+                ));
+            }
         },
-        // Not cached: the next scan tries again.
-        Err(reason) => {
-            return Some(Metrics {
-                error: Some(reason.clone()),
-                ..measure(domain, DomInfo::default())
-            });
-        }
+        Err(error) => return failed(error.clone()),
     };
     let mut metrics = measure(domain, info);
     let sample = metrics.cpu_time_ns.map(|cpu| (now, cpu));
