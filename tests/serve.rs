@@ -330,7 +330,11 @@ fn a_domain_whose_figures_hang_is_marked_and_the_others_are_exported() {
     );
     let split = gzipped.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&gzipped[..split]);
-    assert!(head.contains("\r\nContent-Encoding: gzip\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Encoding: gzip\r\n")
+            && head.contains("\r\nVary: Accept-Encoding\r\n"),
+        "{head}"
+    );
     let mut text = String::new();
     flate2::read::GzDecoder::new(&gzipped[split + 4..])
         .read_to_string(&mut text)
