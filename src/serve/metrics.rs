@@ -538,3 +538,43 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
     TextEncoder::new().encode(&registry.gather(), &mut text)?;
     Ok(String::from_utf8(text)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters end in `_total` and gauges do not (promtool's rule), no
+    /// name is taken twice, and the README's table names each one with
+    /// its `domstats` field.
+    #[test]
+    fn every_figure_is_named_once_as_prometheus_wants_and_in_the_readme() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let mut names = std::collections::BTreeSet::new();
+        for (table, prefix) in [
+            (MEMORY, ""),
+            (BLOCK, "block.N."),
+            (INTERFACE, "net.N."),
+            (VCPU, "vcpu.N."),
+        ] {
+            for figure in table {
+                assert_eq!(
+                    figure.counter,
+                    figure.name.ends_with("_total"),
+                    "{}",
+                    figure.name
+                );
+                assert!(names.insert(figure.name), "{} twice", figure.name);
+                let row = format!("| `dismount_{}` |", figure.name);
+                let line = readme
+                    .lines()
+                    .find(|line| line.starts_with(&row))
+                    .unwrap_or_else(|| panic!("no README row for {}", figure.name));
+                assert!(
+                    line.contains(&format!("`{prefix}{}`", figure.field)),
+                    "{line}"
+                );
+            }
+        }
+    }
+}
