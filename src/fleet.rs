@@ -1,14 +1,16 @@
 //! Many hosts at once: a ProbeManager per libvirt connection, scanned side
-//! by side, each host's failure kept to itself.
+//! by side within one budget of virsh sessions, each host's failure kept
+//! to itself.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use anyhow::Result;
 
 use crate::probe::{DomainStatus, Figures, ProbeManager, ProbeOptions};
-use crate::virsh::{Runner, SessionRunner, Uri, Virsh, VirshConfig};
+use crate::virsh::{Budget, Runner, SessionRunner, Uri, Virsh, VirshConfig};
 
 /// One libvirt connection.
 pub struct Host {
@@ -47,18 +49,38 @@ pub struct HostScan<T> {
 /// The hosts of one run, in the order they were given.
 pub struct Fleet {
     pub hosts: Vec<Host>,
+    /// The places of the budget (`--max-connections`): the virsh sessions
+    /// open at once across the hosts, and the most hosts worked on at once.
+    max_connections: usize,
+}
+
+/// A host being worked on (see [`Runner::begin_work`]): when it drops,
+/// in a fleet of more hosts than places, the host's sessions end, so that
+/// the hosts waiting for a place get theirs at once.
+pub struct Working<'a> {
+    host: &'a Host,
+    close: bool,
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.host.virsh().runner().end_work(self.close);
+    }
 }
 
 impl Fleet {
     /// A host for each connection (`None`: virsh's default), each with
     /// `sessions` virsh sessions (by default the smaller of `--jobs` and
-    /// 4, one on the test driver) from a runner of its own.
+    /// 4, one on the test driver) from a runner of its own, all of them
+    /// sharing a budget of `max_connections` sessions.
     pub fn new(
         connections: &[Option<String>],
         virsh: &VirshConfig,
         probe: &ProbeOptions,
         sessions: Option<usize>,
+        max_connections: usize,
     ) -> Self {
+        let budget = Budget::new(max_connections);
         let uris: Vec<&str> = connections.iter().flatten().map(String::as_str).collect();
         let mut labels = host_labels(&uris).into_iter();
         let hosts = connections
@@ -70,38 +92,81 @@ impl Fleet {
                         .unwrap_or_else(|| default_sessions(connect.as_deref(), probe.jobs)),
                     ..virsh.clone()
                 };
-                let runner: Arc<dyn Runner> = Arc::new(SessionRunner::new(config.sessions));
+                let runner: Arc<dyn Runner> =
+                    Arc::new(SessionRunner::new(config.sessions, Arc::clone(&budget)));
                 Host {
                     probes: Arc::new(ProbeManager::new(Virsh::new(config, runner), probe.clone())),
                     label: connect.as_ref().and_then(|_| labels.next()),
                 }
             })
             .collect();
-        Fleet { hosts }
+        Fleet {
+            hosts,
+            max_connections: budget.capacity(),
+        }
+    }
+
+    /// A fleet of hosts built elsewhere (tests: on fake runners).
+    #[cfg(test)]
+    pub fn of(hosts: Vec<Host>) -> Self {
+        Fleet {
+            hosts,
+            max_connections: 16,
+        }
     }
 
     pub fn is_single(&self) -> bool {
         self.hosts.len() == 1
     }
 
-    /// Runs `job` on every host at once; results in the hosts' order.
+    /// Marks `host` as worked on until the guard drops.
+    pub fn working<'a>(&self, host: &'a Host) -> Working<'a> {
+        host.virsh().runner().begin_work();
+        Working {
+            host,
+            close: self.hosts.len() > self.max_connections,
+        }
+    }
+
+    /// Runs `job` on every host, as many side by side as the budget has
+    /// places; results in the hosts' order.
     pub fn each<T: Send>(&self, job: impl Fn(&Host) -> Result<T> + Sync) -> Vec<HostScan<T>> {
-        thread::scope(|scope| {
-            let jobs: Vec<_> = self
-                .hosts
-                .iter()
-                .map(|host| scope.spawn(|| job(host)))
-                .collect();
-            jobs.into_iter()
-                .zip(&self.hosts)
-                .map(|(job, host)| HostScan {
-                    result: job
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(host) = self.hosts.get(index) else {
+                    return done;
+                };
+                let _working = self.working(host);
+                done.push((index, job(host)));
+            }
+        };
+        let workers = self.hosts.len().min(self.max_connections);
+        let done: Vec<(usize, Result<T>)> = thread::scope(|scope| {
+            let workers: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| {
+                    worker
                         .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    uri: host.uri(),
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 })
                 .collect()
-        })
+        });
+        let mut results: Vec<Option<Result<T>>> = self.hosts.iter().map(|_| None).collect();
+        for (index, result) in done {
+            results[index] = Some(result);
+        }
+        results
+            .into_iter()
+            .zip(&self.hosts)
+            .map(|(result, host)| HostScan {
+                result: result.expect("every host's job ran"),
+                uri: host.uri(),
+            })
+            .collect()
     }
 
     /// Every host's VM table, scanned side by side.

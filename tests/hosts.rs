@@ -383,3 +383,223 @@ fn serve_keeps_two_hosts_with_one_public_uri_apart() {
         "{metrics}"
     );
 }
+
+/// `count` hosts of one fixture, each its own connection (the query
+/// string tells them apart; their labels are `…#2`, `…#3`, …).
+fn many_hosts(count: usize) -> Vec<String> {
+    let small = fleet_uri("fleet-small.xml");
+    (1..=count)
+        .flat_map(|n| ["-c".to_owned(), format!("{small}?n={n}")])
+        .collect()
+}
+
+/// Every host's seven rows, each host once.
+#[track_caller]
+fn assert_every_host_answered(output: &std::process::Output, hosts: usize) {
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
+    let rows = json(output);
+    let uris: std::collections::HashSet<&str> = rows
+        .iter()
+        .map(|row| row["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!((rows.len(), uris.len()), (7 * hosts, hosts));
+}
+
+/// `--max-connections` bounds the virsh alive at once across the fleet,
+/// however many hosts: every virsh counts, when it starts, how many of
+/// the run's are alive (tests/support/peak-virsh). Before the budget,
+/// every host started at once: 30 virsh alive.
+#[test]
+fn max_connections_bounds_the_virsh_alive_at_once() {
+    let log = temp_dir("peak");
+    let output = run(tool()
+        .args(many_hosts(30))
+        .args(["status", "--json", "--max-connections", "3", "--virsh"])
+        .arg(support("peak-virsh"))
+        .env("PEAK_VIRSH_LOG", &log));
+    assert_every_host_answered(&output, 30);
+    let alive: Vec<usize> = std::fs::read_to_string(log.join("alive"))
+        .unwrap()
+        .lines()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(alive.len() >= 30, "a virsh per host at least: {alive:?}");
+    assert!(
+        alive.iter().all(|&n| n <= 3),
+        "more than 3 virsh alive at once: {alive:?}"
+    );
+    std::fs::remove_dir_all(&log).unwrap();
+}
+
+/// The tool over `hosts` hosts with the open-files limit set to `soft`
+/// and, where given, `hard` (else the hard limit is kept).
+fn under_open_files_limit(hosts: usize, soft: u64, hard: Option<u64>) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = tool();
+    command.args(many_hosts(hosts)).args(["status", "--json"]);
+    // SAFETY: getrlimit(2) and setrlimit(2) are async-signal-safe and
+    // touch only the struct on this stack.
+    unsafe {
+        command.pre_exec(move || {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = soft;
+            limit.rlim_max = hard.unwrap_or(limit.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run(&mut command)
+}
+
+/// `eject --all` goes through the hosts in turn, each keeping its
+/// sessions when done: the next host takes the place of an idle one
+/// (before, a host past the budget would have waited for ever), and no
+/// more than the budget's virsh are ever alive.
+#[test]
+fn hosts_in_turn_take_the_places_of_idle_sessions() {
+    let log = temp_dir("peak-eject");
+    let media = fleet_uri("fleet-media.xml");
+    let hosts: Vec<String> = (1..=5)
+        .flat_map(|n| ["-c".to_owned(), format!("{media}?n={n}")])
+        .collect();
+    let output = run(tool()
+        .args(&hosts)
+        .args([
+            "eject",
+            "--all",
+            "--dry-run",
+            "--max-connections",
+            "2",
+            "--virsh",
+        ])
+        .arg(support("peak-virsh"))
+        .env("PEAK_VIRSH_LOG", &log));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    for n in 1..=5 {
+        assert!(text.contains(&format!("xml?n={n}' change-media")), "{text}");
+    }
+    let alive = std::fs::read_to_string(log.join("alive")).unwrap();
+    assert!(
+        alive.lines().all(|n| n.parse::<usize>().unwrap() <= 2),
+        "{alive}"
+    );
+    std::fs::remove_dir_all(&log).unwrap();
+}
+
+/// A soft limit of open files below what the budget needs (the hard one
+/// above it) is raised at start: 40 hosts under a soft limit of 32 all
+/// answer, with the whole budget (no warning that it shrank). Before,
+/// every host opened its sessions at once and most failed with "Too many
+/// open files".
+#[test]
+fn a_low_soft_open_files_limit_is_raised_to_fit_the_budget() {
+    let output = under_open_files_limit(40, 32, None);
+    assert_every_host_answered(&output, 40);
+    assert_eq!(stderr(&output), "");
+}
+
+/// Where even the hard limit leaves no room for a virsh, the run says so
+/// once, naming the limit, instead of a line per host (exit 1).
+#[test]
+fn no_descriptor_left_is_one_line_naming_the_limit() {
+    let output = under_open_files_limit(10, 6, Some(6));
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "dismount_iso_qemu: warning: the open-files limit (ulimit -n) is 6, room for 1 \
+             virsh session(s) at once, not --max-connections 16",
+            "dismount_iso_qemu: error: out of file descriptors: the open-files limit \
+             (RLIMIT_NOFILE, ulimit -n) is 6; raise it, or lower --max-connections \
+             (10 of 10 host(s) failed)"
+        ],
+        "{errors}"
+    );
+}
+
+/// `serve` over more hosts than the budget: every host is scanned, twice
+/// (each scan closing the host's session for the next host), /healthz
+/// says 200, and never more virsh than the budget are alive.
+#[test]
+fn serve_scans_every_host_within_the_budget() {
+    let log = temp_dir("peak-serve");
+    let serving = Serving::start(
+        tool()
+            .args(many_hosts(6))
+            .args(["--max-connections", "2", "--cache-ttl", "1s", "--virsh"])
+            .arg(support("peak-virsh"))
+            .env("PEAK_VIRSH_LOG", &log),
+    );
+    let mut scans = std::collections::HashMap::<String, usize>::new();
+    while scans.len() < 6 || scans.values().any(|&n| n < 2) {
+        let line = serving
+            .log
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("scans go on");
+        let json: Value = serde_json::from_str(&line).unwrap();
+        if json["fields"]["message"] == "scan done" {
+            let uri = json["fields"]["uri"].as_str().unwrap().to_owned();
+            *scans.entry(uri).or_default() += 1;
+        }
+    }
+    let (status, body) = serving.get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok: 6 host(s)\n"));
+    drop(serving);
+    let alive = std::fs::read_to_string(log.join("alive")).unwrap();
+    assert!(
+        alive.lines().count() >= 12,
+        "a new virsh for every scan: {alive}"
+    );
+    assert!(
+        alive.lines().all(|n| n.parse::<usize>().unwrap() <= 2),
+        "{alive}"
+    );
+    std::fs::remove_dir_all(&log).unwrap();
+}
+
+/// The menu over more hosts than the budget: the first table, a Rescan
+/// and a host's drives, each host's sessions closed after its part, and
+/// never more virsh than the budget alive.
+#[test]
+fn the_menu_stays_within_the_budget() {
+    let log = temp_dir("peak-menu");
+    let mut child = tool()
+        .args(many_hosts(6))
+        .args(["--max-connections", "2", "--virsh"])
+        .arg(support("peak-virsh"))
+        .env("PEAK_VIRSH_LOG", &log)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rescan; Scan mounted ISOs; Eject on host 3, back; Exit.
+    let input = b"4\n2\n3\n3\nq\n5\n";
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.matches("42 domain(s)").count(), 2, "{text}");
+    assert!(text.contains("Host number (q to go back): "), "{text}");
+    let alive = std::fs::read_to_string(log.join("alive")).unwrap();
+    assert!(
+        alive.lines().count() >= 12,
+        "sessions closed after each part: {alive}"
+    );
+    assert!(
+        alive.lines().all(|n| n.parse::<usize>().unwrap() <= 2),
+        "{alive}"
+    );
+    std::fs::remove_dir_all(&log).unwrap();
+}

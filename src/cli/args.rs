@@ -85,6 +85,12 @@ pub struct Args {
           global = true, help_heading = "Global options")]
     pub sessions: Option<u16>,
 
+    /// The most virsh sessions (over ssh, connections) open at once across all hosts
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=4096),
+          global = true, help_heading = "Global options")]
+    pub max_connections: u16,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -236,6 +242,9 @@ pub enum Command {
         /// Log lines on stderr as text or as JSON objects; levels from RUST_LOG (default info)
         #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Leave out the disk and network figures (domstats --block --interface): for hosts whose I/O another exporter already serves
+        #[arg(long)]
+        no_io_metrics: bool,
     },
 }
 

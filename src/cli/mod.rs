@@ -27,7 +27,7 @@ use menu::{Refresh, run_menu};
 
 use crate::fleet::Fleet;
 use crate::probe::{Figures, ProbeOptions};
-use crate::virsh::{Uri, VirshConfig};
+use crate::virsh::{Uri, VirshConfig, descriptors};
 
 /// Everything the core needs, free of clap types.
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ struct Options {
     pub virsh: VirshConfig,
     /// `--sessions`, when given.
     pub sessions: Option<usize>,
+    /// `--max-connections`: the virsh sessions open at once, all hosts together.
+    pub max_connections: usize,
     pub probe: ProbeOptions,
 }
 
@@ -56,6 +58,7 @@ impl Options {
                 sessions: 1,
             },
             sessions: args.sessions.map(usize::from),
+            max_connections: usize::from(args.max_connections),
             probe: ProbeOptions {
                 timeout: args.timeout,
                 cache_ttl: args.cache_ttl,
@@ -127,6 +130,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &options.virsh,
         &options.probe,
         sessions,
+        fit_descriptors(options.max_connections, &args.command),
     ));
     let colour = match args.color {
         args::ColorChoice::Always => true,
@@ -282,7 +286,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
-        Some(Command::Serve { listen, log_format }) => {
+        Some(Command::Serve {
+            listen,
+            log_format,
+            no_io_metrics,
+        }) => {
             drop(out);
             let interval = options.probe.refresh_interval();
             crate::serve::run(
@@ -291,6 +299,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     listen,
                     interval,
                     json_logs: log_format == args::LogFormat::Json,
+                    io_metrics: !no_io_metrics,
                 },
             )?;
             return Ok(ExitCode::SUCCESS);
@@ -308,6 +317,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(code),
         flushed => Ok(flushed.map(|()| code)?),
     }
+}
+
+/// The budget of sessions the open-files limit has room for (raised to
+/// fit where it can be): `max_connections`, unless the hard limit is too
+/// low, which a warning says.
+fn fit_descriptors(max_connections: usize, command: &Option<Command>) -> usize {
+    let others = match command {
+        Some(Command::Serve { .. }) => crate::serve::MAX_HTTP_CONNECTIONS,
+        _ => 0,
+    };
+    let fit = descriptors::make_room(max_connections, others);
+    if fit < max_connections {
+        eprintln!(
+            "dismount_iso_qemu: warning: the open-files limit (ulimit -n) is {}, room for \
+             {fit} virsh session(s) at once, not --max-connections {max_connections}",
+            descriptors::soft_limit()
+        );
+    }
+    fit
 }
 
 /// A usage error found after parsing: clap's one line, exit 2.

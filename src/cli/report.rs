@@ -14,7 +14,17 @@ const EXIT_PARTIAL: u8 = 3;
 
 /// One line on stderr per failed host; the exit status says whether none,
 /// some or all of the hosts failed.
+///
+/// A run that found no file descriptor for a virsh fails as a whole, in
+/// one line naming the limit, rather than as a line per host it hit.
 pub fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> {
+    if !failed.is_empty() && crate::virsh::descriptors::ran_out() {
+        anyhow::bail!(
+            "{} ({} of {hosts} host(s) failed)",
+            crate::virsh::descriptors::ran_out_message(),
+            failed.len()
+        );
+    }
     for line in failed {
         eprintln!("dismount_iso_qemu: error: {line}");
     }

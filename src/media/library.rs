@@ -221,8 +221,8 @@ mod tests {
 
     fn xml(drives: Vec<Drive>) -> Option<DomainXml> {
         Some(DomainXml {
-            disk_targets: drives.iter().map(|d| d.target.clone()).collect(),
             drives,
+            ..DomainXml::default()
         })
     }
 

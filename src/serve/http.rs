@@ -23,7 +23,7 @@ use crate::mutex::lock;
 
 /// The most connections served at once. A new one past it takes the place
 /// of the oldest that has sent nothing yet, else is closed at once.
-const MAX_CONNECTIONS: usize = 512;
+pub(crate) const MAX_CONNECTIONS: usize = 512;
 /// A request head (request line, headers, the blank line) may not be longer.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Header lines a request may have.
@@ -41,11 +41,15 @@ const THREAD_STACK: usize = 128 * 1024;
 /// At most one warning this often about connections closed for room.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// What a handler answers.
+/// What a handler answers: shared, so that a body kept in memory is
+/// served without a copy.
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    pub body: Arc<str>,
+    /// The same body gzipped, where the handler has it: sent to a client
+    /// whose `Accept-Encoding` takes gzip.
+    pub gzip: Option<Arc<[u8]>>,
 }
 
 impl Response {
@@ -53,7 +57,8 @@ impl Response {
         Response {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: body.into(),
+            body: Arc::from(body.into()),
+            gzip: None,
         }
     }
 }
@@ -187,10 +192,12 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&str) -> Response + Send
 
 /// Reads one request head, answers it, closes the connection.
 fn answer(stream: &TcpStream, spoke: &AtomicBool, handler: &(dyn Fn(&str) -> Response + Sync)) {
-    let (response, send_body) = match read_head(stream, spoke) {
-        Ok(request) => (handler(&request.path), !request.head_only),
+    let (response, send_body, gzip_ok) = match read_head(stream, spoke) {
+        Ok(request) => (handler(&request.path), !request.head_only, request.gzip),
         Err(Refused::Closed) => return,
-        Err(Refused::Status(status, why)) => (Response::text(status, format!("{why}\n")), true),
+        Err(Refused::Status(status, why)) => {
+            (Response::text(status, format!("{why}\n")), true, false)
+        }
     };
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let reason = match response.status {
@@ -209,17 +216,21 @@ fn answer(stream: &TcpStream, spoke: &AtomicBool, handler: &(dyn Fn(&str) -> Res
     } else {
         ""
     };
+    let (body, encoding) = match &response.gzip {
+        Some(gzip) if gzip_ok => (
+            &gzip[..],
+            "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n",
+        ),
+        Some(_) => (response.body.as_bytes(), "Vary: Accept-Encoding\r\n"),
+        None => (response.body.as_bytes(), ""),
+    };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{encoding}{allow}Connection: close\r\n\r\n",
         response.status,
         response.content_type,
-        response.body.len()
+        body.len()
     );
-    let body = if send_body {
-        response.body.as_bytes()
-    } else {
-        b""
-    };
+    let body = if send_body { body } else { b"" };
     let mut writer = stream;
     let written = writer
         .write_all(head.as_bytes())
@@ -263,6 +274,8 @@ struct Request {
     head_only: bool,
     /// Without query string.
     path: String,
+    /// Whether `Accept-Encoding` takes gzip.
+    gzip: bool,
 }
 
 /// Reads until the bytes so far parse as a whole request head (within the
@@ -331,7 +344,27 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Request>, Refused> {
     Ok(Some(Request {
         head_only,
         path: path_of(request.path.unwrap_or("/")).to_owned(),
+        gzip: request.headers.iter().any(|header| {
+            header.name.eq_ignore_ascii_case("accept-encoding")
+                && std::str::from_utf8(header.value).is_ok_and(takes_gzip)
+        }),
     }))
+}
+
+/// Whether an `Accept-Encoding` value takes gzip: listed (or `x-gzip`)
+/// with no `q=0`. `*` is not taken for gzip: a client that names no
+/// coding gets the plain text.
+fn takes_gzip(value: &str) -> bool {
+    value.split(',').any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let weight = parts
+            .filter_map(|param| param.trim().strip_prefix("q="))
+            .map(|q| q.trim().parse::<f64>().unwrap_or(0.0))
+            .next()
+            .unwrap_or(1.0);
+        (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && weight > 0.0
+    })
 }
 
 /// The path of a request target: origin form (`/metrics?x`) or absolute
@@ -367,6 +400,7 @@ mod tests {
         Ok(Some(Request {
             head_only: false,
             path: path.to_owned(),
+            gzip: false,
         }))
     }
 
@@ -387,7 +421,8 @@ mod tests {
             parse("HEAD /healthz HTTP/1.1\r\n\r\n"),
             Ok(Some(Request {
                 head_only: true,
-                path: "/healthz".to_owned()
+                path: "/healthz".to_owned(),
+                gzip: false,
             }))
         );
         assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
@@ -444,5 +479,28 @@ mod tests {
             status(&format!("GET / HTTP/1.1\r\n{}", lines(MAX_HEADERS + 1))),
             431
         );
+    }
+
+    /// What Prometheus sends (`gzip`), and the ways of saying no.
+    #[test]
+    fn gzip_is_taken_where_the_client_lists_it() {
+        let gzip = |value: &str| {
+            parse(&format!(
+                "GET /metrics HTTP/1.1\r\nAccept-Encoding: {value}\r\n\r\n"
+            ))
+            .unwrap()
+            .unwrap()
+            .gzip
+        };
+        assert!(gzip("gzip"));
+        assert!(gzip("deflate, GZIP;q=0.5"));
+        assert!(gzip("x-gzip"));
+        assert!(!gzip("gzip;q=0"));
+        assert!(!gzip("gzip; q=0.0, identity"));
+        assert!(!gzip("identity"));
+        assert!(!gzip("*"));
+        assert!(!gzip("gzipx"));
+        let plain = parse("GET /metrics HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert!(!plain.gzip);
     }
 }

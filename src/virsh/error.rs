@@ -18,6 +18,13 @@ pub enum VirshError {
         source: std::io::Error,
     },
 
+    /// The tool had no file descriptor left for virsh's pipes.
+    #[error(
+        "could not run `{command}`: {}",
+        crate::virsh::descriptors::ran_out_message()
+    )]
+    NoDescriptors { command: String },
+
     #[error("`{command}` did not finish within {}", humantime::format_duration(*.timeout))]
     Timeout { command: String, timeout: Duration },
 

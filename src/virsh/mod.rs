@@ -3,6 +3,7 @@
 //! batch, the output parsed by pure functions.
 
 pub(crate) mod batch;
+pub mod descriptors;
 pub mod domxml;
 pub(crate) mod error;
 #[cfg(test)]
@@ -15,6 +16,7 @@ pub(crate) mod parse;
 mod proptests;
 pub(crate) mod runner;
 pub(crate) mod session;
+pub(crate) mod stats;
 pub(crate) mod storage;
 mod uri;
 pub(crate) mod volumes;
@@ -24,12 +26,12 @@ use std::thread;
 use std::time::Duration;
 
 pub(crate) use batch::Batch;
-pub(crate) use domxml::{DomainXml, Drive, DriveKind, Media};
+pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
 pub(crate) use error::VirshError;
 pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
 pub(crate) use runner::{Invocation, Output, Runner};
-pub(crate) use session::SessionRunner;
+pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use storage::Volume;
 pub(crate) use uri::Uri;
 
@@ -61,6 +63,12 @@ const COMMANDS_PER_SESSION: usize = 200;
 /// them (the test driver has only `state`) simply leaves their keys out.
 pub(crate) const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
 
+/// What `serve` adds to the listing's `domstats` for the disk and network
+/// figures (`status` shows none, so never asks), and `--nowait`: a domain
+/// held by a job (a migration, a backup) reports what it has at once
+/// instead of stalling the whole listing until the job lets go.
+pub(crate) const IO_GROUPS: [&str; 3] = ["--block", "--interface", "--nowait"];
+
 impl Virsh {
     pub fn new(config: VirshConfig, runner: Arc<dyn Runner>) -> Self {
         Virsh { config, runner }
@@ -68,6 +76,10 @@ impl Virsh {
 
     pub fn config(&self) -> &VirshConfig {
         &self.config
+    }
+
+    pub fn runner(&self) -> &dyn Runner {
+        self.runner.as_ref()
     }
 
     /// The connection as users know it, for messages.
@@ -172,8 +184,15 @@ impl Virsh {
     /// one `UUID NAME` a line), which domains are transient, and the
     /// connection's own URI (`uri`).
     pub fn list_all(&self) -> Result<Listing, VirshError> {
+        self.list_all_with(&[])
+    }
+
+    /// [`Virsh::list_all`] with more `domstats` words (groups, flags).
+    pub fn list_all_with(&self, more: &[&str]) -> Result<Listing, VirshError> {
+        let mut words = domstats_words();
+        words.extend(more);
         let mut batch = Batch::new();
-        batch.push(&domstats_words());
+        batch.push(&words);
         batch.push(&["list", "--all", "--uuid", "--name"]);
         batch.push(&["list", "--transient", "--name"]);
         batch.push(&["uri"]);
@@ -187,7 +206,7 @@ impl Virsh {
         // Text without one `Domain:` block is no listing, not an empty host.
         if stats.is_empty() && !domstats.trim().is_empty() {
             return Err(VirshError::Unusable {
-                command: self.invocation(&domstats_words()).summary(),
+                command: self.invocation(&words).summary(),
                 what: "no `Domain:` block in its output".to_owned(),
             });
         }

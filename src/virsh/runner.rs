@@ -183,6 +183,15 @@ pub struct Output {
 /// status of their last command only, so callers decide what failure means.
 pub trait Runner: Send + Sync {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError>;
+
+    /// Work on the connection begins (a host's part of a command, one
+    /// scan of `serve`): until it ends, the runner keeps one session for
+    /// it however many other hosts wait for the budget.
+    fn begin_work(&self) {}
+
+    /// That work ends; with `close`, the idle sessions end and give their
+    /// places back at once.
+    fn end_work(&self, _close: bool) {}
 }
 
 /// The most a single virsh call may print, on stdout or stderr: far above
@@ -273,6 +282,11 @@ pub(super) fn spawn_virsh(invocation: &Invocation, stdin: Stdio) -> Result<Child
             if source.kind() == std::io::ErrorKind::NotFound {
                 VirshError::NotFound {
                     program: invocation.program.clone(),
+                }
+            } else if source.raw_os_error() == Some(libc::EMFILE) {
+                super::descriptors::note_ran_out();
+                VirshError::NoDescriptors {
+                    command: invocation.summary(),
                 }
             } else {
                 VirshError::Spawn {

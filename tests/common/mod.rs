@@ -253,9 +253,19 @@ impl Serving {
 
     /// [`Serving::start`] on `listen`.
     pub fn start_on(command: &mut Command, listen: &str) -> Serving {
+        Serving::start_serving(command, listen, &[])
+    }
+
+    /// [`Serving::start`] with more options for `serve`.
+    pub fn start_with(command: &mut Command, serve_options: &[&str]) -> Serving {
+        Serving::start_serving(command, "127.0.0.1:0", serve_options)
+    }
+
+    fn start_serving(command: &mut Command, listen: &str, serve_options: &[&str]) -> Serving {
         use std::io::BufRead;
         let mut child = command
             .args(["serve", "--listen", listen, "--log-format", "json"])
+            .args(serve_options)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

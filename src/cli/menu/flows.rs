@@ -154,6 +154,9 @@ fn on_one_host<R: BufRead, W: Write>(
             }
         }
     };
+    // Its session stays its own across the prompts, whatever the
+    // background refresh of the other hosts needs.
+    let _working = fleet.working(host);
     let media = MediaManager::new(host.virsh().clone());
     let outcome = media
         .load_all()

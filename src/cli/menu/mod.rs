@@ -149,12 +149,10 @@ mod tests {
     /// One host whose virsh is the fake.
     fn probes(fake: &Arc<FakeRunner>) -> Fleet {
         let hour = Duration::from_secs(3600);
-        Fleet {
-            hosts: vec![Host {
-                probes: Arc::new(fake_probes(fake, hour, hour)),
-                label: None,
-            }],
-        }
+        Fleet::of(vec![Host {
+            probes: Arc::new(fake_probes(fake, hour, hour)),
+            label: None,
+        }])
     }
 
     fn failed(reason: &str) -> Update {
@@ -256,12 +254,10 @@ mod tests {
             os_ttl: hour,
             jobs: 1,
         };
-        let fleet = Fleet {
-            hosts: vec![Host {
-                probes: Arc::new(ProbeManager::new(virsh, options)),
-                label: None,
-            }],
-        };
+        let fleet = Fleet::of(vec![Host {
+            probes: Arc::new(ProbeManager::new(virsh, options)),
+            label: None,
+        }]);
         let (refresh, _send) = refresh_from_test();
         let text = menu_output("4\n5\n".as_bytes(), &fleet, &refresh);
         assert!(

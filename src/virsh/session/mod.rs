@@ -22,6 +22,7 @@
 //!   neither is that command's failure;
 //! - when the first connection fails, virsh exits with the error.
 
+mod budget;
 mod frame;
 mod pool;
 mod shell;
@@ -29,6 +30,7 @@ mod shell;
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,7 @@ use super::batch::script;
 use super::error::{VirshError, error_lines};
 use super::runner::{Invocation, OUTPUT_LIMIT, Output, ProcessRunner, Runner};
 use crate::mutex::lock;
+pub use budget::Budget;
 use pool::{Fresh, Pool};
 use shell::Fault;
 
@@ -58,13 +61,17 @@ const READ_ONLY: [&str; 13] = [
 ];
 
 /// Runs every call on a long-lived virsh of its connection: at most
-/// `pool_size` of them per connection, started on demand and kept for the
-/// life of the runner.
+/// `pool_size` of them per connection, each holding a place of the
+/// budget, started on demand and kept while the budget allows (see
+/// [`Runner::end_work`]).
 pub struct SessionRunner {
     pool_size: usize,
     /// The most one call may print (stdout or stderr).
     output_limit: usize,
     pools: Mutex<HashMap<Endpoint, Arc<Pool>>>,
+    budget: Arc<Budget>,
+    /// Jobs working on this runner's host now.
+    work: Arc<AtomicUsize>,
 }
 
 /// Which virsh, connected where: calls to one endpoint share its sessions.
@@ -86,11 +93,14 @@ impl Endpoint {
 }
 
 impl SessionRunner {
-    pub fn new(pool_size: usize) -> Self {
+    /// Sessions whose places come from `budget`, shared with other hosts.
+    pub fn new(pool_size: usize, budget: Arc<Budget>) -> Self {
         SessionRunner {
             pool_size: pool_size.max(1),
             output_limit: OUTPUT_LIMIT,
             pools: Mutex::new(HashMap::new()),
+            budget,
+            work: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -107,11 +117,14 @@ impl SessionRunner {
             connect: invocation.connect.clone(),
         };
         let mut pools = lock(&self.pools);
-        Arc::clone(
-            pools
-                .entry(endpoint.clone())
-                .or_insert_with(|| Arc::new(Pool::start(endpoint, self.pool_size))),
-        )
+        Arc::clone(pools.entry(endpoint.clone()).or_insert_with(|| {
+            Pool::new(
+                endpoint,
+                self.pool_size,
+                Arc::clone(&self.budget),
+                Arc::clone(&self.work),
+            )
+        }))
     }
 }
 
@@ -120,7 +133,8 @@ impl Runner for SessionRunner {
         if !fits_a_line(invocation) {
             return ProcessRunner::with_output_limit(self.output_limit).run(invocation, timeout);
         }
-        let deadline = Instant::now() + timeout;
+        // Moved on by the wait for a place, if any (see `Pool::acquire`).
+        let mut deadline = Instant::now() + timeout;
         let timed_out = || VirshError::Timeout {
             command: invocation.summary(),
             timeout,
@@ -139,7 +153,7 @@ impl Runner for SessionRunner {
             } else {
                 Fresh::IfNoneIdle
             };
-            let mut session = pool.acquire(deadline, fresh)?.ok_or_else(timed_out)?;
+            let mut session = pool.acquire(&mut deadline, fresh)?.ok_or_else(timed_out)?;
             proven |= session.served > 0;
             match session.call(&line, deadline, self.output_limit) {
                 Ok(frame) if frame.connection_lost => {
@@ -208,6 +222,23 @@ impl Runner for SessionRunner {
                     });
                 }
             }
+        }
+    }
+
+    fn begin_work(&self) {
+        self.work.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end_work(&self, close: bool) {
+        let left = self.work.fetch_sub(1, Ordering::SeqCst) - 1;
+        if close && left == 0 {
+            let pools: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
+            for pool in pools {
+                pool.close_idle();
+            }
+        } else {
+            // Its last idle session may go to a host that waits.
+            self.budget.offer();
         }
     }
 }

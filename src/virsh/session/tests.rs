@@ -94,21 +94,31 @@ fn gone(pid: i32) -> bool {
 #[test]
 fn one_session_serves_many_calls() {
     let (virsh, dir) = fake_session_virsh("many");
-    let runner = SessionRunner::new(2);
+    let runner = SessionRunner::new(2, Budget::new(2));
     for _ in 0..5 {
         let output = ask(&runner, &virsh, "status").unwrap();
         assert_eq!(output.stdout, "ok\n");
         assert!(output.status.success());
     }
-    // Both sessions start with the pool, so they connect while the
-    // first call runs; no call after that starts another.
-    assert_eq!(pids(&dir).len(), 2, "five calls, the pool's two sessions");
+    // Both sessions start with the first call, so they connect while it
+    // runs; no call after that starts another. The idle one may not have
+    // written its pid yet: wait for it, bounded.
+    let started = (0..200)
+        .map(|_| {
+            let started = pids(&dir).len();
+            if started < 2 {
+                thread::sleep(Duration::from_millis(25));
+            }
+            started
+        })
+        .find(|&started| started >= 2);
+    assert_eq!(started, Some(2), "five calls, the pool's two sessions");
 }
 
 #[test]
 fn a_call_past_its_deadline_kills_the_session_which_is_replaced() {
     let (virsh, dir) = fake_session_virsh("hang");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     let error = runner
         .run(&call(&virsh, "wedge"), Duration::from_millis(300))
         .unwrap_err();
@@ -148,7 +158,7 @@ fn batch_call(program: &std::path::Path, commands: &[&[&str]]) -> Invocation {
 #[test]
 fn a_timeout_names_the_commands_not_the_framing() {
     let (virsh, _dir) = fake_session_virsh("timeout-text");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     let call = batch_call(&virsh, &[&["domstats", "--raw", "wedge"], &["uri"]]);
     let error = runner.run(&call, Duration::from_millis(300)).unwrap_err();
     assert!(matches!(error, VirshError::Timeout { .. }), "{error}");
@@ -168,7 +178,7 @@ fn a_timeout_names_the_commands_not_the_framing() {
 #[test]
 fn the_same_error_of_several_commands_is_said_once() {
     let (virsh, _dir) = fake_session_virsh("lost-batch");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     ask(&runner, &virsh, "status").unwrap();
     let call = batch_call(&virsh, &[&["domstate"], &["domstate"], &["domstate"]]);
     let error = runner.run(&call, Duration::from_secs(10)).unwrap_err();
@@ -185,7 +195,7 @@ fn the_same_error_of_several_commands_is_said_once() {
 #[test]
 fn a_session_that_died_is_restarted_once_transparently() {
     let (virsh, dir) = fake_session_virsh("restart");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     ask(&runner, &virsh, "status").unwrap();
     // virsh dies while idle (killed, crashed): the next call does not
     // notice, whatever it is.
@@ -201,7 +211,7 @@ fn a_session_that_died_is_restarted_once_transparently() {
 #[test]
 fn a_read_only_call_survives_one_death_but_not_two() {
     let (virsh, dir) = fake_session_virsh("twice");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     ask(&runner, &virsh, "status").unwrap();
     // virsh dies under `dumpxml`: read-only, so it runs again on a new
     // session, where it dies again: that second failure is the error.
@@ -215,7 +225,7 @@ fn a_read_only_call_survives_one_death_but_not_two() {
 #[test]
 fn a_lost_connection_is_an_error_not_an_empty_answer() {
     let (virsh, dir) = fake_session_virsh("lost");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     ask(&runner, &virsh, "status").unwrap();
     let error = ask(&runner, &virsh, "domstate").unwrap_err();
     assert!(matches!(error, VirshError::Failed { .. }), "{error}");
@@ -228,7 +238,7 @@ fn a_lost_connection_is_an_error_not_an_empty_answer() {
 #[test]
 fn output_past_the_limit_is_an_error() {
     let (virsh, dir) = fake_session_virsh("flood");
-    let runner = SessionRunner::new(1).with_output_limit(64 * 1024);
+    let runner = SessionRunner::new(1, Budget::new(1)).with_output_limit(64 * 1024);
     let error = ask(&runner, &virsh, "flood").unwrap_err();
     assert!(
         matches!(error, VirshError::OutputTooLarge { .. }),
@@ -241,7 +251,7 @@ fn output_past_the_limit_is_an_error() {
 #[test]
 fn a_change_is_never_run_twice() {
     let (virsh, dir) = fake_session_virsh("change");
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     ask(&runner, &virsh, "status").unwrap();
     let error = ask(&runner, &virsh, "change-media").unwrap_err();
     assert!(matches!(error, VirshError::SessionEnded { .. }), "{error}");
@@ -250,7 +260,7 @@ fn a_change_is_never_run_twice() {
 
 #[test]
 fn a_virsh_that_cannot_connect_reports_its_own_error() {
-    let runner = SessionRunner::new(1);
+    let runner = SessionRunner::new(1, Budget::new(1));
     let error = runner
         .run(
             &Invocation {
@@ -275,4 +285,48 @@ fn words_with_control_characters_bypass_the_shell() {
     assert!(!fits_a_line(&words));
     words.commands[0][1] = "é ü \u{202e}".into();
     assert!(fits_a_line(&words));
+}
+
+/// Two hosts and one place: a host takes the place of another's idle
+/// session; while that other host is worked on, it keeps its session and
+/// the newcomer waits for it, however long: its own timeout (200 ms,
+/// here under a wait of 600 ms) counts its call, never the wait.
+#[test]
+fn hosts_share_the_budget_and_the_wait_for_a_place_is_not_the_timeout() {
+    let (virsh, dir) = fake_session_virsh("budget");
+    let budget = Budget::new(1);
+    let first = SessionRunner::new(1, Arc::clone(&budget));
+    let second = SessionRunner::new(1, Arc::clone(&budget));
+    ask(&first, &virsh, "status").unwrap();
+    ask(&second, &virsh, "status").unwrap();
+    let started = pids(&dir);
+    assert_eq!(started.len(), 2);
+    assert!(gone(started[0]), "the idle session made room");
+
+    first.begin_work();
+    ask(&first, &virsh, "status").unwrap();
+    assert!(
+        gone(started[1]),
+        "a host nobody works on gives its place up"
+    );
+    thread::scope(|scope| {
+        let waiting =
+            scope.spawn(|| second.run(&call(&virsh, "status"), Duration::from_millis(200)));
+        thread::sleep(Duration::from_millis(600));
+        let kept = pids(&dir)[2];
+        assert!(
+            std::path::Path::new(&format!("/proc/{kept}")).exists(),
+            "the host worked on keeps its session"
+        );
+        first.end_work(false);
+        let answer = waiting.join().unwrap().unwrap();
+        assert_eq!(answer.stdout, "ok\n");
+    });
+    assert_eq!(pids(&dir).len(), 4);
+
+    // Work that ends with `close` gives the places back at once.
+    second.begin_work();
+    second.end_work(true);
+    assert!(gone(pids(&dir)[3]));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
