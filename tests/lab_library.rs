@@ -240,6 +240,8 @@ fn upload_over_ssh_stores_the_files_bytes() -> Result<(), Failed> {
     check(stdout(&output).contains("read back: SHA-256"), || {
         stdout(&output)
     })?;
+    // No progress bar into a pipe.
+    check(stderr(&output).is_empty(), || stderr(&output))?;
     let stored = std::fs::read(pool.dir.join("install-a.iso"))?;
     check(stored == std::fs::read(&source)?, || {
         "the volume's bytes differ from the file's".to_owned()

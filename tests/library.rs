@@ -502,3 +502,70 @@ fn an_interrupted_upload_cleans_up_and_exits_130() {
     assert!(!stdout(&output).contains("ok:"), "{}", stdout(&output));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A host that cannot be read is one line; the others' ISOs print.
+#[test]
+fn a_host_that_fails_is_one_line_and_exit_3() {
+    let uri = library_fleet();
+    let output = run(tool().args([
+        "-c",
+        &uri,
+        "-c",
+        "test:///nonexistent/fleet.xml",
+        "library",
+        "--json",
+    ]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let entries: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(entries.len(), 6);
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("test:///nonexistent/fleet.xml: "),
+        "{message}"
+    );
+}
+
+/// A second Ctrl-C while the upload cleans up (a fake `vol-delete` that
+/// hangs) ends the tool at once by the signal, saying what may be left.
+#[test]
+fn a_second_interrupt_during_the_clean_up_ends_the_tool_and_says_so() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let dir = temp_dir("interrupted-twice");
+    let iso = iso_file(&dir, "twice.iso", 4 * 1024 * 1024);
+    let mark = dir.join("sent");
+    let child = tool()
+        .args(["-c", &library_fleet(), "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .args(["upload", &iso, "--pool", "isos"])
+        .env("HUNG_COMMAND", "vol-upload")
+        .env("HUNG_ALSO", "vol-delete")
+        .env("HUNG_MARK", &mark)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let group = i32::try_from(child.id()).unwrap();
+    let sent = |word: &'static str| {
+        poll(|| {
+            std::fs::read_to_string(&mark)
+                .ok()
+                .filter(|text| text.lines().any(|line| line.contains(word)))
+        })
+    };
+    sent("vol-upload");
+    // SAFETY: kill(2) on the process group this test started.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    sent("vol-delete");
+    // SAFETY: as above.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(libc::SIGINT));
+    let text = stderr(&output);
+    assert!(
+        text.contains("interrupted during the clean-up: a volume isos/twice.iso may be left"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
