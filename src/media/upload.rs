@@ -93,7 +93,7 @@ pub fn check_file(
     if !signed && !force {
         bail!(
             "'{shown}' carries no ISO 9660 signature (CD001 at byte 32769): not an ISO image; \
-             --force uploads it anyway"
+             `upload --force` sends it anyway"
         );
     }
     if let Some(expected) = expected {
