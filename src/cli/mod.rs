@@ -221,7 +221,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
-        Some(Command::Serve { listen, log_format }) => {
+        Some(Command::Serve {
+            listen,
+            log_format,
+            web_config_file,
+        }) => {
             drop(out);
             let interval = options.probe.refresh_interval();
             crate::serve::run(
@@ -230,6 +234,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     listen,
                     interval,
                     json_logs: log_format == args::LogFormat::Json,
+                    web_config: web_config_file,
                 },
             )?;
             return Ok(ExitCode::SUCCESS);

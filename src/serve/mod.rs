@@ -4,9 +4,11 @@
 
 mod http;
 mod metrics;
+mod webconfig;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +33,8 @@ pub struct ServeOptions {
     pub interval: Duration,
     /// Log lines as JSON objects instead of text.
     pub json_logs: bool,
+    /// exporter-toolkit's web configuration file: TLS and basic auth.
+    pub web_config: Option<PathBuf>,
 }
 
 /// One host as its last scans left it.
@@ -54,14 +58,28 @@ pub struct HostState {
 /// until the process is stopped (SIGTERM: every virsh is killed with it).
 pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     init_logs(options.json_logs);
+    let web = match &options.web_config {
+        Some(path) => webconfig::load(path)?,
+        None => webconfig::WebConfig::default(),
+    };
     let listener = http::bind(options.listen)?;
     // The address as bound: port 0 picks a free one.
     let listen = listener.local_addr()?;
     if !listen.ip().is_loopback() {
-        tracing::warn!(
-            "no TLS and no auth: anyone who can reach {listen} reads the metrics and /healthz \
-             (VM names, ISO paths, hosts); listen on loopback behind a proxy that has them"
-        );
+        let missing = match (web.tls.is_some(), web.auth.is_some()) {
+            (true, true) => None,
+            (false, false) => Some("no TLS and no auth: anyone who can reach"),
+            (true, false) => Some("no auth (basic_auth_users): anyone who can reach"),
+            (false, true) => {
+                Some("no TLS (tls_server_config): anyone who can watch the network to")
+            }
+        };
+        if let Some(missing) = missing {
+            tracing::warn!(
+                "{missing} {listen} reads the metrics and /healthz (VM names, ISO paths, hosts); \
+                 give --web.config.file with both, or listen on loopback behind a proxy that has them"
+            );
+        }
     }
     let states: Arc<Vec<Mutex<HostState>>> = Arc::new(
         fleet
@@ -82,10 +100,12 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
             .spawn(move || scan_forever(&fleet, index, &states[index], interval))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
-        interval_s = options.interval.as_secs_f64(), "serving /metrics and /healthz");
+        interval_s = options.interval.as_secs_f64(), tls = web.tls.is_some(),
+        auth = web.auth.is_some(), "serving /metrics and /healthz");
     let interval = options.interval;
     http::serve(
         listener,
+        Arc::new(web),
         Arc::new(move |path: &str| respond(path, &states, interval)),
     )
 }

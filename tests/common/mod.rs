@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test target uses its own subset
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// The guests `scripts/lab up` defines.
@@ -253,9 +254,15 @@ impl Serving {
 
     /// [`Serving::start`] on `listen`.
     pub fn start_on(command: &mut Command, listen: &str) -> Serving {
+        Serving::start_with(command, listen, &[])
+    }
+
+    /// [`Serving::start_on`] with more of `serve`'s options.
+    pub fn start_with(command: &mut Command, listen: &str, serve_args: &[&OsStr]) -> Serving {
         use std::io::BufRead;
         let mut child = command
             .args(["serve", "--listen", listen, "--log-format", "json"])
+            .args(serve_args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -400,4 +407,36 @@ pub fn closed_pipe() -> Stdio {
     let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     drop(reader);
     Stdio::from(writer)
+}
+
+/// A web config for `serve --web.config.file` in `dir`: TLS with a
+/// certificate for 127.0.0.1 and localhost, signed by a CA made here
+/// (`dir/ca.pem`, for the client), and basic auth for `user` with
+/// `password` (bcrypt, cost 10 as `htpasswd -B` makes it). The certificate
+/// and key are named relative to the file, as node_exporter reads them.
+pub fn web_config(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "dismount_iso_qemu test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let hash = bcrypt::hash(password, 10).unwrap();
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  {user}: {hash}\n"
+        ),
+    )
+    .unwrap();
+    path
 }
