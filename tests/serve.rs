@@ -364,6 +364,55 @@ fn tls_and_basic_auth_from_the_web_config() {
     assert!(!plain.contains("dismount_"), "{plain}");
 }
 
+/// The web config is read again when it or its certificate changes: a
+/// new password and a new certificate (from a new CA) are served from the
+/// next connection on; while the file is broken no connection is served,
+/// and the log says why; fixed, it is served again.
+#[test]
+fn the_web_config_and_its_certificate_are_read_again_when_they_change() {
+    let dir = temp_dir("webconfig-reload");
+    let config = web_config(&dir, "prometheus", "first");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        "127.0.0.1:0",
+        &["--web.config.file".as_ref(), config.as_os_str()],
+    );
+    let status = |password: &str| {
+        curl(
+            &serving,
+            &dir,
+            "/healthz",
+            Some(&format!("prometheus:{password}")),
+        )
+        .0
+    };
+    poll(|| (status("first") == 200).then_some(()));
+    web_config(&dir, "prometheus", "second");
+    // curl trusts only the new CA now: a 200 is the new certificate's.
+    assert_eq!(status("second"), 200);
+    assert_eq!(status("first"), 401);
+    std::fs::write(
+        &config,
+        "tls_server_config:\n  cert_file: gone.crt\n  key_file: server.key\n",
+    )
+    .unwrap();
+    assert_eq!(
+        status("second"),
+        0,
+        "no TLS answer while the file is broken"
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let logged = std::iter::from_fn(|| {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        serving.log.recv_timeout(left).ok()
+    })
+    .find(|line| line.contains("cannot be served"))
+    .expect("the error logged within 30 s");
+    assert!(logged.contains("gone.crt"), "{logged}");
+    web_config(&dir, "prometheus", "third");
+    assert_eq!(status("third"), 200);
+}
+
 /// A client that starts a TLS handshake and stalls is closed at the
 /// request head's deadline, and silent connections past the cap make
 /// room for a scrape over TLS as they do without it.

@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use rustls::ServerConnection;
 
-use super::webconfig::{Denied, WebConfig};
+use super::webconfig::{Denied, Live, WebConfig};
 use crate::mutex::lock;
 
 /// The most connections served at once. A new one past it takes the place
@@ -148,7 +148,7 @@ impl Throttled {
 /// `web` asks (TLS, auth, headers), until the process ends. Never returns.
 pub fn serve(
     listener: TcpListener,
-    web: Arc<WebConfig>,
+    web: Arc<Live>,
     handler: Arc<dyn Fn(&str) -> Response + Send + Sync>,
 ) -> ! {
     let connections = Arc::new(Connections::default());
@@ -204,10 +204,22 @@ pub fn serve(
 fn answer(
     stream: &TcpStream,
     spoke: &AtomicBool,
-    web: &WebConfig,
+    web: &Live,
     handler: &(dyn Fn(&str) -> Response + Sync),
 ) {
     let deadline = Instant::now() + HEAD_DEADLINE;
+    let web = match web.current() {
+        Ok(web) => web,
+        // Logged where it was read; the client learns nothing more (and
+        // a TLS client not even that).
+        Err(_) => {
+            let response = Response::text(500, "the web config cannot be served: see the log\n");
+            if send(&mut Channel::Plain(stream), &response, true, "").is_ok() {
+                linger(stream);
+            }
+            return;
+        }
+    };
     let mut channel = match &web.tls {
         None => Channel::Plain(stream),
         Some(config) => match first_byte(stream, spoke, deadline) {
@@ -235,7 +247,7 @@ fn answer(
         },
     };
     let (response, send_body) = match read_head(&mut channel, spoke, deadline) {
-        Ok(request) => match admit(web, &request, deadline) {
+        Ok(request) => match admit(&web, &request, deadline) {
             Ok(()) => (handler(&request.path), !request.head_only),
             Err(refused) => (refused, !request.head_only),
         },

@@ -59,14 +59,18 @@ pub struct HostState {
 pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     init_logs(options.json_logs);
     let web = match &options.web_config {
-        Some(path) => webconfig::load(path)?,
-        None => webconfig::WebConfig::default(),
+        Some(path) => webconfig::Live::load(path)?,
+        None => webconfig::Live::none(),
+    };
+    let (tls, auth) = {
+        let first = web.current().map_err(anyhow::Error::msg)?;
+        (first.tls.is_some(), first.auth.is_some())
     };
     let listener = http::bind(options.listen)?;
     // The address as bound: port 0 picks a free one.
     let listen = listener.local_addr()?;
     if !listen.ip().is_loopback() {
-        let missing = match (web.tls.is_some(), web.auth.is_some()) {
+        let missing = match (tls, auth) {
             (true, true) => None,
             (false, false) => Some("no TLS and no auth: anyone who can reach"),
             (true, false) => Some("no auth (basic_auth_users): anyone who can reach"),
@@ -100,8 +104,7 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
             .spawn(move || scan_forever(&fleet, index, &states[index], interval))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
-        interval_s = options.interval.as_secs_f64(), tls = web.tls.is_some(),
-        auth = web.auth.is_some(), "serving /metrics and /healthz");
+        interval_s = options.interval.as_secs_f64(), tls, auth, "serving /metrics and /healthz");
     let interval = options.interval;
     http::serve(
         listener,

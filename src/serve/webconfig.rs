@@ -1,15 +1,18 @@
 //! The web configuration file of Prometheus' exporter-toolkit
 //! (`serve --web.config.file`): TLS from `tls_server_config` and basic
 //! auth from `basic_auth_users` (bcrypt hashes), read as node_exporter
-//! reads it, so one file serves both. Keys the toolkit knows but this
+//! reads it, so one file serves both, and read again when it or a file it
+//! names changes (a renewed certificate), as the toolkit reads it for
+//! every request. Keys the toolkit knows but this
 //! server cannot honour (client certificates, cipher lists, a rate limit)
 //! are refused, never ignored: a file that asks for client certificates
 //! must not quietly serve without them. Unknown keys are refused too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use rustls::ServerConfig;
@@ -110,24 +113,126 @@ struct Settings {
     headers: String,
 }
 
-/// Reads and checks `path`, then the certificate and key it names.
-pub fn load(path: &Path) -> Result<WebConfig> {
+/// The web config as its files are now: none, or the file's, read again
+/// at the first connection after it or a certificate or key file it names
+/// changed.
+pub struct Live {
+    path: Option<PathBuf>,
+    state: Mutex<Loaded>,
+}
+
+/// The config from the files as they were at `stamps`. A file that no
+/// longer reads is `Err`: every connection is refused until it is fixed,
+/// as the toolkit refuses, rather than served as the file no longer says.
+struct Loaded {
+    config: Result<Arc<WebConfig>, String>,
+    files: Vec<PathBuf>,
+    stamps: Vec<Option<Stamp>>,
+}
+
+/// What tells that a file changed: replaced (a new inode, as a rename or
+/// Kubernetes' symlink swap makes), rewritten or resized.
+type Stamp = (u64, SystemTime, u64);
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
+    files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            Some((meta.ino(), meta.modified().ok()?, meta.len()))
+        })
+        .collect()
+}
+
+impl Live {
+    /// No web config: plain HTTP, no auth.
+    pub fn none() -> Live {
+        Live {
+            path: None,
+            state: Mutex::new(Loaded {
+                config: Ok(Arc::default()),
+                files: Vec::new(),
+                stamps: Vec::new(),
+            }),
+        }
+    }
+
+    /// The file at `path`, read and checked now: at start, a file that
+    /// cannot be served is an error.
+    pub fn load(path: &Path) -> Result<Live> {
+        let (config, files) = load(path)?;
+        let stamps = stamps(&files);
+        Ok(Live {
+            path: Some(path.to_owned()),
+            state: Mutex::new(Loaded {
+                config: Ok(Arc::new(config)),
+                files,
+                stamps,
+            }),
+        })
+    }
+
+    /// The config to serve a new connection with (three `stat`s when
+    /// nothing changed); `Err` with why while the file cannot be served.
+    pub fn current(&self) -> Result<Arc<WebConfig>, String> {
+        let mut loaded = lock(&self.state);
+        if let Some(path) = &self.path {
+            let now = stamps(&loaded.files);
+            if now != loaded.stamps {
+                match load(path) {
+                    Ok((config, files)) => {
+                        tracing::info!(
+                            tls = config.tls.is_some(),
+                            auth = config.auth.is_some(),
+                            "web config read again"
+                        );
+                        loaded.stamps = stamps(&files);
+                        loaded.files = files;
+                        loaded.config = Ok(Arc::new(config));
+                    }
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        tracing::error!(%error, "web config changed and cannot be served: refusing connections until it is fixed");
+                        // Read again at its next change, not at every
+                        // connection.
+                        loaded.stamps = now;
+                        loaded.config = Err(error);
+                    }
+                }
+            }
+        }
+        loaded.config.clone()
+    }
+}
+
+/// Reads and checks `path`, then the certificate and key it names; with
+/// the files it read, to watch.
+fn load(path: &Path) -> Result<(WebConfig, Vec<PathBuf>)> {
     let shown = sanitize(&path.display().to_string());
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the web config {shown}"))?;
     let settings = parse(&text).with_context(|| format!("the web config {shown}"))?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    let mut files = vec![path.to_owned()];
     let tls = match &settings.tls {
-        Some(tls) => Some(Arc::new(
-            server_config(tls, dir).with_context(|| format!("the web config {shown}"))?,
-        )),
+        Some(tls) => {
+            for pem in [&tls.cert, &tls.key] {
+                if let Pem::File(file) = pem {
+                    files.push(dir.join(file));
+                }
+            }
+            Some(Arc::new(
+                server_config(tls, dir).with_context(|| format!("the web config {shown}"))?,
+            ))
+        }
         None => None,
     };
-    Ok(WebConfig {
+    let config = WebConfig {
         tls,
         auth: (!settings.users.is_empty()).then(|| BasicAuth::new(settings.users)),
         headers: settings.headers,
-    })
+    };
+    Ok((config, files))
 }
 
 /// The settings `text` (YAML) gives: the file's own words checked, no
