@@ -539,7 +539,7 @@ mod tests {
     fn tls_and_users_as_node_exporter_reads_them() {
         let settings = parse(
             "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n\
-             basic_auth_users:\n  alice: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG\n\
+             basic_auth_users:\n  alice: $2y$10$tDdodgViyaqEVkzGMfnrMeshvf/57eCbfhbXcR3EIj4MGK7fdPte2\n\
              http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n",
         )
         .unwrap();
