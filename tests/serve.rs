@@ -332,11 +332,14 @@ fn curl(serving: &Serving, dir: &Path, path: &str, user: Option<&str>) -> (u16, 
 /// `serve --web.config.file` with TLS and basic auth: curl with the right
 /// password gets the metrics over https, with a wrong one or none 401 and
 /// `WWW-Authenticate: Basic`; plain HTTP to the port gets a 400 that says
-/// why, and no metrics.
+/// why, and no metrics. The file's headers come with every answer.
 #[test]
 fn tls_and_basic_auth_from_the_web_config() {
     let dir = temp_dir("webconfig");
     let config = web_config(&dir, "prometheus", "s3cret pass");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("http_server_config:\n  headers:\n    X-Frame-Options: deny\n");
+    std::fs::write(&config, text).unwrap();
     let serving = Serving::start_with(
         tool().args(["-c", &fleet_uri("fleet-small.xml")]),
         "127.0.0.1:0",
@@ -344,8 +347,9 @@ fn tls_and_basic_auth_from_the_web_config() {
     );
     let right = Some("prometheus:s3cret pass");
     poll(|| (curl(&serving, &dir, "/healthz", right).0 == 200).then_some(()));
-    let (status, _, metrics) = curl(&serving, &dir, "/metrics", right);
+    let (status, head, metrics) = curl(&serving, &dir, "/metrics", right);
     assert_eq!(status, 200);
+    assert!(head.contains("\r\nX-Frame-Options: deny\r\n"), "{head}");
     assert!(
         metrics.contains("dismount_domain_state{domain=\"plain\""),
         "{metrics}"
@@ -355,6 +359,7 @@ fn tls_and_basic_auth_from_the_web_config() {
             let (status, head, body) = curl(&serving, &dir, path, user);
             assert_eq!(status, 401, "{user:?} {path}: {head}{body}");
             assert!(head.contains("\r\nWWW-Authenticate: Basic\r\n"), "{head}");
+            assert!(head.contains("\r\nX-Frame-Options: deny\r\n"), "{head}");
             assert!(!body.contains("dismount_"), "{body}");
         }
     }
