@@ -639,6 +639,39 @@ mod tests {
         assert_eq!(status("GET /x HTTP/1.1\r\nBad Header\r\n\r\n"), 400);
     }
 
+    /// RFC 7617: the scheme in any case, the user up to the first colon,
+    /// the password the rest (colons and all, any bytes); anything else
+    /// carries no credentials.
+    #[test]
+    fn basic_credentials_are_read_as_rfc_7617_has_them() {
+        let encode = |text: &[u8]| base64::engine::general_purpose::STANDARD.encode(text);
+        let read = |value: String| basic_credentials(value.as_bytes());
+        let pair = |user: &str, password: &[u8]| Some((user.to_owned(), password.to_vec()));
+        assert_eq!(
+            read(format!("Basic {}", encode(b"prometheus:pw"))),
+            pair("prometheus", b"pw")
+        );
+        assert_eq!(
+            read(format!("bAsIc  {} ", encode(b"a:b:c"))),
+            pair("a", b"b:c")
+        );
+        assert_eq!(
+            read(format!("Basic {}", encode(b"a:\xff\x00"))),
+            pair("a", b"\xff\x00")
+        );
+        assert_eq!(read(format!("Basic {}", encode(b"a:"))), pair("a", b""));
+        assert_eq!(read(format!("Basic {}", encode(b"no colon"))), None);
+        assert_eq!(read(format!("Basic {}", encode(b"\xff:pw"))), None);
+        assert_eq!(read(format!("Bearer {}", encode(b"a:b"))), None);
+        assert_eq!(read("Basic not base64!".to_owned()), None);
+        assert_eq!(read("Basic".to_owned()), None);
+        let request = "GET /metrics HTTP/1.1\r\nauthorization: Basic YTpi\r\n\r\n";
+        assert_eq!(
+            parse(request).unwrap().unwrap().credentials,
+            pair("a", b"b")
+        );
+    }
+
     #[test]
     fn absolute_targets_are_routed_by_their_path() {
         assert_eq!(
