@@ -33,9 +33,9 @@ pub(crate) const MAX_CONNECTIONS: usize = 512;
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Header lines a request may have.
 const MAX_HEADERS: usize = 64;
-/// The whole request head must arrive within this, after the TLS
-/// handshake and before the password check, each within it too: a client
-/// that sends a byte now and then cannot hold its thread for longer.
+/// The TLS handshake (with TLS), the whole request head and the wait for
+/// a password check all end within this: a client that sends a byte now
+/// and then cannot hold its thread for longer.
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// A client that reads its answer slower than this is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

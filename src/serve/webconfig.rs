@@ -3,10 +3,10 @@
 //! auth from `basic_auth_users` (bcrypt hashes), read as node_exporter
 //! reads it, so one file serves both, and read again when it or a file it
 //! names changes (a renewed certificate), as the toolkit reads it for
-//! every request. Keys the toolkit knows but this
-//! server cannot honour (client certificates, cipher lists, a rate limit)
-//! are refused, never ignored: a file that asks for client certificates
-//! must not quietly serve without them. Unknown keys are refused too.
+//! every request. Keys the toolkit knows but this server cannot honour
+//! (client certificates, cipher lists, a rate limit) are refused, never
+//! ignored: a file that asks for client certificates must not quietly
+//! serve without them. Unknown keys are refused too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -186,7 +186,13 @@ impl Live {
                             auth = config.auth.is_some(),
                             "web config read again"
                         );
-                        loaded.stamps = stamps(&files);
+                        // Stamped before the read where they are the same
+                        // files: a change during the read is seen next time.
+                        loaded.stamps = if files == loaded.files {
+                            now
+                        } else {
+                            stamps(&files)
+                        };
                         loaded.files = files;
                         loaded.config = Ok(Arc::new(config));
                     }
