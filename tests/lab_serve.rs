@@ -55,6 +55,23 @@ fn promtool_accepts_the_lab_and_400_test_domains() -> Result<(), Failed> {
     check(metrics.contains("domain=\"vm-399\""), || {
         "no fleet-400 domain".to_owned()
     })?;
+    // QEMU's figures from the one listing: a running guest's disk I/O,
+    // memory statistics and vCPU times; a stopped one keeps its state,
+    // memory, disk size and media.
+    for series in [
+        "dismount_domain_block_read_bytes_total{domain=\"lab-agent\",target_device=\"hdc\",uri=\"qemu:///system\"}",
+        "dismount_domain_memory_rss_bytes{domain=\"lab-agent\",uri=\"qemu:///system\"}",
+        "dismount_domain_vcpu_seconds_total{domain=\"lab-agent\",uri=\"qemu:///system\",vcpu=\"0\"}",
+        "dismount_domain_state{domain=\"lab-off\",state=\"shut off\",uri=\"qemu:///system\"} 1",
+        "dismount_domain_memory_max_bytes{domain=\"lab-off\",uri=\"qemu:///system\"} 134217728",
+        "dismount_domain_block_capacity_bytes{domain=\"lab-off\",target_device=\"hdc\",uri=\"qemu:///system\"}",
+        "dismount_drive_media_info{domain=\"lab-off\",source=",
+        "dismount_domain_block_info{bus=\"ide\",device=\"cdrom\",domain=\"lab-off\",",
+    ] {
+        check(metrics.contains(series), || {
+            format!("no {series} in\n{metrics}")
+        })?;
+    }
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -291,8 +308,7 @@ fn prometheus_scrapes_serve_over_https_with_basic_auth() -> Result<(), Failed> {
     let config = web_config(&dir, "prometheus", "lab pass");
     let serving = Serving::start_with(
         tool().args(["-c", LAB_URI]),
-        "127.0.0.1:0",
-        &["--web.config.file".as_ref(), config.as_os_str()],
+        &["--web.config.file", config.to_str().unwrap()],
     );
     let job = |name: &str, scheme: &str, password: &str| {
         format!(

@@ -24,6 +24,11 @@ fn value(line: &str) -> f64 {
 /// Sends `request` as is and reads the answer until the server closes
 /// (30 s at most): the client never closes its side first.
 fn send_raw(addr: SocketAddr, request: &[u8]) -> String {
+    String::from_utf8_lossy(&send_raw_bytes(addr, request)).into_owned()
+}
+
+/// [`send_raw`], the answer as bytes (a gzip body).
+fn send_raw_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -31,7 +36,7 @@ fn send_raw(addr: SocketAddr, request: &[u8]) -> String {
     stream.write_all(request).unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
+    answer
 }
 
 /// Two hosts: every domain and drive is there with `uri`, the figures are
@@ -81,6 +86,20 @@ fn metrics_of_two_hosts_and_no_virsh_per_request() {
         .is_some()
     );
     assert!(metric_line(&metrics, "dismount_domain_cpu_seconds_total", &vm).is_some());
+    // vm-003: shut off, 4 × 256 MiB; its state and memory stay.
+    let stopped = ["domain=\"vm-003\"", fleet_uri_label.as_str()];
+    assert!(
+        metric_line(
+            &metrics,
+            "dismount_domain_state",
+            &[stopped[0], stopped[1], "state=\"shut off\""]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        value(metric_line(&metrics, "dismount_domain_memory_max_bytes", &stopped).unwrap()),
+        4.0 * 256.0 * 1024.0 * 1024.0
+    );
     let domains = metrics
         .lines()
         .filter(|l| l.starts_with("dismount_domain_state{") && l.contains(&fleet_uri_label))
@@ -97,6 +116,29 @@ fn metrics_of_two_hosts_and_no_virsh_per_request() {
     assert!(
         hdc.contains("source=\"/srv/iso/missing-install.iso\""),
         "{hdc}"
+    );
+    let missing = |domain: &str, target: &str| {
+        metric_line(
+            &metrics,
+            "dismount_drive_media_missing",
+            &[
+                &format!("domain=\"{domain}\""),
+                &format!("target=\"{target}\""),
+                &media_label,
+            ],
+        )
+        .map(value)
+    };
+    assert_eq!(missing("two-drives", "hdc"), Some(1.0), "its ISO is gone");
+    assert_eq!(
+        missing("two-drives", "fda"),
+        Some(0.0),
+        "/etc/os-release is there"
+    );
+    assert_eq!(
+        missing("two-drives", "sda"),
+        None,
+        "an empty drive has nothing to miss"
     );
     for uri in [&fleet, &media] {
         let host = format!("uri=\"{uri}\"");
@@ -135,6 +177,195 @@ fn a_hung_host_holds_neither_metrics_nor_the_other_host() {
     let (status, body) = serving.get("/healthz");
     assert_eq!(status, 503);
     assert_eq!(body, format!("{hung}: no scan has finished yet\n"));
+}
+
+/// `domstats` for fleet-small.xml as the test driver prints it, with
+/// QEMU's figures for `plain`: the lab's captured block (disk, balloon,
+/// vCPU) and an interface (the lab's guests have none). The test driver
+/// reports no figures of its own, so the other domains still need
+/// `dominfo`.
+fn domstats_with_qemu_figures_for_plain(dir: &std::path::Path) -> std::path::PathBuf {
+    let listing = virsh(
+        &fleet_uri("fleet-small.xml"),
+        &["domstats", "--raw", "--state"],
+    );
+    let captured =
+        std::fs::read_to_string(root().join("fixtures/virsh/domstats-qemu-all-groups.txt"))
+            .unwrap();
+    let lab_agent: String = captured
+        .split("\n\n")
+        .find(|block| block.starts_with("Domain: 'lab-agent'"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| !line.trim_start().starts_with("state."))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let nic = "  net.count=1\n  net.0.name=vnet7\n  net.0.rx.bytes=1500\n  net.0.rx.pkts=3\n  \
+               net.0.rx.errs=0\n  net.0.rx.drop=1\n  net.0.tx.bytes=900\n  net.0.tx.pkts=2\n  \
+               net.0.tx.errs=0\n  net.0.tx.drop=0\n";
+    let header = "Domain: 'plain'\n";
+    let at = listing.find(header).expect("plain in the listing") + header.len();
+    let text = format!("{}{lab_agent}{nic}{}", &listing[..at], &listing[at..]);
+    let path = dir.join("domstats.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A domain whose figures cannot be read (their `dominfo` hangs past
+/// `--timeout`) is marked by `dismount_domain_scrape_error` and keeps its
+/// state and media series; `plain`, whose figures the listing brought, is
+/// exported whole, in base units; the host's scan succeeds. gzip is sent
+/// to a client that takes it, the plain text to one that does not.
+#[test]
+fn a_domain_whose_figures_hang_is_marked_and_the_others_are_exported() {
+    let dir = temp_dir("serve-isolation");
+    let lines = dir.join("lines");
+    let serving = Serving::start(
+        tool()
+            .args([
+                "-c",
+                &fleet_uri("fleet-small.xml"),
+                "--timeout",
+                "2s",
+                "--virsh",
+            ])
+            .arg(support("hung-agent-virsh"))
+            .env("HUNG_COMMAND", "dominfo")
+            .env("DOMSTATS_FILE", domstats_with_qemu_figures_for_plain(&dir))
+            .env("LINES_LOG", &lines),
+    );
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let (_, metrics) = serving.get("/metrics");
+    let plain = ["domain=\"plain\""];
+    let of = |name: &str, labels: &[&str]| {
+        value(
+            metric_line(&metrics, name, labels)
+                .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}")),
+        )
+    };
+    assert_eq!(of("dismount_host_scan_success", &[]), 1.0);
+    assert!(metric_line(&metrics, "dismount_domain_scrape_error", &plain).is_none());
+    let hdc = ["domain=\"plain\"", "target_device=\"hdc\""];
+    assert_eq!(of("dismount_domain_block_read_bytes_total", &hdc), 2048.0);
+    assert_eq!(of("dismount_domain_block_read_requests_total", &hdc), 1.0);
+    assert_eq!(
+        of("dismount_domain_block_read_seconds_total", &hdc),
+        237008e-9
+    );
+    assert_eq!(of("dismount_domain_block_capacity_bytes", &hdc), 376832.0);
+    assert!(
+        metric_line(&metrics, "dismount_domain_block_info", &hdc)
+            .is_some_and(|line| line.contains("source_file=\"/work/main/.lab/isos/install-a.iso\"")),
+        "{metrics}"
+    );
+    let nic = ["domain=\"plain\"", "target_device=\"vnet7\""];
+    assert_eq!(
+        of("dismount_domain_interface_receive_bytes_total", &nic),
+        1500.0
+    );
+    assert_eq!(
+        of("dismount_domain_interface_receive_drops_total", &nic),
+        1.0
+    );
+    assert_eq!(
+        of("dismount_domain_interface_transmit_packets_total", &nic),
+        2.0
+    );
+    assert_eq!(
+        of("dismount_domain_memory_rss_bytes", &plain),
+        265364.0 * 1024.0
+    );
+    assert_eq!(
+        of("dismount_domain_memory_minor_faults_total", &plain),
+        1234.0
+    );
+    let vcpu0 = ["domain=\"plain\"", "vcpu=\"0\""];
+    assert_eq!(of("dismount_domain_vcpu_seconds_total", &vcpu0), 6.8);
+    assert_eq!(
+        of("dismount_domain_vcpu_delay_seconds_total", &vcpu0),
+        5.916167082
+    );
+    assert_eq!(of("dismount_domain_vcpus", &plain), 1.0);
+
+    // The others: marked, their state and drives exported all the same.
+    for name in ["with space", "-db", "Ünïcödé-vm"] {
+        let domain = format!("domain=\"{name}\"");
+        assert_eq!(
+            of(
+                "dismount_domain_scrape_error",
+                &[&domain, "reason=\"timeout\""]
+            ),
+            1.0
+        );
+        assert!(metric_line(&metrics, "dismount_domain_state", &[&domain]).is_some());
+    }
+    let stopped = ["domain=\"with space\"", "state=\"shut off\""];
+    assert_eq!(of("dismount_domain_state", &stopped), 1.0);
+    assert!(
+        metric_line(
+            &metrics,
+            "dismount_drive_media_info",
+            &["domain=\"with space\""]
+        )
+        .is_some()
+    );
+
+    // One listing for the table and the drives, with the disk and network
+    // groups (once the first scan is done, the next is an interval away).
+    let logged = std::fs::read_to_string(&lines).unwrap();
+    let listings: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.starts_with("domstats"))
+        .collect();
+    assert_eq!(listings.len(), 1, "{logged}");
+    assert!(
+        listings[0].contains("--block --interface --nowait"),
+        "{}",
+        listings[0]
+    );
+
+    let gzipped = send_raw_bytes(
+        serving.addr,
+        b"GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n",
+    );
+    let split = gzipped.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&gzipped[..split]);
+    assert!(
+        head.contains("\r\nContent-Encoding: gzip\r\n")
+            && head.contains("\r\nVary: Accept-Encoding\r\n"),
+        "{head}"
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gzipped[split + 4..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    assert_eq!(text, metrics, "the same exposition, and no scan in between");
+    let plain_answer = send_raw(
+        serving.addr,
+        b"GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip;q=0\r\n\r\n",
+    );
+    assert!(!plain_answer.contains("Content-Encoding"), "{plain_answer}");
+}
+
+/// `--no-io-metrics`: the listing asks for no disk or network group.
+#[test]
+fn no_io_metrics_asks_for_no_disk_or_network_group() {
+    let lines = temp_dir("serve-no-io").join("lines");
+    let serving = Serving::start_with(
+        tool()
+            .args(["-c", &fleet_uri("fleet-small.xml"), "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .env("LINES_LOG", &lines),
+        &["--no-io-metrics"],
+    );
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let logged = std::fs::read_to_string(&lines).unwrap();
+    let listing = logged.lines().find(|l| l.starts_with("domstats")).unwrap();
+    assert!(
+        !listing.contains("--block") && !listing.contains("--interface"),
+        "{listing}"
+    );
 }
 
 /// 200 clients that send half a request, or nothing, do not keep /metrics
@@ -342,8 +573,7 @@ fn tls_and_basic_auth_from_the_web_config() {
     std::fs::write(&config, text).unwrap();
     let serving = Serving::start_with(
         tool().args(["-c", &fleet_uri("fleet-small.xml")]),
-        "127.0.0.1:0",
-        &["--web.config.file".as_ref(), config.as_os_str()],
+        &["--web.config.file", config.to_str().unwrap()],
     );
     let right = Some("prometheus:s3cret pass");
     poll(|| (curl(&serving, &dir, "/healthz", right).0 == 200).then_some(()));
@@ -379,8 +609,7 @@ fn the_web_config_and_its_certificate_are_read_again_when_they_change() {
     let config = web_config(&dir, "prometheus", "first");
     let serving = Serving::start_with(
         tool().args(["-c", &fleet_uri("fleet-small.xml")]),
-        "127.0.0.1:0",
-        &["--web.config.file".as_ref(), config.as_os_str()],
+        &["--web.config.file", config.to_str().unwrap()],
     );
     let status = |password: &str| {
         curl(
@@ -427,8 +656,7 @@ fn a_stalled_tls_handshake_ends_at_the_head_deadline() {
     let config = web_config(&dir, "prometheus", "pw");
     let serving = Serving::start_with(
         tool().args(["-c", &fleet_uri("fleet-small.xml")]),
-        "127.0.0.1:0",
-        &["--web.config.file".as_ref(), config.as_os_str()],
+        &["--web.config.file", config.to_str().unwrap()],
     );
     // The first bytes of a TLS record that announces a ClientHello.
     let mut stalled = TcpStream::connect(serving.addr).unwrap();
@@ -518,10 +746,10 @@ fn listening_beyond_loopback_warns_that_anyone_may_read_the_metrics() {
     assert!(!warned(&local), "{:#?}", local.startup);
     drop(local);
     let config = web_config(&temp_dir("webconfig-warn"), "u", "p");
-    let secured = Serving::start_with(
+    let secured = Serving::start_serving(
         tool().args(["-c", &small]),
         "0.0.0.0:0",
-        &["--web.config.file".as_ref(), config.as_os_str()],
+        &["--web.config.file", config.to_str().unwrap()],
     );
     assert!(!warned(&secured), "{:#?}", secured.startup);
 }

@@ -191,6 +191,9 @@ pub enum Command {
         /// Prometheus exporter-toolkit web configuration file (YAML): TLS from tls_server_config, basic auth from basic_auth_users (bcrypt hashes), as node_exporter reads it
         #[arg(long = "web.config.file", value_name = "FILE")]
         web_config_file: Option<PathBuf>,
+        /// Leave out the disk and network figures (domstats --block --interface): for hosts whose I/O another exporter already serves
+        #[arg(long)]
+        no_io_metrics: bool,
     },
 }
 

@@ -225,6 +225,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             listen,
             log_format,
             web_config_file,
+            no_io_metrics,
         }) => {
             drop(out);
             let interval = options.probe.refresh_interval();
@@ -235,6 +236,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     interval,
                     json_logs: log_format == args::LogFormat::Json,
                     web_config: web_config_file,
+                    io_metrics: !no_io_metrics,
                 },
             )?;
             return Ok(ExitCode::SUCCESS);

@@ -18,7 +18,7 @@ pub use iso::IsoName;
 pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
 
-use crate::virsh::{DomainState, DomainXml, Media, Uri, Virsh};
+use crate::virsh::{DomainState, DomainXml, Listing, Media, Uri, Virsh};
 use rows::drive_rows;
 
 /// Media work over one connection.
@@ -68,6 +68,12 @@ impl MediaManager {
             .virsh
             .list_all()
             .with_context(|| format!("cannot list domains on {uri}"))?;
+        self.load_listing(listing)
+    }
+
+    /// [`MediaManager::load_all`] from a listing read already.
+    pub fn load_listing(&self, listing: Listing) -> Result<Vec<DomainMedia>> {
+        let uri = self.virsh.uri_label();
         if self.virsh.config().connect.is_none()
             && let Some(uri) = &listing.uri
         {

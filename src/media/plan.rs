@@ -283,10 +283,10 @@ impl Step {
                     return Some("the domain has no persistent config now".to_owned());
                 };
                 let taken = config
-                    .disk_targets
+                    .disks
                     .iter()
-                    .chain(now.live.iter().flat_map(|live| &live.disk_targets))
-                    .any(|taken| taken == target);
+                    .chain(now.live.iter().flat_map(|live| &live.disks))
+                    .any(|taken| taken.target == *target);
                 taken.then(|| {
                     format!(
                         "the target {} was taken since the plan; nothing added",
@@ -523,10 +523,10 @@ pub fn plan_attach(domain: &DomainMedia, iso: &str) -> anyhow::Result<Step> {
     };
     // A target taken in either definition would clash at the next boot.
     let taken: Vec<&str> = config
-        .disk_targets
+        .disks
         .iter()
-        .chain(domain.live.iter().flat_map(|live| &live.disk_targets))
-        .map(String::as_str)
+        .chain(domain.live.iter().flat_map(|live| &live.disks))
+        .map(|disk| disk.target.as_str())
         .collect();
     let target = free_sata_target(&taken).ok_or_else(|| {
         anyhow::anyhow!("'{}' has no free sdX target left", sanitize(&domain.name))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::metrics::{MemorySource, Metrics};
+use super::metrics::{FiguresFault, MemorySource, Metrics};
 use super::os::{OsReport, OsSource};
 use crate::virsh::{DomainState, Listed};
 
@@ -26,6 +26,9 @@ pub struct DomainStatus {
     /// Why figures are missing (their read failed or overran the timeout);
     /// `null` when they were read.
     pub metrics_error: Option<String>,
+    /// The kind of `metrics_error`, for `serve`; not in the JSON.
+    #[serde(skip)]
+    pub metrics_fault: Option<FiguresFault>,
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
@@ -99,7 +102,8 @@ impl From<Domain> for DomainStatus {
             memory_max_kib: metrics.memory_max_kib,
             cpu_time_ns: metrics.cpu_time_ns,
             cpu_percent: metrics.cpu_percent,
-            metrics_error: metrics.error,
+            metrics_fault: metrics.error.as_ref().map(|(_, fault)| *fault),
+            metrics_error: metrics.error.map(|(message, _)| message),
             os: name,
             os_source,
             os_error: os.error,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::cache::{Cache, CpuSample};
 use super::domain::{Domain, by_target};
-use crate::virsh::{DomInfo, Listed, Virsh};
+use crate::virsh::{DomInfo, Listed, Virsh, VirshError};
 
 /// Where a memory-used figure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,6 +18,24 @@ pub enum MemorySource {
     Guest,
     /// The host's allocation to the domain (the guest reports nothing).
     Allocation,
+}
+
+/// Why a domain's figures are missing, in a word (`serve`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiguresFault {
+    /// Their read overran `--timeout`.
+    Timeout,
+    /// virsh answered with an error.
+    Failed,
+}
+
+impl FiguresFault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FiguresFault::Timeout => "timeout",
+            FiguresFault::Failed => "failed",
+        }
+    }
 }
 
 /// CPU and memory of one domain, as cached.
@@ -31,7 +49,7 @@ pub(super) struct Metrics {
     pub cpu_time_ns: Option<u64>,
     pub cpu_percent: Option<f64>,
     /// Why the figures a driver's stats lack could not be read.
-    pub error: Option<String>,
+    pub error: Option<(String, FiguresFault)>,
 }
 
 /// Gives every domain not served from the cache its figures: from its
@@ -67,25 +85,31 @@ fn read(
     virsh: &Virsh,
     cache: &Cache,
     domain: &Listed,
-    infos: &mut Result<HashMap<String, DomInfo>, String>,
+    infos: &mut Result<HashMap<String, DomInfo>, (String, FiguresFault)>,
     now: Instant,
 ) -> Option<Metrics> {
+    let failed = |error: (String, FiguresFault)| {
+        // Not cached: the next scan tries again.
+        Some(Metrics {
+            error: Some(error),
+            ..measure(domain, DomInfo::default())
+        })
+    };
     let info = match infos {
         _ if has_every_metric(domain) => DomInfo::default(),
         Ok(infos) => match infos.remove(domain.target()) {
             Some(info) => info,
             // Vanished since the listing? Then it leaves the table;
-            // otherwise its figures stay blank.
+            // otherwise its figures are blank, and say why.
             None if virsh.has_domain(domain.target()).ok() == Some(false) => return None,
-            None => DomInfo::default(),
+            None => {
+                return failed((
+                    "cannot read its figures: `dominfo` failed for it".to_owned(),
+                    FiguresFault::Failed,
+                ));
+            }
         },
-        // Not cached: the next scan tries again.
-        Err(reason) => {
-            return Some(Metrics {
-                error: Some(reason.clone()),
-                ..measure(domain, DomInfo::default())
-            });
-        }
+        Err(error) => return failed(error.clone()),
     };
     let mut metrics = measure(domain, info);
     let sample = metrics.cpu_time_ns.map(|cpu| (now, cpu));
@@ -100,13 +124,20 @@ fn read(
 /// The `dominfo` of each of `targets` that answered, by target, in one
 /// batch; `Err` says why the batch failed (past its deadline, say): those
 /// rows say so, and the others (and the rest of the scan) stand.
-fn read_infos(virsh: &Virsh, targets: &[&str]) -> Result<HashMap<String, DomInfo>, String> {
+fn read_infos(
+    virsh: &Virsh,
+    targets: &[&str],
+) -> Result<HashMap<String, DomInfo>, (String, FiguresFault)> {
     if targets.is_empty() {
         return Ok(HashMap::new());
     }
-    let read = virsh
-        .dominfo_many(targets)
-        .map_err(|error| format!("cannot read its figures: {error}"))?;
+    let read = virsh.dominfo_many(targets).map_err(|error| {
+        let fault = match error {
+            VirshError::Timeout { .. } | VirshError::SshTimeout { .. } => FiguresFault::Timeout,
+            _ => FiguresFault::Failed,
+        };
+        (format!("cannot read its figures: {error}"), fault)
+    })?;
     Ok(by_target(targets, read))
 }
 

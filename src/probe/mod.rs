@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::mutex::lock;
-use crate::virsh::{Listed, Virsh};
+use crate::virsh::{Listing, Virsh};
 use agents::{Agents, Driver};
 use cache::Cache;
 
@@ -118,7 +118,25 @@ impl ProbeManager {
     /// With [`Figures::Fresh`] no figure comes from the cache; the OS
     /// follows `--os-ttl` either way.
     pub fn scan_with(&self, figures: Figures, progress: Progress) -> Result<Vec<DomainStatus>> {
-        let (listed, driver) = self.list()?;
+        let uri = self.virsh.uri_label();
+        let listing = self
+            .virsh
+            .list_all()
+            .with_context(|| format!("cannot list domains on {uri}"))?;
+        Ok(self.scan_listing(listing, figures, progress))
+    }
+
+    /// [`ProbeManager::scan_with`] from a listing read already (`serve`
+    /// reads one for the table and the drives both).
+    pub fn scan_listing(
+        &self,
+        listing: Listing,
+        figures: Figures,
+        progress: Progress,
+    ) -> Vec<DomainStatus> {
+        lock(&self.uri).clone_from(&listing.uri);
+        let driver = Driver::of(&listing);
+        let listed = listing.into_domains();
         let domains = self.cache.lookup(listed, figures, &self.options);
         // The quick reads first, side by side on the connection's sessions:
         // figures and the XML for libosinfo metadata. The guest agents come
@@ -142,20 +160,7 @@ impl ProbeManager {
             self.agents
                 .ask(&self.virsh, &self.options, driver, running, progress)
         });
-        Ok(domains.into_iter().map(DomainStatus::from).collect())
-    }
-
-    /// Every domain, sorted by name, and the connection's driver, in one
-    /// virsh process.
-    fn list(&self) -> Result<(Vec<Listed>, Driver)> {
-        let uri = self.virsh.uri_label();
-        let listing = self
-            .virsh
-            .list_all()
-            .with_context(|| format!("cannot list domains on {uri}"))?;
-        lock(&self.uri).clone_from(&listing.uri);
-        let driver = Driver::of(&listing);
-        Ok((listing.into_domains(), driver))
+        domains.into_iter().map(DomainStatus::from).collect()
     }
 }
 

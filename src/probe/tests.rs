@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::metrics::MemorySource;
+use super::metrics::{FiguresFault, MemorySource};
 use super::*;
 use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;
@@ -391,4 +391,38 @@ fn a_domain_gone_since_the_listing_leaves_the_table() {
     let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
     assert_eq!(names, ["kept"]);
     assert_eq!(rows[0].vcpus, Some(1), "its dominfo still counts");
+}
+
+/// A figures read past its deadline, or one virsh refuses for a domain
+/// that is still there, says which in `metrics_fault` (serve's `reason`),
+/// beside its message.
+#[test]
+fn a_figures_read_that_hangs_or_fails_names_its_fault() {
+    let fake = Arc::new(FakeRunner::default());
+    expect_state_only_listing(&fake, "test:///fake", &[("a", 5)]);
+    fake.expect_hang(&["dominfo", "--domain", "a"]);
+    expect_plain_xml(&fake, &["a"]);
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    assert_eq!(rows[0].metrics_fault, Some(FiguresFault::Timeout));
+    assert!(rows[0].metrics_error.is_some());
+
+    let fake = Arc::new(FakeRunner::default());
+    expect_state_only_listing(&fake, "test:///fake", &[("a", 5)]);
+    fake.expect(
+        &["dominfo", "--domain", "a"],
+        1,
+        "",
+        "error: internal error: the driver said no\n",
+    );
+    // Still there: its figures are blank, and say so (they used to
+    // be blank without a word).
+    fake.expect(&["domuuid", "--domain", "a"], 0, &uuid("a"), "");
+    expect_plain_xml(&fake, &["a"]);
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(rows[0].metrics_fault, Some(FiguresFault::Failed));
+    assert_eq!(
+        rows[0].metrics_error.as_deref(),
+        Some("cannot read its figures: `dominfo` failed for it")
+    );
 }

@@ -49,11 +49,15 @@ const THREAD_STACK: usize = 128 * 1024;
 /// At most one warning this often about connections closed for room.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// What a handler answers.
+/// What a handler answers: shared, so that a body kept in memory is
+/// served without a copy.
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    pub body: Arc<str>,
+    /// The same body gzipped, where the handler has it: sent to a client
+    /// whose `Accept-Encoding` takes gzip.
+    pub gzip: Option<Arc<[u8]>>,
 }
 
 impl Response {
@@ -61,7 +65,8 @@ impl Response {
         Response {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: body.into(),
+            body: Arc::from(body.into()),
+            gzip: None,
         }
     }
 }
@@ -216,7 +221,7 @@ fn answer(
         // a TLS client not even that).
         Err(_) => {
             let response = Response::text(500, "the web config cannot be served: see the log\n");
-            if send(&mut Channel::Plain(stream), &response, true, "").is_ok() {
+            if send(&mut Channel::Plain(stream), &response, true, false, "").is_ok() {
                 linger(stream);
             }
             return;
@@ -234,7 +239,7 @@ fn answer(
                     400,
                     "Client sent an HTTP request to an HTTPS server: use https://\n",
                 );
-                if send(&mut Channel::Plain(stream), &response, true, "").is_ok() {
+                if send(&mut Channel::Plain(stream), &response, true, false, "").is_ok() {
                     linger(stream);
                 }
                 return;
@@ -248,15 +253,17 @@ fn answer(
             },
         },
     };
-    let (response, send_body) = match read_head(&mut channel, spoke, deadline) {
+    let (response, send_body, gzip_ok) = match read_head(&mut channel, spoke, deadline) {
         Ok(request) => match admit(&web, &request, deadline) {
-            Ok(()) => (handler(&request.path), !request.head_only),
-            Err(refused) => (refused, !request.head_only),
+            Ok(()) => (handler(&request.path), !request.head_only, request.gzip),
+            Err(refused) => (refused, !request.head_only, false),
         },
         Err(Refused::Closed) => return,
-        Err(Refused::Status(status, why)) => (Response::text(status, format!("{why}\n")), true),
+        Err(Refused::Status(status, why)) => {
+            (Response::text(status, format!("{why}\n")), true, false)
+        }
     };
-    if send(&mut channel, &response, send_body, &web.headers).is_ok() {
+    if send(&mut channel, &response, send_body, gzip_ok, &web.headers).is_ok() {
         linger(stream);
     }
 }
@@ -278,12 +285,14 @@ fn admit(web: &WebConfig, request: &Request, deadline: Instant) -> Result<(), Re
         })
 }
 
-/// Writes the answer (its body unless `send_body` is false) and ends the
-/// connection's sending side.
+/// Writes the answer (its body unless `send_body` is false; gzipped where
+/// the handler has it so and `gzip_ok`) and ends the connection's sending
+/// side.
 fn send(
     channel: &mut Channel,
     response: &Response,
     send_body: bool,
+    gzip_ok: bool,
     headers: &str,
 ) -> io::Result<()> {
     channel.stream().set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -304,17 +313,21 @@ fn send(
         405 => "Allow: GET, HEAD\r\n",
         _ => "",
     };
+    let (body, encoding) = match &response.gzip {
+        Some(gzip) if gzip_ok => (
+            &gzip[..],
+            "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n",
+        ),
+        Some(_) => (response.body.as_bytes(), "Vary: Accept-Encoding\r\n"),
+        None => (response.body.as_bytes(), ""),
+    };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{status_header}{headers}Connection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{encoding}{status_header}{headers}Connection: close\r\n\r\n",
         response.status,
         response.content_type,
-        response.body.len()
+        body.len()
     );
-    let body = if send_body {
-        response.body.as_bytes()
-    } else {
-        b""
-    };
+    let body = if send_body { body } else { b"" };
     channel.write_all(head.as_bytes())?;
     channel.write_all(body)?;
     channel.finish()
@@ -488,6 +501,8 @@ struct Request {
     path: String,
     /// User and password of an `Authorization: Basic` header.
     credentials: Option<(String, Vec<u8>)>,
+    /// Whether `Accept-Encoding` takes gzip.
+    gzip: bool,
 }
 
 /// Reads until the bytes so far parse as a whole request head (within the
@@ -556,6 +571,10 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Request>, Refused> {
         head_only,
         path: path_of(request.path.unwrap_or("/")).to_owned(),
         credentials,
+        gzip: request.headers.iter().any(|header| {
+            header.name.eq_ignore_ascii_case("accept-encoding")
+                && std::str::from_utf8(header.value).is_ok_and(takes_gzip)
+        }),
     }))
 }
 
@@ -574,6 +593,22 @@ fn basic_credentials(value: &[u8]) -> Option<(String, Vec<u8>)> {
     let colon = decoded.iter().position(|&b| b == b':')?;
     let user = String::from_utf8(decoded[..colon].to_vec()).ok()?;
     Some((user, decoded[colon + 1..].to_vec()))
+}
+
+/// Whether an `Accept-Encoding` value takes gzip: listed (or `x-gzip`)
+/// with no `q=0`. `*` is not taken for gzip: a client that names no
+/// coding gets the plain text.
+fn takes_gzip(value: &str) -> bool {
+    value.split(',').any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let weight = parts
+            .filter_map(|param| param.trim().strip_prefix("q="))
+            .map(|q| q.trim().parse::<f64>().unwrap_or(0.0))
+            .next()
+            .unwrap_or(1.0);
+        (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && weight > 0.0
+    })
 }
 
 /// The path of a request target: origin form (`/metrics?x`) or absolute
@@ -610,6 +645,7 @@ mod tests {
             head_only: false,
             path: path.to_owned(),
             credentials: None,
+            gzip: false,
         }))
     }
 
@@ -632,6 +668,7 @@ mod tests {
                 head_only: true,
                 path: "/healthz".to_owned(),
                 credentials: None,
+                gzip: false,
             }))
         );
         assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
@@ -721,5 +758,28 @@ mod tests {
             status(&format!("GET / HTTP/1.1\r\n{}", lines(MAX_HEADERS + 1))),
             431
         );
+    }
+
+    /// What Prometheus sends (`gzip`), and the ways of saying no.
+    #[test]
+    fn gzip_is_taken_where_the_client_lists_it() {
+        let gzip = |value: &str| {
+            parse(&format!(
+                "GET /metrics HTTP/1.1\r\nAccept-Encoding: {value}\r\n\r\n"
+            ))
+            .unwrap()
+            .unwrap()
+            .gzip
+        };
+        assert!(gzip("gzip"));
+        assert!(gzip("deflate, GZIP;q=0.5"));
+        assert!(gzip("x-gzip"));
+        assert!(!gzip("gzip;q=0"));
+        assert!(!gzip("gzip; q=0.0, identity"));
+        assert!(!gzip("identity"));
+        assert!(!gzip("*"));
+        assert!(!gzip("gzipx"));
+        let plain = parse("GET /metrics HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert!(!plain.gzip);
     }
 }

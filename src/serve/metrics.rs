@@ -1,6 +1,10 @@
 //! The `/metrics` page: every host's last scan as Prometheus metrics, in
 //! the text format as the `prometheus` crate writes it. Names and units
-//! follow Prometheus' conventions; every series carries `uri`.
+//! follow Prometheus' conventions (bytes, seconds, `_total` counters);
+//! every series carries `uri`, every domain's also `domain`. The
+//! per-device and memory-statistics figures are read from the listing's
+//! `domstats` block through the tables below (field → series), which the
+//! README's metric table mirrors.
 
 use std::time::UNIX_EPOCH;
 
@@ -10,14 +14,324 @@ use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
 use super::HostState;
 use crate::probe::OsSource;
 use crate::virsh::DomainState;
+use crate::virsh::stats::entries;
+
+/// One `domstats` field as one series.
+struct Figure {
+    /// The field: `balloon.rss`, or after `block.N.` (`rd.bytes`).
+    field: &'static str,
+    /// Without the `dismount_` namespace.
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    unit: Unit,
+}
+
+/// domstats' unit of a field, for the base unit (bytes, seconds).
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Already the base unit, or a count.
+    One,
+    /// KiB, to bytes.
+    Kib,
+    /// Nanoseconds, to seconds.
+    Ns,
+}
+
+impl Unit {
+    fn base(self, raw: u64) -> f64 {
+        match self {
+            Unit::One => raw as f64,
+            Unit::Kib => raw as f64 * 1024.0,
+            // A division, not a product with 1e-9: 6800000000 ns is 6.8 s
+            // exactly as a float.
+            Unit::Ns => raw as f64 / 1e9,
+        }
+    }
+}
+
+const fn gauge(field: &'static str, name: &'static str, help: &'static str, unit: Unit) -> Figure {
+    Figure {
+        field,
+        name,
+        help,
+        counter: false,
+        unit,
+    }
+}
+
+const fn counter(
+    field: &'static str,
+    name: &'static str,
+    help: &'static str,
+    unit: Unit,
+) -> Figure {
+    Figure {
+        field,
+        name,
+        help,
+        counter: true,
+        unit,
+    }
+}
+
+/// Memory statistics (`--balloon`), as the guest's balloon driver reports
+/// them: running guests with a balloon device only.
+const MEMORY: &[Figure] = &[
+    gauge(
+        "balloon.available",
+        "domain_memory_available_bytes",
+        "Memory the guest sees as its total (balloon statistics)",
+        Unit::Kib,
+    ),
+    gauge(
+        "balloon.usable",
+        "domain_memory_usable_bytes",
+        "Memory the guest could use without swapping, as its MemAvailable (balloon statistics)",
+        Unit::Kib,
+    ),
+    gauge(
+        "balloon.unused",
+        "domain_memory_unused_bytes",
+        "Memory the guest leaves unused, as its MemFree (balloon statistics)",
+        Unit::Kib,
+    ),
+    gauge(
+        "balloon.rss",
+        "domain_memory_rss_bytes",
+        "Resident set size of the domain's process on the host",
+        Unit::Kib,
+    ),
+    gauge(
+        "balloon.disk_caches",
+        "domain_memory_disk_caches_bytes",
+        "Guest memory that can be reclaimed without I/O, its disk caches (balloon statistics)",
+        Unit::Kib,
+    ),
+    counter(
+        "balloon.swap_in",
+        "domain_memory_swap_in_bytes_total",
+        "Memory the guest has read back from swap (balloon statistics)",
+        Unit::Kib,
+    ),
+    counter(
+        "balloon.swap_out",
+        "domain_memory_swap_out_bytes_total",
+        "Memory the guest has written out to swap (balloon statistics)",
+        Unit::Kib,
+    ),
+    counter(
+        "balloon.major_fault",
+        "domain_memory_major_faults_total",
+        "Page faults in the guest that needed disk I/O (balloon statistics)",
+        Unit::One,
+    ),
+    counter(
+        "balloon.minor_fault",
+        "domain_memory_minor_faults_total",
+        "Page faults in the guest served without disk I/O (balloon statistics)",
+        Unit::One,
+    ),
+];
+
+/// Per disk (`--block`, `block.N.*`), labelled `target_device`.
+const BLOCK: &[Figure] = &[
+    counter(
+        "rd.bytes",
+        "domain_block_read_bytes_total",
+        "Bytes read from the disk",
+        Unit::One,
+    ),
+    counter(
+        "wr.bytes",
+        "domain_block_write_bytes_total",
+        "Bytes written to the disk",
+        Unit::One,
+    ),
+    counter(
+        "rd.reqs",
+        "domain_block_read_requests_total",
+        "Read requests to the disk",
+        Unit::One,
+    ),
+    counter(
+        "wr.reqs",
+        "domain_block_write_requests_total",
+        "Write requests to the disk",
+        Unit::One,
+    ),
+    counter(
+        "fl.reqs",
+        "domain_block_flush_requests_total",
+        "Flush requests to the disk",
+        Unit::One,
+    ),
+    counter(
+        "rd.times",
+        "domain_block_read_seconds_total",
+        "Time spent on read requests to the disk",
+        Unit::Ns,
+    ),
+    counter(
+        "wr.times",
+        "domain_block_write_seconds_total",
+        "Time spent on write requests to the disk",
+        Unit::Ns,
+    ),
+    counter(
+        "fl.times",
+        "domain_block_flush_seconds_total",
+        "Time spent on flush requests to the disk",
+        Unit::Ns,
+    ),
+    gauge(
+        "capacity",
+        "domain_block_capacity_bytes",
+        "Size of the disk as the guest sees it",
+        Unit::One,
+    ),
+    gauge(
+        "allocation",
+        "domain_block_allocation_bytes",
+        "Highest offset written in the disk's image (its allocation)",
+        Unit::One,
+    ),
+    gauge(
+        "physical",
+        "domain_block_physical_bytes",
+        "Size of the disk's image on the host",
+        Unit::One,
+    ),
+];
+
+/// Per network interface (`--interface`, `net.N.*`), labelled `target_device`.
+const INTERFACE: &[Figure] = &[
+    counter(
+        "rx.bytes",
+        "domain_interface_receive_bytes_total",
+        "Bytes received on the interface",
+        Unit::One,
+    ),
+    counter(
+        "rx.pkts",
+        "domain_interface_receive_packets_total",
+        "Packets received on the interface",
+        Unit::One,
+    ),
+    counter(
+        "rx.errs",
+        "domain_interface_receive_errors_total",
+        "Receive errors on the interface",
+        Unit::One,
+    ),
+    counter(
+        "rx.drop",
+        "domain_interface_receive_drops_total",
+        "Received packets dropped on the interface",
+        Unit::One,
+    ),
+    counter(
+        "tx.bytes",
+        "domain_interface_transmit_bytes_total",
+        "Bytes sent on the interface",
+        Unit::One,
+    ),
+    counter(
+        "tx.pkts",
+        "domain_interface_transmit_packets_total",
+        "Packets sent on the interface",
+        Unit::One,
+    ),
+    counter(
+        "tx.errs",
+        "domain_interface_transmit_errors_total",
+        "Transmit errors on the interface",
+        Unit::One,
+    ),
+    counter(
+        "tx.drop",
+        "domain_interface_transmit_drops_total",
+        "Packets to send dropped on the interface",
+        Unit::One,
+    ),
+];
+
+/// Per vCPU (`--vcpu`, `vcpu.N.*`), labelled `vcpu`.
+const VCPU: &[Figure] = &[
+    counter(
+        "time",
+        "domain_vcpu_seconds_total",
+        "CPU time the vCPU has run",
+        Unit::Ns,
+    ),
+    counter(
+        "wait",
+        "domain_vcpu_wait_seconds_total",
+        "Time the vCPU has waited on I/O",
+        Unit::Ns,
+    ),
+    counter(
+        "delay",
+        "domain_vcpu_delay_seconds_total",
+        "Time the vCPU was runnable but waited for a host CPU (steal time)",
+        Unit::Ns,
+    ),
+];
+
+/// A table's series, registered: gauges or counters.
+enum Series {
+    Gauge(GaugeVec),
+    Counter(CounterVec),
+}
+
+impl Series {
+    fn record(&self, labels: &[&str], value: f64) {
+        match self {
+            Series::Gauge(vec) => vec.with_label_values(labels).set(value),
+            Series::Counter(vec) => vec.with_label_values(labels).inc_by(value),
+        }
+    }
+}
+
+/// Registers a table's series with `labels`.
+fn register(registry: &Registry, table: &[Figure], labels: &[&str]) -> Result<Vec<Series>> {
+    table
+        .iter()
+        .map(|figure| {
+            let opts = Opts::new(figure.name, figure.help);
+            Ok(if figure.counter {
+                let vec = CounterVec::new(opts, labels)?;
+                registry.register(Box::new(vec.clone()))?;
+                Series::Counter(vec)
+            } else {
+                let vec = GaugeVec::new(opts, labels)?;
+                registry.register(Box::new(vec.clone()))?;
+                Series::Gauge(vec)
+            })
+        })
+        .collect()
+}
+
+/// Each figure of `table` that `value(field)` has, as its series.
+fn record_table(
+    table: &[Figure],
+    series: &[Series],
+    labels: &[&str],
+    value: impl Fn(&str) -> Option<u64>,
+) {
+    for (figure, series) in table.iter().zip(series) {
+        if let Some(raw) = value(figure.field) {
+            series.record(labels, figure.unit.base(raw));
+        }
+    }
+}
 
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
-/// A fresh registry of gauges and counters set from the hosts' states:
-/// building it costs microseconds per domain, and nothing is kept between
-/// requests that could go stale.
-pub fn render(hosts: &[HostState]) -> Result<String> {
+/// A fresh registry of gauges and counters set from the hosts' states,
+/// encoded: `serve` does this once per scan and keeps the text.
+pub fn render(hosts: &[&HostState]) -> Result<String> {
     let registry = Registry::new_custom(Some("dismount".to_owned()), None)?;
     let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec> {
         let vec = GaugeVec::new(Opts::new(name, help), labels)?;
@@ -25,6 +339,7 @@ pub fn render(hosts: &[HostState]) -> Result<String> {
         Ok(vec)
     };
     const DOMAIN: &[&str] = &["uri", "domain"];
+    const DEVICE: &[&str] = &["uri", "domain", "target_device"];
     let state = gauge(
         "domain_state",
         "1 for the domain's state (virsh's words: running, paused, shut off, ...)",
@@ -59,6 +374,27 @@ pub fn render(hosts: &[HostState]) -> Result<String> {
         "The guest OS as detected, and who named it (agent, agent-file, metadata, none); always 1",
         &["uri", "domain", "os", "source"],
     )?;
+    let scrape_error = gauge(
+        "domain_scrape_error",
+        "1 for a domain whose figures could not be read in the last scan (reason: timeout, failed); its other series stand",
+        &["uri", "domain", "reason"],
+    )?;
+    let memory = register(&registry, MEMORY, DOMAIN)?;
+    let block = register(&registry, BLOCK, DEVICE)?;
+    let block_info = gauge(
+        "domain_block_info",
+        "A disk of the domain: its source file (empty when none), bus and device (disk, cdrom, floppy, lun); always 1",
+        &[
+            "uri",
+            "domain",
+            "target_device",
+            "source_file",
+            "bus",
+            "device",
+        ],
+    )?;
+    let interface = register(&registry, INTERFACE, DEVICE)?;
+    let vcpu = register(&registry, VCPU, &["uri", "domain", "vcpu"])?;
     let media = gauge(
         "drive_media_info",
         "A removable drive (CD-ROM, floppy) and the media it holds now (source empty when none); always 1",
@@ -67,6 +403,11 @@ pub fn render(hosts: &[HostState]) -> Result<String> {
     let differ = gauge(
         "drive_live_config_differ",
         "1 when the running domain and its persistent config hold different media in the drive",
+        &["uri", "domain", "target"],
+    )?;
+    let missing = gauge(
+        "drive_media_missing",
+        "1 when an ISO file the drive holds (live or in the config) is gone, 0 when there; no series for an empty drive or a pool volume",
         &["uri", "domain", "target"],
     )?;
     let duration = gauge(
@@ -135,18 +476,105 @@ pub fn render(hosts: &[HostState]) -> Result<String> {
             let source = row.os_source.map_or("none", OsSource::as_str);
             os.with_label_values(&[uri, &row.name, &row.os, source])
                 .set(1.0);
+            if let Some(fault) = row.metrics_fault {
+                scrape_error
+                    .with_label_values(&[uri, &row.name, fault.as_str()])
+                    .set(1.0);
+            }
+            let Some(stats) = host.stats.get(&row.name) else {
+                continue;
+            };
+            record_table(MEMORY, &memory, &labels, |field| stats.get_u64(field));
+            let disks = host.disks.get(&row.name);
+            for disk in entries(stats, "block") {
+                let Some(target) = disk.get("name") else {
+                    continue;
+                };
+                let device = [uri, &row.name, target];
+                record_table(BLOCK, &block, &device, |field| disk.get_u64(field));
+                let xml = disks.and_then(|disks| disks.iter().find(|d| d.target == target));
+                block_info
+                    .with_label_values(&[
+                        uri,
+                        &row.name,
+                        target,
+                        disk.get("path").unwrap_or(""),
+                        xml.and_then(|d| d.bus.as_deref()).unwrap_or(""),
+                        xml.map_or("", |d| d.device.as_str()),
+                    ])
+                    .set(1.0);
+            }
+            for nic in entries(stats, "net") {
+                if let Some(target) = nic.get("name") {
+                    record_table(INTERFACE, &interface, &[uri, &row.name, target], |field| {
+                        nic.get_u64(field)
+                    });
+                }
+            }
+            for entry in entries(stats, "vcpu") {
+                let index = entry.index.to_string();
+                record_table(VCPU, &vcpu, &[uri, &row.name, &index], |field| {
+                    entry.get_u64(field)
+                });
+            }
         }
         for drive in &host.drives {
             let source = drive.source.as_deref().unwrap_or("");
+            let labels = [uri, drive.domain.as_str(), drive.target.as_str()];
             media
                 .with_label_values(&[uri, &drive.domain, &drive.target, source])
                 .set(1.0);
             differ
-                .with_label_values(&[uri, &drive.domain, &drive.target])
+                .with_label_values(&labels)
                 .set(if drive.live_config_differ { 1.0 } else { 0.0 });
+            if let Some(gone) = drive.missing {
+                missing
+                    .with_label_values(&labels)
+                    .set(if gone { 1.0 } else { 0.0 });
+            }
         }
     }
     let mut text = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut text)?;
     Ok(String::from_utf8(text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters end in `_total` and gauges do not (promtool's rule), no
+    /// name is taken twice, and the README's table names each one with
+    /// its `domstats` field.
+    #[test]
+    fn every_figure_is_named_once_as_prometheus_wants_and_in_the_readme() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let mut names = std::collections::BTreeSet::new();
+        for (table, prefix) in [
+            (MEMORY, ""),
+            (BLOCK, "block.N."),
+            (INTERFACE, "net.N."),
+            (VCPU, "vcpu.N."),
+        ] {
+            for figure in table {
+                assert_eq!(
+                    figure.counter,
+                    figure.name.ends_with("_total"),
+                    "{}",
+                    figure.name
+                );
+                assert!(names.insert(figure.name), "{} twice", figure.name);
+                let row = format!("| `dismount_{}` |", figure.name);
+                let line = readme
+                    .lines()
+                    .find(|line| line.starts_with(&row))
+                    .unwrap_or_else(|| panic!("no README row for {}", figure.name));
+                assert!(
+                    line.contains(&format!("`{prefix}{}`", figure.field)),
+                    "{line}"
+                );
+            }
+        }
+    }
 }

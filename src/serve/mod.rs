@@ -6,20 +6,23 @@ mod http;
 mod metrics;
 mod webconfig;
 
-use std::io::IsTerminal;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use flate2::Compression;
+use flate2::write::GzEncoder;
 
 use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
 use crate::mutex::lock;
 use crate::probe::{DomainStatus, Figures};
-use crate::virsh::Uri;
+use crate::virsh::{Disk, DomainStats, IO_GROUPS, Uri};
 use http::Response;
 
 /// The HTTP connections `serve` keeps open at most (each a descriptor).
@@ -35,6 +38,9 @@ pub struct ServeOptions {
     pub json_logs: bool,
     /// exporter-toolkit's web configuration file: TLS and basic auth.
     pub web_config: Option<PathBuf>,
+    /// Ask for and export the disk and network figures (`--block`,
+    /// `--interface`); off with `--no-io-metrics`.
+    pub io_metrics: bool,
 }
 
 /// One host as its last scans left it.
@@ -45,6 +51,12 @@ pub struct HostState {
     /// From the last good scan: a failed scan keeps them.
     pub domains: Vec<DomainStatus>,
     pub drives: Vec<DriveRow>,
+    /// Each domain's `domstats` block, by name: the per-device and memory
+    /// statistics figures.
+    pub stats: HashMap<String, DomainStats>,
+    /// Each domain's disks as its current XML (live when running) has
+    /// them, by name: the bus and device of its block figures.
+    pub disks: HashMap<String, Vec<Disk>>,
     /// When the last good scan ended.
     pub last_success: Option<SystemTime>,
     /// How long the last scan took, good or not.
@@ -52,6 +64,19 @@ pub struct HostState {
     /// Why the last scan failed, scrubbed of the URI's private parts
     /// ([`Uri::scrub`]); `None` when it succeeded (or none ended).
     pub last_error: Option<String>,
+}
+
+impl HostState {
+    /// What `/healthz` reads: the URI and the scans' outcome, no domain.
+    fn health(&self) -> HostState {
+        HostState {
+            uri: self.uri.clone(),
+            last_success: self.last_success,
+            last_duration: self.last_duration,
+            last_error: self.last_error.clone(),
+            ..HostState::default()
+        }
+    }
 }
 
 /// Binds the address, starts a scanner per host and answers requests
@@ -85,8 +110,8 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
             );
         }
     }
-    let states: Arc<Vec<Mutex<HostState>>> = Arc::new(
-        fleet
+    let hosts = Arc::new(Hosts {
+        states: fleet
             .hosts
             .iter()
             .map(|host| {
@@ -96,12 +121,17 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
                 })
             })
             .collect(),
-    );
+        published: Mutex::new(Arc::new(Published::default())),
+        encoding: Mutex::new(()),
+    });
+    // Before the first scan: every host there, none scanned yet.
+    hosts.publish();
     for index in 0..fleet.hosts.len() {
-        let (fleet, states, interval) = (Arc::clone(&fleet), Arc::clone(&states), options.interval);
+        let (fleet, hosts) = (Arc::clone(&fleet), Arc::clone(&hosts));
+        let (interval, io) = (options.interval, options.io_metrics);
         thread::Builder::new()
             .name(format!("scan-{index}"))
-            .spawn(move || scan_forever(&fleet, index, &states[index], interval))?;
+            .spawn(move || scan_forever(&fleet, index, &hosts, interval, io))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
         interval_s = options.interval.as_secs_f64(), tls, auth, "serving /metrics and /healthz");
@@ -109,32 +139,84 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     http::serve(
         listener,
         Arc::new(web),
-        Arc::new(move |path: &str| respond(path, &states, interval)),
+        Arc::new(move |path: &str| respond(path, &hosts, interval)),
     )
 }
 
-/// Scans the fleet's host `index`, keeps the result, waits, again. Each
-/// scan is the host's work: with more hosts than the budget has places,
-/// its sessions end after it, for the hosts waiting.
-fn scan_forever(fleet: &Fleet, index: usize, state: &Mutex<HostState>, interval: Duration) {
+/// Every host's state, and what the requests are answered from.
+struct Hosts {
+    states: Vec<Mutex<HostState>>,
+    published: Mutex<Arc<Published>>,
+    /// Held while the states are published: two scans ending together
+    /// publish one after the other, so the later state is the one kept.
+    encoding: Mutex<()>,
+}
+
+/// The hosts' states as of the last scan, as the requests see them: the
+/// `/metrics` body, encoded once per scan, plain and gzipped (a scrape
+/// copies neither), and what `/healthz` reads, from the same moment (a
+/// 200 from `/healthz` means `/metrics` shows those scans).
+#[derive(Default)]
+struct Published {
+    text: Arc<str>,
+    gzip: Option<Arc<[u8]>>,
+    /// Each host's URI and scan outcome, without its domains.
+    health: Vec<HostState>,
+}
+
+impl Hosts {
+    /// Encodes every host's state anew and keeps it for the requests; on
+    /// failure what was published before stays.
+    fn publish(&self) {
+        let _turn = lock(&self.encoding);
+        let (encoded, health) = {
+            let states: Vec<_> = self.states.iter().map(lock).collect();
+            let states: Vec<&HostState> = states.iter().map(|state| &**state).collect();
+            let health = states.iter().map(|state| state.health()).collect();
+            (metrics::render(&states), health)
+        };
+        let published = encoded.and_then(|text| {
+            let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+            gzip.write_all(text.as_bytes())?;
+            Ok(Published {
+                gzip: Some(Arc::from(gzip.finish()?)),
+                text: Arc::from(text),
+                health,
+            })
+        });
+        match published {
+            Ok(published) => *lock(&self.published) = Arc::new(published),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "cannot encode /metrics; serving the previous one");
+            }
+        }
+    }
+}
+
+/// Scans the fleet's host `index`, keeps the result, encodes the metrics,
+/// waits, again. Each scan is the host's work: with more hosts than the
+/// budget has places, its sessions end after it, for the hosts waiting.
+fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, interval: Duration, io: bool) {
     let host = &fleet.hosts[index];
     loop {
         let started = Instant::now();
         let scanned = {
             let _working = fleet.working(host);
-            scan(host)
+            scan(host, io)
         };
         let took = started.elapsed();
-        let mut state = lock(state);
+        let mut state = lock(&hosts.states[index]);
         state.last_duration = Some(took);
         // The URI virsh reports is known after the first listing.
         state.uri = host.uri();
         match scanned {
-            Ok((domains, drives)) => {
-                tracing::info!(uri = %state.uri, domains = domains.len(), drives = drives.len(),
+            Ok(scan) => {
+                tracing::info!(uri = %state.uri, domains = scan.domains.len(), drives = scan.drives.len(),
                     took_s = took.as_secs_f64(), "scan done");
-                state.domains = domains;
-                state.drives = drives;
+                state.domains = scan.domains;
+                state.drives = scan.drives;
+                state.stats = scan.stats;
+                state.disks = scan.disks;
                 state.last_success = Some(SystemTime::now());
                 state.last_error = None;
             }
@@ -149,35 +231,69 @@ fn scan_forever(fleet: &Fleet, index: usize, state: &Mutex<HostState>, interval:
             }
         }
         drop(state);
+        hosts.publish();
         thread::sleep(interval);
     }
 }
 
-/// One host's VM table and drives: fresh figures each time, the OS and
-/// everything else the ProbeManager caches kept per its TTLs.
-fn scan(host: &Host) -> Result<(Vec<DomainStatus>, Vec<DriveRow>)> {
-    let domains = host.probes.scan_with(Figures::Fresh, &|_, _| {})?;
-    let media = MediaManager::new(host.virsh().clone());
-    let drives = media.rows(&media.load_all()?)?;
-    Ok((domains, drives))
+/// What one scan of a host found.
+struct Scan {
+    domains: Vec<DomainStatus>,
+    drives: Vec<DriveRow>,
+    stats: HashMap<String, DomainStats>,
+    disks: HashMap<String, Vec<Disk>>,
 }
 
-fn respond(path: &str, states: &[Mutex<HostState>], interval: Duration) -> Response {
-    // A snapshot, so that no lock is held while a slow client reads.
-    let snapshot: Vec<HostState> = states.iter().map(|state| lock(state).clone()).collect();
+/// One host's VM table, drives and figures from ONE listing: fresh
+/// figures each time, the OS and everything else the ProbeManager caches
+/// kept per its TTLs.
+fn scan(host: &Host, io: bool) -> Result<Scan> {
+    let virsh = host.virsh();
+    let uri = virsh.uri_label();
+    let listing = virsh
+        .list_all_with(if io { &IO_GROUPS } else { &[] })
+        .with_context(|| format!("cannot list domains on {uri}"))?;
+    let stats = listing
+        .stats
+        .iter()
+        .map(|block| (block.name.clone(), block.clone()))
+        .collect();
+    let media = MediaManager::new(virsh.clone());
+    let loaded = media.load_listing(listing.clone())?;
+    let drives = media.rows(&loaded)?;
+    let disks = loaded
+        .into_iter()
+        .map(|domain| {
+            let disks = domain.live.or(domain.config).unwrap_or_default().disks;
+            (domain.name, disks)
+        })
+        .collect();
+    let domains = host
+        .probes
+        .scan_listing(listing, Figures::Fresh, &|_, _| {});
+    Ok(Scan {
+        domains,
+        drives,
+        stats,
+        disks,
+    })
+}
+
+fn respond(path: &str, hosts: &Hosts, interval: Duration) -> Response {
     match path {
-        "/metrics" => match metrics::render(&snapshot) {
-            Ok(body) => Response {
+        "/metrics" => {
+            let published = Arc::clone(&lock(&hosts.published));
+            Response {
                 status: 200,
                 content_type: metrics::CONTENT_TYPE,
-                body,
-            },
-            Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "cannot render /metrics");
-                Response::text(500, "cannot render the metrics\n")
+                body: Arc::clone(&published.text),
+                gzip: published.gzip.clone(),
             }
-        },
-        "/healthz" => healthz(&snapshot, SystemTime::now(), interval),
+        }
+        "/healthz" => {
+            let published = Arc::clone(&lock(&hosts.published));
+            healthz(&published.health, SystemTime::now(), interval)
+        }
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
 }
@@ -255,7 +371,7 @@ mod tests {
         assert_eq!(ok.status, 200, "between two good scans: {}", ok.body);
         let stale = healthz(&[host("a", Some(11), None, now)], now, interval);
         assert_eq!(
-            (stale.status, stale.body.as_str()),
+            (stale.status, &*stale.body),
             (503, "a: last good scan 11s ago\n")
         );
         let failed = healthz(
@@ -266,11 +382,8 @@ mod tests {
             now,
             interval,
         );
-        assert_eq!(
-            (failed.status, failed.body.as_str()),
-            (503, "b: cannot list\n")
-        );
+        assert_eq!((failed.status, &*failed.body), (503, "b: cannot list\n"));
         let starting = healthz(&[host("a", None, None, now)], now, interval);
-        assert_eq!(starting.body, "a: no scan has finished yet\n");
+        assert_eq!(&*starting.body, "a: no scan has finished yet\n");
     }
 }

@@ -88,8 +88,19 @@ pub struct Drive {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DomainXml {
     pub drives: Vec<Drive>,
-    /// Every `<disk>` target, removable or not: a new drive needs a free one.
-    pub disk_targets: Vec<String>,
+    /// Every `<disk>`, removable or not: a new drive needs a free target,
+    /// and `serve` labels block figures with the bus and device.
+    pub disks: Vec<Disk>,
+}
+
+/// Any `<disk>` of a domain, as its target names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// `<target dev=…>`: the name `domstats` reports its figures under.
+    pub target: String,
+    pub bus: Option<String>,
+    /// `device=`: `disk` (libvirt's default), `cdrom`, `floppy`, `lun`.
+    pub device: String,
 }
 
 impl DomainXml {
@@ -122,7 +133,12 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
         let Some(dev) = target.and_then(|t| t.attribute("dev")) else {
             continue;
         };
-        parsed.disk_targets.push(dev.to_owned());
+        let bus = target.and_then(|t| t.attribute("bus")).map(str::to_owned);
+        parsed.disks.push(Disk {
+            target: dev.to_owned(),
+            bus: bus.clone(),
+            device: disk.attribute("device").unwrap_or("disk").to_owned(),
+        });
         let kind = match disk.attribute("device") {
             Some("cdrom") => DriveKind::Cdrom,
             Some("floppy") => DriveKind::Floppy,
@@ -131,7 +147,7 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
         parsed.drives.push(Drive {
             kind,
             target: dev.to_owned(),
-            bus: target.and_then(|t| t.attribute("bus")).map(str::to_owned),
+            bus,
             media: child("source").and_then(|source| media(disk.attribute("type"), source)),
             tray_open: target.and_then(|t| t.attribute("tray")) == Some("open"),
             readonly: child("readonly").is_some(),
@@ -255,8 +271,14 @@ mod tests {
         );
         assert_eq!(xml.drive("sda").unwrap().media, None);
         assert!(!xml.drive("fda").unwrap().readonly);
-        assert_eq!(xml.disk_targets, ["vda", "hdc", "sda", "fda"]);
-        let taken: Vec<&str> = xml.disk_targets.iter().map(String::as_str).collect();
+        let taken: Vec<&str> = xml.disks.iter().map(|d| d.target.as_str()).collect();
+        assert_eq!(taken, ["vda", "hdc", "sda", "fda"]);
+        let vda = &xml.disks[0];
+        assert_eq!(
+            (vda.bus.as_deref(), vda.device.as_str()),
+            (Some("virtio"), "disk")
+        );
+        assert_eq!(xml.disks[3].device, "floppy");
         assert_eq!(free_sata_target(&taken).as_deref(), Some("sdb"));
     }
 
@@ -278,7 +300,8 @@ mod tests {
     fn no_cdrom_at_all() {
         let xml = fixture("dumpxml-test-no-cdrom-inactive.xml");
         assert!(xml.drives.is_empty());
-        assert_eq!(xml.disk_targets, ["sda"]);
+        assert_eq!(xml.disks[0].target, "sda");
+        assert_eq!(xml.disks.len(), 1);
     }
 
     #[test]

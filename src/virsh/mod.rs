@@ -16,6 +16,7 @@ pub(crate) mod parse;
 mod proptests;
 pub(crate) mod runner;
 pub(crate) mod session;
+pub(crate) mod stats;
 mod uri;
 pub(crate) mod volumes;
 
@@ -24,7 +25,7 @@ use std::thread;
 use std::time::Duration;
 
 pub(crate) use batch::Batch;
-pub(crate) use domxml::{DomainXml, Drive, DriveKind, Media};
+pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
 pub(crate) use error::VirshError;
 pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
@@ -59,6 +60,12 @@ const COMMANDS_PER_SESSION: usize = 200;
 /// The `domstats` groups the metrics come from; a driver without some of
 /// them (the test driver has only `state`) simply leaves their keys out.
 pub(crate) const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
+
+/// What `serve` adds to the listing's `domstats` for the disk and network
+/// figures (`status` shows none, so never asks), and `--nowait`: a domain
+/// held by a job (a migration, a backup) reports what it has at once
+/// instead of stalling the whole listing until the job lets go.
+pub(crate) const IO_GROUPS: [&str; 3] = ["--block", "--interface", "--nowait"];
 
 impl Virsh {
     pub fn new(config: VirshConfig, runner: Arc<dyn Runner>) -> Self {
@@ -175,8 +182,15 @@ impl Virsh {
     /// one `UUID NAME` a line), which domains are transient, and the
     /// connection's own URI (`uri`).
     pub fn list_all(&self) -> Result<Listing, VirshError> {
+        self.list_all_with(&[])
+    }
+
+    /// [`Virsh::list_all`] with more `domstats` words (groups, flags).
+    pub fn list_all_with(&self, more: &[&str]) -> Result<Listing, VirshError> {
+        let mut words = domstats_words();
+        words.extend(more);
         let mut batch = Batch::new();
-        batch.push(&domstats_words());
+        batch.push(&words);
         batch.push(&["list", "--all", "--uuid", "--name"]);
         batch.push(&["list", "--transient", "--name"]);
         batch.push(&["uri"]);
@@ -190,7 +204,7 @@ impl Virsh {
         // Text without one `Domain:` block is no listing, not an empty host.
         if stats.is_empty() && !domstats.trim().is_empty() {
             return Err(VirshError::Unusable {
-                command: self.invocation(&domstats_words()).summary(),
+                command: self.invocation(&words).summary(),
                 what: "no `Domain:` block in its output".to_owned(),
             });
         }

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // each test target uses its own subset
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// The guests `scripts/lab up` defines.
@@ -254,15 +253,20 @@ impl Serving {
 
     /// [`Serving::start`] on `listen`.
     pub fn start_on(command: &mut Command, listen: &str) -> Serving {
-        Serving::start_with(command, listen, &[])
+        Serving::start_serving(command, listen, &[])
     }
 
-    /// [`Serving::start_on`] with more of `serve`'s options.
-    pub fn start_with(command: &mut Command, listen: &str, serve_args: &[&OsStr]) -> Serving {
+    /// [`Serving::start`] with more options for `serve`.
+    pub fn start_with(command: &mut Command, serve_options: &[&str]) -> Serving {
+        Serving::start_serving(command, "127.0.0.1:0", serve_options)
+    }
+
+    /// [`Serving::start_on`] with more options for `serve`.
+    pub fn start_serving(command: &mut Command, listen: &str, serve_options: &[&str]) -> Serving {
         use std::io::BufRead;
         let mut child = command
             .args(["serve", "--listen", listen, "--log-format", "json"])
-            .args(serve_args)
+            .args(serve_options)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
