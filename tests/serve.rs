@@ -548,7 +548,9 @@ fn curl(serving: &Serving, dir: &Path, path: &str, user: Option<&str>) -> (u16, 
     if let Some(user) = user {
         command.args(["-u", user]);
     }
-    let output = command.output().expect("curl runs");
+    let output = command
+        .output()
+        .expect("curl runs (package curl, installed by scripts/lab up)");
     let code = String::from_utf8_lossy(&output.stdout);
     let status = code.trim().parse().unwrap_or_else(|_| {
         panic!(
