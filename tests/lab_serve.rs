@@ -1,10 +1,14 @@
 //! `serve` on the real lab: promtool accepts its metrics, a real
-//! Prometheus server scrapes it, and the systemd unit in contrib/ verifies.
+//! Prometheus server scrapes it (over https with basic auth too) and
+//! evaluates the alert rules and the dashboard's queries on them, and the
+//! systemd unit in contrib/ verifies.
 //! promtool, Prometheus and systemd-analyze come with `scripts/lab up`.
 //! Without the lab every test is reported as ignored, by name.
 
 mod common;
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -19,6 +23,14 @@ fn main() -> ExitCode {
                 promtool_accepts_the_lab_and_400_test_domains,
             ),
             Trial::test("prometheus_scrapes_serve", prometheus_scrapes_serve),
+            Trial::test(
+                "every_dashboard_query_evaluates",
+                every_dashboard_query_evaluates,
+            ),
+            Trial::test(
+                "prometheus_scrapes_serve_over_https_with_basic_auth",
+                prometheus_scrapes_serve_over_https_with_basic_auth,
+            ),
             Trial::test("systemd_unit_verifies", systemd_unit_verifies),
         ],
         None,
@@ -78,59 +90,276 @@ fn promtool_accepts_the_lab_and_400_test_domains() -> Result<(), Failed> {
     })
 }
 
-/// A real Prometheus on loopback scrapes `serve` with contrib/prometheus.yml
-/// (every second, at the test's port); its HTTP API then shows the target
-/// up and a lab domain's metric.
-fn prometheus_scrapes_serve() -> Result<(), Failed> {
-    let serving = serve_lab_and_fleet();
-    let dir = temp_dir("prometheus");
-    let config = std::fs::read_to_string(root().join("contrib/prometheus.yml"))?
-        .replace("127.0.0.1:9177", &serving.addr.to_string())
-        .replace("scrape_interval: 30s", "scrape_interval: 1s")
-        .replace("scrape_timeout: 10s", "scrape_timeout: 1s");
-    std::fs::write(dir.join("prometheus.yml"), config)?;
-    let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let prometheus = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={web}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log"))?)
-        .spawn()
-        .map_err(|e| {
-            format!("prometheus (package prometheus, installed by scripts/lab up): {e}")
-        })?;
-    let _stop = KillOnDrop(prometheus);
-    let query = |expr: &str| -> Option<serde_json::Value> {
-        let path = format!("/api/v1/query?query={}", percent_encode(expr));
-        let (status, body) = try_http_get(web, &path).ok()?;
+/// A real Prometheus on loopback, with `config` (prometheus.yml's text)
+/// and its files in `dir`, run until dropped.
+struct Prometheus {
+    web: SocketAddr,
+    dir: PathBuf,
+    _running: KillOnDrop,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, config: &str) -> Result<Prometheus, Failed> {
+        std::fs::write(dir.join("prometheus.yml"), config)?;
+        let web = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log"))?)
+            .spawn()
+            .map_err(|e| {
+                format!("prometheus (package prometheus, installed by scripts/lab up): {e}")
+            })?;
+        Ok(Prometheus {
+            web,
+            dir: dir.to_owned(),
+            _running: KillOnDrop(child),
+        })
+    }
+
+    /// The JSON of an API call that answered 200.
+    fn api(&self, path: &str) -> Option<serde_json::Value> {
+        let (status, body) = try_http_get(self.web, path).ok()?;
         let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        (status == 200).then(|| json["data"]["result"].clone())
-    };
-    let sample = |expr: &str| -> Result<String, Failed> {
+        (status == 200).then_some(json)
+    }
+
+    /// An instant query's whole answer (`status`, `data`, or `error`).
+    fn query(&self, expr: &str) -> Option<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", percent_encode(expr));
+        let (_, body) = try_http_get(self.web, &path).ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Polls (60 s at most) until `found` finds what it wants in an API
+    /// call's answer.
+    fn wait_for<T>(
+        &self,
+        what: &str,
+        path: &str,
+        found: impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> Result<T, Failed> {
         for _ in 0..600 {
-            if let Some(result) = query(expr)
-                && let Some(value) = result[0]["value"][1].as_str()
-            {
-                return Ok(value.to_owned());
+            if let Some(found) = self.api(path).as_ref().and_then(&found) {
+                return Ok(found);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-        Err(format!("no sample of {expr} after 60 s; prometheus said:\n{log}").into())
-    };
-    let up = sample("up{job=\"dismount\"}")?;
+        let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+        Err(format!("{what}: not after 60 s; prometheus said:\n{log}").into())
+    }
+
+    /// Waits until `expr` gives a sample.
+    fn holds(&self, expr: &str) -> Result<(), Failed> {
+        let path = format!("/api/v1/query?query={}", percent_encode(expr));
+        self.wait_for(expr, &path, |json| {
+            json["data"]["result"]
+                .as_array()
+                .filter(|result| !result.is_empty())
+                .map(|_| ())
+        })
+    }
+
+    /// The value of the first sample `expr` gives, once it gives one.
+    fn sample(&self, expr: &str) -> Result<String, Failed> {
+        let path = format!("/api/v1/query?query={}", percent_encode(expr));
+        self.wait_for(&format!("a sample of {expr}"), &path, |json| {
+            json["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_owned)
+        })
+    }
+}
+
+/// contrib/prometheus.yml for a test: the target at `serve`'s port,
+/// scraping and evaluating every second, the alert rules beside it.
+fn contrib_config(dir: &Path, serving: &Serving) -> Result<String, Failed> {
+    std::fs::create_dir_all(dir.join("prometheus"))?;
+    std::fs::copy(
+        root().join("contrib/prometheus/alerts.yml"),
+        dir.join("prometheus/alerts.yml"),
+    )?;
+    Ok(
+        std::fs::read_to_string(root().join("contrib/prometheus.yml"))?
+            .replace("127.0.0.1:9177", &serving.addr.to_string())
+            .replace("interval: 30s", "interval: 1s")
+            .replace("scrape_timeout: 10s", "scrape_timeout: 1s"),
+    )
+}
+
+/// A real Prometheus on loopback scrapes `serve` with contrib/prometheus.yml
+/// (every second, at the test's port); its HTTP API then shows the target
+/// up and a lab domain's metric, and every alert rule of alerts.yml
+/// evaluated on them without error.
+fn prometheus_scrapes_serve() -> Result<(), Failed> {
+    let serving = serve_lab_and_fleet();
+    let dir = temp_dir("prometheus");
+    let prometheus = Prometheus::start(&dir, &contrib_config(&dir, &serving)?)?;
+    let up = prometheus.sample("up{job=\"dismount\"}")?;
     check(up == "1", || format!("up = {up}"))?;
-    let vcpus = sample("dismount_domain_vcpus{domain=\"lab-agent\",uri=\"qemu:///system\"}")?;
+    let vcpus =
+        prometheus.sample("dismount_domain_vcpus{domain=\"lab-agent\",uri=\"qemu:///system\"}")?;
     check(vcpus == "1", || format!("lab-agent vCPUs = {vcpus}"))?;
-    let scanned = sample("dismount_host_scan_success{uri=\"qemu:///system\"}")?;
-    check(scanned == "1", || format!("scan success = {scanned}"))
+    let scanned = prometheus.sample("dismount_host_scan_success{uri=\"qemu:///system\"}")?;
+    check(scanned == "1", || format!("scan success = {scanned}"))?;
+    let rules = prometheus.wait_for("every alert rule evaluated", "/api/v1/rules", |json| {
+        let rules: Vec<serde_json::Value> = json["data"]["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        rules
+            .iter()
+            .all(|rule| rule["health"] != "unknown")
+            .then_some(rules)
+    })?;
+    check(rules.len() == 5, || format!("{} rules loaded", rules.len()))?;
+    for rule in &rules {
+        check(rule["health"] == "ok", || format!("{rule:#}"))?;
+    }
+    Ok(())
+}
+
+/// Every query of contrib/grafana/dismount-iso-qemu.json, its variables'
+/// too, evaluates on a real Prometheus that scrapes `serve`: the query
+/// API answers `success` (Grafana's `$…` variables set to all values, a
+/// `label_values(SELECTOR, label)` variable as its selector).
+fn every_dashboard_query_evaluates() -> Result<(), Failed> {
+    let serving = serve_lab_and_fleet();
+    let dir = temp_dir("prometheus-dashboard");
+    let prometheus = Prometheus::start(&dir, &contrib_config(&dir, &serving)?)?;
+    prometheus.sample("dismount_domain_vcpus{domain=\"lab-agent\"}")?;
+    let text = std::fs::read_to_string(root().join("contrib/grafana/dismount-iso-qemu.json"))?;
+    let dashboard: serde_json::Value = serde_json::from_str(&text)?;
+    let mut queries = Vec::new();
+    let mut panels: Vec<&serde_json::Value> = dashboard["panels"]
+        .as_array()
+        .ok_or("no panels")?
+        .iter()
+        .collect();
+    while let Some(panel) = panels.pop() {
+        panels.extend(panel["panels"].as_array().into_iter().flatten());
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .ok_or_else(|| format!("a target without expr: {target}"))?;
+            queries.push((panel["title"].to_string(), expr.to_owned()));
+        }
+    }
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(query) = variable["query"]["query"].as_str() {
+            let selector = query
+                .strip_prefix("label_values(")
+                .and_then(|rest| rest.rsplit_once(','))
+                .map(|(selector, _)| selector)
+                .ok_or_else(|| format!("not label_values(SELECTOR, label): {query}"))?;
+            queries.push((variable["name"].to_string(), selector.to_owned()));
+        }
+    }
+    check(queries.len() >= 20, || {
+        format!("only {} queries", queries.len())
+    })?;
+    for (title, expr) in &queries {
+        let expr = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$job", ".*")
+            .replace("$uri", ".*")
+            .replace("$domain", ".*");
+        check(!expr.contains('$'), || {
+            format!("{title}: a variable left in {expr}")
+        })?;
+        let answer = prometheus
+            .query(&expr)
+            .ok_or_else(|| format!("{title}: no answer to {expr}"))?;
+        check(answer["status"] == "success", || {
+            format!("{title}: {expr}\n{answer:#}")
+        })?;
+    }
+    // The fleet's panels show the lab's fleet.
+    let states = prometheus
+        .query("count by (state) (dismount_domain_state{job=~\".*\", uri=~\".*\"})")
+        .unwrap_or_default();
+    check(
+        states["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        || format!("VMs by state: {states:#}"),
+    )
+}
+
+/// `serve --web.config.file` with TLS and basic auth, scraped by a real
+/// Prometheus over https with the right password (`up` 1, the lab's
+/// metrics there), with a wrong one (`up` 0, the target's error naming
+/// 401), and over plain HTTP (`up` 0).
+fn prometheus_scrapes_serve_over_https_with_basic_auth() -> Result<(), Failed> {
+    let dir = temp_dir("prometheus-tls");
+    let config = web_config(&dir, "prometheus", "lab pass");
+    let serving = Serving::start_with(
+        tool().args(["-c", LAB_URI]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let job = |name: &str, scheme: &str, password: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: {scheme}\n    tls_config:\n      ca_file: {ca}\n    \
+             basic_auth:\n      username: prometheus\n      password: '{password}'\n    \
+             static_configs:\n      - targets: ['{addr}']\n",
+            ca = dir.join("ca.pem").display(),
+            addr = serving.addr,
+        )
+    };
+    let prometheus = Prometheus::start(
+        &dir,
+        &format!(
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\nscrape_configs:\n{}{}{}",
+            job("tls", "https", "lab pass"),
+            job("wrong-password", "https", "lab"),
+            job("plain-http", "http", "lab pass"),
+        ),
+    )?;
+    // Once: a first scrape may time out on a loaded machine, behind the
+    // wrong password's bcrypt.
+    prometheus.holds("up{job=\"tls\"} == 1")?;
+    let vcpus = prometheus.sample("dismount_domain_vcpus{job=\"tls\",domain=\"lab-agent\"}")?;
+    check(vcpus == "1", || {
+        format!("lab-agent vCPUs over https = {vcpus}")
+    })?;
+    for refused in ["wrong-password", "plain-http"] {
+        let up = prometheus.sample(&format!("up{{job=\"{refused}\"}}"))?;
+        check(up == "0", || format!("{refused}: up = {up}"))?;
+        let scraped = prometheus.query(&format!(
+            "count({{job=\"{refused}\",__name__=~\"dismount_.*\"}})"
+        ));
+        check(
+            scraped
+                .as_ref()
+                .is_some_and(|json| json["data"]["result"].as_array().is_some_and(Vec::is_empty)),
+            || format!("{refused}: metrics scraped: {scraped:?}"),
+        )?;
+    }
+    let error = prometheus.wait_for("the wrong password's error", "/api/v1/targets", |json| {
+        json["data"]["activeTargets"]
+            .as_array()?
+            .iter()
+            .find(|target| target["labels"]["job"] == "wrong-password")
+            .and_then(|target| target["lastError"].as_str())
+            .filter(|error| error.contains("401"))
+            .map(str::to_owned)
+    })?;
+    check(error.contains("Unauthorized"), || {
+        format!("wrong password: {error}")
+    })
 }
 
 /// contrib/dismount-iso-qemu.service, its ExecStart pointed at the built

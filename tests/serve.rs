@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -530,8 +531,202 @@ fn silent_connections_past_the_cap_do_not_lock_out_a_scrape() {
     drop(silent);
 }
 
+/// What `curl` got for `path` over https from `serving`, trusting the
+/// test CA in `dir`, with `user` (`name:password`) if any: (status, head,
+/// body).
+fn curl(serving: &Serving, dir: &Path, path: &str, user: Option<&str>) -> (u16, String, String) {
+    let (head, body) = (dir.join("curl-head"), dir.join("curl-body"));
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["-sS", "--max-time", "30", "-w", "%{http_code}", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .arg("-D")
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .arg(format!("https://{}{path}", serving.addr));
+    if let Some(user) = user {
+        command.args(["-u", user]);
+    }
+    let output = command
+        .output()
+        .expect("curl runs (package curl, installed by scripts/lab up)");
+    let code = String::from_utf8_lossy(&output.stdout);
+    let status = code.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "curl {path}: {code} {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let read = |file: &Path| std::fs::read_to_string(file).unwrap_or_default();
+    (status, read(&head), read(&body))
+}
+
+/// `serve --web.config.file` with TLS and basic auth: curl with the right
+/// password gets the metrics over https, with a wrong one or none 401 and
+/// `WWW-Authenticate: Basic`; plain HTTP to the port gets a 400 that says
+/// why, and no metrics. The file's headers come with every answer.
+#[test]
+fn tls_and_basic_auth_from_the_web_config() {
+    let dir = temp_dir("webconfig");
+    let config = web_config(&dir, "prometheus", "s3cret pass");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("http_server_config:\n  headers:\n    X-Frame-Options: deny\n");
+    std::fs::write(&config, text).unwrap();
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let right = Some("prometheus:s3cret pass");
+    poll(|| (curl(&serving, &dir, "/healthz", right).0 == 200).then_some(()));
+    let (status, head, metrics) = curl(&serving, &dir, "/metrics", right);
+    assert_eq!(status, 200);
+    assert!(head.contains("\r\nX-Frame-Options: deny\r\n"), "{head}");
+    assert!(
+        metrics.contains("dismount_domain_state{domain=\"plain\""),
+        "{metrics}"
+    );
+    for user in [None, Some("prometheus:wrong"), Some("nobody:s3cret pass")] {
+        for path in ["/metrics", "/healthz"] {
+            let (status, head, body) = curl(&serving, &dir, path, user);
+            assert_eq!(status, 401, "{user:?} {path}: {head}{body}");
+            assert!(head.contains("\r\nWWW-Authenticate: Basic\r\n"), "{head}");
+            assert!(head.contains("\r\nX-Frame-Options: deny\r\n"), "{head}");
+            assert!(!body.contains("dismount_"), "{body}");
+        }
+    }
+    let plain = send_raw(serving.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(plain.starts_with("HTTP/1.1 400 "), "{plain}");
+    assert!(plain.contains("HTTP request to an HTTPS server"), "{plain}");
+    assert!(!plain.contains("dismount_"), "{plain}");
+}
+
+/// The web config is read again when it or its certificate changes: a
+/// new password and a new certificate (from a new CA) are served from the
+/// next connection on; while the file is broken no connection is served,
+/// and the log says why; fixed, it is served again.
+#[test]
+fn the_web_config_and_its_certificate_are_read_again_when_they_change() {
+    let dir = temp_dir("webconfig-reload");
+    let config = web_config(&dir, "prometheus", "first");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let status = |password: &str| {
+        curl(
+            &serving,
+            &dir,
+            "/healthz",
+            Some(&format!("prometheus:{password}")),
+        )
+        .0
+    };
+    poll(|| (status("first") == 200).then_some(()));
+    web_config(&dir, "prometheus", "second");
+    // curl trusts only the new CA now: a 200 is the new certificate's.
+    assert_eq!(status("second"), 200);
+    assert_eq!(status("first"), 401);
+    std::fs::write(
+        &config,
+        "tls_server_config:\n  cert_file: gone.crt\n  key_file: server.key\n",
+    )
+    .unwrap();
+    assert_eq!(
+        status("second"),
+        0,
+        "no TLS answer while the file is broken"
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let logged = std::iter::from_fn(|| {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        serving.log.recv_timeout(left).ok()
+    })
+    .find(|line| line.contains("cannot be served"))
+    .expect("the error logged within 30 s");
+    assert!(logged.contains("gone.crt"), "{logged}");
+    web_config(&dir, "prometheus", "third");
+    assert_eq!(status("third"), 200);
+}
+
+/// A client that starts a TLS handshake and stalls is closed at the
+/// request head's deadline, and silent connections past the cap make
+/// room for a scrape over TLS as they do without it.
+#[test]
+fn a_stalled_tls_handshake_ends_at_the_head_deadline() {
+    let dir = temp_dir("webconfig-stall");
+    let config = web_config(&dir, "prometheus", "pw");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    // The first bytes of a TLS record that announces a ClientHello.
+    let mut stalled = TcpStream::connect(serving.addr).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = stalled.read_to_end(&mut answer);
+    assert!(
+        !matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "still open after 30 s: {read:?}"
+    );
+    let open = || TcpStream::connect(serving.addr).unwrap();
+    let silent: Vec<TcpStream> = (0..640).map(|_| open()).collect();
+    let (status, _, _) = curl(&serving, &dir, "/healthz", Some("prometheus:pw"));
+    assert!(status == 200 || status == 503, "{status}");
+    drop(silent);
+}
+
+/// A web config that cannot be served is one line and exit 1, before
+/// anything listens: a key the toolkit does not know, one it knows but
+/// this server cannot honour, a certificate that is not there.
+#[test]
+fn a_bad_web_config_is_one_line_and_exit_1() {
+    let dir = temp_dir("webconfig-bad");
+    for (text, said) in [
+        (
+            "tls_server_config:\n  certfile: x\n",
+            "unknown field `certfile`",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n",
+            "only NoClientCert",
+        ),
+        (
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+            "cannot read the certificate",
+        ),
+        ("basic_auth_users:\n  bob: plain\n", "is not a bcrypt hash"),
+    ] {
+        let path = dir.join("web.yml");
+        std::fs::write(&path, text).unwrap();
+        let output = run(tool()
+            .args([
+                "-c",
+                &fleet_uri("fleet-small.xml"),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--web.config.file")
+            .arg(&path));
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}: {err}");
+        assert_eq!(err.lines().count(), 1, "{text}: {err}");
+        assert!(
+            err.contains(said) && err.contains("web.yml"),
+            "{text}: {err}"
+        );
+    }
+}
+
 /// A listen address beyond loopback logs a warning before serving: there
-/// is no TLS and no auth. Loopback does not.
+/// is no TLS and no auth. Loopback does not, nor a web config that gives
+/// both.
 #[test]
 fn listening_beyond_loopback_warns_that_anyone_may_read_the_metrics() {
     let warned = |serving: &Serving| {
@@ -551,6 +746,14 @@ fn listening_beyond_loopback_warns_that_anyone_may_read_the_metrics() {
     drop(open);
     let local = Serving::start(tool().args(["-c", &small]));
     assert!(!warned(&local), "{:#?}", local.startup);
+    drop(local);
+    let config = web_config(&temp_dir("webconfig-warn"), "u", "p");
+    let secured = Serving::start_serving(
+        tool().args(["-c", &small]),
+        "0.0.0.0:0",
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    assert!(!warned(&secured), "{:#?}", secured.startup);
 }
 
 /// SIGTERM ends `serve` and every virsh it started; the log is JSON on

@@ -242,6 +242,9 @@ pub enum Command {
         /// Log lines on stderr as text or as JSON objects; levels from RUST_LOG (default info)
         #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Prometheus exporter-toolkit web configuration file (YAML): TLS from tls_server_config, basic auth from basic_auth_users (bcrypt hashes), as node_exporter reads it
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
         /// Leave out the disk and network figures (domstats --block --interface): for hosts whose I/O another exporter already serves
         #[arg(long)]
         no_io_metrics: bool,

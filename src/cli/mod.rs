@@ -289,6 +289,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(Command::Serve {
             listen,
             log_format,
+            web_config_file,
             no_io_metrics,
         }) => {
             drop(out);
@@ -299,6 +300,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     listen,
                     interval,
                     json_logs: log_format == args::LogFormat::Json,
+                    web_config: web_config_file,
                     io_metrics: !no_io_metrics,
                 },
             )?;

@@ -1,7 +1,9 @@
 //! A small, bounded HTTP/1.1 server for GET and HEAD: a thread per
 //! connection up to a cap, each request head read within a deadline and a
 //! size limit, parsed by `httparse` as it arrives, answered, and the
-//! connection closed.
+//! connection closed. With a web config, connections speak TLS (rustls,
+//! driven here so that the handshake counts against the head's deadline)
+//! and requests need a basic-auth password.
 //!
 //! Why not tiny_http (the usual synchronous server crate): its 0.12 reads
 //! header lines without a size limit, sets no read or write timeout, starts
@@ -10,7 +12,7 @@
 //! is ever answered again. A metrics endpoint that 200 slow clients must not
 //! silence needs all four bounded.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use base64::Engine;
+use rustls::ServerConnection;
 
+use super::webconfig::{Denied, Live, WebConfig};
 use crate::mutex::lock;
 
 /// The most connections served at once. A new one past it takes the place
@@ -28,15 +33,18 @@ pub(crate) const MAX_CONNECTIONS: usize = 512;
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Header lines a request may have.
 const MAX_HEADERS: usize = 64;
-/// The whole request head must arrive within this: a client that sends a
-/// byte now and then cannot hold its thread for longer.
+/// The TLS handshake (with TLS), the whole request head and the wait for
+/// a password check all end within this: a client that sends a byte now
+/// and then cannot hold its thread for longer.
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// A client that reads its answer slower than this is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long, and how much, a closing connection reads and drops.
 const LINGER: Duration = Duration::from_secs(1);
 const MAX_LINGER_BYTES: usize = 64 * 1024;
-/// Each connection's thread needs little: the head buffer and the answer.
+/// Each connection's thread needs little: the head buffer and the answer;
+/// with a web config a TLS handshake and a bcrypt check too, which fit in
+/// 64 KiB even on a debug build (tried: 32 KiB overflows).
 const THREAD_STACK: usize = 128 * 1024;
 /// At most one warning this often about connections closed for room.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -143,9 +151,13 @@ impl Throttled {
     }
 }
 
-/// Serves GET and HEAD requests on `listener` with `handler(path)` until
-/// the process ends. Never returns.
-pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&str) -> Response + Send + Sync>) -> ! {
+/// Serves GET and HEAD requests on `listener` with `handler(path)`, as
+/// `web` asks (TLS, auth, headers), until the process ends. Never returns.
+pub fn serve(
+    listener: TcpListener,
+    web: Arc<Live>,
+    handler: Arc<dyn Fn(&str) -> Response + Send + Sync>,
+) -> ! {
     let connections = Arc::new(Connections::default());
     let mut evicted = Throttled::new(
         "connections at the limit: the oldest that had sent nothing closed for new ones",
@@ -175,12 +187,16 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&str) -> Response + Send
                 continue;
             }
         }
-        let (served, handler) = (Arc::clone(&connections), Arc::clone(&handler));
+        let (served, web, handler) = (
+            Arc::clone(&connections),
+            Arc::clone(&web),
+            Arc::clone(&handler),
+        );
         let spawned = thread::Builder::new()
             .name("http".to_owned())
             .stack_size(THREAD_STACK)
             .spawn(move || {
-                answer(&stream, &spoke, handler.as_ref());
+                answer(&stream, &spoke, &web, handler.as_ref());
                 served.close(id);
             });
         if let Err(error) = spawned {
@@ -190,19 +206,100 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&str) -> Response + Send
     }
 }
 
-/// Reads one request head, answers it, closes the connection.
-fn answer(stream: &TcpStream, spoke: &AtomicBool, handler: &(dyn Fn(&str) -> Response + Sync)) {
-    let (response, send_body, gzip_ok) = match read_head(stream, spoke) {
-        Ok(request) => (handler(&request.path), !request.head_only, request.gzip),
+/// Reads one request head (after the TLS handshake, with TLS), admits
+/// it (with auth), answers it, closes the connection.
+fn answer(
+    stream: &TcpStream,
+    spoke: &AtomicBool,
+    web: &Live,
+    handler: &(dyn Fn(&str) -> Response + Sync),
+) {
+    let deadline = Instant::now() + HEAD_DEADLINE;
+    let web = match web.current() {
+        Ok(web) => web,
+        // Logged where it was read; the client learns nothing more (and
+        // a TLS client not even that).
+        Err(_) => {
+            let response = Response::text(500, "the web config cannot be served: see the log\n");
+            if send(&mut Channel::Plain(stream), &response, true, false, "").is_ok() {
+                linger(stream);
+            }
+            return;
+        }
+    };
+    let mut channel = match &web.tls {
+        None => Channel::Plain(stream),
+        Some(config) => match first_byte(stream, spoke, deadline) {
+            None => return,
+            // Plain HTTP to the TLS port (a request line starts with a
+            // letter, a TLS record with 0x16): told so in plain HTTP, as
+            // Go's servers do; it learns nothing else.
+            Some(byte) if byte.is_ascii_alphabetic() => {
+                let response = Response::text(
+                    400,
+                    "Client sent an HTTP request to an HTTPS server: use https://\n",
+                );
+                if send(&mut Channel::Plain(stream), &response, true, false, "").is_ok() {
+                    linger(stream);
+                }
+                return;
+            }
+            Some(_) => match ServerConnection::new(Arc::clone(config)) {
+                Ok(connection) => Channel::Tls(Box::new(connection), stream),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start a TLS connection");
+                    return;
+                }
+            },
+        },
+    };
+    let (response, send_body, gzip_ok) = match read_head(&mut channel, spoke, deadline) {
+        Ok(request) => match admit(&web, &request, deadline) {
+            Ok(()) => (handler(&request.path), !request.head_only, request.gzip),
+            Err(refused) => (refused, !request.head_only, false),
+        },
         Err(Refused::Closed) => return,
         Err(Refused::Status(status, why)) => {
             (Response::text(status, format!("{why}\n")), true, false)
         }
     };
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    if send(&mut channel, &response, send_body, gzip_ok, &web.headers).is_ok() {
+        linger(stream);
+    }
+}
+
+/// `Ok` when `web` asks for no password or `request` carries a right one;
+/// else the answer: 401 (which names the scheme) or 503.
+fn admit(web: &WebConfig, request: &Request, deadline: Instant) -> Result<(), Response> {
+    let Some(auth) = &web.auth else {
+        return Ok(());
+    };
+    let unauthorized = || Response::text(401, "Unauthorized\n");
+    let Some((user, password)) = &request.credentials else {
+        return Err(unauthorized());
+    };
+    auth.check(user, password, deadline)
+        .map_err(|denied| match denied {
+            Denied::Unauthorized => unauthorized(),
+            Denied::Busy => Response::text(503, "password checks are busy: try again\n"),
+        })
+}
+
+/// Writes the answer (its body unless `send_body` is false; gzipped where
+/// the handler has it so and `gzip_ok`) and ends the connection's sending
+/// side.
+fn send(
+    channel: &mut Channel,
+    response: &Response,
+    send_body: bool,
+    gzip_ok: bool,
+    headers: &str,
+) -> io::Result<()> {
+    channel.stream().set_write_timeout(Some(WRITE_TIMEOUT))?;
     let reason = match response.status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -211,10 +308,10 @@ fn answer(stream: &TcpStream, spoke: &AtomicBool, handler: &(dyn Fn(&str) -> Res
         503 => "Service Unavailable",
         _ => "",
     };
-    let allow = if response.status == 405 {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
+    let status_header = match response.status {
+        401 => "WWW-Authenticate: Basic\r\n",
+        405 => "Allow: GET, HEAD\r\n",
+        _ => "",
     };
     let (body, encoding) = match &response.gzip {
         Some(gzip) if gzip_ok => (
@@ -225,20 +322,148 @@ fn answer(stream: &TcpStream, spoke: &AtomicBool, handler: &(dyn Fn(&str) -> Res
         None => (response.body.as_bytes(), ""),
     };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{encoding}{allow}Connection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{encoding}{status_header}{headers}Connection: close\r\n\r\n",
         response.status,
         response.content_type,
         body.len()
     );
     let body = if send_body { body } else { b"" };
-    let mut writer = stream;
-    let written = writer
-        .write_all(head.as_bytes())
-        .and_then(|()| writer.write_all(body))
-        .and_then(|()| stream.shutdown(Shutdown::Write));
-    if written.is_ok() {
-        linger(stream);
+    channel.write_all(head.as_bytes())?;
+    channel.write_all(body)?;
+    channel.finish()
+}
+
+/// Waits (until `deadline`) for the client's first byte, leaving it to be
+/// read; `None` when the client closes or sends nothing in time.
+fn first_byte(stream: &TcpStream, spoke: &AtomicBool, deadline: Instant) -> Option<u8> {
+    let mut byte = [0u8];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        match stream.peek(&mut byte) {
+            Ok(0) => return None,
+            Ok(_) => {
+                spoke.store(true, Ordering::SeqCst);
+                return Some(byte[0]);
+            }
+            Err(error) if is_retry(&error) => {}
+            Err(_) => return None,
+        }
     }
+}
+
+/// A read that ended without data nor a real error: a timeout (the
+/// deadline decides), a signal.
+fn is_retry(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+/// A connection's bytes: as they come, or through TLS. rustls is driven
+/// here, record by record, rather than through its blocking `Stream`,
+/// whose one `read` may wait for many: each wait on the socket is cut at
+/// the deadline.
+enum Channel<'a> {
+    Plain(&'a TcpStream),
+    Tls(Box<ServerConnection>, &'a TcpStream),
+}
+
+impl Channel<'_> {
+    /// Some bytes of the request (0: the client is done), waiting no
+    /// later than `deadline`: past it, `TimedOut`.
+    fn read_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        spoke: &AtomicBool,
+    ) -> io::Result<usize> {
+        // Reads, and the handshake's writes, wait until the deadline.
+        let wait = |stream: &TcpStream| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(ErrorKind::TimedOut));
+            }
+            stream.set_read_timeout(Some(left))?;
+            stream.set_write_timeout(Some(left))
+        };
+        match self {
+            Channel::Plain(stream) => {
+                wait(stream)?;
+                let n = { stream }.read(buf)?;
+                if n > 0 {
+                    spoke.store(true, Ordering::SeqCst);
+                }
+                Ok(n)
+            }
+            Channel::Tls(connection, stream) => loop {
+                match connection.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+                    Err(error) => return Err(error),
+                }
+                wait(stream)?;
+                // The handshake's answers, before waiting for more.
+                flush_tls(connection, stream)?;
+                if connection.read_tls(&mut { *stream })? == 0 {
+                    return Ok(0);
+                }
+                spoke.store(true, Ordering::SeqCst);
+                if let Err(error) = connection.process_new_packets() {
+                    // The alert that says why, if the client still reads.
+                    let _ = flush_tls(connection, stream);
+                    return Err(io::Error::new(ErrorKind::InvalidData, error));
+                }
+            },
+        }
+    }
+
+    fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Channel::Plain(stream) => { *stream }.write_all(bytes),
+            Channel::Tls(connection, stream) => {
+                // rustls holds a bounded amount of plaintext: encrypted
+                // and sent as it fills.
+                while !bytes.is_empty() {
+                    let taken = connection.writer().write(bytes)?;
+                    bytes = &bytes[taken..];
+                    flush_tls(connection, stream)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn stream(&self) -> &TcpStream {
+        match self {
+            Channel::Plain(stream) | Channel::Tls(_, stream) => stream,
+        }
+    }
+
+    /// Ends the sending side: TLS's close_notify, then TCP's FIN.
+    fn finish(&mut self) -> io::Result<()> {
+        let stream = match self {
+            Channel::Plain(stream) => stream,
+            Channel::Tls(connection, stream) => {
+                connection.send_close_notify();
+                flush_tls(connection, stream)?;
+                stream
+            }
+        };
+        stream.shutdown(Shutdown::Write)
+    }
+}
+
+/// Sends whatever TLS records rustls has ready (within the socket's write
+/// timeout).
+fn flush_tls(connection: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<()> {
+    while connection.wants_write() {
+        connection.write_tls(&mut stream)?;
+    }
+    Ok(())
 }
 
 /// Reads what the client still sends (the rest of a refused request) for
@@ -274,40 +499,36 @@ struct Request {
     head_only: bool,
     /// Without query string.
     path: String,
+    /// User and password of an `Authorization: Basic` header.
+    credentials: Option<(String, Vec<u8>)>,
     /// Whether `Accept-Encoding` takes gzip.
     gzip: bool,
 }
 
 /// Reads until the bytes so far parse as a whole request head (within the
 /// size limit and the deadline) or cannot become one.
-fn read_head(mut stream: &TcpStream, spoke: &AtomicBool) -> Result<Request, Refused> {
-    let deadline = Instant::now() + HEAD_DEADLINE;
+fn read_head(
+    channel: &mut Channel,
+    spoke: &AtomicBool,
+    deadline: Instant,
+) -> Result<Request, Refused> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(if head.is_empty() {
-                Refused::Closed
-            } else {
-                Refused::Status(408, "the request head did not arrive in time")
-            });
-        }
-        if stream.set_read_timeout(Some(left)).is_err() {
-            return Err(Refused::Closed);
-        }
         // One byte past the limit at most: enough to know it is past.
         let room = (MAX_HEAD_BYTES + 1 - head.len()).min(chunk.len());
-        match stream.read(&mut chunk[..room]) {
+        match channel.read_until(&mut chunk[..room], deadline, spoke) {
             Ok(0) => return Err(Refused::Closed),
-            Ok(n) => {
-                spoke.store(true, Ordering::SeqCst);
-                head.extend_from_slice(&chunk[..n]);
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(error) if is_retry(&error) => {
+                if Instant::now() >= deadline {
+                    return Err(if head.is_empty() {
+                        Refused::Closed
+                    } else {
+                        Refused::Status(408, "the request head did not arrive in time")
+                    });
+                }
             }
-            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                continue;
-            }
-            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return Err(Refused::Closed),
         }
         if let Some(request) = parse_head(&head)? {
@@ -341,14 +562,37 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Request>, Refused> {
             ));
         }
     };
+    let credentials = request
+        .headers
+        .iter()
+        .find(|header| header.name.eq_ignore_ascii_case("authorization"))
+        .and_then(|header| basic_credentials(header.value));
     Ok(Some(Request {
         head_only,
         path: path_of(request.path.unwrap_or("/")).to_owned(),
+        credentials,
         gzip: request.headers.iter().any(|header| {
             header.name.eq_ignore_ascii_case("accept-encoding")
                 && std::str::from_utf8(header.value).is_ok_and(takes_gzip)
         }),
     }))
+}
+
+/// User and password of a `Basic` authorization (RFC 7617): base64 of
+/// `user:password`, the user without a colon; `None` for another scheme
+/// or a malformed value (which no user's password matches).
+fn basic_credentials(value: &[u8]) -> Option<(String, Vec<u8>)> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let user = String::from_utf8(decoded[..colon].to_vec()).ok()?;
+    Some((user, decoded[colon + 1..].to_vec()))
 }
 
 /// Whether an `Accept-Encoding` value takes gzip: listed (or `x-gzip`)
@@ -400,6 +644,7 @@ mod tests {
         Ok(Some(Request {
             head_only: false,
             path: path.to_owned(),
+            credentials: None,
             gzip: false,
         }))
     }
@@ -422,12 +667,46 @@ mod tests {
             Ok(Some(Request {
                 head_only: true,
                 path: "/healthz".to_owned(),
+                credentials: None,
                 gzip: false,
             }))
         );
         assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
         assert_eq!(status("GARBAGE\r\n\r\n"), 400);
         assert_eq!(status("GET /x HTTP/1.1\r\nBad Header\r\n\r\n"), 400);
+    }
+
+    /// RFC 7617: the scheme in any case, the user up to the first colon,
+    /// the password the rest (colons and all, any bytes); anything else
+    /// carries no credentials.
+    #[test]
+    fn basic_credentials_are_read_as_rfc_7617_has_them() {
+        let encode = |text: &[u8]| base64::engine::general_purpose::STANDARD.encode(text);
+        let read = |value: String| basic_credentials(value.as_bytes());
+        let pair = |user: &str, password: &[u8]| Some((user.to_owned(), password.to_vec()));
+        assert_eq!(
+            read(format!("Basic {}", encode(b"prometheus:pw"))),
+            pair("prometheus", b"pw")
+        );
+        assert_eq!(
+            read(format!("bAsIc  {} ", encode(b"a:b:c"))),
+            pair("a", b"b:c")
+        );
+        assert_eq!(
+            read(format!("Basic {}", encode(b"a:\xff\x00"))),
+            pair("a", b"\xff\x00")
+        );
+        assert_eq!(read(format!("Basic {}", encode(b"a:"))), pair("a", b""));
+        assert_eq!(read(format!("Basic {}", encode(b"no colon"))), None);
+        assert_eq!(read(format!("Basic {}", encode(b"\xff:pw"))), None);
+        assert_eq!(read(format!("Bearer {}", encode(b"a:b"))), None);
+        assert_eq!(read("Basic not base64!".to_owned()), None);
+        assert_eq!(read("Basic".to_owned()), None);
+        let request = "GET /metrics HTTP/1.1\r\nauthorization: Basic YTpi\r\n\r\n";
+        assert_eq!(
+            parse(request).unwrap().unwrap().credentials,
+            pair("a", b"b")
+        );
     }
 
     #[test]

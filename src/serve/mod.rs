@@ -4,10 +4,12 @@
 
 mod http;
 mod metrics;
+mod webconfig;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -34,6 +36,8 @@ pub struct ServeOptions {
     pub interval: Duration,
     /// Log lines as JSON objects instead of text.
     pub json_logs: bool,
+    /// exporter-toolkit's web configuration file: TLS and basic auth.
+    pub web_config: Option<PathBuf>,
     /// Ask for and export the disk and network figures (`--block`,
     /// `--interface`); off with `--no-io-metrics`.
     pub io_metrics: bool,
@@ -79,14 +83,32 @@ impl HostState {
 /// until the process is stopped (SIGTERM: every virsh is killed with it).
 pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     init_logs(options.json_logs);
+    let web = match &options.web_config {
+        Some(path) => webconfig::Live::load(path)?,
+        None => webconfig::Live::none(),
+    };
+    let (tls, auth) = {
+        let first = web.current().map_err(anyhow::Error::msg)?;
+        (first.tls.is_some(), first.auth.is_some())
+    };
     let listener = http::bind(options.listen)?;
     // The address as bound: port 0 picks a free one.
     let listen = listener.local_addr()?;
     if !listen.ip().is_loopback() {
-        tracing::warn!(
-            "no TLS and no auth: anyone who can reach {listen} reads the metrics and /healthz \
-             (VM names, ISO paths, hosts); listen on loopback behind a proxy that has them"
-        );
+        let missing = match (tls, auth) {
+            (true, true) => None,
+            (false, false) => Some("no TLS and no auth: anyone who can reach"),
+            (true, false) => Some("no auth (basic_auth_users): anyone who can reach"),
+            (false, true) => {
+                Some("no TLS (tls_server_config): anyone who can watch the network to")
+            }
+        };
+        if let Some(missing) = missing {
+            tracing::warn!(
+                "{missing} {listen} reads the metrics and /healthz (VM names, ISO paths, hosts); \
+                 give --web.config.file with both, or listen on loopback behind a proxy that has them"
+            );
+        }
     }
     let hosts = Arc::new(Hosts {
         states: fleet
@@ -112,10 +134,11 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
             .spawn(move || scan_forever(&fleet, index, &hosts, interval, io))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
-        interval_s = options.interval.as_secs_f64(), "serving /metrics and /healthz");
+        interval_s = options.interval.as_secs_f64(), tls, auth, "serving /metrics and /healthz");
     let interval = options.interval;
     http::serve(
         listener,
+        Arc::new(web),
         Arc::new(move |path: &str| respond(path, &hosts, interval)),
     )
 }

@@ -261,7 +261,8 @@ impl Serving {
         Serving::start_serving(command, "127.0.0.1:0", serve_options)
     }
 
-    fn start_serving(command: &mut Command, listen: &str, serve_options: &[&str]) -> Serving {
+    /// [`Serving::start_on`] with more options for `serve`.
+    pub fn start_serving(command: &mut Command, listen: &str, serve_options: &[&str]) -> Serving {
         use std::io::BufRead;
         let mut child = command
             .args(["serve", "--listen", listen, "--log-format", "json"])
@@ -410,4 +411,36 @@ pub fn closed_pipe() -> Stdio {
     let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     drop(reader);
     Stdio::from(writer)
+}
+
+/// A web config for `serve --web.config.file` in `dir`: TLS with a
+/// certificate for 127.0.0.1 and localhost, signed by a CA made here
+/// (`dir/ca.pem`, for the client), and basic auth for `user` with
+/// `password` (bcrypt, cost 10 as `htpasswd -B` makes it). The certificate
+/// and key are named relative to the file, as node_exporter reads them.
+pub fn web_config(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "dismount_iso_qemu test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let hash = bcrypt::hash(password, 10).unwrap();
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  {user}: {hash}\n"
+        ),
+    )
+    .unwrap();
+    path
 }

@@ -1,0 +1,654 @@
+//! The web configuration file of Prometheus' exporter-toolkit
+//! (`serve --web.config.file`): TLS from `tls_server_config` and basic
+//! auth from `basic_auth_users` (bcrypt hashes), read as node_exporter
+//! reads it, so one file serves both, and read again when it or a file it
+//! names changes (a renewed certificate), as the toolkit reads it for
+//! every request. Keys the toolkit knows but this server cannot honour
+//! (client certificates, cipher lists, a rate limit) are refused, never
+//! ignored: a file that asks for client certificates must not quietly
+//! serve without them. Unknown keys are refused too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use crate::mutex::lock;
+use crate::utils::sanitize;
+
+/// What the file asks of the server.
+#[derive(Default)]
+pub struct WebConfig {
+    /// Every connection speaks TLS with this, when set.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Every request must carry one of these users' passwords, when set.
+    pub auth: Option<BasicAuth>,
+    /// Header lines (each ending in CRLF) added to every answer, from
+    /// `http_server_config.headers`.
+    pub headers: String,
+}
+
+/// The file as written; every map refuses keys it does not name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct File {
+    tls_server_config: Option<TlsSection>,
+    http_server_config: Option<HttpSection>,
+    basic_auth_users: Option<BTreeMap<String, String>>,
+    /// Known to the toolkit, not served here.
+    rate_limit: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TlsSection {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    /// The certificate (chain) and key inline, as PEM.
+    cert: Option<String>,
+    key: Option<String>,
+    client_auth_type: Option<String>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+    prefer_server_cipher_suites: Option<bool>,
+    // Known to the toolkit, not served here.
+    client_ca_file: Option<serde_yaml_ng::Value>,
+    client_ca: Option<serde_yaml_ng::Value>,
+    client_allowed_sans: Option<serde_yaml_ng::Value>,
+    cipher_suites: Option<serde_yaml_ng::Value>,
+    curve_preferences: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HttpSection {
+    /// HTTP/2 is the toolkit's to offer; this server speaks HTTP/1.1
+    /// either way, which every client falls back to: accepted, unread.
+    #[serde(rename = "http2")]
+    _http2: Option<bool>,
+    headers: Option<BTreeMap<String, String>>,
+}
+
+/// The response headers the toolkit lets the file set, with the values it
+/// allows (`None`: any value).
+const HEADERS: &[(&str, Option<&[&str]>)] = &[
+    ("Content-Security-Policy", None),
+    ("Strict-Transport-Security", None),
+    ("X-Content-Type-Options", Some(&["nosniff"])),
+    ("X-Frame-Options", Some(&["deny", "sameorigin"])),
+    ("X-XSS-Protection", None),
+];
+
+/// Where a certificate or a key comes from: a file (relative paths are
+/// taken from the web config's directory, as the toolkit does) or the
+/// PEM text itself.
+#[derive(Debug, PartialEq)]
+enum Pem {
+    File(String),
+    Inline(String),
+}
+
+/// The file's TLS settings, checked.
+#[derive(Debug, PartialEq)]
+struct TlsSettings {
+    cert: Pem,
+    key: Pem,
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    prefer_server_cipher_suites: bool,
+}
+
+/// The file's settings, checked, before any certificate is read.
+#[derive(Debug, Default, PartialEq)]
+struct Settings {
+    tls: Option<TlsSettings>,
+    /// User name → bcrypt hash.
+    users: HashMap<String, String>,
+    headers: String,
+}
+
+/// The web config as its files are now: none, or the file's, read again
+/// at the first connection after it or a certificate or key file it names
+/// changed.
+pub struct Live {
+    path: Option<PathBuf>,
+    state: Mutex<Loaded>,
+}
+
+/// The config from the files as they were at `stamps`. A file that no
+/// longer reads is `Err`: every connection is refused until it is fixed,
+/// as the toolkit refuses, rather than served as the file no longer says.
+struct Loaded {
+    config: Result<Arc<WebConfig>, String>,
+    files: Vec<PathBuf>,
+    stamps: Vec<Option<Stamp>>,
+}
+
+/// What tells that a file changed: replaced (a new inode, as a rename or
+/// Kubernetes' symlink swap makes), rewritten or resized.
+type Stamp = (u64, SystemTime, u64);
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
+    files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            Some((meta.ino(), meta.modified().ok()?, meta.len()))
+        })
+        .collect()
+}
+
+impl Live {
+    /// No web config: plain HTTP, no auth.
+    pub fn none() -> Live {
+        Live {
+            path: None,
+            state: Mutex::new(Loaded {
+                config: Ok(Arc::default()),
+                files: Vec::new(),
+                stamps: Vec::new(),
+            }),
+        }
+    }
+
+    /// The file at `path`, read and checked now: at start, a file that
+    /// cannot be served is an error.
+    pub fn load(path: &Path) -> Result<Live> {
+        let (config, files) = load(path)?;
+        let stamps = stamps(&files);
+        Ok(Live {
+            path: Some(path.to_owned()),
+            state: Mutex::new(Loaded {
+                config: Ok(Arc::new(config)),
+                files,
+                stamps,
+            }),
+        })
+    }
+
+    /// The config to serve a new connection with (three `stat`s when
+    /// nothing changed); `Err` with why while the file cannot be served.
+    pub fn current(&self) -> Result<Arc<WebConfig>, String> {
+        let mut loaded = lock(&self.state);
+        if let Some(path) = &self.path {
+            let now = stamps(&loaded.files);
+            if now != loaded.stamps {
+                match load(path) {
+                    Ok((config, files)) => {
+                        tracing::info!(
+                            tls = config.tls.is_some(),
+                            auth = config.auth.is_some(),
+                            "web config read again"
+                        );
+                        // Stamped before the read where they are the same
+                        // files: a change during the read is seen next time.
+                        loaded.stamps = if files == loaded.files {
+                            now
+                        } else {
+                            stamps(&files)
+                        };
+                        loaded.files = files;
+                        loaded.config = Ok(Arc::new(config));
+                    }
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        tracing::error!(%error, "web config changed and cannot be served: refusing connections until it is fixed");
+                        // Read again at its next change, not at every
+                        // connection.
+                        loaded.stamps = now;
+                        loaded.config = Err(error);
+                    }
+                }
+            }
+        }
+        loaded.config.clone()
+    }
+}
+
+/// Reads and checks `path`, then the certificate and key it names; with
+/// the files it read, to watch.
+fn load(path: &Path) -> Result<(WebConfig, Vec<PathBuf>)> {
+    let shown = sanitize(&path.display().to_string());
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the web config {shown}"))?;
+    let settings = parse(&text).with_context(|| format!("the web config {shown}"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut files = vec![path.to_owned()];
+    let tls = match &settings.tls {
+        Some(tls) => {
+            for pem in [&tls.cert, &tls.key] {
+                if let Pem::File(file) = pem {
+                    files.push(dir.join(file));
+                }
+            }
+            Some(Arc::new(
+                server_config(tls, dir).with_context(|| format!("the web config {shown}"))?,
+            ))
+        }
+        None => None,
+    };
+    let config = WebConfig {
+        tls,
+        auth: (!settings.users.is_empty()).then(|| BasicAuth::new(settings.users)),
+        headers: settings.headers,
+    };
+    Ok((config, files))
+}
+
+/// The settings `text` (YAML) gives: the file's own words checked, no
+/// file opened.
+fn parse(text: &str) -> Result<Settings> {
+    // An empty file is a valid one: neither TLS nor auth.
+    let file: File = if text.trim().is_empty() {
+        File::default()
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|error| anyhow::anyhow!("{}", one_line(&error)))?
+    };
+    if file.rate_limit.is_some() {
+        bail!("rate_limit is not supported by dismount_iso_qemu: leave it out");
+    }
+    let tls = match file.tls_server_config {
+        Some(section) => tls_settings(section)?,
+        None => None,
+    };
+    let mut users = HashMap::new();
+    for (user, hash) in file.basic_auth_users.unwrap_or_default() {
+        if let Err(error) = hash.parse::<bcrypt::HashParts>() {
+            bail!(
+                "basic_auth_users: the hash of user '{}' is not a bcrypt hash: {error}",
+                sanitize(&user)
+            );
+        }
+        users.insert(user, hash);
+    }
+    let mut headers = String::new();
+    for (name, value) in file
+        .http_server_config
+        .and_then(|http| http.headers)
+        .unwrap_or_default()
+    {
+        let Some((known, allowed)) = HEADERS
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(&name))
+        else {
+            let names: Vec<&str> = HEADERS.iter().map(|(known, _)| *known).collect();
+            bail!(
+                "http_server_config.headers: '{}' is not one of {}",
+                sanitize(&name),
+                names.join(", ")
+            );
+        };
+        let fits =
+            allowed.is_none_or(|values| values.iter().any(|v| v.eq_ignore_ascii_case(&value)));
+        if !fits || value.chars().any(char::is_control) {
+            bail!(
+                "http_server_config.headers: {known}: '{}' is not a value it takes",
+                sanitize(&value)
+            );
+        }
+        // Blank: unset, as the toolkit reads it.
+        if !value.is_empty() {
+            headers.push_str(&format!("{known}: {value}\r\n"));
+        }
+    }
+    Ok(Settings {
+        tls,
+        users,
+        headers,
+    })
+}
+
+/// serde_yaml's message, with its position, on one line.
+fn one_line(error: &serde_yaml_ng::Error) -> String {
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `tls_server_config`, checked: `None` when it names no certificate and
+/// no key (the toolkit serves plain HTTP then).
+fn tls_settings(section: TlsSection) -> Result<Option<TlsSettings>> {
+    let unsupported = [
+        ("client_ca_file", section.client_ca_file.is_some()),
+        ("client_ca", section.client_ca.is_some()),
+        ("client_allowed_sans", section.client_allowed_sans.is_some()),
+        ("cipher_suites", section.cipher_suites.is_some()),
+        ("curve_preferences", section.curve_preferences.is_some()),
+    ];
+    if let Some((key, _)) = unsupported.iter().find(|(_, given)| *given) {
+        bail!(
+            "tls_server_config.{key} is not supported by dismount_iso_qemu \
+             (no client certificates; rustls' own cipher suites and curves): leave it out"
+        );
+    }
+    match section.client_auth_type.as_deref() {
+        None | Some("" | "NoClientCert") => {}
+        Some(other) => bail!(
+            "tls_server_config.client_auth_type '{}' is not supported by dismount_iso_qemu: \
+             only NoClientCert (client certificates are not checked)",
+            sanitize(other)
+        ),
+    }
+    let given = |value: Option<String>| value.filter(|text| !text.is_empty());
+    let source = |file: Option<String>,
+                  inline: Option<String>,
+                  what: &str|
+     -> Result<Option<Pem>> {
+        match (given(file), given(inline)) {
+            (Some(_), Some(_)) => bail!("tls_server_config: give {what}_file or {what}, not both"),
+            (Some(file), None) => Ok(Some(Pem::File(file))),
+            (None, Some(pem)) => Ok(Some(Pem::Inline(pem))),
+            (None, None) => Ok(None),
+        }
+    };
+    let cert = source(section.cert_file, section.cert, "cert")?;
+    let key = source(section.key_file, section.key, "key")?;
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (None, Some(_)) => bail!("tls_server_config: missing one of cert or cert_file"),
+        (Some(_), None) => bail!("tls_server_config: missing one of key or key_file"),
+    };
+    let min = tls_version(section.min_version.as_deref(), "min_version", 12)?;
+    let max = tls_version(section.max_version.as_deref(), "max_version", 13)?;
+    let versions: Vec<_> = [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(version, _)| (min..=max).contains(version))
+        .map(|(_, version)| version)
+        .collect();
+    if versions.is_empty() {
+        bail!(
+            "tls_server_config: no TLS version between min_version and max_version that rustls speaks (TLS12, TLS13)"
+        );
+    }
+    Ok(Some(TlsSettings {
+        cert,
+        key,
+        versions,
+        prefer_server_cipher_suites: section.prefer_server_cipher_suites.unwrap_or(true),
+    }))
+}
+
+/// A TLS version as the toolkit names it (`TLS12`), as its minor number
+/// (10 to 13); `default` when not given.
+fn tls_version(name: Option<&str>, key: &str, default: u8) -> Result<u8> {
+    Ok(match name {
+        None | Some("") => default,
+        Some("TLS10") => 10,
+        Some("TLS11") => 11,
+        Some("TLS12") => 12,
+        Some("TLS13") => 13,
+        Some(other) => bail!(
+            "tls_server_config.{key}: unknown TLS version '{}' (TLS10, TLS11, TLS12, TLS13)",
+            sanitize(other)
+        ),
+    })
+}
+
+/// The rustls server configuration: the certificate chain and key read
+/// and checked against each other now, so that a wrong pair fails at
+/// start, not at the first scrape.
+fn server_config(tls: &TlsSettings, dir: &Path) -> Result<ServerConfig> {
+    let pem = |source: &Pem, what: &str| -> Result<Vec<u8>> {
+        match source {
+            Pem::Inline(text) => Ok(text.clone().into_bytes()),
+            Pem::File(file) => {
+                let path = dir.join(file);
+                std::fs::read(&path).with_context(|| {
+                    format!(
+                        "cannot read the {what} {}",
+                        sanitize(&path.display().to_string())
+                    )
+                })
+            }
+        }
+    };
+    let cert_pem = pem(&tls.cert, "certificate")?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| anyhow::anyhow!("the certificate is not PEM: {error}"))?;
+    if certs.is_empty() {
+        bail!("the certificate holds no PEM CERTIFICATE block");
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem(&tls.key, "key")?)
+        .map_err(|error| anyhow::anyhow!("the key is not a PEM private key: {error}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&tls.versions)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and key do not make a TLS identity")?;
+    config.ignore_client_order = tls.prefer_server_cipher_suites;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// bcrypt reads no more of a password than this.
+const BCRYPT_MAX_BYTES: usize = 72;
+
+/// The users and their bcrypt hashes. A bcrypt check costs tens to
+/// hundreds of milliseconds by design; a password that passed is kept in
+/// memory (as the toolkit does), so a scrape every few seconds costs a
+/// comparison, not a hash.
+pub struct BasicAuth {
+    /// User name → bcrypt hash.
+    users: HashMap<String, String>,
+    /// User name → the password that last passed, as far as bcrypt reads
+    /// it: one entry per user at most, whatever clients send.
+    passed: Mutex<HashMap<String, Vec<u8>>>,
+    /// One bcrypt at a time: a flood of wrong passwords costs one core,
+    /// never both, and never the scrapes the cache answers.
+    hashing: Mutex<bool>,
+    hashed: Condvar,
+}
+
+/// Why a request is not let in.
+#[derive(Debug, PartialEq)]
+pub enum Denied {
+    /// No such user, a wrong password, or none given.
+    Unauthorized,
+    /// Other password checks kept this one waiting past `until`.
+    Busy,
+}
+
+impl BasicAuth {
+    fn new(users: HashMap<String, String>) -> Self {
+        BasicAuth {
+            users,
+            passed: Mutex::default(),
+            hashing: Mutex::new(false),
+            hashed: Condvar::new(),
+        }
+    }
+
+    /// Whether `password` is `user`'s; a bcrypt check waits for the one
+    /// running (if any) until `until` at the latest.
+    pub fn check(&self, user: &str, password: &[u8], until: Instant) -> Result<(), Denied> {
+        let read = &password[..password.len().min(BCRYPT_MAX_BYTES)];
+        if lock(&self.passed)
+            .get(user)
+            .is_some_and(|known| same_bytes(known, read))
+        {
+            return Ok(());
+        }
+        // An unknown user costs a bcrypt as well (against some user's
+        // hash, the answer thrown away): the time does not tell which
+        // user names exist.
+        let (hash, known_user) = match self.users.get(user) {
+            Some(hash) => (hash, true),
+            None => (
+                self.users.values().next().expect("at least one user"),
+                false,
+            ),
+        };
+        let matched = {
+            let mut busy = lock(&self.hashing);
+            while *busy {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Denied::Busy);
+                }
+                busy = self
+                    .hashed
+                    .wait_timeout(busy, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            *busy = true;
+            drop(busy);
+            let matched = bcrypt::verify(password, hash).unwrap_or(false);
+            *lock(&self.hashing) = false;
+            self.hashed.notify_one();
+            matched
+        };
+        if !(known_user && matched) {
+            return Err(Denied::Unauthorized);
+        }
+        lock(&self.passed).insert(user.to_owned(), read.to_vec());
+        Ok(())
+    }
+}
+
+/// Equal bytes, compared in a time that does not depend on where they
+/// first differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(text: &str) -> String {
+        format!("{:#}", parse(text).expect_err(text))
+    }
+
+    #[test]
+    fn an_empty_file_asks_for_nothing() {
+        assert_eq!(parse("").unwrap(), Settings::default());
+        assert_eq!(parse("# nothing\n").unwrap(), Settings::default());
+        assert_eq!(
+            parse("tls_server_config: {}\n").unwrap(),
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn tls_and_users_as_node_exporter_reads_them() {
+        let settings = parse(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n\
+             basic_auth_users:\n  alice: $2y$10$tDdodgViyaqEVkzGMfnrMeshvf/57eCbfhbXcR3EIj4MGK7fdPte2\n\
+             http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n",
+        )
+        .unwrap();
+        let tls = settings.tls.unwrap();
+        assert_eq!(tls.cert, Pem::File("server.crt".to_owned()));
+        assert_eq!(tls.key, Pem::File("server.key".to_owned()));
+        assert_eq!(tls.versions, vec![&rustls::version::TLS13]);
+        assert!(settings.users.contains_key("alice"));
+        assert_eq!(settings.headers, "X-Frame-Options: deny\r\n");
+    }
+
+    #[test]
+    fn unknown_and_unsupported_keys_are_refused_in_one_line() {
+        let unknown = refused("tls_server_config:\n  certfile: a\n");
+        assert!(unknown.contains("unknown field `certfile`"), "{unknown}");
+        assert!(!unknown.contains('\n'), "{unknown}");
+        assert!(refused("basic_auth: {}\n").contains("unknown field `basic_auth`"));
+        for (text, said) in [
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
+                "client_ca_file is not supported",
+            ),
+            (
+                "tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n",
+                "only NoClientCert",
+            ),
+            (
+                "rate_limit:\n  interval: 1s\n",
+                "rate_limit is not supported",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n",
+                "missing one of key or key_file",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n  cert: b\n  key_file: c\n",
+                "not both",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  max_version: TLS11\n",
+                "no TLS version",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: SSL3\n",
+                "unknown TLS version 'SSL3'",
+            ),
+            (
+                "basic_auth_users:\n  bob: secret\n",
+                "user 'bob' is not a bcrypt hash",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Powered-By: me\n",
+                "'X-Powered-By' is not one of",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+                "'allow' is not a value",
+            ),
+        ] {
+            let error = refused(text);
+            assert!(error.contains(said), "{text}: {error}");
+        }
+    }
+
+    /// A password that passed once is checked again without bcrypt; a
+    /// wrong one, an unknown user and bytes past the 72 bcrypt reads
+    /// behave as bcrypt says.
+    #[test]
+    fn passwords_are_checked_by_bcrypt_once_then_from_memory() {
+        let hash = bcrypt::hash("right", 4).unwrap();
+        let auth = BasicAuth::new(HashMap::from([("alice".to_owned(), hash)]));
+        let until = Instant::now() + std::time::Duration::from_secs(60);
+        assert_eq!(
+            auth.check("alice", b"wrong", until),
+            Err(Denied::Unauthorized)
+        );
+        assert!(lock(&auth.passed).is_empty(), "a failure is not kept");
+        assert_eq!(
+            auth.check("bob", b"right", until),
+            Err(Denied::Unauthorized)
+        );
+        assert_eq!(auth.check("alice", b"right", until), Ok(()));
+        assert_eq!(
+            lock(&auth.passed).get("alice").map(Vec::as_slice),
+            Some(&b"right"[..])
+        );
+        // From memory now: a lock held by another check does not delay it.
+        *lock(&auth.hashing) = true;
+        assert_eq!(auth.check("alice", b"right", Instant::now()), Ok(()));
+        assert_eq!(
+            auth.check("alice", b"wrong", Instant::now()),
+            Err(Denied::Busy)
+        );
+        *lock(&auth.hashing) = false;
+
+        let long = "x".repeat(BCRYPT_MAX_BYTES);
+        let auth = BasicAuth::new(HashMap::from([(
+            "a".to_owned(),
+            bcrypt::hash(&long, 4).unwrap(),
+        )]));
+        let longer = format!("{long}yz");
+        assert_eq!(auth.check("a", longer.as_bytes(), until), Ok(()));
+        assert_eq!(auth.check("a", long.as_bytes(), until), Ok(()));
+        assert_eq!(lock(&auth.passed).len(), 1);
+    }
+}
