@@ -603,3 +603,64 @@ fn the_menu_stays_within_the_budget() {
     );
     std::fs::remove_dir_all(&log).unwrap();
 }
+
+/// On a terminal, `status` and `isos` over several hosts show a line
+/// counting the hosts done and failed, cleared before the table; with
+/// `--json`, and in a pipe, it never shows. One host is slow to answer
+/// (tests/support/slow-virsh) so that the line is drawn; one fails at once.
+/// Everything drawn is recorded (tmux pipe-pane), what is cleared too.
+#[test]
+fn progress_over_hosts_on_a_terminal_only_and_gone_before_the_table() {
+    let dir = temp_dir("progress");
+    let small = fleet_uri("fleet-small.xml");
+    let slow = format!("{small}?n=2");
+    let hosts = [
+        format!("{small}?n=1"),
+        slow.clone(),
+        fleet_uri("no-such-fleet.xml"),
+    ];
+    let command = |args: &str| {
+        let mut line = format!(
+            "SLOW_VIRSH_DELAY=2 SLOW_ONLY_URI='{slow}' '{}' --virsh '{}'",
+            env!("CARGO_BIN_EXE_dismount_iso_qemu"),
+            support("slow-virsh").display()
+        );
+        for host in &hosts {
+            line += &format!(" -c '{host}'");
+        }
+        format!("{line} {args}; echo ended-$((40+2))")
+    };
+    let counted = "hosts: 2 of 3 done, 1 failed";
+    for (run, args, table) in [
+        ("status", "status", "domain(s)"),
+        ("isos", "isos", "drive(s)"),
+        ("json", "status --json", "\"uri\""),
+    ] {
+        let drawn = dir.join(run);
+        let terminal = Terminal::start().unwrap();
+        terminal.record(&drawn);
+        terminal.send(&[&command(args), "Enter"]);
+        let screen = terminal
+            .wait("the end of the run", |s| s.contains("\nended-42"))
+            .unwrap();
+        assert!(screen.contains(table), "{run}: {screen}");
+        assert!(
+            !screen.contains("of 3 done"),
+            "{run}: left on screen: {screen}"
+        );
+        let drawn = String::from_utf8_lossy(&std::fs::read(&drawn).unwrap()).into_owned();
+        assert_eq!(drawn.contains(counted), run != "json", "{run}: {drawn:?}");
+    }
+    for args in [&["status"][..], &["isos"]] {
+        let output = run(tool()
+            .args(hosts.iter().flat_map(|host| ["-c", host]))
+            .args(["--virsh"])
+            .arg(support("slow-virsh"))
+            .env("SLOW_VIRSH_DELAY", "1")
+            .env("SLOW_ONLY_URI", &slow)
+            .args(args));
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        assert!(!stderr(&output).contains("done"), "{}", stderr(&output));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -401,3 +401,92 @@ pub fn closed_pipe() -> Stdio {
     drop(reader);
     Stdio::from(writer)
 }
+
+/// A terminal of its own: tmux on a private socket, a plain bash in it.
+pub struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    pub fn start() -> Result<Terminal, libtest_mimic::Failed> {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let terminal = Terminal {
+            socket: format!("dismount-test-{}-{n}", std::process::id()),
+        };
+        let started = terminal.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "walk",
+            "-x",
+            "220",
+            "-y",
+            "60",
+            "env PS1='PROMPT$ ' bash --norc --noprofile",
+        ]);
+        check(started.status.success(), || stderr(&started))?;
+        Ok(terminal)
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        run(std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args))
+    }
+
+    /// Appends everything the terminal is sent from now on, escape
+    /// sequences included, to `file`: what was drawn and cleared since.
+    pub fn record(&self, file: &Path) {
+        self.tmux(&[
+            "pipe-pane",
+            "-t",
+            "walk",
+            &format!("cat >> '{}'", file.display()),
+        ]);
+    }
+
+    /// Types `keys` (tmux key names: `Enter`, `C-c`, `C-d`, or text).
+    pub fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "walk"];
+        args.extend(keys);
+        self.tmux(&args);
+    }
+
+    /// Everything on the screen and in its history, wrapped lines joined.
+    pub fn screen(&self) -> String {
+        stdout(&self.tmux(&[
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            "walk",
+            "-S",
+            "-",
+            "-E",
+            "-",
+        ]))
+    }
+
+    /// Waits (60 s at most) until `done` holds for the screen.
+    pub fn wait(
+        &self,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<String, libtest_mimic::Failed> {
+        for _ in 0..600 {
+            let screen = self.screen();
+            if done(&screen) {
+                return Ok(screen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!("the screen never showed {what}:\n{}", self.screen()).into())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
