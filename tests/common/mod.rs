@@ -490,3 +490,35 @@ impl Drop for Terminal {
         self.tmux(&["kill-server"]);
     }
 }
+
+/// The resident memory of `pid` and of every process below it, in KiB,
+/// from /proc (a process that ends while it is read counts nothing).
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    let mut children = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+        let parent = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            .and_then(|ppid| ppid.parse().ok());
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(child);
+        }
+    }
+    let mut total = 0;
+    let mut todo = vec![pid];
+    while let Some(pid) = todo.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            .unwrap_or(0);
+        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    total
+}
