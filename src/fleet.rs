@@ -131,6 +131,16 @@ impl Fleet {
     /// Runs `job` on every host, as many side by side as the budget has
     /// places; results in the hosts' order.
     pub fn each<T: Send>(&self, job: impl Fn(&Host) -> Result<T> + Sync) -> Vec<HostScan<T>> {
+        self.each_with(job, |_| {})
+    }
+
+    /// [`Fleet::each`], calling `on_done` with each host's result as soon
+    /// as that host is done (its place given back), in the order they end.
+    pub fn each_with<T: Send>(
+        &self,
+        job: impl Fn(&Host) -> Result<T> + Sync,
+        on_done: impl Fn(&Result<T>) + Sync,
+    ) -> Vec<HostScan<T>> {
         let next = AtomicUsize::new(0);
         let work = || {
             let mut done = Vec::new();
@@ -139,8 +149,12 @@ impl Fleet {
                 let Some(host) = self.hosts.get(index) else {
                     return done;
                 };
-                let _working = self.working(host);
-                done.push((index, job(host)));
+                let result = {
+                    let _working = self.working(host);
+                    job(host)
+                };
+                on_done(&result);
+                done.push((index, result));
             }
         };
         let workers = self.hosts.len().min(self.max_connections);

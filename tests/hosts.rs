@@ -603,3 +603,209 @@ fn the_menu_stays_within_the_budget() {
     );
     std::fs::remove_dir_all(&log).unwrap();
 }
+
+/// On a terminal, `status` and `isos` over several hosts show a line
+/// counting the hosts done and failed, cleared before the table; with
+/// `--json`, and in a pipe, it never shows. One host is slow to answer
+/// (tests/support/slow-virsh) so that the line is drawn; one fails at once.
+/// Everything drawn is recorded (tmux pipe-pane), what is cleared too.
+#[test]
+fn progress_over_hosts_on_a_terminal_only_and_gone_before_the_table() {
+    let dir = temp_dir("progress");
+    let small = fleet_uri("fleet-small.xml");
+    let slow = format!("{small}?n=2");
+    let hosts = [
+        format!("{small}?n=1"),
+        slow.clone(),
+        fleet_uri("no-such-fleet.xml"),
+    ];
+    let command = |args: &str| {
+        let mut line = format!(
+            "SLOW_VIRSH_DELAY=2 SLOW_ONLY_URI='{slow}' '{}' --virsh '{}'",
+            env!("CARGO_BIN_EXE_dismount_iso_qemu"),
+            support("slow-virsh").display()
+        );
+        for host in &hosts {
+            line += &format!(" -c '{host}'");
+        }
+        format!("{line} {args}; echo ended-$((40+2))")
+    };
+    let counted = "hosts: 2 of 3 done, 1 failed";
+    for (run, args, table) in [
+        ("status", "status", "domain(s)"),
+        ("isos", "isos", "drive(s)"),
+        ("json", "status --json", "\"uri\""),
+    ] {
+        let drawn = dir.join(run);
+        let terminal = Terminal::start().unwrap();
+        terminal.record(&drawn);
+        terminal.send(&[&command(args), "Enter"]);
+        let screen = terminal
+            .wait("the end of the run", |s| s.contains("\nended-42"))
+            .unwrap();
+        assert!(screen.contains(table), "{run}: {screen}");
+        assert!(
+            !screen.contains("of 3 done"),
+            "{run}: left on screen: {screen}"
+        );
+        let drawn = String::from_utf8_lossy(&std::fs::read(&drawn).unwrap()).into_owned();
+        assert_eq!(drawn.contains(counted), run != "json", "{run}: {drawn:?}");
+    }
+    for args in [&["status"][..], &["isos"]] {
+        let output = run(tool()
+            .args(hosts.iter().flat_map(|host| ["-c", host]))
+            .args(["--virsh"])
+            .arg(support("slow-virsh"))
+            .env("SLOW_VIRSH_DELAY", "1")
+            .env("SLOW_ONLY_URI", &slow)
+            .args(args));
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        assert!(!stderr(&output).contains("done"), "{}", stderr(&output));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The label `serve` gives host `n` of [`many_hosts`].
+fn many_hosts_label(n: usize) -> String {
+    let small = fleet_uri("fleet-small.xml");
+    if n == 1 {
+        small
+    } else {
+        format!("{small}#{n}")
+    }
+}
+
+/// Waits (90 s at most) until `hosts` hosts have each logged `message`
+/// `times` times, from the start on; the lines that said it, in order.
+fn wait_for_log(serving: &Serving, message: &str, hosts: usize, times: usize) -> Vec<Value> {
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    let mut lines = Vec::new();
+    let mut startup = serving.startup.iter();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while counts.len() < hosts || counts.values().any(|&n| n < times) {
+        let line = startup.next().cloned().unwrap_or_else(|| {
+            serving
+                .log
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|_| panic!("not every host said '{message}' in 90 s: {counts:?}"))
+        });
+        let json: Value = serde_json::from_str(&line).unwrap();
+        if json["fields"]["message"]
+            .as_str()
+            .is_some_and(|said| said.starts_with(message))
+        {
+            let uri = json["fields"]["uri"].as_str().unwrap().to_owned();
+            *counts.entry(uri).or_default() += 1;
+            lines.push(json);
+        }
+    }
+    lines
+}
+
+/// `serve` spreads the hosts' first scans over one interval (5 s): host
+/// `n` of 10 is due at (n - 1) × 0.5 s, as each scan's debug line says,
+/// instead of all ten at once. Before, every host started at once.
+#[test]
+fn serve_spreads_the_first_scans_over_the_interval() {
+    let serving = Serving::start(
+        tool()
+            .args(many_hosts(10))
+            .args(["--cache-ttl", "1s"])
+            .env("RUST_LOG", "info,dismount_iso_qemu=debug"),
+    );
+    let started = wait_for_log(&serving, "scan started", 10, 1);
+    let mut first = std::collections::HashMap::new();
+    for line in &started {
+        let uri = line["fields"]["uri"].as_str().unwrap();
+        first
+            .entry(uri.to_owned())
+            .or_insert(line["fields"]["due_s"].as_f64().unwrap());
+    }
+    for n in 1..=10 {
+        let due = first[&many_hosts_label(n)];
+        assert!(
+            (due - (n - 1) as f64 * 0.5).abs() < 1e-6,
+            "host {n} first due at {due} s: {first:?}"
+        );
+    }
+    let (status, body) = serving.wait_for("/healthz", |status, _| status == 200);
+    assert_eq!((status, body.as_str()), (200, "ok: 10 host(s)\n"));
+}
+
+/// `serve` over 100 test-driver hosts with the default budget: each host
+/// scanned twice, /healthz 200, the whole process tree within 1 GiB
+/// throughout (sampled from /proc all along; the sizes printed: README's
+/// figures).
+#[test]
+fn serve_over_100_hosts_is_healthy_within_a_gib() {
+    let serving = Serving::start(tool().args(many_hosts(100)).args(["--cache-ttl", "1s"]));
+    let pid = serving.child.id();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let peak = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(tree_rss_kib(pid));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak
+        });
+        wait_for_log(&serving, "scan done", 100, 2);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    let rss = tree_rss_kib(pid);
+    eprintln!(
+        "serve over 100 hosts: {rss} KiB after two scans of each, {peak} KiB at the most, \
+         tool and virsh"
+    );
+    assert!(peak.max(rss) <= 1024 * 1024, "{peak} KiB, then {rss} KiB");
+    let (status, body) = serving.get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok: 100 host(s)\n"));
+}
+
+/// A host whose scan takes longer than the interval (its virsh slow to
+/// start: tests/support/slow-virsh, 6 s against 5 s; with more hosts than
+/// the budget, a new virsh each scan) is logged as falling behind, and
+/// `dismount_host_scan_overdue_seconds` shows it; the other hosts keep
+/// their places.
+#[test]
+fn a_host_that_cannot_keep_its_interval_is_logged_and_shows_overdue() {
+    let slow = many_hosts_label(1);
+    let serving = Serving::start(
+        tool()
+            .args(many_hosts(3))
+            .args([
+                "--max-connections",
+                "2",
+                "--cache-ttl",
+                "1s",
+                "--timeout",
+                "30s",
+            ])
+            .arg("--virsh")
+            .arg(support("slow-virsh"))
+            .env("SLOW_VIRSH_DELAY", "6")
+            .env(
+                "SLOW_ONLY_URI",
+                format!("{}?n=1", fleet_uri("fleet-small.xml")),
+            ),
+    );
+    let behind = wait_for_log(&serving, "scan ran past", 1, 1);
+    assert_eq!(behind[0]["fields"]["uri"], slow.as_str(), "{behind:?}");
+    let (_, metrics) = serving.get("/metrics");
+    let overdue = |uri: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("dismount_host_scan_overdue_seconds{")
+                    && line.contains(&format!("uri=\"{uri}\""))
+            })
+            .unwrap_or_else(|| panic!("no overdue series for {uri}:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(overdue(&slow) > 0.0, "{metrics}");
+    for n in 2..=3 {
+        overdue(&many_hosts_label(n));
+    }
+}

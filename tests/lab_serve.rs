@@ -1,7 +1,8 @@
 //! `serve` on the real lab: promtool accepts its metrics, a real
-//! Prometheus server scrapes it (over https with basic auth too) and
-//! evaluates the alert rules and the dashboard's queries on them, and the
-//! systemd unit in contrib/ verifies.
+//! Prometheus server scrapes it (over https with basic auth too; one per
+//! hypervisor found by file_sd; two shards of the hosts) and evaluates
+//! the alert rules and the dashboard's queries on them, and the systemd
+//! unit in contrib/ verifies.
 //! promtool, Prometheus and systemd-analyze come with `scripts/lab up`.
 //! Without the lab every test is reported as ignored, by name.
 
@@ -30,6 +31,14 @@ fn main() -> ExitCode {
             Trial::test(
                 "prometheus_scrapes_serve_over_https_with_basic_auth",
                 prometheus_scrapes_serve_over_https_with_basic_auth,
+            ),
+            Trial::test(
+                "prometheus_finds_each_hypervisors_serve_by_file_sd",
+                prometheus_finds_each_hypervisors_serve_by_file_sd,
+            ),
+            Trial::test(
+                "prometheus_scrapes_two_shards_of_the_hosts",
+                prometheus_scrapes_two_shards_of_the_hosts,
             ),
             Trial::test("systemd_unit_verifies", systemd_unit_verifies),
         ],
@@ -176,6 +185,32 @@ impl Prometheus {
                 .as_str()
                 .map(str::to_owned)
         })
+    }
+
+    /// (`label`, value) of each sample of `expr`, sorted, once there are
+    /// `count` of them, all 1.
+    fn every(
+        &self,
+        expr: &str,
+        label: &str,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, Failed> {
+        let path = format!("/api/v1/query?query={}", percent_encode(expr));
+        self.wait_for(
+            &format!("{count} samples of {expr}, all 1"),
+            &path,
+            |json| {
+                let text = |value: &serde_json::Value| value.as_str().unwrap_or("").to_owned();
+                let mut found: Vec<(String, String)> = json["data"]["result"]
+                    .as_array()?
+                    .iter()
+                    .map(|sample| (text(&sample["metric"][label]), text(&sample["value"][1])))
+                    .collect();
+                found.sort();
+                (found.len() == count && found.iter().all(|(_, value)| value == "1"))
+                    .then_some(found)
+            },
+        )
     }
 }
 
@@ -360,6 +395,102 @@ fn prometheus_scrapes_serve_over_https_with_basic_auth() -> Result<(), Failed> {
     check(error.contains("Unauthorized"), || {
         format!("wrong password: {error}")
     })
+}
+
+/// Deployment (a): a `serve` per hypervisor, found by Prometheus through
+/// contrib/prometheus/file-sd.yml and a targets file made from
+/// contrib/prometheus/dismount-hypervisors.yml: here the lab's
+/// qemu:///system and a test-driver host stand for two hypervisors. Each
+/// one's `dismount_host_scan_success` comes back through the HTTP API,
+/// told apart by `instance`.
+fn prometheus_finds_each_hypervisors_serve_by_file_sd() -> Result<(), Failed> {
+    let hypervisors = [
+        Serving::start(tool().args(["-c", LAB_URI])),
+        Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")])),
+    ];
+    let targets =
+        std::fs::read_to_string(root().join("contrib/prometheus/dismount-hypervisors.yml"))?
+            .replace("kvm1.example.org:9177", &hypervisors[0].addr.to_string())
+            .replace("kvm2.example.org:9177", &hypervisors[1].addr.to_string());
+    let dir = temp_dir("prometheus-file-sd");
+    let targets_file = dir.join("dismount-hypervisors.yml");
+    std::fs::write(&targets_file, targets)?;
+    let config = fast(&std::fs::read_to_string(
+        root().join("contrib/prometheus/file-sd.yml"),
+    )?)
+    .replace(
+        "/etc/prometheus/dismount-hypervisors.yml",
+        &targets_file.display().to_string(),
+    );
+    let prometheus = Prometheus::start(&dir, &config)?;
+    let scanned = prometheus.every(
+        "dismount_host_scan_success{job=\"dismount-hypervisors\",role=\"hypervisor\"}",
+        "instance",
+        2,
+    )?;
+    let mut expected: Vec<(String, String)> = hypervisors
+        .iter()
+        .map(|serving| (serving.addr.to_string(), "1".to_owned()))
+        .collect();
+    expected.sort();
+    check(scanned == expected, || {
+        format!("{scanned:?}, not {expected:?}")
+    })
+}
+
+/// Deployment (b): two central `serve` instances, each given one shard of
+/// the hosts in a hosts file (the lab's qemu:///system and test-driver
+/// hosts, copies of fleet-small.xml), scraped by a real Prometheus with
+/// contrib/prometheus/prometheus-shards.yml: every host's
+/// `dismount_host_scan_success` comes back through its HTTP API, once.
+fn prometheus_scrapes_two_shards_of_the_hosts() -> Result<(), Failed> {
+    let dir = temp_dir("shards");
+    let small = std::fs::read(root().join("fixtures/fleet-small.xml"))?;
+    let mut hosts = vec![LAB_URI.to_owned()];
+    for n in 1..=4 {
+        let copy = dir.join(format!("host-{n}.xml"));
+        std::fs::write(&copy, &small)?;
+        hosts.push(format!("test://{}", copy.display()));
+    }
+    let shards = [&hosts[..3], &hosts[3..]];
+    let instances: Vec<Serving> = shards
+        .iter()
+        .enumerate()
+        .map(|(n, shard)| {
+            let file = dir.join(format!("hosts-{n}"));
+            std::fs::write(&file, shard.join("\n") + "\n").expect("a hosts file");
+            // The hosts' first scans spread over 5 s, not the default 60.
+            Serving::start(tool().args(["--cache-ttl", "5s", "--hosts"]).arg(&file))
+        })
+        .collect();
+    let config = fast(&std::fs::read_to_string(
+        root().join("contrib/prometheus/prometheus-shards.yml"),
+    )?)
+    .replace("127.0.0.1:9177", &instances[0].addr.to_string())
+    .replace("127.0.0.1:9178", &instances[1].addr.to_string());
+    let prometheus = Prometheus::start(&temp_dir("prometheus-shards"), &config)?;
+    let scanned = prometheus.every(
+        "dismount_host_scan_success{job=\"dismount-shards\"}",
+        "uri",
+        hosts.len(),
+    )?;
+    let mut expected: Vec<(String, String)> = hosts
+        .iter()
+        .map(|uri| (uri.clone(), "1".to_owned()))
+        .collect();
+    expected.sort();
+    check(scanned == expected, || {
+        format!("{scanned:?}, not {expected:?}")
+    })
+}
+
+/// A contrib config made to scrape (and read its file_sd targets) every
+/// second, for a test.
+fn fast(config: &str) -> String {
+    config
+        .replace("scrape_interval: 30s", "scrape_interval: 1s")
+        .replace("scrape_timeout: 10s", "scrape_timeout: 1s")
+        .replace("refresh_interval: 5m", "refresh_interval: 1s")
 }
 
 /// contrib/dismount-iso-qemu.service, its ExecStart pointed at the built

@@ -428,30 +428,40 @@ fn a_closed_stdout_exits_quietly() {
 }
 
 /// A scan held up by hung agents shows a spinner with a count on a
-/// terminal's stderr, and nothing at all on a pipe. `script` (util-linux)
-/// provides the terminal; the hung agents (a fake virsh) make the scan last
-/// its full timeout, well past the half second before the spinner shows.
+/// terminal's stderr, and nothing at all with `--json` or on a pipe.
+/// `script` (util-linux) provides the terminal; the hung agents (a fake
+/// virsh) make the scan last its full timeout, well past the half second
+/// before the spinner shows.
 #[test]
 fn progress_shows_on_a_terminal_only() {
-    let args = |tool: &str| {
+    let args = |tool: &str, output: &str| {
         format!(
-            "'{tool}' -c '{}' --virsh '{}' --timeout 2s --jobs 12 status --json",
+            "'{tool}' -c '{}' --virsh '{}' --timeout 2s --jobs 12 status {output}",
             fleet_uri("fleet-hung.xml"),
             support("hung-agent-virsh").display()
         )
     };
     let binary = env!("CARGO_BIN_EXE_dismount_iso_qemu");
-    let on_terminal = run(std::process::Command::new("script")
-        .args(["-qec", &format!("{} >/dev/null", args(binary)), "/dev/null"])
-        .env_remove("LIBVIRT_URI")
-        .env("TERM", "xterm"));
-    assert!(on_terminal.status.success());
-    let screen = String::from_utf8_lossy(&on_terminal.stdout);
+    let on_terminal = |output: &str| {
+        let run = run(std::process::Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} >/dev/null", args(binary, output)),
+                "/dev/null",
+            ])
+            .env_remove("LIBVIRT_URI")
+            .env("TERM", "xterm"));
+        assert!(run.status.success());
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    };
+    let screen = on_terminal("");
     assert!(screen.contains("probing guests"), "{screen}");
     assert!(screen.contains("/12"), "{screen}");
+    let screen = on_terminal("--json");
+    assert!(!screen.contains("probing guests"), "{screen}");
 
     let piped = run(std::process::Command::new("sh")
-        .args(["-c", &args(binary)])
+        .args(["-c", &args(binary, "--json")])
         .env_remove("LIBVIRT_URI"));
     assert!(piped.status.success(), "{}", stderr(&piped));
     assert_eq!(stderr(&piped), "", "no spinner on a pipe");

@@ -28,7 +28,7 @@ pub fn isos(
     colour: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let scans = fleet.each(|host| {
+    let scans = super::progress::each_with_progress(fleet, !json, |host| {
         let media = MediaManager::new(host.virsh().clone());
         let mut rows = media.rows(&media.load_all()?)?;
         if query.mounted {

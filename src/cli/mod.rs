@@ -307,7 +307,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         None => {
-            let scans = status::scan_fleet(&fleet, Figures::Cached)?;
+            let scans = status::scan_fleet(&fleet, Figures::Cached, true)?;
             let code = status::write_scans(&mut out, scans, colour)?;
             let refresh = Refresh::start(Arc::clone(&fleet));
             run_menu(io::stdin().lock(), &mut out, &fleet, &refresh, colour)?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use regex::Regex;
 
-use super::progress::scan_with_progress;
+use super::progress::{each_with_progress, scan_with_progress};
 use super::render;
 use super::report::{host_error, report_failed_hosts, split_scans, with_uris};
 use crate::fleet::{Fleet, HostScan};
@@ -46,7 +46,7 @@ pub fn status(
     colour: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let mut scans = scan_fleet(fleet, Figures::Cached)?;
+    let mut scans = scan_fleet(fleet, Figures::Cached, !json)?;
     if let Some(pattern) = pattern {
         for scan in &mut scans {
             if let Ok(rows) = &mut scan.result {
@@ -63,16 +63,24 @@ pub fn status(
 }
 
 /// A scan for people: with one host as it always was (a spinner on a
-/// terminal, its failure the run's error); with several, side by side.
-pub fn scan_fleet(fleet: &Fleet, figures: Figures) -> Result<Vec<HostScan<Vec<DomainStatus>>>> {
+/// terminal, its failure the run's error); with several, side by side, a
+/// line on a terminal counting the hosts done. `progress`: either may be
+/// drawn (not with `--json`).
+pub fn scan_fleet(
+    fleet: &Fleet,
+    figures: Figures,
+    progress: bool,
+) -> Result<Vec<HostScan<Vec<DomainStatus>>>> {
     if let [host] = &fleet.hosts[..] {
-        let rows = scan_with_progress(&host.probes, figures)?;
+        let rows = scan_with_progress(&host.probes, figures, progress)?;
         return Ok(vec![HostScan {
             uri: host.uri(),
             result: Ok(rows),
         }]);
     }
-    Ok(fleet.scan(figures))
+    Ok(each_with_progress(fleet, progress, |host| {
+        host.probes.scan_with(figures, &|_, _| {})
+    }))
 }
 
 /// The scans as one table (a Host column when there are several hosts),

@@ -6,7 +6,7 @@
 //! `domstats` block through the tables below (field → series), which the
 //! README's metric table mirrors.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Result;
 use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
@@ -425,7 +425,13 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
         "When the host's last good scan ended, in seconds since the Unix epoch",
         &["uri"],
     )?;
+    let overdue = gauge(
+        "host_scan_overdue_seconds",
+        "How far the host is behind its scan interval: how late its last scan started, or how long past due its next one is; 0 while it keeps the interval",
+        &["uri"],
+    )?;
 
+    let now = Instant::now();
     for host in hosts {
         let uri = host.uri.as_str();
         if let Some(took) = host.last_duration {
@@ -438,6 +444,9 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
                 0.0
             },
         );
+        overdue
+            .with_label_values(&[uri])
+            .set(host.overdue(now).as_secs_f64());
         if let Some(at) = host.last_success {
             let seconds = at
                 .duration_since(UNIX_EPOCH)

@@ -32,7 +32,8 @@ pub(crate) use http::MAX_CONNECTIONS as MAX_HTTP_CONNECTIONS;
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    /// Pause between two scans of a host (the effective refresh interval).
+    /// How often each host is scanned, start to start (the effective
+    /// refresh interval).
     pub interval: Duration,
     /// Log lines as JSON objects instead of text.
     pub json_logs: bool,
@@ -64,6 +65,25 @@ pub struct HostState {
     /// Why the last scan failed, scrubbed of the URI's private parts
     /// ([`Uri::scrub`]); `None` when it succeeded (or none ended).
     pub last_error: Option<String>,
+    /// When the host's next scan is due (one interval after the running
+    /// or last one was).
+    pub next_due: Option<Instant>,
+    /// How late the host's running or last scan started: its previous scan
+    /// ran past this one's due time (a slow host, or no place in the
+    /// budget); zero while the host keeps its interval.
+    pub started_late: Duration,
+}
+
+impl HostState {
+    /// How far the host is behind its interval at `now`: how late its
+    /// running or last scan started, or, while its running scan is past
+    /// the next one's due time, how long past (a host that hangs).
+    pub fn overdue(&self, now: Instant) -> Duration {
+        let pending = self
+            .next_due
+            .map_or(Duration::ZERO, |due| now.saturating_duration_since(due));
+        self.started_late.max(pending)
+    }
 }
 
 impl HostState {
@@ -126,12 +146,19 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     });
     // Before the first scan: every host there, none scanned yet.
     hosts.publish();
-    for index in 0..fleet.hosts.len() {
+    let start = Instant::now();
+    let count = fleet.hosts.len();
+    for index in 0..count {
         let (fleet, hosts) = (Arc::clone(&fleet), Arc::clone(&hosts));
-        let (interval, io) = (options.interval, options.io_metrics);
+        let io = options.io_metrics;
+        let schedule = Schedule {
+            start,
+            first: first_scan_offset(index, count, options.interval),
+            interval: options.interval,
+        };
         thread::Builder::new()
             .name(format!("scan-{index}"))
-            .spawn(move || scan_forever(&fleet, index, &hosts, interval, io))?;
+            .spawn(move || scan_forever(&fleet, index, &hosts, &schedule, io))?;
     }
     tracing::info!(%listen, hosts = fleet.hosts.len(),
         interval_s = options.interval.as_secs_f64(), tls, auth, "serving /metrics and /healthz");
@@ -193,12 +220,51 @@ impl Hosts {
     }
 }
 
-/// Scans the fleet's host `index`, keeps the result, encodes the metrics,
-/// waits, again. Each scan is the host's work: with more hosts than the
-/// budget has places, its sessions end after it, for the hosts waiting.
-fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, interval: Duration, io: bool) {
+/// When one host's scans are due.
+struct Schedule {
+    /// When `serve` started its scanners.
+    start: Instant,
+    /// The host's first scan after `start`: [`first_scan_offset`].
+    first: Duration,
+    /// Start to start.
+    interval: Duration,
+}
+
+/// When host `index` of `hosts` first scans, after the start: spread over
+/// one interval (`index × interval ÷ hosts`), so that the fleet's scans,
+/// and their claims on the budget, come one after another instead of all
+/// at each tick.
+fn first_scan_offset(index: usize, hosts: usize, interval: Duration) -> Duration {
+    interval.mul_f64(index as f64 / hosts.max(1) as f64)
+}
+
+/// When the scan after one that was due at `due` and ended at `ended` is
+/// due, and how late that is: one interval after `due`, or, where the scan
+/// ran past that, at once (late by as much), the interval counted anew.
+fn next_scan(due: Instant, ended: Instant, interval: Duration) -> (Instant, Duration) {
+    let next = due + interval;
+    let late = ended.saturating_duration_since(next);
+    (if late.is_zero() { next } else { ended }, late)
+}
+
+/// Scans the fleet's host `index` on its schedule, keeps each result and
+/// encodes the metrics, again. Each scan is the host's work: with more
+/// hosts than the budget has places, its sessions end after it, for the
+/// hosts waiting.
+fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, schedule: &Schedule, io: bool) {
     let host = &fleet.hosts[index];
+    let interval = schedule.interval;
+    let mut due = schedule.start + schedule.first;
+    let mut started_late = Duration::ZERO;
     loop {
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        {
+            let mut state = lock(&hosts.states[index]);
+            state.next_due = Some(due + interval);
+            state.started_late = started_late;
+        }
+        tracing::debug!(uri = %host.uri(),
+            due_s = due.duration_since(schedule.start).as_secs_f64(), "scan started");
         let started = Instant::now();
         let scanned = {
             let _working = fleet.working(host);
@@ -232,7 +298,13 @@ fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, interval: Duration, 
         }
         drop(state);
         hosts.publish();
-        thread::sleep(interval);
+        (due, started_late) = next_scan(due, Instant::now(), interval);
+        if !started_late.is_zero() {
+            tracing::warn!(uri = %host.uri(), took_s = took.as_secs_f64(),
+                interval_s = interval.as_secs_f64(), behind_s = started_late.as_secs_f64(),
+                "scan ran past the next one's due time: the host falls behind its interval \
+                 (a slow host, or more hosts than the budget serves at this interval)");
+        }
     }
 }
 
@@ -361,6 +433,50 @@ mod tests {
             last_error: error.map(str::to_owned),
             ..HostState::default()
         }
+    }
+
+    #[test]
+    fn first_scans_spread_over_one_interval() {
+        let interval = Duration::from_secs(5);
+        let offsets: Vec<Duration> = (0..4)
+            .map(|index| first_scan_offset(index, 4, interval))
+            .collect();
+        assert_eq!(
+            offsets,
+            [0, 1250, 2500, 3750].map(Duration::from_millis).to_vec()
+        );
+        assert_eq!(first_scan_offset(0, 1, interval), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_scan_that_runs_past_the_next_due_time_makes_it_late_and_counts_anew() {
+        let interval = Duration::from_secs(5);
+        let due = Instant::now();
+        let on_time = next_scan(due, due + Duration::from_secs(1), interval);
+        assert_eq!(on_time, (due + interval, Duration::ZERO));
+        let ended = due + Duration::from_secs(7);
+        assert_eq!(
+            next_scan(due, ended, interval),
+            (ended, Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn overdue_is_the_late_start_or_how_long_past_due_the_next_scan_is() {
+        let now = Instant::now();
+        let state = |started_late: u64, due_ago: Option<u64>| HostState {
+            started_late: Duration::from_secs(started_late),
+            next_due: due_ago.map(|ago| now - Duration::from_secs(ago)),
+            ..HostState::default()
+        };
+        assert_eq!(state(0, None).overdue(now), Duration::ZERO);
+        let ahead = HostState {
+            next_due: Some(now + Duration::from_secs(3)),
+            ..HostState::default()
+        };
+        assert_eq!(ahead.overdue(now), Duration::ZERO);
+        assert_eq!(state(2, Some(0)).overdue(now), Duration::from_secs(2));
+        assert_eq!(state(2, Some(9)).overdue(now), Duration::from_secs(9));
     }
 
     #[test]

@@ -444,3 +444,124 @@ pub fn web_config(dir: &Path, user: &str, password: &str) -> PathBuf {
     .unwrap();
     path
 }
+
+/// A terminal of its own: tmux on a private socket, a plain bash in it.
+pub struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    pub fn start() -> Result<Terminal, libtest_mimic::Failed> {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let terminal = Terminal {
+            socket: format!("dismount-test-{}-{n}", std::process::id()),
+        };
+        let started = terminal.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "walk",
+            "-x",
+            "220",
+            "-y",
+            "60",
+            "env PS1='PROMPT$ ' bash --norc --noprofile",
+        ]);
+        check(started.status.success(), || stderr(&started))?;
+        Ok(terminal)
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        run(std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args))
+    }
+
+    /// Appends everything the terminal is sent from now on, escape
+    /// sequences included, to `file`: what was drawn and cleared since.
+    pub fn record(&self, file: &Path) {
+        self.tmux(&[
+            "pipe-pane",
+            "-t",
+            "walk",
+            &format!("cat >> '{}'", file.display()),
+        ]);
+    }
+
+    /// Types `keys` (tmux key names: `Enter`, `C-c`, `C-d`, or text).
+    pub fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "walk"];
+        args.extend(keys);
+        self.tmux(&args);
+    }
+
+    /// Everything on the screen and in its history, wrapped lines joined.
+    pub fn screen(&self) -> String {
+        stdout(&self.tmux(&[
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            "walk",
+            "-S",
+            "-",
+            "-E",
+            "-",
+        ]))
+    }
+
+    /// Waits (60 s at most) until `done` holds for the screen.
+    pub fn wait(
+        &self,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<String, libtest_mimic::Failed> {
+        for _ in 0..600 {
+            let screen = self.screen();
+            if done(&screen) {
+                return Ok(screen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!("the screen never showed {what}:\n{}", self.screen()).into())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+/// The resident memory of `pid` and of every process below it, in KiB,
+/// from /proc (a process that ends while it is read counts nothing).
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    let mut children = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+        let parent = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            .and_then(|ppid| ppid.parse().ok());
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(child);
+        }
+    }
+    let mut total = 0;
+    let mut todo = vec![pid];
+    while let Some(pid) = todo.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            .unwrap_or(0);
+        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    total
+}

@@ -80,7 +80,7 @@ pub fn run_menu<R: BufRead, W: Write>(
             "1" => flows::mount(&mut console, fleet),
             "2" => flows::scan(&mut console, fleet, colour),
             "3" => flows::eject(&mut console, fleet),
-            "4" => super::status::scan_fleet(fleet, Figures::Fresh)
+            "4" => super::status::scan_fleet(fleet, Figures::Fresh, true)
                 .and_then(|scans| show_scans(console.out(), scans, colour)),
             "5" => return Ok(()),
             "6" => flows::library(&mut console, fleet, colour),
