@@ -20,9 +20,10 @@ pub(crate) mod stats;
 mod uri;
 pub(crate) mod volumes;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use batch::Batch;
 pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
@@ -32,6 +33,12 @@ pub(crate) use parse::{DomInfo, DomainState, DomainStats};
 pub(crate) use runner::{Invocation, Output, Runner};
 pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use uri::Uri;
+
+use crate::mutex::lock;
+
+/// Domains' XML by target, each as its read came out: `Ok(None)` where
+/// `dumpxml` failed for the domain, `Err` where no answer came for it.
+pub(crate) type Xmls = HashMap<String, Result<Option<String>, VirshError>>;
 
 /// How to reach virsh and the hypervisor behind it.
 #[derive(Debug, Clone)]
@@ -237,18 +244,18 @@ impl Virsh {
     }
 
     /// The `dominfo` of each name (what a driver's stats leave out: the
-    /// test driver's have state only), in one batch.
-    pub fn dominfo_many(&self, names: &[&str]) -> Result<Vec<Option<DomInfo>>, VirshError> {
-        Ok(self
-            .per_domain(names, &["dominfo"])?
+    /// test driver's have state only), in one batch; each name's own
+    /// outcome.
+    pub fn dominfo_many(&self, names: &[&str]) -> Vec<Result<Option<DomInfo>, VirshError>> {
+        self.per_domain(names, &["dominfo"])
             .into_iter()
-            .map(|section| section.map(|text| parse::parse_dominfo(&text)))
-            .collect())
+            .map(|section| Ok(section?.map(|text| parse::parse_dominfo(&text))))
+            .collect()
     }
 
     /// The live `dumpxml` (the persistent one for an inactive domain) of
-    /// each name, batched into one process.
-    pub fn dumpxml_many(&self, names: &[&str]) -> Result<Vec<Option<String>>, VirshError> {
+    /// each name, batched into one process; each name's own outcome.
+    pub fn dumpxml_many(&self, names: &[&str]) -> Vec<Result<Option<String>, VirshError>> {
         self.per_domain(names, &["dumpxml"])
     }
 
@@ -308,23 +315,21 @@ impl Virsh {
             .collect())
     }
 
-    /// Runs `command --domain NAME` for every name in one batch; a domain's
-    /// output is `None` where the command failed for it.
+    /// Runs `command --domain NAME` for every name in one batch, each
+    /// name's own outcome (see [`Virsh::on_each_domain`]).
     fn per_domain(
         &self,
         names: &[&str],
         command: &[&str],
-    ) -> Result<Vec<Option<String>>, VirshError> {
-        Ok(self
-            .per_domain_each(names, &[command])?
-            .into_iter()
-            .map(|mut outputs| outputs.remove(0))
-            .collect())
+    ) -> Vec<Result<Option<String>, VirshError>> {
+        let calls: Vec<(&str, &[&str])> = names.iter().map(|name| (*name, command)).collect();
+        self.on_each_domain(&calls)
     }
 
     /// Runs each of `commands` with `--domain NAME` for every name;
     /// `result[n][c]` is command `c`'s output for name `n`, `None` where it
-    /// failed.
+    /// failed; any call without an answer fails them all (a change must
+    /// not be planned on part of a domain).
     pub fn per_domain_each(
         &self,
         names: &[&str],
@@ -334,17 +339,25 @@ impl Virsh {
             .iter()
             .flat_map(|name| commands.iter().map(move |command| (*name, *command)))
             .collect();
-        let mut sections = self.on_domains(&calls)?.into_iter();
+        let sections: Result<Vec<_>, _> = self.on_each_domain(&calls).into_iter().collect();
+        let mut sections = sections?.into_iter();
         Ok(names
             .iter()
             .map(|_| sections.by_ref().take(commands.len()).collect())
             .collect())
     }
 
-    /// Runs each `(name, command)` as `command --domain NAME`; an output is
-    /// `None` where its command failed. A long list is cut into one batch
-    /// per session, run side by side: libvirtd answers them in parallel.
-    pub fn on_domains(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
+    /// Runs each `(name, command)` as `command --domain NAME`, each call
+    /// with its own outcome: `Ok(None)` where its command failed for the
+    /// domain, `Err` where no answer came for it. A long list is cut into
+    /// one batch per session, run side by side: libvirtd answers them in
+    /// parallel. A batch past its deadline that names several domains is
+    /// run again a call at a time ([`Virsh::retry_alone`]): a hung domain
+    /// costs its own calls, not the others'.
+    pub fn on_each_domain(
+        &self,
+        calls: &[(&str, &[&str])],
+    ) -> Vec<Result<Option<String>, VirshError>> {
         let parts = calls
             .len()
             .div_ceil(COMMANDS_PER_SESSION)
@@ -353,17 +366,7 @@ impl Virsh {
         let results: Vec<Result<Vec<Option<String>>, VirshError>> = thread::scope(|scope| {
             let jobs: Vec<_> = chunks
                 .iter()
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let mut batch = Batch::new();
-                        for (name, command) in *chunk {
-                            let mut words = command.to_vec();
-                            words.extend(["--domain", name]);
-                            batch.push(&words);
-                        }
-                        self.run_batch(&batch)
-                    })
-                })
+                .map(|chunk| scope.spawn(move || self.run_calls(chunk)))
                 .collect();
             jobs.into_iter()
                 .map(|job| {
@@ -372,17 +375,101 @@ impl Virsh {
                 })
                 .collect()
         });
-        let mut sections = Vec::with_capacity(calls.len());
-        for result in results {
-            sections.extend(
-                result?
-                    .into_iter()
-                    .map(|section| section.filter(|text| !text.trim().is_empty())),
-            );
+        let mut outcomes = Vec::with_capacity(calls.len());
+        let mut again = Vec::new();
+        for (chunk, result) in chunks.iter().zip(results) {
+            match result {
+                Ok(sections) => outcomes.extend(sections.into_iter().map(Ok)),
+                Err(error) => {
+                    let several = chunk.iter().any(|(name, _)| *name != chunk[0].0);
+                    if error.is_timeout() && several {
+                        again.extend(outcomes.len()..outcomes.len() + chunk.len());
+                    }
+                    outcomes.extend(chunk.iter().map(|_| Err(error.clone())));
+                }
+            }
         }
-        Ok(sections)
+        for (index, outcome) in self.retry_alone(calls, &again) {
+            outcomes[index] = outcome;
+        }
+        outcomes
+    }
+
+    /// The calls of `calls` at `indices` (their batch overran its
+    /// deadline), each alone, pulled from one queue by at most `sessions`
+    /// workers on the connection's own sessions: a hung call holds one
+    /// session while the others go on. Once a domain's call has timed out,
+    /// its other calls are not sent. A call starts only within
+    /// [`RETRY_WINDOW`] × `--timeout` and each is bounded by `--timeout`,
+    /// so a read that needed retries ends within (2 + [`RETRY_WINDOW`]) ×
+    /// `--timeout`; a call not started by then keeps its batch's error.
+    fn retry_alone(
+        &self,
+        calls: &[(&str, &[&str])],
+        indices: &[usize],
+    ) -> Vec<(usize, Result<Option<String>, VirshError>)> {
+        if indices.is_empty() {
+            return Vec::new();
+        }
+        let start_by = Instant::now() + self.config.timeout * RETRY_WINDOW;
+        let queue = Mutex::new(indices.iter().copied());
+        let hung: Mutex<HashMap<&str, VirshError>> = Mutex::new(HashMap::new());
+        let workers = self.config.sessions.clamp(1, indices.len());
+        let work = || {
+            let mut done = Vec::new();
+            while Instant::now() < start_by {
+                let Some(index) = lock(&queue).next() else {
+                    break;
+                };
+                let name = calls[index].0;
+                if let Some(error) = lock(&hung).get(name) {
+                    done.push((index, Err(error.clone())));
+                    continue;
+                }
+                let outcome = self
+                    .run_calls(&calls[index..=index])
+                    .map(|mut sections| sections.pop().flatten());
+                if let Err(error) = &outcome
+                    && error.is_timeout()
+                {
+                    lock(&hung).insert(name, error.clone());
+                }
+                done.push((index, outcome));
+            }
+            done
+        };
+        thread::scope(|scope| {
+            let jobs: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            jobs.into_iter()
+                .flat_map(|job| {
+                    job.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
+    /// The calls in one batch; an output is `None` where its command
+    /// failed (or printed nothing).
+    fn run_calls(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
+        let mut batch = Batch::new();
+        for (name, command) in calls {
+            let mut words = command.to_vec();
+            words.extend(["--domain", name]);
+            batch.push(&words);
+        }
+        Ok(self
+            .run_batch(&batch)?
+            .into_iter()
+            .map(|section| section.filter(|text| !text.trim().is_empty()))
+            .collect())
     }
 }
+
+/// How long, in `--timeout`s after a batch overran its deadline, its calls
+/// may still be started one at a time: two, so that with one session a
+/// hung call (one `--timeout`) still leaves time for the calls after it.
+const RETRY_WINDOW: u32 = 2;
 
 /// The listing's `domstats`: every metric group, no domain named.
 pub(crate) fn domstats_words() -> Vec<&'static str> {
