@@ -513,6 +513,76 @@ mod tests {
         assert!(empty.stats.is_empty(), "a host without domains is fine");
     }
 
+    fn xml(name: &str) -> String {
+        format!("<domain><name>{name}</name></domain>\n")
+    }
+
+    /// One domain's read hangs in a batch of three: the batch is run again
+    /// a call at a time, and only that domain's read is lost.
+    #[test]
+    fn a_hung_domain_in_a_batch_costs_only_its_own_read() {
+        let fake = Arc::new(FakeRunner::default());
+        // The batch: `a` answers, `b` hangs (`c` is never reached).
+        fake.expect(&["dumpxml", "--domain", "a"], 0, &xml("a"), "");
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        // Then each alone.
+        fake.expect(&["dumpxml", "--domain", "a"], 0, &xml("a"), "");
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        fake.expect(&["dumpxml", "--domain", "c"], 0, &xml("c"), "");
+        let virsh = virsh_on("test:///fake", &fake);
+        let outcomes = virsh.dumpxml_many(&["a", "b", "c"]);
+        fake.assert_all_used();
+        assert_eq!(outcomes[0].as_ref().unwrap().as_deref(), Some(&*xml("a")));
+        assert_eq!(outcomes[2].as_ref().unwrap().as_deref(), Some(&*xml("c")));
+        let error = outcomes[1].as_ref().unwrap_err();
+        assert!(error.is_timeout(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("dumpxml --domain b` did not finish"),
+            "the error names the read that hung alone: {error}"
+        );
+        assert_eq!(fake.process_count(), 4, "the batch, then one per call");
+    }
+
+    /// Once a domain's read has hung, its other reads are not sent; a
+    /// batch naming one domain is not run again (nobody else to save).
+    #[test]
+    fn a_domain_that_hung_is_not_asked_again_and_a_lone_domain_is_not_retried() {
+        let fake = Arc::new(FakeRunner::default());
+        let one_session = |fake: &Arc<FakeRunner>| {
+            let mut config = virsh_on("test:///fake", fake).config().clone();
+            config.sessions = 1;
+            Virsh::new(config, fake.clone())
+        };
+        let live: &[&str] = &["dumpxml"];
+        let inactive: &[&str] = &["dumpxml", "--inactive"];
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        fake.expect(&["dumpxml", "--domain", "c"], 0, &xml("c"), "");
+        let outcomes =
+            one_session(&fake).on_each_domain(&[("b", live), ("b", inactive), ("c", live)]);
+        fake.assert_all_used();
+        assert!(outcomes[0].as_ref().is_err_and(VirshError::is_timeout));
+        assert!(outcomes[1].as_ref().is_err_and(VirshError::is_timeout));
+        assert_eq!(outcomes[2].as_ref().unwrap().as_deref(), Some(&*xml("c")));
+        assert_eq!(
+            fake.process_count(),
+            3,
+            "b's inactive read never sent alone"
+        );
+
+        let fake = Arc::new(FakeRunner::default());
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        let outcomes = one_session(&fake).on_each_domain(&[("b", live), ("b", inactive)]);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| o.as_ref().is_err_and(VirshError::is_timeout))
+        );
+        assert_eq!(fake.process_count(), 1);
+    }
+
     #[test]
     fn a_timeout_over_ssh_explains_the_likely_prompt() {
         let fake = Arc::new(FakeRunner::default());
