@@ -352,7 +352,7 @@ impl Virsh {
     /// domain, `Err` where no answer came for it. A long list is cut into
     /// one batch per session, run side by side: libvirtd answers them in
     /// parallel. A batch past its deadline that names several domains is
-    /// run again a call at a time ([`Virsh::retry_alone`]): a hung domain
+    /// run again a call at a time (`retry_alone`): a hung domain
     /// costs its own calls, not the others'.
     pub fn on_each_domain(
         &self,
