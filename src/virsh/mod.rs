@@ -402,7 +402,10 @@ impl Virsh {
     /// its other calls are not sent. A call starts only within
     /// [`RETRY_WINDOW`] × `--timeout` and each is bounded by `--timeout`,
     /// so a read that needed retries ends within (2 + [`RETRY_WINDOW`]) ×
-    /// `--timeout`; a call not started by then keeps its batch's error.
+    /// `--timeout` (waits for a place of the fleet's budget aside); a call
+    /// not started by then keeps its batch's error. Each timeout kills one
+    /// session, which the next call replaces: at most two per worker (a
+    /// timeout takes a whole `--timeout`).
     fn retry_alone(
         &self,
         calls: &[(&str, &[&str])],
