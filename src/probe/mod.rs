@@ -154,14 +154,25 @@ impl ProbeManager {
             .filter(|domain| domain.os.is_none())
             .map(|domain| domain.listed.target().to_owned())
             .collect();
-        let (domains, xmls) = thread::scope(|scope| {
-            let figures = scope.spawn(|| metrics::fill(&self.virsh, &self.cache, domains));
-            let xmls = os::read_xmls(&self.virsh, &unknown_os, known_xml);
-            let domains = figures
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (domains, xmls)
-        });
+        let read_xmls = || os::read_xmls(&self.virsh, &unknown_os, known_xml);
+        let (domains, xmls) = if self.virsh.config().sessions > 1 {
+            thread::scope(|scope| {
+                let figures = scope.spawn(|| metrics::fill(&self.virsh, &self.cache, domains));
+                let xmls = read_xmls();
+                let domains = figures
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (domains, xmls)
+            })
+        } else {
+            // On one session the two reads would only wait for each other,
+            // and a wait past the deadline behind a hung read would pass
+            // for a hung read of its own.
+            (
+                metrics::fill(&self.virsh, &self.cache, domains),
+                read_xmls(),
+            )
+        };
         let xml_of = |target: &str| xmls.get(target).or_else(|| known_xml.get(target));
         let domains = os::fill(&self.cache, domains, xml_of, |running| {
             self.agents

@@ -399,13 +399,17 @@ impl Virsh {
     /// deadline), each alone, pulled from one queue by at most `sessions`
     /// workers on the connection's own sessions: a hung call holds one
     /// session while the others go on. Once a domain's call has timed out,
-    /// its other calls are not sent. A call starts only within
-    /// [`RETRY_WINDOW`] × `--timeout` and each is bounded by `--timeout`,
-    /// so a read that needed retries ends within (2 + [`RETRY_WINDOW`]) ×
-    /// `--timeout` (waits for a place of the fleet's budget aside); a call
-    /// not started by then keeps its batch's error. Each timeout kills one
-    /// session, which the next call replaces: at most two per worker (a
-    /// timeout takes a whole `--timeout`).
+    /// its other calls are not sent.
+    ///
+    /// The bound: a worker starts calls for [`RETRY_WINDOW`] × `--timeout`
+    /// of answered calls (the time its timed-out calls took does not
+    /// count, so the calls after a hung one get theirs wherever it stood)
+    /// and stops at its [`RETRY_STRIKES`]th timeout. Each call is bounded
+    /// by `--timeout`, so the retries end within (1 + [`RETRY_WINDOW`] +
+    /// [`RETRY_STRIKES`]) × `--timeout`, the whole read within one more
+    /// (waits for a place of the fleet's budget aside); a call not started
+    /// by then keeps its batch's error. Each timeout kills one session,
+    /// which the next call replaces: at most [`RETRY_STRIKES`] per worker.
     fn retry_alone(
         &self,
         calls: &[(&str, &[&str])],
@@ -414,13 +418,15 @@ impl Virsh {
         if indices.is_empty() {
             return Vec::new();
         }
-        let start_by = Instant::now() + self.config.timeout * RETRY_WINDOW;
+        let window = self.config.timeout * RETRY_WINDOW;
         let queue = Mutex::new(indices.iter().copied());
         let hung: Mutex<HashMap<&str, VirshError>> = Mutex::new(HashMap::new());
         let workers = self.config.sessions.clamp(1, indices.len());
         let work = || {
             let mut done = Vec::new();
-            while Instant::now() < start_by {
+            let mut start_by = Instant::now() + window;
+            let mut strikes = 0;
+            while strikes < RETRY_STRIKES && Instant::now() < start_by {
                 let Some(index) = lock(&queue).next() else {
                     break;
                 };
@@ -429,12 +435,15 @@ impl Virsh {
                     done.push((index, Err(error.clone())));
                     continue;
                 }
+                let sent = Instant::now();
                 let outcome = self
                     .run_calls(&calls[index..=index])
                     .map(|mut sections| sections.pop().flatten());
                 if let Err(error) = &outcome
                     && error.is_timeout()
                 {
+                    strikes += 1;
+                    start_by += sent.elapsed();
                     lock(&hung).insert(name, error.clone());
                 }
                 done.push((index, outcome));
@@ -469,10 +478,14 @@ impl Virsh {
     }
 }
 
-/// How long, in `--timeout`s after a batch overran its deadline, its calls
-/// may still be started one at a time: two, so that with one session a
-/// hung call (one `--timeout`) still leaves time for the calls after it.
+/// How long, in `--timeout`s of answered calls, the calls of a batch that
+/// overran its deadline may still be started one at a time: twice what
+/// the batch had, as one at a time costs a round trip each.
 const RETRY_WINDOW: u32 = 2;
+
+/// After how many timeouts a worker of the retries stops: two hung
+/// domains on one session still leave the calls between them answered.
+const RETRY_STRIKES: u32 = 2;
 
 /// The listing's `domstats`: every metric group, no domain named.
 pub(crate) fn domstats_words() -> Vec<&'static str> {
