@@ -426,6 +426,37 @@ fn a_hung_change_is_a_failed_step() {
     assert!(text.contains("1 of 1 drive change(s) failed."), "{text}");
 }
 
+/// One domain's XML read hangs: `isos` still fails the host (a table, or
+/// `--iso`'s holders, without that domain's drives would look whole), but
+/// names that domain and the read that hung, not the whole batch: the
+/// other domains' reads were made again and answered.
+#[test]
+fn isos_names_the_domain_whose_xml_read_hangs() {
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-small.xml"),
+            "--timeout",
+            "2s",
+            "--virsh",
+        ])
+        .arg(support("hung-agent-virsh"))
+        .arg("isos")
+        .env("HUNG_COMMAND", "dumpxml --domain plain"));
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("cannot read domain XML on ")
+            && text.contains(": 'plain': ")
+            && text.contains("dumpxml --domain plain` did not finish within 2s"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(" ; ") && !text.contains("other domain"),
+        "{text}"
+    );
+}
+
 /// `--match REGEX` selects domains by name in `isos` and `eject`; `eject
 /// --match` lists its plan and, without a terminal, refuses unless --yes.
 #[test]

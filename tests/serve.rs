@@ -348,6 +348,120 @@ fn a_domain_whose_figures_hang_is_marked_and_the_others_are_exported() {
     assert!(!plain_answer.contains("Content-Encoding"), "{plain_answer}");
 }
 
+/// The live XML read of one domain (`plain`) hangs past `--timeout`: that
+/// domain is marked (`reason="timeout"`) and keeps what the listing and
+/// its figures gave (state, memory), without drive series; every other
+/// domain's drives are exported; the host's scan succeeds.
+#[test]
+fn a_domain_whose_xml_read_hangs_is_marked_and_the_others_are_exported() {
+    let serving = Serving::start(
+        tool()
+            .args([
+                "-c",
+                &fleet_uri("fleet-small.xml"),
+                "--timeout",
+                "2s",
+                "--virsh",
+            ])
+            .arg(support("hung-agent-virsh"))
+            .env("HUNG_COMMAND", "dumpxml --domain plain"),
+    );
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let (_, metrics) = serving.get("/metrics");
+    let of = |name: &str, labels: &[&str]| {
+        value(
+            metric_line(&metrics, name, labels)
+                .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}")),
+        )
+    };
+    assert_eq!(of("dismount_host_scan_success", &[]), 1.0);
+    let plain = "domain=\"plain\"";
+    assert_eq!(
+        of(
+            "dismount_domain_scrape_error",
+            &[plain, "reason=\"timeout\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        of("dismount_domain_state", &[plain, "state=\"running\""]),
+        1.0
+    );
+    assert_eq!(
+        of("dismount_domain_memory_max_bytes", &[plain]),
+        1048576.0 * 1024.0
+    );
+    assert!(
+        metric_line(&metrics, "dismount_drive_media_info", &[plain]).is_none(),
+        "{metrics}"
+    );
+    let scrape_errors = metrics
+        .lines()
+        .filter(|line| line.starts_with("dismount_domain_scrape_error{"))
+        .count();
+    assert_eq!(scrape_errors, 1, "{metrics}");
+    for (domain, source) in [
+        ("with space", ""),
+        ("it's \\\"quoted\\\"", "/srv/iso/Débian netinst.iso"),
+    ] {
+        let line = metric_line(
+            &metrics,
+            "dismount_drive_media_info",
+            &[&format!("domain=\"{domain}\""), "target=\"hdc\""],
+        )
+        .unwrap_or_else(|| panic!("no drive of {domain} in\n{metrics}"));
+        assert!(line.contains(&format!("source=\"{source}\"")), "{line}");
+    }
+}
+
+/// A scan reads each domain's XML once: the live XML of an active domain
+/// serves its drives and its libosinfo metadata both, and a stopped
+/// domain's definition is read once, with `--inactive`.
+#[test]
+fn each_scan_reads_a_domains_xml_once() {
+    let lines = temp_dir("serve-xml-once").join("lines");
+    let serving = Serving::start(
+        tool()
+            .args(["-c", &fleet_uri("fleet-small.xml"), "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .env("LINES_LOG", &lines),
+    );
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let logged = std::fs::read_to_string(&lines).unwrap();
+    // The first scan: from its listing to the next one's.
+    let first: Vec<&str> = logged
+        .lines()
+        .skip_while(|line| !line.starts_with("domstats"))
+        .enumerate()
+        .take_while(|(at, line)| *at == 0 || !line.starts_with("domstats"))
+        .map(|(_, line)| line)
+        .collect();
+    let commands: Vec<&str> = first.iter().flat_map(|line| line.split(" ; ")).collect();
+    let listing = virsh(&fleet_uri("fleet-small.xml"), &["list", "--all", "--name"]);
+    let states = virsh(&fleet_uri("fleet-small.xml"), &["list", "--all"]);
+    let names: Vec<&str> = listing.lines().filter(|name| !name.is_empty()).collect();
+    assert_eq!(names.len(), 7, "{listing}");
+    // Running and paused domains have an Id, and a live XML.
+    let active = states
+        .lines()
+        .skip(2)
+        .filter(|l| l.split_whitespace().next().is_some_and(|id| id != "-"))
+        .count();
+    let reads = |words: &str| commands.iter().filter(|c| **c == words).count();
+    let mut live_reads = 0;
+    for name in &names {
+        let live = reads(&format!("dumpxml --domain {name}"));
+        let inactive = reads(&format!("dumpxml --inactive --domain {name}"));
+        assert!(live <= 1 && inactive <= 1, "{name}: {commands:#?}");
+        assert!(live + inactive >= 1, "{name} not read: {commands:#?}");
+        live_reads += live;
+    }
+    assert_eq!(
+        live_reads, active,
+        "a live read per active domain: {commands:#?}"
+    );
+}
+
 /// `--no-io-metrics`: the listing asks for no disk or network group.
 #[test]
 fn no_io_metrics_asks_for_no_disk_or_network_group() {

@@ -857,6 +857,39 @@ fn a_hung_figures_read_marks_its_own_rows() {
     }
 }
 
+/// One domain's XML read, or its figures' read, hangs: only its own row
+/// says so; the batch it was in is read again a call at a time, and every
+/// other row has its OS and figures.
+#[test]
+fn one_hung_domain_marks_its_own_row_alone() {
+    let status_with_hung = |command: &str| -> Vec<Value> {
+        let output = run(tool()
+            .args(["-c", &fleet_uri("fleet-small.xml"), "status", "--json"])
+            .args(["--timeout", "2s", "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .env("HUNG_COMMAND", command));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(rows.len(), 7);
+        rows
+    };
+    let hung_read = |error: &Value, what: &str| {
+        error
+            .as_str()
+            .is_some_and(|e| e.contains(what) && e.contains("did not finish within 2s"))
+    };
+    for row in status_with_hung("dumpxml --domain with space") {
+        let hung = hung_read(&row["os_error"], "cannot read its XML");
+        assert_eq!(hung, row["name"] == "with space", "{row}");
+        assert!(row["memory_max_kib"].is_u64(), "{row}");
+    }
+    for row in status_with_hung("dominfo --domain plain") {
+        let hung = hung_read(&row["metrics_error"], "cannot read its figures");
+        assert_eq!(hung, row["name"] == "plain", "{row}");
+        assert_eq!(row["memory_max_kib"].is_u64(), !hung, "{row}");
+    }
+}
+
 /// A domain that changes state between the listing and the read of its
 /// figures (a fake virsh runs every later command on a fleet where `plain`
 /// is shut off): its row stays its own (UUID, the listing's state), the

@@ -22,8 +22,21 @@ pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, 
 pub use rows::{DriveRow, holders};
 pub use upload::{LocalIso, UploadOptions, Uploaded, check_file};
 
-use crate::virsh::{DomainState, DomainXml, Listing, Media, Uri, Virsh};
+use crate::virsh::{DomainState, DomainXml, Listing, Media, Uri, Virsh, VirshError, Xmls};
 use rows::drive_rows;
+
+/// A listing's domains as one read of their XML left them.
+pub(crate) struct ListingMedia {
+    /// Every domain whose XML was read, in the listing's order.
+    pub domains: Vec<DomainMedia>,
+    /// The domains whose XML was not (a read past its deadline, a batch
+    /// that failed), by name, and why.
+    pub unread: Vec<(String, VirshError)>,
+    /// Each domain's current XML (live when active, else its definition),
+    /// by target, as its read came out: the scan's OS probe reads its
+    /// libosinfo metadata from it instead of reading it again.
+    pub current_xml: Xmls,
+}
 
 /// Media work over one connection.
 pub struct MediaManager {
@@ -65,19 +78,34 @@ impl MediaManager {
 
     /// Every domain of the connection, sorted by name: the listing (state
     /// and persistence of all), then the live XML of the active domains and
-    /// the persistent XML of the persistent ones, each read once.
+    /// the persistent XML of the persistent ones, each read once. A domain
+    /// whose XML could not be read fails the whole (a plan on part of the
+    /// drives would leave some out unseen), naming the domain.
     pub fn load_all(&self) -> Result<Vec<DomainMedia>> {
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
             .list_all()
             .with_context(|| format!("cannot list domains on {uri}"))?;
-        self.load_listing(listing)
+        let read = self.read_listing(listing)?;
+        if let Some((name, error)) = read.unread.first() {
+            let more = match read.unread.len() - 1 {
+                0 => String::new(),
+                others => format!(" (and {others} other domain(s))"),
+            };
+            bail!(
+                "cannot read domain XML on {uri}: '{}': {error}{more}",
+                crate::utils::sanitize(name)
+            );
+        }
+        Ok(read.domains)
     }
 
-    /// [`MediaManager::load_all`] from a listing read already.
-    pub fn load_listing(&self, listing: Listing) -> Result<Vec<DomainMedia>> {
-        let uri = self.virsh.uri_label();
+    /// The XML of a listing read already (`serve`'s scan): the live XML of
+    /// the active domains and the persistent XML of the persistent ones,
+    /// each read once, each domain's read its own (a hung one costs only
+    /// itself, see [`Virsh::on_each_domain`]).
+    pub(crate) fn read_listing(&self, listing: Listing) -> Result<ListingMedia> {
         if self.virsh.config().connect.is_none()
             && let Some(uri) = &listing.uri
         {
@@ -98,31 +126,32 @@ impl MediaManager {
                     .chain(domain.persistent.then_some((domain.target(), CONFIG)))
             })
             .collect();
-        let mut xmls = self
-            .virsh
-            .on_domains(&calls)
-            .with_context(|| format!("cannot read domain XML on {uri}"))?
-            .into_iter();
-        let mut loaded = Vec::with_capacity(domains.len());
+        let mut outcomes = self.virsh.on_each_domain(&calls).into_iter();
+        let mut read = ListingMedia {
+            domains: Vec::with_capacity(domains.len()),
+            unread: Vec::new(),
+            current_xml: Xmls::with_capacity(domains.len()),
+        };
         for domain in domains {
-            let live = if domain.state.is_active() {
-                xmls.next().flatten()
-            } else {
-                None
-            };
-            let config = if domain.persistent {
-                xmls.next().flatten()
-            } else {
-                None
-            };
-            loaded.push(DomainMedia {
-                live: parse_xml(&domain.name, "dumpxml", live)?,
-                config: parse_xml(&domain.name, "dumpxml --inactive", config)?,
-                name: domain.name,
-                state: domain.state,
-            });
+            let live = domain.state.is_active().then(|| outcomes.next()).flatten();
+            let config = domain.persistent.then(|| outcomes.next()).flatten();
+            let unread = live.iter().chain(&config).find_map(|o| o.as_ref().err());
+            match unread {
+                Some(error) => read.unread.push((domain.name.clone(), error.clone())),
+                None => read.domains.push(DomainMedia {
+                    live: parse_xml(&domain.name, "dumpxml", text_of(&live))?,
+                    config: parse_xml(&domain.name, "dumpxml --inactive", text_of(&config))?,
+                    name: domain.name.clone(),
+                    state: domain.state,
+                }),
+            }
+            // For an inactive domain, `dumpxml` prints its definition:
+            // the same XML as `--inactive`.
+            if let Some(current) = live.or(config) {
+                read.current_xml.insert(domain.target().to_owned(), current);
+            }
         }
-        Ok(loaded)
+        Ok(read)
     }
 
     /// One domain; a name the connection does not know is an error.
@@ -165,12 +194,12 @@ impl MediaManager {
                     name: (*name).to_owned(),
                     state,
                     live: if state.is_active() {
-                        parse_xml(name, "dumpxml", live)?
+                        parse_xml(name, "dumpxml", live.as_deref())?
                     } else {
                         None
                     },
                     config: if persistent {
-                        parse_xml(name, "dumpxml --inactive", inactive)?
+                        parse_xml(name, "dumpxml --inactive", inactive.as_deref())?
                     } else {
                         None
                     },
@@ -393,10 +422,15 @@ impl MediaManager {
     }
 }
 
+/// The text a read gave, if it gave one.
+fn text_of(read: &Option<Result<Option<String>, VirshError>>) -> Option<&str> {
+    read.as_ref()?.as_ref().ok()?.as_deref()
+}
+
 /// One `dumpxml` output parsed; an output that is not domain XML is an
 /// error naming the domain.
-fn parse_xml(name: &str, command: &str, text: Option<String>) -> Result<Option<DomainXml>> {
-    text.map(|text| crate::virsh::domxml::parse_domain_xml(&text))
+fn parse_xml(name: &str, command: &str, text: Option<&str>) -> Result<Option<DomainXml>> {
+    text.map(crate::virsh::domxml::parse_domain_xml)
         .transpose()
         .with_context(|| {
             format!(

@@ -1,11 +1,9 @@
 //! One domain through a scan: the listing's facts, what the scan learns
 //! about it, and the row it ends as.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
-use super::metrics::{FiguresFault, MemorySource, Metrics};
+use super::metrics::{MemorySource, Metrics, ReadFault};
 use super::os::{OsReport, OsSource};
 use crate::virsh::{DomainState, Listed};
 
@@ -28,7 +26,11 @@ pub struct DomainStatus {
     pub metrics_error: Option<String>,
     /// The kind of `metrics_error`, for `serve`; not in the JSON.
     #[serde(skip)]
-    pub metrics_fault: Option<FiguresFault>,
+    pub metrics_fault: Option<ReadFault>,
+    /// Why its XML could not be read, for `serve` (which reads it for the
+    /// drives and hands it to the scan); not in the JSON.
+    #[serde(skip)]
+    pub xml_fault: Option<ReadFault>,
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
@@ -69,16 +71,6 @@ impl<M, O> Domain<M, O> {
     }
 }
 
-/// A batch's answers to `targets` (one each, `None` where its command
-/// failed), by target.
-pub(super) fn by_target<T>(targets: &[&str], answers: Vec<Option<T>>) -> HashMap<String, T> {
-    targets
-        .iter()
-        .zip(answers)
-        .filter_map(|(target, answer)| Some(((*target).to_owned(), answer?)))
-        .collect()
-}
-
 impl From<Domain> for DomainStatus {
     fn from(
         Domain {
@@ -104,6 +96,7 @@ impl From<Domain> for DomainStatus {
             cpu_percent: metrics.cpu_percent,
             metrics_fault: metrics.error.as_ref().map(|(_, fault)| *fault),
             metrics_error: metrics.error.map(|(message, _)| message),
+            xml_fault: None,
             os: name,
             os_source,
             os_error: os.error,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::cache::{Cache, CpuSample};
-use super::domain::{Domain, by_target};
+use super::domain::Domain;
 use crate::virsh::{DomInfo, Listed, Virsh, VirshError};
 
 /// Where a memory-used figure comes from.
@@ -20,20 +20,29 @@ pub enum MemorySource {
     Allocation,
 }
 
-/// Why a domain's figures are missing, in a word (`serve`'s `reason`).
+/// Why a read for a domain (its figures, its XML) came to nothing, in a
+/// word (`serve`'s `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FiguresFault {
-    /// Their read overran `--timeout`.
+pub enum ReadFault {
+    /// The read overran `--timeout`.
     Timeout,
     /// virsh answered with an error.
     Failed,
 }
 
-impl FiguresFault {
+impl ReadFault {
+    pub fn of(error: &VirshError) -> Self {
+        if error.is_timeout() {
+            ReadFault::Timeout
+        } else {
+            ReadFault::Failed
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
-            FiguresFault::Timeout => "timeout",
-            FiguresFault::Failed => "failed",
+            ReadFault::Timeout => "timeout",
+            ReadFault::Failed => "failed",
         }
     }
 }
@@ -49,7 +58,7 @@ pub(super) struct Metrics {
     pub cpu_time_ns: Option<u64>,
     pub cpu_percent: Option<f64>,
     /// Why the figures a driver's stats lack could not be read.
-    pub error: Option<(String, FiguresFault)>,
+    pub error: Option<(String, ReadFault)>,
 }
 
 /// Gives every domain not served from the cache its figures: from its
@@ -67,7 +76,12 @@ pub(super) fn fill<O>(
         .filter(|domain| domain.metrics.is_none() && !has_every_metric(&domain.listed))
         .map(|domain| domain.listed.target())
         .collect();
-    let mut infos = read_infos(virsh, &lacking);
+    // One batch, each domain's own outcome (see `Virsh::on_each_domain`).
+    let mut infos: HashMap<String, _> = lacking
+        .iter()
+        .map(|target| (*target).to_owned())
+        .zip(virsh.dominfo_many(&lacking))
+        .collect();
     let now = Instant::now();
     domains
         .into_iter()
@@ -85,31 +99,36 @@ fn read(
     virsh: &Virsh,
     cache: &Cache,
     domain: &Listed,
-    infos: &mut Result<HashMap<String, DomInfo>, (String, FiguresFault)>,
+    infos: &mut HashMap<String, Result<Option<DomInfo>, VirshError>>,
     now: Instant,
 ) -> Option<Metrics> {
-    let failed = |error: (String, FiguresFault)| {
+    let failed = |error: (String, ReadFault)| {
         // Not cached: the next scan tries again.
         Some(Metrics {
             error: Some(error),
             ..measure(domain, DomInfo::default())
         })
     };
-    let info = match infos {
+    let info = match infos.remove(domain.target()) {
         _ if has_every_metric(domain) => DomInfo::default(),
-        Ok(infos) => match infos.remove(domain.target()) {
-            Some(info) => info,
-            // Vanished since the listing? Then it leaves the table;
-            // otherwise its figures are blank, and say why.
-            None if virsh.has_domain(domain.target()).ok() == Some(false) => return None,
-            None => {
-                return failed((
-                    "cannot read its figures: `dominfo` failed for it".to_owned(),
-                    FiguresFault::Failed,
-                ));
-            }
-        },
-        Err(error) => return failed(error.clone()),
+        Some(Ok(Some(info))) => info,
+        // Past its deadline, or its batch failed: this row says so, and
+        // the others (and the rest of the scan) stand.
+        Some(Err(error)) => {
+            return failed((
+                format!("cannot read its figures: {error}"),
+                ReadFault::of(&error),
+            ));
+        }
+        // Vanished since the listing? Then it leaves the table; otherwise
+        // its figures are blank, and say why.
+        _ if virsh.has_domain(domain.target()).ok() == Some(false) => return None,
+        _ => {
+            return failed((
+                "cannot read its figures: `dominfo` failed for it".to_owned(),
+                ReadFault::Failed,
+            ));
+        }
     };
     let mut metrics = measure(domain, info);
     let sample = metrics.cpu_time_ns.map(|cpu| (now, cpu));
@@ -119,26 +138,6 @@ fn read(
         .and_then(|(then, now)| cpu_percent(then, now, metrics.vcpus));
     cache.keep_metrics(domain, now, &metrics);
     Some(metrics)
-}
-
-/// The `dominfo` of each of `targets` that answered, by target, in one
-/// batch; `Err` says why the batch failed (past its deadline, say): those
-/// rows say so, and the others (and the rest of the scan) stand.
-fn read_infos(
-    virsh: &Virsh,
-    targets: &[&str],
-) -> Result<HashMap<String, DomInfo>, (String, FiguresFault)> {
-    if targets.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let read = virsh.dominfo_many(targets).map_err(|error| {
-        let fault = match error {
-            VirshError::Timeout { .. } | VirshError::SshTimeout { .. } => FiguresFault::Timeout,
-            _ => FiguresFault::Failed,
-        };
-        (format!("cannot read its figures: {error}"), fault)
-    })?;
-    Ok(by_target(targets, read))
 }
 
 /// CPU % between two (time, cpu-ns) samples: CPU time used over the wall

@@ -18,11 +18,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::mutex::lock;
-use crate::virsh::{Listing, Virsh};
+use crate::virsh::{Listing, Virsh, Xmls};
 use agents::{Agents, Driver};
 use cache::Cache;
 
 pub use domain::DomainStatus;
+pub use metrics::ReadFault;
 pub use os::OsSource;
 
 #[derive(Debug, Clone)]
@@ -123,15 +124,20 @@ impl ProbeManager {
             .virsh
             .list_all()
             .with_context(|| format!("cannot list domains on {uri}"))?;
-        Ok(self.scan_listing(listing, figures, progress))
+        Ok(self.scan_listing(listing, figures, &Xmls::new(), progress))
     }
 
     /// [`ProbeManager::scan_with`] from a listing read already (`serve`
-    /// reads one for the table and the drives both).
+    /// reads one for the table and the drives both), and the XML of the
+    /// domains read already, by target (`serve` reads it for the drives:
+    /// live for the active, the definition for the others, which is what
+    /// `dumpxml` prints for an inactive domain); only the XML it lacks is
+    /// read.
     pub fn scan_listing(
         &self,
         listing: Listing,
         figures: Figures,
+        known_xml: &Xmls,
         progress: Progress,
     ) -> Vec<DomainStatus> {
         lock(&self.uri).clone_from(&listing.uri);
@@ -148,15 +154,27 @@ impl ProbeManager {
             .filter(|domain| domain.os.is_none())
             .map(|domain| domain.listed.target().to_owned())
             .collect();
-        let (domains, xmls) = thread::scope(|scope| {
-            let figures = scope.spawn(|| metrics::fill(&self.virsh, &self.cache, domains));
-            let xmls = os::read_xmls(&self.virsh, &unknown_os);
-            let domains = figures
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (domains, xmls)
-        });
-        let domains = os::fill(&self.cache, domains, xmls, |running| {
+        let read_xmls = || os::read_xmls(&self.virsh, &unknown_os, known_xml);
+        let (domains, xmls) = if self.virsh.config().sessions > 1 {
+            thread::scope(|scope| {
+                let figures = scope.spawn(|| metrics::fill(&self.virsh, &self.cache, domains));
+                let xmls = read_xmls();
+                let domains = figures
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (domains, xmls)
+            })
+        } else {
+            // On one session the two reads would only wait for each other,
+            // and a wait past the deadline behind a hung read would pass
+            // for a hung read of its own.
+            (
+                metrics::fill(&self.virsh, &self.cache, domains),
+                read_xmls(),
+            )
+        };
+        let xml_of = |target: &str| xmls.get(target).or_else(|| known_xml.get(target));
+        let domains = os::fill(&self.cache, domains, xml_of, |running| {
             self.agents
                 .ask(&self.virsh, &self.options, driver, running, progress)
         });

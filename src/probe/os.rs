@@ -7,10 +7,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::cache::Cache;
-use super::domain::{Domain, by_target};
+use super::domain::Domain;
 use super::osinfo::os_name_from_id;
 use crate::agent::AgentError;
-use crate::virsh::{DomainState, Listed, Virsh, VirshError, metadata};
+use crate::virsh::{DomainState, Listed, Virsh, VirshError, Xmls, metadata};
 
 /// Who named the guest's OS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,27 +70,30 @@ impl OsReport {
     }
 }
 
-/// The domains' XML, by target; `Err` where the batch failed.
-pub(super) type Xmls = Result<HashMap<String, String>, VirshError>;
-
-/// The XML of `targets` (the domains whose OS is not cached), in one batch
-/// spread over the sessions: its libosinfo metadata is the last resort.
-pub(super) fn read_xmls(virsh: &Virsh, targets: &[String]) -> Xmls {
-    if targets.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
-    Ok(by_target(&targets, virsh.dumpxml_many(&targets)?))
+/// The XML of those of `targets` (the domains whose OS is not cached) that
+/// `known` lacks, in one batch spread over the sessions: its libosinfo
+/// metadata is the last resort.
+pub(super) fn read_xmls(virsh: &Virsh, targets: &[String], known: &Xmls) -> Xmls {
+    let targets: Vec<&str> = targets
+        .iter()
+        .map(String::as_str)
+        .filter(|target| !known.contains_key(*target))
+        .collect();
+    targets
+        .iter()
+        .map(|target| (*target).to_owned())
+        .zip(virsh.dumpxml_many(&targets))
+        .collect()
 }
 
 /// Gives every domain not served from the cache its OS report, and caches
 /// it: `ask_agents` is handed the running ones (the agent only answers a
-/// running guest) and returns their reports in the same order; `xmls`
-/// names the OS of those the agent did not.
-pub(super) fn fill<M>(
+/// running guest) and returns their reports in the same order; the XML
+/// `xml_of` a domain names the OS of those the agent did not.
+pub(super) fn fill<'x, M>(
     cache: &Cache,
     domains: Vec<Domain<M, Option<OsReport>>>,
-    xmls: Xmls,
+    xml_of: impl Fn(&str) -> Option<&'x Result<Option<String>, VirshError>>,
     ask_agents: impl FnOnce(&[&str]) -> Vec<OsReport>,
 ) -> Vec<Domain<M, OsReport>> {
     let running: Vec<&str> = domains
@@ -103,16 +106,14 @@ pub(super) fn fill<M>(
         .map(|&target| target.to_owned())
         .zip(ask_agents(&running))
         .collect();
-    // A failed read (a batch past its deadline, say) marks the rows that
-    // needed the XML; the rest of the table stands.
-    let xmls = xmls.map_err(|error| format!("cannot read its XML: {error}"));
     let now = Instant::now();
     domains
         .into_iter()
         .map(|domain| {
             domain.with_os(|listed, cached| {
                 cached.unwrap_or_else(|| {
-                    let report = detect(listed, agents.remove(listed.target()), &xmls);
+                    let xml = xml_of(listed.target());
+                    let report = detect(listed, agents.remove(listed.target()), xml);
                     cache.keep_os(listed, now, &report);
                     report
                 })
@@ -122,29 +123,31 @@ pub(super) fn fill<M>(
 }
 
 /// A domain's OS from its agent's report (`None`: not asked) or else from
-/// the libosinfo metadata in its XML.
+/// the libosinfo metadata in its XML. A failed read (past its deadline,
+/// say) marks the row; the rest of the table stands.
 fn detect(
     domain: &Listed,
     agent: Option<OsReport>,
-    xmls: &Result<HashMap<String, String>, String>,
+    xml: Option<&Result<Option<String>, VirshError>>,
 ) -> OsReport {
     let report = agent.unwrap_or_else(|| OsReport::failed(format!("domain is {}", domain.state)));
     if report.name.is_some() {
         return report;
     }
-    match xmls {
-        Ok(xmls) => xmls
-            .get(domain.target())
-            .and_then(|xml| metadata::libosinfo_os_id(xml))
-            .map_or(report, |id| {
-                OsReport::found(os_name_from_id(&id), OsSource::Metadata)
-            }),
-        Err(reason) => OsReport {
-            error: Some(match report.error {
-                Some(first) if !first.is_empty() => format!("{first}; {reason}"),
-                _ => reason.clone(),
-            }),
-            ..report
-        },
+    match xml {
+        Some(Ok(Some(xml))) => metadata::libosinfo_os_id(xml).map_or(report, |id| {
+            OsReport::found(os_name_from_id(&id), OsSource::Metadata)
+        }),
+        Some(Err(error)) => {
+            let reason = format!("cannot read its XML: {error}");
+            OsReport {
+                error: Some(match report.error {
+                    Some(first) if !first.is_empty() => format!("{first}; {reason}"),
+                    _ => reason,
+                }),
+                ..report
+            }
+        }
+        Some(Ok(None)) | None => report,
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::metrics::{FiguresFault, MemorySource};
+use super::metrics::{MemorySource, ReadFault};
 use super::*;
 use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;
@@ -403,7 +403,7 @@ fn a_figures_read_that_hangs_or_fails_names_its_fault() {
     fake.expect_hang(&["dominfo", "--domain", "a"]);
     expect_plain_xml(&fake, &["a"]);
     let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
-    assert_eq!(rows[0].metrics_fault, Some(FiguresFault::Timeout));
+    assert_eq!(rows[0].metrics_fault, Some(ReadFault::Timeout));
     assert!(rows[0].metrics_error.is_some());
 
     let fake = Arc::new(FakeRunner::default());
@@ -420,7 +420,7 @@ fn a_figures_read_that_hangs_or_fails_names_its_fault() {
     expect_plain_xml(&fake, &["a"]);
     let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
     fake.assert_all_used();
-    assert_eq!(rows[0].metrics_fault, Some(FiguresFault::Failed));
+    assert_eq!(rows[0].metrics_fault, Some(ReadFault::Failed));
     assert_eq!(
         rows[0].metrics_error.as_deref(),
         Some("cannot read its figures: `dominfo` failed for it")

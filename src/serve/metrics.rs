@@ -376,7 +376,7 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
     )?;
     let scrape_error = gauge(
         "domain_scrape_error",
-        "1 for a domain whose figures could not be read in the last scan (reason: timeout, failed); its other series stand",
+        "1 for a domain whose figures or XML could not be read in the last scan (reason: timeout, failed); its other series stand",
         &["uri", "domain", "reason"],
     )?;
     let memory = register(&registry, MEMORY, DOMAIN)?;
@@ -485,7 +485,7 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
             let source = row.os_source.map_or("none", OsSource::as_str);
             os.with_label_values(&[uri, &row.name, &row.os, source])
                 .set(1.0);
-            if let Some(fault) = row.metrics_fault {
+            for fault in row.metrics_fault.iter().chain(&row.xml_fault) {
                 scrape_error
                     .with_label_values(&[uri, &row.name, fault.as_str()])
                     .set(1.0);

@@ -21,7 +21,7 @@ use flate2::write::GzEncoder;
 use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
 use crate::mutex::lock;
-use crate::probe::{DomainStatus, Figures};
+use crate::probe::{DomainStatus, Figures, ReadFault};
 use crate::virsh::{Disk, DomainStats, IO_GROUPS, Uri};
 use http::Response;
 
@@ -330,19 +330,29 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
         .iter()
         .map(|block| (block.name.clone(), block.clone()))
         .collect();
+    // The XML once, for the drives and the OS both; a domain whose read
+    // hung or failed keeps what the listing and its figures gave, marked.
     let media = MediaManager::new(virsh.clone());
-    let loaded = media.load_listing(listing.clone())?;
-    let drives = media.rows(&loaded)?;
-    let disks = loaded
+    let read = media.read_listing(listing.clone())?;
+    let drives = media.rows(&read.domains)?;
+    let mut domains =
+        host.probes
+            .scan_listing(listing, Figures::Fresh, &read.current_xml, &|_, _| {});
+    for domain in &mut domains {
+        domain.xml_fault = read
+            .unread
+            .iter()
+            .find(|(name, _)| *name == domain.name)
+            .map(|(_, error)| ReadFault::of(error));
+    }
+    let disks = read
+        .domains
         .into_iter()
         .map(|domain| {
             let disks = domain.live.or(domain.config).unwrap_or_default().disks;
             (domain.name, disks)
         })
         .collect();
-    let domains = host
-        .probes
-        .scan_listing(listing, Figures::Fresh, &|_, _| {});
     Ok(Scan {
         domains,
         drives,

@@ -67,7 +67,68 @@ pub enum VirshError {
     },
 }
 
+/// By hand: an `io::Error` is not `Clone`, so a copy keeps its kind and
+/// message. The calls of one batch share its error (see
+/// [`crate::virsh::Virsh::on_each_domain`]).
+impl Clone for VirshError {
+    fn clone(&self) -> Self {
+        match self {
+            VirshError::NotFound { program } => VirshError::NotFound {
+                program: program.clone(),
+            },
+            VirshError::Spawn { command, source } => VirshError::Spawn {
+                command: command.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            VirshError::NoDescriptors { command } => VirshError::NoDescriptors {
+                command: command.clone(),
+            },
+            VirshError::Timeout { command, timeout } => VirshError::Timeout {
+                command: command.clone(),
+                timeout: *timeout,
+            },
+            VirshError::SshTimeout { command, timeout } => VirshError::SshTimeout {
+                command: command.clone(),
+                timeout: *timeout,
+            },
+            VirshError::Unusable { command, what } => VirshError::Unusable {
+                command: command.clone(),
+                what: what.clone(),
+            },
+            VirshError::NoAnswer { command, status } => VirshError::NoAnswer {
+                command: command.clone(),
+                status: *status,
+            },
+            VirshError::OutputTooLarge { command, limit } => VirshError::OutputTooLarge {
+                command: command.clone(),
+                limit: *limit,
+            },
+            VirshError::SessionEnded { command, stderr } => VirshError::SessionEnded {
+                command: command.clone(),
+                stderr: stderr.clone(),
+            },
+            VirshError::Failed {
+                command,
+                status,
+                stderr,
+            } => VirshError::Failed {
+                command: command.clone(),
+                status: *status,
+                stderr: stderr.clone(),
+            },
+        }
+    }
+}
+
 impl VirshError {
+    /// Whether the call overran its deadline (over ssh or not).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            VirshError::Timeout { .. } | VirshError::SshTimeout { .. }
+        )
+    }
+
     /// virsh's own words for a failure, without its `error: ` prefixes.
     pub fn virsh_message(&self) -> Option<String> {
         match self {

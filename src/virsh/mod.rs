@@ -21,9 +21,10 @@ pub(crate) mod storage;
 mod uri;
 pub(crate) mod volumes;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use batch::Batch;
 pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
@@ -34,6 +35,12 @@ pub(crate) use runner::{Invocation, Output, Runner};
 pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use storage::Volume;
 pub(crate) use uri::Uri;
+
+use crate::mutex::lock;
+
+/// Domains' XML by target, each as its read came out: `Ok(None)` where
+/// `dumpxml` failed for the domain, `Err` where no answer came for it.
+pub(crate) type Xmls = HashMap<String, Result<Option<String>, VirshError>>;
 
 /// How to reach virsh and the hypervisor behind it.
 #[derive(Debug, Clone)]
@@ -239,18 +246,18 @@ impl Virsh {
     }
 
     /// The `dominfo` of each name (what a driver's stats leave out: the
-    /// test driver's have state only), in one batch.
-    pub fn dominfo_many(&self, names: &[&str]) -> Result<Vec<Option<DomInfo>>, VirshError> {
-        Ok(self
-            .per_domain(names, &["dominfo"])?
+    /// test driver's have state only), in one batch; each name's own
+    /// outcome.
+    pub fn dominfo_many(&self, names: &[&str]) -> Vec<Result<Option<DomInfo>, VirshError>> {
+        self.per_domain(names, &["dominfo"])
             .into_iter()
-            .map(|section| section.map(|text| parse::parse_dominfo(&text)))
-            .collect())
+            .map(|section| Ok(section?.map(|text| parse::parse_dominfo(&text))))
+            .collect()
     }
 
     /// The live `dumpxml` (the persistent one for an inactive domain) of
-    /// each name, batched into one process.
-    pub fn dumpxml_many(&self, names: &[&str]) -> Result<Vec<Option<String>>, VirshError> {
+    /// each name, batched into one process; each name's own outcome.
+    pub fn dumpxml_many(&self, names: &[&str]) -> Vec<Result<Option<String>, VirshError>> {
         self.per_domain(names, &["dumpxml"])
     }
 
@@ -308,23 +315,21 @@ impl Virsh {
             .collect())
     }
 
-    /// Runs `command --domain NAME` for every name in one batch; a domain's
-    /// output is `None` where the command failed for it.
+    /// Runs `command --domain NAME` for every name in one batch, each
+    /// name's own outcome (see [`Virsh::on_each_domain`]).
     fn per_domain(
         &self,
         names: &[&str],
         command: &[&str],
-    ) -> Result<Vec<Option<String>>, VirshError> {
-        Ok(self
-            .per_domain_each(names, &[command])?
-            .into_iter()
-            .map(|mut outputs| outputs.remove(0))
-            .collect())
+    ) -> Vec<Result<Option<String>, VirshError>> {
+        let calls: Vec<(&str, &[&str])> = names.iter().map(|name| (*name, command)).collect();
+        self.on_each_domain(&calls)
     }
 
     /// Runs each of `commands` with `--domain NAME` for every name;
     /// `result[n][c]` is command `c`'s output for name `n`, `None` where it
-    /// failed.
+    /// failed; any call without an answer fails them all (a change must
+    /// not be planned on part of a domain).
     pub fn per_domain_each(
         &self,
         names: &[&str],
@@ -334,17 +339,25 @@ impl Virsh {
             .iter()
             .flat_map(|name| commands.iter().map(move |command| (*name, *command)))
             .collect();
-        let mut sections = self.on_domains(&calls)?.into_iter();
+        let sections: Result<Vec<_>, _> = self.on_each_domain(&calls).into_iter().collect();
+        let mut sections = sections?.into_iter();
         Ok(names
             .iter()
             .map(|_| sections.by_ref().take(commands.len()).collect())
             .collect())
     }
 
-    /// Runs each `(name, command)` as `command --domain NAME`; an output is
-    /// `None` where its command failed. A long list is cut into one batch
-    /// per session, run side by side: libvirtd answers them in parallel.
-    pub fn on_domains(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
+    /// Runs each `(name, command)` as `command --domain NAME`, each call
+    /// with its own outcome: `Ok(None)` where its command failed for the
+    /// domain, `Err` where no answer came for it. A long list is cut into
+    /// one batch per session, run side by side: libvirtd answers them in
+    /// parallel. A batch past its deadline that names several domains is
+    /// run again a call at a time (`retry_alone`): a hung domain
+    /// costs its own calls, not the others'.
+    pub fn on_each_domain(
+        &self,
+        calls: &[(&str, &[&str])],
+    ) -> Vec<Result<Option<String>, VirshError>> {
         let parts = calls
             .len()
             .div_ceil(COMMANDS_PER_SESSION)
@@ -353,17 +366,7 @@ impl Virsh {
         let results: Vec<Result<Vec<Option<String>>, VirshError>> = thread::scope(|scope| {
             let jobs: Vec<_> = chunks
                 .iter()
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let mut batch = Batch::new();
-                        for (name, command) in *chunk {
-                            let mut words = command.to_vec();
-                            words.extend(["--domain", name]);
-                            batch.push(&words);
-                        }
-                        self.run_batch(&batch)
-                    })
-                })
+                .map(|chunk| scope.spawn(move || self.run_calls(chunk)))
                 .collect();
             jobs.into_iter()
                 .map(|job| {
@@ -372,17 +375,117 @@ impl Virsh {
                 })
                 .collect()
         });
-        let mut sections = Vec::with_capacity(calls.len());
-        for result in results {
-            sections.extend(
-                result?
-                    .into_iter()
-                    .map(|section| section.filter(|text| !text.trim().is_empty())),
-            );
+        let mut outcomes = Vec::with_capacity(calls.len());
+        let mut again = Vec::new();
+        for (chunk, result) in chunks.iter().zip(results) {
+            match result {
+                Ok(sections) => outcomes.extend(sections.into_iter().map(Ok)),
+                Err(error) => {
+                    let several = chunk.iter().any(|(name, _)| *name != chunk[0].0);
+                    if error.is_timeout() && several {
+                        again.extend(outcomes.len()..outcomes.len() + chunk.len());
+                    }
+                    outcomes.extend(chunk.iter().map(|_| Err(error.clone())));
+                }
+            }
         }
-        Ok(sections)
+        for (index, outcome) in self.retry_alone(calls, &again) {
+            outcomes[index] = outcome;
+        }
+        outcomes
+    }
+
+    /// The calls of `calls` at `indices` (their batch overran its
+    /// deadline), each alone, pulled from one queue by at most `sessions`
+    /// workers on the connection's own sessions: a hung call holds one
+    /// session while the others go on. Once a domain's call has timed out,
+    /// its other calls are not sent.
+    ///
+    /// The bound: a worker starts calls for [`RETRY_WINDOW`] × `--timeout`
+    /// of answered calls (the time its timed-out calls took does not
+    /// count, so the calls after a hung one get theirs wherever it stood)
+    /// and stops at its [`RETRY_STRIKES`]th timeout. Each call is bounded
+    /// by `--timeout`, so the retries end within (1 + [`RETRY_WINDOW`] +
+    /// [`RETRY_STRIKES`]) × `--timeout`, the whole read within one more
+    /// (waits for a place of the fleet's budget aside); a call not started
+    /// by then keeps its batch's error. Each timeout kills one session,
+    /// which the next call replaces: at most [`RETRY_STRIKES`] per worker.
+    fn retry_alone(
+        &self,
+        calls: &[(&str, &[&str])],
+        indices: &[usize],
+    ) -> Vec<(usize, Result<Option<String>, VirshError>)> {
+        if indices.is_empty() {
+            return Vec::new();
+        }
+        let window = self.config.timeout * RETRY_WINDOW;
+        let queue = Mutex::new(indices.iter().copied());
+        let hung: Mutex<HashMap<&str, VirshError>> = Mutex::new(HashMap::new());
+        let workers = self.config.sessions.clamp(1, indices.len());
+        let work = || {
+            let mut done = Vec::new();
+            let mut start_by = Instant::now() + window;
+            let mut strikes = 0;
+            while strikes < RETRY_STRIKES && Instant::now() < start_by {
+                let Some(index) = lock(&queue).next() else {
+                    break;
+                };
+                let name = calls[index].0;
+                if let Some(error) = lock(&hung).get(name) {
+                    done.push((index, Err(error.clone())));
+                    continue;
+                }
+                let sent = Instant::now();
+                let outcome = self
+                    .run_calls(&calls[index..=index])
+                    .map(|mut sections| sections.pop().flatten());
+                if let Err(error) = &outcome
+                    && error.is_timeout()
+                {
+                    strikes += 1;
+                    start_by += sent.elapsed();
+                    lock(&hung).insert(name, error.clone());
+                }
+                done.push((index, outcome));
+            }
+            done
+        };
+        thread::scope(|scope| {
+            let jobs: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            jobs.into_iter()
+                .flat_map(|job| {
+                    job.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
+    /// The calls in one batch; an output is `None` where its command
+    /// failed (or printed nothing).
+    fn run_calls(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
+        let mut batch = Batch::new();
+        for (name, command) in calls {
+            let mut words = command.to_vec();
+            words.extend(["--domain", name]);
+            batch.push(&words);
+        }
+        Ok(self
+            .run_batch(&batch)?
+            .into_iter()
+            .map(|section| section.filter(|text| !text.trim().is_empty()))
+            .collect())
     }
 }
+
+/// How long, in `--timeout`s of answered calls, the calls of a batch that
+/// overran its deadline may still be started one at a time: twice what
+/// the batch had, as one at a time costs a round trip each.
+const RETRY_WINDOW: u32 = 2;
+
+/// After how many timeouts a worker of the retries stops: two hung
+/// domains on one session still leave the calls between them answered.
+const RETRY_STRIKES: u32 = 2;
 
 /// The listing's `domstats`: every metric group, no domain named.
 pub(crate) fn domstats_words() -> Vec<&'static str> {
@@ -424,6 +527,76 @@ mod tests {
         expect_listing("");
         let empty = virsh_on("qemu:///fake", &fake).list_all().unwrap();
         assert!(empty.stats.is_empty(), "a host without domains is fine");
+    }
+
+    fn xml(name: &str) -> String {
+        format!("<domain><name>{name}</name></domain>\n")
+    }
+
+    /// One domain's read hangs in a batch of three: the batch is run again
+    /// a call at a time, and only that domain's read is lost.
+    #[test]
+    fn a_hung_domain_in_a_batch_costs_only_its_own_read() {
+        let fake = Arc::new(FakeRunner::default());
+        // The batch: `a` answers, `b` hangs (`c` is never reached).
+        fake.expect(&["dumpxml", "--domain", "a"], 0, &xml("a"), "");
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        // Then each alone.
+        fake.expect(&["dumpxml", "--domain", "a"], 0, &xml("a"), "");
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        fake.expect(&["dumpxml", "--domain", "c"], 0, &xml("c"), "");
+        let virsh = virsh_on("test:///fake", &fake);
+        let outcomes = virsh.dumpxml_many(&["a", "b", "c"]);
+        fake.assert_all_used();
+        assert_eq!(outcomes[0].as_ref().unwrap().as_deref(), Some(&*xml("a")));
+        assert_eq!(outcomes[2].as_ref().unwrap().as_deref(), Some(&*xml("c")));
+        let error = outcomes[1].as_ref().unwrap_err();
+        assert!(error.is_timeout(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("dumpxml --domain b` did not finish"),
+            "the error names the read that hung alone: {error}"
+        );
+        assert_eq!(fake.process_count(), 4, "the batch, then one per call");
+    }
+
+    /// Once a domain's read has hung, its other reads are not sent; a
+    /// batch naming one domain is not run again (nobody else to save).
+    #[test]
+    fn a_domain_that_hung_is_not_asked_again_and_a_lone_domain_is_not_retried() {
+        let fake = Arc::new(FakeRunner::default());
+        let one_session = |fake: &Arc<FakeRunner>| {
+            let mut config = virsh_on("test:///fake", fake).config().clone();
+            config.sessions = 1;
+            Virsh::new(config, fake.clone())
+        };
+        let live: &[&str] = &["dumpxml"];
+        let inactive: &[&str] = &["dumpxml", "--inactive"];
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        fake.expect(&["dumpxml", "--domain", "c"], 0, &xml("c"), "");
+        let outcomes =
+            one_session(&fake).on_each_domain(&[("b", live), ("b", inactive), ("c", live)]);
+        fake.assert_all_used();
+        assert!(outcomes[0].as_ref().is_err_and(VirshError::is_timeout));
+        assert!(outcomes[1].as_ref().is_err_and(VirshError::is_timeout));
+        assert_eq!(outcomes[2].as_ref().unwrap().as_deref(), Some(&*xml("c")));
+        assert_eq!(
+            fake.process_count(),
+            3,
+            "b's inactive read never sent alone"
+        );
+
+        let fake = Arc::new(FakeRunner::default());
+        fake.expect_hang(&["dumpxml", "--domain", "b"]);
+        let outcomes = one_session(&fake).on_each_domain(&[("b", live), ("b", inactive)]);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| o.as_ref().is_err_and(VirshError::is_timeout))
+        );
+        assert_eq!(fake.process_count(), 1);
     }
 
     #[test]
