@@ -64,6 +64,14 @@ fn promtool_accepts_the_lab_and_400_test_domains() -> Result<(), Failed> {
     check(metrics.contains("domain=\"vm-399\""), || {
         "no fleet-400 domain".to_owned()
     })?;
+    // The agent channel, from each domain's XML: what
+    // DismountGuestAgentDown needs to tell "no agent" from "agent down".
+    for (domain, channel) in [("lab-agent", 1), ("lab-meta", 0)] {
+        let series = format!(
+            "dismount_domain_guest_agent_channel{{domain=\"{domain}\",uri=\"qemu:///system\"}} {channel}"
+        );
+        check(metrics.contains(&series), || format!("no `{series}`"))?;
+    }
     // QEMU's figures from the one listing: a running guest's disk I/O,
     // memory statistics and vCPU times; a stopped one keeps its state,
     // memory, disk size and media.

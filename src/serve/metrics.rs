@@ -369,6 +369,11 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
         "1 when the guest agent answered the last OS probe (guestinfo or os-release through the agent)",
         DOMAIN,
     )?;
+    let agent_channel = gauge(
+        "domain_guest_agent_channel",
+        "1 where the domain's XML has QEMU's guest agent channel (org.qemu.guest_agent.0), 0 where it has none",
+        DOMAIN,
+    )?;
     let os = gauge(
         "domain_os_info",
         "The guest OS as detected, and who named it (agent, agent-file, metadata, none); always 1",
@@ -482,6 +487,11 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
                     0.0
                 },
             );
+            if let Some(channel) = host.agent_channels.get(&row.name) {
+                agent_channel
+                    .with_label_values(&labels)
+                    .set(f64::from(u8::from(*channel)));
+            }
             let source = row.os_source.map_or("none", OsSource::as_str);
             os.with_label_values(&[uri, &row.name, &row.os, source])
                 .set(1.0);

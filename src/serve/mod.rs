@@ -58,6 +58,9 @@ pub struct HostState {
     /// Each domain's disks as its current XML (live when running) has
     /// them, by name: the bus and device of its block figures.
     pub disks: HashMap<String, Vec<Disk>>,
+    /// Whether each domain whose XML was read has the guest agent's
+    /// channel, as its current XML says.
+    pub agent_channels: HashMap<String, bool>,
     /// When the last good scan ended.
     pub last_success: Option<SystemTime>,
     /// How long the last scan took, good or not.
@@ -283,6 +286,7 @@ fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, schedule: &Schedule,
                 state.drives = scan.drives;
                 state.stats = scan.stats;
                 state.disks = scan.disks;
+                state.agent_channels = scan.agent_channels;
                 state.last_success = Some(SystemTime::now());
                 state.last_error = None;
             }
@@ -314,6 +318,7 @@ struct Scan {
     drives: Vec<DriveRow>,
     stats: HashMap<String, DomainStats>,
     disks: HashMap<String, Vec<Disk>>,
+    agent_channels: HashMap<String, bool>,
 }
 
 /// One host's VM table, drives and figures from ONE listing: fresh
@@ -345,12 +350,14 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
             .find(|(name, _)| *name == domain.name)
             .map(|(_, error)| ReadFault::of(error));
     }
+    let mut agent_channels = HashMap::new();
     let disks = read
         .domains
         .into_iter()
         .map(|domain| {
-            let disks = domain.live.or(domain.config).unwrap_or_default().disks;
-            (domain.name, disks)
+            let current = domain.live.or(domain.config).unwrap_or_default();
+            agent_channels.insert(domain.name.clone(), current.agent_channel);
+            (domain.name, current.disks)
         })
         .collect();
     Ok(Scan {
@@ -358,6 +365,7 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
         drives,
         stats,
         disks,
+        agent_channels,
     })
 }
 

@@ -91,6 +91,9 @@ pub struct DomainXml {
     /// Every `<disk>`, removable or not: a new drive needs a free target,
     /// and `serve` labels block figures with the bus and device.
     pub disks: Vec<Disk>,
+    /// Whether the domain has QEMU's guest agent channel
+    /// (`org.qemu.guest_agent.0`): without one there is no agent to ask.
+    pub agent_channel: bool,
 }
 
 /// Any `<disk>` of a domain, as its target names it.
@@ -116,17 +119,29 @@ pub fn free_sata_target(taken: &[&str]) -> Option<String> {
         .find(|name| !taken.contains(&name.as_str()))
 }
 
+/// The name of the virtio channel QEMU's guest agent listens on.
+const AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
+
 /// Parses `virsh dumpxml [--inactive]` output. Disks other than CD-ROMs and
 /// floppies only contribute their target names.
+
 pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
     let document = roxmltree::Document::parse(text)?;
     let mut parsed = DomainXml::default();
-    let disks = document
-        .root_element()
-        .children()
-        .filter(|node| node.has_tag_name("devices"))
-        .flat_map(|devices| devices.children())
-        .filter(|node| node.has_tag_name("disk"));
+    let devices = || {
+        document
+            .root_element()
+            .children()
+            .filter(|node| node.has_tag_name("devices"))
+            .flat_map(|devices| devices.children())
+    };
+    parsed.agent_channel = devices()
+        .filter(|node| node.has_tag_name("channel"))
+        .flat_map(|channel| channel.children())
+        .any(|target| {
+            target.has_tag_name("target") && target.attribute("name") == Some(AGENT_CHANNEL)
+        });
+    let disks = devices().filter(|node| node.has_tag_name("disk"));
     for disk in disks {
         let child = |name: &str| disk.children().find(|node| node.has_tag_name(name));
         let target = child("target");
@@ -196,6 +211,13 @@ mod tests {
     fn fixture(name: &str) -> DomainXml {
         parse_domain_xml(&crate::testing::fixture(&format!("virsh/{name}")))
             .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// lab-agent has the agent's channel; lab-noagent has none.
+    #[test]
+    fn the_guest_agent_channel_is_seen() {
+        assert!(fixture("dumpxml-lab-agent-live.xml").agent_channel);
+        assert!(!fixture("dumpxml-lab-noagent-live.xml").agent_channel);
     }
 
     fn only_drive(xml: &DomainXml) -> &Drive {
