@@ -124,7 +124,6 @@ const AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
 
 /// Parses `virsh dumpxml [--inactive]` output. Disks other than CD-ROMs and
 /// floppies only contribute their target names.
-
 pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
     let document = roxmltree::Document::parse(text)?;
     let mut parsed = DomainXml::default();
