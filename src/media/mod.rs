@@ -18,7 +18,7 @@ pub use iso::IsoName;
 pub use plan::{Action, Outcome, Step, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
 
-use crate::virsh::{DomainState, DomainXml, Media, Uri, Virsh};
+use crate::virsh::{DomainState, DomainXml, Media, Stats, Uri, Virsh, XmlRead};
 use rows::drive_rows;
 
 /// Media work over one connection.
@@ -60,13 +60,15 @@ impl MediaManager {
     }
 
     /// Every domain of the connection, sorted by name: the listing (state
-    /// and persistence of all), then the live XML of the active domains and
-    /// the persistent XML of the persistent ones, each read once.
+    /// and persistence of all, no figures), then the live XML of the active
+    /// domains and the persistent XML of the persistent ones, each read
+    /// once. A domain the listing gives no UUID (defined as it ran) has no
+    /// XML to tell apart, and is read as one that went away.
     pub fn load_all(&self) -> Result<Vec<DomainMedia>> {
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
-            .list_all()
+            .list_all(Stats::StateOnly)
             .with_context(|| format!("cannot list domains on {uri}"))?;
         if self.virsh.config().connect.is_none()
             && let Some(uri) = &listing.uri
@@ -78,33 +80,37 @@ impl MediaManager {
         let domains = listing.into_domains();
         // Only the XML that exists: live for the active, the config for
         // the persistent; both in one list, in `domains`' order.
-        const LIVE: &[&str] = &["dumpxml"];
-        const CONFIG: &[&str] = &["dumpxml", "--inactive"];
-        let calls: Vec<(&str, &[&str])> = domains
+        let reads: Vec<XmlRead> = domains
             .iter()
-            .flat_map(|domain| {
-                let live = domain.state.is_active().then_some((domain.target(), LIVE));
+            .filter_map(|domain| Some((domain, domain.uuid.as_deref()?)))
+            .flat_map(|(domain, uuid)| {
+                let read = |inactive| XmlRead {
+                    target: domain.target(),
+                    uuid,
+                    inactive,
+                };
+                let live = domain.state.is_active().then(|| read(false));
                 live.into_iter()
-                    .chain(domain.persistent.then_some((domain.target(), CONFIG)))
+                    .chain(domain.persistent.then(|| read(true)))
             })
             .collect();
         let mut xmls = self
             .virsh
-            .on_domains(&calls)
+            .domain_xmls(&reads)
             .with_context(|| format!("cannot read domain XML on {uri}"))?
             .into_iter();
         let mut loaded = Vec::with_capacity(domains.len());
         for domain in domains {
-            let live = if domain.state.is_active() {
-                xmls.next().flatten()
-            } else {
-                None
+            let read = domain.uuid.is_some();
+            let mut next = |exists: bool| {
+                if read && exists {
+                    xmls.next().flatten()
+                } else {
+                    None
+                }
             };
-            let config = if domain.persistent {
-                xmls.next().flatten()
-            } else {
-                None
-            };
+            let live = next(domain.state.is_active());
+            let config = next(domain.persistent);
             loaded.push(DomainMedia {
                 live: parse_xml(&domain.name, "dumpxml", live)?,
                 config: parse_xml(&domain.name, "dumpxml --inactive", config)?,

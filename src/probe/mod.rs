@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::mutex::lock;
-use crate::virsh::{Listed, Virsh};
+use crate::virsh::{Listed, Stats, Virsh};
 use agents::{Agents, Driver};
 use cache::Cache;
 
@@ -118,6 +118,7 @@ impl ProbeManager {
     /// With [`Figures::Fresh`] no figure comes from the cache; the OS
     /// follows `--os-ttl` either way.
     pub fn scan_with(&self, figures: Figures, progress: Progress) -> Result<Vec<DomainStatus>> {
+        self.virsh.warm_up();
         let (listed, driver) = self.list()?;
         let domains = self.cache.lookup(listed, figures, &self.options);
         // The quick reads first, side by side on the connection's sessions:
@@ -151,7 +152,7 @@ impl ProbeManager {
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
-            .list_all()
+            .list_all(Stats::Metrics)
             .with_context(|| format!("cannot list domains on {uri}"))?;
         lock(&self.uri).clone_from(&listing.uri);
         let driver = Driver::of(&listing);

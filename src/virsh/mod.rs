@@ -3,6 +3,7 @@
 //! batch, the output parsed by pure functions.
 
 pub(crate) mod batch;
+mod documents;
 pub mod domxml;
 pub(crate) mod error;
 #[cfg(test)]
@@ -90,6 +91,12 @@ impl Virsh {
         }
     }
 
+    /// Starts, ahead of the first call, the sessions that calls side by
+    /// side will use (over ssh each is a handshake): for a scan.
+    pub fn warm_up(&self) {
+        self.runner.warm_up(&self.script(Vec::new()));
+    }
+
     /// Runs one process through the runner, explaining timeouts over ssh.
     fn spawn(&self, invocation: &Invocation) -> Result<Output, VirshError> {
         self.runner
@@ -126,7 +133,7 @@ impl Virsh {
     }
 
     /// Runs a batch (in one process, or one per 96 KiB of script) and
-    /// returns each command's section. Failures of single commands are
+    /// returns each marker's section (see [`Batch::split`]). Failures of single commands are
     /// expected (a domain vanished); only a process that printed no section
     /// at all is an error, with virsh's stderr as the reason.
     pub fn run_batch(&self, batch: &Batch) -> Result<Vec<Option<String>>, VirshError> {
@@ -165,13 +172,14 @@ impl Virsh {
     }
 
     /// Every domain in one process, naming none: its stats
-    /// (`domstats`: state everywhere; on QEMU also CPU, balloon and vCPUs,
-    /// inactive domains included), its UUID (`list --all --uuid --name`:
-    /// one `UUID NAME` a line), which domains are transient, and the
-    /// connection's own URI (`uri`).
-    pub fn list_all(&self) -> Result<Listing, VirshError> {
+    /// (`domstats`: state everywhere; with [`Stats::Metrics`] on QEMU also
+    /// CPU, balloon and vCPUs, inactive domains included), its UUID
+    /// (`list --all --uuid --name`: one `UUID NAME` a line), which domains
+    /// are transient, and the connection's own URI (`uri`).
+    pub fn list_all(&self, stats: Stats) -> Result<Listing, VirshError> {
+        let domstats = domstats_words(stats);
         let mut batch = Batch::new();
-        batch.push(&domstats_words());
+        batch.push(&domstats);
         batch.push(&["list", "--all", "--uuid", "--name"]);
         batch.push(&["list", "--transient", "--name"]);
         batch.push(&["uri"]);
@@ -180,17 +188,17 @@ impl Virsh {
             .into_iter()
             .map(Option::unwrap_or_default);
         let mut next = || sections.next().unwrap_or_default();
-        let domstats = next();
-        let stats = parse::parse_domstats(&domstats);
+        let domstats_text = next();
+        let parsed = parse::parse_domstats(&domstats_text);
         // Text without one `Domain:` block is no listing, not an empty host.
-        if stats.is_empty() && !domstats.trim().is_empty() {
+        if parsed.is_empty() && !domstats_text.trim().is_empty() {
             return Err(VirshError::Unusable {
-                command: self.invocation(&domstats_words()).summary(),
+                command: self.invocation(&domstats).summary(),
                 what: "no `Domain:` block in its output".to_owned(),
             });
         }
         Ok(Listing {
-            stats,
+            stats: parsed,
             uuids: parse::parse_uuid_names(&next()),
             transient: next()
                 .lines()
@@ -299,28 +307,69 @@ impl Virsh {
     }
 
     /// Runs each `(name, command)` as `command --domain NAME`; an output is
-    /// `None` where its command failed. A long list is cut into one batch
-    /// per session, run side by side: libvirtd answers them in parallel.
+    /// `None` where its command failed.
     pub fn on_domains(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
-        let parts = calls
+        let sections = self.side_by_side(calls, |chunk| {
+            let mut batch = Batch::new();
+            for (name, command) in chunk {
+                let mut words = command.to_vec();
+                words.extend(["--domain", name]);
+                batch.push(&words);
+            }
+            self.run_batch(&batch)
+        })?;
+        Ok(sections
+            .into_iter()
+            .map(|section| section.filter(|text| !text.trim().is_empty()))
+            .collect())
+    }
+
+    /// The XML of each read (`dumpxml`, with `--inactive` where asked),
+    /// `None` where it failed (the domain went away), in one batch. No
+    /// marker between the outputs: each is an XML document holding its
+    /// domain's UUID. One batch, not one per session: for a one-shot read
+    /// a second session costs a virsh (over ssh, a handshake) and on two
+    /// cores bought nothing (BENCHMARKS.md).
+    pub fn domain_xmls(&self, reads: &[XmlRead]) -> Result<Vec<Option<String>>, VirshError> {
+        let mut batch = Batch::self_delimiting();
+        for read in reads {
+            let mut words = vec!["dumpxml"];
+            if read.inactive {
+                words.push("--inactive");
+            }
+            words.extend(["--domain", read.target]);
+            batch.push(&words);
+        }
+        let stdout: String = self.run_batch(&batch)?.into_iter().flatten().collect();
+        let documents =
+            documents::split_documents(&stdout).map_err(|what| VirshError::Unusable {
+                command: self.invocation(&["dumpxml"]).summary(),
+                what,
+            })?;
+        let uuids: Vec<&str> = reads.iter().map(|read| read.uuid).collect();
+        Ok(documents::align(&uuids, &documents)
+            .into_iter()
+            .map(|text| text.map(str::to_owned))
+            .collect())
+    }
+
+    /// Runs `job` on `items`, a long list cut into one part per session,
+    /// side by side: libvirtd answers them in parallel. Results in the
+    /// items' order.
+    fn side_by_side<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        job: impl Fn(&[T]) -> Result<Vec<R>, VirshError> + Sync,
+    ) -> Result<Vec<R>, VirshError> {
+        let parts = items
             .len()
             .div_ceil(COMMANDS_PER_SESSION)
             .clamp(1, self.config.sessions.max(1));
-        let chunks: Vec<_> = calls.chunks(calls.len().div_ceil(parts).max(1)).collect();
-        let results: Vec<Result<Vec<Option<String>>, VirshError>> = thread::scope(|scope| {
+        let chunks: Vec<_> = items.chunks(items.len().div_ceil(parts).max(1)).collect();
+        let results: Vec<Result<Vec<R>, VirshError>> = thread::scope(|scope| {
             let jobs: Vec<_> = chunks
                 .iter()
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let mut batch = Batch::new();
-                        for (name, command) in *chunk {
-                            let mut words = command.to_vec();
-                            words.extend(["--domain", name]);
-                            batch.push(&words);
-                        }
-                        self.run_batch(&batch)
-                    })
-                })
+                .map(|chunk| scope.spawn(|| job(chunk)))
                 .collect();
             jobs.into_iter()
                 .map(|job| {
@@ -329,22 +378,40 @@ impl Virsh {
                 })
                 .collect()
         });
-        let mut sections = Vec::with_capacity(calls.len());
+        let mut all = Vec::with_capacity(items.len());
         for result in results {
-            sections.extend(
-                result?
-                    .into_iter()
-                    .map(|section| section.filter(|text| !text.trim().is_empty())),
-            );
+            all.extend(result?);
         }
-        Ok(sections)
+        Ok(all)
     }
 }
 
-/// The listing's `domstats`: every metric group, no domain named.
-pub(crate) fn domstats_words() -> Vec<&'static str> {
+/// One domain XML to read: `dumpxml --domain TARGET`, of the config with
+/// `inactive`; `uuid` (the listing's) tells its document apart.
+#[derive(Debug, Clone, Copy)]
+pub struct XmlRead<'a> {
+    pub target: &'a str,
+    pub uuid: &'a str,
+    pub inactive: bool,
+}
+
+/// What a listing's `domstats` reads besides each domain's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stats {
+    /// Every metric group: the scan's figures.
+    Metrics,
+    /// The state alone: media need no figures, and each group is more
+    /// for libvirtd to gather and virsh to print for every domain (1005
+    /// QEMU domains: 39 ms against 66 ms with the figures).
+    StateOnly,
+}
+
+/// The listing's `domstats`, no domain named.
+pub(crate) fn domstats_words(stats: Stats) -> Vec<&'static str> {
     let mut words = vec!["domstats", "--raw", "--state"];
-    words.extend(METRIC_GROUPS);
+    if stats == Stats::Metrics {
+        words.extend(METRIC_GROUPS);
+    }
     words
 }
 
@@ -359,17 +426,21 @@ mod tests {
     fn a_listing_without_a_domain_block_is_unusable() {
         let fake = Arc::new(FakeRunner::default());
         let expect_listing = |domstats: &str| {
-            fake.expect(&domstats_words(), 0, domstats, "");
+            fake.expect(&domstats_words(Stats::Metrics), 0, domstats, "");
             fake.expect(&["list", "--all", "--uuid", "--name"], 0, "", "");
             fake.expect(&["list", "--transient", "--name"], 0, "", "");
             fake.expect(&["uri"], 0, "qemu:///fake\n", "");
         };
         expect_listing("<html>a proxy's error page</html>\n");
-        let error = virsh_on("qemu:///fake", &fake).list_all().unwrap_err();
+        let error = virsh_on("qemu:///fake", &fake)
+            .list_all(Stats::Metrics)
+            .unwrap_err();
         assert!(matches!(error, VirshError::Unusable { .. }), "{error}");
         assert!(error.to_string().contains("no `Domain:` block"), "{error}");
         expect_listing("");
-        let empty = virsh_on("qemu:///fake", &fake).list_all().unwrap();
+        let empty = virsh_on("qemu:///fake", &fake)
+            .list_all(Stats::Metrics)
+            .unwrap();
         assert!(empty.stats.is_empty(), "a host without domains is fine");
     }
 

@@ -124,6 +124,10 @@ pub struct Output {
 /// status of their last command only, so callers decide what failure means.
 pub trait Runner: Send + Sync {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError>;
+
+    /// Gets ready for calls to `connection` (its program and URI; no
+    /// commands) side by side: a runner that keeps processes starts them.
+    fn warm_up(&self, _connection: &Invocation) {}
 }
 
 /// The most a single virsh call may print, on stdout or stderr: far above

@@ -32,17 +32,15 @@ struct PoolState {
 }
 
 impl Pool {
-    /// A pool of at most `size` sessions of `endpoint`, every one started
-    /// at once.
-    pub(super) fn start(endpoint: Endpoint, size: usize) -> Self {
-        let pool = Pool {
+    /// A pool of at most `size` sessions of `endpoint`, each started when
+    /// a call needs it (or all at once by [`Pool::start_all`]).
+    pub(super) fn new(endpoint: Endpoint, size: usize) -> Self {
+        Pool {
             size,
             endpoint,
             state: Mutex::new(PoolState::default()),
             freed: Condvar::new(),
-        };
-        pool.start_all();
-        pool
+        }
     }
 
     /// An idle session, a new one while the pool has room, or the next
@@ -86,7 +84,7 @@ impl Pool {
     /// that parallel work needs later connect while the first call runs.
     /// A session that cannot start is left to the call that needs it,
     /// which reports why.
-    fn start_all(&self) {
+    pub(super) fn start_all(&self) {
         let mut state = lock(&self.state);
         while state.open < self.size {
             match Session::start(&self.endpoint) {
