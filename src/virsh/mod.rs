@@ -307,9 +307,10 @@ impl Virsh {
     }
 
     /// Runs each `(name, command)` as `command --domain NAME`; an output is
-    /// `None` where its command failed.
+    /// `None` where its command failed; a long list spread over the
+    /// sessions.
     pub fn on_domains(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
-        let sections = self.side_by_side(calls, |chunk| {
+        let sections = self.side_by_side(calls, self.config.sessions, |chunk| {
             let mut batch = Batch::new();
             for (name, command) in chunk {
                 let mut words = command.to_vec();
@@ -325,46 +326,56 @@ impl Virsh {
     }
 
     /// The XML of each read (`dumpxml`, with `--inactive` where asked),
-    /// `None` where it failed (the domain went away), in one batch. No
-    /// marker between the outputs: each is an XML document holding its
-    /// domain's UUID. One batch, not one per session: for a one-shot read
-    /// a second session costs a virsh (over ssh, a handshake) and on two
-    /// cores bought nothing (BENCHMARKS.md).
+    /// `None` where it failed (the domain went away). No marker between
+    /// the outputs: each is an XML document holding its domain's UUID.
+    /// Side by side only on a local libvirtd, and on no more parts than
+    /// this machine has cores (which run libvirtd too): elsewhere a second
+    /// part costs a second session (over ssh, a handshake) for one read
+    /// (BENCHMARKS.md).
     pub fn domain_xmls(&self, reads: &[XmlRead]) -> Result<Vec<Option<String>>, VirshError> {
-        let mut batch = Batch::self_delimiting();
-        for read in reads {
-            let mut words = vec!["dumpxml"];
-            if read.inactive {
-                words.push("--inactive");
+        let parts = if session::connects_cheaply(self.config.connect.as_deref()) {
+            let cores = thread::available_parallelism().map_or(1, usize::from);
+            self.config.sessions.min(cores)
+        } else {
+            1
+        };
+        self.side_by_side(reads, parts, |reads| {
+            let mut batch = Batch::self_delimiting();
+            for read in reads {
+                let mut words = vec!["dumpxml"];
+                if read.inactive {
+                    words.push("--inactive");
+                }
+                words.extend(["--domain", read.target]);
+                batch.push(&words);
             }
-            words.extend(["--domain", read.target]);
-            batch.push(&words);
-        }
-        let stdout: String = self.run_batch(&batch)?.into_iter().flatten().collect();
-        let documents =
-            documents::split_documents(&stdout).map_err(|what| VirshError::Unusable {
-                command: self.invocation(&["dumpxml"]).summary(),
-                what,
-            })?;
-        let uuids: Vec<&str> = reads.iter().map(|read| read.uuid).collect();
-        Ok(documents::align(&uuids, &documents)
-            .into_iter()
-            .map(|text| text.map(str::to_owned))
-            .collect())
+            let stdout: String = self.run_batch(&batch)?.into_iter().flatten().collect();
+            let documents =
+                documents::split_documents(&stdout).map_err(|what| VirshError::Unusable {
+                    command: self.invocation(&["dumpxml"]).summary(),
+                    what,
+                })?;
+            let uuids: Vec<&str> = reads.iter().map(|read| read.uuid).collect();
+            Ok(documents::align(&uuids, &documents)
+                .into_iter()
+                .map(|text| text.map(str::to_owned))
+                .collect())
+        })
     }
 
-    /// Runs `job` on `items`, a long list cut into one part per session,
+    /// Runs `job` on `items`, a long list cut into at most `parts` parts,
     /// side by side: libvirtd answers them in parallel. Results in the
     /// items' order.
     fn side_by_side<T: Sync, R: Send>(
         &self,
         items: &[T],
+        parts: usize,
         job: impl Fn(&[T]) -> Result<Vec<R>, VirshError> + Sync,
     ) -> Result<Vec<R>, VirshError> {
         let parts = items
             .len()
             .div_ceil(COMMANDS_PER_SESSION)
-            .clamp(1, self.config.sessions.max(1));
+            .clamp(1, parts.max(1));
         let chunks: Vec<_> = items.chunks(items.len().div_ceil(parts).max(1)).collect();
         let results: Vec<Result<Vec<R>, VirshError>> = thread::scope(|scope| {
             let jobs: Vec<_> = chunks

@@ -252,7 +252,7 @@ fn cheaper_as_a_process(invocation: &Invocation) -> bool {
 /// libvirtd's socket. Not over the network (a handshake each time, the
 /// reason for sessions), not the test driver (each virsh parses its node
 /// file again), not virsh's default URI (which could be either).
-fn connects_cheaply(connect: Option<&str>) -> bool {
+pub(crate) fn connects_cheaply(connect: Option<&str>) -> bool {
     connect.is_some_and(|uri| {
         let uri = Uri::parse(uri);
         !uri.is_remote() && uri.driver() != "test"
