@@ -111,7 +111,9 @@ fn tag_name(tag: &str) -> &str {
 /// order; `uuids[n]` is the UUID of command `n`'s domain. A command is
 /// `None` when the next document is another domain's: it failed. A
 /// document no command still waiting asks for (a name that looked up
-/// another domain) is nobody's.
+/// another domain) is nobody's. Of two reads of one domain (live, then
+/// config), a lone document goes to the first: a domain that went away
+/// fails the second.
 pub fn align<'a>(uuids: &[&str], documents: &[Document<'a>]) -> Vec<Option<&'a str>> {
     let mut waiting: HashMap<&str, usize> = HashMap::new();
     for uuid in uuids {

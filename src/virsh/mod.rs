@@ -133,9 +133,10 @@ impl Virsh {
     }
 
     /// Runs a batch (in one process, or one per 96 KiB of script) and
-    /// returns each marker's section (see [`Batch::split`]). Failures of single commands are
-    /// expected (a domain vanished); only a process that printed no section
-    /// at all is an error, with virsh's stderr as the reason.
+    /// returns each marker's section (see [`Batch::split`]). Failures of
+    /// single commands are expected (a domain vanished); only a process
+    /// that printed no section at all is an error, with virsh's stderr as
+    /// the reason.
     pub fn run_batch(&self, batch: &Batch) -> Result<Vec<Option<String>>, VirshError> {
         let mut sections = Vec::with_capacity(batch.command_count());
         for piece in batch.pieces() {
