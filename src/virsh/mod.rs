@@ -133,7 +133,7 @@ impl Virsh {
     }
 
     /// Runs a batch (in one process, or one per 96 KiB of script) and
-    /// returns each marker's section (see [`Batch::split`]). Failures of
+    /// returns each marker's section (see `Batch::split`). Failures of
     /// single commands are expected (a domain vanished); only a process
     /// that printed no section at all is an error, with virsh's stderr as
     /// the reason.
