@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::probe::{ProbeManager, ProbeOptions};
 use crate::virsh::fake::FakeRunner;
-use crate::virsh::{Stats, Virsh, VirshConfig, domstats_words};
+use crate::virsh::{ListingFor, Virsh, VirshConfig, domstats_words};
 
 /// A file under fixtures/, e.g. `virsh/dominfo-running.txt`.
 pub fn fixture(path: &str) -> String {
@@ -16,7 +16,7 @@ pub fn fixture(path: &str) -> String {
 
 /// The listing's `domstats`, as the scan runs it.
 pub(crate) fn listing_domstats() -> Vec<&'static str> {
-    domstats_words(Stats::Metrics)
+    domstats_words(ListingFor::Scan)
 }
 
 /// A virsh on `qemu:///fake` whose processes the fake answers.
@@ -54,11 +54,11 @@ pub fn uuid(name: &str) -> String {
     format!("00000000-0000-4000-8000-{number:012}")
 }
 
-/// A fleet as `domstats` (reading `stats`), `list --uuid --name`,
-/// `list --transient` and `uri` show it.
+/// A fleet as the listing for `purpose` shows it: `domstats`,
+/// `list --uuid --name` (for a scan), `list --transient` and `uri`.
 pub fn expect_listing_on(
     fake: &FakeRunner,
-    stats: Stats,
+    purpose: ListingFor,
     uri: &str,
     domains: &[(&str, u32)],
     metrics: &str,
@@ -73,8 +73,10 @@ pub fn expect_listing_on(
         .iter()
         .map(|(name, _)| format!("{} {name}\n", uuid(name)))
         .collect();
-    fake.expect(&domstats_words(stats), 0, &blocks, "");
-    fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+    fake.expect(&domstats_words(purpose), 0, &blocks, "");
+    if purpose == ListingFor::Scan {
+        fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+    }
     fake.expect(&["list", "--transient", "--name"], 0, "\n", "");
     fake.expect(&["uri"], 0, &format!("{uri}\n"), "");
 }

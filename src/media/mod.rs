@@ -18,7 +18,7 @@ pub use iso::IsoName;
 pub use plan::{Action, Outcome, Step, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
 
-use crate::virsh::{DomainState, DomainXml, Media, Stats, Uri, Virsh, XmlRead};
+use crate::virsh::{DomainState, DomainXml, ListingFor, Media, Uri, Virsh, XmlRead};
 use rows::drive_rows;
 
 /// Media work over one connection.
@@ -60,15 +60,14 @@ impl MediaManager {
     }
 
     /// Every domain of the connection, sorted by name: the listing (state
-    /// and persistence of all, no figures), then the live XML of the active
-    /// domains and the persistent XML of the persistent ones, each read
-    /// once. A domain the listing gives no UUID (defined as it ran) has no
-    /// XML to tell apart, and is read as one that went away.
+    /// and persistence of all, no figures, no UUIDs), then the live XML of
+    /// the active domains and the persistent XML of the persistent ones,
+    /// each read once.
     pub fn load_all(&self) -> Result<Vec<DomainMedia>> {
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
-            .list_all(Stats::StateOnly)
+            .list_all(ListingFor::Media)
             .with_context(|| format!("cannot list domains on {uri}"))?;
         if self.virsh.config().connect.is_none()
             && let Some(uri) = &listing.uri
@@ -82,11 +81,10 @@ impl MediaManager {
         // the persistent; both in one list, in `domains`' order.
         let reads: Vec<XmlRead> = domains
             .iter()
-            .filter_map(|domain| Some((domain, domain.uuid.as_deref()?)))
-            .flat_map(|(domain, uuid)| {
+            .flat_map(|domain| {
                 let read = |inactive| XmlRead {
                     target: domain.target(),
-                    uuid,
+                    name: &domain.name,
                     inactive,
                 };
                 let live = domain.state.is_active().then(|| read(false));
@@ -101,14 +99,7 @@ impl MediaManager {
             .into_iter();
         let mut loaded = Vec::with_capacity(domains.len());
         for domain in domains {
-            let read = domain.uuid.is_some();
-            let mut next = |exists: bool| {
-                if read && exists {
-                    xmls.next().flatten()
-                } else {
-                    None
-                }
-            };
+            let mut next = |exists: bool| if exists { xmls.next().flatten() } else { None };
             let live = next(domain.state.is_active());
             let config = next(domain.persistent);
             loaded.push(DomainMedia {

@@ -312,25 +312,22 @@ fn rows_name_the_other_holders_of_their_media() {
 fn the_listing_s_uri_decides_where_iso_paths_live() {
     use std::sync::Arc;
 
-    use crate::testing::{expect_listing_on, uuid};
+    use crate::testing::expect_listing_on;
     use crate::virsh::fake::FakeRunner;
-    use crate::virsh::{Runner, Stats, VirshConfig};
+    use crate::virsh::{ListingFor, Runner, VirshConfig};
 
     let fake = Arc::new(FakeRunner::default());
     expect_listing_on(
         &fake,
-        Stats::StateOnly,
+        ListingFor::Media,
         "qemu+ssh://root@far/system",
         &[("lab-off", 5)],
         "",
     );
-    // The XML holds the UUID the fake listing gives the domain.
-    let xml = fixture("virsh/dumpxml-lab-off.xml")
-        .replace("4c61622d-0000-4000-8000-000000000005", &uuid("lab-off"));
     fake.expect(
         &["dumpxml", "--inactive", "--domain", "lab-off"],
         0,
-        &xml,
+        &fixture("virsh/dumpxml-lab-off.xml"),
         "",
     );
     fake.expect(&["vol-info", "--vol", ISO_B], 0, "Name: tools-b.iso\n", "");

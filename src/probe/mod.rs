@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::mutex::lock;
-use crate::virsh::{Listed, Stats, Virsh};
+use crate::virsh::{Listed, ListingFor, Virsh};
 use agents::{Agents, Driver};
 use cache::Cache;
 
@@ -152,7 +152,7 @@ impl ProbeManager {
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
-            .list_all(Stats::Metrics)
+            .list_all(ListingFor::Scan)
             .with_context(|| format!("cannot list domains on {uri}"))?;
         lock(&self.uri).clone_from(&listing.uri);
         let driver = Driver::of(&listing);

@@ -20,7 +20,7 @@ fn no_progress(_: usize, _: usize) {}
 fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)], cpu_ns: u64) {
     expect_listing_on(
         fake,
-        Stats::Metrics,
+        ListingFor::Scan,
         "qemu:///fake",
         domains,
         &qemu_metrics(cpu_ns),
@@ -29,7 +29,7 @@ fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)], cpu_ns: u64) {
 
 /// A fleet whose `domstats` reports state only (the test driver's).
 fn expect_state_only_listing(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)]) {
-    expect_listing_on(fake, Stats::Metrics, uri, domains, "");
+    expect_listing_on(fake, ListingFor::Scan, uri, domains, "");
 }
 
 /// QEMU's metric keys in a `domstats` block.

@@ -2,18 +2,20 @@
 //! each command: every output is one XML document, which ends where its
 //! root element closes (comments, CDATA sections and quoted attribute
 //! values are skipped, so no text inside them can end it early), and each
-//! document names its domain by the `<uuid>` it holds. A command that
-//! failed printed nothing (its error went to stderr): the next document
-//! then holds another domain's UUID. Pure functions over `&str`.
+//! document names its domain in its `<name>`. A command that failed
+//! printed nothing (its error went to stderr): the next document then
+//! names another domain. Pure functions over `&str`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// One XML document of the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document<'a> {
     pub text: &'a str,
-    /// The text of the root's `<uuid>` child, where it has one.
-    pub uuid: Option<&'a str>,
+    /// The text of the root's `<name>` child, entities resolved, where it
+    /// has one.
+    pub name: Option<Cow<'a, str>>,
 }
 
 /// The documents of `text` in order; only blanks may stand between them.
@@ -40,7 +42,7 @@ const UNTERMINATED: &str = "the output ends inside an XML document";
 /// The document that starts at `start` (a `<`).
 fn read_document(text: &str, start: usize) -> Result<Document<'_>, String> {
     let mut depth = 0usize;
-    let mut uuid = None;
+    let mut name = None;
     let mut at = start;
     loop {
         let open = at + text[at..].find('<').ok_or(UNTERMINATED)?;
@@ -71,15 +73,17 @@ fn read_document(text: &str, start: usize) -> Result<Document<'_>, String> {
                 .ok_or_else(|| format!("an end tag with no element open at byte {open}"))?;
         } else if !tag.ends_with('/') {
             depth += 1;
-            if depth == 2 && uuid.is_none() && tag_name(tag) == "uuid" {
-                uuid = text[end..].find('<').map(|len| text[end..end + len].trim());
+            if depth == 2 && name.is_none() && tag_name(tag) == "name" {
+                name = text[end..]
+                    .find('<')
+                    .map(|len| unescape(&text[end..end + len]));
             }
         }
         at = end;
         if depth == 0 {
             return Ok(Document {
                 text: &text[start..end],
-                uuid,
+                name,
             });
         }
     }
@@ -100,6 +104,50 @@ fn tag_end(text: &str, open: usize) -> Option<usize> {
     None
 }
 
+/// Character data with its references resolved: the five entities XML
+/// predefines and `&#N;`/`&#xH;`; anything else stays as written.
+fn unescape(text: &str) -> Cow<'_, str> {
+    if !text.contains('&') {
+        return Cow::Borrowed(text);
+    }
+    let mut plain = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        plain.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let resolved = rest.find(';').and_then(|end| {
+            let c = match &rest[1..end] {
+                "lt" => '<',
+                "gt" => '>',
+                "amp" => '&',
+                "apos" => '\'',
+                "quot" => '"',
+                code => {
+                    let number = code.strip_prefix('#')?;
+                    let value = match number.strip_prefix('x') {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                        None => number.parse().ok()?,
+                    };
+                    char::from_u32(value)?
+                }
+            };
+            Some((c, end + 1))
+        });
+        match resolved {
+            Some((c, len)) => {
+                plain.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                plain.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    plain.push_str(rest);
+    Cow::Owned(plain)
+}
+
 fn tag_name(tag: &str) -> &str {
     let end = tag
         .find(|c: char| c.is_ascii_whitespace() || c == '/')
@@ -108,30 +156,33 @@ fn tag_name(tag: &str) -> &str {
 }
 
 /// Lines the documents up with the commands that asked for them, in
-/// order; `uuids[n]` is the UUID of command `n`'s domain. A command is
+/// order; `names[n]` is the name of command `n`'s domain. A command is
 /// `None` when the next document is another domain's: it failed. A
 /// document no command still waiting asks for (a name that looked up
-/// another domain) is nobody's. Of two reads of one domain (live, then
-/// config), a lone document goes to the first: a domain that went away
-/// fails the second.
-pub fn align<'a>(uuids: &[&str], documents: &[Document<'a>]) -> Vec<Option<&'a str>> {
+/// another domain, by UUID say) is nobody's. Of two reads of one domain
+/// (live, then config), a lone document goes to the first: a domain that
+/// went away fails the second.
+pub fn align<'a>(names: &[&str], documents: &[Document<'a>]) -> Vec<Option<&'a str>> {
     let mut waiting: HashMap<&str, usize> = HashMap::new();
-    for uuid in uuids {
-        *waiting.entry(uuid).or_default() += 1;
+    for name in names {
+        *waiting.entry(name).or_default() += 1;
     }
     let mut at = 0;
-    let mut aligned = Vec::with_capacity(uuids.len());
-    for uuid in uuids {
+    let mut aligned = Vec::with_capacity(names.len());
+    for name in names {
         let asked = |document: &Document| {
             document
-                .uuid
-                .is_some_and(|u| waiting.get(u).is_some_and(|n| *n > 0))
+                .name
+                .as_deref()
+                .is_some_and(|n| waiting.get(n).is_some_and(|count| *count > 0))
         };
         while documents.get(at).is_some_and(|d| !asked(d)) {
             at += 1;
         }
-        *waiting.get_mut(uuid).expect("counted above") -= 1;
-        let answer = documents.get(at).filter(|d| d.uuid == Some(*uuid));
+        *waiting.get_mut(name).expect("counted above") -= 1;
+        let answer = documents
+            .get(at)
+            .filter(|d| d.name.as_deref() == Some(*name));
         at += usize::from(answer.is_some());
         aligned.push(answer.map(|d| d.text));
     }
@@ -143,12 +194,19 @@ mod tests {
     use super::*;
     use crate::testing::fixture;
 
-    const A: &str = "00000000-0000-4000-8000-00000000000a";
-    const B: &str = "00000000-0000-4000-8000-00000000000b";
+    const A: &str = "it's \"a\" <&>";
+    const B: &str = "b";
 
-    fn doc(uuid: &str, body: &str) -> String {
+    /// A domain's XML as libvirt writes it: the name's markup escaped.
+    fn doc(name: &str, body: &str) -> String {
+        let name = name
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('\'', "&apos;")
+            .replace('"', "&quot;");
         format!(
-            "<domain type='qemu'>\n  <name>x</name>\n  <uuid>{uuid}</uuid>\n{body}</domain>\n\n"
+            "<domain type='qemu'>\n  <name>{name}</name>\n  <uuid>0</uuid>\n{body}</domain>\n\n"
         )
     }
 
@@ -161,31 +219,38 @@ mod tests {
         assert_eq!(documents.len(), 2);
         assert_eq!(documents[0].text, live.trim_end());
         assert_eq!(documents[1].text, off.trim_end());
-        assert_eq!(
-            documents[0].uuid,
-            Some("4c61622d-0000-4000-8000-000000000001")
-        );
-        assert_eq!(
-            documents[1].uuid,
-            Some("4c61622d-0000-4000-8000-000000000005")
-        );
+        assert_eq!(documents[0].name.as_deref(), Some("lab-agent"));
+        assert_eq!(documents[1].name.as_deref(), Some("lab-off"));
     }
 
     /// Metadata is the definer's XML: an end tag inside a comment, a CDATA
     /// section, an attribute value or a nested element of another
-    /// namespace is no document's end, and an inner `<uuid>` is not the
+    /// namespace is no document's end, and an inner `<name>` is not the
     /// domain's.
     #[test]
     fn an_end_tag_inside_metadata_is_no_document_end() {
-        let body = "  <metadata>\n    <x:a xmlns:x='urn:x' v='</domain>\n\n<domain>'>\n<![CDATA[\n</domain>\n\n]]><!--\n</domain>\n-->\n<x:domain><x:uuid>".to_owned()
+        let body = "  <metadata>\n    <x:a xmlns:x='urn:x' v='</domain>\n\n<domain>'>\n<![CDATA[\n</domain>\n\n]]><!--\n</domain>\n-->\n<x:domain><name>".to_owned()
             + B
-            + "</x:uuid></x:domain>\n    </x:a>\n  </metadata>\n  <devices/>\n";
+            + "</name></x:domain>\n    </x:a>\n  </metadata>\n  <devices/>\n";
         let stream = doc(A, &body) + &doc(B, "");
         let documents = split_documents(&stream).unwrap();
         assert_eq!(documents.len(), 2, "{documents:?}");
-        assert_eq!(documents[0].uuid, Some(A));
+        assert_eq!(documents[0].name.as_deref(), Some(A));
         assert!(documents[0].text.contains("<devices/>"));
-        assert_eq!(documents[1].uuid, Some(B));
+        assert_eq!(documents[1].name.as_deref(), Some(B));
+    }
+
+    #[test]
+    fn names_come_back_with_their_references_resolved() {
+        assert_eq!(unescape("plain"), "plain");
+        assert_eq!(
+            unescape("it&apos;s &quot;q&quot; &lt;&amp;&gt;"),
+            "it's \"q\" <&>"
+        );
+        assert_eq!(
+            unescape("&#233;&#xe9; &bogus; &#xzz; & x"),
+            "éé &bogus; &#xzz; & x"
+        );
     }
 
     #[test]
@@ -224,8 +289,8 @@ mod tests {
         /// and every failed command is `None`.
         #[test]
         fn each_answer_reaches_its_command(answered in proptest::collection::vec(proptest::bool::ANY, 0..12)) {
-            let uuids: Vec<String> = (0..answered.len()).map(|n| format!("uuid-{n}")).collect();
-            let texts: Vec<String> = uuids.iter().map(|uuid| doc(uuid, "")).collect();
+            let names: Vec<String> = (0..answered.len()).map(|n| format!("vm '{n}'")).collect();
+            let texts: Vec<String> = names.iter().map(|name| doc(name, "")).collect();
             let stream: String = texts
                 .iter()
                 .zip(&answered)
@@ -233,13 +298,13 @@ mod tests {
                 .map(|(text, _)| text.as_str())
                 .collect();
             let documents = split_documents(&stream).unwrap();
-            let uuids: Vec<&str> = uuids.iter().map(String::as_str).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let expected: Vec<Option<&str>> = texts
                 .iter()
                 .zip(&answered)
                 .map(|(text, ok)| ok.then_some(text.trim_end()))
                 .collect();
-            proptest::prop_assert_eq!(align(&uuids, &documents), expected);
+            proptest::prop_assert_eq!(align(&names, &documents), expected);
         }
     }
 }

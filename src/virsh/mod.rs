@@ -19,6 +19,7 @@ pub(crate) mod session;
 mod uri;
 pub(crate) mod volumes;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -173,15 +174,18 @@ impl Virsh {
     }
 
     /// Every domain in one process, naming none: its stats
-    /// (`domstats`: state everywhere; with [`Stats::Metrics`] on QEMU also
-    /// CPU, balloon and vCPUs, inactive domains included), its UUID
-    /// (`list --all --uuid --name`: one `UUID NAME` a line), which domains
-    /// are transient, and the connection's own URI (`uri`).
-    pub fn list_all(&self, stats: Stats) -> Result<Listing, VirshError> {
-        let domstats = domstats_words(stats);
+    /// (`domstats`: state everywhere; for [`ListingFor::Scan`] on QEMU also
+    /// CPU, balloon and vCPUs, inactive domains included), for a scan its
+    /// UUID (`list --all --uuid --name`: one `UUID NAME` a line), which
+    /// domains are transient, and the connection's own URI (`uri`).
+    pub fn list_all(&self, purpose: ListingFor) -> Result<Listing, VirshError> {
+        let domstats = domstats_words(purpose);
+        let scan = purpose == ListingFor::Scan;
         let mut batch = Batch::new();
         batch.push(&domstats);
-        batch.push(&["list", "--all", "--uuid", "--name"]);
+        if scan {
+            batch.push(&["list", "--all", "--uuid", "--name"]);
+        }
         batch.push(&["list", "--transient", "--name"]);
         batch.push(&["uri"]);
         let mut sections = self
@@ -198,9 +202,14 @@ impl Virsh {
                 what: "no `Domain:` block in its output".to_owned(),
             });
         }
+        let uuids = if scan {
+            parse::parse_uuid_names(&next())
+        } else {
+            HashMap::new()
+        };
         Ok(Listing {
             stats: parsed,
-            uuids: parse::parse_uuid_names(&next()),
+            uuids,
             transient: next()
                 .lines()
                 .filter(|name| !name.is_empty())
@@ -328,7 +337,7 @@ impl Virsh {
 
     /// The XML of each read (`dumpxml`, with `--inactive` where asked),
     /// `None` where it failed (the domain went away). No marker between
-    /// the outputs: each is an XML document holding its domain's UUID.
+    /// the outputs: each is an XML document holding its domain's name.
     /// Side by side only on a local libvirtd, and on no more parts than
     /// this machine has cores (which run libvirtd too): elsewhere a second
     /// part costs a second session (over ssh, a handshake) for one read
@@ -356,8 +365,8 @@ impl Virsh {
                     command: self.invocation(&["dumpxml"]).summary(),
                     what,
                 })?;
-            let uuids: Vec<&str> = reads.iter().map(|read| read.uuid).collect();
-            Ok(documents::align(&uuids, &documents)
+            let names: Vec<&str> = reads.iter().map(|read| read.name).collect();
+            Ok(documents::align(&names, &documents)
                 .into_iter()
                 .map(|text| text.map(str::to_owned))
                 .collect())
@@ -399,29 +408,32 @@ impl Virsh {
 }
 
 /// One domain XML to read: `dumpxml --domain TARGET`, of the config with
-/// `inactive`; `uuid` (the listing's) tells its document apart.
+/// `inactive`; the domain's `name` tells its document apart.
 #[derive(Debug, Clone, Copy)]
 pub struct XmlRead<'a> {
     pub target: &'a str,
-    pub uuid: &'a str,
+    pub name: &'a str,
     pub inactive: bool,
 }
 
-/// What a listing's `domstats` reads besides each domain's state.
+/// Who a listing is for, which decides what it reads besides every
+/// domain's name, state and persistence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stats {
-    /// Every metric group: the scan's figures.
-    Metrics,
-    /// The state alone: media need no figures, and each group is more
-    /// for libvirtd to gather and virsh to print for every domain (1005
-    /// QEMU domains: 39 ms against 66 ms with the figures).
-    StateOnly,
+pub enum ListingFor {
+    /// The scan: every metric group, and the UUIDs (a row's key, and how a
+    /// name with a control character is named).
+    Scan,
+    /// Media: nothing more. Each metric group is more for libvirtd to
+    /// gather and virsh to print for every domain, and `list --uuid` more
+    /// still (1005 QEMU domains: 40 ms for the state, 70 ms with the
+    /// UUIDs).
+    Media,
 }
 
 /// The listing's `domstats`, no domain named.
-pub(crate) fn domstats_words(stats: Stats) -> Vec<&'static str> {
+pub(crate) fn domstats_words(purpose: ListingFor) -> Vec<&'static str> {
     let mut words = vec!["domstats", "--raw", "--state"];
-    if stats == Stats::Metrics {
+    if purpose == ListingFor::Scan {
         words.extend(METRIC_GROUPS);
     }
     words
@@ -438,20 +450,20 @@ mod tests {
     fn a_listing_without_a_domain_block_is_unusable() {
         let fake = Arc::new(FakeRunner::default());
         let expect_listing = |domstats: &str| {
-            fake.expect(&domstats_words(Stats::Metrics), 0, domstats, "");
+            fake.expect(&domstats_words(ListingFor::Scan), 0, domstats, "");
             fake.expect(&["list", "--all", "--uuid", "--name"], 0, "", "");
             fake.expect(&["list", "--transient", "--name"], 0, "", "");
             fake.expect(&["uri"], 0, "qemu:///fake\n", "");
         };
         expect_listing("<html>a proxy's error page</html>\n");
         let error = virsh_on("qemu:///fake", &fake)
-            .list_all(Stats::Metrics)
+            .list_all(ListingFor::Scan)
             .unwrap_err();
         assert!(matches!(error, VirshError::Unusable { .. }), "{error}");
         assert!(error.to_string().contains("no `Domain:` block"), "{error}");
         expect_listing("");
         let empty = virsh_on("qemu:///fake", &fake)
-            .list_all(Stats::Metrics)
+            .list_all(ListingFor::Scan)
             .unwrap();
         assert!(empty.stats.is_empty(), "a host without domains is fine");
     }
