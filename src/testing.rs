@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::probe::{ProbeManager, ProbeOptions};
 use crate::virsh::fake::FakeRunner;
-use crate::virsh::{Virsh, VirshConfig};
+use crate::virsh::{ListingFor, Virsh, VirshConfig, domstats_words};
 
 /// A file under fixtures/, e.g. `virsh/dominfo-running.txt`.
 pub fn fixture(path: &str) -> String {
@@ -15,7 +15,9 @@ pub fn fixture(path: &str) -> String {
 }
 
 /// The listing's `domstats`, as the scan runs it.
-pub(crate) use crate::virsh::domstats_words as listing_domstats;
+pub(crate) fn listing_domstats() -> Vec<&'static str> {
+    domstats_words(ListingFor::Scan)
+}
 
 /// A virsh on `qemu:///fake` whose processes the fake answers.
 pub fn fake_virsh(fake: &Arc<FakeRunner>) -> Virsh {
@@ -52,10 +54,16 @@ pub fn uuid(name: &str) -> String {
     format!("00000000-0000-4000-8000-{number:012}")
 }
 
-/// A fleet as `domstats`, `list --uuid --name`, `list --transient` and
-/// `uri` show it.
-pub fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)], metrics: &str) {
-    let stats: String = domains
+/// A fleet as the listing for `purpose` shows it: `domstats`,
+/// `list --uuid --name` (for a scan), `list --transient` and `uri`.
+pub fn expect_listing_on(
+    fake: &FakeRunner,
+    purpose: ListingFor,
+    uri: &str,
+    domains: &[(&str, u32)],
+    metrics: &str,
+) {
+    let blocks: String = domains
         .iter()
         .map(|(name, state)| {
             format!("Domain: '{name}'\n  state.state={state}\n  state.reason=1\n{metrics}\n")
@@ -65,8 +73,10 @@ pub fn expect_listing_on(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)], 
         .iter()
         .map(|(name, _)| format!("{} {name}\n", uuid(name)))
         .collect();
-    fake.expect(&listing_domstats(), 0, &stats, "");
-    fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+    fake.expect(&domstats_words(purpose), 0, &blocks, "");
+    if purpose == ListingFor::Scan {
+        fake.expect(&["list", "--all", "--uuid", "--name"], 0, &uuids, "");
+    }
     fake.expect(&["list", "--transient", "--name"], 0, "\n", "");
     fake.expect(&["uri"], 0, &format!("{uri}\n"), "");
 }

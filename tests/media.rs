@@ -127,6 +127,68 @@ fn isos_json_has_one_object_per_drive() {
     );
 }
 
+/// `isos --json` on a fleet written to a file of its own, read through a
+/// fake virsh that runs the listing there and every later command on
+/// `later` (the same fleet when `None`).
+fn isos_json_of(fleet: &str, later: Option<&str>) -> Vec<Value> {
+    let dir = temp_dir("media-fleet");
+    let write = |name: &str, xml: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, xml).unwrap();
+        format!("test://{}", path.display())
+    };
+    let uri = write("fleet.xml", fleet);
+    let mut command = tool();
+    command
+        .args(["-c", &uri, "isos", "--json", "--virsh"])
+        .arg(support("hung-agent-virsh"));
+    if let Some(later) = later {
+        command.env("LATER_URI", write("later.xml", later));
+    }
+    let output = run(&mut command);
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).expect("a JSON array")
+}
+
+fn media_fleet_xml() -> String {
+    std::fs::read_to_string(root().join("fixtures/fleet-media.xml")).unwrap()
+}
+
+/// The domain XMLs come back with no marker between them: a domain that
+/// went away between the listing and its `dumpxml` (its read fails, and
+/// prints nothing) takes no other domain's XML, and shifts none.
+#[test]
+fn isos_of_a_domain_that_vanishes_mid_read_keeps_every_other_drive() {
+    let fleet = media_fleet_xml();
+    let name = fleet.find("<name>pool volume</name>").unwrap();
+    let open = fleet[..name].rfind("<domain").unwrap();
+    let close = open + fleet[open..].find("</domain>").unwrap() + "</domain>".len();
+    let later = format!("{}{}", &fleet[..open], &fleet[close..]);
+    let mut expected = isos_json_of(&fleet, None);
+    expected.retain(|row| row["domain"] != "pool volume");
+    assert_eq!(expected.len(), 5);
+    assert_eq!(isos_json_of(&fleet, Some(&later)), expected);
+}
+
+/// Metadata is the definer's XML, kept as written: a CDATA section or a
+/// comment holding `</domain>` (on a line of its own, then a blank one,
+/// as virsh ends each `dumpxml`) ends no domain's XML early.
+#[test]
+fn isos_reads_metadata_that_imitates_the_end_of_a_dumpxml() {
+    let fleet = media_fleet_xml();
+    let forged = "<metadata><x:m xmlns:x='urn:x'><![CDATA[\n</domain>\n\n<domain>]]>\
+                  <!--\n</domain>\n\n--></x:m></metadata>";
+    let with_metadata = fleet.replace("</uuid>", &format!("</uuid>{forged}"));
+    assert_ne!(
+        with_metadata, fleet,
+        "every domain has a UUID to put it after"
+    );
+    assert_eq!(
+        isos_json_of(&with_metadata, None),
+        isos_json_of(&fleet, None)
+    );
+}
+
 #[test]
 fn isos_mounted_and_who_uses_an_iso() {
     let mounted = isos_json(&media_fleet(), &["--mounted"]);

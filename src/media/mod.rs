@@ -22,7 +22,9 @@ pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, 
 pub use rows::{DriveRow, holders};
 pub use upload::{LocalIso, UploadOptions, Uploaded, check_file};
 
-use crate::virsh::{DomainState, DomainXml, Listing, Media, Uri, Virsh, VirshError, Xmls};
+use crate::virsh::{
+    DomainState, DomainXml, Listing, ListingFor, Media, Uri, Virsh, VirshError, XmlRead, Xmls,
+};
 use rows::drive_rows;
 
 /// A listing's domains as one read of their XML left them.
@@ -77,15 +79,16 @@ impl MediaManager {
     }
 
     /// Every domain of the connection, sorted by name: the listing (state
-    /// and persistence of all), then the live XML of the active domains and
-    /// the persistent XML of the persistent ones, each read once. A domain
+    /// and persistence of all, no figures, no UUIDs), then the live XML of
+    /// the active domains and the persistent XML of the persistent ones,
+    /// each read once. A domain
     /// whose XML could not be read fails the whole (a plan on part of the
     /// drives would leave some out unseen), naming the domain.
     pub fn load_all(&self) -> Result<Vec<DomainMedia>> {
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
-            .list_all()
+            .list_all(ListingFor::Media)
             .with_context(|| format!("cannot list domains on {uri}"))?;
         let read = self.read_listing(listing)?;
         if let Some((name, error)) = read.unread.first() {
@@ -104,7 +107,7 @@ impl MediaManager {
     /// The XML of a listing read already (`serve`'s scan): the live XML of
     /// the active domains and the persistent XML of the persistent ones,
     /// each read once, each domain's read its own (a hung one costs only
-    /// itself, see [`Virsh::on_each_domain`]).
+    /// itself, see [`Virsh::domain_xmls`]).
     pub(crate) fn read_listing(&self, listing: Listing) -> Result<ListingMedia> {
         if self.virsh.config().connect.is_none()
             && let Some(uri) = &listing.uri
@@ -116,17 +119,20 @@ impl MediaManager {
         let domains = listing.into_domains();
         // Only the XML that exists: live for the active, the config for
         // the persistent; both in one list, in `domains`' order.
-        const LIVE: &[&str] = &["dumpxml"];
-        const CONFIG: &[&str] = &["dumpxml", "--inactive"];
-        let calls: Vec<(&str, &[&str])> = domains
+        let reads: Vec<XmlRead> = domains
             .iter()
             .flat_map(|domain| {
-                let live = domain.state.is_active().then_some((domain.target(), LIVE));
+                let read = |inactive| XmlRead {
+                    target: domain.target(),
+                    name: &domain.name,
+                    inactive,
+                };
+                let live = domain.state.is_active().then(|| read(false));
                 live.into_iter()
-                    .chain(domain.persistent.then_some((domain.target(), CONFIG)))
+                    .chain(domain.persistent.then(|| read(true)))
             })
             .collect();
-        let mut outcomes = self.virsh.on_each_domain(&calls).into_iter();
+        let mut outcomes = self.virsh.domain_xmls(&reads).into_iter();
         let mut read = ListingMedia {
             domains: Vec::with_capacity(domains.len()),
             unread: Vec::new(),

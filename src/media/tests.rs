@@ -482,10 +482,16 @@ fn the_listing_s_uri_decides_where_iso_paths_live() {
 
     use crate::testing::expect_listing_on;
     use crate::virsh::fake::FakeRunner;
-    use crate::virsh::{Runner, VirshConfig};
+    use crate::virsh::{ListingFor, Runner, VirshConfig};
 
     let fake = Arc::new(FakeRunner::default());
-    expect_listing_on(&fake, "qemu+ssh://root@far/system", &[("lab-off", 5)], "");
+    expect_listing_on(
+        &fake,
+        ListingFor::Media,
+        "qemu+ssh://root@far/system",
+        &[("lab-off", 5)],
+        "",
+    );
     fake.expect(
         &["dumpxml", "--inactive", "--domain", "lab-off"],
         0,

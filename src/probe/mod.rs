@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::mutex::lock;
-use crate::virsh::{Listing, Virsh, Xmls};
+use crate::virsh::{Listing, ListingFor, Virsh, Xmls};
 use agents::{Agents, Driver};
 use cache::Cache;
 
@@ -119,10 +119,11 @@ impl ProbeManager {
     /// With [`Figures::Fresh`] no figure comes from the cache; the OS
     /// follows `--os-ttl` either way.
     pub fn scan_with(&self, figures: Figures, progress: Progress) -> Result<Vec<DomainStatus>> {
+        self.virsh.warm_up();
         let uri = self.virsh.uri_label();
         let listing = self
             .virsh
-            .list_all()
+            .list_all(ListingFor::Scan)
             .with_context(|| format!("cannot list domains on {uri}"))?;
         Ok(self.scan_listing(listing, figures, &Xmls::new(), progress))
     }

@@ -18,12 +18,18 @@ fn no_progress(_: usize, _: usize) {}
 /// A fleet on QEMU's driver, as the listing batch shows it: every
 /// domain's block carries its metrics.
 fn expect_listing(fake: &FakeRunner, domains: &[(&str, u32)], cpu_ns: u64) {
-    expect_listing_on(fake, "qemu:///fake", domains, &qemu_metrics(cpu_ns));
+    expect_listing_on(
+        fake,
+        ListingFor::Scan,
+        "qemu:///fake",
+        domains,
+        &qemu_metrics(cpu_ns),
+    );
 }
 
 /// A fleet whose `domstats` reports state only (the test driver's).
 fn expect_state_only_listing(fake: &FakeRunner, uri: &str, domains: &[(&str, u32)]) {
-    expect_listing_on(fake, uri, domains, "");
+    expect_listing_on(fake, ListingFor::Scan, uri, domains, "");
 }
 
 /// QEMU's metric keys in a `domstats` block.

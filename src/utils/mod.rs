@@ -91,19 +91,21 @@ pub fn is_unsafe_on_a_terminal(c: char) -> bool {
 /// character ([`is_unsafe_on_a_terminal`]) is escaped as `\uXXXX` (a
 /// surrogate pair beyond U+FFFF): a terminal shows them as text, and the
 /// decoded strings stay exactly what libvirt holds. (serde_json escapes
-/// C0 alone and writes the others raw.)
+/// C0 alone and writes the others raw.) Buffered: stdout is
+/// line-buffered, and 1005 `isos` rows were 22 000 writes.
 pub fn write_json(
     out: &mut impl std::io::Write,
     value: &impl serde::Serialize,
 ) -> std::io::Result<()> {
-    let mut serializer = serde_json::Serializer::with_formatter(
-        &mut *out,
-        EscapingFormatter(PrettyFormatter::new()),
-    );
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut serializer =
+        serde_json::Serializer::with_formatter(&mut out, EscapingFormatter(PrettyFormatter::new()));
     value
         .serialize(&mut serializer)
         .map_err(std::io::Error::from)?;
-    writeln!(out)
+    writeln!(out)?;
+    out.flush()
 }
 
 use serde_json::ser::{Formatter, PrettyFormatter};

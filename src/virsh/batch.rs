@@ -7,10 +7,20 @@ use std::ops::Range;
 
 /// Quotes one word for virsh's command-string tokenizer, which (unlike a
 /// single argv element) splits on blanks, `;` and `#` and interprets quotes
-/// and backslashes. A backslash before every ASCII character that is not a
-/// letter or digit makes each of them literal; non-ASCII bytes pass as they
-/// are, since the tokenizer never treats them specially.
+/// and backslashes. A word of letters, digits and `-_./:@=,+` alone passes
+/// as it is: the tokenizer acts on none of them, and a session reads every
+/// byte of its line one at a time. In any other word a backslash goes
+/// before every ASCII character that is not a letter or digit, which makes
+/// each of them literal; non-ASCII bytes pass as they are, since the
+/// tokenizer never treats them specially.
 pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@=,+".contains(c));
+    if plain {
+        return word.to_owned();
+    }
     let mut quoted = String::with_capacity(word.len() * 2);
     for c in word.chars() {
         if c.is_ascii() && !c.is_ascii_alphanumeric() {
@@ -47,7 +57,8 @@ pub fn nonce() -> String {
 const MAX_SCRIPT_BYTES: usize = 96 * 1024;
 
 /// A sequence of virsh commands run in one connection, each followed by
-/// `echo MARKER`.
+/// `echo MARKER` (or, for commands whose outputs tell themselves apart,
+/// only the last command of each piece).
 ///
 /// A failing command prints to stderr and the batch goes on, so each
 /// command's stdout is the text between two markers. The marker carries a
@@ -57,13 +68,15 @@ pub struct Batch {
     nonce: String,
     /// Each command's words, unquoted.
     commands: Vec<Vec<String>>,
+    /// One marker per piece, not per command.
+    self_delimiting: bool,
 }
 
 /// Part of a batch small enough for one virsh process.
 pub struct Piece {
     /// Which of the batch's commands it runs.
     pub range: Range<usize>,
-    /// Those commands, each followed by its marker's `echo`.
+    /// Those commands, with the `echo` of their markers.
     pub commands: Vec<Vec<String>>,
 }
 
@@ -72,6 +85,19 @@ impl Batch {
         Batch {
             nonce: nonce(),
             commands: Vec::new(),
+            self_delimiting: false,
+        }
+    }
+
+    /// A batch of commands whose outputs the caller tells apart itself
+    /// (`dumpxml`: one XML document each): one marker ends each piece, so
+    /// [`Batch::split`] gives one section per piece. A session reads its
+    /// line a byte at a time, and a marker per command was most of the
+    /// bytes and a third of the time.
+    pub fn self_delimiting() -> Self {
+        Batch {
+            self_delimiting: true,
+            ..Batch::new()
         }
     }
 
@@ -95,12 +121,19 @@ impl Batch {
         let mut pieces: Vec<(Piece, usize)> = Vec::new();
         for (index, command) in self.commands.iter().enumerate() {
             let marker = vec!["echo".to_owned(), self.marker(index)];
-            // As it will stand in the script, with the ` ; ` after it.
+            // As it will stand in the script, with the ` ; ` after it; a
+            // self-delimiting piece keeps room for its one marker.
             let bytes = script(&[command.clone(), marker.clone()]).len() + 3;
+            let fits = |size: usize| size + bytes <= max_bytes;
             match pieces.last_mut() {
                 // A command too long on its own still gets a piece of its
                 // own: the caller keeps commands short (see metrics_many).
-                Some((piece, size)) if *size + bytes <= max_bytes => {
+                Some((piece, size)) if fits(*size) => {
+                    if self.self_delimiting {
+                        // The piece's marker moves behind this command.
+                        let moved = piece.commands.pop().expect("a piece ends with its marker");
+                        *size -= script(&[moved]).len() + 3;
+                    }
                     piece.commands.extend([command.clone(), marker]);
                     piece.range.end = index + 1;
                     *size += bytes;
@@ -122,18 +155,25 @@ impl Batch {
     }
 
     /// Whether `words` is the `echo` of a marker, which the batch adds
-    /// after each command: framing, not a command of the caller's.
+    /// after a command (or a self-delimiting piece): framing, not a
+    /// command of the caller's.
     pub fn is_marker_echo(words: &[String]) -> bool {
         matches!(words, [echo, marker] if echo == "echo" && marker.starts_with(MARKER_PREFIX))
     }
 
-    /// Splits a piece's stdout into one section per command, in order.
+    /// Splits a piece's stdout into one section per marker, in order: per
+    /// command, or for a self-delimiting batch the piece's whole output.
     /// A section is `None` when its marker never appeared (virsh stopped
     /// early), and empty when the command printed nothing (it failed).
     pub fn split<'a>(&self, commands: Range<usize>, stdout: &'a str) -> Vec<Option<&'a str>> {
-        let mut sections = Vec::with_capacity(commands.len());
+        let markers = if self.self_delimiting {
+            commands.end.saturating_sub(1)..commands.end
+        } else {
+            commands
+        };
+        let mut sections = Vec::with_capacity(markers.len());
         let mut rest = stdout;
-        for index in commands {
+        for index in markers {
             let marker = format!("{}\n", self.marker(index));
             match find_line(rest, &marker) {
                 Some(at) => {
@@ -178,7 +218,10 @@ mod tests {
         assert_eq!(quote("a b"), r"a\ b");
         assert_eq!(quote("x;y#z"), r"x\;y\#z");
         assert_eq!(quote(r#"b'q "x"#), r#"b\'q\ \"x"#);
-        assert_eq!(quote("-db"), r"\-db");
+        assert_eq!(quote("-db"), "-db", "the tokenizer reads it as it is");
+        assert_eq!(quote("--domain"), "--domain");
+        assert_eq!(quote("/srv/iso/a-1.iso"), "/srv/iso/a-1.iso");
+        assert_eq!(quote("-d b"), r"\-d\ b");
         assert_eq!(quote("Ünïcode"), "Ünïcode");
     }
 
@@ -203,6 +246,41 @@ mod tests {
         let stdout = format!("os: {m}\n{m}\n", m = batch.marker(0));
         let forged_line = format!("os: {}\n", batch.marker(0));
         assert_eq!(batch.split(0..1, &stdout), vec![Some(forged_line.as_str())]);
+    }
+
+    /// A self-delimiting batch: one marker, at the end of each piece, and
+    /// one section per piece holding every output of it.
+    #[test]
+    fn a_self_delimiting_batch_has_one_marker_per_piece() {
+        let mut batch = Batch::self_delimiting();
+        for n in 0..100 {
+            batch.push(&["dumpxml", "--domain", &format!("vm-{n:03}")]);
+        }
+        let pieces = batch.pieces_within(1000);
+        assert!(pieces.len() > 1);
+        let mut next = 0;
+        for piece in &pieces {
+            assert_eq!(piece.range.start, next);
+            next = piece.range.end;
+            assert!(script(&piece.commands).len() <= 1000);
+            let echoes = piece.commands.iter().filter(|c| c[0] == "echo").count();
+            assert_eq!(echoes, 1, "{:?}", piece.commands);
+            assert_eq!(piece.commands.last().unwrap()[0], "echo");
+            assert_eq!(piece.commands.len(), piece.range.len() + 1);
+            let stdout: String = piece
+                .range
+                .clone()
+                .map(|i| format!("out {i}\n"))
+                .chain([format!("{}\n", batch.marker(piece.range.end - 1))])
+                .collect();
+            let outputs: String = piece.range.clone().map(|i| format!("out {i}\n")).collect();
+            assert_eq!(
+                batch.split(piece.range.clone(), &stdout),
+                [Some(outputs.as_str())]
+            );
+            assert_eq!(batch.split(piece.range.clone(), "out\n"), [None]);
+        }
+        assert_eq!(next, 100);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub(crate) mod batch;
 pub mod descriptors;
+mod documents;
 pub mod domxml;
 pub(crate) mod error;
 #[cfg(test)]
@@ -22,6 +23,7 @@ mod uri;
 pub(crate) mod volumes;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -111,6 +113,12 @@ impl Virsh {
         }
     }
 
+    /// Starts, ahead of the first call, the sessions that calls side by
+    /// side will use (over ssh each is a handshake): for a scan.
+    pub fn warm_up(&self) {
+        self.runner.warm_up(&self.script(Vec::new()));
+    }
+
     /// Runs one process through the runner, explaining timeouts over ssh.
     fn spawn(&self, invocation: &Invocation) -> Result<Output, VirshError> {
         self.runner
@@ -147,9 +155,10 @@ impl Virsh {
     }
 
     /// Runs a batch (in one process, or one per 96 KiB of script) and
-    /// returns each command's section. Failures of single commands are
-    /// expected (a domain vanished); only a process that printed no section
-    /// at all is an error, with virsh's stderr as the reason.
+    /// returns each marker's section (see `Batch::split`). Failures of
+    /// single commands are expected (a domain vanished); only a process
+    /// that printed no section at all is an error, with virsh's stderr as
+    /// the reason.
     pub fn run_batch(&self, batch: &Batch) -> Result<Vec<Option<String>>, VirshError> {
         let mut sections = Vec::with_capacity(batch.command_count());
         for piece in batch.pieces() {
@@ -186,21 +195,24 @@ impl Virsh {
     }
 
     /// Every domain in one process, naming none: its stats
-    /// (`domstats`: state everywhere; on QEMU also CPU, balloon and vCPUs,
-    /// inactive domains included), its UUID (`list --all --uuid --name`:
-    /// one `UUID NAME` a line), which domains are transient, and the
-    /// connection's own URI (`uri`).
-    pub fn list_all(&self) -> Result<Listing, VirshError> {
-        self.list_all_with(&[])
+    /// (`domstats`: state everywhere; for [`ListingFor::Scan`] on QEMU also
+    /// CPU, balloon and vCPUs, inactive domains included), for a scan its
+    /// UUID (`list --all --uuid --name`: one `UUID NAME` a line), which
+    /// domains are transient, and the connection's own URI (`uri`).
+    pub fn list_all(&self, purpose: ListingFor) -> Result<Listing, VirshError> {
+        self.list_all_with(purpose, &[])
     }
 
     /// [`Virsh::list_all`] with more `domstats` words (groups, flags).
-    pub fn list_all_with(&self, more: &[&str]) -> Result<Listing, VirshError> {
-        let mut words = domstats_words();
+    pub fn list_all_with(&self, purpose: ListingFor, more: &[&str]) -> Result<Listing, VirshError> {
+        let mut words = domstats_words(purpose);
         words.extend(more);
+        let scan = purpose == ListingFor::Scan;
         let mut batch = Batch::new();
         batch.push(&words);
-        batch.push(&["list", "--all", "--uuid", "--name"]);
+        if scan {
+            batch.push(&["list", "--all", "--uuid", "--name"]);
+        }
         batch.push(&["list", "--transient", "--name"]);
         batch.push(&["uri"]);
         let mut sections = self
@@ -208,18 +220,23 @@ impl Virsh {
             .into_iter()
             .map(Option::unwrap_or_default);
         let mut next = || sections.next().unwrap_or_default();
-        let domstats = next();
-        let stats = parse::parse_domstats(&domstats);
+        let domstats_text = next();
+        let parsed = parse::parse_domstats(&domstats_text);
         // Text without one `Domain:` block is no listing, not an empty host.
-        if stats.is_empty() && !domstats.trim().is_empty() {
+        if parsed.is_empty() && !domstats_text.trim().is_empty() {
             return Err(VirshError::Unusable {
                 command: self.invocation(&words).summary(),
                 what: "no `Domain:` block in its output".to_owned(),
             });
         }
+        let uuids = if scan {
+            parse::parse_uuid_names(&next())
+        } else {
+            HashMap::new()
+        };
         Ok(Listing {
-            stats,
-            uuids: parse::parse_uuid_names(&next()),
+            stats: parsed,
+            uuids,
             transient: next()
                 .lines()
                 .filter(|name| !name.is_empty())
@@ -358,15 +375,75 @@ impl Virsh {
         &self,
         calls: &[(&str, &[&str])],
     ) -> Vec<Result<Option<String>, VirshError>> {
-        let parts = calls
+        let results = self.side_by_side(calls, self.config.sessions, |chunk| self.run_calls(chunk));
+        self.isolate(calls, results)
+    }
+
+    /// The XML of each read (`dumpxml`, with `--inactive` where asked),
+    /// each with its own outcome as [`Virsh::on_each_domain`] gives it. No
+    /// marker between the outputs: each is an XML document holding its
+    /// domain's name. Side by side only on a local libvirtd, and on no more
+    /// parts than this machine has cores (which run libvirtd too):
+    /// elsewhere a second part costs a second session (over ssh, a
+    /// handshake) for one read (BENCHMARKS.md). A part past its deadline
+    /// that names several domains is read again a call at a time, as
+    /// [`Virsh::on_each_domain`] does.
+    pub fn domain_xmls(&self, reads: &[XmlRead]) -> Vec<Result<Option<String>, VirshError>> {
+        let parts = if session::connects_cheaply(self.config.connect.as_deref()) {
+            let cores = thread::available_parallelism().map_or(1, usize::from);
+            self.config.sessions.min(cores)
+        } else {
+            1
+        };
+        let results = self.side_by_side(reads, parts, |reads| self.read_xmls(reads));
+        let calls: Vec<(&str, &[&str])> = reads
+            .iter()
+            .map(|read| (read.target, read.command()))
+            .collect();
+        self.isolate(&calls, results)
+    }
+
+    /// The reads in one self-delimiting batch, each document matched to
+    /// its read by the domain name it holds; `None` where a read printed
+    /// none (it failed).
+    fn read_xmls(&self, reads: &[XmlRead]) -> Result<Vec<Option<String>>, VirshError> {
+        let mut batch = Batch::self_delimiting();
+        for read in reads {
+            let mut words = read.command().to_vec();
+            words.extend(["--domain", read.target]);
+            batch.push(&words);
+        }
+        let stdout: String = self.run_batch(&batch)?.into_iter().flatten().collect();
+        let documents =
+            documents::split_documents(&stdout).map_err(|what| VirshError::Unusable {
+                command: self.invocation(&["dumpxml"]).summary(),
+                what,
+            })?;
+        let names: Vec<&str> = reads.iter().map(|read| read.name).collect();
+        Ok(documents::align(&names, &documents)
+            .into_iter()
+            .map(|text| text.map(str::to_owned))
+            .collect())
+    }
+
+    /// Runs `job` on `items`, a long list cut into at most `parts` parts,
+    /// side by side: libvirtd answers them in parallel. Each part's range
+    /// of `items` with its result, in the items' order.
+    fn side_by_side<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        parts: usize,
+        job: impl Fn(&[T]) -> Result<Vec<R>, VirshError> + Sync,
+    ) -> Vec<(Range<usize>, Result<Vec<R>, VirshError>)> {
+        let parts = items
             .len()
             .div_ceil(COMMANDS_PER_SESSION)
-            .clamp(1, self.config.sessions.max(1));
-        let chunks: Vec<_> = calls.chunks(calls.len().div_ceil(parts).max(1)).collect();
-        let results: Vec<Result<Vec<Option<String>>, VirshError>> = thread::scope(|scope| {
+            .clamp(1, parts.max(1));
+        let chunks: Vec<_> = items.chunks(items.len().div_ceil(parts).max(1)).collect();
+        let results: Vec<Result<Vec<R>, VirshError>> = thread::scope(|scope| {
             let jobs: Vec<_> = chunks
                 .iter()
-                .map(|chunk| scope.spawn(move || self.run_calls(chunk)))
+                .map(|chunk| scope.spawn(|| job(chunk)))
                 .collect();
             jobs.into_iter()
                 .map(|job| {
@@ -375,15 +452,36 @@ impl Virsh {
                 })
                 .collect()
         });
+        let mut start = 0;
+        chunks
+            .iter()
+            .zip(results)
+            .map(|(chunk, result)| {
+                let range = start..start + chunk.len();
+                start = range.end;
+                (range, result)
+            })
+            .collect()
+    }
+
+    /// Each call's outcome from the result of its part (see
+    /// [`Virsh::side_by_side`]): a part past its deadline that names
+    /// several domains is run again a call at a time (`retry_alone`).
+    fn isolate(
+        &self,
+        calls: &[(&str, &[&str])],
+        results: Vec<(Range<usize>, Result<Vec<Option<String>>, VirshError>)>,
+    ) -> Vec<Result<Option<String>, VirshError>> {
         let mut outcomes = Vec::with_capacity(calls.len());
         let mut again = Vec::new();
-        for (chunk, result) in chunks.iter().zip(results) {
+        for (range, result) in results {
             match result {
                 Ok(sections) => outcomes.extend(sections.into_iter().map(Ok)),
                 Err(error) => {
+                    let chunk = &calls[range.clone()];
                     let several = chunk.iter().any(|(name, _)| *name != chunk[0].0);
                     if error.is_timeout() && several {
-                        again.extend(outcomes.len()..outcomes.len() + chunk.len());
+                        again.extend(range.clone());
                     }
                     outcomes.extend(chunk.iter().map(|_| Err(error.clone())));
                 }
@@ -487,10 +585,46 @@ const RETRY_WINDOW: u32 = 2;
 /// domains on one session still leave the calls between them answered.
 const RETRY_STRIKES: u32 = 2;
 
-/// The listing's `domstats`: every metric group, no domain named.
-pub(crate) fn domstats_words() -> Vec<&'static str> {
+/// One domain XML to read: `dumpxml --domain TARGET`, of the config with
+/// `inactive`; the domain's `name` tells its document apart.
+#[derive(Debug, Clone, Copy)]
+pub struct XmlRead<'a> {
+    pub target: &'a str,
+    pub name: &'a str,
+    pub inactive: bool,
+}
+
+impl XmlRead<'_> {
+    /// The read's command, without its `--domain`.
+    fn command(&self) -> &'static [&'static str] {
+        if self.inactive {
+            &["dumpxml", "--inactive"]
+        } else {
+            &["dumpxml"]
+        }
+    }
+}
+
+/// Who a listing is for, which decides what it reads besides every
+/// domain's name, state and persistence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingFor {
+    /// The scan: every metric group, and the UUIDs (a row's key, and how a
+    /// name with a control character is named).
+    Scan,
+    /// Media: nothing more. Each metric group is more for libvirtd to
+    /// gather and virsh to print for every domain, and `list --uuid` more
+    /// still (1005 QEMU domains: 40 ms for the state, 70 ms with the
+    /// UUIDs).
+    Media,
+}
+
+/// The listing's `domstats`, no domain named.
+pub(crate) fn domstats_words(purpose: ListingFor) -> Vec<&'static str> {
     let mut words = vec!["domstats", "--raw", "--state"];
-    words.extend(METRIC_GROUPS);
+    if purpose == ListingFor::Scan {
+        words.extend(METRIC_GROUPS);
+    }
     words
 }
 
@@ -515,17 +649,21 @@ mod tests {
     fn a_listing_without_a_domain_block_is_unusable() {
         let fake = Arc::new(FakeRunner::default());
         let expect_listing = |domstats: &str| {
-            fake.expect(&domstats_words(), 0, domstats, "");
+            fake.expect(&domstats_words(ListingFor::Scan), 0, domstats, "");
             fake.expect(&["list", "--all", "--uuid", "--name"], 0, "", "");
             fake.expect(&["list", "--transient", "--name"], 0, "", "");
             fake.expect(&["uri"], 0, "qemu:///fake\n", "");
         };
         expect_listing("<html>a proxy's error page</html>\n");
-        let error = virsh_on("qemu:///fake", &fake).list_all().unwrap_err();
+        let error = virsh_on("qemu:///fake", &fake)
+            .list_all(ListingFor::Scan)
+            .unwrap_err();
         assert!(matches!(error, VirshError::Unusable { .. }), "{error}");
         assert!(error.to_string().contains("no `Domain:` block"), "{error}");
         expect_listing("");
-        let empty = virsh_on("qemu:///fake", &fake).list_all().unwrap();
+        let empty = virsh_on("qemu:///fake", &fake)
+            .list_all(ListingFor::Scan)
+            .unwrap();
         assert!(empty.stats.is_empty(), "a host without domains is fine");
     }
 

@@ -192,6 +192,10 @@ pub trait Runner: Send + Sync {
     /// That work ends; with `close`, the idle sessions end and give their
     /// places back at once.
     fn end_work(&self, _close: bool) {}
+
+    /// Gets ready for calls to `connection` (its program and URI; no
+    /// commands) side by side: a runner that keeps processes starts them.
+    fn warm_up(&self, _connection: &Invocation) {}
 }
 
 /// The most a single virsh call may print, on stdout or stderr: far above

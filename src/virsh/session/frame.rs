@@ -148,13 +148,12 @@ fn skip_line(bytes: &[u8]) -> &[u8] {
 }
 
 /// Byte offset of `line` where it stands as a whole line in `text`.
+/// `memmem`: a call's stdout can run to megabytes, searched once or twice.
 fn find_line(text: &[u8], line: &[u8]) -> Option<usize> {
+    let finder = memchr::memmem::Finder::new(line);
     let mut from = 0;
     while from + line.len() <= text.len() {
-        let found = text[from..]
-            .windows(line.len())
-            .position(|window| window == line)?;
-        let at = from + found;
+        let at = from + finder.find(&text[from..])?;
         if at == 0 || text[at - 1] == b'\n' {
             return Some(at);
         }

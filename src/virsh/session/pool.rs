@@ -43,11 +43,16 @@ struct PoolState {
     open: usize,
     /// A call is waiting for the pool's first place.
     seeking: bool,
+    /// Warmed up ([`Pool::start_all`]): the first session comes with the
+    /// others the budget has room for.
+    warm: bool,
 }
 
 impl Pool {
-    /// A pool of at most `size` sessions of `endpoint`, none started yet,
-    /// which other hosts may ask for an idle session while `work` is 0.
+    /// A pool of at most `size` sessions of `endpoint`, none started yet
+    /// (each starts when a call needs it, or all with the first after
+    /// [`Pool::start_all`]), which other hosts may ask for an idle session
+    /// while `work` is 0.
     pub(super) fn new(
         endpoint: Endpoint,
         size: usize,
@@ -72,9 +77,10 @@ impl Pool {
     ///
     /// While the pool holds no place, the call waits for one as long as it
     /// takes, and `deadline` moves on by as long: `--timeout` bounds the
-    /// host's own calls, never its turn in the budget. The first session
-    /// comes with the others the budget has room for, so that they connect
-    /// while the first call runs (over ssh, a handshake of a few hundred ms).
+    /// host's own calls, never its turn in the budget. In a warmed-up pool
+    /// the first session comes with the others the budget has room for,
+    /// so that they connect while the first call runs (over ssh, a
+    /// handshake of a few hundred ms).
     pub(super) fn acquire(
         &self,
         deadline: &mut Instant,
@@ -106,15 +112,8 @@ impl Pool {
                 drop(state);
                 self.freed.notify_all();
                 let session = self.start()?;
-                while self.grow() {
-                    match Session::start(&self.endpoint) {
-                        Ok(extra) => self.release(Some(extra)),
-                        Err(_) => {
-                            // The call that needs it reports why.
-                            self.release(None);
-                            break;
-                        }
-                    }
+                if lock(&self.state).warm {
+                    self.grow_extras();
                 }
                 return Ok(Some(session));
             }
@@ -143,6 +142,32 @@ impl Pool {
                 wake(self.freed.wait_timeout(state, left)).0
             };
             may_grow = true;
+        }
+    }
+
+    /// Starts, from now on, every session of the pool the budget has room
+    /// for with the first: virsh connects as it starts (over ssh, a
+    /// handshake of a few hundred ms), so the sessions that parallel work
+    /// needs later connect while the first call runs. Without it a pool
+    /// starts a session only when a call finds none idle: a one-shot read
+    /// costs one. A session that cannot start is left to the call that
+    /// needs it, which reports why.
+    pub(super) fn start_all(&self) {
+        lock(&self.state).warm = true;
+        self.grow_extras();
+    }
+
+    /// Starts sessions while [`Pool::grow`] lets it, each idle at once.
+    fn grow_extras(&self) {
+        while self.grow() {
+            match Session::start(&self.endpoint) {
+                Ok(extra) => self.release(Some(extra)),
+                Err(_) => {
+                    // The call that needs it reports why.
+                    self.release(None);
+                    break;
+                }
+            }
         }
     }
 
