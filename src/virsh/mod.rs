@@ -434,7 +434,7 @@ impl Virsh {
         items: &[T],
         parts: usize,
         job: impl Fn(&[T]) -> Result<Vec<R>, VirshError> + Sync,
-    ) -> Vec<(Range<usize>, Result<Vec<R>, VirshError>)> {
+    ) -> Vec<Part<R>> {
         let parts = items
             .len()
             .div_ceil(COMMANDS_PER_SESSION)
@@ -470,7 +470,7 @@ impl Virsh {
     fn isolate(
         &self,
         calls: &[(&str, &[&str])],
-        results: Vec<(Range<usize>, Result<Vec<Option<String>>, VirshError>)>,
+        results: Vec<Part<Option<String>>>,
     ) -> Vec<Result<Option<String>, VirshError>> {
         let mut outcomes = Vec::with_capacity(calls.len());
         let mut again = Vec::new();
@@ -575,6 +575,10 @@ impl Virsh {
             .collect())
     }
 }
+
+/// One part of a list run side by side: which items it ran, and its
+/// results (one per item) or why it gave none.
+type Part<R> = (Range<usize>, Result<Vec<R>, VirshError>);
 
 /// How long, in `--timeout`s of answered calls, the calls of a batch that
 /// overran its deadline may still be started one at a time: twice what
