@@ -6,6 +6,8 @@
 mod agent;
 pub mod cli;
 mod fleet;
+#[cfg(test)]
+mod layering;
 mod media;
 mod mutex;
 mod probe;
