@@ -8,10 +8,11 @@ use anyhow::{Result, bail};
 use comfy_table::{Cell, CellAlignment, Color};
 
 use super::prompt::Prompt;
+use super::render::format_bytes;
 use super::render::new_table;
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{LibraryEntry, MediaManager};
-use crate::utils::{format_bytes, sanitize};
+use crate::utils::sanitize;
 
 /// `library`: the ISOs of every host, side by side; with `unused` only
 /// those no drive holds, live or in the config.

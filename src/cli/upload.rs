@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::render::format_bytes;
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{LocalIso, MediaManager, UploadOptions, Uploaded, check_file};
-use crate::utils::{format_bytes, sanitize};
+use crate::utils::sanitize;
 use crate::virsh::groups::{self, last_words};
 
 /// What `upload` was asked to do.
