@@ -61,29 +61,32 @@ fn imports(module: &ModulePath, text: &str, known: &BTreeSet<&ModulePath>) -> BT
     let mut statement: Option<(bool, String)> = None;
     for line in text.lines() {
         let trimmed = line.trim_start();
-        if statement.is_none() {
-            let Some(at) = trimmed.find("use ") else {
-                continue;
-            };
-            let head = &trimmed[..at];
-            if !(head.is_empty() || head.starts_with("pub")) || trimmed.starts_with("//") {
-                continue;
+        match &mut statement {
+            Some((_, text)) => text.push_str(trimmed),
+            None => {
+                let visible = ["pub(crate) ", "pub(super) ", "pub "]
+                    .iter()
+                    .find_map(|word| trimmed.strip_prefix(word))
+                    .unwrap_or(trimmed);
+                let Some(tree) = visible.strip_prefix("use ") else {
+                    continue;
+                };
+                statement = Some((line.len() != trimmed.len(), tree.to_owned()));
             }
-            statement = Some((line.len() != trimmed.len(), String::new()));
-            let (_, text) = statement.as_mut().unwrap();
-            text.push_str(&trimmed[at + 4..]);
-        } else {
-            statement.as_mut().unwrap().1.push_str(trimmed);
         }
-        let (inline, text) = statement.as_ref().unwrap();
+        let Some((inline, text)) = &statement else {
+            continue;
+        };
         let Some(end) = text.find(';') else { continue };
-        for path in expand(&text[..end]) {
+        let (inline, paths) = (*inline, expand(&text[..end]));
+        statement = None;
+        for path in paths {
             let mut words = path.split("::").map(str::trim);
             // Where the path starts: an inline module's `super` is the file.
             let mut resolved: ModulePath = match words.next().unwrap() {
                 "crate" => Vec::new(),
                 "self" => module.clone(),
-                "super" if *inline => module.clone(),
+                "super" if inline => module.clone(),
                 "super" => module[..module.len().saturating_sub(1)].to_vec(),
                 child => [module.clone(), vec![child.to_owned()]].concat(),
             };
@@ -103,7 +106,6 @@ fn imports(module: &ModulePath, text: &str, known: &BTreeSet<&ModulePath>) -> BT
                 found.insert(resolved);
             }
         }
-        statement = None;
     }
     found
 }
