@@ -8,8 +8,10 @@ use anyhow::{Result, bail};
 
 use super::prompt::Prompt;
 use super::render::drive_table;
-use super::request::{ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection};
-use super::upload::{UploadRequest, interrupted, upload_to};
+use super::request::{
+    ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection, UploadRequest,
+};
+use super::upload::{interrupted, upload_to};
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{
     Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, Verdict,
