@@ -4,13 +4,20 @@
 //! code shows.
 
 mod agent;
-pub mod cli;
+mod cli;
 mod fleet;
+#[cfg(test)]
+mod layering;
 mod media;
 mod mutex;
 mod probe;
 mod serve;
 #[cfg(test)]
 mod testing;
-pub mod utils;
+mod utils;
+// The binary reaps process groups (`groups`); the integration tests
+// parse fixtures (`domxml::parse_domain_xml`).
 pub mod virsh;
+
+pub use cli::{Args, is_broken_pipe, run};
+pub use utils::sanitize;

@@ -3,21 +3,21 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dismount_iso_qemu::cli::{self, Args};
+use dismount_iso_qemu::{Args, is_broken_pipe, run, sanitize};
 
 fn main() -> ExitCode {
     // Kills every virsh the run started, on any way out: return, error,
     // panic, or a signal.
     let _reaper = dismount_iso_qemu::virsh::groups::reap_on_exit();
     let args = Args::parse();
-    match cli::run(args) {
+    match run(args) {
         Ok(code) => code,
         // A reader that went away (`| head`) is not an error worth a word.
-        Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             // The chain quotes domain names, paths and virsh's own words:
             // nothing in it may act on the terminal.
-            let message = dismount_iso_qemu::utils::sanitize(&format!("{error:#}"));
+            let message = sanitize(&format!("{error:#}"));
             eprintln!("dismount_iso_qemu: error: {message}");
             ExitCode::FAILURE
         }

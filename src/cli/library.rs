@@ -8,10 +8,12 @@ use anyhow::{Result, bail};
 use comfy_table::{Cell, CellAlignment, Color};
 
 use super::prompt::Prompt;
+use super::render::format_bytes;
 use super::render::new_table;
+use super::request::DeleteRequest;
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{LibraryEntry, MediaManager};
-use crate::utils::{format_bytes, sanitize};
+use crate::utils::sanitize;
 
 /// `library`: the ISOs of every host, side by side; with `unused` only
 /// those no drive holds, live or in the config.
@@ -99,17 +101,6 @@ pub fn library_table(hosts: &[(&str, &[LibraryEntry])], with_host: bool, colour:
         }
     }
     format!("{table}\n{count} ISO(s)\n")
-}
-
-/// What `delete-iso` was asked to do.
-#[derive(Debug, Clone)]
-pub struct DeleteRequest {
-    /// A path, or `pool/volume`.
-    pub iso: String,
-    /// A file outside every pool may be deleted (on this machine).
-    pub file: bool,
-    pub yes: bool,
-    pub dry_run: bool,
 }
 
 /// One deletion `delete-iso` plans.

@@ -8,8 +8,10 @@ use anyhow::{Result, bail};
 
 use super::prompt::Prompt;
 use super::render::drive_table;
-use super::request::{ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection};
-use super::upload::{UploadRequest, interrupted, upload_to};
+use super::request::{
+    ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection, UploadRequest,
+};
+use super::upload::{interrupted, upload_to};
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{
     Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, Verdict,
@@ -283,13 +285,19 @@ pub fn eject<R: BufRead, W: Write>(
     if fleet.is_single() {
         return eject_on(fleet.hosts[0].virsh(), prompt, selection, options);
     }
-    // Every host in turn, each with its own plan and confirmation; a host
-    // that fails is a line, and the others go on.
+    // Every host's drives read side by side (within the budget), then
+    // each host's plan shown, confirmed and run in turn; a host that
+    // fails is a line, and the others go on. Each change re-reads its
+    // drive first, so the time a host waits for its turn changes nothing.
+    let plans = fleet.each(|host| plan_on(host.virsh(), selection, options.force));
     let mut failed = Vec::new();
     let mut code = ExitCode::SUCCESS;
-    for host in &fleet.hosts {
+    for (host, plan) in fleet.hosts.iter().zip(plans) {
         writeln!(prompt.out(), "{}:", sanitize(&host.uri()))?;
-        match eject_on(host.virsh(), prompt, selection, options) {
+        match plan
+            .result
+            .and_then(|(media, steps)| run_ejects(&media, prompt, &steps, options))
+        {
             Ok(ExitCode::SUCCESS) => {}
             Ok(other) => code = other,
             Err(error) => {
@@ -370,6 +378,17 @@ fn eject_on<R: BufRead, W: Write>(
     selection: &EjectSelection,
     options: ChangeOptions,
 ) -> Result<ExitCode> {
+    let (media, steps) = plan_on(virsh, selection, options.force)?;
+    run_ejects(&media, prompt, &steps, options)
+}
+
+/// The ejects `selection` asks for on one host, from its drives as read
+/// now.
+fn plan_on(
+    virsh: &Virsh,
+    selection: &EjectSelection,
+    force: bool,
+) -> Result<(MediaManager, Vec<Step>)> {
     let media = MediaManager::new(virsh.clone());
     let (domains, only_target, iso) = match selection {
         EjectSelection::Domain { name, target } => {
@@ -383,12 +402,23 @@ fn eject_on<R: BufRead, W: Write>(
             (domains, None, None)
         }
     };
-    let steps = plan_ejects(&domains, only_target, iso.as_ref(), options.force)?;
+    let steps = plan_ejects(&domains, only_target, iso.as_ref(), force)?;
+    Ok((media, steps))
+}
+
+/// One host's ejects shown, confirmed and run; "nothing to eject" where
+/// there are none.
+fn run_ejects<R: BufRead, W: Write>(
+    media: &MediaManager,
+    prompt: &mut Prompt<R, W>,
+    steps: &[Step],
+    options: ChangeOptions,
+) -> Result<ExitCode> {
     if steps.is_empty() {
         nothing_to_eject(prompt.out())?;
         return Ok(ExitCode::SUCCESS);
     }
-    execute(&media, prompt, &steps, options, true, "ejected")
+    execute(media, prompt, steps, options, true, "ejected")
 }
 
 /// What an eject with no drive to change says.

@@ -5,7 +5,7 @@ use comfy_table::{Cell, CellAlignment, Color, Table, presets::UTF8_FULL_CONDENSE
 use crate::fleet::HostScan;
 use crate::media::{DriveRow, holders};
 use crate::probe::DomainStatus;
-use crate::utils::{format_cpu_time, format_kib, sanitize};
+use crate::utils::sanitize;
 use crate::virsh::DomainState;
 
 const UNKNOWN: &str = "-";
@@ -186,4 +186,104 @@ fn memory(row: &DomainStatus) -> String {
         show(row.memory_used_kib),
         show(row.memory_max_kib)
     )
+}
+
+const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+
+/// KiB as `512 KiB`, `1.5 MiB`, `8.0 GiB`. The unit is the largest in which
+/// the value, rounded to one decimal, stays below 1024, so 1048575 KiB reads
+/// `1.0 GiB` rather than `1024.0 MiB`.
+pub fn format_kib(kib: u64) -> String {
+    if kib < 1024 {
+        return format!("{kib} KiB");
+    }
+    scaled(kib as f64 / 1024.0, 1)
+}
+
+/// Bytes as `512 B`, `368.0 KiB`, `4.2 GiB`, by the rule of [`format_kib`].
+pub fn format_bytes(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    scaled(bytes as f64 / 1024.0, 0)
+}
+
+/// `value` in `UNITS[unit]`, moved up a unit while it rounds to 1024 or more.
+fn scaled(mut value: f64, mut unit: usize) -> String {
+    while unit + 1 < UNITS.len() && (value * 10.0).round() / 10.0 >= 1024.0 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// CPU time as `1d 10h 5m`, `2h 0m 7s`, `3m 12s`, `41s`: the three most
+/// significant units from the largest that is not zero.
+pub fn format_cpu_time(nanoseconds: u64) -> String {
+    let seconds = nanoseconds / 1_000_000_000;
+    let parts = [
+        (seconds / 86_400, "d"),
+        (seconds / 3_600 % 24, "h"),
+        (seconds / 60 % 60, "m"),
+        (seconds % 60, "s"),
+    ];
+    let first = parts.iter().position(|(value, _)| *value > 0).unwrap_or(3);
+    parts[first..]
+        .iter()
+        .take(3)
+        .map(|(value, unit)| format!("{value}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kib_boundaries() {
+        assert_eq!(format_kib(0), "0 KiB");
+        assert_eq!(format_kib(512), "512 KiB");
+        assert_eq!(format_kib(1023), "1023 KiB");
+        assert_eq!(format_kib(1024), "1.0 MiB");
+        assert_eq!(format_kib(1536), "1.5 MiB");
+        assert_eq!(format_kib(1024 * 1023), "1023.0 MiB");
+        assert_eq!(format_kib(1024 * 1024 - 52), "1023.9 MiB");
+        assert_eq!(format_kib(1024 * 1024 - 1), "1.0 GiB", "rounds up a unit");
+        assert_eq!(format_kib(1024 * 1024), "1.0 GiB");
+        assert_eq!(format_kib(8 * 1024 * 1024), "8.0 GiB");
+        assert_eq!(format_kib(1024 * 1024 * 1024), "1.0 TiB");
+        assert_eq!(format_kib(u64::MAX), "17179869184.0 TiB", "no larger unit");
+    }
+
+    #[test]
+    fn byte_boundaries() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1024), "1.0 KiB");
+        assert_eq!(format_bytes(376_832), "368.0 KiB");
+        assert_eq!(format_bytes(1024 * 1024 - 1), "1.0 MiB", "rounds up a unit");
+        assert_eq!(format_bytes(4 << 30), "4.0 GiB");
+    }
+
+    #[test]
+    fn cpu_time_boundaries() {
+        let s = 1_000_000_000;
+        assert_eq!(format_cpu_time(0), "0s");
+        assert_eq!(format_cpu_time(s - 1), "0s");
+        assert_eq!(format_cpu_time(41 * s), "41s");
+        assert_eq!(format_cpu_time(59 * s), "59s");
+        assert_eq!(format_cpu_time(60 * s), "1m 0s");
+        assert_eq!(format_cpu_time(192 * s), "3m 12s");
+        assert_eq!(format_cpu_time(3_599 * s), "59m 59s");
+        assert_eq!(format_cpu_time(3_600 * s), "1h 0m 0s");
+        assert_eq!(format_cpu_time(7_207 * s), "2h 0m 7s");
+        assert_eq!(format_cpu_time(86_399 * s), "23h 59m 59s");
+        assert_eq!(format_cpu_time(86_400 * s), "1d 0h 0m");
+        assert_eq!(
+            format_cpu_time((86_400 + 36_000 + 300 + 9) * s),
+            "1d 10h 5m"
+        );
+        assert_eq!(format_cpu_time(u64::MAX), "213503d 23h 34m");
+    }
 }

@@ -7,22 +7,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::render::format_bytes;
+use super::request::UploadRequest;
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{LocalIso, MediaManager, UploadOptions, Uploaded, check_file};
-use crate::utils::{format_bytes, sanitize};
+use crate::utils::sanitize;
 use crate::virsh::groups::{self, last_words};
-
-/// What `upload` was asked to do.
-#[derive(Debug, Clone)]
-pub struct UploadRequest {
-    pub file: String,
-    pub pool: String,
-    pub name: Option<String>,
-    pub sha256: Option<String>,
-    pub verify: bool,
-    pub replace: bool,
-    pub force: bool,
-}
 
 impl UploadRequest {
     /// The checks made before anything is sent (see [`check_file`]).

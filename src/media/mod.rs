@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
-pub use domain::{DomainMedia, DriveChoice, DriveViews, IsoDrive, names_or_none};
+pub use domain::{DomainMedia, DriveChoice, IsoDrive, names_or_none};
 pub use iso::{IsoName, has_iso9660_signature};
 pub use library::LibraryEntry;
 pub use plan::{Action, Outcome, Reply, Step, Verdict, plan_attach, plan_ejects, plan_mount};

@@ -5,7 +5,8 @@ use crate::utils::sanitize;
 use crate::virsh::domxml::free_sata_target;
 use crate::virsh::{Drive, Media, VirshError};
 
-use super::{DomainMedia, DriveViews, IsoName};
+use super::domain::{DomainMedia, DriveViews};
+use super::iso::IsoName;
 
 /// What to do to a drive's media.
 #[derive(Debug, Clone, PartialEq, Eq)]

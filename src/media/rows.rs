@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::{DomainMedia, IsoName};
+use super::domain::DomainMedia;
+use super::iso::IsoName;
 use crate::virsh::{DomainState, DriveKind, Media};
 
 /// One row of `isos`: a drive of a domain.

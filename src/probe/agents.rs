@@ -4,9 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::os::{OsReport, OsSource};
 use super::pool;
-use super::{ProbeOptions, Progress};
+use super::values::{OsReport, OsSource, ProbeOptions, Progress};
 use crate::agent::{self, AgentError};
 use crate::virsh::{Listing, Virsh};
 

@@ -5,15 +5,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::domain::Domain;
-use super::metrics::{Metrics, has_every_metric};
-use super::os::OsReport;
-use super::{Figures, ProbeOptions};
+use super::values::{CpuSample, Domain, Metrics, OsReport};
 use crate::mutex::lock;
 use crate::virsh::{DomainState, Listed};
-
-/// A CPU time reading (ns) and when it was taken, for CPU %.
-pub(super) type CpuSample = (Instant, u64);
 
 struct Cached<T> {
     taken: Instant,
@@ -51,15 +45,15 @@ pub(super) struct Cache {
 }
 
 impl Cache {
-    /// Each listed domain with what the cache may serve for it. Figures
-    /// the listing brought are fresher than any cached ones, and
-    /// [`Figures::Fresh`] wants none; a named OS, or an agent that hung,
-    /// is kept for `os_ttl`, any other OS report for `cache_ttl`.
+    /// Each listed domain with what the cache holds for it within the
+    /// TTLs: figures for `cache_ttl`; a named OS, or an agent that hung,
+    /// for `os_ttl`, any other OS report for `cache_ttl`. Whether the
+    /// cached figures are used is the figures' step's call.
     pub fn lookup(
         &self,
         listed: Vec<Listed>,
-        figures: Figures,
-        options: &ProbeOptions,
+        cache_ttl: Duration,
+        os_ttl: Duration,
     ) -> Vec<Domain<Option<Metrics>, Option<OsReport>>> {
         let now = Instant::now();
         let cache = lock(&self.domains);
@@ -69,13 +63,12 @@ impl Cache {
                 let entry = cache.get(&key(&listed));
                 let metrics = entry
                     .and_then(|e| e.metrics.as_ref())
-                    .filter(|_| figures == Figures::Cached && !has_every_metric(&listed))
-                    .and_then(|c| c.fresh(listed.state, options.cache_ttl, now));
+                    .and_then(|c| c.fresh(listed.state, cache_ttl, now));
                 let os = entry.and_then(|e| e.os.as_ref()).and_then(|c| {
                     let ttl = if c.value.name.is_some() || c.value.agent_hung {
-                        options.os_ttl
+                        os_ttl
                     } else {
-                        options.cache_ttl
+                        cache_ttl
                     };
                     c.fresh(listed.state, ttl, now)
                 });

@@ -4,73 +4,32 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use serde::Serialize;
-
-use super::cache::{Cache, CpuSample};
-use super::domain::Domain;
+use super::cache::Cache;
+use super::values::{CpuSample, Domain, Figures, MemorySource, Metrics, ReadFault};
 use crate::virsh::{DomInfo, Listed, Virsh, VirshError};
 
-/// Where a memory-used figure comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MemorySource {
-    /// The guest's own balloon statistics: in-guest used memory.
-    Guest,
-    /// The host's allocation to the domain (the guest reports nothing).
-    Allocation,
-}
-
-/// Why a read for a domain (its figures, its XML) came to nothing, in a
-/// word (`serve`'s `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadFault {
-    /// The read overran `--timeout`.
-    Timeout,
-    /// virsh answered with an error.
-    Failed,
-}
-
-impl ReadFault {
-    pub fn of(error: &VirshError) -> Self {
-        if error.is_timeout() {
-            ReadFault::Timeout
-        } else {
-            ReadFault::Failed
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReadFault::Timeout => "timeout",
-            ReadFault::Failed => "failed",
-        }
-    }
-}
-
-/// CPU and memory of one domain, as cached.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Metrics {
-    pub persistent: Option<bool>,
-    pub vcpus: Option<u32>,
-    /// KiB, and whose figure it is.
-    pub memory_used: Option<(u64, MemorySource)>,
-    pub memory_max_kib: Option<u64>,
-    pub cpu_time_ns: Option<u64>,
-    pub cpu_percent: Option<f64>,
-    /// Why the figures a driver's stats lack could not be read.
-    pub error: Option<(String, ReadFault)>,
-}
-
-/// Gives every domain not served from the cache its figures: from its
-/// `domstats` block where that has every figure (QEMU), with one batched
-/// `dominfo` for the domains whose block lacks some (the test driver's
-/// has state only); all of them cached. A domain whose `dominfo` failed
-/// because the connection no longer knows it leaves the scan.
+/// Gives every domain its figures: the cached ones where `figures` allows
+/// and the listing's `domstats` block lacks some (figures the listing
+/// brought are fresher than any cached ones); else from its block where
+/// that has every figure (QEMU), with one batched `dominfo` for the
+/// domains whose block lacks some (the test driver's has state only); all
+/// of them cached. A domain whose `dominfo` failed because the connection
+/// no longer knows it leaves the scan.
 pub(super) fn fill<O>(
     virsh: &Virsh,
     cache: &Cache,
     domains: Vec<Domain<Option<Metrics>, O>>,
+    figures: Figures,
 ) -> Vec<Domain<Metrics, O>> {
+    let domains: Vec<_> = domains
+        .into_iter()
+        .map(|mut domain| {
+            if figures == Figures::Fresh || has_every_metric(&domain.listed) {
+                domain.metrics = None;
+            }
+            domain
+        })
+        .collect();
     let lacking: Vec<&str> = domains
         .iter()
         .filter(|domain| domain.metrics.is_none() && !has_every_metric(&domain.listed))
@@ -156,7 +115,7 @@ fn cpu_percent(
 /// (QEMU, for inactive domains too) needs no `dominfo`.
 const METRIC_KEYS: [&str; 3] = ["vcpu.current", "balloon.maximum", "balloon.current"];
 
-pub(super) fn has_every_metric(domain: &Listed) -> bool {
+fn has_every_metric(domain: &Listed) -> bool {
     METRIC_KEYS
         .iter()
         .chain(domain.state.is_active().then_some(&"cpu.time"))

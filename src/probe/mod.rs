@@ -5,15 +5,14 @@
 
 mod agents;
 mod cache;
-mod domain;
 mod metrics;
 mod os;
 mod osinfo;
 mod pool;
+mod values;
 
 use std::sync::Mutex;
 use std::thread;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -22,45 +21,7 @@ use crate::virsh::{Listing, ListingFor, Virsh, Xmls};
 use agents::{Agents, Driver};
 use cache::Cache;
 
-pub use domain::DomainStatus;
-pub use metrics::ReadFault;
-pub use os::OsSource;
-
-#[derive(Debug, Clone)]
-pub struct ProbeOptions {
-    /// Bounds every virsh process, and all guest probes of one scan together.
-    pub timeout: Duration,
-    /// How long CPU and memory figures are reused.
-    pub cache_ttl: Duration,
-    /// How long a guest's OS name is reused (failures: `cache_ttl`).
-    pub os_ttl: Duration,
-    /// How many guests are probed at once.
-    pub jobs: usize,
-}
-
-/// The shortest pause between two background scans (the menu's refresh,
-/// `serve`): a tiny `--cache-ttl` must not turn into back-to-back scans.
-pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-
-impl ProbeOptions {
-    /// How often background scans run: every `cache_ttl`, 5 s at the least.
-    pub fn refresh_interval(&self) -> Duration {
-        self.cache_ttl.max(MIN_REFRESH_INTERVAL)
-    }
-}
-
-/// Told how far the guest probes of a scan have got: (done, total).
-pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
-
-/// Whether a scan may serve figures from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Figures {
-    /// Within `--cache-ttl`, as cached: the first table, `status`, the
-    /// background refresh.
-    Cached,
-    /// Read again whatever the TTL: the menu's Rescan, `serve`.
-    Fresh,
-}
+pub use values::{DomainStatus, Figures, OsSource, ProbeOptions, Progress, ReadFault};
 
 pub struct ProbeManager {
     virsh: Virsh,
@@ -144,7 +105,9 @@ impl ProbeManager {
         lock(&self.uri).clone_from(&listing.uri);
         let driver = Driver::of(&listing);
         let listed = listing.into_domains();
-        let domains = self.cache.lookup(listed, figures, &self.options);
+        let domains = self
+            .cache
+            .lookup(listed, self.options.cache_ttl, self.options.os_ttl);
         // The quick reads first, side by side on the connection's sessions:
         // figures and the XML for libosinfo metadata. The guest agents come
         // after, since a hung one holds its session until the deadline and
@@ -158,7 +121,8 @@ impl ProbeManager {
         let read_xmls = || os::read_xmls(&self.virsh, &unknown_os, known_xml);
         let (domains, xmls) = if self.virsh.config().sessions > 1 {
             thread::scope(|scope| {
-                let figures = scope.spawn(|| metrics::fill(&self.virsh, &self.cache, domains));
+                let figures =
+                    scope.spawn(|| metrics::fill(&self.virsh, &self.cache, domains, figures));
                 let xmls = read_xmls();
                 let domains = figures
                     .join()
@@ -170,7 +134,7 @@ impl ProbeManager {
             // and a wait past the deadline behind a hung read would pass
             // for a hung read of its own.
             (
-                metrics::fill(&self.virsh, &self.cache, domains),
+                metrics::fill(&self.virsh, &self.cache, domains, figures),
                 read_xmls(),
             )
         };

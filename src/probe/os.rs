@@ -4,71 +4,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use super::cache::Cache;
-use super::domain::Domain;
 use super::osinfo::os_name_from_id;
-use crate::agent::AgentError;
+use super::values::{Domain, OsReport, OsSource};
 use crate::virsh::{DomainState, Listed, Virsh, VirshError, Xmls, metadata};
-
-/// Who named the guest's OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OsSource {
-    /// `guestinfo --os`: the agent's guest-get-osinfo.
-    Agent,
-    /// os-release read through the agent's file commands.
-    AgentFile,
-    /// libosinfo metadata in the domain XML.
-    Metadata,
-}
-
-impl OsSource {
-    /// As in `status --json` and the metrics' `source` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OsSource::Agent => "agent",
-            OsSource::AgentFile => "agent-file",
-            OsSource::Metadata => "metadata",
-        }
-    }
-}
-
-/// The outcome of OS detection for one domain, as cached.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct OsReport {
-    pub name: Option<(String, OsSource)>,
-    pub error: Option<String>,
-    /// The agent did not answer in time: it is left alone for `os_ttl`,
-    /// so that the next scans do not wait for it again.
-    pub agent_hung: bool,
-}
-
-impl OsReport {
-    pub fn found(name: String, source: OsSource) -> Self {
-        OsReport {
-            name: Some((name, source)),
-            error: None,
-            agent_hung: false,
-        }
-    }
-
-    pub fn failed(error: String) -> Self {
-        OsReport {
-            name: None,
-            error: Some(error),
-            agent_hung: false,
-        }
-    }
-
-    pub fn hung(error: &AgentError) -> Self {
-        OsReport {
-            agent_hung: true,
-            ..OsReport::failed(error.to_string())
-        }
-    }
-}
 
 /// The XML of those of `targets` (the domains whose OS is not cached) that
 /// `known` lacks, in one batch spread over the sessions: its libosinfo

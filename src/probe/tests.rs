@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::metrics::{MemorySource, ReadFault};
+use super::values::{MemorySource, ReadFault};
 use super::*;
 use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;

@@ -565,3 +565,30 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
     }
     total
 }
+
+/// Every process below `pid`, through /proc's children lists.
+pub fn descendants(pid: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut queue = vec![i32::try_from(pid).expect("a pid")];
+    while let Some(next) = queue.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{next}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
+}
+
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}

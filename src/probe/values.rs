@@ -1,0 +1,255 @@
+//! The scan's values: its options, each domain as it goes through the
+//! steps (figures, OS report, CPU sample) and the row it ends as. A leaf:
+//! it imports nothing else from `probe/`, so every step can use it.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::agent::AgentError;
+use crate::virsh::{DomainState, Listed, VirshError};
+
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Bounds every virsh process, and all guest probes of one scan together.
+    pub timeout: Duration,
+    /// How long CPU and memory figures are reused.
+    pub cache_ttl: Duration,
+    /// How long a guest's OS name is reused (failures: `cache_ttl`).
+    pub os_ttl: Duration,
+    /// How many guests are probed at once.
+    pub jobs: usize,
+}
+
+/// The shortest pause between two background scans (the menu's refresh,
+/// `serve`): a tiny `--cache-ttl` must not turn into back-to-back scans.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+impl ProbeOptions {
+    /// How often background scans run: every `cache_ttl`, 5 s at the least.
+    pub fn refresh_interval(&self) -> Duration {
+        self.cache_ttl.max(MIN_REFRESH_INTERVAL)
+    }
+}
+
+/// Told how far the guest probes of a scan have got: (done, total).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+/// Whether a scan may serve figures from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figures {
+    /// Within `--cache-ttl`, as cached: the first table, `status`, the
+    /// background refresh.
+    Cached,
+    /// Read again whatever the TTL: the menu's Rescan, `serve`.
+    Fresh,
+}
+
+/// Where a memory-used figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemorySource {
+    /// The guest's own balloon statistics: in-guest used memory.
+    Guest,
+    /// The host's allocation to the domain (the guest reports nothing).
+    Allocation,
+}
+
+/// Why a read for a domain (its figures, its XML) came to nothing, in a
+/// word (`serve`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFault {
+    /// The read overran `--timeout`.
+    Timeout,
+    /// virsh answered with an error.
+    Failed,
+}
+
+impl ReadFault {
+    pub fn of(error: &VirshError) -> Self {
+        if error.is_timeout() {
+            ReadFault::Timeout
+        } else {
+            ReadFault::Failed
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadFault::Timeout => "timeout",
+            ReadFault::Failed => "failed",
+        }
+    }
+}
+
+/// CPU and memory of one domain, as cached.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Metrics {
+    pub persistent: Option<bool>,
+    pub vcpus: Option<u32>,
+    /// KiB, and whose figure it is.
+    pub memory_used: Option<(u64, MemorySource)>,
+    pub memory_max_kib: Option<u64>,
+    pub cpu_time_ns: Option<u64>,
+    pub cpu_percent: Option<f64>,
+    /// Why the figures a driver's stats lack could not be read.
+    pub error: Option<(String, ReadFault)>,
+}
+
+/// Who named the guest's OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OsSource {
+    /// `guestinfo --os`: the agent's guest-get-osinfo.
+    Agent,
+    /// os-release read through the agent's file commands.
+    AgentFile,
+    /// libosinfo metadata in the domain XML.
+    Metadata,
+}
+
+impl OsSource {
+    /// As in `status --json` and the metrics' `source` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OsSource::Agent => "agent",
+            OsSource::AgentFile => "agent-file",
+            OsSource::Metadata => "metadata",
+        }
+    }
+}
+
+/// The outcome of OS detection for one domain, as cached.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct OsReport {
+    pub name: Option<(String, OsSource)>,
+    pub error: Option<String>,
+    /// The agent did not answer in time: it is left alone for `os_ttl`,
+    /// so that the next scans do not wait for it again.
+    pub agent_hung: bool,
+}
+
+impl OsReport {
+    pub fn found(name: String, source: OsSource) -> Self {
+        OsReport {
+            name: Some((name, source)),
+            error: None,
+            agent_hung: false,
+        }
+    }
+
+    pub fn failed(error: String) -> Self {
+        OsReport {
+            name: None,
+            error: Some(error),
+            agent_hung: false,
+        }
+    }
+
+    pub fn hung(error: &AgentError) -> Self {
+        OsReport {
+            agent_hung: true,
+            ..OsReport::failed(error.to_string())
+        }
+    }
+}
+
+/// A CPU time reading (ns) and when it was taken, for CPU %.
+pub(super) type CpuSample = (Instant, u64);
+
+/// One row of the status table and of `status --json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainStatus {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub state: DomainState,
+    pub persistent: Option<bool>,
+    pub vcpus: Option<u32>,
+    pub memory_used_kib: Option<u64>,
+    pub memory_used_source: Option<MemorySource>,
+    pub memory_max_kib: Option<u64>,
+    pub cpu_time_ns: Option<u64>,
+    /// Share of the domain's vCPUs used between its last two samples.
+    pub cpu_percent: Option<f64>,
+    /// Why figures are missing (their read failed or overran the timeout);
+    /// `null` when they were read.
+    pub metrics_error: Option<String>,
+    /// The kind of `metrics_error`, for `serve`; not in the JSON.
+    #[serde(skip)]
+    pub metrics_fault: Option<ReadFault>,
+    /// Why its XML could not be read, for `serve` (which reads it for the
+    /// drives and hands it to the scan); not in the JSON.
+    #[serde(skip)]
+    pub xml_fault: Option<ReadFault>,
+    pub os: String,
+    pub os_source: Option<OsSource>,
+    pub os_error: Option<String>,
+}
+
+/// What a scan knows about one domain: the listing's facts, its figures
+/// and its OS report. While the scan runs, `M` and `O` are `Option`s
+/// (`None`: not served from the cache, to be read); each step hands the
+/// domains on with its part known, so rows are built from known values.
+pub(super) struct Domain<M = Metrics, O = OsReport> {
+    pub listed: Listed,
+    pub metrics: M,
+    pub os: O,
+}
+
+impl<M, O> Domain<M, O> {
+    /// The same domain with its figures worked out from the listing and
+    /// what was known; `None` drops the domain from the scan.
+    pub fn with_metrics<N>(
+        self,
+        work_out: impl FnOnce(&Listed, M) -> Option<N>,
+    ) -> Option<Domain<N, O>> {
+        Some(Domain {
+            metrics: work_out(&self.listed, self.metrics)?,
+            listed: self.listed,
+            os: self.os,
+        })
+    }
+
+    /// The same domain with its OS report worked out from the listing and
+    /// what was known.
+    pub fn with_os<P>(self, work_out: impl FnOnce(&Listed, O) -> P) -> Domain<M, P> {
+        Domain {
+            os: work_out(&self.listed, self.os),
+            listed: self.listed,
+            metrics: self.metrics,
+        }
+    }
+}
+
+impl From<Domain> for DomainStatus {
+    fn from(
+        Domain {
+            listed,
+            metrics,
+            os,
+        }: Domain,
+    ) -> Self {
+        let (name, os_source) = match os.name {
+            Some((name, source)) => (name, Some(source)),
+            None => ("unknown".to_owned(), None),
+        };
+        DomainStatus {
+            name: listed.name,
+            uuid: listed.uuid,
+            state: listed.state,
+            persistent: metrics.persistent,
+            vcpus: metrics.vcpus,
+            memory_used_kib: metrics.memory_used.map(|(kib, _)| kib),
+            memory_used_source: metrics.memory_used.map(|(_, source)| source),
+            memory_max_kib: metrics.memory_max_kib,
+            cpu_time_ns: metrics.cpu_time_ns,
+            cpu_percent: metrics.cpu_percent,
+            metrics_fault: metrics.error.as_ref().map(|(_, fault)| *fault),
+            metrics_error: metrics.error.map(|(message, _)| message),
+            xml_fault: None,
+            os: name,
+            os_source,
+            os_error: os.error,
+        }
+    }
+}
