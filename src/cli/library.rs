@@ -11,7 +11,7 @@ use super::prompt::Prompt;
 use super::render::format_bytes;
 use super::render::new_table;
 use super::request::DeleteRequest;
-use crate::fleet::{Fleet, Host, HostScan};
+use crate::fleet::{Fleet, Host};
 use crate::media::{LibraryEntry, MediaManager};
 use crate::utils::sanitize;
 
@@ -31,21 +31,9 @@ pub fn library(
         }
         Ok(entries)
     });
-    if fleet.is_single() {
-        // One host: its failure is the run's error, as for `isos`.
-        if let Some(HostScan { result: Err(_), .. }) = scans.first() {
-            let scan = scans.into_iter().next().expect("one host");
-            return Err(scan.result.expect_err("checked"));
-        }
-    }
-    let (hosts, failed) = super::report::split_scans(&scans);
-    if json {
-        crate::utils::write_json(out, &super::report::with_uris(&hosts))?;
-    } else if !hosts.is_empty() {
-        out.write_all(library_table(&hosts, !fleet.is_single(), colour).as_bytes())?;
-    }
-    out.flush()?;
-    super::report::report_failed_hosts(&failed, scans.len())
+    super::report::write_listing(out, scans, json, |hosts, with_host| {
+        library_table(hosts, with_host, colour)
+    })
 }
 
 /// The library as a table: Pool, Volume (else the path), Size, Held by;

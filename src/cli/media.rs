@@ -12,7 +12,7 @@ use super::request::{
     ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection, UploadRequest,
 };
 use super::upload::{interrupted, upload_to};
-use crate::fleet::{Fleet, Host, HostScan};
+use crate::fleet::{Fleet, Host};
 use crate::media::{
     Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, Verdict,
     names_or_none, plan_attach, plan_ejects, plan_mount,
@@ -45,21 +45,9 @@ pub fn isos(
         }
         Ok(rows)
     });
-    if fleet.is_single() {
-        // One host: its failure is the run's error, as it always was.
-        if let Some(HostScan { result: Err(_), .. }) = scans.first() {
-            let scan = scans.into_iter().next().expect("one host");
-            return Err(scan.result.expect_err("checked"));
-        }
-    }
-    let (hosts, failed) = super::report::split_scans(&scans);
-    if json {
-        crate::utils::write_json(out, &super::report::with_uris(&hosts))?;
-    } else if !hosts.is_empty() {
-        out.write_all(drive_table(&hosts, !fleet.is_single(), colour).as_bytes())?;
-    }
-    out.flush()?;
-    super::report::report_failed_hosts(&failed, scans.len())
+    super::report::write_listing(out, scans, json, |hosts, with_host| {
+        drive_table(hosts, with_host, colour)
+    })
 }
 
 /// `mount DOMAIN ISO` on the host that has the domain, or `mount --match

@@ -35,6 +35,31 @@ pub fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> 
     })
 }
 
+/// A listing over the hosts written out: with one host its failure is the
+/// run's error, as it always was; otherwise the answered hosts' rows (JSON
+/// rows tagged with `uri`, or `table(hosts, with_host)`), then a line per
+/// failed host, and the exit status that says how many failed.
+pub fn write_listing<T: serde::Serialize>(
+    out: &mut impl std::io::Write,
+    mut scans: Vec<HostScan<Vec<T>>>,
+    json: bool,
+    table: impl FnOnce(&[(&str, &[T])], bool) -> String,
+) -> Result<ExitCode> {
+    let single = scans.len() == 1;
+    if single && scans[0].result.is_err() {
+        // The error itself: `map` never runs on it.
+        return scans.remove(0).result.map(|_| ExitCode::FAILURE);
+    }
+    let (hosts, failed) = split_scans(&scans);
+    if json {
+        crate::utils::write_json(out, &with_uris(&hosts))?;
+    } else if !hosts.is_empty() {
+        out.write_all(table(&hosts, !single).as_bytes())?;
+    }
+    out.flush()?;
+    report_failed_hosts(&failed, scans.len())
+}
+
 /// `URI: reason`, on one line, sanitized.
 pub fn host_error(uri: &str, error: &anyhow::Error) -> String {
     sanitize(&format!("{uri}: {error:#}"))
