@@ -22,7 +22,7 @@ use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
 use crate::mutex::lock;
 use crate::probe::{DomainStatus, Figures, ReadFault};
-use crate::virsh::{Disk, DomainStats, IO_GROUPS, ListingFor, Uri};
+use crate::virsh::{Disk, DomainStats, ListingFor, Uri};
 use http::Response;
 
 /// The HTTP connections `serve` keeps open at most (each a descriptor).
@@ -330,9 +330,12 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
     // The XML reads and agent probes after the listing run side by side:
     // their sessions connect while it runs.
     virsh.warm_up();
-    let listing = virsh
-        .list_all_with(ListingFor::Scan, if io { &IO_GROUPS } else { &[] })
-        .with_context(|| format!("cannot list domains on {uri}"))?;
+    let listing = if io {
+        virsh.list_all_with_io()
+    } else {
+        virsh.list_all_with(ListingFor::Scan, &[])
+    }
+    .with_context(|| format!("cannot list domains on {uri}"))?;
     let stats = listing
         .stats
         .iter()

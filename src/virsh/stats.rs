@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::DomainStats;
+use super::{DomainState, DomainStats};
 
 /// One numbered entry of a group: `block.0.rd.bytes=2048` is entry 0 of
 /// `block` with the field `rd.bytes`.
@@ -48,6 +48,21 @@ pub fn entries<'a>(stats: &'a DomainStats, group: &str) -> Vec<Entry<'a>> {
         .into_iter()
         .map(|(index, fields)| Entry { index, fields })
         .collect()
+}
+
+/// Whether `--nowait` found the domain held by another client's job: it
+/// is active and has disks, and not one of them has the I/O counters
+/// QEMU's monitor gives every disk of a running domain. libvirt then
+/// leaves out each figure that needs the monitor, and says nothing.
+pub fn held_by_a_job(stats: &DomainStats) -> bool {
+    let active = stats.state().is_some_and(|state| {
+        !matches!(
+            state,
+            DomainState::ShutOff | DomainState::Crashed | DomainState::NoState
+        )
+    });
+    let disks = entries(stats, "block");
+    active && !disks.is_empty() && disks.iter().all(|disk| disk.get("rd.reqs").is_none())
 }
 
 #[cfg(test)]
@@ -120,5 +135,25 @@ mod tests {
             (Some("vnet0"), Some(1))
         );
         assert_eq!((nets[1].index, nets[1].get_u64("rx.bytes")), (1, Some(7)));
+    }
+
+    /// Captured while a second client's `domstats` held lab-agent: no
+    /// monitor figures for it; lab-off, shut off, never has them.
+    #[test]
+    fn a_running_domain_without_its_disks_counters_was_held_by_a_job() {
+        let held = parse_domstats(&fixture("virsh/domstats-qemu-held-by-a-job.txt"));
+        let of = |name: &str| held.iter().find(|stats| stats.name == name).unwrap();
+        assert!(held_by_a_job(of("lab-agent")));
+        assert!(!held_by_a_job(of("lab-off")), "shut off: no I/O to miss");
+        assert!(
+            !held_by_a_job(&domain("lab-agent")),
+            "the figures are there"
+        );
+        assert!(!held_by_a_job(&domain("lab-off")));
+        let test_driver = parse_domstats(&fixture("virsh/domstats-test-driver.txt"));
+        assert!(
+            test_driver.iter().all(|stats| !held_by_a_job(stats)),
+            "the test driver lists no disks at all"
+        );
     }
 }
