@@ -5,7 +5,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -116,17 +116,11 @@ pub(super) fn spawn_virsh(invocation: &Invocation, stdin: Stdio) -> Result<Child
 /// Waits for `child` until `deadline`; past it, kills the child's whole
 /// process group and returns `None`.
 fn wait_until(
-    mut child: Child,
+    child: Child,
     group: &GroupGuard,
     deadline: Instant,
 ) -> Option<std::io::Result<ExitStatus>> {
-    let (sender, receiver) = mpsc::channel();
-    // The waiter owns the Child so the leader is always reaped, even after
-    // a kill; the group id stays reserved until then, so the kill below
-    // cannot hit a recycled pid.
-    thread::spawn(move || {
-        let _ = sender.send(child.wait());
-    });
+    let receiver = reap_on_thread(child);
     let remaining = deadline.saturating_duration_since(Instant::now());
     match receiver.recv_timeout(remaining) {
         Ok(status) => Some(status),
@@ -136,6 +130,17 @@ fn wait_until(
             None
         }
     }
+}
+
+/// Waits for `child` on a thread that owns it, so the leader is always
+/// reaped, even after a kill; its group id stays reserved until then, so
+/// a kill of the group cannot hit a recycled pid.
+fn reap_on_thread(mut child: Child) -> Receiver<std::io::Result<ExitStatus>> {
+    let (sender, exited) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
+    exited
 }
 
 /// What a transfer through one virsh process came to.
@@ -175,12 +180,7 @@ pub fn run_transfer(
     let input = child.stdin.take();
     let stdout = Drain::start(child.stdout.take(), OUTPUT_LIMIT);
     let stderr = Drain::start(child.stderr.take(), OUTPUT_LIMIT);
-    let (sender, exited) = mpsc::channel();
-    // As in `wait_until`: the waiter owns the Child, so the leader is
-    // reaped whatever happens, and a kill never hits a recycled pid.
-    thread::spawn(move || {
-        let _ = sender.send(child.wait());
-    });
+    let exited = reap_on_thread(child);
     let group = &group;
     let (status, stalled, fed) = thread::scope(|scope| {
         let feeder = feed.zip(input).map(|(feed, mut input)| {
