@@ -130,3 +130,20 @@ pub(super) fn find_line(text: &[u8], line: &[u8]) -> Option<usize> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a match at the start of a line counts, however many stand
+    /// inside lines before it; non-ASCII text around it is no matter.
+    #[test]
+    fn a_line_is_found_only_where_a_line_starts() {
+        let text = "é @@m\nx@@m\n@@m\nlast";
+        assert_eq!(find_line(text.as_bytes(), b"@@m\n"), Some(12));
+        assert_eq!(&text[12..], "@@m\nlast");
+        assert_eq!(find_line(b"@@m\n", b"@@m\n"), Some(0));
+        assert_eq!(find_line(b"x@@m\n@@m", b"@@m\n"), None);
+        assert_eq!(find_line(b"", b"@@m\n"), None);
+    }
+}
