@@ -5,6 +5,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::ops::Range;
 
+use super::pipes::find_line;
+
 /// Quotes one word for virsh's command-string tokenizer, which (unlike a
 /// single argv element) splits on blanks, `;` and `#` and interprets quotes
 /// and backslashes. A word of letters, digits and `-_./:@=,+` alone passes
@@ -175,7 +177,7 @@ impl Batch {
         let mut rest = stdout;
         for index in markers {
             let marker = format!("{}\n", self.marker(index));
-            match find_line(rest, &marker) {
+            match find_line(rest.as_bytes(), marker.as_bytes()) {
                 Some(at) => {
                     sections.push(Some(&rest[..at]));
                     rest = &rest[at + marker.len()..];
@@ -194,19 +196,6 @@ impl Default for Batch {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Byte offset of `line` where it stands as a whole line in `text`.
-pub(super) fn find_line(text: &str, line: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(found) = text[from..].find(line) {
-        let at = from + found;
-        if at == 0 || text.as_bytes()[at - 1] == b'\n' {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 #[cfg(test)]

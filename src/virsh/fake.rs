@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::error::VirshError;
-use super::runner::{Invocation, Output, Runner};
+use super::invocation::Invocation;
+use super::runner::{Output, Runner};
 
 /// What one declared command answers.
 enum Reply {

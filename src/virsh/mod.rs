@@ -10,9 +10,12 @@ pub(crate) mod error;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod groups;
+mod invocation;
 mod listing;
 pub(crate) mod metadata;
 pub(crate) mod parse;
+mod pipes;
+pub(crate) mod process;
 #[cfg(test)]
 mod proptests;
 pub(crate) mod runner;
@@ -31,9 +34,10 @@ use std::time::{Duration, Instant};
 pub(crate) use batch::Batch;
 pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
 pub(crate) use error::VirshError;
+pub(crate) use invocation::Invocation;
 pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
-pub(crate) use runner::{Invocation, Output, Runner};
+pub(crate) use runner::{Output, Runner};
 pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use storage::Volume;
 pub(crate) use uri::Uri;

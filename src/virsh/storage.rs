@@ -7,7 +7,7 @@ use std::process::ChildStdin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::runner::{ProcessRunner, Transfer, run_transfer};
+use super::process::{ProcessRunner, Transfer, run_transfer};
 use super::volumes::{self, PoolInfo};
 use super::{Batch, Virsh, VirshError, is_no_such_volume};
 

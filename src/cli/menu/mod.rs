@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn a_virsh_that_cannot_start_does_not_end_the_menu() {
         use crate::probe::{ProbeManager, ProbeOptions};
-        use crate::virsh::runner::ProcessRunner;
+        use crate::virsh::process::ProcessRunner;
         use crate::virsh::{Virsh, VirshConfig};
         let dir = std::env::temp_dir().join(format!("menu-spawn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -7,6 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use crate::virsh::batch::{MARKER_PREFIX, nonce};
+use crate::virsh::pipes::find_line;
 use crate::virsh::runner::Output;
 
 /// virsh's words for a connection that went away under a command; a
@@ -145,21 +146,6 @@ fn skip_line(bytes: &[u8]) -> &[u8] {
         .iter()
         .position(|&b| b == b'\n')
         .map_or(&[][..], |newline| &bytes[newline + 1..])
-}
-
-/// Byte offset of `line` where it stands as a whole line in `text`.
-/// `memmem`: a call's stdout can run to megabytes, searched once or twice.
-fn find_line(text: &[u8], line: &[u8]) -> Option<usize> {
-    let finder = memchr::memmem::Finder::new(line);
-    let mut from = 0;
-    while from + line.len() <= text.len() {
-        let at = from + finder.find(&text[from..])?;
-        if at == 0 || text[at - 1] == b'\n' {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 #[cfg(test)]

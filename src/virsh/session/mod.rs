@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use super::batch::script;
 use super::error::{VirshError, error_lines};
-use super::runner::{Invocation, OUTPUT_LIMIT, Output, ProcessRunner, Runner};
+use super::invocation::Invocation;
+use super::process::ProcessRunner;
+use super::runner::{OUTPUT_LIMIT, Output, Runner};
 use super::uri::Uri;
 use crate::mutex::lock;
 pub use budget::Budget;

@@ -1,24 +1,17 @@
 //! One long-lived virsh: its process group, its stdin, both of its pipes
 //! drained on threads of their own, and one call at a time framed.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::thread;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Endpoint;
 use super::frame::{Frame, Markers, take_frame};
 use crate::virsh::error::VirshError;
 use crate::virsh::groups::GroupGuard;
-use crate::virsh::runner::spawn_virsh;
-
-/// Which pipe a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
+use crate::virsh::pipes::{Event, Stream, pump};
+use crate::virsh::process::spawn_virsh;
 
 /// Why a call got no frame.
 pub(super) enum Fault {
@@ -36,7 +29,7 @@ pub(super) struct Session {
     group: GroupGuard,
     stdin: ChildStdin,
     /// Chunks from both pipes; `None` is a pipe's end of file.
-    events: Receiver<(Stream, Option<Vec<u8>>)>,
+    events: Receiver<Event>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     stdout_open: bool,
@@ -104,7 +97,7 @@ impl Session {
         }
     }
 
-    fn absorb(&mut self, (stream, chunk): (Stream, Option<Vec<u8>>)) {
+    fn absorb(&mut self, (stream, chunk): Event) {
         match (stream, chunk) {
             (Stream::Stdout, Some(bytes)) => self.stdout.extend_from_slice(&bytes),
             (Stream::Stderr, Some(bytes)) => self.stderr.extend_from_slice(&bytes),
@@ -140,28 +133,4 @@ impl Drop for Session {
         self.group.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Reads one pipe on its own thread until end of file, so that neither
-/// pipe can fill up and block virsh while the other is waited on.
-fn pump(
-    pipe: Option<impl Read + Send + 'static>,
-    stream: Stream,
-    events: Sender<(Stream, Option<Vec<u8>>)>,
-) {
-    let Some(mut pipe) = pipe else { return };
-    thread::spawn(move || {
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            match pipe.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if events.send((stream, Some(chunk[..n].to_vec()))).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = events.send((stream, None));
-    });
 }
