@@ -97,8 +97,9 @@ impl MediaManager {
                 others => format!(" (and {others} other domain(s))"),
             };
             bail!(
-                "cannot read domain XML on {uri}: '{}': {error}{more}",
-                crate::utils::sanitize(name)
+                "cannot read domain XML on {uri}: '{}': {}{more}",
+                crate::utils::sanitize(name),
+                crate::utils::with_causes(error)
             );
         }
         Ok(read.domains)

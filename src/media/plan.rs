@@ -544,7 +544,9 @@ pub fn plan_attach(domain: &DomainMedia, iso: &str) -> anyhow::Result<Step> {
 /// guest that locked its tray (an OS that mounted the disc) refuses an
 /// eject until `--force`.
 pub fn explain_failure(step: &Step, error: &VirshError) -> String {
-    let message = error.virsh_message().unwrap_or_else(|| error.to_string());
+    let message = error
+        .virsh_message()
+        .unwrap_or_else(|| crate::utils::with_causes(error));
     let forced = matches!(step, Step::Change { force: true, .. });
     if !forced && (message.contains("tray") || message.contains("locked")) {
         format!("the tray is locked by the guest ({message}); --force ejects anyway")

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::cache::Cache;
 use super::values::{CpuSample, Domain, Figures, MemorySource, Metrics, ReadFault};
+use crate::utils::with_causes;
 use crate::virsh::{DomInfo, Listed, Virsh, VirshError};
 
 /// Gives every domain its figures: the cached ones where `figures` allows
@@ -75,7 +76,7 @@ fn read(
         // the others (and the rest of the scan) stand.
         Some(Err(error)) => {
             return failed((
-                format!("cannot read its figures: {error}"),
+                format!("cannot read its figures: {}", with_causes(&error)),
                 ReadFault::of(&error),
             ));
         }
