@@ -62,6 +62,7 @@ pub struct Seen {
 /// How virsh answered a step's command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
+    /// virsh ran it and reported no error.
     Confirmed,
     /// Past `--timeout`: the change may still have been made.
     Late(String),
