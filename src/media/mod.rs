@@ -173,7 +173,8 @@ impl MediaManager {
     }
 
     /// The named domains, each `None` where it could not be read: their
-    /// `dominfo`, live XML and persistent XML, in one virsh process.
+    /// `dominfo`, live XML and persistent XML, batched (a long list over
+    /// the sessions: [`Virsh::per_domain_each`]).
     pub fn load(&self, names: &[&str]) -> Result<Vec<Option<DomainMedia>>> {
         let uri = self.virsh.uri_label();
         let outputs = self

@@ -12,8 +12,9 @@ use crate::virsh::{DomInfo, Listed, Virsh, VirshError};
 /// Gives every domain its figures: the cached ones where `figures` allows
 /// and the listing's `domstats` block lacks some (figures the listing
 /// brought are fresher than any cached ones); else from its block where
-/// that has every figure (QEMU), with one batched `dominfo` for the
-/// domains whose block lacks some (the test driver's has state only); all
+/// that has every figure (QEMU), with a batched `dominfo` (a long one
+/// split over the sessions) for the domains whose block lacks some (the
+/// test driver's has state only); all
 /// of them cached. A domain whose `dominfo` failed because the connection
 /// no longer knows it leaves the scan.
 pub(super) fn fill<O>(
