@@ -19,24 +19,40 @@ const OS_RELEASE_READ_BYTES: u32 = 64 * 1024;
 /// caller can decide what to try next.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The domain has no channel for a guest agent in its XML.
     #[error("no guest agent channel")]
     NoChannel,
+    /// The channel is there, but no agent answers in the guest (not
+    /// installed, not started yet).
     #[error("guest agent not connected")]
     NotConnected,
+    /// The domain is not running (it stopped since the listing).
     #[error("domain is not running")]
     NotRunning,
+    /// The connection's driver has no agent calls (the test driver): no
+    /// other domain of it is asked.
     #[error("the connection's driver does not support guest agent calls")]
     DriverUnsupported,
+    /// The agent did not answer in time: the call overran its deadline,
+    /// or libvirt gave up waiting for it; virsh's error is the source.
     #[error("guest agent timed out")]
     Timeout(#[source] VirshError),
+    /// Never asked: the scan's one deadline for every agent had passed.
     #[error("not asked: slow guest agents used up the scan's timeout")]
     Deadline,
+    /// The agent answered, but refused the command (disabled, or unknown
+    /// to it): reading os-release through it may still work.
     #[error("guest agent refused: {0}")]
     Refused(String),
+    /// The agent answered, without a name for the OS.
     #[error("guest agent answered without OS details")]
     NoOsInfo,
+    /// The agent's reply, or its absence, is not what its protocol
+    /// defines.
     #[error("unexpected guest agent reply: {0}")]
     BadReply(String),
+    /// virsh failed for a reason of its own (it could not start, lost
+    /// the connection, …).
     #[error(transparent)]
     Virsh(VirshError),
 }

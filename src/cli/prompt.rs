@@ -23,6 +23,32 @@ pub struct Console<R, W> {
     output: Sink<W>,
 }
 
+/// The console's own input or output failed (the terminal hung up, the
+/// pipe in its place broke), as opposed to whatever an action's error
+/// carries, an `io::Error` of virsh or of a file included: what ends the
+/// menu. It travels inside an `io::Error` of the same kind (`Write` and
+/// `BufRead` speak only that), so a closed pipe still reads as one, and
+/// says what the `io::Error` it wraps says.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ConsoleError(io::Error);
+
+impl ConsoleError {
+    fn wrap(error: io::Error) -> io::Error {
+        io::Error::new(error.kind(), ConsoleError(error))
+    }
+
+    /// Whether `error` is, or comes from, a console's own failure.
+    pub fn caused(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| {
+            cause
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<ConsoleError>())
+        })
+    }
+}
+
 /// A console's output. A reader that went away (`| head`) ends the menu
 /// or a listing, but must not stop a confirmed change half-way nor pass
 /// for one that succeeded: a change command's sink takes in what it can
@@ -46,10 +72,11 @@ impl<W: Write> Sink<W> {
                 if self.keep_going {
                     Ok(taken)
                 } else {
-                    Err(error)
+                    Err(ConsoleError::wrap(error))
                 }
             }
-            other => other,
+            Err(error) => Err(ConsoleError::wrap(error)),
+            ok => ok,
         }
     }
 }
@@ -103,7 +130,8 @@ impl<R: BufRead, W: Write> Console<R, W> {
         write!(self.output, "{prompt}")?;
         self.output.flush()?;
         let mut bytes = Vec::new();
-        if self.input.read_until(b'\n', &mut bytes)? == 0 {
+        let read = self.input.read_until(b'\n', &mut bytes);
+        if read.map_err(ConsoleError::wrap)? == 0 {
             // Input that ends mid-prompt leaves the cursor after the prompt;
             // end the line so the shell prompt starts clean.
             writeln!(self.output)?;
@@ -276,5 +304,34 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("hint").count(), 3, "0, 3 and b\n{text}");
         assert_eq!(text.matches("  1) one").count(), 3, "listed per question");
+    }
+
+    /// Only the console's own failure is one: an action's error carrying
+    /// an `io::Error` and no virsh error (a file it could not read) used
+    /// to pass for the terminal's, as the menu went by their absence. The
+    /// console's keeps its kind (a closed pipe stays one) and its words.
+    #[test]
+    fn the_console_s_own_failure_is_told_from_an_action_s_io_error() {
+        let denied = std::io::Error::from(io::ErrorKind::PermissionDenied);
+        let action = anyhow::Error::from(denied).context("cannot read '/x.iso'");
+        assert!(!ConsoleError::caused(&action));
+
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from_raw_os_error(libc::EPIPE))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut console = Console::new("".as_bytes(), Closed);
+        let error = console.ask("> ").unwrap_err().context("while asking");
+        assert!(ConsoleError::caused(&error));
+        assert!(crate::cli::is_broken_pipe(&error));
+        assert_eq!(
+            format!("{error:#}"),
+            "while asking: Broken pipe (os error 32)"
+        );
     }
 }

@@ -97,8 +97,9 @@ impl MediaManager {
                 others => format!(" (and {others} other domain(s))"),
             };
             bail!(
-                "cannot read domain XML on {uri}: '{}': {error}{more}",
-                crate::utils::sanitize(name)
+                "cannot read domain XML on {uri}: '{}': {}{more}",
+                crate::utils::sanitize(name),
+                crate::utils::with_causes(error)
             );
         }
         Ok(read.domains)
@@ -172,7 +173,8 @@ impl MediaManager {
     }
 
     /// The named domains, each `None` where it could not be read: their
-    /// `dominfo`, live XML and persistent XML, in one virsh process.
+    /// `dominfo`, live XML and persistent XML, batched (a long list over
+    /// the sessions: [`Virsh::per_domain_each`]).
     pub fn load(&self, names: &[&str]) -> Result<Vec<Option<DomainMedia>>> {
         let uri = self.virsh.uri_label();
         let outputs = self

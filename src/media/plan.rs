@@ -62,6 +62,7 @@ pub struct Seen {
 /// How virsh answered a step's command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
+    /// virsh ran it and reported no error.
     Confirmed,
     /// Past `--timeout`: the change may still have been made.
     Late(String),
@@ -544,7 +545,9 @@ pub fn plan_attach(domain: &DomainMedia, iso: &str) -> anyhow::Result<Step> {
 /// guest that locked its tray (an OS that mounted the disc) refuses an
 /// eject until `--force`.
 pub fn explain_failure(step: &Step, error: &VirshError) -> String {
-    let message = error.virsh_message().unwrap_or_else(|| error.to_string());
+    let message = error
+        .virsh_message()
+        .unwrap_or_else(|| crate::utils::with_causes(error));
     let forced = matches!(step, Step::Change { force: true, .. });
     if !forced && (message.contains("tray") || message.contains("locked")) {
         format!("the tray is locked by the guest ({message}); --force ejects anyway")

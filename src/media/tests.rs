@@ -328,6 +328,29 @@ fn a_change_virsh_confirms_late_is_done_when_the_xml_shows_it() {
     );
 }
 
+/// A change whose virsh cannot be started fails with the cause: the
+/// outcome used to say `could not run `…`` and drop the "Permission
+/// denied" under it.
+#[test]
+fn a_change_whose_virsh_cannot_start_names_the_cause() {
+    let fake = std::sync::Arc::new(crate::virsh::fake::FakeRunner::default());
+    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
+    let live = fixture("virsh/dumpxml-lab-agent-live.xml");
+    let config = fixture("virsh/dumpxml-lab-agent-inactive.xml");
+    expect_reread(&fake, &live, &config);
+    let argv = step.argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    fake.expect_spawn_failure(&argv);
+    expect_reread(&fake, &live, &config);
+    let outcomes = scripted_media(&fake).apply(&[step], |_| {});
+    fake.assert_all_used();
+    let Verdict::Failed(why) = &outcomes[0].verdict else {
+        panic!("{outcomes:?}");
+    };
+    assert!(why.contains("could not run `"), "{why}");
+    assert!(why.contains(": Permission denied (os error 13)"), "{why}");
+}
+
 #[test]
 fn attach_picks_a_free_sata_target_in_the_config() {
     let two = domain(
@@ -513,4 +536,30 @@ fn the_listing_s_uri_decides_where_iso_paths_live() {
     let rows = media.rows(&media.load_all().unwrap()).unwrap();
     assert_eq!(rows[0].missing, Some(false), "looked up as a remote volume");
     fake.assert_all_used();
+}
+
+/// A domain whose XML read cannot start virsh fails `load_all` with the
+/// cause (the message used to end at `could not run `…``).
+#[test]
+fn an_xml_read_that_cannot_start_virsh_names_the_cause() {
+    use crate::testing::expect_listing_on;
+    use crate::virsh::ListingFor;
+
+    let fake = std::sync::Arc::new(crate::virsh::fake::FakeRunner::default());
+    expect_listing_on(
+        &fake,
+        ListingFor::Media,
+        "qemu+ssh://far/system",
+        &[("lab-off", 5)],
+        "",
+    );
+    fake.expect_spawn_failure(&["dumpxml", "--inactive", "--domain", "lab-off"]);
+    let error = scripted_media(&fake).load_all().unwrap_err();
+    fake.assert_all_used();
+    let message = format!("{error:#}");
+    assert!(message.contains("'lab-off': could not run `"), "{message}");
+    assert!(
+        message.ends_with(": Permission denied (os error 13)"),
+        "{message}"
+    );
 }

@@ -406,8 +406,9 @@ impl MediaManager {
                 anyhow!("{reason}; no volume {volume} was left")
             }
             Err(cleanup) => anyhow!(
-                "{reason}; and the volume {volume} it had created could not be deleted ({cleanup}): \
+                "{reason}; and the volume {volume} it had created could not be deleted ({}): \
                  delete it with `{}`",
+                crate::utils::with_causes(&cleanup),
                 virsh
                     .invocation(&["vol-delete", "--pool", pool, "--vol", name])
                     .command_line()
@@ -453,5 +454,24 @@ mod tests {
         assert!(parse_sha256(&"A".repeat(64)).is_ok());
         assert!(parse_sha256("abc").is_err());
         assert!(parse_sha256(&"g".repeat(64)).is_err());
+    }
+
+    /// A clean-up whose virsh cannot be started says why (the message
+    /// used to end at `could not run `…``, the "Permission denied" lost).
+    #[test]
+    fn a_clean_up_that_cannot_start_virsh_names_the_cause() {
+        let fake = std::sync::Arc::new(crate::virsh::fake::FakeRunner::default());
+        fake.expect_spawn_failure(&["vol-delete", "--pool", "isos", "--vol", "new.iso"]);
+        let media = MediaManager::new(crate::testing::fake_virsh_on(
+            "qemu+ssh://far/system",
+            &fake,
+        ));
+        let error = media.undo("isos", "new.iso", anyhow!("the upload failed"));
+        fake.assert_all_used();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("could not be deleted (could not run `virsh -c qemu+ssh://far/system vol-delete --pool isos --vol new.iso`: Permission denied (os error 13))"),
+            "{message}"
+        );
     }
 }

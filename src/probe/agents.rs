@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::pool;
 use super::values::{OsReport, OsSource, ProbeOptions, Progress};
 use crate::agent::{self, AgentError};
+use crate::utils::with_causes;
 use crate::virsh::{Listing, Virsh};
 
 /// The connection's driver, as far as agents go: QEMU's answers agent
@@ -85,15 +86,15 @@ impl Agents {
             }
             Err(error) if error.agent_answered() => error,
             Err(error @ AgentError::Timeout(_)) => return OsReport::hung(&error),
-            Err(error) => return OsReport::failed(error.to_string()),
+            Err(error) => return OsReport::failed(with_causes(&error)),
         };
         let Some(bounded) = virsh_until(virsh, timeout, deadline) else {
-            return OsReport::failed(error.to_string());
+            return OsReport::failed(with_causes(&error));
         };
         match agent::os_release_name(&bounded, name) {
             Ok(os) => OsReport::found(os, OsSource::AgentFile),
             // The first refusal says most about why the OS is unknown.
-            Err(_) => OsReport::failed(error.to_string()),
+            Err(_) => OsReport::failed(with_causes(&error)),
         }
     }
 }

@@ -38,7 +38,7 @@ struct DomainCache {
     cpu_sample: Option<CpuSample>,
 }
 
-/// Every domain's entry, by [`Listed::key`].
+/// Every domain's entry, by [`key`]: its UUID, else its name.
 #[derive(Default)]
 pub(super) struct Cache {
     domains: Mutex<HashMap<String, DomainCache>>,

@@ -6,13 +6,15 @@ use std::time::Instant;
 
 use super::cache::Cache;
 use super::values::{CpuSample, Domain, Figures, MemorySource, Metrics, ReadFault};
+use crate::utils::with_causes;
 use crate::virsh::{DomInfo, Listed, Virsh, VirshError};
 
 /// Gives every domain its figures: the cached ones where `figures` allows
 /// and the listing's `domstats` block lacks some (figures the listing
 /// brought are fresher than any cached ones); else from its block where
-/// that has every figure (QEMU), with one batched `dominfo` for the
-/// domains whose block lacks some (the test driver's has state only); all
+/// that has every figure (QEMU), with a batched `dominfo` (a long one
+/// split over the sessions) for the domains whose block lacks some (the
+/// test driver's has state only); all
 /// of them cached. A domain whose `dominfo` failed because the connection
 /// no longer knows it leaves the scan.
 pub(super) fn fill<O>(
@@ -75,7 +77,7 @@ fn read(
         // the others (and the rest of the scan) stand.
         Some(Err(error)) => {
             return failed((
-                format!("cannot read its figures: {error}"),
+                format!("cannot read its figures: {}", with_causes(&error)),
                 ReadFault::of(&error),
             ));
         }

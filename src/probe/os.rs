@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::cache::Cache;
 use super::osinfo::os_name_from_id;
 use super::values::{Domain, OsReport, OsSource};
+use crate::utils::with_causes;
 use crate::virsh::{DomainState, Listed, Virsh, VirshError, Xmls, metadata};
 
 /// The XML of those of `targets` (the domains whose OS is not cached) that
@@ -78,7 +79,7 @@ fn detect(
             OsReport::found(os_name_from_id(&id), OsSource::Metadata)
         }),
         Some(Err(error)) => {
-            let reason = format!("cannot read its XML: {error}");
+            let reason = format!("cannot read its XML: {}", with_causes(error));
             OsReport {
                 error: Some(match report.error {
                     Some(first) if !first.is_empty() => format!("{first}; {reason}"),

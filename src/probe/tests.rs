@@ -341,11 +341,15 @@ fn hung_agents_are_reported_and_do_not_block_the_others() {
         .unwrap();
     fake.assert_all_used();
     for row in &rows[..3] {
-        assert_eq!(
-            row.os_error.as_deref(),
-            Some("guest agent timed out"),
-            "{}",
-            row.name
+        // With the call that timed out, the error's source.
+        let error = row.os_error.as_deref().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!(
+                "guest agent timed out: `virsh -c qemu:///fake guestinfo --os --domain {}` \
+                 did not finish within",
+                row.name
+            )),
+            "{error}"
         );
     }
     assert_eq!(rows[3].os, "Fedora Linux 40");
@@ -430,5 +434,38 @@ fn a_figures_read_that_hangs_or_fails_names_its_fault() {
     assert_eq!(
         rows[0].metrics_error.as_deref(),
         Some("cannot read its figures: `dominfo` failed for it")
+    );
+}
+
+/// A read whose virsh cannot be started keeps the cause in its row: the
+/// rows used to say `could not run `…`` and drop the "Permission denied"
+/// under it (the error's source).
+#[test]
+fn a_read_that_cannot_start_virsh_keeps_the_cause_in_its_row() {
+    let fake = Arc::new(FakeRunner::default());
+    expect_state_only_listing(&fake, "test:///fake", &[("a", 5)]);
+    fake.expect_spawn_failure(&["dominfo", "--domain", "a"]);
+    fake.expect_spawn_failure(&["dumpxml", "--domain", "a"]);
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    for error in [&rows[0].metrics_error, &rows[0].os_error] {
+        let error = error.as_deref().unwrap_or_default();
+        assert!(error.contains("could not run `"), "{error}");
+        assert!(
+            error.ends_with(": Permission denied (os error 13)"),
+            "{error}"
+        );
+    }
+
+    let fake = Arc::new(FakeRunner::default());
+    expect_listing(&fake, &[("web", 1)], 1);
+    fake.expect_spawn_failure(&["guestinfo", "--os", "--domain", "web"]);
+    expect_plain_xml(&fake, &["web"]);
+    let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let error = rows[0].os_error.as_deref().unwrap_or_default();
+    assert!(
+        error.ends_with(": Permission denied (os error 13)"),
+        "{error}"
     );
 }

@@ -149,7 +149,7 @@ impl OsReport {
     pub fn hung(error: &AgentError) -> Self {
         OsReport {
             agent_hung: true,
-            ..OsReport::failed(error.to_string())
+            ..OsReport::failed(crate::utils::with_causes(error))
         }
     }
 }

@@ -47,8 +47,10 @@ pub fn script(commands: &[Vec<String>]) -> String {
 /// nothing a guest prints can be one.
 pub const MARKER_PREFIX: &str = "@@dismount-iso-qemu-";
 
-/// 128 random bits as hex, for markers nobody else can print: each
-/// `RandomState` is keyed afresh from the OS's randomness source.
+/// 128 bits as hex, for markers nobody else can print: std draws a
+/// thread's first `RandomState` keys from the OS's randomness source and
+/// adds one to `k0` for each later one, so each half is SipHash under
+/// keys never used before and secret to this process.
 pub fn nonce() -> String {
     let half = || RandomState::new().hash_one(std::process::id());
     format!("{:016x}{:016x}", half(), half())
@@ -129,7 +131,7 @@ impl Batch {
             let fits = |size: usize| size + bytes <= max_bytes;
             match pieces.last_mut() {
                 // A command too long on its own still gets a piece of its
-                // own: the caller keeps commands short (see metrics_many).
+                // own: the caller keeps commands short (one domain each).
                 Some((piece, size)) if fits(*size) => {
                     if self.self_delimiting {
                         // The piece's marker moves behind this command.

@@ -5,12 +5,17 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VirshError {
+    /// The program (`--virsh`, `VIRSH`, else `virsh` on `PATH`) does not
+    /// exist.
     #[error(
         "`{program}` not found: install virsh (package libvirt-clients on Debian/Ubuntu, \
          libvirt-client on Fedora/RHEL) or set VIRSH (or --virsh) to its path"
     )]
     NotFound { program: String },
 
+    /// The program exists but could not be started or waited for (not
+    /// executable, no process left, …); `source` says why, and a message
+    /// made of this error must carry it (`{:#}`, `utils::with_causes`).
     #[error("could not run `{command}`")]
     Spawn {
         command: String,
@@ -25,6 +30,8 @@ pub enum VirshError {
     )]
     NoDescriptors { command: String },
 
+    /// The call overran its deadline (`--timeout`) and was killed, with
+    /// its process group; a change may have been made all the same.
     #[error("`{command}` did not finish within {}", humantime::format_duration(*.timeout))]
     Timeout { command: String, timeout: Duration },
 
@@ -48,6 +55,8 @@ pub enum VirshError {
     #[error("`{command}` ended without answering ({status}): is it virsh?")]
     NoAnswer { command: String, status: ExitStatus },
 
+    /// The call printed more than the cap (`OUTPUT_LIMIT`, 256 MiB), on
+    /// stdout or stderr: what it printed is dropped, a session killed.
     #[error(
         "`{command}` printed more than {} MiB: refused, as no real answer is that large",
         .limit / (1024 * 1024)
@@ -59,6 +68,8 @@ pub enum VirshError {
     #[error("virsh ended while running `{command}`: {stderr}")]
     SessionEnded { command: String, stderr: String },
 
+    /// virsh ran the call and refused it (a non-zero exit), in its own
+    /// words on stderr (see [`VirshError::virsh_message`]).
     #[error("{} (`{command}`, {status})", error_lines(.stderr))]
     Failed {
         command: String,

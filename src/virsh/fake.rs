@@ -22,6 +22,9 @@ enum Reply {
     },
     /// The process never finishes within its timeout.
     Hang,
+    /// The process cannot be started: `execve` says EACCES (virsh
+    /// replaced by a file without the execute bit mid-run).
+    Unspawnable,
 }
 
 struct Expected {
@@ -53,6 +56,11 @@ impl FakeRunner {
 
     pub fn expect_hang(&self, command: &[&str]) {
         self.push(command, Reply::Hang);
+    }
+
+    /// Declares that the process running `command` cannot be started.
+    pub fn expect_spawn_failure(&self, command: &[&str]) {
+        self.push(command, Reply::Unspawnable);
     }
 
     fn push(&self, command: &[&str], reply: Reply) {
@@ -130,6 +138,12 @@ impl Runner for FakeRunner {
                     return Err(VirshError::Timeout {
                         command: invocation.summary(),
                         timeout,
+                    });
+                }
+                Reply::Unspawnable => {
+                    return Err(VirshError::Spawn {
+                        command: invocation.summary(),
+                        source: std::io::Error::from_raw_os_error(libc::EACCES),
                     });
                 }
             }

@@ -307,8 +307,8 @@ impl Virsh {
     }
 
     /// The `dominfo` of each name (what a driver's stats leave out: the
-    /// test driver's have state only), in one batch; each name's own
-    /// outcome.
+    /// test driver's have state only), batched, a long list over the
+    /// sessions side by side; each name's own outcome.
     pub fn dominfo_many(&self, names: &[&str]) -> Vec<Result<Option<DomInfo>, VirshError>> {
         self.per_domain(names, &["dominfo"])
             .into_iter()
@@ -317,7 +317,8 @@ impl Virsh {
     }
 
     /// The live `dumpxml` (the persistent one for an inactive domain) of
-    /// each name, batched into one process; each name's own outcome.
+    /// each name, batched, a long list over the sessions side by side;
+    /// each name's own outcome.
     pub fn dumpxml_many(&self, names: &[&str]) -> Vec<Result<Option<String>, VirshError>> {
         self.per_domain(names, &["dumpxml"])
     }
@@ -376,8 +377,9 @@ impl Virsh {
             .collect())
     }
 
-    /// Runs `command --domain NAME` for every name in one batch, each
-    /// name's own outcome (see [`Virsh::on_each_domain`]).
+    /// Runs `command --domain NAME` for every name, in one batch per
+    /// session (from [`COMMANDS_PER_SESSION`] calls on), each name's own
+    /// outcome (see [`Virsh::on_each_domain`]).
     fn per_domain(
         &self,
         names: &[&str],
@@ -411,8 +413,8 @@ impl Virsh {
     /// Runs each `(name, command)` as `command --domain NAME`, each call
     /// with its own outcome: `Ok(None)` where its command failed for the
     /// domain, `Err` where no answer came for it. A long list is cut into
-    /// one batch per session, run side by side: libvirtd answers them in
-    /// parallel. A batch past its deadline that names several domains is
+    /// one batch per session (at least `COMMANDS_PER_SESSION` calls
+    /// each), run side by side: libvirtd answers them in parallel. A batch past its deadline that names several domains is
     /// run again a call at a time (`retry_alone`): a hung domain
     /// costs its own calls, not the others'.
     pub fn on_each_domain(

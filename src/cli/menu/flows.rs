@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::media::{execute, isos, mount_into, nothing_to_eject, pick_drive};
-use crate::cli::prompt::{Choice, Console, Prompt};
+use crate::cli::prompt::{Choice, Console, ConsoleError, Prompt};
 use crate::cli::request::{ChangeOptions, IsoQuery};
 use crate::fleet::Fleet;
 use crate::media::{DomainMedia, MediaManager, plan_ejects};
@@ -138,7 +138,7 @@ fn eject_flow<R: BufRead, W: Write>(
 
 /// Runs a menu entry on a fresh read of one host (asked for when there
 /// are several): every change confirmed first, and an error shown as a
-/// line while the menu goes on.
+/// line while the menu goes on; the console's own failure ends it.
 fn on_one_host<R: BufRead, W: Write>(
     console: &mut Console<R, W>,
     fleet: &Fleet,
@@ -161,8 +161,9 @@ fn on_one_host<R: BufRead, W: Write>(
     let outcome = media
         .load_all()
         .and_then(|domains| flow(&mut Prompt::menu(console), &media, domains));
-    if let Err(error) = outcome {
-        writeln!(console.out(), "error: {error:#}")?;
+    match outcome {
+        Err(error) if ConsoleError::caused(&error) => Err(error),
+        Err(error) => Ok(writeln!(console.out(), "error: {error:#}")?),
+        Ok(_) => Ok(()),
     }
-    Ok(())
 }

@@ -11,7 +11,7 @@ use anyhow::Result;
 
 mod flows;
 
-use super::prompt::{Answer, Console};
+use super::prompt::{Answer, Console, ConsoleError};
 use super::render::fleet_table;
 use crate::fleet::{Fleet, HostScan};
 use crate::probe::{DomainStatus, Figures};
@@ -96,22 +96,12 @@ pub fn run_menu<R: BufRead, W: Write>(
         // A failed action (host unreachable, virsh refused) is reported and
         // the menu goes on; only a broken terminal ends the session.
         if let Err(error) = outcome {
-            if is_terminal_failure(&error) {
+            if ConsoleError::caused(&error) {
                 return Err(error);
             }
             writeln!(console.out(), "error: {error:#}")?;
         }
     }
-}
-
-/// Whether the error comes from our own input or output rather than from
-/// what an action asked of virsh: an I/O error that no virsh error
-/// carries (a virsh that could not be started carries one too).
-fn is_terminal_failure(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| cause.is::<std::io::Error>())
-        && !error
-            .chain()
-            .any(|cause| cause.is::<crate::virsh::VirshError>())
 }
 
 /// The table of the hosts that answered, then a line for each that failed.
@@ -224,6 +214,132 @@ mod tests {
         let text = menu_output(&b"\xff\n5\n"[..], &probes(&fake), &refresh);
         assert!(text.contains("Invalid choice '\u{fffd}'"), "{text}");
         assert_eq!(text.matches("Select option:").count(), 2);
+    }
+
+    /// Input whose first line is `text`, then a read error (a terminal
+    /// that hung up: EIO).
+    fn input_failing_after(text: &'static str) -> impl BufRead {
+        struct Failing(&'static [u8]);
+        impl std::io::Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::from_raw_os_error(libc::EIO));
+                }
+                let n = self.0.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        std::io::BufReader::new(Failing(text.as_bytes()))
+    }
+
+    /// Output that takes `left` bytes, then fails (EIO).
+    struct FailingOutput {
+        left: usize,
+    }
+
+    impl Write for FailingOutput {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            let n = self.left.min(bytes.len());
+            self.left -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One shut-off domain whose drives the media entries read.
+    fn expect_media_of_lab_off(fake: &FakeRunner) {
+        crate::testing::expect_listing_on(
+            fake,
+            crate::virsh::ListingFor::Media,
+            "qemu:///fake",
+            &[("lab-off", 5)],
+            "",
+        );
+        fake.expect(
+            &["dumpxml", "--inactive", "--domain", "lab-off"],
+            0,
+            &crate::testing::fixture("virsh/dumpxml-lab-off.xml"),
+            "",
+        );
+    }
+
+    /// The terminal failing at a prompt inside an entry ends the menu at
+    /// once, as the terminal's failure: it used to be shown as the entry's
+    /// error (`error: Input/output error`) before the menu asked again.
+    #[test]
+    fn a_terminal_that_fails_inside_an_entry_ends_the_menu() {
+        let fake = Arc::new(FakeRunner::default());
+        expect_media_of_lab_off(&fake);
+        let (refresh, _send) = refresh_from_test();
+        let mut out = Vec::new();
+        let error = run_menu(
+            input_failing_after("1\n"),
+            &mut out,
+            &probes(&fake),
+            &refresh,
+            false,
+        )
+        .unwrap_err();
+        fake.assert_all_used();
+        let text = String::from_utf8(out).unwrap();
+        assert!(ConsoleError::caused(&error), "{error:#}");
+        assert!(text.contains("VM number"), "{text}");
+        assert!(!text.contains("error:"), "{text}");
+        assert_eq!(text.matches("Select option:").count(), 1, "{text}");
+    }
+
+    /// Output that fails while an entry writes (the rescan's table) ends
+    /// the menu as the terminal's failure; virsh failing for the same
+    /// entry is the entry's error, and the menu goes on.
+    #[test]
+    fn output_that_fails_ends_the_menu_and_virsh_that_fails_does_not() {
+        let fake = Arc::new(FakeRunner::default());
+        crate::testing::expect_listing_on(
+            &fake,
+            crate::virsh::ListingFor::Scan,
+            "qemu:///fake",
+            &[("off", 5)],
+            "",
+        );
+        let dominfo = crate::testing::fixture("virsh/dominfo-qemu-shutoff.txt");
+        fake.expect(&["dominfo", "--domain", "off"], 0, &dominfo, "");
+        fake.expect(&["dumpxml", "--domain", "off"], 0, "<domain/>", "");
+        let (refresh, _send) = refresh_from_test();
+        let shown = MENU.len() + "Select option: ".len();
+        let error = run_menu(
+            "4\n5\n".as_bytes(),
+            FailingOutput { left: shown },
+            &probes(&fake),
+            &refresh,
+            false,
+        )
+        .unwrap_err();
+        fake.assert_all_used();
+        assert!(ConsoleError::caused(&error), "{error:#}");
+        assert_eq!(format!("{error:#}"), "Input/output error (os error 5)");
+
+        let fake = Arc::new(FakeRunner::default());
+        fake.refuse_connection("error: failed to connect to the hypervisor\n");
+        let mut out = Vec::new();
+        run_menu(
+            "4\n5\n".as_bytes(),
+            &mut out,
+            &probes(&fake),
+            &refresh,
+            false,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("error: cannot list domains"), "{text}");
+        assert_eq!(text.matches("Select option:").count(), 2, "{text}");
     }
 
     /// A virsh that cannot be started (here: not executable) is an action's
