@@ -372,11 +372,10 @@ def library_section(c, fleet_count):
     out = [
         "### ISO library and upload",
         "",
-        "`library --json` with %s more volumes (`%s`, a directory pool of"
+        "`library --json` with %s more volumes in a directory pool of their own (`%s`:"
         % (volumes, c.fact("bench_pool")),
-        "%s empty ISOs made with `vol-create-as` in one virsh batch, removed at the end) on"
-        % volumes,
-        "the %s domains. Floor: as for `isos` above (the domains' states, persistence and"
+        "`bench-NNN.iso`, 1 MiB each, made with `vol-create-as` in one virsh batch, removed",
+        "afterwards) and the %s domains. Floor: as for `isos` above (the domains' states, persistence and"
         % fleet_count,
         "XML, live and `--inactive`, which the holders come from), plus what the tool reads",
         "of the pools: `pool-list --name`, `vol-list --pool` of each active pool and",
