@@ -3,9 +3,9 @@
 //! parsing costs per call, apart from virsh's own time, which
 //! `benches/run` measures. `nice -n 15 cargo bench --bench parsers`.
 
-use divan::black_box;
 use dismount_iso_qemu::parsers;
 use dismount_iso_qemu::virsh::domxml::parse_domain_xml;
+use divan::black_box;
 
 fn main() {
     divan::main();
