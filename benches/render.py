@@ -11,6 +11,7 @@ markdown itself is made here, with unit tests (benches/test_render.py).
                              sections other scripts wrote into OUT (the
                              simulated fleet, the parsers) are kept
     render.py scrape DIR     benches/scrape's section, on stdout
+    render.py fleet DIR      benches/fleet's section, on stdout
 
 Python 3 and its standard library only (Debian 12's python3).
 """
@@ -55,12 +56,12 @@ def median(times):
     return (ordered[half - 1] + ordered[half]) / 2
 
 
-def fmt_s(seconds):
+def fmt_s(seconds, ms_decimals=1):
     """Seconds as `123.4 ms` below a second, else `2.35 s`; `n/a` without."""
     if seconds is None:
         return "n/a"
     if seconds < 1:
-        return "%.1f ms" % (seconds * 1000)
+        return "%.*f ms" % (ms_decimals, seconds * 1000)
     return "%.2f s" % seconds
 
 
@@ -71,11 +72,11 @@ def ratio(tool, floor):
     return "%.2f" % (tool / floor)
 
 
-def at_most(value, limit):
+def at_most(value, limit, missed="missed"):
     """met where value ≤ limit (a ratio compared as printed); n/a without."""
     if value is None or value == "n/a":
         return "n/a"
-    return "met" if float(value) <= float(limit) else "missed"
+    return "met" if float(value) <= float(limit) else missed
 
 
 def below(value, limit):
@@ -663,6 +664,173 @@ def render_scrape(c):
     return "\n".join(out) + "\n"
 
 
+# ------------------------------------------------------------- fleet
+
+FLEET_RATIO_TARGET = "1.5"
+FLEET_RSS_BOUND_KIB = 1024 * 1024
+
+
+def render_fleet(c):
+    """benches/fleet's section: the tool over simulated ssh hosts against
+    one plain virsh per host, the sampler's peaks, the hung hosts."""
+    fact = c.fact
+    budget, timeout_s = int(fact("budget")), int(fact("timeout_s"))
+    process_bound = 2 * budget + 2
+    long_timeout = fact("long_timeout")
+    sizes = fact("sizes").split()
+    with_hung, hung = int(fact("with_hung")), int(fact("hung"))
+
+    def s(seconds):
+        return fmt_s(seconds, ms_decimals=0)
+
+    def verdict(value, limit):
+        return at_most(value, limit, missed="**missed**")
+
+    def mib(kib):
+        return "%.0f MiB" % (int(kib or 0) / 1024)
+
+    def peak(name, what):
+        return c.text("%s.%s" % (name, what)) or ""
+
+    def lines(name, ext, pattern=None):
+        data = c.read_bytes(name + ext) or b""
+        return sum(1 for line in data.split(b"\n")
+                   if line and (pattern is None or pattern in line))
+
+    # What one host shows: the tool's output on the fixture, locally.
+    per_status, per_isos = int(c.rows("one-host-status")), int(c.rows("one-host-isos"))
+    per_eject = lines("one-host-eject", ".out", b" --eject ")
+
+    def check(name, kind, hosts):
+        rc = c.probe_rc(name)
+        if kind == "eject":
+            rows, want = str(lines(name, ".out", b" --eject ")), hosts * per_eject
+        else:
+            rows = c.rows(name)
+            want = hosts * (per_status if kind == "status" else per_isos)
+        errs = lines(name, ".err")
+        if rc == "0" and rows == str(want) and errs == 0:
+            return "exit 0, %s rows: every host" % rows
+        return "**exit %s, %s of %s rows, %s stderr lines**" % (rc, rows, want, errs)
+
+    def row(hosts, kind, command, floor, suffix=""):
+        name = "%s-%s%s" % (kind, hosts, suffix)
+        t = c.median("fleet-%s%s" % (hosts, suffix), name)
+        f = c.median("fleet-%s" % hosts, floor)
+        r = ratio(t, f)
+        per_budget = (t or 0) / max(int(hosts) / budget, 1)
+        return "| %s | `%s` | %s | %s | %s× | %s | %.2f s | %s / %s | %s | %s / %s | %s | %s |" % (
+            hosts, command + (" --timeout " + long_timeout if suffix else ""), s(t), s(f), r,
+            verdict(r, FLEET_RATIO_TARGET), per_budget,
+            peak(name, "procs"), peak(floor, "procs"), verdict(peak(name, "procs"), process_bound),
+            mib(peak(name, "rss")), mib(peak(floor, "rss")),
+            verdict(peak(name, "rss"), FLEET_RSS_BOUND_KIB), check(name, kind, int(hosts)))
+
+    hung_uris = [uri for uri in (c.text("facts/hung_uris") or "").split("\n") if uri]
+
+    def hung_check(name):
+        err = c.read_bytes(name + ".err") or b""
+        named = 0
+        for uri in hung_uris:
+            label = uri.split("?", 1)[0].replace("root@", "", 1)
+            prefix = ("dismount_iso_qemu: error: %s: " % label).encode()
+            if sum(1 for line in err.split(b"\n") if line.startswith(prefix)) == 1:
+                named += 1
+        return ("exit %s, %s rows (%d wanted), %d stderr lines, %d of %d hung hosts named in"
+                " exactly one" % (c.probe_rc(name), c.rows(name), (with_hung - hung) * per_status,
+                                  lines(name, ".err"), named, hung))
+
+    def hung_row(suffix, limit):
+        t90 = c.median("hung" + suffix, "hung-90" + suffix)
+        t100 = c.median("hung" + suffix, "hung-100" + suffix)
+        extra = "%.2f" % ((t100 or 0) - (t90 or 0))
+        return "| `status --json`%s | %s | %s | %s s | ≤ %s s: %s | %s | %s | %s |" % (
+            " --timeout " + long_timeout if suffix else "", s(t90), s(t100), extra, limit,
+            verdict(extra, limit), peak("hung-100" + suffix, "procs"),
+            mib(peak("hung-100" + suffix, "rss")), hung_check("hung-100" + suffix))
+
+    calls_ms = [int(line) for line in (c.text("floor-calls.ms") or "").split() if line]
+    slowest = max(calls_ms) / 1000 if calls_ms else None
+    over = sum(1 for ms in calls_ms if ms > timeout_s * 1000)
+    sample_every = fact("sample_every")
+    if sample_every.startswith("0"):
+        sample_every = sample_every[1:]
+    out = [
+        "## Simulated ssh fleet (`benches/fleet`)",
+        "",
+        "Written by `benches/fleet` on %s in %s s (hyperfine" % (fact("date"), fact("elapsed")),
+        "`--warmup %s --runs %s`): %s cores, %.1f GiB, %s, %s, virsh"
+        % (fact("warmup"), fact("runs"), fact("nproc"), int(fact("mem_kib")) / 1048576,
+           fact("cpu") or "?", fact("kernel")),
+        "%s, tool `%s` at git HEAD %s. Load average at the end:"
+        % (fact("virsh"), fact("bin"), fact("head")),
+        "%s (the machine is shared: other developers' builds run alongside)."
+        % " ".join(fact("loadavg").split(" ")[:3]),
+        "",
+        "Hosts: `test+ssh://root@fleet-NNN%s` through an sshd of the fleet's" % fact("fixture"),
+        "own (`scripts/lab.d/fleet`, `MaxStartups 1000:30:2000`, aliases of 127.0.0.1 in its",
+        "ssh_config, `?command=` its ssh wrapper) in front of the lab's libvirtd, which gives",
+        "each connection a test driver of its own: %d domains, %d drives and %d"
+        % (per_status, per_isos, per_eject),
+        "planned ejects per host. The tool with its defaults (`--max-connections %d`," % budget,
+        "`--timeout %ds`), hosts from `--hosts FILE`. Floors: one plain virsh per host," % timeout_s,
+        "%d at once (`xargs -P %d`): `%s` for `status`; `list --all` and"
+        % (budget, budget, fact("status_batch")),
+        "`dumpxml` + `dumpxml --inactive` of each of the %d domains for `isos` and" % per_status,
+        "`eject --all --dry-run` (the tool also checks every medium's path on the host,",
+        "which the floor does not). Processes and RSS: the peaks, over every run, of the",
+        "process tree (the command and all its descendants; RSS summed, shared pages in",
+        "each process) sampled from /proc every %s s. Time per %d hosts:" % (sample_every, budget),
+        "the median over hosts ÷ %d, flat when the cost grows linearly in hosts ÷ budget." % budget,
+        "The check is the last run's.",
+        "",
+        "| hosts | command | tool | floor | ratio | ≤ %s× | per %d hosts | processes, tool / floor"
+        " | ≤ %d | RSS, tool / floor | ≤ 1 GiB | check |" % (FLEET_RATIO_TARGET, budget, process_bound),
+        "| ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | --- | --- |",
+    ]
+    for hosts in sizes:
+        out.append(row(hosts, "status", "status --json", "status-floor-" + hosts))
+        out.append(row(hosts, "isos", "isos --json", "isos-floor-" + hosts))
+        out.append(row(hosts, "eject", "eject --all --dry-run", "isos-floor-" + hosts))
+    if c.has("fleet-100-long.json"):
+        out.append(row("100", "status", "status --json", "status-floor-100", "-long"))
+        out.append(row("100", "isos", "isos --json", "isos-floor-100", "-long"))
+        out.append(row("100", "eject", "eject --all --dry-run", "isos-floor-100", "-long"))
+    out += [
+        "",
+        "Plain virsh on this machine now, %d at once (one run of the `status` floor over" % budget,
+        "100 hosts, each call timed): the slowest call took %s; %d of 100" % (s(slowest), over),
+        "calls took longer than the tool's default `--timeout` of %d s." % timeout_s,
+        "",
+        "### Hung hosts",
+        "",
+        "%d hosts, every %dth of them one that accepts ssh but never answers (its key's"
+        % (with_hung, with_hung // hung),
+        "forced command swallows virsh's requests), against the %d others alone;"
+        % (with_hung - hung),
+        "`status --json`. Target: at most one `--timeout` more.",
+        "",
+        "| | 90 hosts | 90 + 10 hung | more | target | processes | RSS | check (last run, 90 + 10 hung) |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |",
+        hung_row("", timeout_s),
+        hung_row("-long", long_timeout[:-1] if long_timeout.endswith("s") else long_timeout),
+        "",
+        "### Commands",
+        "",
+        "Each one ran as `benches/fleet sample $TMP/NAME COMMAND` (the sampler); the floors:",
+        "",
+        "```sh",
+    ]
+    for floor in ("floor-status-%s.sh" % sizes[-1], "floor-isos-%s.sh" % sizes[-1]):
+        for line in (c.text(floor) or "").split("\n"):
+            if not line.startswith("#!"):
+                out.append(line.replace(c.dir, "$TMP"))
+    out.append("```")
+    for bench_id, commands in c.commands():
+        out += ["", "`%s`:" % bench_id, "", "```sh"] + commands + ["```"]
+    return "\n".join(out) + "\n"
+
+
 # -------------------------------------------------------------- main
 
 
@@ -678,11 +846,12 @@ def main(argv):
         with open(target, "w", encoding="utf-8", errors="surrogateescape") as file:
             file.write(report)
         return 0
-    if len(argv) == 3 and argv[1] == "scrape":
-        sys.stdout.buffer.write(
-            render_scrape(Collected(argv[2].rstrip("/"))).encode("utf-8", "surrogateescape"))
+    sections = {"scrape": render_scrape, "fleet": render_fleet}
+    if len(argv) == 3 and argv[1] in sections:
+        section = sections[argv[1]](Collected(argv[2].rstrip("/")))
+        sys.stdout.buffer.write(section.encode("utf-8", "surrogateescape"))
         return 0
-    sys.stderr.write("usage: render.py run DIR OUT | render.py scrape DIR\n")
+    sys.stderr.write("usage: render.py run DIR OUT | render.py scrape|fleet DIR\n")
     return 2
 
 

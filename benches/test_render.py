@@ -14,6 +14,7 @@ TESTDATA = os.path.join(HERE, "testdata")
 # The temporary directory of the run the testdata was collected in, as
 # its `commands` name it: the report writes it as $TMP.
 RECORDED_TMP = "/tmp/benches-run.Qx7Lm2"
+RECORDED_FLEET_TMP = "/tmp/benches-fleet.Rk3Jw9"
 
 
 def read(name):
@@ -174,6 +175,32 @@ class Scrape(unittest.TestCase):
         # What benches/scrape's heredoc (e7ef036) wrote for testdata/scrape.
         c = render.Collected(os.path.join(TESTDATA, "scrape"))
         self.assertEqual(render.render_scrape(c), read("scrape.expected.md"))
+
+
+class Fleet(unittest.TestCase):
+    maxDiff = None
+
+    def test_section_as_benches_fleet_wrote_it(self):
+        # What benches/fleet's own jq/awk/bash report code (e7ef036) wrote
+        # for testdata/fleet, byte for byte: a failed host, stderr lines,
+        # a process peak at the bound (34: met), an RSS peak over 1 GiB, a
+        # hung host named twice (9 of 10 named in exactly one).
+        parent = tempfile.mkdtemp(prefix="test-render.")
+        try:
+            directory = os.path.join(parent, "fleet")
+            shutil.copytree(os.path.join(TESTDATA, "fleet"), directory)
+            for name in ("commands", "floor-status-100.sh", "floor-isos-100.sh"):
+                path = os.path.join(directory, name)
+                with open(path, encoding="utf-8") as file:
+                    text = file.read().replace(RECORDED_FLEET_TMP, directory)
+                with open(path, "w", encoding="utf-8") as file:
+                    file.write(text)
+            section = render.render_fleet(render.Collected(directory))
+        finally:
+            shutil.rmtree(parent)
+        self.assertEqual(section, read("fleet.expected.md"))
+        self.assertIn("| 34 / 33 | met | 1074 MiB / 412 MiB | **missed** |", section)
+        self.assertIn("12 stderr lines, 9 of 10 hung hosts named in exactly one", section)
 
 
 if __name__ == "__main__":
