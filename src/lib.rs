@@ -1,7 +1,7 @@
 //! dismount_iso_qemu: see README.md and ARCHITECTURE.md. `main.rs` only
 //! parses and maps errors; everything else lives in these modules. Only
-//! what the binary and the integration tests use is public, so that dead
-//! code shows.
+//! what the binary, the integration tests and the benchmarks
+//! (`benches/parsers.rs`) use is public, so that dead code shows.
 
 mod agent;
 mod cli;
@@ -21,3 +21,16 @@ pub mod virsh;
 
 pub use cli::{Args, is_broken_pipe, run};
 pub use utils::sanitize;
+
+/// The pure parsers of virsh's and the guest agent's output, for the
+/// in-process benchmarks (`benches/parsers.rs`): the listing's
+/// `domstats`, `list --uuid`, `dominfo`, `guestinfo`, the storage
+/// commands and the agent's file read. The domain XML parser is
+/// [`virsh::domxml::parse_domain_xml`].
+pub mod parsers {
+    pub use crate::agent::{parse_file_read, pretty_name_from_os_release};
+    pub use crate::virsh::parse::{
+        parse_dominfo, parse_domstats, parse_guestinfo, parse_uuid_names,
+    };
+    pub use crate::virsh::volumes::{parse_pool_info, parse_vol_list_paths, parse_volume_xml};
+}

@@ -1,0 +1,1 @@
+isos-local

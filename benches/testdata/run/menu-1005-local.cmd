@@ -1,0 +1,1 @@
+menu-1005-local

@@ -1,0 +1,1 @@
+menu-5-local
