@@ -1,9 +1,8 @@
 //! The tool among an admin's others: shell completions and man pages,
 //! generated from the same clap definitions as the binary's own parser.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 
 /// Every subcommand the binary has, as its `--help` lists them.
 fn subcommands() -> Vec<String> {

@@ -1,11 +1,10 @@
 //! `status`, the startup table and the menu, run as a binary against the
 //! real virsh on libvirt's test driver.
 
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn status_json(uri: &str) -> Vec<Value> {
@@ -242,7 +241,7 @@ fn status_json_names(json: &str) -> Vec<String> {
 }
 
 fn menu_session(input: &str) -> (std::process::Output, String) {
-    let output = common::menu_session(&fleet_uri("fleet-small.xml"), input);
+    let output = crate::common::menu_session(&fleet_uri("fleet-small.xml"), input);
     let text = stdout(&output);
     (output, text)
 }
@@ -633,7 +632,7 @@ fn an_invisible_character_never_makes_a_name_look_like_another() {
         "{error}"
     );
     // Mount ISO: the menu lists the VMs to pick from.
-    let menu = stdout(&common::menu_session(&uri, "1\n"));
+    let menu = stdout(&crate::common::menu_session(&uri, "1\n"));
     no_raw("menu", &menu);
     assert!(menu.contains(r"web\u{200b}prod (running)"), "{menu}");
 }

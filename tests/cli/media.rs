@@ -3,11 +3,10 @@
 //! no change-media, so nothing there could change anything anyway; the
 //! recorded calls show that nothing even tried).
 
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn media_fleet() -> String {

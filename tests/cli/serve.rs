@@ -2,14 +2,13 @@
 //! host that hangs): what /metrics and /healthz answer, that no request
 //! starts virsh, that slow clients cannot silence it, and how it stops.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn metric_line<'a>(metrics: &'a str, name: &str, labels: &[&str]) -> Option<&'a str> {
     metrics.lines().find(|line| {
@@ -917,7 +916,7 @@ fn every_child_is_reaped_before_the_tool_exits() {
         let report = temp_dir(&format!("reaped-{scenario}")).join("left");
         let output = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
-                "subreaper",
+                "serve::subreaper",
                 "--exact",
                 "--ignored",
                 "--nocapture",

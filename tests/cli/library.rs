@@ -4,11 +4,10 @@
 //! keeps volumes in memory per connection: a deletion is seen by the run
 //! that made it (the tool's own check afterwards), not by a later one.
 
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn library_fleet() -> String {

@@ -2,9 +2,8 @@
 //! on libvirt's test driver: one host per fixture fleet, and a URI nothing
 //! answers for the host that is down.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const DOWN: &str = "qemu+ssh://nobody@127.0.0.1:1/system?no_tty=1";
