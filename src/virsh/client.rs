@@ -1,29 +1,6 @@
-//! virsh as a typed client: one connection's calls, each through the
-//! `Runner` seam (a long-lived session, or a process), many domains in one
-//! batch, the output parsed by pure functions.
-
-pub(crate) mod batch;
-pub mod descriptors;
-mod documents;
-pub mod domxml;
-pub(crate) mod error;
-#[cfg(test)]
-pub(crate) mod fake;
-pub mod groups;
-mod invocation;
-mod listing;
-pub(crate) mod metadata;
-pub(crate) mod parse;
-mod pipes;
-pub(crate) mod process;
-#[cfg(test)]
-mod proptests;
-pub(crate) mod runner;
-pub(crate) mod session;
-pub(crate) mod stats;
-pub(crate) mod storage;
-mod uri;
-pub(crate) mod volumes;
+//! The typed client of one connection (`Virsh`): its calls, each through
+//! the `Runner` seam, many domains in one batch, split over the sessions
+//! and retried a call at a time where a batch overran its deadline.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -31,17 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub(crate) use batch::Batch;
-pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
-pub(crate) use error::VirshError;
-pub(crate) use invocation::Invocation;
-pub(crate) use listing::{Listed, Listing};
-pub(crate) use parse::{DomInfo, DomainState, DomainStats};
-pub(crate) use runner::{Output, Runner};
-pub(crate) use session::{Budget, SessionRunner};
-pub(crate) use storage::Volume;
-pub(crate) use uri::Uri;
-
+use super::batch::Batch;
+use super::error::{VirshError, is_no_such_volume};
+use super::invocation::Invocation;
+use super::listing::Listing;
+use super::parse::{self, DomInfo};
+use super::runner::{Output, Runner};
+use super::uri::Uri;
+use super::{documents, session, stats, volumes};
 use crate::mutex::lock;
 
 /// Domains' XML by target, each as its read came out: `Ok(None)` where
@@ -64,7 +38,7 @@ pub struct VirshConfig {
 
 #[derive(Clone)]
 pub struct Virsh {
-    config: VirshConfig,
+    pub(super) config: VirshConfig,
     runner: Arc<dyn Runner>,
 }
 
@@ -74,13 +48,13 @@ const COMMANDS_PER_SESSION: usize = 200;
 
 /// The `domstats` groups the metrics come from; a driver without some of
 /// them (the test driver has only `state`) simply leaves their keys out.
-pub(crate) const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
+const METRIC_GROUPS: [&str; 3] = ["--cpu-total", "--balloon", "--vcpu"];
 
 /// What `serve` adds to the listing's `domstats` for the disk and network
 /// figures (`status` shows none, so never asks), and `--nowait`: a domain
 /// held by a job (a migration, a backup) reports what it has at once
 /// instead of stalling the whole listing until the job lets go.
-pub(crate) const IO_GROUPS: [&str; 3] = ["--block", "--interface", "--nowait"];
+const IO_GROUPS: [&str; 3] = ["--block", "--interface", "--nowait"];
 
 impl Virsh {
     pub fn new(config: VirshConfig, runner: Arc<dyn Runner>) -> Self {
@@ -676,16 +650,6 @@ pub(crate) fn domstats_words(purpose: ListingFor) -> Vec<&'static str> {
         words.extend(METRIC_GROUPS);
     }
     words
-}
-
-/// virsh's answer for a volume or pool it does not have, or a driver
-/// without storage: nothing to look up, not a failure of the connection.
-fn is_no_such_volume(error: &VirshError) -> bool {
-    error.virsh_message().is_some_and(|message| {
-        message.contains("Storage volume not found")
-            || message.contains("Storage pool not found")
-            || message.contains("not supported")
-    })
 }
 
 #[cfg(test)]
