@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{DomainMedia, IsoName, MediaManager};
+use super::domain::DomainMedia;
+use super::iso::IsoName;
+use super::manager::MediaManager;
 use crate::virsh::{DriveKind, Media, Volume};
 
 /// One ISO of a host.

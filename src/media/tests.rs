@@ -1,9 +1,11 @@
 //! Planning and checking media changes on XML captured from real virsh.
 
-use super::plan::plan_eject;
+use super::iso::IsoName;
+use super::plan::{Reply, plan_eject};
 use super::*;
 use crate::testing::fixture;
 use crate::virsh::domxml::parse_domain_xml;
+use crate::virsh::{DomainState, DomainXml, Virsh};
 
 fn xml(name: &str) -> DomainXml {
     parse_domain_xml(&fixture(&format!("virsh/{name}"))).unwrap()

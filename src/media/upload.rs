@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
-use super::{MediaManager, has_iso9660_signature};
+use super::iso::has_iso9660_signature;
+use super::manager::MediaManager;
 use crate::mutex::lock;
 use crate::utils::sanitize;
 use crate::virsh::VirshError;

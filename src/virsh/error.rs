@@ -177,6 +177,16 @@ pub fn error_lines(stderr: &str) -> String {
     }
 }
 
+/// virsh's answer for a volume or pool it does not have, or a driver
+/// without storage: nothing to look up, not a failure of the connection.
+pub(super) fn is_no_such_volume(error: &VirshError) -> bool {
+    error.virsh_message().is_some_and(|message| {
+        message.contains("Storage volume not found")
+            || message.contains("Storage pool not found")
+            || message.contains("not supported")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

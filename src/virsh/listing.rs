@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{DomainState, DomainStats, Uri};
+use super::parse::{DomainState, DomainStats};
+use super::uri::Uri;
 
 /// What one listing process learns about a connection.
 #[derive(Debug, Clone, Default)]

@@ -4,10 +4,11 @@
 
 use proptest::prelude::*;
 
+use super::batch::Batch;
 use super::parse::{
     parse_cpu_seconds, parse_dominfo, parse_domstats, parse_guestinfo, parse_uuid_names,
 };
-use super::{Batch, domxml, metadata, volumes};
+use super::{domxml, metadata, volumes};
 use crate::agent;
 
 /// Text that looks enough like virsh output to reach the parsers' inner

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{DomainState, DomainStats};
+use super::parse::{DomainState, DomainStats};
 
 /// One numbered entry of a group: `block.0.rd.bytes=2048` is entry 0 of
 /// `block` with the field `rd.bytes`.

@@ -7,9 +7,11 @@ use std::process::ChildStdin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::batch::Batch;
+use super::client::Virsh;
+use super::error::{VirshError, is_no_such_volume};
 use super::process::{ProcessRunner, Transfer, run_transfer};
 use super::volumes::{self, PoolInfo};
-use super::{Batch, Virsh, VirshError, is_no_such_volume};
 
 /// One volume of an active storage pool.
 #[derive(Debug, Clone, PartialEq, Eq)]

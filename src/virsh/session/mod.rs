@@ -26,6 +26,7 @@
 //! - when the first connection fails, virsh exits with the error.
 
 mod budget;
+mod endpoint;
 mod frame;
 mod pool;
 mod shell;
@@ -45,6 +46,7 @@ use super::runner::{OUTPUT_LIMIT, Output, Runner};
 use super::uri::Uri;
 use crate::mutex::lock;
 pub use budget::Budget;
+use endpoint::Endpoint;
 use pool::{Fresh, Pool};
 use shell::Fault;
 
@@ -78,24 +80,6 @@ pub struct SessionRunner {
     budget: Arc<Budget>,
     /// Jobs working on this runner's host now.
     work: Arc<AtomicUsize>,
-}
-
-/// Which virsh, connected where: calls to one endpoint share its sessions.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Endpoint {
-    program: String,
-    connect: Option<String>,
-}
-
-impl Endpoint {
-    /// A session's own command line (no commands: they come on stdin).
-    fn invocation(&self) -> Invocation {
-        Invocation {
-            program: self.program.clone(),
-            connect: self.connect.clone(),
-            commands: Vec::new(),
-        }
-    }
 }
 
 impl SessionRunner {

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
-use super::Endpoint;
 use super::budget::{Budget, Yields};
+use super::endpoint::Endpoint;
 use super::shell::Session;
 use crate::mutex::lock;
 use crate::virsh::error::VirshError;

@@ -6,7 +6,7 @@ use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::Endpoint;
+use super::endpoint::Endpoint;
 use super::frame::{Frame, Markers, take_frame};
 use crate::virsh::error::VirshError;
 use crate::virsh::groups::GroupGuard;
