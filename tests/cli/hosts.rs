@@ -2,7 +2,6 @@
 //! on libvirt's test driver: one host per fixture fleet, and a URI nothing
 //! answers for the host that is down.
 
-
 use crate::common::*;
 use serde_json::Value;
 

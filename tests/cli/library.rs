@@ -4,7 +4,6 @@
 //! keeps volumes in memory per connection: a deletion is seen by the run
 //! that made it (the tool's own check afterwards), not by a later one.
 
-
 use std::collections::BTreeSet;
 
 use crate::common::*;

@@ -3,7 +3,6 @@
 //! no change-media, so nothing there could change anything anyway; the
 //! recorded calls show that nothing even tried).
 
-
 use std::collections::BTreeMap;
 
 use crate::common::*;

@@ -2,7 +2,6 @@
 //! host that hangs): what /metrics and /healthz answer, that no request
 //! starts virsh, that slow clients cannot silence it, and how it stops.
 
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

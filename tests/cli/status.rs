@@ -1,7 +1,6 @@
 //! `status`, the startup table and the menu, run as a binary against the
 //! real virsh on libvirt's test driver.
 
-
 use std::collections::BTreeMap;
 
 use crate::common::*;

@@ -1,7 +1,6 @@
 //! The tool among an admin's others: shell completions and man pages,
 //! generated from the same clap definitions as the binary's own parser.
 
-
 use crate::common::*;
 
 /// Every subcommand the binary has, as its `--help` lists them.
