@@ -33,7 +33,7 @@ pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
 pub(crate) use error::VirshError;
 pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
-pub(crate) use runner::{Invocation, Output, Runner};
+pub(crate) use runner::{DeadlineRunner, Invocation, Output, Runner};
 pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use storage::Volume;
 pub(crate) use uri::Uri;
