@@ -210,6 +210,43 @@ pub fn check(
     }
 }
 
+/// What a real bash offers on TAB for `words` (the last one being
+/// completed, `""` after a blank): the registration script from
+/// `COMPLETE=bash` sourced, the function it registers for the tool called
+/// as bash's programmable completion calls it. Returns COMPREPLY, one
+/// entry a line, and bash's output.
+pub fn complete_in_bash(words: &[&str], env: &[(&str, &str)]) -> (Vec<String>, Output) {
+    const SCRIPT: &str = r#"
+source <(COMPLETE=bash "$TOOL") || exit 1
+function=$(complete -p dismount_iso_qemu | sed -E 's/.* -F ([^ ]+) .*/\1/')
+COMP_WORDS=("$@")
+COMP_CWORD=$(( $# - 1 ))
+COMP_LINE="$*"
+COMP_POINT=${#COMP_LINE}
+"$function" dismount_iso_qemu "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let mut bash = Command::new("bash");
+    bash.args(["--norc", "--noprofile", "-c", SCRIPT, "bash"])
+        .arg("dismount_iso_qemu")
+        .args(words)
+        .env("TOOL", env!("CARGO_BIN_EXE_dismount_iso_qemu"))
+        .env_remove("LIBVIRT_URI")
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env_remove("VIRSH")
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        bash.env(name, value);
+    }
+    let output = run(&mut bash);
+    let reply = stdout(&output)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (reply, output)
+}
+
 /// The menu on `uri`, fed `input` on stdin.
 pub fn menu_session(uri: &str, input: &str) -> Output {
     menu_session_with(uri, &[], input)
