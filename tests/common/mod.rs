@@ -216,18 +216,30 @@ pub fn check(
 /// as bash's programmable completion calls it. Returns COMPREPLY, one
 /// entry a line, and bash's output.
 pub fn complete_in_bash(words: &[&str], env: &[(&str, &str)]) -> (Vec<String>, Output) {
-    const SCRIPT: &str = r#"
-source <(COMPLETE=bash "$TOOL") || exit 1
+    complete_in_bash_after(r#"source <(COMPLETE=bash "$TOOL")"#, words, env)
+}
+
+/// [`complete_in_bash`] with the registration `register` (bash code)
+/// makes: an installed script, say.
+pub fn complete_in_bash_after(
+    register: &str,
+    words: &[&str],
+    env: &[(&str, &str)],
+) -> (Vec<String>, Output) {
+    let script = format!(
+        r#"
+{register} || exit 1
 function=$(complete -p dismount_iso_qemu | sed -E 's/.* -F ([^ ]+) .*/\1/')
 COMP_WORDS=("$@")
 COMP_CWORD=$(( $# - 1 ))
 COMP_LINE="$*"
-COMP_POINT=${#COMP_LINE}
-"$function" dismount_iso_qemu "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
-printf '%s\n' "${COMPREPLY[@]}"
-"#;
+COMP_POINT=${{#COMP_LINE}}
+"$function" dismount_iso_qemu "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}"
+"#
+    );
     let mut bash = Command::new("bash");
-    bash.args(["--norc", "--noprofile", "-c", SCRIPT, "bash"])
+    bash.args(["--norc", "--noprofile", "-c", &script, "bash"])
         .arg("dismount_iso_qemu")
         .args(words)
         .env("TOOL", env!("CARGO_BIN_EXE_dismount_iso_qemu"))
