@@ -300,9 +300,14 @@ fn bash_completes_lab_guests_and_pool_isos() -> Result<(), Failed> {
         .map(|name| format!("lab-isos/{name}"))
         .collect();
     expected.sort();
-    check(!expected.is_empty(), || format!("no ISO in lab-isos:\n{listed}"))?;
+    check(!expected.is_empty(), || {
+        format!("no ISO in lab-isos:\n{listed}")
+    })?;
     let (reply, output) = complete_in_bash(&["-c", LAB_URI, "mount", "lab-off", "lab-isos/"], &[]);
     check(reply == expected, || {
-        format!("mount lab-off lab-isos/: {reply:?}, vol-list: {expected:?} {}", stderr(&output))
+        format!(
+            "mount lab-off lab-isos/: {reply:?}, vol-list: {expected:?} {}",
+            stderr(&output)
+        )
     })
 }

@@ -83,8 +83,7 @@ fn bash_completes_from_the_host_on_the_line() {
     );
     // Its CD-ROMs and floppy, not its disk vda.
     assert_eq!(reply, ["fda", "hdc", "sda"], "{}", stderr(&output));
-    let (reply, output) =
-        complete_in_bash(&["-c", &library, "upload", "x.iso", "--pool", ""], &[]);
+    let (reply, output) = complete_in_bash(&["-c", &library, "upload", "x.iso", "--pool", ""], &[]);
     assert_eq!(reply, ["isos", "other"], "{}", stderr(&output));
 }
 

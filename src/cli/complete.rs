@@ -7,8 +7,8 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,7 +82,11 @@ pub(super) fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
 
 fn domain_names(virsh: &Virsh) -> Result<Vec<String>, VirshError> {
     let listing = virsh.list_all(ListingFor::Media)?;
-    Ok(listing.stats.into_iter().map(|domain| domain.name).collect())
+    Ok(listing
+        .stats
+        .into_iter()
+        .map(|domain| domain.name)
+        .collect())
 }
 
 fn iso_volumes(virsh: &Virsh) -> Result<Vec<String>, VirshError> {
@@ -97,7 +101,13 @@ fn iso_volumes(virsh: &Virsh) -> Result<Vec<String>, VirshError> {
 fn drive_targets(virsh: &Virsh, domain: &str) -> Result<Vec<String>, VirshError> {
     let xml = virsh.run(&["dumpxml", "--domain", domain])?.stdout;
     Ok(parse_domain_xml(&xml)
-        .map(|parsed| parsed.drives.into_iter().map(|drive| drive.target).collect())
+        .map(|parsed| {
+            parsed
+                .drives
+                .into_iter()
+                .map(|drive| drive.target)
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -158,9 +168,7 @@ impl Line {
             Some((name, sub)) => (Some(name.to_owned()), sub),
             None => (None, &top),
         };
-        let matching = matches
-            .try_contains_id("pattern")
-            .unwrap_or(false);
+        let matching = matches.try_contains_id("pattern").unwrap_or(false);
         let domain = string(matches, "domain").filter(|_| !matching);
         Line {
             connect: matches
@@ -169,7 +177,11 @@ impl Line {
                 .flatten()
                 .map(|uris| uris.cloned().collect())
                 .unwrap_or_default(),
-            hosts: matches.try_get_one::<PathBuf>("hosts").ok().flatten().cloned(),
+            hosts: matches
+                .try_get_one::<PathBuf>("hosts")
+                .ok()
+                .flatten()
+                .cloned(),
             virsh: string(matches, "virsh").unwrap_or_else(|| "virsh".to_owned()),
             max_connections: matches
                 .try_get_one::<u16>("max_connections")
@@ -185,10 +197,7 @@ impl Line {
     /// What `read` gives on each host of the line, `--max-connections` of
     /// them at once, together: a host that fails or does not answer within
     /// [`BOUND`] gives nothing (its virsh killed and reaped by the runner).
-    fn ask(
-        &self,
-        read: impl Fn(&Virsh) -> Result<Vec<String>, VirshError> + Sync,
-    ) -> Vec<String> {
+    fn ask(&self, read: impl Fn(&Virsh) -> Result<Vec<String>, VirshError> + Sync) -> Vec<String> {
         let Ok(hosts) = connections(
             &self.connect,
             self.hosts.as_deref(),
@@ -219,7 +228,9 @@ impl Line {
                 });
             }
         });
-        found.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+        found
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -230,7 +241,11 @@ fn string(matches: &ArgMatches, id: &str) -> Option<String> {
 /// The words of the line up to the one at `index` (the one being
 /// completed), from the completer's arguments: `PROGRAM -- WORD…`.
 fn words_before_cursor(args: Vec<OsString>, index: Option<usize>) -> Vec<OsString> {
-    let mut words: Vec<OsString> = args.into_iter().skip_while(|arg| arg != "--").skip(1).collect();
+    let mut words: Vec<OsString> = args
+        .into_iter()
+        .skip_while(|arg| arg != "--")
+        .skip(1)
+        .collect();
     let cursor = index.unwrap_or(words.len().saturating_sub(1));
     words.truncate(cursor);
     words

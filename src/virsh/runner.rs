@@ -585,7 +585,10 @@ mod tests {
         let started = dir.join("started");
         let past = DeadlineRunner::new(Instant::now());
         let err = past
-            .run(&sh(&format!("echo > '{}'", started.display())), Duration::from_secs(60))
+            .run(
+                &sh(&format!("echo > '{}'", started.display())),
+                Duration::from_secs(60),
+            )
             .unwrap_err();
         assert!(matches!(err, VirshError::Timeout { .. }), "{err}");
         assert!(!started.exists(), "a call past the deadline ran");
