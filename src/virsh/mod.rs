@@ -247,7 +247,7 @@ impl Virsh {
     }
 
     /// The scan's listing with `serve`'s disk and network figures
-    /// ([`IO_GROUPS`]), each domain that `--nowait` found held by another
+    /// (`IO_GROUPS`), each domain that `--nowait` found held by another
     /// client's job (a second exporter's `domstats`, a `status` run) asked
     /// once more: such a collision lasts milliseconds, and a counter
     /// missing from one scan leaves a gap in every `rate()` over it. Held
