@@ -129,6 +129,13 @@ fn a_hung_host_completes_nothing_and_leaves_no_process() {
         .collect();
     assert_eq!(started.len(), 4, "a virsh and its child per completion");
     assert_all_gone(&started);
+    // Beside a host that answers, which still completes.
+    let library = fleet_uri("fleet-library.xml");
+    let (reply, output) = complete_in_bash(
+        &["-c", "test:///hung", "-c", &library, "eject", "w"],
+        &[env[0], env[1], ("FAULT_ONLY_URI", "test:///hung")],
+    );
+    assert_eq!(reply, ["web"], "{}", stderr(&output));
 }
 
 #[test]

@@ -129,7 +129,7 @@ fn is_shown_whole(text: &OsStr) -> bool {
 
 /// What the line being completed says before the word being completed:
 /// where to ask, and the subcommand's domain.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct Line {
     connect: Vec<String>,
     hosts: Option<PathBuf>,
@@ -209,7 +209,7 @@ impl Line {
         let next = AtomicUsize::new(0);
         let found = Mutex::new(Vec::new());
         thread::scope(|scope| {
-            for _ in 0..self.max_connections.clamp(1, hosts.len()) {
+            for _ in 0..self.max_connections.min(hosts.len()) {
                 scope.spawn(|| {
                     while let Some(connect) = hosts.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let virsh = Virsh::new(
