@@ -6,10 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueHint};
-use clap_complete::engine::ArgValueCompleter;
 use regex::Regex;
-
-use super::complete;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,7 +115,7 @@ pub enum Command {
         #[arg(long)]
         mounted: bool,
         /// Only drives holding this ISO: who uses it?
-        #[arg(long, value_name = "PATH", add = ArgValueCompleter::new(complete::isos))]
+        #[arg(long, value_name = "PATH")]
         iso: Option<String>,
         /// Only domains whose name matches this regular expression
         #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
@@ -132,18 +129,17 @@ pub enum Command {
     )]
     Mount {
         /// The VM (with --match: the ISO)
-        #[arg(allow_hyphen_values = true, add = ArgValueCompleter::new(complete::domains))]
+        #[arg(allow_hyphen_values = true)]
         domain: String,
         /// The ISO: a local path, a storage volume's path on a remote host, or POOL/VOLUME
-        #[arg(required_unless_present_any = ["pattern", "upload"],
-              add = ArgValueCompleter::new(complete::isos))]
+        #[arg(required_unless_present_any = ["pattern", "upload"])]
         iso: Option<String>,
         /// Upload this file into --pool on the VM's host first, then mount it
         #[arg(long, value_name = "FILE", requires = "pool", conflicts_with_all = ["iso", "pattern"],
               value_hint = ValueHint::FilePath)]
         upload: Option<String>,
         /// With --upload: the storage pool it goes into
-        #[arg(long, value_name = "POOL", requires = "upload", add = ArgValueCompleter::new(complete::pools))]
+        #[arg(long, value_name = "POOL", requires = "upload")]
         pool: Option<String>,
         /// The VM whose name matches this regular expression (only one, unless --all)
         #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
@@ -152,7 +148,7 @@ pub enum Command {
         #[arg(long, requires = "pattern")]
         all: bool,
         /// The drive (e.g. hdc, sda); needed when the VM has several CD-ROMs
-        #[arg(long, value_name = "DEV", add = ArgValueCompleter::new(complete::targets))]
+        #[arg(long, value_name = "DEV")]
         target: Option<String>,
         /// Add a SATA CD-ROM to the VM's config if it has none
         #[arg(long)]
@@ -164,17 +160,16 @@ pub enum Command {
     #[command(group = clap::ArgGroup::new("which").required(true).args(["domain", "all", "iso", "pattern"]))]
     Eject {
         /// The VM (all its drives holding media, or --target's)
-        #[arg(allow_hyphen_values = true, add = ArgValueCompleter::new(complete::domains))]
+        #[arg(allow_hyphen_values = true)]
         domain: Option<String>,
         /// Only this drive of the VM
-        #[arg(long, value_name = "DEV", requires = "domain", conflicts_with_all = ["all", "iso"],
-              add = ArgValueCompleter::new(complete::targets))]
+        #[arg(long, value_name = "DEV", requires = "domain", conflicts_with_all = ["all", "iso"])]
         target: Option<String>,
         /// Every drive of every VM on the connection
         #[arg(long)]
         all: bool,
         /// Every drive holding this ISO
-        #[arg(long, value_name = "PATH", conflicts_with = "all", add = ArgValueCompleter::new(complete::isos))]
+        #[arg(long, value_name = "PATH", conflicts_with = "all")]
         iso: Option<String>,
         /// Every drive of the domains whose name matches this regular expression
         #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
@@ -197,7 +192,7 @@ pub enum Command {
         #[arg(value_hint = ValueHint::FilePath)]
         file: String,
         /// The storage pool (it must exist and be active on each host)
-        #[arg(long, value_name = "POOL", add = ArgValueCompleter::new(complete::pools))]
+        #[arg(long, value_name = "POOL")]
         pool: String,
         /// The volume's name [default: the file's name]
         #[arg(long, value_name = "NAME")]
@@ -218,7 +213,7 @@ pub enum Command {
     /// Delete an ISO that no drive of any host given holds, live or in the config: its volume on each host that has it
     DeleteIso {
         /// The ISO: POOL/VOLUME, or a path
-        #[arg(allow_hyphen_values = true, add = ArgValueCompleter::new(complete::isos))]
+        #[arg(allow_hyphen_values = true)]
         iso: String,
         /// Allow deleting a file outside every storage pool, on this machine
         #[arg(long)]

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use clap::{ArgMatches, CommandFactory};
 use clap_complete::CompleteEnv;
-use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
+use clap_complete::engine::{
+    ArgValueCompleter, CompletionCandidate, PathCompleter, ValueCompleter,
+};
 
 use super::args::Args;
 use super::request::connections;
@@ -32,14 +34,42 @@ const BOUND: Duration = Duration::from_secs(2);
 /// candidates. False for any other run, which goes on as usual.
 pub fn complete_from_env() -> bool {
     let current_dir = std::env::current_dir().ok();
-    CompleteEnv::with_factory(Args::command)
+    CompleteEnv::with_factory(command)
         .try_complete(std::env::args_os(), current_dir.as_deref())
         .unwrap_or_else(|error| error.exit())
 }
 
+/// A value's candidates from what is typed of it.
+type Completer = fn(&OsStr) -> Vec<CompletionCandidate>;
+
+/// Which argument completes from the host, and how (subcommand, argument).
+const COMPLETERS: [(&str, &str, Completer); 10] = [
+    ("mount", "domain", domains),
+    ("mount", "iso", isos),
+    ("mount", "pool", pools),
+    ("mount", "target", targets),
+    ("eject", "domain", domains),
+    ("eject", "target", targets),
+    ("eject", "iso", isos),
+    ("isos", "iso", isos),
+    ("delete-iso", "iso", isos),
+    ("upload", "pool", pools),
+];
+
+/// The command line with [`COMPLETERS`] on their arguments.
+fn command() -> clap::Command {
+    COMPLETERS
+        .into_iter()
+        .fold(Args::command(), |command, (subcommand, arg, completer)| {
+            command.mut_subcommand(subcommand, |sub| {
+                sub.mut_arg(arg, |arg| arg.add(ArgValueCompleter::new(completer)))
+            })
+        })
+}
+
 /// `DOMAIN`: the hosts' domain names; for `mount --match`, where the
 /// first word is the ISO, the ISOs.
-pub(super) fn domains(current: &OsStr) -> Vec<CompletionCandidate> {
+fn domains(current: &OsStr) -> Vec<CompletionCandidate> {
     let line = Line::from_env();
     if line.subcommand.as_deref() == Some("mount") && line.matching {
         return isos(current);
@@ -49,7 +79,7 @@ pub(super) fn domains(current: &OsStr) -> Vec<CompletionCandidate> {
 
 /// An ISO: `POOL/VOLUME` of the hosts' ISO volumes, as `isos` and
 /// `library` name them, and local files.
-pub(super) fn isos(current: &OsStr) -> Vec<CompletionCandidate> {
+fn isos(current: &OsStr) -> Vec<CompletionCandidate> {
     // No pool's name starts with a slash: an absolute path is a file's.
     let volumes = if current.as_encoded_bytes().starts_with(b"/") {
         Vec::new()
@@ -67,12 +97,12 @@ pub(super) fn isos(current: &OsStr) -> Vec<CompletionCandidate> {
 }
 
 /// `--pool`: the hosts' active storage pools.
-pub(super) fn pools(current: &OsStr) -> Vec<CompletionCandidate> {
+fn pools(current: &OsStr) -> Vec<CompletionCandidate> {
     offer(Line::from_env().ask(|virsh| virsh.active_pools()), current)
 }
 
 /// `--target`: the removable drives (CD-ROM, floppy) of the line's domain.
-pub(super) fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
+fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
     let line = Line::from_env();
     let Some(domain) = line.domain.clone() else {
         return Vec::new();
@@ -262,6 +292,22 @@ mod tests {
                 .map(OsString::from)
                 .collect(),
         )
+    }
+
+    /// Each completer sits on an argument that exists (`mut_arg` panics
+    /// on a misspelt one) and the command stays consistent.
+    #[test]
+    fn every_completer_has_its_argument() {
+        let command = command();
+        for (subcommand, arg, _) in COMPLETERS {
+            let sub = command.find_subcommand(subcommand).unwrap();
+            let arg = sub.get_arguments().find(|a| a.get_id() == arg).unwrap();
+            assert!(
+                arg.get::<ArgValueCompleter>().is_some(),
+                "{subcommand} {arg}"
+            );
+        }
+        command.debug_assert();
     }
 
     #[test]
