@@ -19,7 +19,7 @@ mod utils;
 // parse fixtures (`domxml::parse_domain_xml`).
 pub mod virsh;
 
-pub use cli::{Args, is_broken_pipe, run};
+pub use cli::{Args, complete_from_env, is_broken_pipe, run};
 pub use utils::sanitize;
 
 /// The pure parsers of virsh's and the guest agent's output, for the

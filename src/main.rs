@@ -9,6 +9,10 @@ fn main() -> ExitCode {
     // Kills every virsh the run started, on any way out: return, error,
     // panic, or a signal.
     let _reaper = dismount_iso_qemu::virsh::groups::reap_on_exit();
+    // `COMPLETE=bash dismount_iso_qemu`: the shell asks for candidates.
+    if dismount_iso_qemu::complete_from_env() {
+        return ExitCode::SUCCESS;
+    }
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,

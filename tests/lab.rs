@@ -45,6 +45,10 @@ fn main() -> ExitCode {
                 "rescan_gives_cpu_percent_of_running_guests",
                 rescan_gives_cpu_percent_of_running_guests,
             ),
+            Trial::test(
+                "bash_completes_lab_guests_and_pool_isos",
+                bash_completes_lab_guests_and_pool_isos,
+            ),
         ],
         None,
     )
@@ -274,5 +278,36 @@ fn rescan_gives_cpu_percent_of_running_guests() -> Result<(), Failed> {
     }
     check(cpu_percent(tables[1], "lab-off").is_none(), || {
         "a shut-off guest has no CPU %".to_owned()
+    })
+}
+
+/// `COMPLETE=bash` through a real bash on the lab: a guest's name from
+/// its prefix, and `lab-isos/` to the pool's ISOs as `vol-list` names
+/// them (only reads).
+fn bash_completes_lab_guests_and_pool_isos() -> Result<(), Failed> {
+    let (reply, output) = complete_in_bash(&["-c", LAB_URI, "eject", "lab-a"], &[]);
+    check(reply == ["lab-agent"], || {
+        format!("eject lab-a: {reply:?} {}", stderr(&output))
+    })?;
+    // `vol-list`: a header, a rule, then NAME and PATH (absolute) a line;
+    // a name may hold blanks.
+    let listed = virsh(LAB_URI, &["vol-list", "--pool", "lab-isos"]);
+    let mut expected: Vec<String> = listed
+        .lines()
+        .skip(2)
+        .filter_map(|line| Some(line[..line.find(" /")?].trim().to_owned()))
+        .filter(|name| name.to_ascii_lowercase().ends_with(".iso"))
+        .map(|name| format!("lab-isos/{name}"))
+        .collect();
+    expected.sort();
+    check(!expected.is_empty(), || {
+        format!("no ISO in lab-isos:\n{listed}")
+    })?;
+    let (reply, output) = complete_in_bash(&["-c", LAB_URI, "mount", "lab-off", "lab-isos/"], &[]);
+    check(reply == expected, || {
+        format!(
+            "mount lab-off lab-isos/: {reply:?}, vol-list: {expected:?} {}",
+            stderr(&output)
+        )
     })
 }

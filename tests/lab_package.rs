@@ -1,6 +1,7 @@
 //! The Debian package, as an admin meets it: `scripts/package` builds it,
-//! `apt-get install ./….deb` installs it, `man`, bash completion and the
-//! binary on PATH work, and `apt-get remove` takes every file with it.
+//! `apt-get install ./….deb` installs it, `man`, bash completion (from the
+//! host on the line) and the binary on PATH work, and `apt-get remove`
+//! takes every file with it.
 //! It changes the machine's packages, so it runs only where the lab does
 //! (root, CI); elsewhere it is reported as ignored, by name.
 
@@ -61,20 +62,16 @@ fn the_debian_package_installs_works_and_removes_cleanly() -> Result<(), Failed>
     )?;
     let man = run(Command::new("man").args(["-w", "dismount_iso_qemu-eject"]));
     check(man.status.success(), || stderr(&man))?;
-    let completion = run(Command::new("bash").args([
-        "-ic",
-        "source /usr/share/bash-completion/completions/dismount_iso_qemu && complete -p dismount_iso_qemu",
-    ]));
-    check(
-        stdout(&completion).contains("-F _dismount_iso_qemu"),
-        || {
-            format!(
-                "complete -p: {}{}",
-                stdout(&completion),
-                stderr(&completion)
-            )
-        },
-    )?;
+    // The dynamic completion, as installed: the tool from PATH asks the
+    // host on the line.
+    let (reply, completion) = complete_in_bash_after(
+        "source /usr/share/bash-completion/completions/dismount_iso_qemu",
+        &["-c", &fleet_uri("fleet-small.xml"), "eject", "pl"],
+        &[("PATH", "/usr/bin:/bin")],
+    );
+    check(reply == ["plain"], || {
+        format!("eject pl: {reply:?} {}", stderr(&completion))
+    })?;
     // From PATH, with the package's own virsh dependency.
     let status = run(Command::new("dismount_iso_qemu")
         .args(["-c", &fleet_uri("fleet-small.xml"), "status", "--json"])

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueHint};
 use regex::Regex;
 
 #[derive(Debug, Parser)]
@@ -135,7 +135,8 @@ pub enum Command {
         #[arg(required_unless_present_any = ["pattern", "upload"])]
         iso: Option<String>,
         /// Upload this file into --pool on the VM's host first, then mount it
-        #[arg(long, value_name = "FILE", requires = "pool", conflicts_with_all = ["iso", "pattern"])]
+        #[arg(long, value_name = "FILE", requires = "pool", conflicts_with_all = ["iso", "pattern"],
+              value_hint = ValueHint::FilePath)]
         upload: Option<String>,
         /// With --upload: the storage pool it goes into
         #[arg(long, value_name = "POOL", requires = "upload")]
@@ -188,6 +189,7 @@ pub enum Command {
     /// Upload an ISO into a storage pool of every host given, through the libvirt connection (no scp), checked before and after
     Upload {
         /// The ISO file on this machine
+        #[arg(value_hint = ValueHint::FilePath)]
         file: String,
         /// The storage pool (it must exist and be active on each host)
         #[arg(long, value_name = "POOL")]

@@ -2,6 +2,7 @@
 //! and hosts the interactive menu.
 
 mod args;
+mod complete;
 mod library;
 mod media;
 mod menu;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 pub use args::{Args, Command};
+pub use complete::complete_from_env;
 use menu::{Refresh, run_menu};
 use request::{Options, Request};
 

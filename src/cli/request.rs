@@ -58,7 +58,7 @@ impl Options {
 /// order, each once however it is spelled (the first spelling is the one
 /// virsh gets); with neither, `libvirt_uri` (LIBVIRT_URI), and else, or
 /// when that is empty, virsh's default connection.
-fn connections(
+pub(super) fn connections(
     connect: &[String],
     hosts_file: Option<&Path>,
     libvirt_uri: Option<OsString>,

@@ -36,6 +36,7 @@ pub(crate) use error::VirshError;
 pub(crate) use invocation::Invocation;
 pub(crate) use listing::{Listed, Listing};
 pub(crate) use parse::{DomInfo, DomainState, DomainStats};
+pub(crate) use process::DeadlineRunner;
 pub(crate) use runner::Runner;
 pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use storage::Volume;

@@ -73,6 +73,33 @@ impl Runner for ProcessRunner {
     }
 }
 
+/// A process per call, each within what is left of one deadline for
+/// them all: a completion's calls together never outlast it. A call past
+/// the deadline is not started.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineRunner {
+    deadline: Instant,
+}
+
+impl DeadlineRunner {
+    pub fn new(deadline: Instant) -> Self {
+        DeadlineRunner { deadline }
+    }
+}
+
+impl Runner for DeadlineRunner {
+    fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
+        let left = timeout.min(self.deadline.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return Err(VirshError::Timeout {
+                command: invocation.summary(),
+                timeout,
+            });
+        }
+        ProcessRunner::default().run(invocation, left)
+    }
+}
+
 /// Starts `invocation` the one way the tool ever does: from argv, with
 /// stdout and stderr piped, in a process group of its own.
 pub(super) fn spawn_virsh(invocation: &Invocation, stdin: Stdio) -> Result<Child, VirshError> {
@@ -304,6 +331,30 @@ mod tests {
             !alive
         });
         assert!(gone, "grandchild {grandchild} survived the timeout");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A call takes what is left of the deadline, whatever its own
+    /// timeout, and one past the deadline is never started.
+    #[test]
+    fn calls_end_at_the_deadline_and_past_it_are_not_started() {
+        let runner = DeadlineRunner::new(Instant::now() + Duration::from_millis(300));
+        let err = runner
+            .run(&sh("sleep 300"), Duration::from_secs(3600))
+            .unwrap_err();
+        assert!(matches!(err, VirshError::Timeout { .. }), "{err}");
+        let dir = std::env::temp_dir().join(format!("runner-deadline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let started = dir.join("started");
+        let past = DeadlineRunner::new(Instant::now());
+        let err = past
+            .run(
+                &sh(&format!("echo > '{}'", started.display())),
+                Duration::from_secs(60),
+            )
+            .unwrap_err();
+        assert!(matches!(err, VirshError::Timeout { .. }), "{err}");
+        assert!(!started.exists(), "a call past the deadline ran");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

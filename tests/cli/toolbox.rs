@@ -54,6 +54,88 @@ fn bash_completion_loads_and_knows_every_subcommand() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// `COMPLETE=bash`, through a real bash: domain names, the ISOs of the
+/// host's pools, a domain's drives and the pools come from the host the
+/// line names (`-c`, `--hosts`, else `LIBVIRT_URI`).
+#[test]
+fn bash_completes_from_the_host_on_the_line() {
+    let library = fleet_uri("fleet-library.xml");
+    let (reply, output) = complete_in_bash(&["-c", &library, "eject", "w"], &[]);
+    assert_eq!(reply, ["web"], "{}", stderr(&output));
+    let dir = temp_dir("complete-hosts");
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, format!("{library}\n")).unwrap();
+    let hosts = hosts.display().to_string();
+    let (reply, output) = complete_in_bash(&["--hosts", &hosts, "mount", "web", "isos/"], &[]);
+    // disk.qcow2 is no ISO; other/spare.iso is another pool's.
+    assert_eq!(
+        reply,
+        ["isos/by-path.iso", "isos/held.iso", "isos/unused.iso"],
+        "{}",
+        stderr(&output)
+    );
+    let media = fleet_uri("fleet-media.xml");
+    let (reply, output) = complete_in_bash(
+        &["eject", "two-drives", "--target", ""],
+        &[("LIBVIRT_URI", &media)],
+    );
+    // Its CD-ROMs and floppy, not its disk vda.
+    assert_eq!(reply, ["fda", "hdc", "sda"], "{}", stderr(&output));
+    let (reply, output) = complete_in_bash(&["-c", &library, "upload", "x.iso", "--pool", ""], &[]);
+    assert_eq!(reply, ["isos", "other"], "{}", stderr(&output));
+}
+
+/// A shell completion cannot escape what it offers: a name holding a
+/// control or format character is left out, the others are offered.
+#[test]
+fn names_a_shell_cannot_show_are_not_offered() {
+    let controls = fleet_uri("fleet-controls.xml");
+    for prefix in ["web", "i"] {
+        let (reply, output) = complete_in_bash(&["-c", &controls, "eject", prefix], &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(reply, Vec::<String>::new());
+    }
+    let invisible = fleet_uri("fleet-invisible.xml");
+    let (reply, _) = complete_in_bash(&["-c", &invisible, "mount", "web"], &[]);
+    assert_eq!(reply, ["webprod"]);
+}
+
+/// A host that never answers completes nothing, and the completion comes
+/// back (within its 2 s bound) with every virsh and child of it gone.
+#[test]
+fn a_hung_host_completes_nothing_and_leaves_no_process() {
+    let dir = temp_dir("complete-hang");
+    let pids = dir.join("pids");
+    let virsh = support("fault-virsh").display().to_string();
+    let env = [
+        ("VIRSH", virsh.as_str()),
+        ("FAULT", "hang"),
+        ("FAULT_PIDS", pids.to_str().unwrap()),
+    ];
+    for words in [
+        &["-c", "test:///hung", "eject", "w"][..],
+        &["-c", "test:///hung", "mount", "web", "isos/"],
+    ] {
+        let (reply, output) = complete_in_bash(words, &env);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(reply, Vec::<String>::new(), "{words:?}");
+    }
+    let started: Vec<i32> = std::fs::read_to_string(&pids)
+        .expect("the hung virsh ran")
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert_eq!(started.len(), 4, "a virsh and its child per completion");
+    assert_all_gone(&started);
+    // Beside a host that answers, which still completes.
+    let library = fleet_uri("fleet-library.xml");
+    let (reply, output) = complete_in_bash(
+        &["-c", "test:///hung", "-c", &library, "eject", "w"],
+        &[env[0], env[1], ("FAULT_ONLY_URI", "test:///hung")],
+    );
+    assert_eq!(reply, ["web"], "{}", stderr(&output));
+}
+
 #[test]
 fn man_pages_cover_the_tool_and_every_subcommand() {
     let page = stdout(&run(tool().arg("manpage")));

@@ -210,6 +210,55 @@ pub fn check(
     }
 }
 
+/// What a real bash offers on TAB for `words` (the last one being
+/// completed, `""` after a blank): the registration script from
+/// `COMPLETE=bash` sourced, the function it registers for the tool called
+/// as bash's programmable completion calls it. Returns COMPREPLY, one
+/// entry a line, and bash's output.
+pub fn complete_in_bash(words: &[&str], env: &[(&str, &str)]) -> (Vec<String>, Output) {
+    complete_in_bash_after(r#"source <(COMPLETE=bash "$TOOL")"#, words, env)
+}
+
+/// [`complete_in_bash`] with the registration `register` (bash code)
+/// makes: an installed script, say.
+pub fn complete_in_bash_after(
+    register: &str,
+    words: &[&str],
+    env: &[(&str, &str)],
+) -> (Vec<String>, Output) {
+    let script = format!(
+        r#"
+{register} || exit 1
+function=$(complete -p dismount_iso_qemu | sed -E 's/.* -F ([^ ]+) .*/\1/')
+COMP_WORDS=("$@")
+COMP_CWORD=$(( $# - 1 ))
+COMP_LINE="$*"
+COMP_POINT=${{#COMP_LINE}}
+"$function" dismount_iso_qemu "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}"
+"#
+    );
+    let mut bash = Command::new("bash");
+    bash.args(["--norc", "--noprofile", "-c", &script, "bash"])
+        .arg("dismount_iso_qemu")
+        .args(words)
+        .env("TOOL", env!("CARGO_BIN_EXE_dismount_iso_qemu"))
+        .env_remove("LIBVIRT_URI")
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env_remove("VIRSH")
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        bash.env(name, value);
+    }
+    let output = run(&mut bash);
+    let reply = stdout(&output)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (reply, output)
+}
+
 /// The menu on `uri`, fed `input` on stdin.
 pub fn menu_session(uri: &str, input: &str) -> Output {
     menu_session_with(uri, &[], input)

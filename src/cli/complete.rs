@@ -1,0 +1,361 @@
+//! Completion from the live host, as `virsh complete` does it: clap_complete's
+//! dynamic completion (`COMPLETE=bash dismount_iso_qemu` prints the shell's
+//! registration), with domain names, drive targets, pools and pool ISOs read
+//! through the virsh layer from the hosts the line being completed names,
+//! all within one bound.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{ArgMatches, CommandFactory};
+use clap_complete::CompleteEnv;
+use clap_complete::engine::{
+    ArgValueCompleter, CompletionCandidate, PathCompleter, ValueCompleter,
+};
+
+use super::args::Args;
+use super::request::connections;
+use crate::mutex::lock;
+use crate::utils::is_unsafe_on_a_terminal;
+use crate::virsh::domxml::parse_domain_xml;
+use crate::virsh::{DeadlineRunner, ListingFor, Runner, Virsh, VirshConfig, VirshError};
+
+/// Every host's reads of one completion together: a host that does not
+/// answer completes nothing within it, and the shell waits no longer.
+const BOUND: Duration = Duration::from_secs(2);
+
+/// Answers a completion request (`COMPLETE=SHELL` in the environment):
+/// without words, the shell's registration script; with them, the
+/// candidates. False for any other run, which goes on as usual.
+pub fn complete_from_env() -> bool {
+    let current_dir = std::env::current_dir().ok();
+    CompleteEnv::with_factory(command)
+        .try_complete(std::env::args_os(), current_dir.as_deref())
+        .unwrap_or_else(|error| error.exit())
+}
+
+/// A value's candidates from what is typed of it.
+type Completer = fn(&OsStr) -> Vec<CompletionCandidate>;
+
+/// Which argument completes from the host, and how (subcommand, argument).
+const COMPLETERS: [(&str, &str, Completer); 10] = [
+    ("mount", "domain", domains),
+    ("mount", "iso", isos),
+    ("mount", "pool", pools),
+    ("mount", "target", targets),
+    ("eject", "domain", domains),
+    ("eject", "target", targets),
+    ("eject", "iso", isos),
+    ("isos", "iso", isos),
+    ("delete-iso", "iso", isos),
+    ("upload", "pool", pools),
+];
+
+/// The command line with [`COMPLETERS`] on their arguments.
+fn command() -> clap::Command {
+    COMPLETERS
+        .into_iter()
+        .fold(Args::command(), |command, (subcommand, arg, completer)| {
+            command.mut_subcommand(subcommand, |sub| {
+                sub.mut_arg(arg, |arg| arg.add(ArgValueCompleter::new(completer)))
+            })
+        })
+}
+
+/// `DOMAIN`: the hosts' domain names; for `mount --match`, where the
+/// first word is the ISO, the ISOs.
+fn domains(current: &OsStr) -> Vec<CompletionCandidate> {
+    let line = Line::from_env();
+    if line.subcommand.as_deref() == Some("mount") && line.matching {
+        return isos(current);
+    }
+    offer(line.ask(domain_names), current)
+}
+
+/// An ISO: `POOL/VOLUME` of the hosts' ISO volumes, as `isos` and
+/// `library` name them, and local files.
+fn isos(current: &OsStr) -> Vec<CompletionCandidate> {
+    // No pool's name starts with a slash: an absolute path is a file's.
+    let volumes = if current.as_encoded_bytes().starts_with(b"/") {
+        Vec::new()
+    } else {
+        Line::from_env().ask(iso_volumes)
+    };
+    let mut candidates = offer(volumes, current);
+    candidates.extend(
+        PathCompleter::file()
+            .complete(current)
+            .into_iter()
+            .filter(|path| is_shown_whole(path.get_value())),
+    );
+    candidates
+}
+
+/// `--pool`: the hosts' active storage pools.
+fn pools(current: &OsStr) -> Vec<CompletionCandidate> {
+    offer(Line::from_env().ask(|virsh| virsh.active_pools()), current)
+}
+
+/// `--target`: the removable drives (CD-ROM, floppy) of the line's domain.
+fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
+    let line = Line::from_env();
+    let Some(domain) = line.domain.clone() else {
+        return Vec::new();
+    };
+    offer(line.ask(|virsh| drive_targets(virsh, &domain)), current)
+}
+
+fn domain_names(virsh: &Virsh) -> Result<Vec<String>, VirshError> {
+    let listing = virsh.list_all(ListingFor::Media)?;
+    Ok(listing
+        .stats
+        .into_iter()
+        .map(|domain| domain.name)
+        .collect())
+}
+
+fn iso_volumes(virsh: &Virsh) -> Result<Vec<String>, VirshError> {
+    Ok(virsh
+        .volumes()?
+        .into_iter()
+        .filter(|volume| volume.is_iso())
+        .map(|volume| format!("{}/{}", volume.pool, volume.name))
+        .collect())
+}
+
+fn drive_targets(virsh: &Virsh, domain: &str) -> Result<Vec<String>, VirshError> {
+    let xml = virsh.run(&["dumpxml", "--domain", domain])?.stdout;
+    Ok(parse_domain_xml(&xml)
+        .map(|parsed| {
+            parsed
+                .drives
+                .into_iter()
+                .map(|drive| drive.target)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The names that start with what is typed, each once, sorted; a name
+/// holding a control or format character is left out, since a shell shows
+/// it as something else or acts on it (the untrusted text of a host).
+fn offer(mut names: Vec<String>, current: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = current.to_string_lossy();
+    names.retain(|name| name.starts_with(typed.as_ref()) && is_shown_whole(OsStr::new(name)));
+    names.sort();
+    names.dedup();
+    names.into_iter().map(CompletionCandidate::new).collect()
+}
+
+fn is_shown_whole(text: &OsStr) -> bool {
+    text.to_str()
+        .is_some_and(|text| !text.chars().any(is_unsafe_on_a_terminal))
+}
+
+/// What the line being completed says before the word being completed:
+/// where to ask, and the subcommand's domain.
+#[derive(Debug, Default)]
+struct Line {
+    connect: Vec<String>,
+    hosts: Option<PathBuf>,
+    virsh: String,
+    /// `--max-connections`: the hosts asked at once.
+    max_connections: usize,
+    subcommand: Option<String>,
+    /// The subcommand's `DOMAIN`, once typed.
+    domain: Option<String>,
+    /// `--match` given: `mount`'s first word is the ISO.
+    matching: bool,
+}
+
+impl Line {
+    /// The line of this completion request: the words the registration
+    /// passes after `--`, up to the shell's index of the word being
+    /// completed (bash, zsh), else all but the last (fish, elvish).
+    fn from_env() -> Line {
+        let index = std::env::var("_CLAP_COMPLETE_INDEX")
+            .ok()
+            .and_then(|index| index.parse().ok());
+        Line::parse(words_before_cursor(std::env::args_os().collect(), index))
+    }
+
+    /// The options as clap reads them from an unfinished line (a missing
+    /// required argument, a bad value: ignored).
+    fn parse(words: Vec<OsString>) -> Line {
+        let Ok(top) = Args::command()
+            .ignore_errors(true)
+            .try_get_matches_from(words)
+        else {
+            return Line::default();
+        };
+        // Global options reach the subcommand's matches wherever given.
+        let (subcommand, matches) = match top.subcommand() {
+            Some((name, sub)) => (Some(name.to_owned()), sub),
+            None => (None, &top),
+        };
+        let matching = matches.try_contains_id("pattern").unwrap_or(false);
+        let domain = string(matches, "domain").filter(|_| !matching);
+        Line {
+            connect: matches
+                .try_get_many::<String>("connect")
+                .ok()
+                .flatten()
+                .map(|uris| uris.cloned().collect())
+                .unwrap_or_default(),
+            hosts: matches
+                .try_get_one::<PathBuf>("hosts")
+                .ok()
+                .flatten()
+                .cloned(),
+            virsh: string(matches, "virsh").unwrap_or_else(|| "virsh".to_owned()),
+            max_connections: matches
+                .try_get_one::<u16>("max_connections")
+                .ok()
+                .flatten()
+                .map_or(16, |n| usize::from(*n)),
+            subcommand,
+            domain,
+            matching,
+        }
+    }
+
+    /// What `read` gives on each host of the line, `--max-connections` of
+    /// them at once, together: a host that fails or does not answer within
+    /// [`BOUND`] gives nothing (its virsh killed and reaped by the runner).
+    fn ask(&self, read: impl Fn(&Virsh) -> Result<Vec<String>, VirshError> + Sync) -> Vec<String> {
+        let Ok(hosts) = connections(
+            &self.connect,
+            self.hosts.as_deref(),
+            std::env::var_os("LIBVIRT_URI"),
+        ) else {
+            return Vec::new();
+        };
+        let runner: Arc<dyn Runner> = Arc::new(DeadlineRunner::new(Instant::now() + BOUND));
+        let next = AtomicUsize::new(0);
+        let found = Mutex::new(Vec::new());
+        thread::scope(|scope| {
+            for _ in 0..self.max_connections.min(hosts.len()) {
+                scope.spawn(|| {
+                    while let Some(connect) = hosts.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let virsh = Virsh::new(
+                            VirshConfig {
+                                program: self.virsh.clone(),
+                                connect: connect.clone(),
+                                timeout: BOUND,
+                                sessions: 1,
+                            },
+                            Arc::clone(&runner),
+                        );
+                        if let Ok(names) = read(&virsh) {
+                            lock(&found).extend(names);
+                        }
+                    }
+                });
+            }
+        });
+        found
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn string(matches: &ArgMatches, id: &str) -> Option<String> {
+    matches.try_get_one::<String>(id).ok().flatten().cloned()
+}
+
+/// The words of the line up to the one at `index` (the one being
+/// completed), from the completer's arguments: `PROGRAM -- WORD…`.
+fn words_before_cursor(args: Vec<OsString>, index: Option<usize>) -> Vec<OsString> {
+    let mut words: Vec<OsString> = args
+        .into_iter()
+        .skip_while(|arg| arg != "--")
+        .skip(1)
+        .collect();
+    let cursor = index.unwrap_or(words.len().saturating_sub(1));
+    words.truncate(cursor);
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(words: &[&str]) -> Line {
+        Line::parse(
+            std::iter::once("dismount_iso_qemu")
+                .chain(words.iter().copied())
+                .map(OsString::from)
+                .collect(),
+        )
+    }
+
+    /// Each completer sits on an argument that exists (`mut_arg` panics
+    /// on a misspelt one) and the command stays consistent.
+    #[test]
+    fn every_completer_has_its_argument() {
+        let command = command();
+        for (subcommand, arg, _) in COMPLETERS {
+            let sub = command.find_subcommand(subcommand).unwrap();
+            let arg = sub.get_arguments().find(|a| a.get_id() == arg).unwrap();
+            assert!(
+                arg.get::<ArgValueCompleter>().is_some(),
+                "{subcommand} {arg}"
+            );
+        }
+        command.debug_assert();
+    }
+
+    #[test]
+    fn the_words_before_the_cursor_follow_the_separator() {
+        let args = ["/bin/tool", "--", "tool", "-c", "x", "eject", "we"].map(OsString::from);
+        assert_eq!(
+            words_before_cursor(args.to_vec(), Some(4)),
+            ["tool", "-c", "x", "eject"].map(OsString::from)
+        );
+        assert_eq!(
+            words_before_cursor(args.to_vec(), None),
+            ["tool", "-c", "x", "eject"].map(OsString::from)
+        );
+        // The cursor past the last word: every word.
+        assert_eq!(words_before_cursor(args.to_vec(), Some(5)).len(), 5);
+    }
+
+    #[test]
+    fn an_unfinished_line_names_its_hosts_and_domain() {
+        let eject = line(&["-c", "test:///a", "eject", "web", "--target"]);
+        assert_eq!(eject.connect, ["test:///a"]);
+        assert_eq!(eject.subcommand.as_deref(), Some("eject"));
+        assert_eq!(eject.domain.as_deref(), Some("web"));
+        assert_eq!(eject.virsh, "virsh");
+        // As the command itself would run: the subcommand's --connect
+        // replaces the one before it.
+        let both = line(&["-c", "test:///a", "eject", "--connect", "test:///b", "web"]);
+        assert_eq!(both.connect, ["test:///b"]);
+        let mount = line(&["--hosts", "/etc/hosts.list", "mount", "--virsh", "/v", "db"]);
+        assert_eq!(mount.hosts, Some(PathBuf::from("/etc/hosts.list")));
+        assert_eq!(mount.virsh, "/v");
+        assert_eq!(mount.domain.as_deref(), Some("db"));
+        // With --match, mount's first word is the ISO, not a domain.
+        let matching = line(&["mount", "--match", "^web", "x.iso"]);
+        assert!(matching.matching);
+        assert_eq!(matching.domain, None);
+        assert_eq!(line(&["isos", "--iso"]).domain, None);
+    }
+
+    #[test]
+    fn offered_names_match_the_prefix_and_show_whole() {
+        let names = ["web", "db", "web\tprod", "web\u{200b}x", "webby", "web"]
+            .map(str::to_owned)
+            .to_vec();
+        let offered: Vec<String> = offer(names, OsStr::new("web"))
+            .iter()
+            .map(|c| c.get_value().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(offered, ["web", "webby"]);
+    }
+}
