@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // itself: the decision above is the one that counts.
     crossterm::style::force_color_output(colour);
     let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = prompt::Sink::new(stdout.lock());
     if args.version {
         return status::versions(&fleet, args.verbose, &mut out);
     }
@@ -131,15 +131,14 @@ fn fit_descriptors(max_connections: usize, command: &Option<Command>) -> usize {
     fit
 }
 
-/// Whether the error chain ends in a closed pipe on our output.
+/// Whether the error is a closed pipe on the tool's own output (`| head`):
+/// the console's failure ([`prompt::ConsoleError`]) of kind `BrokenPipe`,
+/// not any broken pipe in the chain (one to virsh's stdin is a failure).
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-            || cause
-                .downcast_ref::<serde_json::Error>()
-                .and_then(|json| json.io_error_kind())
-                == Some(io::ErrorKind::BrokenPipe)
-    })
+    prompt::ConsoleError::caused(error)
+        && error.chain().any(|cause| {
+            cause
+                .downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+        })
 }

@@ -60,6 +60,18 @@ pub struct Sink<W> {
 }
 
 impl<W: Write> Sink<W> {
+    /// The tool's output for a listing: every failure of it, a closed
+    /// pipe included, is the console's own ([`ConsoleError`]), which is
+    /// how `main` tells a reader that went away from a pipe to virsh that
+    /// broke.
+    pub fn new(inner: W) -> Self {
+        Sink {
+            inner,
+            closed: false,
+            keep_going: false,
+        }
+    }
+
     /// Whether the reader went away.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -112,14 +124,9 @@ impl<R: BufRead, W: Write> Console<R, W> {
     }
 
     fn with_sink(input: R, output: W, keep_going: bool) -> Self {
-        Console {
-            input,
-            output: Sink {
-                inner: output,
-                closed: false,
-                keep_going,
-            },
-        }
+        let mut output = Sink::new(output);
+        output.keep_going = keep_going;
+        Console { input, output }
     }
 
     pub fn out(&mut self) -> &mut Sink<W> {
@@ -329,6 +336,15 @@ mod tests {
         let error = console.ask("> ").unwrap_err().context("while asking");
         assert!(ConsoleError::caused(&error));
         assert!(crate::cli::is_broken_pipe(&error));
+        // A pipe to virsh that broke (an upload's `vol-upload` that stopped
+        // reading) is no reader of ours going away: it used to end the run
+        // quietly with exit status 0.
+        let upload = anyhow::Error::from(io::Error::from_raw_os_error(libc::EPIPE))
+            .context("`virsh vol-upload …` stopped reading the file");
+        assert!(!crate::cli::is_broken_pipe(&upload), "{upload:#}");
+        let mut listing = Sink::new(Closed);
+        let written = writeln!(listing, "a row").map_err(anyhow::Error::from);
+        assert!(crate::cli::is_broken_pipe(&written.unwrap_err()));
         assert_eq!(
             format!("{error:#}"),
             "while asking: Broken pipe (os error 32)"
