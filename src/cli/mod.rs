@@ -132,7 +132,7 @@ fn fit_descriptors(max_connections: usize, command: &Option<Command>) -> usize {
 }
 
 /// Whether the error is a closed pipe on the tool's own output (`| head`):
-/// the console's failure ([`prompt::ConsoleError`]) of kind `BrokenPipe`,
+/// the console's failure (`prompt::ConsoleError`) of kind `BrokenPipe`,
 /// not any broken pipe in the chain (one to virsh's stdin is a failure).
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     prompt::ConsoleError::caused(error)
