@@ -492,17 +492,7 @@ fn a_hung_change_is_a_failed_step() {
 /// other domains' reads were made again and answered.
 #[test]
 fn isos_names_the_domain_whose_xml_read_hangs() {
-    let output = run(tool()
-        .args([
-            "-c",
-            &fleet_uri("fleet-small.xml"),
-            "--timeout",
-            "2s",
-            "--virsh",
-        ])
-        .arg(support("hung-agent-virsh"))
-        .arg("isos")
-        .env("HUNG_COMMAND", "dumpxml --domain plain"));
+    let output = run(tool_hung_on("dumpxml --domain plain").arg("isos"));
     assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
     assert!(

@@ -220,16 +220,7 @@ fn a_domain_whose_figures_hang_is_marked_and_the_others_are_exported() {
     let dir = temp_dir("serve-isolation");
     let lines = dir.join("lines");
     let serving = Serving::start(
-        tool()
-            .args([
-                "-c",
-                &fleet_uri("fleet-small.xml"),
-                "--timeout",
-                "2s",
-                "--virsh",
-            ])
-            .arg(support("hung-agent-virsh"))
-            .env("HUNG_COMMAND", "dominfo")
+        tool_hung_on("dominfo")
             .env("DOMSTATS_FILE", domstats_with_qemu_figures_for_plain(&dir))
             .env("LINES_LOG", &lines),
     );
@@ -352,18 +343,7 @@ fn a_domain_whose_figures_hang_is_marked_and_the_others_are_exported() {
 /// domain's drives are exported; the host's scan succeeds.
 #[test]
 fn a_domain_whose_xml_read_hangs_is_marked_and_the_others_are_exported() {
-    let serving = Serving::start(
-        tool()
-            .args([
-                "-c",
-                &fleet_uri("fleet-small.xml"),
-                "--timeout",
-                "2s",
-                "--virsh",
-            ])
-            .arg(support("hung-agent-virsh"))
-            .env("HUNG_COMMAND", "dumpxml --domain plain"),
-    );
+    let serving = Serving::start(&mut tool_hung_on("dumpxml --domain plain"));
     serving.wait_for("/healthz", |status, _| status == 200);
     let (_, metrics) = serving.get("/metrics");
     let of = |name: &str, labels: &[&str]| {

@@ -845,11 +845,7 @@ fn a_domain_that_vanishes_mid_scan_leaves_the_table() {
 /// why their figures are missing, and the table still prints.
 #[test]
 fn a_hung_figures_read_marks_its_own_rows() {
-    let output = run(tool()
-        .args(["-c", &fleet_uri("fleet-small.xml"), "status", "--json"])
-        .args(["--timeout", "2s", "--virsh"])
-        .arg(support("hung-agent-virsh"))
-        .env("HUNG_COMMAND", "dominfo"));
+    let output = run(tool_hung_on("dominfo").args(["status", "--json"]));
     assert!(output.status.success(), "{}", stderr(&output));
     let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(rows.len(), 7);
@@ -870,11 +866,7 @@ fn a_hung_figures_read_marks_its_own_rows() {
 #[test]
 fn one_hung_domain_marks_its_own_row_alone() {
     let status_with_hung = |command: &str| -> Vec<Value> {
-        let output = run(tool()
-            .args(["-c", &fleet_uri("fleet-small.xml"), "status", "--json"])
-            .args(["--timeout", "2s", "--virsh"])
-            .arg(support("hung-agent-virsh"))
-            .env("HUNG_COMMAND", command));
+        let output = run(tool_hung_on(command).args(["status", "--json"]));
         assert!(output.status.success(), "{}", stderr(&output));
         let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
         assert_eq!(rows.len(), 7);

@@ -28,6 +28,22 @@ pub fn support(file: &str) -> PathBuf {
     root().join("tests/support").join(file)
 }
 
+/// The binary on fleet-small.xml through the fake virsh that hangs on
+/// `command` (tests/support/hung-agent-virsh), with `--timeout 2s`.
+pub fn tool_hung_on(command: &str) -> Command {
+    let mut tool = tool();
+    tool.args([
+        "-c",
+        &fleet_uri("fleet-small.xml"),
+        "--timeout",
+        "2s",
+        "--virsh",
+    ])
+    .arg(support("hung-agent-virsh"))
+    .env("HUNG_COMMAND", command);
+    tool
+}
+
 /// The binary with a clean environment: no URI or virsh from the caller's
 /// shell leaks into a test.
 pub fn tool() -> Command {
