@@ -177,6 +177,23 @@ impl Step {
         argv.into_iter().map(str::to_owned).collect()
     }
 
+    /// Which of the domain's views the step changes, in words.
+    fn scope(&self) -> &'static str {
+        match self {
+            Step::Change {
+                live: true,
+                config: true,
+                ..
+            } => "live and config",
+            Step::Change {
+                live: true,
+                config: false,
+                ..
+            } => "live only",
+            Step::Change { .. } | Step::Attach { .. } => "config only",
+        }
+    }
+
     /// One line for people, names sanitized.
     pub fn describe(&self) -> String {
         match self {
@@ -184,15 +201,9 @@ impl Step {
                 domain,
                 target,
                 action,
-                live,
-                config,
                 ..
             } => {
-                let scope = match (live, config) {
-                    (true, true) => "live and config",
-                    (true, false) => "live only",
-                    _ => "config only",
-                };
+                let scope = self.scope();
                 let what = match action {
                     Action::Insert(iso) => format!("insert {}", sanitize(iso)),
                     Action::Replace { iso, previous } => {
