@@ -187,29 +187,7 @@ pub enum Command {
         json: bool,
     },
     /// Upload an ISO into a storage pool of every host given, through the libvirt connection (no scp), checked before and after
-    Upload {
-        /// The ISO file on this machine
-        #[arg(value_hint = ValueHint::FilePath)]
-        file: String,
-        /// The storage pool (it must exist and be active on each host)
-        #[arg(long, value_name = "POOL")]
-        pool: String,
-        /// The volume's name [default: the file's name]
-        #[arg(long, value_name = "NAME")]
-        name: Option<String>,
-        /// Refuse unless the file has this SHA-256 (checked before anything is sent)
-        #[arg(long, value_name = "HEX")]
-        sha256: Option<String>,
-        /// Read each volume back afterwards and compare SHA-256
-        #[arg(long)]
-        verify: bool,
-        /// Replace a volume of that name (refused while a drive holds it)
-        #[arg(long)]
-        replace: bool,
-        /// Upload a file without the ISO 9660 signature
-        #[arg(long)]
-        force: bool,
-    },
+    Upload(UploadArgs),
     /// Delete an ISO that no drive of any host given holds, live or in the config: its volume on each host that has it
     DeleteIso {
         /// The ISO: POOL/VOLUME, or a path
@@ -346,4 +324,31 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
     }
+}
+
+/// `upload`'s options: plain values already, so they are the request
+/// itself (`request::UploadRequest`), with no copy field by field.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UploadArgs {
+    /// The ISO file on this machine
+    #[arg(value_hint = ValueHint::FilePath)]
+    pub file: String,
+    /// The storage pool (it must exist and be active on each host)
+    #[arg(long, value_name = "POOL")]
+    pub pool: String,
+    /// The volume's name [default: the file's name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Refuse unless the file has this SHA-256 (checked before anything is sent)
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Read each volume back afterwards and compare SHA-256
+    #[arg(long)]
+    pub verify: bool,
+    /// Replace a volume of that name (refused while a drive holds it)
+    #[arg(long)]
+    pub replace: bool,
+    /// Upload a file without the ISO 9660 signature
+    #[arg(long)]
+    pub force: bool,
 }

@@ -247,23 +247,7 @@ impl Request {
                 yes,
                 dry_run,
             }),
-            Command::Upload {
-                file,
-                pool,
-                name,
-                sha256,
-                verify,
-                replace,
-                force,
-            } => Request::Upload(UploadRequest {
-                file,
-                pool,
-                name,
-                sha256,
-                verify,
-                replace,
-                force,
-            }),
+            Command::Upload(upload) => Request::Upload(upload),
             Command::Completions { shell } => Request::Completions(shell),
             Command::Manpage { dir } => Request::Manpage(dir),
             Command::Serve {
@@ -369,17 +353,8 @@ pub enum MountSelection {
     },
 }
 
-/// What `upload` was asked to do.
-#[derive(Debug, Clone)]
-pub struct UploadRequest {
-    pub file: String,
-    pub pool: String,
-    pub name: Option<String>,
-    pub sha256: Option<String>,
-    pub verify: bool,
-    pub replace: bool,
-    pub force: bool,
-}
+/// What `upload` was asked to do: clap's values as they are.
+pub use super::args::UploadArgs as UploadRequest;
 
 /// What `delete-iso` was asked to do.
 #[derive(Debug, Clone)]

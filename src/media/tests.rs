@@ -362,25 +362,16 @@ fn attach_picks_a_free_sata_target_in_the_config() {
         Some("dumpxml-test-no-cdrom-inactive.xml"),
     );
     let step = plan_attach(&two, ISO_A).unwrap();
+    // Word for word (no word holds a space): `--domain`, a SATA read-only
+    // CD-ROM, the persistent config only.
     assert_eq!(
-        step.argv(),
-        [
-            "attach-disk",
-            "--domain",
-            "two-drives",
-            "--source",
-            ISO_A,
-            "--target",
-            "sdb",
-            "--targetbus",
-            "sata",
-            "--type",
-            "cdrom",
-            "--mode",
-            "readonly",
-            "--config",
-        ]
+        step.argv().join(" "),
+        format!(
+            "attach-disk --domain two-drives --source {ISO_A} --target sdb --targetbus sata \
+             --type cdrom --mode readonly --config"
+        )
     );
+    assert!(step.argv().iter().all(|word| !word.contains(' ')));
     let note = step.verify(None, Reply::Refused("x".into())).note;
     assert_eq!(note, None, "no restart note for a failed attach");
     let transient = domain(
