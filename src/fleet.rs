@@ -4,8 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -141,46 +140,18 @@ impl Fleet {
         job: impl Fn(&Host) -> Result<T> + Sync,
         on_done: impl Fn(&Result<T>) + Sync,
     ) -> Vec<HostScan<T>> {
-        let next = AtomicUsize::new(0);
-        let work = || {
-            let mut done = Vec::new();
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(host) = self.hosts.get(index) else {
-                    return done;
-                };
-                let result = {
-                    let _working = self.working(host);
-                    job(host)
-                };
-                on_done(&result);
-                done.push((index, result));
-            }
-        };
         let workers = self.hosts.len().min(self.max_connections);
-        let done: Vec<(usize, Result<T>)> = thread::scope(|scope| {
-            let workers: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
-        let mut results: Vec<Option<Result<T>>> = self.hosts.iter().map(|_| None).collect();
-        for (index, result) in done {
-            results[index] = Some(result);
-        }
-        results
-            .into_iter()
-            .zip(&self.hosts)
-            .map(|(result, host)| HostScan {
-                result: result.expect("every host's job ran"),
+        crate::workers::bounded(&self.hosts, workers, Duration::ZERO, |host| {
+            let result = {
+                let _working = self.working(host);
+                job(host)
+            };
+            on_done(&result);
+            HostScan {
+                result,
                 uri: host.uri(),
-            })
-            .collect()
+            }
+        })
     }
 
     /// Every host's VM table, scanned side by side.

@@ -15,6 +15,7 @@ mod serve;
 #[cfg(test)]
 mod testing;
 mod utils;
+mod workers;
 // The binary reaps process groups (`groups`); the integration tests
 // parse fixtures (`domxml::parse_domain_xml`).
 pub mod virsh;

@@ -8,6 +8,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueHint};
 use regex::Regex;
 
+/// `--max-connections` when not given (the completion reads it from an
+/// unfinished line too).
+pub const DEFAULT_MAX_CONNECTIONS: u16 = 16;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dismount_iso_qemu",
@@ -86,7 +90,7 @@ pub struct Args {
     pub sessions: Option<u16>,
 
     /// The most virsh sessions (over ssh, connections) open at once across all hosts
-    #[arg(long, value_name = "N", default_value_t = 16,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u16).range(1..=4096),
           global = true, help_heading = "Global options")]
     pub max_connections: u16,

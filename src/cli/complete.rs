@@ -7,9 +7,6 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{ArgMatches, CommandFactory};
@@ -18,9 +15,8 @@ use clap_complete::engine::{
     ArgValueCompleter, CompletionCandidate, PathCompleter, ValueCompleter,
 };
 
-use super::args::Args;
+use super::args::{Args, DEFAULT_MAX_CONNECTIONS};
 use super::request::connections;
-use crate::mutex::lock;
 use crate::utils::is_unsafe_on_a_terminal;
 use crate::virsh::domxml::parse_domain_xml;
 use crate::virsh::{DeadlineRunner, ListingFor, Runner, Virsh, VirshConfig, VirshError};
@@ -217,7 +213,7 @@ impl Line {
                 .try_get_one::<u16>("max_connections")
                 .ok()
                 .flatten()
-                .map_or(16, |n| usize::from(*n)),
+                .map_or(usize::from(DEFAULT_MAX_CONNECTIONS), |n| usize::from(*n)),
             subcommand,
             domain,
             matching,
@@ -236,31 +232,20 @@ impl Line {
             return Vec::new();
         };
         let runner: Arc<dyn Runner> = Arc::new(DeadlineRunner::new(Instant::now() + BOUND));
-        let next = AtomicUsize::new(0);
-        let found = Mutex::new(Vec::new());
-        thread::scope(|scope| {
-            for _ in 0..self.max_connections.min(hosts.len()) {
-                scope.spawn(|| {
-                    while let Some(connect) = hosts.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let virsh = Virsh::new(
-                            VirshConfig {
-                                program: self.virsh.clone(),
-                                connect: connect.clone(),
-                                timeout: BOUND,
-                                sessions: 1,
-                            },
-                            Arc::clone(&runner),
-                        );
-                        if let Ok(names) = read(&virsh) {
-                            lock(&found).extend(names);
-                        }
-                    }
-                });
-            }
-        });
-        found
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let found =
+            crate::workers::bounded(&hosts, self.max_connections, Duration::ZERO, |connect| {
+                let virsh = Virsh::new(
+                    VirshConfig {
+                        program: self.virsh.clone(),
+                        connect: connect.clone(),
+                        timeout: BOUND,
+                        sessions: 1,
+                    },
+                    Arc::clone(&runner),
+                );
+                read(&virsh).unwrap_or_default()
+            });
+        found.concat()
     }
 }
 

@@ -135,10 +135,5 @@ fn fit_descriptors(max_connections: usize, command: &Option<Command>) -> usize {
 /// the console's failure (`prompt::ConsoleError`) of kind `BrokenPipe`,
 /// not any broken pipe in the chain (one to virsh's stdin is a failure).
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    prompt::ConsoleError::caused(error)
-        && error.chain().any(|cause| {
-            cause
-                .downcast_ref::<io::Error>()
-                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-        })
+    prompt::ConsoleError::closed_pipe(error)
 }

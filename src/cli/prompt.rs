@@ -38,14 +38,23 @@ impl ConsoleError {
         io::Error::new(error.kind(), ConsoleError(error))
     }
 
+    /// The console's own failure in `error`'s chain, if any.
+    fn found_in(error: &anyhow::Error) -> Option<&io::Error> {
+        error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<io::Error>())
+            .find(|io| io.get_ref().is_some_and(|inner| inner.is::<ConsoleError>()))
+    }
+
     /// Whether `error` is, or comes from, a console's own failure.
     pub fn caused(error: &anyhow::Error) -> bool {
-        error.chain().any(|cause| {
-            cause
-                .downcast_ref::<io::Error>()
-                .and_then(io::Error::get_ref)
-                .is_some_and(|inner| inner.is::<ConsoleError>())
-        })
+        Self::found_in(error).is_some()
+    }
+
+    /// Whether `error` is the console's output closed by its reader
+    /// (`| head`): the console's own failure, and a broken pipe.
+    pub fn closed_pipe(error: &anyhow::Error) -> bool {
+        Self::found_in(error).is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     }
 }
 

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::pool;
 use super::values::{OsReport, OsSource, ProbeOptions, Progress};
 use crate::agent::{self, AgentError};
 use crate::utils::with_causes;
@@ -62,7 +61,7 @@ impl Agents {
         // only queue, and spend their share of the deadline waiting.
         let workers = options.jobs.min(virsh.config().sessions);
         let done = AtomicUsize::new(0);
-        pool::bounded(names, workers, lead, |name| {
+        crate::workers::bounded(names, workers, lead, |name| {
             let report = self.ask_one(virsh, options.timeout, name, deadline);
             progress(done.fetch_add(1, Ordering::SeqCst) + 1, names.len());
             report

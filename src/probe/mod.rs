@@ -8,7 +8,6 @@ mod cache;
 mod metrics;
 mod os;
 mod osinfo;
-mod pool;
 mod values;
 
 use std::sync::Mutex;

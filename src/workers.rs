@@ -1,5 +1,6 @@
-//! A bounded pool: a list of jobs run by a fixed number of threads, the
-//! results handed back in the jobs' order.
+//! Worker threads, a bounded number of them: a list of jobs (domains to
+//! probe, hosts to scan, hosts to ask for completions) run side by side,
+//! the results handed back in the jobs' order.
 
 use std::sync::Condvar;
 use std::sync::Mutex;
@@ -16,7 +17,7 @@ use crate::mutex::lock;
 /// With a nonzero `lead`, the first item runs alone until it is done or
 /// `lead` has passed: its answer may make the others quick (a driver that
 /// refuses them all), and a slow answer still lets them start in time.
-pub(super) fn bounded<T: Sync, R: Send>(
+pub(crate) fn bounded<T: Sync, R: Send>(
     items: &[T],
     workers: usize,
     lead: Duration,
