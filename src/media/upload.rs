@@ -1,6 +1,7 @@
 //! An ISO uploaded into a storage pool through the libvirt connection
-//! (`vol-create-as`, then `vol-upload` fed from the file), so it works
-//! over `qemu+ssh://` with no scp: checked before anything is sent,
+//! (`vol-create-as`, then `vol-upload` fed from the file through a FIFO,
+//! all on the host's one session), so it works over `qemu+ssh://` with
+//! no scp and no second connection: checked before anything is sent,
 //! checked afterwards, and never left half-done: whatever fails once the
 //! volume exists deletes it.
 
@@ -8,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -20,6 +21,7 @@ use crate::mutex::lock;
 use crate::utils::sanitize;
 use crate::virsh::VirshError;
 use crate::virsh::groups::caught_signal;
+use crate::virsh::runner::Watch;
 
 /// A local file found fit for upload.
 #[derive(Debug, Clone)]
@@ -240,7 +242,8 @@ impl MediaManager {
     }
 
     /// `vol-upload` from the file, the size checked, and with `verify`
-    /// the volume read back.
+    /// the volume read back: all on the host's one connection, its
+    /// session, which reads the bytes from a FIFO of ours.
     fn fill(
         &self,
         iso: &LocalIso,
@@ -249,83 +252,28 @@ impl MediaManager {
         verify: bool,
     ) -> Result<Uploaded> {
         let virsh = &self.virsh;
-        let uri = virsh.uri_label();
         let name = iso.name.as_str();
         refuse_if_interrupted()?;
         let stall = STALL.max(virsh.config().timeout);
-        let sent = AtomicU64::new(0);
-        // The file's faults, told apart from a pipe virsh closed.
-        let file_fault: Mutex<Option<String>> = Mutex::new(None);
-        let sha256: Mutex<Option<String>> = Mutex::new(None);
-        let shown = sanitize(&iso.file);
-        let feed = |stdin: &mut std::process::ChildStdin| -> io::Result<()> {
-            let fault = |what: String| {
-                *lock(&file_fault) = Some(what.clone());
-                io::Error::other(what)
-            };
-            let mut file = File::open(&iso.file)
-                .map_err(|error| fault(format!("cannot read '{shown}': {error}")))?;
-            // Hashing costs CPU time only `--verify` needs.
-            let mut hasher = verify.then(Sha256::new);
-            let mut buffer = vec![0u8; CHUNK];
-            let mut done = 0;
-            while done < iso.size {
-                if caught_signal().is_some() {
-                    return Err(fault("interrupted".to_owned()));
-                }
-                let want = usize::try_from(iso.size - done).map_or(CHUNK, |left| left.min(CHUNK));
-                let n = match file.read(&mut buffer[..want]) {
-                    Ok(0) => {
-                        return Err(fault(format!(
-                            "'{shown}' shrank during the upload: {done} of {} bytes read",
-                            iso.size
-                        )));
-                    }
-                    Ok(n) => n,
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(error) => {
-                        return Err(fault(format!(
-                            "cannot read '{shown}' at byte {done}: {error}"
-                        )));
-                    }
-                };
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(&buffer[..n]);
-                }
-                stdin.write_all(&buffer[..n])?;
-                done += n as u64;
-                sent.store(done, Ordering::SeqCst);
-                progress(done);
-            }
-            *lock(&sha256) = hasher.map(|hasher| hex(&hasher.finalize()));
-            Ok(())
-        };
-        let transfer =
-            virsh.upload_volume(pool, name, stall, feed, &|| sent.load(Ordering::SeqCst))?;
+        let dir = PrivateDir::new()?;
+        let fifo = dir.make_fifo("upload")?;
+        let from = fifo.to_string_lossy().into_owned();
+        let sent = feed_through(&fifo, iso, verify, progress, stall, |watch| {
+            virsh.upload_volume(pool, name, &from, watch)
+        });
         refuse_if_interrupted()?;
-        if let Some(fault) = lock(&file_fault).take() {
+        if let Some(fault) = sent.fault {
             bail!("{fault}");
         }
-        if transfer.stalled {
-            bail!(
-                "no byte moved for {}: the connection to {uri} hangs",
-                humantime::format_duration(stall)
-            );
-        }
-        let command = virsh
-            .invocation(&["vol-upload", "--pool", pool, "--vol", name, "/dev/stdin"])
-            .summary();
-        if !transfer.status.success() {
-            return Err(VirshError::Failed {
-                command,
-                status: transfer.status,
-                stderr: transfer.stderr,
-            }
-            .into());
-        }
-        transfer
-            .fed
-            .with_context(|| format!("`{command}` stopped reading the file"))?;
+        sent.transfer?;
+        let sha256 = sent.fed.with_context(|| {
+            format!(
+                "`{}` stopped reading the file",
+                virsh
+                    .invocation(&["vol-upload", "--pool", pool, "--vol", name, &from])
+                    .summary()
+            )
+        })?;
         match virsh.volume_capacity(pool, name)? {
             Some(bytes) if bytes == iso.size => {}
             Some(bytes) => bail!(
@@ -335,8 +283,10 @@ impl MediaManager {
             None => bail!("the volume is gone after the upload"),
         }
         let verified = if verify {
-            let sent_sha256 = lock(&sha256).take().context("the upload hashed nothing")?;
-            let read_back = self.read_back(pool, name, stall)?;
+            let sent_sha256 = sha256.context("the upload hashed nothing")?;
+            let read_back = self
+                .read_back(pool, name, &dir, stall)
+                .context("cannot read the volume back")?;
             if read_back != sent_sha256 {
                 bail!("the volume read back has SHA-256 {read_back}, the file sent {sent_sha256}");
             }
@@ -353,39 +303,28 @@ impl MediaManager {
     }
 
     /// The SHA-256 of the volume as `vol-download` reads it back, through
-    /// a file of our own (virsh writes a line of its own to stdout, so
-    /// the bytes cannot come through a pipe there).
-    fn read_back(&self, pool: &str, name: &str, stall: Duration) -> Result<String> {
-        let dir = private_temp_dir()?;
-        let file = dir.join("volume");
+    /// a file in `dir` (virsh writes a line of its own to stdout, so the
+    /// bytes cannot come through a pipe there).
+    fn read_back(
+        &self,
+        pool: &str,
+        name: &str,
+        dir: &PrivateDir,
+        stall: Duration,
+    ) -> Result<String> {
+        let file = dir.0.join("volume");
         let into = file.to_string_lossy().into_owned();
         let moved = || std::fs::metadata(&file).map_or(0, |m| m.len());
-        let result = (|| {
-            let transfer = self
-                .virsh
-                .download_volume(pool, name, &into, stall, &moved)?;
-            refuse_if_interrupted()?;
-            if transfer.stalled {
-                bail!(
-                    "no byte came back for {}: the connection hangs",
-                    humantime::format_duration(stall)
-                );
-            }
-            if !transfer.status.success() {
-                return Err(VirshError::Failed {
-                    command: self
-                        .virsh
-                        .invocation(&["vol-download", "--pool", pool, "--vol", name, &into])
-                        .summary(),
-                    status: transfer.status,
-                    stderr: transfer.stderr,
-                }
-                .into());
-            }
-            Ok(sha256_of(&mut File::open(&file)?)?)
-        })();
-        let _ = std::fs::remove_dir_all(&dir);
-        result.context("cannot read the volume back")
+        let stop = || caught_signal().is_some();
+        let watch = Watch {
+            stall,
+            moved: &moved,
+            stop: &stop,
+        };
+        let downloaded = self.virsh.download_volume(pool, name, &into, &watch);
+        refuse_if_interrupted()?;
+        downloaded?;
+        Ok(sha256_of(&mut File::open(&file)?)?)
     }
 
     /// Deletes the volume an upload created, after `error`; the error
@@ -426,19 +365,214 @@ fn refuse_if_interrupted() -> Result<()> {
     }
 }
 
-/// A directory only we can read, for a volume read back.
-fn private_temp_dir() -> Result<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!(
-        "dismount-iso-qemu-verify-{}-{}",
-        std::process::id(),
-        crate::virsh::batch::nonce()
-    ));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+/// What sending a file through a FIFO came to.
+struct Sent {
+    /// The call that read the FIFO.
+    transfer: Result<(), VirshError>,
+    /// The feed: the file's SHA-256 (with `verify`), or why it ended.
+    fed: io::Result<Option<String>>,
+    /// The file's fault, or a signal: the reason, whatever else failed.
+    fault: Option<String>,
+}
+
+/// Runs `transfer` (the call that reads `fifo`) while a thread of its own
+/// writes the file into the FIFO; the transfer is stopped at the file's
+/// first fault or a signal, and killed after `stall` without a byte.
+fn feed_through(
+    fifo: &Path,
+    iso: &LocalIso,
+    verify: bool,
+    progress: &(dyn Fn(u64) + Sync),
+    stall: Duration,
+    transfer: impl FnOnce(&Watch) -> Result<(), VirshError>,
+) -> Sent {
+    let feed = Feed::default();
+    let (transfer, fed) = std::thread::scope(|scope| {
+        let feeder = scope.spawn(|| feed.run(iso, fifo, verify, progress));
+        let moved = || feed.sent.load(Ordering::SeqCst);
+        let stop = || caught_signal().is_some() || lock(&feed.fault).is_some();
+        let transferred = transfer(&Watch {
+            stall,
+            moved: &moved,
+            stop: &stop,
+        });
+        feed.over.store(true, Ordering::SeqCst);
+        // Joined here, after virsh is gone: a feed that failed holds the
+        // FIFO open until then, so virsh never reads an early end of file
+        // as the whole file and completes a short volume.
+        let fed = feeder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (transferred, fed)
+    });
+    Sent {
+        transfer,
+        fed,
+        fault: lock(&feed.fault).take(),
+    }
+}
+
+/// The feeding of an upload's FIFO from the file, on a thread of its
+/// own, watched by the transfer.
+#[derive(Default)]
+struct Feed {
+    /// Bytes written so far.
+    sent: AtomicU64,
+    /// The file's fault (or a signal), told apart from a FIFO virsh
+    /// closed: the transfer stops at once.
+    fault: Mutex<Option<String>>,
+    /// The transfer has ended: a FIFO virsh never opened is given up.
+    over: AtomicBool,
+}
+
+/// How often the FIFO is tried until virsh opens it.
+const FIFO_POLL: Duration = Duration::from_millis(10);
+
+impl Feed {
+    /// Writes the file into `fifo` once virsh opens it; the file's SHA-256
+    /// with `verify`. After a fault it keeps the FIFO open until the
+    /// transfer is over (see `fill`), and returns the error.
+    fn run(
+        &self,
+        iso: &LocalIso,
+        fifo: &Path,
+        verify: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> io::Result<Option<String>> {
+        let shown = sanitize(&iso.file);
+        let fault = |what: String| {
+            *lock(&self.fault) = Some(what.clone());
+            io::Error::other(what)
+        };
+        let mut file = File::open(&iso.file)
+            .map_err(|error| fault(format!("cannot read '{shown}': {error}")))?;
+        let Some(mut into) = self.open_fifo(fifo)? else {
+            return Err(io::Error::other("virsh never opened the file"));
+        };
+        // Hashing costs CPU time only `--verify` needs.
+        let mut hasher = verify.then(Sha256::new);
+        let mut buffer = vec![0u8; CHUNK];
+        let mut done = 0;
+        let failed = |error: io::Error, into: File| {
+            // Held open until virsh is gone: see `fill`.
+            while !self.over.load(Ordering::SeqCst) {
+                std::thread::sleep(FIFO_POLL);
+            }
+            drop(into);
+            error
+        };
+        while done < iso.size {
+            if caught_signal().is_some() {
+                return Err(failed(fault("interrupted".to_owned()), into));
+            }
+            let want = usize::try_from(iso.size - done).map_or(CHUNK, |left| left.min(CHUNK));
+            let n = match file.read(&mut buffer[..want]) {
+                Ok(0) => {
+                    let error = fault(format!(
+                        "'{shown}' shrank during the upload: {done} of {} bytes read",
+                        iso.size
+                    ));
+                    return Err(failed(error, into));
+                }
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    let error = fault(format!("cannot read '{shown}' at byte {done}: {error}"));
+                    return Err(failed(error, into));
+                }
+            };
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&buffer[..n]);
+            }
+            into.write_all(&buffer[..n])?;
+            done += n as u64;
+            self.sent.store(done, Ordering::SeqCst);
+            progress(done);
+        }
+        Ok(hasher.map(|hasher| hex(&hasher.finalize())))
+    }
+
+    /// The FIFO opened for writing once virsh has opened it for reading
+    /// (never blocking in `open`, which would wait for a virsh that failed
+    /// first forever); `None` once the transfer is over.
+    fn open_fifo(&self, fifo: &Path) -> io::Result<Option<File>> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(fifo)
+            {
+                Ok(into) => {
+                    // Blocking writes from here: virsh reads at the
+                    // connection's pace.
+                    // SAFETY: fcntl(2) on a descriptor this function owns.
+                    let cleared = unsafe {
+                        let flags = libc::fcntl(into.as_raw_fd(), libc::F_GETFL);
+                        flags >= 0
+                            && libc::fcntl(
+                                into.as_raw_fd(),
+                                libc::F_SETFL,
+                                flags & !libc::O_NONBLOCK,
+                            ) == 0
+                    };
+                    return if cleared {
+                        Ok(Some(into))
+                    } else {
+                        Err(io::Error::last_os_error())
+                    };
+                }
+                Err(error) if error.raw_os_error() == Some(libc::ENXIO) => {
+                    if self.over.load(Ordering::SeqCst) || caught_signal().is_some() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(FIFO_POLL);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// A directory only we can read, for an upload's FIFO and a volume read
+/// back; removed with what it holds when dropped.
+struct PrivateDir(std::path::PathBuf);
+
+impl PrivateDir {
+    fn new() -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!(
+            "dismount-iso-qemu-upload-{}-{}",
+            std::process::id(),
+            crate::virsh::batch::nonce()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(PrivateDir(dir))
+    }
+
+    /// A FIFO `name` in the directory.
+    fn make_fifo(&self, name: &str) -> Result<std::path::PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let fifo = self.0.join(name);
+        let path = std::ffi::CString::new(fifo.as_os_str().as_bytes())
+            .context("a temporary path holds a NUL byte")?;
+        // SAFETY: mkfifo(3) with a NUL-terminated path that outlives it.
+        if unsafe { libc::mkfifo(path.as_ptr(), 0o600) } != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("cannot create the FIFO {}", fifo.display()));
+        }
+        Ok(fifo)
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]
@@ -474,5 +608,90 @@ mod tests {
             message.contains("could not be deleted (could not run `virsh -c qemu+ssh://far/system vol-delete --pool isos --vol new.iso`: Permission denied (os error 13))"),
             "{message}"
         );
+    }
+
+    /// The file shrinks under the feed: the call reading the FIFO is
+    /// killed before the FIFO closes, so it never sees an end of file
+    /// (virsh would take the part for the whole file and finish the
+    /// volume). The reader stands in for virsh: it records an end of file.
+    use crate::virsh::Runner as _;
+
+    #[test]
+    fn a_failed_feed_kills_the_reader_before_it_sees_the_end() {
+        let dir = PrivateDir::new().unwrap();
+        let fifo = dir.make_fifo("upload").unwrap();
+        let file = dir.0.join("short.iso");
+        std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
+        let ended = dir.0.join("ended");
+        let iso = LocalIso {
+            file: file.to_string_lossy().into_owned(),
+            name: "short.iso".to_owned(),
+            // As measured before the upload; the file has lost a MiB since.
+            size: 4 * CHUNK as u64,
+        };
+        let reader = crate::virsh::Invocation {
+            program: "/bin/sh".into(),
+            connect: None,
+            commands: vec![vec![
+                "-c".into(),
+                format!(
+                    "cat {} >/dev/null && echo end-of-file > {}",
+                    fifo.display(),
+                    ended.display()
+                ),
+            ]],
+        };
+        let sent = feed_through(&fifo, &iso, false, &|_| {}, STALL, |watch| {
+            crate::virsh::process::ProcessRunner::default()
+                .transfer(&reader, watch)
+                .map(drop)
+        });
+        assert!(
+            sent.fault
+                .as_deref()
+                .is_some_and(|fault| fault
+                    .contains("shrank during the upload: 3145728 of 4194304 bytes read")),
+            "{:?}",
+            sent.fault
+        );
+        assert!(
+            matches!(sent.transfer, Err(VirshError::Stopped { .. })),
+            "{:?}",
+            sent.transfer
+        );
+        assert!(!ended.exists(), "the reader saw an end of file");
+    }
+
+    /// A whole file reaches the reader byte for byte, with its SHA-256.
+    #[test]
+    fn a_whole_file_goes_through_the_fifo() {
+        let dir = PrivateDir::new().unwrap();
+        let fifo = dir.make_fifo("upload").unwrap();
+        let file = dir.0.join("whole.iso");
+        let bytes: Vec<u8> = (0..CHUNK + 12345).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let copy = dir.0.join("copy");
+        let iso = LocalIso {
+            file: file.to_string_lossy().into_owned(),
+            name: "whole.iso".to_owned(),
+            size: bytes.len() as u64,
+        };
+        let reader = crate::virsh::Invocation {
+            program: "/bin/sh".into(),
+            connect: None,
+            commands: vec![vec![
+                "-c".into(),
+                format!("cat {} > {}", fifo.display(), copy.display()),
+            ]],
+        };
+        let sent = feed_through(&fifo, &iso, true, &|_| {}, STALL, |watch| {
+            crate::virsh::process::ProcessRunner::default()
+                .transfer(&reader, watch)
+                .map(drop)
+        });
+        assert!(sent.fault.is_none() && sent.transfer.is_ok());
+        let sha256 = sent.fed.unwrap().unwrap();
+        assert_eq!(sha256, sha256_of(&mut &bytes[..]).unwrap());
+        assert_eq!(std::fs::read(&copy).unwrap(), bytes);
     }
 }

@@ -45,6 +45,16 @@ pub enum VirshError {
     )]
     SshTimeout { command: String, timeout: Duration },
 
+    /// A transfer (`vol-upload`, `vol-download`) that moved no byte for
+    /// `stall` was killed: the connection hangs.
+    #[error("`{command}` moved no byte for {}: the connection hangs", humantime::format_duration(*.stall))]
+    Stalled { command: String, stall: Duration },
+
+    /// A transfer the tool stopped, because its own side failed (the
+    /// file it fed from, a signal); the caller knows and says why.
+    #[error("`{command}` was stopped")]
+    Stopped { command: String },
+
     /// virsh answered, but not in a form it ever prints: no marker of the
     /// batch came back, or the listing held no domain block.
     #[error("`{command}` answered, but not as virsh does: {what}")]
@@ -101,6 +111,13 @@ impl Clone for VirshError {
             VirshError::SshTimeout { command, timeout } => VirshError::SshTimeout {
                 command: command.clone(),
                 timeout: *timeout,
+            },
+            VirshError::Stalled { command, stall } => VirshError::Stalled {
+                command: command.clone(),
+                stall: *stall,
+            },
+            VirshError::Stopped { command } => VirshError::Stopped {
+                command: command.clone(),
             },
             VirshError::Unusable { command, what } => VirshError::Unusable {
                 command: command.clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::error::VirshError;
 use super::invocation::Invocation;
-use super::runner::{Output, Runner};
+use super::runner::{Halt, Output, Runner, Watch};
 
 /// What one declared command answers.
 enum Reply {
@@ -153,5 +153,14 @@ impl Runner for FakeRunner {
             stdout,
             stderr,
         })
+    }
+
+    /// As a call whose hang is a stall: the fake moves no bytes.
+    fn transfer(&self, invocation: &Invocation, watch: &Watch) -> Result<Output, VirshError> {
+        self.run(invocation, watch.stall)
+            .map_err(|error| match error {
+                VirshError::Timeout { command, .. } => watch.error(Halt::Stalled, command),
+                other => other,
+            })
     }
 }

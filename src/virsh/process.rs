@@ -4,7 +4,7 @@
 //! lossily, and its leader always reaped.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use super::error::VirshError;
 use super::groups::GroupGuard;
 use super::invocation::Invocation;
 use super::pipes::Drain;
-use super::runner::{OUTPUT_LIMIT, Output, Runner};
+use super::runner::{OUTPUT_LIMIT, Output, Runner, WATCH_POLL, Watch, Watcher};
 
 /// Spawns one process per call.
 #[derive(Debug, Clone, Copy)]
@@ -39,35 +39,64 @@ impl ProcessRunner {
 impl Runner for ProcessRunner {
     fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
         let deadline = Instant::now() + timeout;
+        self.call(invocation, |child, group| {
+            wait_until(child, group, deadline).ok_or_else(|| VirshError::Timeout {
+                command: invocation.summary(),
+                timeout,
+            })
+        })
+    }
+
+    fn transfer(&self, invocation: &Invocation, watch: &Watch) -> Result<Output, VirshError> {
+        self.call(invocation, |child, group| {
+            let exited = reap_on_thread(child);
+            let mut watcher = Watcher::new(watch);
+            loop {
+                match exited.recv_timeout(WATCH_POLL) {
+                    Ok(status) => return Ok(status),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Some(halt) = watcher.halt() {
+                            group.kill();
+                            let _ = exited.recv();
+                            return Err(watch.error(halt, invocation.summary()));
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Ok(Err(std::io::Error::other("the process waiter ended")));
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl ProcessRunner {
+    /// Runs `invocation` as a process, `wait` reaping it (or killing its
+    /// group, and saying why).
+    fn call(
+        &self,
+        invocation: &Invocation,
+        wait: impl FnOnce(Child, &GroupGuard) -> Result<std::io::Result<ExitStatus>, VirshError>,
+    ) -> Result<Output, VirshError> {
         let mut child = spawn_virsh(invocation, Stdio::null())?;
         // Registered until the leader is reaped, so that any exit of the
         // tool kills the group.
         let group = GroupGuard::register(child.id());
         let stdout = Drain::start(child.stdout.take(), self.output_limit);
         let stderr = Drain::start(child.stderr.take(), self.output_limit);
-        let status = wait_until(child, &group, deadline);
-        match status {
-            Some(Ok(status)) => {
-                let (stdout, stderr) = (stdout.finish(), stderr.finish());
-                match (stdout, stderr) {
-                    (Some(stdout), Some(stderr)) => Ok(Output {
-                        status,
-                        stdout,
-                        stderr,
-                    }),
-                    _ => Err(VirshError::OutputTooLarge {
-                        command: invocation.summary(),
-                        limit: self.output_limit,
-                    }),
-                }
-            }
-            Some(Err(source)) => Err(VirshError::Spawn {
-                command: invocation.summary(),
-                source,
+        let status = wait(child, &group)?.map_err(|source| VirshError::Spawn {
+            command: invocation.summary(),
+            source,
+        })?;
+        match (stdout.finish(), stderr.finish()) {
+            (Some(stdout), Some(stderr)) => Ok(Output {
+                status,
+                stdout,
+                stderr,
             }),
-            None => Err(VirshError::Timeout {
+            _ => Err(VirshError::OutputTooLarge {
                 command: invocation.summary(),
-                timeout,
+                limit: self.output_limit,
             }),
         }
     }
@@ -97,6 +126,11 @@ impl Runner for DeadlineRunner {
             });
         }
         ProcessRunner::default().run(invocation, left)
+    }
+
+    /// Completion moves no file: as a process of its own, were it asked.
+    fn transfer(&self, invocation: &Invocation, watch: &Watch) -> Result<Output, VirshError> {
+        ProcessRunner::default().transfer(invocation, watch)
     }
 }
 
@@ -168,94 +202,6 @@ fn reap_on_thread(mut child: Child) -> Receiver<std::io::Result<ExitStatus>> {
         let _ = sender.send(child.wait());
     });
     exited
-}
-
-/// What a transfer through one virsh process came to.
-#[derive(Debug)]
-pub struct Transfer {
-    pub status: ExitStatus,
-    pub stderr: String,
-    /// Killed after its `stall` without a byte moving.
-    pub stalled: bool,
-    /// What feeding its stdin came to (`Ok` without a feed).
-    pub fed: std::io::Result<()>,
-}
-
-/// How often a transfer's progress is looked at.
-const TRANSFER_POLL: Duration = Duration::from_millis(100);
-
-/// Runs `invocation` as a process of its own with no deadline as a whole,
-/// for a transfer that takes as long as its bytes do (`vol-upload`,
-/// `vol-download`). `feed` writes its stdin on a thread of its own: stdin
-/// is closed when `feed` returns `Ok`, and on `Err` the process group is
-/// killed first, so virsh never takes a short input for a whole file.
-/// The group is also killed once `moved()` has not changed for `stall`:
-/// a connection that hangs ends the transfer instead of the tool.
-pub fn run_transfer(
-    invocation: &Invocation,
-    stall: Duration,
-    feed: Option<impl FnOnce(&mut ChildStdin) -> std::io::Result<()> + Send>,
-    moved: &(dyn Fn() -> u64 + Sync),
-) -> Result<Transfer, VirshError> {
-    let stdin = if feed.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    };
-    let mut child = spawn_virsh(invocation, stdin)?;
-    let group = GroupGuard::register(child.id());
-    let input = child.stdin.take();
-    let stdout = Drain::start(child.stdout.take(), OUTPUT_LIMIT);
-    let stderr = Drain::start(child.stderr.take(), OUTPUT_LIMIT);
-    let exited = reap_on_thread(child);
-    let group = &group;
-    let (status, stalled, fed) = thread::scope(|scope| {
-        let feeder = feed.zip(input).map(|(feed, mut input)| {
-            scope.spawn(move || {
-                let fed = feed(&mut input);
-                if fed.is_err() {
-                    group.kill();
-                }
-                fed
-            })
-        });
-        let mut last = (moved(), Instant::now());
-        let mut stalled = false;
-        let status = loop {
-            match exited.recv_timeout(TRANSFER_POLL) {
-                Ok(status) => break status,
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = moved();
-                    if now != last.0 {
-                        last = (now, Instant::now());
-                    } else if !stalled && last.1.elapsed() >= stall {
-                        stalled = true;
-                        group.kill();
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    break Err(std::io::Error::other("the process waiter ended"));
-                }
-            }
-        };
-        let fed = feeder.map_or(Ok(()), |feeder| {
-            feeder
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        });
-        (status, stalled, fed)
-    });
-    let status = status.map_err(|source| VirshError::Spawn {
-        command: invocation.summary(),
-        source,
-    })?;
-    drop(stdout.finish());
-    Ok(Transfer {
-        status,
-        stderr: stderr.finish().unwrap_or_default(),
-        stalled,
-        fed,
-    })
 }
 
 #[cfg(test)]
@@ -397,58 +343,66 @@ mod tests {
         assert!(matches!(err, VirshError::NotFound { .. }));
     }
 
-    /// What `feed` wrote reaches the process's stdin whole, and then
-    /// stdin is closed.
-    #[test]
-    fn a_transfer_feeds_stdin_and_closes_it() {
-        use std::io::Write as _;
-        let transfer = run_transfer(
-            &sh("n=$(wc -c); [ \"$n\" -eq 100000 ]"),
-            Duration::from_secs(60),
-            Some(|stdin: &mut ChildStdin| stdin.write_all(&[7u8; 100_000])),
-            &|| 0,
-        )
-        .unwrap();
-        assert!(transfer.status.success(), "{transfer:?}");
-        assert!(transfer.fed.is_ok() && !transfer.stalled);
-    }
-
-    /// A feed that fails (a file that shrank) kills the process before
-    /// its stdin closes: virsh must never take a short input for a whole
-    /// file and finish the volume.
-    #[test]
-    fn a_failed_feed_kills_the_process_before_it_sees_the_end() {
-        use std::io::Write as _;
-        let transfer = run_transfer(
-            &sh("cat >/dev/null; exit 0"),
-            Duration::from_secs(60),
-            Some(|stdin: &mut ChildStdin| {
-                stdin.write_all(b"part")?;
-                Err(std::io::Error::other("the file shrank"))
-            }),
-            &|| 0,
-        )
-        .unwrap();
-        assert!(
-            !transfer.status.success(),
-            "killed, not ended: {transfer:?}"
-        );
-        assert_eq!(transfer.fed.unwrap_err().to_string(), "the file shrank");
+    fn watch<'a>(
+        stall: Duration,
+        moved: &'a (dyn Fn() -> u64 + Sync),
+        stop: &'a (dyn Fn() -> bool + Sync),
+    ) -> Watch<'a> {
+        Watch { stall, moved, stop }
     }
 
     /// A transfer whose bytes stop moving is killed, group and all.
     #[test]
     fn a_stalled_transfer_is_killed() {
-        let transfer = run_transfer(
-            &sh("sleep 300"),
-            Duration::from_millis(300),
-            None::<fn(&mut ChildStdin) -> std::io::Result<()>>,
-            &|| 0,
-        )
-        .unwrap();
+        let error = ProcessRunner::default()
+            .transfer(
+                &sh("sleep 300"),
+                &watch(Duration::from_millis(300), &|| 0, &|| false),
+            )
+            .unwrap_err();
+        assert!(matches!(error, VirshError::Stalled { .. }), "{error}");
         assert!(
-            transfer.stalled && !transfer.status.success(),
-            "{transfer:?}"
+            error
+                .to_string()
+                .ends_with("moved no byte for 300ms: the connection hangs"),
+            "{error}"
         );
+    }
+
+    /// One whose caller stops it (its file failed) is killed too, however
+    /// fast its bytes move.
+    #[test]
+    fn a_stopped_transfer_is_killed() {
+        let moved = std::sync::atomic::AtomicU64::new(0);
+        let error = ProcessRunner::default()
+            .transfer(
+                &sh("sleep 300"),
+                &watch(
+                    Duration::from_secs(60),
+                    &|| moved.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                    &|| moved.load(std::sync::atomic::Ordering::SeqCst) > 3,
+                ),
+            )
+            .unwrap_err();
+        assert!(matches!(error, VirshError::Stopped { .. }), "{error}");
+    }
+
+    /// One whose bytes keep moving has no deadline: it runs to its end,
+    /// longer than `stall`, and says what it printed.
+    #[test]
+    fn a_moving_transfer_runs_past_its_stall() {
+        let moved = std::sync::atomic::AtomicU64::new(0);
+        let output = ProcessRunner::default()
+            .transfer(
+                &sh("sleep 1; echo done"),
+                &watch(
+                    Duration::from_millis(300),
+                    &|| moved.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                    &|| false,
+                ),
+            )
+            .unwrap();
+        assert!(output.status.success());
+        assert_eq!(output.stdout, "done\n");
     }
 }

@@ -2,15 +2,13 @@
 //! listing in three processes whatever the number of volumes, and the
 //! calls an upload or a deletion makes.
 
-use std::io;
-use std::process::ChildStdin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::batch::Batch;
 use super::client::Virsh;
 use super::error::{VirshError, is_no_such_volume};
-use super::process::{ProcessRunner, Transfer, run_transfer};
+use super::process::ProcessRunner;
+use super::runner::Watch;
 use super::volumes::{self, PoolInfo};
 
 /// One volume of an active storage pool.
@@ -132,19 +130,18 @@ impl Virsh {
         Virsh::new(self.config.clone(), Arc::new(ProcessRunner::default()))
     }
 
-    /// `vol-upload` of what `feed` writes (virsh reads it as
-    /// `/dev/stdin`), in a process of its own with no deadline as a whole:
-    /// it is killed after `stall` without `moved()` changing.
+    /// `vol-upload` of the local file `from` (a FIFO the caller feeds)
+    /// into the volume, on the connection's own session: an upload's
+    /// checks and its bytes share one connection. No deadline as a
+    /// whole: `watch` ends it.
     pub fn upload_volume(
         &self,
         pool: &str,
         name: &str,
-        stall: Duration,
-        feed: impl FnOnce(&mut ChildStdin) -> io::Result<()> + Send,
-        moved: &(dyn Fn() -> u64 + Sync),
-    ) -> Result<Transfer, VirshError> {
-        let words = ["vol-upload", "--pool", pool, "--vol", name, "/dev/stdin"];
-        run_transfer(&self.invocation(&words), stall, Some(feed), moved)
+        from: &str,
+        watch: &Watch,
+    ) -> Result<(), VirshError> {
+        self.transfer(&["vol-upload", "--pool", pool, "--vol", name, from], watch)
     }
 
     /// `vol-download` into the local file `into`, as [`Self::upload_volume`].
@@ -153,16 +150,27 @@ impl Virsh {
         pool: &str,
         name: &str,
         into: &str,
-        stall: Duration,
-        moved: &(dyn Fn() -> u64 + Sync),
-    ) -> Result<Transfer, VirshError> {
-        let words = ["vol-download", "--pool", pool, "--vol", name, into];
-        run_transfer(
-            &self.invocation(&words),
-            stall,
-            None::<fn(&mut ChildStdin) -> io::Result<()>>,
-            moved,
+        watch: &Watch,
+    ) -> Result<(), VirshError> {
+        self.transfer(
+            &["vol-download", "--pool", pool, "--vol", name, into],
+            watch,
         )
+    }
+
+    /// A transfer's one command; a non-zero exit is `VirshError::Failed`.
+    fn transfer(&self, words: &[&str], watch: &Watch) -> Result<(), VirshError> {
+        let invocation = self.invocation(words);
+        let output = self.runner().transfer(&invocation, watch)?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(VirshError::Failed {
+                command: invocation.summary(),
+                status: output.status,
+                stderr: output.stderr,
+            })
+        }
     }
 }
 

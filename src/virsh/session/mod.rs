@@ -42,13 +42,13 @@ use super::batch::script;
 use super::error::{VirshError, error_lines};
 use super::invocation::Invocation;
 use super::process::ProcessRunner;
-use super::runner::{OUTPUT_LIMIT, Output, Runner};
+use super::runner::{OUTPUT_LIMIT, Output, Runner, Watch, Watcher};
 use super::uri::Uri;
 use crate::mutex::lock;
 pub use budget::Budget;
 use endpoint::Endpoint;
 use pool::{Fresh, Pool};
-use shell::Fault;
+use shell::{Fault, Patience};
 
 /// Commands that only read, so running one again after a lost connection
 /// cannot change a VM twice.
@@ -67,6 +67,15 @@ const READ_ONLY: [&str; 13] = [
     "vol-list",
     "vol-info",
 ];
+
+/// How long a call may take.
+#[derive(Clone, Copy)]
+enum Limit<'a> {
+    /// `--timeout`: its own calls, never the wait for a place.
+    Timeout(Duration),
+    /// A transfer, as long as its bytes move.
+    Watch(&'a Watch<'a>),
+}
 
 /// Runs every call on a long-lived virsh of its connection: at most
 /// `pool_size` of them per connection, each holding a place of the
@@ -101,42 +110,27 @@ impl SessionRunner {
         self
     }
 
-    fn pool(&self, invocation: &Invocation) -> Arc<Pool> {
-        let endpoint = Endpoint {
-            program: invocation.program.clone(),
-            connect: invocation.connect.clone(),
-        };
-        let mut pools = lock(&self.pools);
-        Arc::clone(pools.entry(endpoint.clone()).or_insert_with(|| {
-            Pool::new(
-                endpoint,
-                self.pool_size,
-                Arc::clone(&self.budget),
-                Arc::clone(&self.work),
-            )
-        }))
-    }
-}
-
-impl Runner for SessionRunner {
-    /// Starts every session of the connection the budget has room for
-    /// (now, or with its first session), so that they connect while the
-    /// first call runs: for a scan, whose agent probes and XML reads run
-    /// side by side. A one-shot read does not ask, and starts the one
-    /// session it uses.
-    fn warm_up(&self, connection: &Invocation) {
-        self.pool(connection).start_all();
-    }
-
-    fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
+    /// Runs `invocation` on a session of its connection within `limit`
+    /// (or as a process, where a session line cannot carry it).
+    fn call(&self, invocation: &Invocation, limit: Limit) -> Result<Output, VirshError> {
         if !fits_a_line(invocation) || cheaper_as_a_process(invocation) {
-            return ProcessRunner::with_output_limit(self.output_limit).run(invocation, timeout);
+            let process = ProcessRunner::with_output_limit(self.output_limit);
+            return match limit {
+                Limit::Timeout(timeout) => process.run(invocation, timeout),
+                Limit::Watch(watch) => process.transfer(invocation, watch),
+            };
         }
-        // Moved on by the wait for a place, if any (see `Pool::acquire`).
-        let mut deadline = Instant::now() + timeout;
+        // A transfer waits for a session as long as it may go without
+        // moving a byte. Moved on by the wait for a place, if any (see
+        // `Pool::acquire`).
+        let wait = match limit {
+            Limit::Timeout(timeout) => timeout,
+            Limit::Watch(watch) => watch.stall,
+        };
+        let mut deadline = Instant::now() + wait;
         let timed_out = || VirshError::Timeout {
             command: invocation.summary(),
-            timeout,
+            timeout: wait,
         };
         let pool = self.pool(invocation);
         let line = script(&invocation.commands);
@@ -154,7 +148,11 @@ impl Runner for SessionRunner {
             };
             let mut session = pool.acquire(&mut deadline, fresh)?.ok_or_else(timed_out)?;
             proven |= session.served > 0;
-            match session.call(&line, deadline, self.output_limit) {
+            let mut patience = match limit {
+                Limit::Timeout(_) => Patience::Until(deadline),
+                Limit::Watch(watch) => Patience::Watched(Watcher::new(watch)),
+            };
+            match session.call(&line, &mut patience, self.output_limit) {
                 Ok(frame) if frame.connection_lost => {
                     pool.discard(session);
                     if retried || !replayable(invocation) {
@@ -177,6 +175,13 @@ impl Runner for SessionRunner {
                     // the next call start a new one.
                     pool.discard(session);
                     return Err(timed_out());
+                }
+                Err(Fault::Halted(halt)) => {
+                    pool.discard(session);
+                    return Err(match limit {
+                        Limit::Watch(watch) => watch.error(halt, invocation.summary()),
+                        Limit::Timeout(_) => timed_out(),
+                    });
                 }
                 Err(Fault::TooLarge) => {
                     // Still printing, or its buffers out of step: kill it.
@@ -222,6 +227,41 @@ impl Runner for SessionRunner {
                 }
             }
         }
+    }
+
+    fn pool(&self, invocation: &Invocation) -> Arc<Pool> {
+        let endpoint = Endpoint {
+            program: invocation.program.clone(),
+            connect: invocation.connect.clone(),
+        };
+        let mut pools = lock(&self.pools);
+        Arc::clone(pools.entry(endpoint.clone()).or_insert_with(|| {
+            Pool::new(
+                endpoint,
+                self.pool_size,
+                Arc::clone(&self.budget),
+                Arc::clone(&self.work),
+            )
+        }))
+    }
+}
+
+impl Runner for SessionRunner {
+    /// Starts every session of the connection the budget has room for
+    /// (now, or with its first session), so that they connect while the
+    /// first call runs: for a scan, whose agent probes and XML reads run
+    /// side by side. A one-shot read does not ask, and starts the one
+    /// session it uses.
+    fn warm_up(&self, connection: &Invocation) {
+        self.pool(connection).start_all();
+    }
+
+    fn run(&self, invocation: &Invocation, timeout: Duration) -> Result<Output, VirshError> {
+        self.call(invocation, Limit::Timeout(timeout))
+    }
+
+    fn transfer(&self, invocation: &Invocation, watch: &Watch) -> Result<Output, VirshError> {
+        self.call(invocation, Limit::Watch(watch))
     }
 
     fn begin_work(&self) {

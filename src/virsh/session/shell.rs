@@ -12,11 +12,22 @@ use crate::virsh::error::VirshError;
 use crate::virsh::groups::GroupGuard;
 use crate::virsh::pipes::{Event, Stream, pump};
 use crate::virsh::process::spawn_virsh;
+use crate::virsh::runner::{Halt, WATCH_POLL, Watcher};
+
+/// How long a call may take.
+pub(super) enum Patience<'a> {
+    /// Until a deadline.
+    Until(Instant),
+    /// As long as a transfer's watch allows.
+    Watched(Watcher<'a>),
+}
 
 /// Why a call got no frame.
 pub(super) enum Fault {
     /// The deadline passed.
     Timeout,
+    /// A transfer's watch ended it.
+    Halted(Halt),
     /// It printed more than the output limit.
     TooLarge,
     /// virsh's stdout closed; `unsent` when the call was never written.
@@ -62,7 +73,7 @@ impl Session {
     pub(super) fn call(
         &mut self,
         line: &str,
-        deadline: Instant,
+        patience: &mut Patience,
         output_limit: usize,
     ) -> Result<Frame, Fault> {
         let markers = Markers::new();
@@ -86,10 +97,20 @@ impl Session {
             if self.stdout.len().max(self.stderr.len()) > output_limit {
                 return Err(Fault::TooLarge);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = match patience {
+                Patience::Until(deadline) => deadline.saturating_duration_since(Instant::now()),
+                Patience::Watched(watcher) => match watcher.halt() {
+                    Some(halt) => return Err(Fault::Halted(halt)),
+                    None => WATCH_POLL,
+                },
+            };
             match self.events.recv_timeout(left) {
                 Ok(event) => self.absorb(event),
-                Err(RecvTimeoutError::Timeout) => return Err(Fault::Timeout),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Patience::Until(_) = patience {
+                        return Err(Fault::Timeout);
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Fault::Ended { unsent: false });
                 }
