@@ -182,9 +182,10 @@ class Fleet(unittest.TestCase):
 
     def test_section_as_benches_fleet_wrote_it(self):
         # What benches/fleet's own jq/awk/bash report code (e7ef036) wrote
-        # for testdata/fleet, byte for byte: a failed host, stderr lines,
-        # a process peak at the bound (34: met), an RSS peak over 1 GiB, a
-        # hung host named twice (9 of 10 named in exactly one).
+        # for testdata/fleet, and what came since (testdata/README.md): a
+        # failed host, stderr lines, a process peak at the bound (34: met),
+        # an RSS peak over 1 GiB, a hung host named twice (9 of 10 named in
+        # exactly one).
         parent = tempfile.mkdtemp(prefix="test-render.")
         try:
             directory = os.path.join(parent, "fleet")
@@ -201,6 +202,9 @@ class Fleet(unittest.TestCase):
         self.assertEqual(section, read("fleet.expected.md"))
         self.assertIn("| 34 / 33 | met | 1074 MiB / 412 MiB | **missed** |", section)
         self.assertIn("12 stderr lines, 9 of 10 hung hosts named in exactly one", section)
+        # Graham's bound for 10 hung hosts and a budget of 16: 1.5625 τ.
+        self.assertIn("| 7.88 s | ≤ 5 s: **missed** | ≤ 7.81 s: **missed** |", section)
+        self.assertIn("| 27.58 s | ≤ 30 s: met | ≤ 46.88 s: met |", section)
 
 
 if __name__ == "__main__":
