@@ -113,17 +113,6 @@ impl Drop for UploadPool {
     }
 }
 
-/// A sparse file of `size` bytes with the ISO 9660 signature.
-fn iso_file(dir: &Path, name: &str, size: u64) -> PathBuf {
-    use std::io::{Seek, SeekFrom, Write};
-    let path = dir.join(name);
-    let mut file = std::fs::File::create(&path).unwrap();
-    file.set_len(size).unwrap();
-    file.seek(SeekFrom::Start(32769)).unwrap();
-    file.write_all(b"CD001").unwrap();
-    path
-}
-
 /// `(domain, target) → (live source, config source)` of every lab guest's
 /// CD-ROMs, from `domblklist --details` (live) and with `--inactive`.
 fn lab_drives(uri: &str) -> BTreeMap<(String, String), (Option<String>, Option<String>)> {

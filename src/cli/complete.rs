@@ -19,7 +19,7 @@ use super::args::{Args, DEFAULT_MAX_CONNECTIONS};
 use super::request::connections;
 use crate::utils::is_unsafe_on_a_terminal;
 use crate::virsh::domxml::parse_domain_xml;
-use crate::virsh::{DeadlineRunner, ListingFor, Runner, Virsh, VirshConfig, VirshError};
+use crate::virsh::{DeadlineRunner, ListingFor, Runner, Uri, Virsh, VirshConfig, VirshError};
 
 /// Every host's reads of one completion together: a host that does not
 /// answer completes nothing within it, and the shell waits no longer.
@@ -237,7 +237,10 @@ impl Line {
                 let virsh = Virsh::new(
                     VirshConfig {
                         program: self.virsh.clone(),
-                        connect: connect.clone(),
+                        // No prompt on the terminal in the middle of a TAB.
+                        connect: connect
+                            .as_deref()
+                            .map(|uri| Uri::parse(uri).without_prompts()),
                         timeout: BOUND,
                         sessions: 1,
                     },

@@ -127,6 +127,28 @@ impl<'a> Uri<'a> {
         text
     }
 
+    /// For calls no one can answer a prompt of (a shell's TAB): over
+    /// libvirt's ssh transport, `no_tty=1` added unless the query names
+    /// `no_tty` already, so that ssh runs with `BatchMode=yes` and fails
+    /// at once instead of asking for a password or to accept a host key.
+    /// Anything else as given.
+    pub fn without_prompts(&self) -> String {
+        let named = self.query.is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair.split('=').next() == Some("no_tty"))
+        });
+        if self.transport() != Some("ssh") || named {
+            return self.text.to_owned();
+        }
+        let joint = match self.query {
+            None => "?",
+            Some("") => "",
+            Some(_) => "&",
+        };
+        format!("{}{joint}no_tty=1", self.text)
+    }
+
     /// An empty port, or the one the transport uses when none is given:
     /// ssh 22, tls (a host without a transport too) 16514, tcp 16509.
     fn is_default_port(&self, port: &str) -> bool {
@@ -201,6 +223,35 @@ fn public_uris(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_prompts_adds_no_tty_over_ssh_only() {
+        let quiet = |uri| Uri::parse(uri).without_prompts();
+        assert_eq!(
+            quiet("qemu+ssh://root@kvm1/system"),
+            "qemu+ssh://root@kvm1/system?no_tty=1"
+        );
+        assert_eq!(
+            quiet("qemu+ssh://kvm1/system?keyfile=/k"),
+            "qemu+ssh://kvm1/system?keyfile=/k&no_tty=1"
+        );
+        assert_eq!(
+            quiet("qemu+ssh://kvm1/system?"),
+            "qemu+ssh://kvm1/system?no_tty=1"
+        );
+        // The admin's own choice stands.
+        assert_eq!(
+            quiet("qemu+ssh://kvm1/system?no_tty=0"),
+            "qemu+ssh://kvm1/system?no_tty=0"
+        );
+        for unchanged in [
+            "qemu:///system",
+            "qemu+tls://kvm1/system",
+            "test:///default",
+        ] {
+            assert_eq!(quiet(unchanged), unchanged);
+        }
+    }
 
     #[test]
     fn parts_of_the_uris_libvirt_writes() {

@@ -299,17 +299,6 @@ fn the_menu_shows_the_library() {
     assert_eq!(text.matches("Select option:").count(), 2, "{text}");
 }
 
-/// A file that carries the ISO 9660 signature, `size` bytes long.
-fn iso_file(dir: &std::path::Path, name: &str, size: u64) -> String {
-    use std::io::{Seek, SeekFrom, Write};
-    let path = dir.join(name);
-    let mut file = std::fs::File::create(&path).unwrap();
-    file.set_len(size).unwrap();
-    file.seek(SeekFrom::Start(32769)).unwrap();
-    file.write_all(b"CD001").unwrap();
-    path.display().to_string()
-}
-
 fn upload(hosts: &[&str], args: &[&str]) -> std::process::Output {
     let mut command = tool();
     for host in hosts {
@@ -322,7 +311,7 @@ fn upload(hosts: &[&str], args: &[&str]) -> std::process::Output {
 fn upload_refuses_bad_input_before_anything_is_sent() {
     let uri = library_fleet();
     let dir = temp_dir("upload-refusals");
-    let iso = iso_file(&dir, "good.iso", 64 * 1024);
+    let iso = iso_file(&dir, "good.iso", 64 * 1024).display().to_string();
     let plain = dir.join("plain.img");
     std::fs::write(&plain, vec![0u8; 64 * 1024]).unwrap();
     let fifo = dir.join("fifo.iso");
@@ -394,7 +383,7 @@ fn upload_refuses_bad_input_before_anything_is_sent() {
 fn an_upload_that_fails_deletes_the_volume_it_created() {
     let uri = library_fleet();
     let dir = temp_dir("upload-fails");
-    let iso = iso_file(&dir, "new.iso", 64 * 1024);
+    let iso = iso_file(&dir, "new.iso", 64 * 1024).display().to_string();
     let output = upload(&[&uri], &[&iso, "--pool", "isos"]);
     assert_refused(
         &output,
@@ -435,7 +424,7 @@ fn mount_takes_a_pool_volume_by_name() {
     let output = run(tool().args(["-c", &uri, "mount", "web", "isos/nope.iso", "--dry-run"]));
     assert_refused(&output, "ISO 'isos/nope.iso' does not exist");
     let dir = temp_dir("mount-upload-dry");
-    let iso = iso_file(&dir, "new.iso", 64 * 1024);
+    let iso = iso_file(&dir, "new.iso", 64 * 1024).display().to_string();
     let output = run(tool().args([
         "-c",
         &uri,
@@ -463,7 +452,9 @@ fn mount_takes_a_pool_volume_by_name() {
 fn an_interrupted_upload_cleans_up_and_exits_130() {
     use std::os::unix::process::CommandExt;
     let dir = temp_dir("interrupted-upload");
-    let iso = iso_file(&dir, "slow.iso", 4 * 1024 * 1024);
+    let iso = iso_file(&dir, "slow.iso", 4 * 1024 * 1024)
+        .display()
+        .to_string();
     let mark = dir.join("sent");
     let child = tool()
         .args(["-c", &library_fleet(), "--virsh"])
@@ -532,7 +523,9 @@ fn a_host_that_fails_is_one_line_and_exit_3() {
 fn a_second_interrupt_during_the_clean_up_ends_the_tool_and_says_so() {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let dir = temp_dir("interrupted-twice");
-    let iso = iso_file(&dir, "twice.iso", 4 * 1024 * 1024);
+    let iso = iso_file(&dir, "twice.iso", 4 * 1024 * 1024)
+        .display()
+        .to_string();
     let mark = dir.join("sent");
     let child = tool()
         .args(["-c", &library_fleet(), "--virsh"])

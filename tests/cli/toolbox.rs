@@ -136,6 +136,34 @@ fn a_hung_host_completes_nothing_and_leaves_no_process() {
     assert_eq!(reply, ["web"], "{}", stderr(&output));
 }
 
+/// A TAB over ssh asks virsh for `no_tty=1`: ssh then fails at once
+/// instead of printing a password or host-key prompt on the terminal in
+/// the middle of the line being typed.
+#[test]
+fn completion_over_ssh_never_prompts() {
+    let dir = temp_dir("complete-no-tty");
+    let argv = dir.join("argv");
+    let virsh = support("fault-virsh").display().to_string();
+    let env = [
+        ("VIRSH", virsh.as_str()),
+        ("FAULT", "hang"),
+        ("FAULT_ARGV", argv.to_str().unwrap()),
+    ];
+    let (reply, output) = complete_in_bash(
+        &["-c", "qemu+ssh://root@far.invalid/system", "eject", "w"],
+        &env,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(reply, Vec::<String>::new());
+    let calls = std::fs::read_to_string(&argv).expect("virsh was asked");
+    assert!(
+        calls
+            .lines()
+            .all(|call| call.starts_with("-c qemu+ssh://root@far.invalid/system?no_tty=1 ")),
+        "{calls}"
+    );
+}
+
 #[test]
 fn man_pages_cover_the_tool_and_every_subcommand() {
     let page = stdout(&run(tool().arg("manpage")));

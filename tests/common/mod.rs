@@ -111,6 +111,18 @@ pub fn recorded_calls(log: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A sparse file of `size` bytes with the ISO 9660 signature (`CD001`
+/// at byte 32769), which `upload` checks for.
+pub fn iso_file(dir: &Path, name: &str, size: u64) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.set_len(size).unwrap();
+    file.seek(SeekFrom::Start(32769)).unwrap();
+    file.write_all(b"CD001").unwrap();
+    path
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "dismount-iso-qemu-{tag}-{}-{:?}",
