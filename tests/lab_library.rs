@@ -315,9 +315,7 @@ fn an_interrupted_upload_leaves_no_volume() -> Result<(), Failed> {
     let dir = temp_dir("lab-interrupted");
     let file = iso_file(&dir, "big.iso", 1 << 30);
     let child = upload_under_way(&file);
-    let group = i32::try_from(child.id()).expect("a pid");
-    // SAFETY: kill(2) on the process group this test started.
-    unsafe { libc::kill(-group, libc::SIGINT) };
+    signal_group(&child, libc::SIGINT);
     let output = child.wait_with_output()?;
     check(output.status.code() == Some(130), || {
         format!("{:?}: {}", output.status, stderr(&output))

@@ -5,6 +5,8 @@
 //! that made it (the tool's own check afterwards), not by a later one.
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
 
 use crate::common::*;
 use serde_json::Value;
@@ -445,26 +447,36 @@ fn mount_takes_a_pool_volume_by_name() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `upload` of a 4 MiB ISO `name` (made in `dir`) to the library fleet's
+/// `isos` pool through the fake virsh whose `vol-upload` hangs, writing
+/// the line it hangs on to `mark`; in a process group of its own, stderr
+/// piped.
+fn upload_that_hangs(dir: &Path, name: &str, mark: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
+    let iso = iso_file(dir, name, 4 * 1024 * 1024);
+    let mut command = tool();
+    command
+        .args(["-c", &library_fleet(), "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .arg("upload")
+        .arg(iso)
+        .args(["--pool", "isos"])
+        .env("HUNG_COMMAND", "vol-upload")
+        .env("HUNG_MARK", mark)
+        .process_group(0)
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
 /// Ctrl-C during an upload: the tool does not die at once but cleans up
 /// (deletes the volume it created, on a connection of its own) and exits
 /// 130. The fake virsh hangs on `vol-upload`, writing its words out first.
 #[test]
 fn an_interrupted_upload_cleans_up_and_exits_130() {
-    use std::os::unix::process::CommandExt;
     let dir = temp_dir("interrupted-upload");
-    let iso = iso_file(&dir, "slow.iso", 4 * 1024 * 1024)
-        .display()
-        .to_string();
     let mark = dir.join("sent");
-    let child = tool()
-        .args(["-c", &library_fleet(), "--virsh"])
-        .arg(support("hung-agent-virsh"))
-        .args(["upload", &iso, "--pool", "isos"])
-        .env("HUNG_COMMAND", "vol-upload")
-        .env("HUNG_MARK", &mark)
-        .process_group(0)
+    let child = upload_that_hangs(&dir, "slow.iso", &mark)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let sent = poll(|| {
@@ -478,9 +490,7 @@ fn an_interrupted_upload_cleans_up_and_exits_130() {
             && sent.trim_end().ends_with("/upload"),
         "{sent}"
     );
-    let group = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on the process group this test started.
-    unsafe { libc::kill(-group, libc::SIGINT) };
+    signal_group(&child, libc::SIGINT);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     let text = stderr(&output);
@@ -521,25 +531,14 @@ fn a_host_that_fails_is_one_line_and_exit_3() {
 /// hangs) ends the tool at once by the signal, saying what may be left.
 #[test]
 fn a_second_interrupt_during_the_clean_up_ends_the_tool_and_says_so() {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::os::unix::process::ExitStatusExt;
     let dir = temp_dir("interrupted-twice");
-    let iso = iso_file(&dir, "twice.iso", 4 * 1024 * 1024)
-        .display()
-        .to_string();
     let mark = dir.join("sent");
-    let child = tool()
-        .args(["-c", &library_fleet(), "--virsh"])
-        .arg(support("hung-agent-virsh"))
-        .args(["upload", &iso, "--pool", "isos"])
-        .env("HUNG_COMMAND", "vol-upload")
+    let child = upload_that_hangs(&dir, "twice.iso", &mark)
         .env("HUNG_ALSO", "vol-delete")
-        .env("HUNG_MARK", &mark)
-        .process_group(0)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let group = i32::try_from(child.id()).unwrap();
     let sent = |word: &'static str| {
         poll(|| {
             std::fs::read_to_string(&mark)
@@ -548,11 +547,9 @@ fn a_second_interrupt_during_the_clean_up_ends_the_tool_and_says_so() {
         })
     };
     sent("vol-upload");
-    // SAFETY: kill(2) on the process group this test started.
-    unsafe { libc::kill(-group, libc::SIGINT) };
+    signal_group(&child, libc::SIGINT);
     sent("vol-delete");
-    // SAFETY: as above.
-    unsafe { libc::kill(-group, libc::SIGINT) };
+    signal_group(&child, libc::SIGINT);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.signal(), Some(libc::SIGINT));
     let text = stderr(&output);

@@ -737,9 +737,7 @@ fn an_interrupted_change_names_what_had_been_sent() {
             .ok()
             .filter(|t| t.ends_with('\n'))
     });
-    let group = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on the process group this test started.
-    unsafe { libc::kill(-group, libc::SIGINT) };
+    signal_group(&child, libc::SIGINT);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.signal(), Some(libc::SIGINT));
     let text = stderr(&output);

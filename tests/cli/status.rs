@@ -502,9 +502,7 @@ fn no_virsh_outlives_a_signal() {
                 .ok()
                 .filter(|text| text.ends_with('\n'))
         });
-        let group = i32::try_from(tool.id()).unwrap();
-        // SAFETY: kill(2) on the process group this test started.
-        unsafe { libc::kill(-group, signal) };
+        signal_group(&tool, signal);
         let status = tool.wait().unwrap();
         assert_eq!(status.signal(), Some(signal), "dies of the signal");
         let pids: Vec<i32> = pids

@@ -466,6 +466,15 @@ pub fn assert_all_gone(pids: &[i32]) {
     }
 }
 
+/// Sends `signal` to the process group `child` leads (a child started
+/// with `process_group(0)`), as a terminal's Ctrl-C reaches every process
+/// of its foreground group.
+pub fn signal_group(child: &std::process::Child, signal: i32) {
+    let group = i32::try_from(child.id()).expect("a pid");
+    // SAFETY: kill(2) on the process group this test started.
+    unsafe { libc::kill(-group, signal) };
+}
+
 /// Polls `check` until it gives a value, for at most 20 s.
 pub fn poll<T>(check: impl Fn() -> Option<T>) -> T {
     for _ in 0..400 {
