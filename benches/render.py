@@ -749,6 +749,11 @@ def render_fleet(c):
                 " exactly one" % (c.probe_rc(name), c.rows(name), (with_hung - hung) * per_status,
                                   lines(name, ".err"), named, hung))
 
+    # Graham's bound on greedy list scheduling: the run with the hung hosts
+    # takes at most (its whole work) / B + (1 - 1/B) × the longest host,
+    # the run without them at least (their work) / B.
+    hung_bound_factor = 1 + (hung - 1) / budget
+
     def hung_row(suffix, limit):
         t90 = c.median("hung" + suffix, "hung-90" + suffix)
         t100 = c.median("hung" + suffix, "hung-100" + suffix)
@@ -759,10 +764,6 @@ def render_fleet(c):
             verdict(extra, limit), bound, verdict(extra, bound), peak("hung-100" + suffix, "procs"),
             mib(peak("hung-100" + suffix, "rss")), hung_check("hung-100" + suffix))
 
-    # Graham's bound on greedy list scheduling: the run with the hung hosts
-    # takes at most (its whole work) / B + (1 - 1/B) × the longest host,
-    # the run without them at least (their work) / B.
-    hung_bound_factor = 1 + (hung - 1) / budget
 
     calls_ms = [int(line) for line in (c.text("floor-calls.ms") or "").split() if line]
     slowest = max(calls_ms) / 1000 if calls_ms else None

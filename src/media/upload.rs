@@ -397,14 +397,13 @@ fn feed_through(
             stop: &stop,
         });
         feed.over.store(true, Ordering::SeqCst);
-        // Joined here, after virsh is gone: a feed that failed holds the
-        // FIFO open until then, so virsh never reads an early end of file
-        // as the whole file and completes a short volume.
         let fed = feeder
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (transferred, fed)
     });
+    // `feed` goes only now, after virsh: with it the FIFO that a failed
+    // feed held open (see `Feed::held`).
     Sent {
         transfer,
         fed,
@@ -423,6 +422,10 @@ struct Feed {
     fault: Mutex<Option<String>>,
     /// The transfer has ended: a FIFO virsh never opened is given up.
     over: AtomicBool,
+    /// The FIFO after a fault, kept open until the feed is dropped, after
+    /// the transfer: closed before virsh is killed, it would be an end of
+    /// file that virsh takes for the whole file, completing a short volume.
+    held: Mutex<Option<File>>,
 }
 
 /// How often the FIFO is tried until virsh opens it.
@@ -430,8 +433,8 @@ const FIFO_POLL: Duration = Duration::from_millis(10);
 
 impl Feed {
     /// Writes the file into `fifo` once virsh opens it; the file's SHA-256
-    /// with `verify`. After a fault it keeps the FIFO open until the
-    /// transfer is over (see `fill`), and returns the error.
+    /// with `verify`. After a fault it holds the FIFO open (`held`) and
+    /// returns the error.
     fn run(
         &self,
         iso: &LocalIso,
@@ -454,11 +457,7 @@ impl Feed {
         let mut buffer = vec![0u8; CHUNK];
         let mut done = 0;
         let failed = |error: io::Error, into: File| {
-            // Held open until virsh is gone: see `fill`.
-            while !self.over.load(Ordering::SeqCst) {
-                std::thread::sleep(FIFO_POLL);
-            }
-            drop(into);
+            *lock(&self.held) = Some(into);
             error
         };
         while done < iso.size {

@@ -121,15 +121,7 @@ impl Virsh {
     pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Result<Output, VirshError> {
         let invocation = self.invocation(args);
         let output = self.spawn(&invocation)?;
-        if output.status.success() {
-            Ok(output)
-        } else {
-            Err(VirshError::Failed {
-                command: invocation.summary(),
-                status: output.status,
-                stderr: output.stderr,
-            })
-        }
+        succeeded(&invocation, output)
     }
 
     /// Runs a batch (in one process, or one per 96 KiB of script) and
@@ -593,6 +585,20 @@ impl Virsh {
             .into_iter()
             .map(|section| section.filter(|text| !text.trim().is_empty()))
             .collect())
+    }
+}
+
+/// What one command of `invocation` printed, a non-zero exit as
+/// `VirshError::Failed` with virsh's own words.
+pub(super) fn succeeded(invocation: &Invocation, output: Output) -> Result<Output, VirshError> {
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(VirshError::Failed {
+            command: invocation.summary(),
+            status: output.status,
+            stderr: output.stderr,
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::batch::Batch;
-use super::client::Virsh;
+use super::client::{Virsh, succeeded};
 use super::error::{VirshError, is_no_such_volume};
 use super::process::ProcessRunner;
 use super::runner::Watch;
@@ -162,15 +162,7 @@ impl Virsh {
     fn transfer(&self, words: &[&str], watch: &Watch) -> Result<(), VirshError> {
         let invocation = self.invocation(words);
         let output = self.runner().transfer(&invocation, watch)?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(VirshError::Failed {
-                command: invocation.summary(),
-                status: output.status,
-                stderr: output.stderr,
-            })
-        }
+        succeeded(&invocation, output).map(drop)
     }
 }
 
