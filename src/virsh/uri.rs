@@ -223,7 +223,10 @@ fn query_params(query: &str) -> Vec<(&str, &str)> {
     let mut params = Vec::new();
     let mut rest = query;
     while !rest.is_empty() {
-        let end = rest.find('&').or_else(|| rest.find(';')).unwrap_or(rest.len());
+        let end = rest
+            .find('&')
+            .or_else(|| rest.find(';'))
+            .unwrap_or(rest.len());
         let pair = &rest[..end];
         match pair.split_once('=') {
             Some(("", _)) => {}
@@ -441,7 +444,8 @@ mod tests {
     /// decoded path, which is scrubbed as the one written is.
     #[test]
     fn scrub_leaves_out_percent_encoded_paths_as_libvirt_decodes_them() {
-        let given = "qemu+ssh://h/system?key%66ile=/secret/my%20key&Command=%2Fopt%2Fssh;x&no_tty=1";
+        let given =
+            "qemu+ssh://h/system?key%66ile=/secret/my%20key&Command=%2Fopt%2Fssh;x&no_tty=1";
         let error = "Warning: Identity file /secret/my key not accessible; \
                      /opt/ssh;x: not found; /secret/my%20key";
         assert_eq!(

@@ -729,16 +729,143 @@ fn the_web_config_and_its_certificate_are_read_again_when_they_change() {
         0,
         "no TLS answer while the file is broken"
     );
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    let logged = std::iter::from_fn(|| {
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        serving.log.recv_timeout(left).ok()
-    })
-    .find(|line| line.contains("cannot be served"))
-    .expect("the error logged within 30 s");
+    let logged = logged(&serving, "ERROR", "cannot be served");
     assert!(logged.contains("gone.crt"), "{logged}");
     web_config(&dir, "prometheus", "third");
     assert_eq!(status("third"), 200);
+}
+
+/// The next line `serving` logs at `level` whose message holds `says`
+/// (30 s at most), as JSON text.
+fn logged(serving: &Serving, level: &str, says: &str) -> String {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    std::iter::from_fn(|| {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        serving.log.recv_timeout(left).ok()
+    })
+    .find(|line| {
+        let json: serde_json::Value = serde_json::from_str(line).expect("JSON log lines");
+        json["level"] == level
+            && json["fields"]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(says))
+    })
+    .unwrap_or_else(|| panic!("no {level} line saying {says:?} within 30 s"))
+}
+
+/// TLS and auth, once on, stay on: the file emptied (an editor that
+/// truncates, a full disk), cut down to `{}`, or left with TLS only or
+/// auth only is refused with an error in the log, and the last good
+/// config is served: https with the password, 401 without, and plain
+/// HTTP told to use https.
+#[test]
+fn a_reload_never_turns_tls_or_auth_off() {
+    let dir = temp_dir("webconfig-emptied");
+    let config = web_config(&dir, "prometheus", "pw");
+    let full = std::fs::read_to_string(&config).unwrap();
+    let (tls_only, users) = full.split_once("basic_auth_users:").unwrap();
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let status = |user: Option<&str>| curl(&serving, &dir, "/healthz", user).0;
+    poll(|| (status(Some("prometheus:pw")) == 200).then_some(()));
+    for (text, without) in [
+        ("", "TLS and auth"),
+        ("{}\n", "TLS and auth"),
+        (tls_only, "auth"),
+        (&format!("basic_auth_users:{users}"), "TLS"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        assert_eq!(status(Some("prometheus:pw")), 200, "{text:?}");
+        let said = logged(&serving, "ERROR", "refused");
+        assert!(
+            said.contains(&format!("serve without {without}: ")),
+            "{said}"
+        );
+        assert_eq!(status(None), 401, "{text:?}");
+        let plain = send_raw(serving.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(plain.starts_with("HTTP/1.1 400 "), "{text:?}: {plain}");
+        assert!(!plain.contains("dismount_"), "{plain}");
+    }
+}
+
+/// A config that names a certificate and key not yet copied in is
+/// refused; once they are there it is served, without the config file
+/// being touched again.
+#[test]
+fn a_certificate_named_before_it_exists_is_served_once_it_is_there() {
+    let dir = temp_dir("webconfig-early");
+    let config = web_config(&dir, "prometheus", "pw");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let status = || curl(&serving, &dir, "/healthz", Some("prometheus:pw")).0;
+    poll(|| (status() == 200).then_some(()));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("server.crt", "new.crt")
+            .replace("server.key", "new.key"),
+    )
+    .unwrap();
+    assert_eq!(status(), 0, "refused while new.crt is missing");
+    assert!(logged(&serving, "ERROR", "cannot be served").contains("new.crt"));
+    // The new pair from a new CA, which curl trusts from now on: a 200 is
+    // the new certificate's.
+    let next = dir.join("next");
+    std::fs::create_dir(&next).unwrap();
+    web_config(&next, "prometheus", "pw");
+    for (from, to) in [
+        ("ca.pem", "ca.pem"),
+        ("server.key", "new.key"),
+        ("server.crt", "new.crt"),
+    ] {
+        std::fs::copy(next.join(from), dir.join(to)).unwrap();
+    }
+    assert_eq!(status(), 200);
+}
+
+/// A password changed in place, to a hash of the same length, with the
+/// file's modification time set back as it was: seen all the same.
+#[test]
+fn a_password_changed_in_place_with_the_same_size_and_mtime_is_seen() {
+    let dir = temp_dir("webconfig-in-place");
+    let config = web_config(&dir, "prometheus", "first");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let status = |password: &str| {
+        let user = format!("prometheus:{password}");
+        curl(&serving, &dir, "/healthz", Some(&user)).0
+    };
+    poll(|| (status("first") == 200).then_some(()));
+    let before = std::fs::metadata(&config).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let old_hash = text.rsplit(' ').next().unwrap().trim();
+    let new_hash = bcrypt::hash("second", 10).unwrap();
+    assert_eq!(old_hash.len(), new_hash.len());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&config)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        text.replace(old_hash, &new_hash).as_bytes(),
+        0,
+    )
+    .unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    drop(file);
+    let after = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), before.modified().unwrap())
+    );
+    assert_eq!(status("second"), 200);
+    assert_eq!(status("first"), 401);
 }
 
 /// A client that starts a TLS handshake and stalls is closed at the
@@ -846,6 +973,36 @@ fn listening_beyond_loopback_warns_that_anyone_may_read_the_metrics() {
         &["--web.config.file", config.to_str().unwrap()],
     );
     assert!(!warned(&secured), "{:#?}", secured.startup);
+}
+
+/// Beyond loopback, every config read again warns of what it lacks, as
+/// the first did: TLS without auth, and again after an edit.
+#[test]
+fn every_reload_beyond_loopback_warns_of_what_it_lacks() {
+    let dir = temp_dir("webconfig-warn-reload");
+    let config = web_config(&dir, "u", "p");
+    let full = std::fs::read_to_string(&config).unwrap();
+    let (tls_only, _) = full.split_once("basic_auth_users:").unwrap();
+    std::fs::write(&config, tls_only).unwrap();
+    let serving = Serving::start_serving(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        "0.0.0.0:0",
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let no_auth = "no auth (basic_auth_users): anyone who can reach";
+    assert!(
+        serving.startup.iter().any(|line| line.contains(no_auth)),
+        "{:#?}",
+        serving.startup
+    );
+    std::fs::write(
+        &config,
+        format!("{tls_only}http_server_config:\n  headers:\n    X-Frame-Options: deny\n"),
+    )
+    .unwrap();
+    let (status, head, _) = curl(&serving, &dir, "/healthz", None);
+    assert!(head.contains("X-Frame-Options: deny"), "{status} {head}");
+    logged(&serving, "WARN", no_auth);
 }
 
 /// SIGTERM ends `serve` and every virsh it started; the log is JSON on
