@@ -900,6 +900,61 @@ fn a_stalled_tls_handshake_ends_at_the_head_deadline() {
     drop(silent);
 }
 
+/// Opens `count` connections to `serving` that each send `first` and
+/// stall, and waits until the server has taken them all in: those past
+/// its cap of 512 closed by it (in place of others, or refused).
+fn stalled_connections(serving: &Serving, count: usize, first: &[u8]) -> Vec<TcpStream> {
+    let streams: Vec<TcpStream> = (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(serving.addr).unwrap();
+            stream.write_all(first).unwrap();
+            stream.set_nonblocking(true).unwrap();
+            stream
+        })
+        .collect();
+    let open = |stream: &TcpStream| matches!(stream.peek(&mut [0]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    poll(|| (streams.iter().filter(|s| !open(s)).count() >= count - 512).then_some(()));
+    streams
+}
+
+/// 1000 connections that each send a TLS record header and stall (a
+/// half-open handshake) past the cap: a scrape with the password is
+/// still answered, in place of the oldest of them.
+#[test]
+fn stalled_tls_handshakes_past_the_cap_do_not_lock_out_a_scrape() {
+    let dir = temp_dir("webconfig-half-open");
+    let config = web_config(&dir, "prometheus", "pw");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let user = Some("prometheus:pw");
+    poll(|| (curl(&serving, &dir, "/healthz", user).0 == 200).then_some(()));
+    let stalled = stalled_connections(&serving, 1000, &[0x16, 0x03, 0x01, 0x02, 0x00]);
+    for path in ["/metrics", "/healthz"] {
+        let (status, head, body) = curl(&serving, &dir, path, user);
+        assert_eq!(status, 200, "{path}: {head}{body}");
+    }
+    drop(stalled);
+}
+
+/// The same over plain HTTP: 1000 connections that each send the first
+/// byte of a request line and stall.
+#[test]
+fn stalled_request_heads_past_the_cap_do_not_lock_out_a_scrape() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let stalled = stalled_connections(&serving, 1000, b"G");
+    for path in ["/metrics", "/healthz"] {
+        let answer = send_raw(
+            serving.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {answer}");
+    }
+    drop(stalled);
+}
+
 /// A web config that cannot be served is one line and exit 1, before
 /// anything listens: a key the toolkit does not know, one it knows but
 /// this server cannot honour, a certificate that is not there.
