@@ -198,13 +198,17 @@ const STAMPED_BYTES: u64 = 1 << 20;
 fn stamp(file: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(file).ok()?;
     let mut hasher = DefaultHasher::new();
-    let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .ok()?
-        .take(STAMPED_BYTES)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    hasher.write(&bytes);
+    // Not a FIFO or a device: a read there could wait for a writer, with
+    // every new connection waiting behind it.
+    if meta.is_file() {
+        let mut bytes = Vec::new();
+        std::fs::File::open(file)
+            .ok()?
+            .take(STAMPED_BYTES)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        hasher.write(&bytes);
+    }
     Some((
         meta.dev(),
         meta.ino(),

@@ -552,17 +552,20 @@ fn head_absolute_targets_bare_lf_and_exact_head_limits() {
 
 /// /healthz and /metrics name hosts by their public URI only, in the
 /// errors too (which carry the URI as given, and virsh's and ssh's words):
-/// no user, no `keyfile=` or any query, no key path.
+/// no user, no `keyfile=` or any query, no key path, percent-encoded or
+/// not.
 #[test]
 fn http_bodies_show_public_uris_only() {
     let ssh = "qemu+ssh://root@127.0.0.1:1/system?keyfile=/nonexistent/id_serve_key&no_tty=1";
+    let encoded =
+        "qemu+ssh://root@127.0.0.1:2/system?Key%66ile=/nonexistent/id%20of%20serve&no_tty=1";
     let missing = format!(
         "test://root@{}?keyfile=/nonexistent/id_serve_key",
         root().join("fixtures/no-such-fleet.xml").display()
     );
-    let serving = Serving::start(tool().args(["-c", ssh, "-c", &missing]));
+    let serving = Serving::start(tool().args(["-c", ssh, "-c", &missing, "-c", encoded]));
     let (status, body) = serving.wait_for("/healthz", |_, body| {
-        body.lines().count() == 2 && !body.contains("no scan has finished yet")
+        body.lines().count() == 3 && !body.contains("no scan has finished yet")
     });
     assert_eq!(status, 503);
     let public_missing = format!(
@@ -583,8 +586,20 @@ fn http_bodies_show_public_uris_only() {
         "{body}"
     );
     let (_, metrics) = serving.get("/metrics");
+    assert!(
+        lines[2].starts_with("qemu+ssh://127.0.0.1:2/system: ") && lines[2].contains("<keyfile>"),
+        "{body}"
+    );
     for text in [&body, &metrics] {
-        for secret in ["root@", "keyfile=", "id_serve_key", "no_tty"] {
+        for secret in [
+            "root@",
+            "keyfile=",
+            "id_serve_key",
+            "no_tty",
+            "id of serve",
+            "id%20of",
+            "%66ile",
+        ] {
             assert!(!text.contains(secret), "{secret} in:\n{text}");
         }
     }
