@@ -108,17 +108,18 @@ impl Phase {
     }
 
     /// Which connections are closed first for a new one, lowest first:
-    /// one already answered, one silent, a half-open TLS handshake, an
-    /// unfinished request head; never one being answered. A client that
-    /// sends a byte and stalls holds its place only until those who came
-    /// after it need the room: a scrape, whose handshake and head take
-    /// milliseconds, is not kept out by any number of them.
+    /// one silent, a half-open TLS handshake, an unfinished request head,
+    /// one already answered (last: closed with unread input, its answer
+    /// may still be lost to a reset); never one being answered. A client
+    /// that sends a byte and stalls holds its place only until those who
+    /// came after it need the room: a scrape, whose handshake and head
+    /// take milliseconds, is not kept out by any number of them.
     fn rank(phase: u8) -> Option<u8> {
         match phase {
-            Phase::LINGER => Some(0),
-            Phase::SILENT => Some(1),
-            Phase::HANDSHAKE => Some(2),
-            Phase::HEAD => Some(3),
+            Phase::SILENT => Some(0),
+            Phase::HANDSHAKE => Some(1),
+            Phase::HEAD => Some(2),
+            Phase::LINGER => Some(3),
             _ => None,
         }
     }
@@ -212,7 +213,7 @@ pub fn serve(
     let connections = Arc::new(Connections::default());
     let mut evicted = Throttled::new(
         "connections at the limit: the oldest not being answered (silent, half-open TLS, \
-         an unfinished request) closed for new ones",
+         an unfinished request, an answered one lingering) closed for new ones",
     );
     let mut refused =
         Throttled::new("connections at the limit, each being answered: new ones closed at once");
@@ -817,8 +818,8 @@ mod tests {
     }
 
     /// Room is made by closing the oldest connection of the first kind
-    /// there is: answered and lingering, silent, half-open TLS, an
-    /// unfinished head; never one being answered.
+    /// there is: silent, half-open TLS, an unfinished head, answered and
+    /// lingering; never one being answered.
     #[test]
     fn room_is_made_from_the_oldest_connection_not_being_answered() {
         let (silent, handshake, head, answer, linger) = (
@@ -829,10 +830,14 @@ mod tests {
             Phase::LINGER,
         );
         let close = |phases: &[u8]| to_close(phases.iter().copied());
-        assert_eq!(close(&[head, handshake, silent, linger, answer]), Some(3));
+        assert_eq!(close(&[linger, head, handshake, silent, answer]), Some(3));
         assert_eq!(close(&[head, handshake, silent, silent]), Some(2));
-        assert_eq!(close(&[answer, head, handshake, handshake]), Some(2));
-        assert_eq!(close(&[answer, head, head]), Some(1));
+        assert_eq!(
+            close(&[answer, linger, head, handshake, handshake]),
+            Some(3)
+        );
+        assert_eq!(close(&[answer, linger, head, head]), Some(2));
+        assert_eq!(close(&[answer, linger, linger]), Some(1));
         assert_eq!(close(&[answer, answer]), None);
         assert_eq!(close(&[]), None);
     }
