@@ -600,9 +600,24 @@ pub struct BasicAuth {
     passed: Mutex<HashMap<String, Vec<u8>>>,
     /// One bcrypt at a time: a flood of wrong passwords costs one core,
     /// never both, and never the scrapes the cache answers.
-    hashing: Mutex<bool>,
+    hashing: Mutex<Hashing>,
     hashed: Condvar,
 }
+
+/// The password checks, the running one and those waiting for it.
+#[derive(Default)]
+struct Hashing {
+    running: bool,
+    waiting: usize,
+}
+
+/// Password checks that may wait for the running one; past them a check
+/// is `Busy` at once. Each waiting request holds a connection that cannot
+/// be closed for room (its thread sits here, not on the socket): without
+/// a bound, 512 wrong passwords would hold every connection for the 5 s
+/// they may wait, and no scrape would get in. 16 checks of cost 10 take
+/// about those 5 s.
+const MAX_WAITING: usize = 16;
 
 /// Why a request is not let in.
 #[derive(Debug, PartialEq)]
@@ -619,7 +634,7 @@ impl BasicAuth {
             unknown: costliest(&users).to_owned(),
             users,
             passed: Mutex::default(),
-            hashing: Mutex::new(false),
+            hashing: Mutex::default(),
             hashed: Condvar::new(),
         }
     }
@@ -636,7 +651,8 @@ impl BasicAuth {
     }
 
     /// Whether `password` is `user`'s; a bcrypt check waits for the one
-    /// running (if any) until `until` at the latest.
+    /// running (if any) until `until` at the latest, behind
+    /// [`MAX_WAITING`] others at most.
     pub fn check(&self, user: &str, password: &[u8], until: Instant) -> Result<(), Denied> {
         let read = &password[..password.len().min(BCRYPT_MAX_BYTES)];
         if lock(&self.passed)
@@ -647,22 +663,30 @@ impl BasicAuth {
         }
         let (hash, known_user) = self.checked_against(user);
         let matched = {
-            let mut busy = lock(&self.hashing);
-            while *busy {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+            let mut hashing = lock(&self.hashing);
+            if hashing.running {
+                if hashing.waiting >= MAX_WAITING {
                     return Err(Denied::Busy);
                 }
-                busy = self
-                    .hashed
-                    .wait_timeout(busy, left)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+                hashing.waiting += 1;
+                while hashing.running {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        hashing.waiting -= 1;
+                        return Err(Denied::Busy);
+                    }
+                    hashing = self
+                        .hashed
+                        .wait_timeout(hashing, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                hashing.waiting -= 1;
             }
-            *busy = true;
-            drop(busy);
+            hashing.running = true;
+            drop(hashing);
             let matched = bcrypt::verify(password, hash).unwrap_or(false);
-            *lock(&self.hashing) = false;
+            lock(&self.hashing).running = false;
             self.hashed.notify_one();
             matched
         };
@@ -841,13 +865,19 @@ mod tests {
             Some(&b"right"[..])
         );
         // From memory now: a lock held by another check does not delay it.
-        *lock(&auth.hashing) = true;
+        lock(&auth.hashing).running = true;
         assert_eq!(auth.check("alice", b"right", Instant::now()), Ok(()));
         assert_eq!(
             auth.check("alice", b"wrong", Instant::now()),
             Err(Denied::Busy)
         );
-        *lock(&auth.hashing) = false;
+        // Behind as many waiting checks as it may be: busy at once, however
+        // far its deadline.
+        lock(&auth.hashing).waiting = MAX_WAITING;
+        let far = Instant::now() + std::time::Duration::from_secs(3600);
+        assert_eq!(auth.check("alice", b"wrong", far), Err(Denied::Busy));
+        assert_eq!(lock(&auth.hashing).waiting, MAX_WAITING);
+        *lock(&auth.hashing) = Hashing::default();
 
         let long = "x".repeat(BCRYPT_MAX_BYTES);
         let auth = BasicAuth::new(HashMap::from([(

@@ -970,6 +970,41 @@ fn stalled_request_heads_past_the_cap_do_not_lock_out_a_scrape() {
     drop(stalled);
 }
 
+/// 600 requests with a wrong password at once: 16 wait for the running
+/// check, the others are answered 503 at once, and a scrape whose password
+/// passed before is still answered. The unknown user is checked against
+/// a hash of cost 31, which no check finishes while the test runs: no
+/// connection makes room by finishing its check.
+#[test]
+fn a_flood_of_wrong_passwords_does_not_lock_out_a_scrape() {
+    let dir = temp_dir("webconfig-wrong-flood");
+    let fast = bcrypt::hash("pw", 4).unwrap();
+    let endless = fast.replacen("$04$", "$31$", 1);
+    let config = dir.join("web.yml");
+    std::fs::write(
+        &config,
+        format!("basic_auth_users:\n  prometheus: {fast}\n  slow: {endless}\n"),
+    )
+    .unwrap();
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    // Basic base64("prometheus:pw"); base64("nobody:pw").
+    let scrape = || {
+        send_raw(
+            serving.addr,
+            b"GET /healthz HTTP/1.1\r\nAuthorization: Basic cHJvbWV0aGV1czpwdw==\r\n\r\n",
+        )
+    };
+    poll(|| scrape().starts_with("HTTP/1.1 200 ").then_some(()));
+    let wrong = b"GET /metrics HTTP/1.1\r\nAuthorization: Basic bm9ib2R5OnB3\r\n\r\n";
+    let flood = stalled_connections(&serving, 600, wrong);
+    let answer = scrape();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    drop(flood);
+}
+
 /// A web config that cannot be served is one line and exit 1, before
 /// anything listens: a key the toolkit does not know, one it knows but
 /// this server cannot honour, a certificate that is not there.
