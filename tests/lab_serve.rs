@@ -354,7 +354,8 @@ fn every_dashboard_query_evaluates() -> Result<(), Failed> {
 /// `serve --web.config.file` with TLS and basic auth, scraped by a real
 /// Prometheus over https with the right password (`up` 1, the lab's
 /// metrics there), with a wrong one (`up` 0, the target's error naming
-/// 401), and over plain HTTP (`up` 0).
+/// 401), and over plain HTTP (`up` 0); the same once the web config is
+/// emptied while it runs.
 fn prometheus_scrapes_serve_over_https_with_basic_auth() -> Result<(), Failed> {
     let dir = temp_dir("prometheus-tls");
     let config = web_config(&dir, "prometheus", "lab pass");
@@ -411,7 +412,26 @@ fn prometheus_scrapes_serve_over_https_with_basic_auth() -> Result<(), Failed> {
     })?;
     check(error.contains("Unauthorized"), || {
         format!("wrong password: {error}")
-    })
+    })?;
+    // The web config emptied while serving (an editor that truncates, a
+    // full disk): refused, so at scrapes that started after the change
+    // Prometheus still gets the metrics over https with the password, and
+    // plain HTTP is still refused.
+    let scrapes = |job: &str| format!("count_over_time(up{{job=\"{job}\"}}[1h])");
+    let before: Vec<f64> = ["tls", "plain-http"]
+        .iter()
+        .map(|job| Ok(prometheus.sample(&scrapes(job))?.parse::<f64>()?))
+        .collect::<Result<_, Failed>>()?;
+    std::fs::write(&config, "")?;
+    for ((job, up), count) in [("tls", "1"), ("plain-http", "0")].into_iter().zip(before) {
+        // Two more: one at least started after the change.
+        prometheus.holds(&format!("{} >= {}", scrapes(job), count + 2.0))?;
+        let now = prometheus.sample(&format!("up{{job=\"{job}\"}}"))?;
+        check(now == up, || {
+            format!("{job} after the web config was emptied: up = {now}")
+        })?;
+    }
+    Ok(())
 }
 
 /// Deployment (a): a `serve` per hypervisor, found by Prometheus through

@@ -14,7 +14,7 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,7 +27,8 @@ use super::webconfig::{Denied, Live, WebConfig};
 use crate::mutex::lock;
 
 /// The most connections served at once. A new one past it takes the place
-/// of the oldest that has sent nothing yet, else is closed at once.
+/// of the oldest that is not being answered (see [`Phase::rank`]), else
+/// is closed at once.
 pub(crate) const MAX_CONNECTIONS: usize = 512;
 /// A request head (request line, headers, the blank line) may not be longer.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -80,8 +81,58 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener> {
 struct Open {
     id: u64,
     stream: Arc<TcpStream>,
-    /// Set once the client has sent a byte.
-    spoke: Arc<AtomicBool>,
+    phase: Arc<Phase>,
+}
+
+/// How far a connection has got, as its thread tells the accept loop.
+#[derive(Default)]
+struct Phase(AtomicU8);
+
+impl Phase {
+    /// Nothing received yet.
+    const SILENT: u8 = 0;
+    /// TLS bytes received, the handshake not done: half-open. One byte
+    /// (a record header) is enough to get here.
+    const HANDSHAKE: u8 = 1;
+    /// The request head arriving.
+    const HEAD: u8 = 2;
+    /// Its password being checked, or being answered. Not closed for
+    /// room: a thread waiting for a password check would not see it, and
+    /// the threads would no longer be bounded.
+    const ANSWER: u8 = 3;
+    /// Answered, reading what the client still sends before closing.
+    const LINGER: u8 = 4;
+
+    fn set(&self, phase: u8) {
+        self.0.store(phase, Ordering::SeqCst);
+    }
+
+    /// Which connections are closed first for a new one, lowest first:
+    /// one silent, a half-open TLS handshake, an unfinished request head,
+    /// one already answered (last: closed with unread input, its answer
+    /// may still be lost to a reset); never one being answered. A client
+    /// that sends a byte and stalls holds its place only until those who
+    /// came after it need the room: a scrape, whose handshake and head
+    /// take milliseconds, is not kept out by any number of them.
+    fn rank(phase: u8) -> Option<u8> {
+        match phase {
+            Phase::SILENT => Some(0),
+            Phase::HANDSHAKE => Some(1),
+            Phase::HEAD => Some(2),
+            Phase::LINGER => Some(3),
+            _ => None,
+        }
+    }
+}
+
+/// The connection to close for room among `phases` (oldest first): the
+/// oldest of the lowest [`Phase::rank`]; `None` when all are answered.
+fn to_close(phases: impl Iterator<Item = u8>) -> Option<usize> {
+    phases
+        .enumerate()
+        .filter_map(|(index, phase)| Some((Phase::rank(phase)?, index)))
+        .min()
+        .map(|(_, index)| index)
 }
 
 /// The connections being served, oldest first.
@@ -91,24 +142,25 @@ struct Connections {
 }
 
 impl Connections {
-    /// Makes room for one more: under the cap, or by closing the oldest
-    /// connection that has sent nothing (its thread sees the end of its
-    /// input and ends). When every one has spoken the new one is not
-    /// taken: it would wait for no one's deadline but its own.
-    fn admit(&self, id: u64, stream: &Arc<TcpStream>, spoke: &Arc<AtomicBool>) -> Admitted {
+    /// Makes room for one more: under the cap, or by closing the one
+    /// [`to_close`] chooses (its thread sees the end of its input and
+    /// ends). When every one is being answered the new one is not taken:
+    /// it would wait for no one's deadline but its own.
+    fn admit(&self, id: u64, stream: &Arc<TcpStream>, phase: &Arc<Phase>) -> Admitted {
         let mut open = lock(&self.open);
         let mut admitted = Admitted::Room;
         if open.len() >= MAX_CONNECTIONS {
-            let Some(silent) = open.iter().position(|o| !o.spoke.load(Ordering::SeqCst)) else {
+            let phases = open.iter().map(|o| o.phase.0.load(Ordering::SeqCst));
+            let Some(index) = to_close(phases) else {
                 return Admitted::Full;
             };
-            let _ = open.remove(silent).stream.shutdown(Shutdown::Both);
-            admitted = Admitted::InPlaceOfASilentOne;
+            let _ = open.remove(index).stream.shutdown(Shutdown::Both);
+            admitted = Admitted::InPlaceOfAnother;
         }
         open.push(Open {
             id,
             stream: Arc::clone(stream),
-            spoke: Arc::clone(spoke),
+            phase: Arc::clone(phase),
         });
         admitted
     }
@@ -120,7 +172,7 @@ impl Connections {
 
 enum Admitted {
     Room,
-    InPlaceOfASilentOne,
+    InPlaceOfAnother,
     Full,
 }
 
@@ -160,10 +212,11 @@ pub fn serve(
 ) -> ! {
     let connections = Arc::new(Connections::default());
     let mut evicted = Throttled::new(
-        "connections at the limit: the oldest that had sent nothing closed for new ones",
+        "connections at the limit: the oldest not being answered (silent, half-open TLS, \
+         an unfinished request, an answered one lingering) closed for new ones",
     );
     let mut refused =
-        Throttled::new("connections at the limit, each sending a request: new ones closed at once");
+        Throttled::new("connections at the limit, each being answered: new ones closed at once");
     let mut next_id = 0u64;
     loop {
         let id = next_id;
@@ -178,10 +231,10 @@ pub fn serve(
                 continue;
             }
         };
-        let spoke = Arc::new(AtomicBool::new(false));
-        match connections.admit(id, &stream, &spoke) {
+        let phase = Arc::new(Phase::default());
+        match connections.admit(id, &stream, &phase) {
             Admitted::Room => {}
-            Admitted::InPlaceOfASilentOne => evicted.happened(),
+            Admitted::InPlaceOfAnother => evicted.happened(),
             Admitted::Full => {
                 refused.happened();
                 continue;
@@ -196,7 +249,7 @@ pub fn serve(
             .name("http".to_owned())
             .stack_size(THREAD_STACK)
             .spawn(move || {
-                answer(&stream, &spoke, &web, handler.as_ref());
+                answer(&stream, &phase, &web, handler.as_ref());
                 served.close(id);
             });
         if let Err(error) = spawned {
@@ -210,7 +263,7 @@ pub fn serve(
 /// it (with auth), answers it, closes the connection.
 fn answer(
     stream: &TcpStream,
-    spoke: &AtomicBool,
+    phase: &Phase,
     web: &Live,
     handler: &(dyn Fn(&str) -> Response + Sync),
 ) {
@@ -222,14 +275,14 @@ fn answer(
         Err(_) => {
             let response = Response::text(500, "the web config cannot be served: see the log\n");
             if send(&mut Channel::Plain(stream), &response, true, false, "").is_ok() {
-                linger(stream);
+                linger(stream, phase);
             }
             return;
         }
     };
     let mut channel = match &web.tls {
         None => Channel::Plain(stream),
-        Some(config) => match first_byte(stream, spoke, deadline) {
+        Some(config) => match first_byte(stream, phase, deadline) {
             None => return,
             // Plain HTTP to the TLS port (a request line starts with a
             // letter, a TLS record with 0x16): told so in plain HTTP, as
@@ -239,8 +292,9 @@ fn answer(
                     400,
                     "Client sent an HTTP request to an HTTPS server: use https://\n",
                 );
+                phase.set(Phase::ANSWER);
                 if send(&mut Channel::Plain(stream), &response, true, false, "").is_ok() {
-                    linger(stream);
+                    linger(stream, phase);
                 }
                 return;
             }
@@ -253,18 +307,22 @@ fn answer(
             },
         },
     };
-    let (response, send_body, gzip_ok) = match read_head(&mut channel, spoke, deadline) {
-        Ok(request) => match admit(&web, &request, deadline) {
-            Ok(()) => (handler(&request.path), !request.head_only, request.gzip),
-            Err(refused) => (refused, !request.head_only, false),
-        },
+    let (response, send_body, gzip_ok) = match read_head(&mut channel, phase, deadline) {
+        Ok(request) => {
+            phase.set(Phase::ANSWER);
+            match admit(&web, &request, deadline) {
+                Ok(()) => (handler(&request.path), !request.head_only, request.gzip),
+                Err(refused) => (refused, !request.head_only, false),
+            }
+        }
         Err(Refused::Closed) => return,
         Err(Refused::Status(status, why)) => {
             (Response::text(status, format!("{why}\n")), true, false)
         }
     };
+    phase.set(Phase::ANSWER);
     if send(&mut channel, &response, send_body, gzip_ok, &web.headers).is_ok() {
-        linger(stream);
+        linger(stream, phase);
     }
 }
 
@@ -333,9 +391,9 @@ fn send(
     channel.finish()
 }
 
-/// Waits (until `deadline`) for the client's first byte, leaving it to be
-/// read; `None` when the client closes or sends nothing in time.
-fn first_byte(stream: &TcpStream, spoke: &AtomicBool, deadline: Instant) -> Option<u8> {
+/// Waits (until `deadline`) for the TLS client's first byte, leaving it
+/// to be read; `None` when the client closes or sends nothing in time.
+fn first_byte(stream: &TcpStream, phase: &Phase, deadline: Instant) -> Option<u8> {
     let mut byte = [0u8];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -345,7 +403,7 @@ fn first_byte(stream: &TcpStream, spoke: &AtomicBool, deadline: Instant) -> Opti
         match stream.peek(&mut byte) {
             Ok(0) => return None,
             Ok(_) => {
-                spoke.store(true, Ordering::SeqCst);
+                phase.set(Phase::HANDSHAKE);
                 return Some(byte[0]);
             }
             Err(error) if is_retry(&error) => {}
@@ -379,7 +437,7 @@ impl Channel<'_> {
         &mut self,
         buf: &mut [u8],
         deadline: Instant,
-        spoke: &AtomicBool,
+        phase: &Phase,
     ) -> io::Result<usize> {
         // Reads, and the handshake's writes, wait until the deadline.
         let wait = |stream: &TcpStream| {
@@ -395,7 +453,7 @@ impl Channel<'_> {
                 wait(stream)?;
                 let n = { stream }.read(buf)?;
                 if n > 0 {
-                    spoke.store(true, Ordering::SeqCst);
+                    phase.set(Phase::HEAD);
                 }
                 Ok(n)
             }
@@ -411,11 +469,13 @@ impl Channel<'_> {
                 if connection.read_tls(&mut { *stream })? == 0 {
                     return Ok(0);
                 }
-                spoke.store(true, Ordering::SeqCst);
                 if let Err(error) = connection.process_new_packets() {
                     // The alert that says why, if the client still reads.
                     let _ = flush_tls(connection, stream);
                     return Err(io::Error::new(ErrorKind::InvalidData, error));
+                }
+                if !connection.is_handshaking() {
+                    phase.set(Phase::HEAD);
                 }
             },
         }
@@ -469,7 +529,8 @@ fn flush_tls(connection: &mut ServerConnection, mut stream: &TcpStream) -> io::R
 /// Reads what the client still sends (the rest of a refused request) for
 /// a moment before closing: closing a socket with unread input makes the
 /// kernel reset the connection, and the client may lose the answer.
-fn linger(mut stream: &TcpStream) {
+fn linger(mut stream: &TcpStream, phase: &Phase) {
+    phase.set(Phase::LINGER);
     let until = Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     let mut left = MAX_LINGER_BYTES;
@@ -507,17 +568,13 @@ struct Request {
 
 /// Reads until the bytes so far parse as a whole request head (within the
 /// size limit and the deadline) or cannot become one.
-fn read_head(
-    channel: &mut Channel,
-    spoke: &AtomicBool,
-    deadline: Instant,
-) -> Result<Request, Refused> {
+fn read_head(channel: &mut Channel, phase: &Phase, deadline: Instant) -> Result<Request, Refused> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         // One byte past the limit at most: enough to know it is past.
         let room = (MAX_HEAD_BYTES + 1 - head.len()).min(chunk.len());
-        match channel.read_until(&mut chunk[..room], deadline, spoke) {
+        match channel.read_until(&mut chunk[..room], deadline, phase) {
             Ok(0) => return Err(Refused::Closed),
             Ok(n) => head.extend_from_slice(&chunk[..n]),
             Err(error) if is_retry(&error) => {
@@ -758,6 +815,31 @@ mod tests {
             status(&format!("GET / HTTP/1.1\r\n{}", lines(MAX_HEADERS + 1))),
             431
         );
+    }
+
+    /// Room is made by closing the oldest connection of the first kind
+    /// there is: silent, half-open TLS, an unfinished head, answered and
+    /// lingering; never one being answered.
+    #[test]
+    fn room_is_made_from_the_oldest_connection_not_being_answered() {
+        let (silent, handshake, head, answer, linger) = (
+            Phase::SILENT,
+            Phase::HANDSHAKE,
+            Phase::HEAD,
+            Phase::ANSWER,
+            Phase::LINGER,
+        );
+        let close = |phases: &[u8]| to_close(phases.iter().copied());
+        assert_eq!(close(&[linger, head, handshake, silent, answer]), Some(3));
+        assert_eq!(close(&[head, handshake, silent, silent]), Some(2));
+        assert_eq!(
+            close(&[answer, linger, head, handshake, handshake]),
+            Some(3)
+        );
+        assert_eq!(close(&[answer, linger, head, head]), Some(2));
+        assert_eq!(close(&[answer, linger, linger]), Some(1));
+        assert_eq!(close(&[answer, answer]), None);
+        assert_eq!(close(&[]), None);
     }
 
     /// What Prometheus sends (`gzip`), and the ways of saying no.

@@ -117,22 +117,7 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     let listener = http::bind(options.listen)?;
     // The address as bound: port 0 picks a free one.
     let listen = listener.local_addr()?;
-    if !listen.ip().is_loopback() {
-        let missing = match (tls, auth) {
-            (true, true) => None,
-            (false, false) => Some("no TLS and no auth: anyone who can reach"),
-            (true, false) => Some("no auth (basic_auth_users): anyone who can reach"),
-            (false, true) => {
-                Some("no TLS (tls_server_config): anyone who can watch the network to")
-            }
-        };
-        if let Some(missing) = missing {
-            tracing::warn!(
-                "{missing} {listen} reads the metrics and /healthz (VM names, ISO paths, hosts); \
-                 give --web.config.file with both, or listen on loopback behind a proxy that has them"
-            );
-        }
-    }
+    web.listening_on(listen);
     let hosts = Arc::new(Hosts {
         states: fleet
             .hosts

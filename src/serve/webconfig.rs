@@ -6,13 +6,19 @@
 //! every request. Keys the toolkit knows but this server cannot honour
 //! (client certificates, cipher lists, a rate limit) are refused, never
 //! ignored: a file that asks for client certificates must not quietly
-//! serve without them. Unknown keys are refused too.
+//! serve without them. Unknown keys are refused too. A reload never
+//! takes TLS or auth away: a file emptied or cut down to `{}` while the
+//! server runs is refused, and the last good config stays.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::hash::{DefaultHasher, Hasher};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use rustls::ServerConfig;
@@ -41,7 +47,7 @@ pub struct WebConfig {
 struct File {
     tls_server_config: Option<TlsSection>,
     http_server_config: Option<HttpSection>,
-    basic_auth_users: Option<BTreeMap<String, String>>,
+    basic_auth_users: Option<Users>,
     /// Known to the toolkit, not served here.
     rate_limit: Option<serde_yaml_ng::Value>,
 }
@@ -86,6 +92,45 @@ const HEADERS: &[(&str, Option<&[&str]>)] = &[
     ("X-XSS-Protection", None),
 ];
 
+/// `basic_auth_users` as written, in the file's order. A user named twice
+/// is an error: YAML parsers differ on which of the two counts (most keep
+/// the last, silently), and an admin who wrote two passwords for one user
+/// meant one of them.
+#[derive(Debug, Default)]
+struct Users(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Users {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Users;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of user names to bcrypt hashes")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Users, A::Error> {
+                let mut users = Vec::new();
+                let mut seen = HashSet::new();
+                while let Some((user, hash)) = map.next_entry::<String, String>()? {
+                    if !seen.insert(user.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "basic_auth_users: user '{}' is named twice",
+                            sanitize(&user)
+                        )));
+                    }
+                    users.push((user, hash));
+                }
+                Ok(Users(users))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// Where a certificate or a key comes from: a file (relative paths are
 /// taken from the web config's directory, as the toolkit does) or the
 /// PEM text itself.
@@ -118,30 +163,71 @@ struct Settings {
 /// changed.
 pub struct Live {
     path: Option<PathBuf>,
+    /// Where the server listens, once bound: every config served there
+    /// is told about if it leaves the metrics open to the network.
+    listen: OnceLock<SocketAddr>,
     state: Mutex<Loaded>,
 }
 
-/// The config from the files as they were at `stamps`. A file that no
-/// longer reads is `Err`: every connection is refused until it is fixed,
-/// as the toolkit refuses, rather than served as the file no longer says.
+/// The config from the files as they were at `stamps`.
 struct Loaded {
+    /// What new connections get. A file that no longer reads is `Err`:
+    /// every connection is refused until it is fixed, as the toolkit
+    /// refuses, rather than served as the file no longer says.
     config: Result<Arc<WebConfig>, String>,
+    /// The last config served: a reload may not take its TLS or its auth
+    /// away.
+    good: Arc<WebConfig>,
+    /// The files the last read named (the config, its certificate and
+    /// key), whether or not they could be read: a file named but not yet
+    /// there is watched for.
     files: Vec<PathBuf>,
     stamps: Vec<Option<Stamp>>,
 }
 
 /// What tells that a file changed: replaced (a new inode, as a rename or
-/// Kubernetes' symlink swap makes), rewritten or resized.
-type Stamp = (u64, SystemTime, u64);
+/// Kubernetes' symlink swap makes), resized, rewritten (the modification
+/// time, and the change time, which a write in place moves even where the
+/// modification time is set back), and the bytes themselves (the first
+/// [`STAMPED_BYTES`]: a write in the same clock tick as the last one).
+type Stamp = (u64, u64, u64, i64, i64, i64, i64, u64);
 
-fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
-    files
-        .iter()
-        .map(|file| {
-            let meta = std::fs::metadata(file).ok()?;
-            Some((meta.ino(), meta.modified().ok()?, meta.len()))
-        })
-        .collect()
+/// Config, certificate and key files are a few KiB.
+const STAMPED_BYTES: u64 = 1 << 20;
+
+fn stamp(file: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(file).ok()?;
+    let mut hasher = DefaultHasher::new();
+    // Not a FIFO or a device: a read there could wait for a writer, with
+    // every new connection waiting behind it.
+    if meta.is_file() {
+        let mut bytes = Vec::new();
+        std::fs::File::open(file)
+            .ok()?
+            .take(STAMPED_BYTES)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        hasher.write(&bytes);
+    }
+    Some((
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        hasher.finish(),
+    ))
+}
+
+/// What one read of the web config gave: the config, or why it cannot be
+/// served, and the files it named, each stamped before it was read (a
+/// change during the read is seen at the next connection).
+struct Reading {
+    config: Result<WebConfig>,
+    files: Vec<PathBuf>,
+    stamps: Vec<Option<Stamp>>,
 }
 
 impl Live {
@@ -149,8 +235,10 @@ impl Live {
     pub fn none() -> Live {
         Live {
             path: None,
+            listen: OnceLock::new(),
             state: Mutex::new(Loaded {
                 config: Ok(Arc::default()),
+                good: Arc::default(),
                 files: Vec::new(),
                 stamps: Vec::new(),
             }),
@@ -160,71 +248,135 @@ impl Live {
     /// The file at `path`, read and checked now: at start, a file that
     /// cannot be served is an error.
     pub fn load(path: &Path) -> Result<Live> {
-        let (config, files) = load(path)?;
-        let stamps = stamps(&files);
+        let reading = load(path);
+        let config = Arc::new(reading.config?);
         Ok(Live {
             path: Some(path.to_owned()),
+            listen: OnceLock::new(),
             state: Mutex::new(Loaded {
-                config: Ok(Arc::new(config)),
-                files,
-                stamps,
+                config: Ok(Arc::clone(&config)),
+                good: config,
+                files: reading.files,
+                stamps: reading.stamps,
             }),
         })
     }
 
-    /// The config to serve a new connection with (three `stat`s when
+    /// Says where the server listens: warns now, and at every reload,
+    /// when that is beyond loopback without TLS or without auth.
+    pub fn listening_on(&self, listen: SocketAddr) {
+        let _ = self.listen.set(listen);
+        warn_if_open(&lock(&self.state).good, listen);
+    }
+
+    /// The config to serve a new connection with (its files stamped when
     /// nothing changed); `Err` with why while the file cannot be served.
     pub fn current(&self) -> Result<Arc<WebConfig>, String> {
         let mut loaded = lock(&self.state);
-        if let Some(path) = &self.path {
-            let now = stamps(&loaded.files);
-            if now != loaded.stamps {
-                match load(path) {
-                    Ok((config, files)) => {
-                        tracing::info!(
-                            tls = config.tls.is_some(),
-                            auth = config.auth.is_some(),
-                            "web config read again"
-                        );
-                        // Stamped before the read where they are the same
-                        // files: a change during the read is seen next time.
-                        loaded.stamps = if files == loaded.files {
-                            now
-                        } else {
-                            stamps(&files)
-                        };
-                        loaded.files = files;
-                        loaded.config = Ok(Arc::new(config));
-                    }
-                    Err(error) => {
-                        let error = format!("{error:#}");
-                        tracing::error!(%error, "web config changed and cannot be served: refusing connections until it is fixed");
-                        // Read again at its next change, not at every
-                        // connection.
-                        loaded.stamps = now;
-                        loaded.config = Err(error);
-                    }
-                }
-            }
+        let Some(path) = &self.path else {
+            return loaded.config.clone();
+        };
+        let now: Vec<_> = loaded.files.iter().map(|file| stamp(file)).collect();
+        if now == loaded.stamps {
+            return loaded.config.clone();
         }
+        let reading = load(path);
+        // Read again at the next change of any file it named, the ones
+        // that were missing included, not at every connection.
+        loaded.files = reading.files;
+        loaded.stamps = reading.stamps;
+        loaded.config = match reading.config {
+            Ok(config) => match dropped(&loaded.good, &config) {
+                Some(what) => {
+                    tracing::error!(
+                        "web config changed to serve without {what}: refused, still serving the last \
+                         good config (TLS and auth, once on, stay on; restart serve to turn them off)"
+                    );
+                    Ok(Arc::clone(&loaded.good))
+                }
+                None => {
+                    tracing::info!(
+                        tls = config.tls.is_some(),
+                        auth = config.auth.is_some(),
+                        "web config read again"
+                    );
+                    if let Some(listen) = self.listen.get() {
+                        warn_if_open(&config, *listen);
+                    }
+                    loaded.good = Arc::new(config);
+                    Ok(Arc::clone(&loaded.good))
+                }
+            },
+            Err(error) => {
+                let error = format!("{error:#}");
+                tracing::error!(%error, "web config changed and cannot be served: refusing connections until it is fixed");
+                Err(error)
+            }
+        };
         loaded.config.clone()
     }
 }
 
-/// Reads and checks `path`, then the certificate and key it names; with
-/// the files it read, to watch.
-fn load(path: &Path) -> Result<(WebConfig, Vec<PathBuf>)> {
+/// What `new` would take away of what `old` has: TLS, auth or both.
+fn dropped(old: &WebConfig, new: &WebConfig) -> Option<&'static str> {
+    match (
+        old.tls.is_some() && new.tls.is_none(),
+        old.auth.is_some() && new.auth.is_none(),
+    ) {
+        (true, true) => Some("TLS and auth"),
+        (true, false) => Some("TLS"),
+        (false, true) => Some("auth"),
+        (false, false) => None,
+    }
+}
+
+/// Warns when `config`, served on `listen` beyond loopback, lacks TLS or
+/// auth.
+fn warn_if_open(config: &WebConfig, listen: SocketAddr) {
+    if listen.ip().is_loopback() {
+        return;
+    }
+    let missing = match (config.tls.is_some(), config.auth.is_some()) {
+        (true, true) => return,
+        (false, false) => "no TLS and no auth: anyone who can reach",
+        (true, false) => "no auth (basic_auth_users): anyone who can reach",
+        (false, true) => "no TLS (tls_server_config): anyone who can watch the network to",
+    };
+    tracing::warn!(
+        "{missing} {listen} reads the metrics and /healthz (VM names, ISO paths, hosts); \
+         give --web.config.file with both, or listen on loopback behind a proxy that has them"
+    );
+}
+
+/// Reads and checks `path`, then the certificate and key it names.
+fn load(path: &Path) -> Reading {
+    let mut reading = Reading {
+        config: Ok(WebConfig::default()),
+        files: Vec::new(),
+        stamps: Vec::new(),
+    };
+    reading.config = read(path, &mut reading);
+    reading
+}
+
+/// The config `path` gives; each file stamped into `reading` before it
+/// is read.
+fn read(path: &Path, reading: &mut Reading) -> Result<WebConfig> {
+    let mut watch = |file: PathBuf| {
+        reading.stamps.push(stamp(&file));
+        reading.files.push(file);
+    };
+    watch(path.to_owned());
     let shown = sanitize(&path.display().to_string());
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the web config {shown}"))?;
     let settings = parse(&text).with_context(|| format!("the web config {shown}"))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut files = vec![path.to_owned()];
     let tls = match &settings.tls {
         Some(tls) => {
             for pem in [&tls.cert, &tls.key] {
                 if let Pem::File(file) = pem {
-                    files.push(dir.join(file));
+                    watch(dir.join(file));
                 }
             }
             Some(Arc::new(
@@ -233,12 +385,11 @@ fn load(path: &Path) -> Result<(WebConfig, Vec<PathBuf>)> {
         }
         None => None,
     };
-    let config = WebConfig {
+    Ok(WebConfig {
         tls,
         auth: (!settings.users.is_empty()).then(|| BasicAuth::new(settings.users)),
         headers: settings.headers,
-    };
-    Ok((config, files))
+    })
 }
 
 /// The settings `text` (YAML) gives: the file's own words checked, no
@@ -258,7 +409,7 @@ fn parse(text: &str) -> Result<Settings> {
         None => None,
     };
     let mut users = HashMap::new();
-    for (user, hash) in file.basic_auth_users.unwrap_or_default() {
+    for (user, hash) in file.basic_auth_users.unwrap_or_default().0 {
         if let Err(error) = hash.parse::<bcrypt::HashParts>() {
             bail!(
                 "basic_auth_users: the hash of user '{}' is not a bcrypt hash: {error}",
@@ -441,14 +592,32 @@ const BCRYPT_MAX_BYTES: usize = 72;
 pub struct BasicAuth {
     /// User name → bcrypt hash.
     users: HashMap<String, String>,
+    /// The hash an unknown user's password is checked against: the
+    /// costliest, so that no user name takes less time than a known one.
+    unknown: String,
     /// User name → the password that last passed, as far as bcrypt reads
     /// it: one entry per user at most, whatever clients send.
     passed: Mutex<HashMap<String, Vec<u8>>>,
     /// One bcrypt at a time: a flood of wrong passwords costs one core,
     /// never both, and never the scrapes the cache answers.
-    hashing: Mutex<bool>,
+    hashing: Mutex<Hashing>,
     hashed: Condvar,
 }
+
+/// The password checks, the running one and those waiting for it.
+#[derive(Default)]
+struct Hashing {
+    running: bool,
+    waiting: usize,
+}
+
+/// Password checks that may wait for the running one; past them a check
+/// is `Busy` at once. Each waiting request holds a connection that cannot
+/// be closed for room (its thread sits here, not on the socket): without
+/// a bound, 512 wrong passwords would hold every connection for the 5 s
+/// they may wait, and no scrape would get in. 16 checks of cost 10 take
+/// about those 5 s.
+const MAX_WAITING: usize = 16;
 
 /// Why a request is not let in.
 #[derive(Debug, PartialEq)]
@@ -462,15 +631,28 @@ pub enum Denied {
 impl BasicAuth {
     fn new(users: HashMap<String, String>) -> Self {
         BasicAuth {
+            unknown: costliest(&users).to_owned(),
             users,
             passed: Mutex::default(),
-            hashing: Mutex::new(false),
+            hashing: Mutex::default(),
             hashed: Condvar::new(),
         }
     }
 
+    /// The hash `user`'s password is checked against, and whether it is
+    /// theirs. An unknown user costs a bcrypt as well, against the
+    /// costliest hash (the answer thrown away): the time does not tell
+    /// which user names exist.
+    fn checked_against(&self, user: &str) -> (&str, bool) {
+        match self.users.get(user) {
+            Some(hash) => (hash, true),
+            None => (&self.unknown, false),
+        }
+    }
+
     /// Whether `password` is `user`'s; a bcrypt check waits for the one
-    /// running (if any) until `until` at the latest.
+    /// running (if any) until `until` at the latest, behind
+    /// [`MAX_WAITING`] others at most.
     pub fn check(&self, user: &str, password: &[u8], until: Instant) -> Result<(), Denied> {
         let read = &password[..password.len().min(BCRYPT_MAX_BYTES)];
         if lock(&self.passed)
@@ -479,33 +661,32 @@ impl BasicAuth {
         {
             return Ok(());
         }
-        // An unknown user costs a bcrypt as well (against some user's
-        // hash, the answer thrown away): the time does not tell which
-        // user names exist.
-        let (hash, known_user) = match self.users.get(user) {
-            Some(hash) => (hash, true),
-            None => (
-                self.users.values().next().expect("at least one user"),
-                false,
-            ),
-        };
+        let (hash, known_user) = self.checked_against(user);
         let matched = {
-            let mut busy = lock(&self.hashing);
-            while *busy {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+            let mut hashing = lock(&self.hashing);
+            if hashing.running {
+                if hashing.waiting >= MAX_WAITING {
                     return Err(Denied::Busy);
                 }
-                busy = self
-                    .hashed
-                    .wait_timeout(busy, left)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+                hashing.waiting += 1;
+                while hashing.running {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        hashing.waiting -= 1;
+                        return Err(Denied::Busy);
+                    }
+                    hashing = self
+                        .hashed
+                        .wait_timeout(hashing, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                hashing.waiting -= 1;
             }
-            *busy = true;
-            drop(busy);
+            hashing.running = true;
+            drop(hashing);
             let matched = bcrypt::verify(password, hash).unwrap_or(false);
-            *lock(&self.hashing) = false;
+            lock(&self.hashing).running = false;
             self.hashed.notify_one();
             matched
         };
@@ -515,6 +696,20 @@ impl BasicAuth {
         lock(&self.passed).insert(user.to_owned(), read.to_vec());
         Ok(())
     }
+}
+
+/// The hash of the highest bcrypt cost among `users` (each checked by
+/// [`parse`]), whatever the map's order; the same one every time.
+fn costliest(users: &HashMap<String, String>) -> &str {
+    users
+        .values()
+        .max_by_key(|hash| {
+            let cost = hash
+                .parse::<bcrypt::HashParts>()
+                .map_or(0, |parts| parts.get_cost());
+            (cost, hash.as_str())
+        })
+        .map_or("", String::as_str)
 }
 
 /// Equal bytes, compared in a time that does not depend on where they
@@ -610,6 +805,43 @@ mod tests {
         }
     }
 
+    /// An unknown user is checked against the costliest user's hash,
+    /// whatever order the map holds them in (a map of its own each time:
+    /// each has its own order).
+    #[test]
+    fn an_unknown_user_costs_what_the_costliest_user_costs() {
+        let hashes: Vec<String> = [4, 6, 5]
+            .iter()
+            .map(|&cost| bcrypt::hash("pw", cost).unwrap())
+            .collect();
+        for _ in 0..20 {
+            let users: HashMap<String, String> = ["a", "b", "c"]
+                .iter()
+                .zip(&hashes)
+                .map(|(user, hash)| ((*user).to_owned(), hash.clone()))
+                .collect();
+            let auth = BasicAuth::new(users);
+            assert_eq!(auth.checked_against("nobody"), (hashes[1].as_str(), false));
+            assert_eq!(auth.checked_against("a"), (hashes[0].as_str(), true));
+        }
+    }
+
+    /// Two passwords for one user: refused, whichever a YAML parser would
+    /// have kept.
+    #[test]
+    fn a_user_named_twice_is_refused() {
+        let hash = "$2y$10$tDdodgViyaqEVkzGMfnrMeshvf/57eCbfhbXcR3EIj4MGK7fdPte2";
+        let error = refused(&format!(
+            "basic_auth_users:\n  alice: {hash}\n  bob: {hash}\n  alice: {hash}\n"
+        ));
+        assert!(error.contains("user 'alice' is named twice"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+        let error = refused(&format!(
+            "basic_auth_users:\n  alice: {hash}\n  \"alice\": {hash}\n"
+        ));
+        assert!(error.contains("named twice"), "{error}");
+    }
+
     /// A password that passed once is checked again without bcrypt; a
     /// wrong one, an unknown user and bytes past the 72 bcrypt reads
     /// behave as bcrypt says.
@@ -633,13 +865,19 @@ mod tests {
             Some(&b"right"[..])
         );
         // From memory now: a lock held by another check does not delay it.
-        *lock(&auth.hashing) = true;
+        lock(&auth.hashing).running = true;
         assert_eq!(auth.check("alice", b"right", Instant::now()), Ok(()));
         assert_eq!(
             auth.check("alice", b"wrong", Instant::now()),
             Err(Denied::Busy)
         );
-        *lock(&auth.hashing) = false;
+        // Behind as many waiting checks as it may be: busy at once, however
+        // far its deadline.
+        lock(&auth.hashing).waiting = MAX_WAITING;
+        let far = Instant::now() + std::time::Duration::from_secs(3600);
+        assert_eq!(auth.check("alice", b"wrong", far), Err(Denied::Busy));
+        assert_eq!(lock(&auth.hashing).waiting, MAX_WAITING);
+        *lock(&auth.hashing) = Hashing::default();
 
         let long = "x".repeat(BCRYPT_MAX_BYTES);
         let auth = BasicAuth::new(HashMap::from([(

@@ -182,17 +182,89 @@ impl Uri<'_> {
     /// virsh wrote, a command line's `-c`) in its [`Uri::public`] form, and
     /// each value of this URI's query that names a path (`keyfile=`,
     /// `command=`, `socket=`: ssh names the key file in its warnings) as
-    /// `<keyfile>`, `<command>`, ….
+    /// `<keyfile>`, `<command>`, …, written as given and as libvirt reads
+    /// it (percent-decoded: `my%20key` reaches ssh as `my key`).
     pub fn scrub(&self, text: &str) -> String {
         let mut scrubbed = public_uris(text);
         let query = self.text.split_once('?').map_or("", |(_, query)| query);
-        for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
-            if value.contains('/') {
-                scrubbed = scrubbed.replace(value, &format!("<{name}>"));
+        let mut secrets: Vec<(String, String)> = Vec::new();
+        for (raw_name, raw_value) in query_params(query) {
+            let (name, value) = (percent_decoded(raw_name), percent_decoded(raw_value));
+            if !(raw_value.contains('/') || value.contains('/')) {
+                continue;
             }
+            // libvirt matches parameter names in any case (`KeyFile=`).
+            let name = name.to_ascii_lowercase();
+            let label = if !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                format!("<{name}>")
+            } else {
+                "<parameter>".to_owned()
+            };
+            for secret in [raw_value.to_owned(), value] {
+                secrets.push((secret, label.clone()));
+            }
+        }
+        // The longest first: a value inside another is not left half shown.
+        secrets.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
+        for (secret, label) in secrets {
+            scrubbed = scrubbed.replace(&secret, &label);
         }
         scrubbed
     }
+}
+
+/// A query's `name=value` pairs, raw, split as libvirt's
+/// `virURIParseParams` splits them: at the next `&`, or at the next `;`
+/// when no `&` is left; a pair without `=` has an empty value, one that
+/// starts with `=` is ignored.
+fn query_params(query: &str) -> Vec<(&str, &str)> {
+    let mut params = Vec::new();
+    let mut rest = query;
+    while !rest.is_empty() {
+        let end = rest
+            .find('&')
+            .or_else(|| rest.find(';'))
+            .unwrap_or(rest.len());
+        let pair = &rest[..end];
+        match pair.split_once('=') {
+            Some(("", _)) => {}
+            Some((name, value)) => params.push((name, value)),
+            None if !pair.is_empty() => params.push((pair, "")),
+            None => {}
+        }
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+    params
+}
+
+/// `text` with each `%XX` (two hex digits) decoded, as libxml2's
+/// `xmlURIUnescapeString` does for libvirt (no `+` for space); bytes that
+/// are not UTF-8 as U+FFFD.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| {
+            bytes
+                .get(at)
+                .and_then(|&b| char::from(b).to_digit(16))
+                .map(|d| d as u8)
+        };
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(high << 4 | low);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `text` with each `scheme://…` in it replaced by its public form. A URI
@@ -365,5 +437,31 @@ mod tests {
             assert_eq!(Uri::parse(given).scrub(plain), plain);
         }
         assert_eq!(Uri::parse(given).scrub("at ://u@h/x?q"), "at ://h/x");
+    }
+
+    /// libvirt percent-decodes a query's names and values before the ssh
+    /// transport reads them (names in any case): ssh's words carry the
+    /// decoded path, which is scrubbed as the one written is.
+    #[test]
+    fn scrub_leaves_out_percent_encoded_paths_as_libvirt_decodes_them() {
+        let given =
+            "qemu+ssh://h/system?key%66ile=/secret/my%20key&Command=%2Fopt%2Fssh;x&no_tty=1";
+        let error = "Warning: Identity file /secret/my key not accessible; \
+                     /opt/ssh;x: not found; /secret/my%20key";
+        assert_eq!(
+            Uri::parse(given).scrub(error),
+            "Warning: Identity file <keyfile> not accessible; <command>: not found; <keyfile>"
+        );
+        // `;` separates only where no `&` is left, as libvirt splits.
+        assert_eq!(
+            query_params("a=1;keyfile=/k;b"),
+            [("a", "1"), ("keyfile", "/k"), ("b", "")]
+        );
+        assert_eq!(query_params("=x&&k=v%"), [("k", "v%")]);
+        assert_eq!(percent_decoded("%2f%2Fa%zz%4"), "//a%zz%4");
+        assert_eq!(
+            Uri::parse("qemu+ssh://h/s?x%3Cy%3E=%2Fp").scrub("at /p"),
+            "at <parameter>"
+        );
     }
 }

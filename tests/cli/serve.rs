@@ -552,17 +552,20 @@ fn head_absolute_targets_bare_lf_and_exact_head_limits() {
 
 /// /healthz and /metrics name hosts by their public URI only, in the
 /// errors too (which carry the URI as given, and virsh's and ssh's words):
-/// no user, no `keyfile=` or any query, no key path.
+/// no user, no `keyfile=` or any query, no key path, percent-encoded or
+/// not.
 #[test]
 fn http_bodies_show_public_uris_only() {
     let ssh = "qemu+ssh://root@127.0.0.1:1/system?keyfile=/nonexistent/id_serve_key&no_tty=1";
+    let encoded =
+        "qemu+ssh://root@127.0.0.1:2/system?Key%66ile=/nonexistent/id%20of%20serve&no_tty=1";
     let missing = format!(
         "test://root@{}?keyfile=/nonexistent/id_serve_key",
         root().join("fixtures/no-such-fleet.xml").display()
     );
-    let serving = Serving::start(tool().args(["-c", ssh, "-c", &missing]));
+    let serving = Serving::start(tool().args(["-c", ssh, "-c", &missing, "-c", encoded]));
     let (status, body) = serving.wait_for("/healthz", |_, body| {
-        body.lines().count() == 2 && !body.contains("no scan has finished yet")
+        body.lines().count() == 3 && !body.contains("no scan has finished yet")
     });
     assert_eq!(status, 503);
     let public_missing = format!(
@@ -583,8 +586,20 @@ fn http_bodies_show_public_uris_only() {
         "{body}"
     );
     let (_, metrics) = serving.get("/metrics");
+    assert!(
+        lines[2].starts_with("qemu+ssh://127.0.0.1:2/system: ") && lines[2].contains("<keyfile>"),
+        "{body}"
+    );
     for text in [&body, &metrics] {
-        for secret in ["root@", "keyfile=", "id_serve_key", "no_tty"] {
+        for secret in [
+            "root@",
+            "keyfile=",
+            "id_serve_key",
+            "no_tty",
+            "id of serve",
+            "id%20of",
+            "%66ile",
+        ] {
             assert!(!text.contains(secret), "{secret} in:\n{text}");
         }
     }
@@ -729,16 +744,143 @@ fn the_web_config_and_its_certificate_are_read_again_when_they_change() {
         0,
         "no TLS answer while the file is broken"
     );
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    let logged = std::iter::from_fn(|| {
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        serving.log.recv_timeout(left).ok()
-    })
-    .find(|line| line.contains("cannot be served"))
-    .expect("the error logged within 30 s");
+    let logged = logged(&serving, "ERROR", "cannot be served");
     assert!(logged.contains("gone.crt"), "{logged}");
     web_config(&dir, "prometheus", "third");
     assert_eq!(status("third"), 200);
+}
+
+/// The next line `serving` logs at `level` whose message holds `says`
+/// (30 s at most), as JSON text.
+fn logged(serving: &Serving, level: &str, says: &str) -> String {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    std::iter::from_fn(|| {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        serving.log.recv_timeout(left).ok()
+    })
+    .find(|line| {
+        let json: serde_json::Value = serde_json::from_str(line).expect("JSON log lines");
+        json["level"] == level
+            && json["fields"]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(says))
+    })
+    .unwrap_or_else(|| panic!("no {level} line saying {says:?} within 30 s"))
+}
+
+/// TLS and auth, once on, stay on: the file emptied (an editor that
+/// truncates, a full disk), cut down to `{}`, or left with TLS only or
+/// auth only is refused with an error in the log, and the last good
+/// config is served: https with the password, 401 without, and plain
+/// HTTP told to use https.
+#[test]
+fn a_reload_never_turns_tls_or_auth_off() {
+    let dir = temp_dir("webconfig-emptied");
+    let config = web_config(&dir, "prometheus", "pw");
+    let full = std::fs::read_to_string(&config).unwrap();
+    let (tls_only, users) = full.split_once("basic_auth_users:").unwrap();
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let status = |user: Option<&str>| curl(&serving, &dir, "/healthz", user).0;
+    poll(|| (status(Some("prometheus:pw")) == 200).then_some(()));
+    for (text, without) in [
+        ("", "TLS and auth"),
+        ("{}\n", "TLS and auth"),
+        (tls_only, "auth"),
+        (&format!("basic_auth_users:{users}"), "TLS"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        assert_eq!(status(Some("prometheus:pw")), 200, "{text:?}");
+        let said = logged(&serving, "ERROR", "refused");
+        assert!(
+            said.contains(&format!("serve without {without}: ")),
+            "{said}"
+        );
+        assert_eq!(status(None), 401, "{text:?}");
+        let plain = send_raw(serving.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(plain.starts_with("HTTP/1.1 400 "), "{text:?}: {plain}");
+        assert!(!plain.contains("dismount_"), "{plain}");
+    }
+}
+
+/// A config that names a certificate and key not yet copied in is
+/// refused; once they are there it is served, without the config file
+/// being touched again.
+#[test]
+fn a_certificate_named_before_it_exists_is_served_once_it_is_there() {
+    let dir = temp_dir("webconfig-early");
+    let config = web_config(&dir, "prometheus", "pw");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let status = || curl(&serving, &dir, "/healthz", Some("prometheus:pw")).0;
+    poll(|| (status() == 200).then_some(()));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("server.crt", "new.crt")
+            .replace("server.key", "new.key"),
+    )
+    .unwrap();
+    assert_eq!(status(), 0, "refused while new.crt is missing");
+    assert!(logged(&serving, "ERROR", "cannot be served").contains("new.crt"));
+    // The new pair from a new CA, which curl trusts from now on: a 200 is
+    // the new certificate's.
+    let next = dir.join("next");
+    std::fs::create_dir(&next).unwrap();
+    web_config(&next, "prometheus", "pw");
+    for (from, to) in [
+        ("ca.pem", "ca.pem"),
+        ("server.key", "new.key"),
+        ("server.crt", "new.crt"),
+    ] {
+        std::fs::copy(next.join(from), dir.join(to)).unwrap();
+    }
+    assert_eq!(status(), 200);
+}
+
+/// A password changed in place, to a hash of the same length, with the
+/// file's modification time set back as it was: seen all the same.
+#[test]
+fn a_password_changed_in_place_with_the_same_size_and_mtime_is_seen() {
+    let dir = temp_dir("webconfig-in-place");
+    let config = web_config(&dir, "prometheus", "first");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let status = |password: &str| {
+        let user = format!("prometheus:{password}");
+        curl(&serving, &dir, "/healthz", Some(&user)).0
+    };
+    poll(|| (status("first") == 200).then_some(()));
+    let before = std::fs::metadata(&config).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let old_hash = text.rsplit(' ').next().unwrap().trim();
+    let new_hash = bcrypt::hash("second", 10).unwrap();
+    assert_eq!(old_hash.len(), new_hash.len());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&config)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        text.replace(old_hash, &new_hash).as_bytes(),
+        0,
+    )
+    .unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    drop(file);
+    let after = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), before.modified().unwrap())
+    );
+    assert_eq!(status("second"), 200);
+    assert_eq!(status("first"), 401);
 }
 
 /// A client that starts a TLS handshake and stalls is closed at the
@@ -771,6 +913,96 @@ fn a_stalled_tls_handshake_ends_at_the_head_deadline() {
     let (status, _, _) = curl(&serving, &dir, "/healthz", Some("prometheus:pw"));
     assert!(status == 200 || status == 503, "{status}");
     drop(silent);
+}
+
+/// Opens `count` connections to `serving` that each send `first` and
+/// stall, and waits until the server has taken them all in: those past
+/// its cap of 512 closed by it (in place of others, or refused).
+fn stalled_connections(serving: &Serving, count: usize, first: &[u8]) -> Vec<TcpStream> {
+    let streams: Vec<TcpStream> = (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(serving.addr).unwrap();
+            stream.write_all(first).unwrap();
+            stream.set_nonblocking(true).unwrap();
+            stream
+        })
+        .collect();
+    let open = |stream: &TcpStream| matches!(stream.peek(&mut [0]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    poll(|| (streams.iter().filter(|s| !open(s)).count() >= count - 512).then_some(()));
+    streams
+}
+
+/// 1000 connections that each send a TLS record header and stall (a
+/// half-open handshake) past the cap: a scrape with the password is
+/// still answered, in place of the oldest of them.
+#[test]
+fn stalled_tls_handshakes_past_the_cap_do_not_lock_out_a_scrape() {
+    let dir = temp_dir("webconfig-half-open");
+    let config = web_config(&dir, "prometheus", "pw");
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let user = Some("prometheus:pw");
+    poll(|| (curl(&serving, &dir, "/healthz", user).0 == 200).then_some(()));
+    let stalled = stalled_connections(&serving, 1000, &[0x16, 0x03, 0x01, 0x02, 0x00]);
+    for path in ["/metrics", "/healthz"] {
+        let (status, head, body) = curl(&serving, &dir, path, user);
+        assert_eq!(status, 200, "{path}: {head}{body}");
+    }
+    drop(stalled);
+}
+
+/// The same over plain HTTP: 1000 connections that each send the first
+/// byte of a request line and stall.
+#[test]
+fn stalled_request_heads_past_the_cap_do_not_lock_out_a_scrape() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let stalled = stalled_connections(&serving, 1000, b"G");
+    for path in ["/metrics", "/healthz"] {
+        let answer = send_raw(
+            serving.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {answer}");
+    }
+    drop(stalled);
+}
+
+/// 600 requests with a wrong password at once: 16 wait for the running
+/// check, the others are answered 503 at once, and a scrape whose password
+/// passed before is still answered. The unknown user is checked against
+/// a hash of cost 31, which no check finishes while the test runs: no
+/// connection makes room by finishing its check.
+#[test]
+fn a_flood_of_wrong_passwords_does_not_lock_out_a_scrape() {
+    let dir = temp_dir("webconfig-wrong-flood");
+    let fast = bcrypt::hash("pw", 4).unwrap();
+    let endless = fast.replacen("$04$", "$31$", 1);
+    let config = dir.join("web.yml");
+    std::fs::write(
+        &config,
+        format!("basic_auth_users:\n  prometheus: {fast}\n  slow: {endless}\n"),
+    )
+    .unwrap();
+    let serving = Serving::start_with(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    // Basic base64("prometheus:pw"); base64("nobody:pw").
+    let scrape = || {
+        send_raw(
+            serving.addr,
+            b"GET /healthz HTTP/1.1\r\nAuthorization: Basic cHJvbWV0aGV1czpwdw==\r\n\r\n",
+        )
+    };
+    poll(|| scrape().starts_with("HTTP/1.1 200 ").then_some(()));
+    let wrong = b"GET /metrics HTTP/1.1\r\nAuthorization: Basic bm9ib2R5OnB3\r\n\r\n";
+    let flood = stalled_connections(&serving, 600, wrong);
+    let answer = scrape();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    drop(flood);
 }
 
 /// A web config that cannot be served is one line and exit 1, before
@@ -846,6 +1078,36 @@ fn listening_beyond_loopback_warns_that_anyone_may_read_the_metrics() {
         &["--web.config.file", config.to_str().unwrap()],
     );
     assert!(!warned(&secured), "{:#?}", secured.startup);
+}
+
+/// Beyond loopback, every config read again warns of what it lacks, as
+/// the first did: TLS without auth, and again after an edit.
+#[test]
+fn every_reload_beyond_loopback_warns_of_what_it_lacks() {
+    let dir = temp_dir("webconfig-warn-reload");
+    let config = web_config(&dir, "u", "p");
+    let full = std::fs::read_to_string(&config).unwrap();
+    let (tls_only, _) = full.split_once("basic_auth_users:").unwrap();
+    std::fs::write(&config, tls_only).unwrap();
+    let serving = Serving::start_serving(
+        tool().args(["-c", &fleet_uri("fleet-small.xml")]),
+        "0.0.0.0:0",
+        &["--web.config.file", config.to_str().unwrap()],
+    );
+    let no_auth = "no auth (basic_auth_users): anyone who can reach";
+    assert!(
+        serving.startup.iter().any(|line| line.contains(no_auth)),
+        "{:#?}",
+        serving.startup
+    );
+    std::fs::write(
+        &config,
+        format!("{tls_only}http_server_config:\n  headers:\n    X-Frame-Options: deny\n"),
+    )
+    .unwrap();
+    let (status, head, _) = curl(&serving, &dir, "/healthz", None);
+    assert!(head.contains("X-Frame-Options: deny"), "{status} {head}");
+    logged(&serving, "WARN", no_auth);
 }
 
 /// SIGTERM ends `serve` and every virsh it started; the log is JSON on
