@@ -6,12 +6,13 @@
 //! `domstats` block through the tables below (field → series), which the
 //! README's metric table mirrors.
 
+use std::collections::BTreeMap;
 use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Result;
-use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{CounterVec, GaugeVec, Opts, Registry, TextEncoder};
 
-use super::HostState;
+use super::{HostState, Scan};
 use crate::probe::OsSource;
 use crate::virsh::DomainState;
 use crate::virsh::stats::entries;
@@ -329,15 +330,144 @@ fn record_table(
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
-/// A fresh registry of gauges and counters set from the hosts' states,
-/// encoded: `serve` does this once per scan and keeps the text.
-pub fn render(hosts: &[&HostState]) -> Result<String> {
-    let registry = Registry::new_custom(Some("dismount".to_owned()), None)?;
-    let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec> {
-        let vec = GaugeVec::new(Opts::new(name, help), labels)?;
-        registry.register(Box::new(vec.clone()))?;
-        Ok(vec)
-    };
+/// One or more hosts' series, encoded: each family's `# HELP`/`# TYPE`
+/// lines apart from its samples, so that the page can put every host's
+/// samples of a family under one header ([`assemble`]).
+#[derive(Debug, Default)]
+pub struct Part {
+    /// Sorted by name, as a registry gathers them.
+    families: Vec<Family>,
+}
+
+#[derive(Debug)]
+struct Family {
+    name: String,
+    header: String,
+    samples: String,
+}
+
+/// A registry's series as a [`Part`].
+fn encode(registry: &Registry) -> Result<Part> {
+    let encoder = TextEncoder::new();
+    let families = registry
+        .gather()
+        .into_iter()
+        .map(|family| {
+            let mut text = encoder.encode_to_string(std::slice::from_ref(&family))?;
+            // Every family here has a help text: the header is its two
+            // lines, `# HELP` and `# TYPE`.
+            let header_end = text
+                .match_indices('\n')
+                .nth(1)
+                .map(|(at, _)| at + 1)
+                .ok_or_else(|| anyhow::anyhow!("{} has no # HELP line", family.name()))?;
+            let samples = text.split_off(header_end);
+            Ok(Family {
+                name: family.name().to_owned(),
+                header: text,
+                samples,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Part { families })
+}
+
+/// The page: every family once, by name, its header then each part's
+/// samples in the parts' order. A copy of bytes already encoded, no
+/// figure formatted again.
+pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a Part>) -> String {
+    let mut families: BTreeMap<&str, (&str, Vec<&str>)> = BTreeMap::new();
+    let mut size = 0;
+    for part in parts {
+        for family in &part.families {
+            let (_, samples) = families
+                .entry(&family.name)
+                .or_insert_with(|| (&family.header, Vec::new()));
+            samples.push(&family.samples);
+            size += family.samples.len();
+        }
+    }
+    let mut page = String::with_capacity(
+        size + families
+            .values()
+            .map(|(header, _)| header.len())
+            .sum::<usize>(),
+    );
+    for (header, samples) in families.values() {
+        page.push_str(header);
+        samples.iter().for_each(|text| page.push_str(text));
+    }
+    page
+}
+
+fn registry() -> Result<Registry> {
+    Ok(Registry::new_custom(Some("dismount".to_owned()), None)?)
+}
+
+fn registered_gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<GaugeVec> {
+    let vec = GaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+/// Every host's scan outcome (`dismount_host_*`), as of `now`: encoded
+/// with each page, since how overdue a host is grows while it hangs.
+pub fn encode_hosts(hosts: &[HostState], now: Instant) -> Result<Part> {
+    let registry = registry()?;
+    let gauge = |name: &str, help: &str| registered_gauge(&registry, name, help, &["uri"]);
+    let duration = gauge(
+        "host_scan_duration_seconds",
+        "How long the host's last scan took",
+    )?;
+    let success = gauge(
+        "host_scan_success",
+        "1 when the host's last scan succeeded; the other metrics keep the last good scan's values",
+    )?;
+    let last_success = gauge(
+        "host_last_successful_scan_timestamp_seconds",
+        "When the host's last good scan ended, in seconds since the Unix epoch",
+    )?;
+    let overdue = gauge(
+        "host_scan_overdue_seconds",
+        "How far the host is behind its scan interval: how late its last scan started, or how long past due its next one is; 0 while it keeps the interval",
+    )?;
+    for host in hosts {
+        let uri = host.uri.as_str();
+        if let Some(took) = host.last_duration {
+            duration.with_label_values(&[uri]).set(took.as_secs_f64());
+        }
+        success.with_label_values(&[uri]).set(
+            if host.last_error.is_none() && host.last_success.is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        overdue
+            .with_label_values(&[uri])
+            .set(host.overdue(now).as_secs_f64());
+        if let Some(at) = host.last_success {
+            let seconds = at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            last_success.with_label_values(&[uri]).set(seconds);
+        }
+    }
+    encode(&registry)
+}
+
+/// One host's domains and drives from its last good scan, encoded once
+/// when that scan lands: `serve` keeps the part until the host's next good
+/// scan.
+pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
+    let registry = registry()?;
+    let gauge =
+        |name: &str, help: &str, labels: &[&str]| registered_gauge(&registry, name, help, labels);
     const DOMAIN: &[&str] = &["uri", "domain"];
     const DEVICE: &[&str] = &["uri", "domain", "target_device"];
     let state = gauge(
@@ -415,152 +545,144 @@ pub fn render(hosts: &[&HostState]) -> Result<String> {
         "1 when an ISO file the drive holds (live or in the config) is gone, 0 when there; no series for an empty drive or a pool volume",
         &["uri", "domain", "target"],
     )?;
-    let duration = gauge(
-        "host_scan_duration_seconds",
-        "How long the host's last scan took",
-        &["uri"],
-    )?;
-    let success = gauge(
-        "host_scan_success",
-        "1 when the host's last scan succeeded; the other metrics keep the last good scan's values",
-        &["uri"],
-    )?;
-    let last_success = gauge(
-        "host_last_successful_scan_timestamp_seconds",
-        "When the host's last good scan ended, in seconds since the Unix epoch",
-        &["uri"],
-    )?;
-    let overdue = gauge(
-        "host_scan_overdue_seconds",
-        "How far the host is behind its scan interval: how late its last scan started, or how long past due its next one is; 0 while it keeps the interval",
-        &["uri"],
-    )?;
 
-    let now = Instant::now();
-    for host in hosts {
-        let uri = host.uri.as_str();
-        if let Some(took) = host.last_duration {
-            duration.with_label_values(&[uri]).set(took.as_secs_f64());
+    for row in &scan.domains {
+        let labels = [uri, row.name.as_str()];
+        state
+            .with_label_values(&[uri, &row.name, &row.state.to_string()])
+            .set(1.0);
+        if let Some(n) = row.vcpus {
+            vcpus.with_label_values(&labels).set(f64::from(n));
         }
-        success.with_label_values(&[uri]).set(
-            if host.last_error.is_none() && host.last_success.is_some() {
+        if let Some(kib) = row.memory_used_kib {
+            memory_used
+                .with_label_values(&labels)
+                .set(kib as f64 * 1024.0);
+        }
+        if let Some(kib) = row.memory_max_kib {
+            memory_max
+                .with_label_values(&labels)
+                .set(kib as f64 * 1024.0);
+        }
+        if let Some(ns) = row.cpu_time_ns {
+            cpu.with_label_values(&labels).inc_by(ns as f64 / 1e9);
+        }
+        let answered = matches!(row.os_source, Some(OsSource::Agent | OsSource::AgentFile));
+        agent
+            .with_label_values(&labels)
+            .set(if answered && row.state == DomainState::Running {
                 1.0
             } else {
                 0.0
-            },
-        );
-        overdue
-            .with_label_values(&[uri])
-            .set(host.overdue(now).as_secs_f64());
-        if let Some(at) = host.last_success {
-            let seconds = at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            last_success.with_label_values(&[uri]).set(seconds);
+            });
+        if let Some(channel) = scan.agent_channels.get(&row.name) {
+            agent_channel
+                .with_label_values(&labels)
+                .set(f64::from(u8::from(*channel)));
         }
-        for row in &host.domains {
-            let labels = [uri, row.name.as_str()];
-            state
-                .with_label_values(&[uri, &row.name, &row.state.to_string()])
+        let source = row.os_source.map_or("none", OsSource::as_str);
+        os.with_label_values(&[uri, &row.name, &row.os, source])
+            .set(1.0);
+        for fault in row.metrics_fault.iter().chain(&row.xml_fault) {
+            scrape_error
+                .with_label_values(&[uri, &row.name, fault.as_str()])
                 .set(1.0);
-            if let Some(n) = row.vcpus {
-                vcpus.with_label_values(&labels).set(f64::from(n));
-            }
-            if let Some(kib) = row.memory_used_kib {
-                memory_used
-                    .with_label_values(&labels)
-                    .set(kib as f64 * 1024.0);
-            }
-            if let Some(kib) = row.memory_max_kib {
-                memory_max
-                    .with_label_values(&labels)
-                    .set(kib as f64 * 1024.0);
-            }
-            if let Some(ns) = row.cpu_time_ns {
-                cpu.with_label_values(&labels).inc_by(ns as f64 / 1e9);
-            }
-            let answered = matches!(row.os_source, Some(OsSource::Agent | OsSource::AgentFile));
-            agent.with_label_values(&labels).set(
-                if answered && row.state == DomainState::Running {
-                    1.0
-                } else {
-                    0.0
-                },
-            );
-            if let Some(channel) = host.agent_channels.get(&row.name) {
-                agent_channel
-                    .with_label_values(&labels)
-                    .set(f64::from(u8::from(*channel)));
-            }
-            let source = row.os_source.map_or("none", OsSource::as_str);
-            os.with_label_values(&[uri, &row.name, &row.os, source])
-                .set(1.0);
-            for fault in row.metrics_fault.iter().chain(&row.xml_fault) {
-                scrape_error
-                    .with_label_values(&[uri, &row.name, fault.as_str()])
-                    .set(1.0);
-            }
-            let Some(stats) = host.stats.get(&row.name) else {
+        }
+        let Some(stats) = scan.stats.get(&row.name) else {
+            continue;
+        };
+        record_table(MEMORY, &memory, &labels, |field| stats.get_u64(field));
+        let disks = scan.disks.get(&row.name);
+        for disk in entries(stats, "block") {
+            let Some(target) = disk.get("name") else {
                 continue;
             };
-            record_table(MEMORY, &memory, &labels, |field| stats.get_u64(field));
-            let disks = host.disks.get(&row.name);
-            for disk in entries(stats, "block") {
-                let Some(target) = disk.get("name") else {
-                    continue;
-                };
-                let device = [uri, &row.name, target];
-                record_table(BLOCK, &block, &device, |field| disk.get_u64(field));
-                let xml = disks.and_then(|disks| disks.iter().find(|d| d.target == target));
-                block_info
-                    .with_label_values(&[
-                        uri,
-                        &row.name,
-                        target,
-                        disk.get("path").unwrap_or(""),
-                        xml.and_then(|d| d.bus.as_deref()).unwrap_or(""),
-                        xml.map_or("", |d| d.device.as_str()),
-                    ])
-                    .set(1.0);
-            }
-            for nic in entries(stats, "net") {
-                if let Some(target) = nic.get("name") {
-                    record_table(INTERFACE, &interface, &[uri, &row.name, target], |field| {
-                        nic.get_u64(field)
-                    });
-                }
-            }
-            for entry in entries(stats, "vcpu") {
-                let index = entry.index.to_string();
-                record_table(VCPU, &vcpu, &[uri, &row.name, &index], |field| {
-                    entry.get_u64(field)
+            let device = [uri, &row.name, target];
+            record_table(BLOCK, &block, &device, |field| disk.get_u64(field));
+            let xml = disks.and_then(|disks| disks.iter().find(|d| d.target == target));
+            block_info
+                .with_label_values(&[
+                    uri,
+                    &row.name,
+                    target,
+                    disk.get("path").unwrap_or(""),
+                    xml.and_then(|d| d.bus.as_deref()).unwrap_or(""),
+                    xml.map_or("", |d| d.device.as_str()),
+                ])
+                .set(1.0);
+        }
+        for nic in entries(stats, "net") {
+            if let Some(target) = nic.get("name") {
+                record_table(INTERFACE, &interface, &[uri, &row.name, target], |field| {
+                    nic.get_u64(field)
                 });
             }
         }
-        for drive in &host.drives {
-            let source = drive.source.as_deref().unwrap_or("");
-            let labels = [uri, drive.domain.as_str(), drive.target.as_str()];
-            media
-                .with_label_values(&[uri, &drive.domain, &drive.target, source])
-                .set(1.0);
-            differ
-                .with_label_values(&labels)
-                .set(if drive.live_config_differ { 1.0 } else { 0.0 });
-            if let Some(gone) = drive.missing {
-                missing
-                    .with_label_values(&labels)
-                    .set(if gone { 1.0 } else { 0.0 });
-            }
+        for entry in entries(stats, "vcpu") {
+            let index = entry.index.to_string();
+            record_table(VCPU, &vcpu, &[uri, &row.name, &index], |field| {
+                entry.get_u64(field)
+            });
         }
     }
-    let mut text = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut text)?;
-    Ok(String::from_utf8(text)?)
+    for drive in &scan.drives {
+        let source = drive.source.as_deref().unwrap_or("");
+        let labels = [uri, drive.domain.as_str(), drive.target.as_str()];
+        media
+            .with_label_values(&[uri, &drive.domain, &drive.target, source])
+            .set(1.0);
+        differ
+            .with_label_values(&labels)
+            .set(if drive.live_config_differ { 1.0 } else { 0.0 });
+        if let Some(gone) = drive.missing {
+            missing
+                .with_label_values(&labels)
+                .set(if gone { 1.0 } else { 0.0 });
+        }
+    }
+    encode(&registry)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parts encoded one host at a time, put together, are the page one
+    /// registry of every host encodes: each family once, under one
+    /// header, every host's samples in it.
+    #[test]
+    fn a_page_put_together_from_parts_is_the_page_of_all_hosts_at_once() {
+        let now = Instant::now();
+        let host = |uri: &str, took_ms: u64| HostState {
+            uri: uri.to_owned(),
+            last_duration: Some(std::time::Duration::from_millis(took_ms)),
+            last_success: Some(UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000)),
+            ..HostState::default()
+        };
+        let (a, b) = (
+            host("qemu+ssh://a/system", 120),
+            host("qemu+ssh://b/system", 340),
+        );
+        let parts = [
+            encode_hosts(std::slice::from_ref(&a), now).unwrap(),
+            encode_hosts(std::slice::from_ref(&b), now).unwrap(),
+        ];
+        let whole = encode_hosts(&[a, b], now).unwrap();
+        let page = assemble(&parts);
+        assert_eq!(page, assemble([&whole]));
+        assert_eq!(
+            page.matches("# TYPE dismount_host_scan_success gauge\n")
+                .count(),
+            1
+        );
+        assert!(
+            page.contains(
+                "dismount_host_scan_duration_seconds{uri=\"qemu+ssh://b/system\"} 0.34\n"
+            ),
+            "{page}"
+        );
+        assert_eq!(assemble([]), "");
+    }
 
     /// Counters end in `_total` and gauges do not (promtool's rule), no
     /// name is taken twice, and the README's table names each one with

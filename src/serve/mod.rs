@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,23 +44,12 @@ pub struct ServeOptions {
     pub io_metrics: bool,
 }
 
-/// One host as its last scans left it.
+/// One host's scans as they went: what `/healthz` and the `dismount_host_*`
+/// series read. Its domains' series are in its encoded part, not here.
 #[derive(Debug, Clone, Default)]
 pub struct HostState {
     /// As [`Host::uri`] shows it: public.
     pub uri: String,
-    /// From the last good scan: a failed scan keeps them.
-    pub domains: Vec<DomainStatus>,
-    pub drives: Vec<DriveRow>,
-    /// Each domain's `domstats` block, by name: the per-device and memory
-    /// statistics figures.
-    pub stats: HashMap<String, DomainStats>,
-    /// Each domain's disks as its current XML (live when running) has
-    /// them, by name: the bus and device of its block figures.
-    pub disks: HashMap<String, Vec<Disk>>,
-    /// Whether each domain whose XML was read has the guest agent's
-    /// channel, as its current XML says.
-    pub agent_channels: HashMap<String, bool>,
     /// When the last good scan ended.
     pub last_success: Option<SystemTime>,
     /// How long the last scan took, good or not.
@@ -86,19 +75,6 @@ impl HostState {
             .next_due
             .map_or(Duration::ZERO, |due| now.saturating_duration_since(due));
         self.started_late.max(pending)
-    }
-}
-
-impl HostState {
-    /// What `/healthz` reads: the URI and the scans' outcome, no domain.
-    fn health(&self) -> HostState {
-        HostState {
-            uri: self.uri.clone(),
-            last_success: self.last_success,
-            last_duration: self.last_duration,
-            last_error: self.last_error.clone(),
-            ..HostState::default()
-        }
     }
 }
 
@@ -129,11 +105,23 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
                 })
             })
             .collect(),
+        parts: fleet
+            .hosts
+            .iter()
+            .map(|_| Mutex::new(Arc::new(metrics::Part::default())))
+            .collect(),
         published: Mutex::new(Arc::new(Published::default())),
-        encoding: Mutex::new(()),
+        changed: Mutex::new(false),
+        wake: Condvar::new(),
     });
     // Before the first scan: every host there, none scanned yet.
     hosts.publish();
+    {
+        let hosts = Arc::clone(&hosts);
+        thread::Builder::new()
+            .name("publish".to_owned())
+            .spawn(move || hosts.publish_forever())?;
+    }
     let start = Instant::now();
     let count = fleet.hosts.len();
     for index in 0..count {
@@ -158,39 +146,86 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     )
 }
 
-/// Every host's state, and what the requests are answered from.
+/// Every host's state and encoded part, and what the requests are
+/// answered from.
 struct Hosts {
     states: Vec<Mutex<HostState>>,
+    /// Each host's domains and drives from its last good scan, encoded
+    /// when that scan landed: a scan costs its own host's encoding, never
+    /// the other hosts'.
+    parts: Vec<Mutex<Arc<metrics::Part>>>,
     published: Mutex<Arc<Published>>,
-    /// Held while the states are published: two scans ending together
-    /// publish one after the other, so the later state is the one kept.
-    encoding: Mutex<()>,
+    /// Whether a scan has landed since the page was last put together;
+    /// `wake` tells the publisher.
+    changed: Mutex<bool>,
+    wake: Condvar,
 }
 
-/// The hosts' states as of the last scan, as the requests see them: the
-/// `/metrics` body, encoded once per scan, plain and gzipped (a scrape
-/// copies neither), and what `/healthz` reads, from the same moment (a
-/// 200 from `/healthz` means `/metrics` shows those scans).
+/// The hosts' states as of one moment, as the requests see them: the
+/// `/metrics` body, put together once from the hosts' parts, plain and
+/// gzipped (a scrape copies neither), and what `/healthz` reads, from the
+/// same moment (a 200 from `/healthz` means `/metrics` shows those scans).
 #[derive(Default)]
 struct Published {
     text: Arc<str>,
     gzip: Option<Arc<[u8]>>,
-    /// Each host's URI and scan outcome, without its domains.
     health: Vec<HostState>,
 }
 
+/// How much longer than putting the page together took the publisher
+/// waits before it does so again: with scans landing all the time (a
+/// thousand hosts), it spends at most a tenth of one core on the page,
+/// and a page is never staler than ten times its own cost.
+const PUBLISH_PAUSE_FACTOR: u32 = 9;
+
 impl Hosts {
-    /// Encodes every host's state anew and keeps it for the requests; on
-    /// failure what was published before stays.
+    /// Keeps host `index`'s new state and, after a good scan, its newly
+    /// encoded part, and tells the publisher.
+    fn land(&self, index: usize, state: HostState, part: Option<metrics::Part>) {
+        if let Some(part) = part {
+            *lock(&self.parts[index]) = Arc::new(part);
+        }
+        *lock(&self.states[index]) = state;
+        *lock(&self.changed) = true;
+        self.wake.notify_one();
+    }
+
+    /// Puts the page together again whenever a scan has landed, pausing
+    /// between two pages ([`PUBLISH_PAUSE_FACTOR`]).
+    fn publish_forever(&self) {
+        loop {
+            {
+                let mut changed = lock(&self.changed);
+                while !*changed {
+                    changed = self
+                        .wake
+                        .wait(changed)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                *changed = false;
+            }
+            let started = Instant::now();
+            self.publish();
+            thread::sleep(started.elapsed() * PUBLISH_PAUSE_FACTOR);
+        }
+    }
+
+    /// The page from every host's part as it stands and every host's scan
+    /// outcome as of now, kept for the requests; on failure what was
+    /// published before stays.
     fn publish(&self) {
-        let _turn = lock(&self.encoding);
-        let (encoded, health) = {
-            let states: Vec<_> = self.states.iter().map(lock).collect();
-            let states: Vec<&HostState> = states.iter().map(|state| &**state).collect();
-            let health = states.iter().map(|state| state.health()).collect();
-            (metrics::render(&states), health)
-        };
-        let published = encoded.and_then(|text| {
+        let health: Vec<HostState> = self
+            .states
+            .iter()
+            .map(|state| lock(state).clone())
+            .collect();
+        let parts: Vec<Arc<metrics::Part>> = self
+            .parts
+            .iter()
+            .map(|part| Arc::clone(&lock(part)))
+            .collect();
+        let published = metrics::encode_hosts(&health, Instant::now()).and_then(|outcomes| {
+            let text = metrics::assemble(parts.iter().map(|part| &**part).chain([&outcomes]));
             let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
             gzip.write_all(text.as_bytes())?;
             Ok(Published {
@@ -235,8 +270,8 @@ fn next_scan(due: Instant, ended: Instant, interval: Duration) -> (Instant, Dura
     (if late.is_zero() { next } else { ended }, late)
 }
 
-/// Scans the fleet's host `index` on its schedule, keeps each result and
-/// encodes the metrics, again. Each scan is the host's work: with more
+/// Scans the fleet's host `index` on its schedule, encodes each good
+/// scan's series and hands them to the publisher, again. Each scan is the host's work: with more
 /// hosts than the budget has places, its sessions end after it, for the
 /// hosts waiting.
 fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, schedule: &Schedule, io: bool) {
@@ -259,19 +294,20 @@ fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, schedule: &Schedule,
             scan(host, io)
         };
         let took = started.elapsed();
-        let mut state = lock(&hosts.states[index]);
+        let mut state = lock(&hosts.states[index]).clone();
         state.last_duration = Some(took);
         // The URI virsh reports is known after the first listing.
         state.uri = host.uri();
+        let mut part = None;
         match scanned {
             Ok(scan) => {
                 tracing::info!(uri = %state.uri, domains = scan.domains.len(), drives = scan.drives.len(),
                     took_s = took.as_secs_f64(), "scan done");
-                state.domains = scan.domains;
-                state.drives = scan.drives;
-                state.stats = scan.stats;
-                state.disks = scan.disks;
-                state.agent_channels = scan.agent_channels;
+                match metrics::encode_scan(&state.uri, &scan) {
+                    Ok(encoded) => part = Some(encoded),
+                    Err(error) => tracing::error!(uri = %state.uri, error = %format!("{error:#}"),
+                        "cannot encode the scan's metrics; serving the host's previous ones"),
+                }
                 state.last_success = Some(SystemTime::now());
                 state.last_error = None;
             }
@@ -285,8 +321,7 @@ fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, schedule: &Schedule,
                 state.last_error = Some(Uri::parse(&given).scrub(&reason));
             }
         }
-        drop(state);
-        hosts.publish();
+        hosts.land(index, state, part);
         (due, started_late) = next_scan(due, Instant::now(), interval);
         if !started_late.is_zero() {
             tracing::warn!(uri = %host.uri(), took_s = took.as_secs_f64(),
@@ -442,6 +477,49 @@ mod tests {
             last_error: error.map(str::to_owned),
             ..HostState::default()
         }
+    }
+
+    /// A host's scan landing replaces that host's part alone: the others'
+    /// stay as encoded, not one figure formatted again.
+    #[test]
+    fn a_landing_scan_encodes_its_own_host_only() {
+        let hosts = Hosts {
+            states: (0..3).map(|_| Mutex::new(HostState::default())).collect(),
+            parts: (0..3)
+                .map(|_| Mutex::new(Arc::new(metrics::Part::default())))
+                .collect(),
+            published: Mutex::new(Arc::new(Published::default())),
+            changed: Mutex::new(false),
+            wake: Condvar::new(),
+        };
+        let before: Vec<_> = hosts
+            .parts
+            .iter()
+            .map(|part| Arc::clone(&lock(part)))
+            .collect();
+        let landed = HostState {
+            uri: "test:///b".to_owned(),
+            last_success: Some(SystemTime::now()),
+            ..HostState::default()
+        };
+        let part = metrics::encode_hosts(std::slice::from_ref(&landed), Instant::now()).unwrap();
+        hosts.land(1, landed, Some(part));
+        let after: Vec<_> = hosts
+            .parts
+            .iter()
+            .map(|part| Arc::clone(&lock(part)))
+            .collect();
+        assert!(Arc::ptr_eq(&before[0], &after[0]) && Arc::ptr_eq(&before[2], &after[2]));
+        assert!(!Arc::ptr_eq(&before[1], &after[1]));
+        assert!(*lock(&hosts.changed), "the publisher is told");
+        hosts.publish();
+        let published = Arc::clone(&lock(&hosts.published));
+        assert!(
+            published.text.contains("uri=\"test:///b\""),
+            "{}",
+            published.text
+        );
+        assert_eq!(published.health[1].uri, "test:///b");
     }
 
     #[test]
