@@ -538,6 +538,11 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn start() -> Result<Terminal, libtest_mimic::Failed> {
+        Terminal::start_with("env PS1='PROMPT$ ' bash --norc --noprofile")
+    }
+
+    /// A terminal running `command` (a shell command line) instead.
+    pub fn start_with(command: &str) -> Result<Terminal, libtest_mimic::Failed> {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let terminal = Terminal {
@@ -552,7 +557,7 @@ impl Terminal {
             "220",
             "-y",
             "60",
-            "env PS1='PROMPT$ ' bash --norc --noprofile",
+            command,
         ]);
         check(started.status.success(), || stderr(&started))?;
         Ok(terminal)
@@ -573,6 +578,11 @@ impl Terminal {
             "walk",
             &format!("cat >> '{}'", file.display()),
         ]);
+    }
+
+    /// Types `text` as it is: no key names.
+    pub fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "walk", "-l", text]);
     }
 
     /// Types `keys` (tmux key names: `Enter`, `C-c`, `C-d`, or text).
