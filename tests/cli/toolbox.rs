@@ -102,7 +102,7 @@ fn names_a_shell_cannot_show_are_not_offered() {
 
 /// What the admin types after `eject` (or the rest of the line), and the
 /// name the completed line must pass the tool, on fixtures/fleet-shell.xml.
-const HOSTILE: [(&str, &str); 21] = [
+const HOSTILE: [(&str, &str); 23] = [
     ("eject y", "y`touch PWNED`"),
     ("eject x", "x$(touch PWNED)"),
     ("eject wi", "with space"),
@@ -119,6 +119,10 @@ const HOSTILE: [(&str, &str); 21] = [
     ("eject \\!", "!bang"),
     ("eject \"!", "!bang"),
     ("eject a:", "a:b@c=d"),
+    // After a word break (readline replaces only what follows it), bare
+    // and in an opened quote.
+    ("eject p:", "p:q r's"),
+    ("eject 'p:q", "p:q r's"),
     ("eject Dé", "Débian"),
     // The name holding a newline is never offered: nothing is inserted.
     ("eject nl", "nl"),

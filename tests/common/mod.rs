@@ -239,10 +239,14 @@ pub fn check(
 }
 
 /// What a real bash offers on TAB for `words` (the last one being
-/// completed, `""` after a blank): the registration script from
+/// completed, `""` after a blank; no word holds a blank or a quote, and the
+/// last no `COMP_WORDBREAKS` character): the registration script from
 /// `COMPLETE=bash` sourced, the function it registers for the tool called
-/// as bash's programmable completion calls it. Returns COMPREPLY, one
-/// entry a line, and bash's output.
+/// with `COMP_LINE`, `COMP_POINT` and the word as bash's programmable
+/// completion sets them for such a line (what readline itself does with a
+/// line is tested through a terminal: `tests/cli/toolbox.rs`). Returns
+/// COMPREPLY, one entry a line, as bash inserts it (quoted), and bash's
+/// output.
 pub fn complete_in_bash(words: &[&str], env: &[(&str, &str)]) -> (Vec<String>, Output) {
     complete_in_bash_after(r#"source <(COMPLETE=bash "$TOOL")"#, words, env)
 }
