@@ -145,7 +145,7 @@ fn a_completed_line_names_exactly_what_was_offered_and_runs_nothing() {
         !uri.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)),
         "the fixture's path must be typed as it is: {uri}"
     );
-    let tool = env!("CARGO_BIN_EXE_dismount_iso_qemu");
+    let binary = env!("CARGO_BIN_EXE_dismount_iso_qemu");
     let mut wrong = Vec::new();
     for shell in ["bash", "zsh", "fish"] {
         if !shell_is_installed(shell) {
@@ -161,7 +161,7 @@ fn a_completed_line_names_exactly_what_was_offered_and_runs_nothing() {
         std::fs::create_dir(&cwd).unwrap();
         std::fs::write(cwd.join("f$(touch PWNED).iso"), "").unwrap();
         let argv = dir.join("argv");
-        let terminal = Terminal::start_with(&shell_with_completion(shell, &dir, tool)).unwrap();
+        let terminal = Terminal::start_with(&shell_with_completion(shell, &dir, binary)).unwrap();
         for (typed, name) in HOSTILE {
             let _ = std::fs::remove_file(&argv);
             terminal.type_text(&format!("dismount_iso_qemu -c {uri} {typed}"));
@@ -173,6 +173,13 @@ fn a_completed_line_names_exactly_what_was_offered_and_runs_nothing() {
             let args = recorded_arguments(&argv, &terminal);
             if args.as_ref() != Some(&expected) {
                 wrong.push(format!("{shell}: {typed} TAB: {args:?}"));
+            } else if typed.starts_with("eject ") && name != "nl" {
+                // And the tool reads the word as that domain (`-db` too):
+                // it has no drive holding media.
+                let ejected = run(tool().args(&expected).arg("--dry-run"));
+                if !stdout(&ejected).contains("Nothing to eject") {
+                    wrong.push(format!("{shell}: {expected:?}: {}", stderr(&ejected)));
+                }
             }
         }
         let left: Vec<_> = std::fs::read_dir(&cwd)
