@@ -102,7 +102,7 @@ fn names_a_shell_cannot_show_are_not_offered() {
 
 /// What the admin types after `eject` (or the rest of the line), and the
 /// name the completed line must pass the tool, on fixtures/fleet-shell.xml.
-const HOSTILE: [(&str, &str); 23] = [
+const HOSTILE: [(&str, &str); 24] = [
     ("eject y", "y`touch PWNED`"),
     ("eject x", "x$(touch PWNED)"),
     ("eject wi", "with space"),
@@ -110,6 +110,7 @@ const HOSTILE: [(&str, &str); 23] = [
     ("eject -d", "-db"),
     ("eject it", "it's"),
     ("eject 'it", "it's"),
+    ("eject 'it'\\''", "it's"),
     ("eject 'sa", "say \"hi\""),
     ("eject \"se", "semi;touch PWNED"),
     ("eject am", "amp&touch PWNED"),
