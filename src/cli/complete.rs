@@ -66,9 +66,10 @@ fn names_a_shell(name: &OsStr) -> bool {
 static LINE: OnceLock<Vec<OsString>> = OnceLock::new();
 
 /// The candidates for the last of `words` (the word being completed, as
-/// far as typed, unquoted). A word of dashes and letters (`-d`) that is no
-/// cluster of short options is not offered clap_complete's extensions of
-/// it (`-dy`, `-dh`), so that a name starting with it (`-db`) completes.
+/// far as typed, unquoted), the words before it kept for the completers.
+/// A word after one dash (`-d`) that is no cluster of the command's short
+/// options is not offered clap_complete's extensions of it (`-dy`, `-dh`):
+/// a name starting with it (`-db`) is then the one candidate.
 fn candidates(
     cmd: &mut clap::Command,
     words: Vec<OsString>,
