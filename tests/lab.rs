@@ -290,14 +290,15 @@ fn bash_completes_lab_guests_and_pool_isos() -> Result<(), Failed> {
         format!("eject lab-a: {reply:?} {}", stderr(&output))
     })?;
     // `vol-list`: a header, a rule, then NAME and PATH (absolute) a line;
-    // a name may hold blanks.
+    // a name may hold blanks. Each as bash inserts it: a blank escaped
+    // ("Débian netinst.iso").
     let listed = virsh(LAB_URI, &["vol-list", "--pool", "lab-isos"]);
     let mut expected: Vec<String> = listed
         .lines()
         .skip(2)
         .filter_map(|line| Some(line[..line.find(" /")?].trim().to_owned()))
         .filter(|name| name.to_ascii_lowercase().ends_with(".iso"))
-        .map(|name| format!("lab-isos/{name}"))
+        .map(|name| format!("lab-isos/{}", name.replace(' ', "\\ ")))
         .collect();
     expected.sort();
     check(!expected.is_empty(), || {

@@ -4,9 +4,11 @@
 //! through the virsh layer from the hosts the line being completed names,
 //! all within one bound.
 
+mod shells;
+
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::{ArgMatches, CommandFactory};
@@ -14,6 +16,7 @@ use clap_complete::CompleteEnv;
 use clap_complete::engine::{
     ArgValueCompleter, CompletionCandidate, PathCompleter, ValueCompleter,
 };
+use clap_complete::env::{Elvish, Powershell, Shells};
 
 use super::args::{Args, DEFAULT_MAX_CONNECTIONS};
 use super::request::connections;
@@ -25,14 +28,74 @@ use crate::virsh::{DeadlineRunner, ListingFor, Runner, Uri, Virsh, VirshConfig, 
 /// answer completes nothing within it, and the shell waits no longer.
 const BOUND: Duration = Duration::from_secs(2);
 
+/// The shells a completion answers; bash, zsh and fish quote what they
+/// insert (`shells`), elvish and powershell as clap_complete has them.
+const SHELLS: Shells<'static> = Shells(&[
+    &shells::Bash,
+    &Elvish,
+    &shells::Fish,
+    &Powershell,
+    &shells::Zsh,
+]);
+
 /// Answers a completion request (`COMPLETE=SHELL` in the environment):
 /// without words, the shell's registration script; with them, the
-/// candidates. False for any other run, which goes on as usual.
+/// candidates. False for any other run, which goes on as usual: so is one
+/// whose `COMPLETE` names no shell (`COMPLETE=1`, an admin's own variable),
+/// which clap_complete would end with an error.
 pub fn complete_from_env() -> bool {
+    if !std::env::var_os("COMPLETE").is_some_and(|name| names_a_shell(&name)) {
+        return false;
+    }
     let current_dir = std::env::current_dir().ok();
     CompleteEnv::with_factory(command)
+        .shells(SHELLS)
         .try_complete(std::env::args_os(), current_dir.as_deref())
         .unwrap_or_else(|error| error.exit())
+}
+
+/// `bash`, or a path to it (`COMPLETE=$SHELL`), as clap_complete reads it.
+fn names_a_shell(name: &OsStr) -> bool {
+    let path = Path::new(name);
+    let stem = path.file_stem().unwrap_or(name).to_string_lossy();
+    SHELLS.completer(&stem).is_some()
+}
+
+/// The words of the line being completed, the tool's name first, up to
+/// the one being completed, as a shell adapter read them.
+static LINE: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// The candidates for the last of `words` (the word being completed, as
+/// far as typed, unquoted), the words before it kept for the completers.
+/// A word after one dash (`-d`) that is no cluster of the command's short
+/// options is not offered clap_complete's extensions of it (`-dy`, `-dh`):
+/// a name starting with it (`-db`) is then the one candidate.
+fn candidates(
+    cmd: &mut clap::Command,
+    words: Vec<OsString>,
+    current_dir: Option<&Path>,
+) -> std::io::Result<Vec<CompletionCandidate>> {
+    let Some(current) = words.last().cloned() else {
+        return Ok(Vec::new());
+    };
+    let index = words.len() - 1;
+    LINE.get_or_init(|| words[..index].to_vec());
+    let mut found = clap_complete::engine::complete(cmd, words, index, current_dir)?;
+    let current = current.to_string_lossy();
+    if current.len() >= 2 && current.starts_with('-') && !current.starts_with("--") {
+        let shorts: Vec<char> = Line::from_env()
+            .command(cmd)
+            .get_arguments()
+            .filter_map(clap::Arg::get_short)
+            .collect();
+        if !current[1..].chars().all(|c| shorts.contains(&c)) {
+            found.retain(|candidate| {
+                let is_option = candidate.get_id().is_some_and(|id| id.starts_with("arg::"));
+                !(is_option && candidate.get_value().len() == current.len() + 1)
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// A value's candidates from what is typed of it.
@@ -170,14 +233,25 @@ struct Line {
 }
 
 impl Line {
-    /// The line of this completion request: the words the registration
-    /// passes after `--`, up to the shell's index of the word being
-    /// completed (bash, zsh), else all but the last (fish, elvish).
+    /// The line of this completion request: as the shell adapter read it
+    /// (bash, zsh, fish), else the words the registration passes after
+    /// `--`, up to the shell's index of the word being completed.
     fn from_env() -> Line {
-        let index = std::env::var("_CLAP_COMPLETE_INDEX")
-            .ok()
-            .and_then(|index| index.parse().ok());
-        Line::parse(words_before_cursor(std::env::args_os().collect(), index))
+        let words = LINE.get().cloned().unwrap_or_else(|| {
+            let index = std::env::var("_CLAP_COMPLETE_INDEX")
+                .ok()
+                .and_then(|index| index.parse().ok());
+            words_before_cursor(std::env::args_os().collect(), index)
+        });
+        Line::parse(words)
+    }
+
+    /// The (sub)command the line is in.
+    fn command<'c>(&self, cmd: &'c clap::Command) -> &'c clap::Command {
+        self.subcommand
+            .as_deref()
+            .and_then(|name| cmd.find_subcommand(name))
+            .unwrap_or(cmd)
     }
 
     /// The options as clap reads them from an unfinished line (a missing

@@ -100,6 +100,197 @@ fn names_a_shell_cannot_show_are_not_offered() {
     assert_eq!(reply, ["webprod"]);
 }
 
+/// What the admin types after `eject` (or the rest of the line), and the
+/// name the completed line must pass the tool, on fixtures/fleet-shell.xml.
+const HOSTILE: [(&str, &str); 24] = [
+    ("eject y", "y`touch PWNED`"),
+    ("eject x", "x$(touch PWNED)"),
+    ("eject wi", "with space"),
+    ("eject tr", "trail "),
+    ("eject -d", "-db"),
+    ("eject it", "it's"),
+    ("eject 'it", "it's"),
+    ("eject 'it'\\''", "it's"),
+    ("eject 'sa", "say \"hi\""),
+    ("eject \"se", "semi;touch PWNED"),
+    ("eject am", "amp&touch PWNED"),
+    ("eject gl", "glob*"),
+    ("eject \\[", "[ab]?"),
+    ("eject \\{", "{a,b}"),
+    ("eject \\!", "!bang"),
+    ("eject \"!", "!bang"),
+    ("eject a:", "a:b@c=d"),
+    // After a word break (readline replaces only what follows it), bare
+    // and in an opened quote.
+    ("eject p:", "p:q r's"),
+    ("eject 'p:q", "p:q r's"),
+    ("eject Dé", "Débian"),
+    // The name holding a newline is never offered: nothing is inserted.
+    ("eject nl", "nl"),
+    ("mount web my", "my pool/v`touch PWNED`.iso"),
+    ("upload x --pool m", "my pool"),
+    ("mount web f", "f$(touch PWNED).iso"),
+];
+
+/// A TAB never runs anything, and the completed word is exactly the name:
+/// through real bash, zsh and fish (each with the registration `COMPLETE=`
+/// prints) in a terminal, the admin types a line, TAB, Enter, with the tool
+/// replaced by a function that records its arguments. The host is on the
+/// line as `-c test://root@/…` unquoted, which bash splits at `:` and `@`
+/// for COMP_WORDS. Names of domains, a pool, a volume and a local file
+/// hold what a shell acts on; none of the PWNED commands may run.
+#[test]
+fn a_completed_line_names_exactly_what_was_offered_and_runs_nothing() {
+    let uri = fleet_uri("fleet-shell.xml").replacen("test://", "test://root@", 1);
+    assert!(
+        !uri.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)),
+        "the fixture's path must be typed as it is: {uri}"
+    );
+    let binary = env!("CARGO_BIN_EXE_dismount_iso_qemu");
+    let mut wrong = Vec::new();
+    for shell in ["bash", "zsh", "fish"] {
+        if !shell_is_installed(shell) {
+            assert!(
+                !lab_required(),
+                "DISMOUNT_LAB_REQUIRED=1 but {shell} is not installed"
+            );
+            eprintln!("{shell} is not installed: its completion is not tested");
+            continue;
+        }
+        let dir = temp_dir(&format!("complete-in-{shell}"));
+        let cwd = dir.join("cwd");
+        std::fs::create_dir(&cwd).unwrap();
+        std::fs::write(cwd.join("f$(touch PWNED).iso"), "").unwrap();
+        let argv = dir.join("argv");
+        let terminal = Terminal::start_with(&shell_with_completion(shell, &dir, binary)).unwrap();
+        for (typed, name) in HOSTILE {
+            let _ = std::fs::remove_file(&argv);
+            terminal.type_text(&format!("dismount_iso_qemu -c {uri} {typed}"));
+            terminal.send(&["Tab", "Enter"]);
+            let (words, _) = typed.rsplit_once(' ').unwrap();
+            let mut expected = vec!["-c".to_owned(), uri.clone()];
+            expected.extend(words.split(' ').map(str::to_owned));
+            expected.push(name.to_owned());
+            let args = recorded_arguments(&argv, &terminal);
+            if args.as_ref() != Some(&expected) {
+                wrong.push(format!("{shell}: {typed} TAB: {args:?}"));
+            } else if typed.starts_with("eject ") && name != "nl" {
+                // And the tool reads the word as that domain (`-db` too):
+                // it has no drive holding media.
+                let ejected = run(tool().args(&expected).arg("--dry-run"));
+                if !stdout(&ejected).contains("Nothing to eject") {
+                    wrong.push(format!("{shell}: {expected:?}: {}", stderr(&ejected)));
+                }
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&cwd)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name())
+            .collect();
+        if left != ["f$(touch PWNED).iso"] {
+            wrong.push(format!("{shell}: something ran: {left:?}"));
+        }
+        drop(terminal);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+fn shell_is_installed(shell: &str) -> bool {
+    std::process::Command::new(shell)
+        .args(["-c", "exit 0"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// The command line of `shell` in `dir/cwd` with the completion
+/// registered, `dismount_iso_qemu` a function writing its arguments (each
+/// ended by a NUL) to `dir/argv` once whole.
+fn shell_with_completion(shell: &str, dir: &std::path::Path, tool: &str) -> String {
+    let argv = dir.join("argv").display().to_string();
+    let cwd = dir.join("cwd").display().to_string();
+    let (rc, command) = match shell {
+        "bash" => (
+            format!(
+                "PS1='PROMPT$ '\nsource <(COMPLETE=bash '{tool}')\n\
+                 dismount_iso_qemu() {{ printf '%s\\0' \"$@\" > '{argv}.new' && mv '{argv}.new' '{argv}'; }}\n"
+            ),
+            format!("bash --rcfile '{}/.rc' -i", dir.display()),
+        ),
+        "zsh" => (
+            format!(
+                "PS1='PROMPT$ '\nautoload -Uz compinit && compinit -u -D\n\
+                 source <(COMPLETE=zsh '{tool}')\n\
+                 dismount_iso_qemu() {{ printf '%s\\0' \"$@\" > '{argv}.new' && mv '{argv}.new' '{argv}'; }}\n"
+            ),
+            format!("ZDOTDIR='{}' zsh -i", dir.display()),
+        ),
+        _ => (
+            format!(
+                "function fish_prompt; echo 'PROMPT$ '; end\n\
+                 COMPLETE=fish '{tool}' | source\n\
+                 function dismount_iso_qemu; printf '%s\\0' $argv > '{argv}.new'; and mv '{argv}.new' '{argv}'; end\n"
+            ),
+            format!(
+                "XDG_CONFIG_HOME='{0}' XDG_DATA_HOME='{0}' fish --no-config -C \"source '{0}/.rc'\"",
+                dir.display()
+            ),
+        ),
+    };
+    let rc_file = if shell == "zsh" { ".zshrc" } else { ".rc" };
+    std::fs::write(dir.join(rc_file), rc).unwrap();
+    format!(
+        "cd '{cwd}' && env -u LIBVIRT_URI -u LIBVIRT_DEFAULT_URI -u VIRSH -u COMPLETE {command}"
+    )
+}
+
+/// The arguments the shell's `dismount_iso_qemu` function recorded in
+/// `file`: waits (20 s at most) for it; None if the line never ran (a
+/// quote left open, say), which is then interrupted.
+fn recorded_arguments(file: &std::path::Path, terminal: &Terminal) -> Option<Vec<String>> {
+    for _ in 0..200 {
+        if let Ok(bytes) = std::fs::read(file) {
+            let args = String::from_utf8_lossy(&bytes)
+                .split_terminator('\0')
+                .map(str::to_owned)
+                .collect();
+            return Some(args);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    terminal.send(&["C-c"]);
+    None
+}
+
+/// `COMPLETE` is a shell's name only when the shell asks for candidates;
+/// exported with another value (`COMPLETE=1`, an admin's own variable),
+/// every run goes on as usual instead of ending with "unknown shell".
+#[test]
+fn complete_naming_no_shell_runs_the_tool_as_usual() {
+    let small = fleet_uri("fleet-small.xml");
+    for value in ["1", "yes", "/bin/tcsh"] {
+        let output = run(tool()
+            .env("COMPLETE", value)
+            .args(["-c", &small, "status", "--json"]));
+        assert!(
+            output.status.success(),
+            "COMPLETE={value}: {}",
+            stderr(&output)
+        );
+        assert!(stdout(&output).contains("\"plain\""), "COMPLETE={value}");
+    }
+    // A shell's name, or a path to it ($SHELL), is still a request.
+    for value in ["bash", "/usr/bin/zsh"] {
+        let output = run(tool().env("COMPLETE", value));
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("dismount_iso_qemu"),
+            "COMPLETE={value}"
+        );
+    }
+}
+
 /// A host that never answers completes nothing, and the completion comes
 /// back (within its 2 s bound) with every virsh and child of it gone.
 #[test]

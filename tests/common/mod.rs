@@ -239,10 +239,14 @@ pub fn check(
 }
 
 /// What a real bash offers on TAB for `words` (the last one being
-/// completed, `""` after a blank): the registration script from
+/// completed, `""` after a blank; no word holds a blank or a quote, and the
+/// last no `COMP_WORDBREAKS` character): the registration script from
 /// `COMPLETE=bash` sourced, the function it registers for the tool called
-/// as bash's programmable completion calls it. Returns COMPREPLY, one
-/// entry a line, and bash's output.
+/// with `COMP_LINE`, `COMP_POINT` and the word as bash's programmable
+/// completion sets them for such a line (what readline itself does with a
+/// line is tested through a terminal: `tests/cli/toolbox.rs`). Returns
+/// COMPREPLY, one entry a line, as bash inserts it (quoted), and bash's
+/// output.
 pub fn complete_in_bash(words: &[&str], env: &[(&str, &str)]) -> (Vec<String>, Output) {
     complete_in_bash_after(r#"source <(COMPLETE=bash "$TOOL")"#, words, env)
 }
@@ -538,6 +542,11 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn start() -> Result<Terminal, libtest_mimic::Failed> {
+        Terminal::start_with("env PS1='PROMPT$ ' bash --norc --noprofile")
+    }
+
+    /// A terminal running `command` (a shell command line) instead.
+    pub fn start_with(command: &str) -> Result<Terminal, libtest_mimic::Failed> {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let terminal = Terminal {
@@ -552,7 +561,7 @@ impl Terminal {
             "220",
             "-y",
             "60",
-            "env PS1='PROMPT$ ' bash --norc --noprofile",
+            command,
         ]);
         check(started.status.success(), || stderr(&started))?;
         Ok(terminal)
@@ -573,6 +582,11 @@ impl Terminal {
             "walk",
             &format!("cat >> '{}'", file.display()),
         ]);
+    }
+
+    /// Types `text` as it is: no key names.
+    pub fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "walk", "-l", text]);
     }
 
     /// Types `keys` (tmux key names: `Enter`, `C-c`, `C-d`, or text).
