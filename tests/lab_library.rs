@@ -374,8 +374,8 @@ fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
         // lab-agent holds install-a.iso live and in its config; lab-off,
         // shut off, holds tools-b.iso in its config only.
         for (iso, holder) in [
-            ("lab-isos/install-a.iso", "lab-agent hdc (live, config)"),
-            ("lab-isos/tools-b.iso", "lab-off hdc (config)"),
+            ("lab-isos/install-a.iso", "lab-agent hdc cdrom (live, config)"),
+            ("lab-isos/tools-b.iso", "lab-off hdc cdrom (config)"),
         ] {
             let output = run(tool().args(["-c", &uri, "delete-iso", iso, "--yes", "--dry-run"]));
             check(output.status.code() == Some(1), || stdout(&output))?;
@@ -399,7 +399,7 @@ fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
     check(output.status.code() == Some(1), || stdout(&output))?;
     check(
         stdout(&output)
-            .matches("lab-agent hdc (live, config)")
+            .matches("lab-agent hdc cdrom (live, config)")
             .count()
             == 2,
         || stdout(&output),

@@ -1,5 +1,6 @@
 //! Pure parser for `virsh dumpxml`: a domain's removable drives (CD-ROM and
-//! floppy) and the disk targets already taken, read with an XML parser.
+//! floppy), and every disk with its target and the images it reads, read
+//! with an XML parser.
 
 use serde::Serialize;
 
@@ -104,6 +105,10 @@ pub struct Disk {
     pub bus: Option<String>,
     /// `device=`: `disk` (libvirt's default), `cdrom`, `floppy`, `lun`.
     pub device: String,
+    /// Every image the disk reads, whatever its device: its source, then
+    /// the backing chain as far as the XML shows it. A drive holds all of
+    /// them: none may be deleted or overwritten under it.
+    pub images: Vec<Media>,
 }
 
 impl DomainXml {
@@ -123,7 +128,7 @@ pub fn free_sata_target(taken: &[&str]) -> Option<String> {
 const AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
 
 /// Parses `virsh dumpxml [--inactive]` output. Disks other than CD-ROMs and
-/// floppies only contribute their target names.
+/// floppies are no drives to mount into, but they hold their images too.
 pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
     let document = roxmltree::Document::parse(text)?;
     let mut parsed = DomainXml::default();
@@ -152,6 +157,7 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
             target: dev.to_owned(),
             bus: bus.clone(),
             device: disk.attribute("device").unwrap_or("disk").to_owned(),
+            images: images(disk),
         });
         let kind = match disk.attribute("device") {
             Some("cdrom") => DriveKind::Cdrom,
@@ -168,6 +174,19 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
         });
     }
     Ok(parsed)
+}
+
+/// The source of `disk` (a `<disk>` or a `<backingStore>`), then those of
+/// its nested `<backingStore>`s, each that names an image.
+fn images(disk: roxmltree::Node) -> Vec<Media> {
+    let mut images = Vec::new();
+    let mut layer = Some(disk);
+    while let Some(node) = layer {
+        let child = |name: &str| node.children().find(|n| n.has_tag_name(name));
+        images.extend(child("source").and_then(|source| media(node.attribute("type"), source)));
+        layer = child("backingStore");
+    }
+    images
 }
 
 /// A `<source>` names media only through its attributes: an ejected drive

@@ -2,16 +2,19 @@
 //! paths), `vol-dumpxml` (one volume), `pool-info --bytes` and `vol-info
 //! --bytes`.
 
-/// The Path column of `vol-list`. virsh 9.0 has no `--name` for vol-list
-/// and pads its columns, so a blank cannot separate name from path; but a
-/// volume name never holds a `/` (it is a file name within the pool), so a
-/// row's path starts at its first `/`. Rows without one (network pools
-/// name volumes `pool/vol`-style with no leading slash) are left out.
+/// The Path column of `vol-list`, exactly. virsh 9.0 has no `--name` for
+/// vol-list and pads its columns, so a blank cannot separate name from
+/// path; but a volume name never holds a `/` (it is a file name within the
+/// pool), so a row's path starts at its first `/`, and it runs to the end
+/// of the line: virsh pads every column but the last, so a blank there is
+/// the path's own (a volume named `x.iso ` is not `x.iso`). Rows without
+/// a `/` (network pools name volumes `pool/vol`-style with no leading
+/// slash) are left out.
 pub fn parse_vol_list_paths(text: &str) -> Vec<String> {
     text.lines()
         .skip_while(|line| !line.starts_with("---"))
         .skip(1)
-        .filter_map(|line| line.find('/').map(|at| line[at..].trim_end().to_owned()))
+        .filter_map(|line| line.find('/').map(|at| line[at..].to_owned()))
         .collect()
 }
 
@@ -114,6 +117,29 @@ mod tests {
         );
         assert!(parse_vol_list_paths("").is_empty());
         assert!(parse_vol_list_paths("error: no pool\n").is_empty());
+    }
+
+    /// Names with a blank at either end, a leading `--`, quotes and
+    /// backticks: each path is read exactly, a trailing blank kept.
+    #[test]
+    fn paths_are_read_exactly_whatever_the_name() {
+        let text = fixture("virsh/vol-list-odd-names.txt");
+        assert_eq!(
+            parse_vol_list_paths(&text),
+            [
+                "/tmp/holders/pool/ lead-space.iso",
+                "/tmp/holders/pool/--help",
+                "/tmp/holders/pool/it's `q` \"x\".iso",
+                "/tmp/holders/pool/plain.iso",
+                "/tmp/holders/pool/trail-space.iso",
+                "/tmp/holders/pool/trail-space.iso ",
+            ]
+        );
+        let xml = parse_volume_xml(&fixture("virsh/vol-dumpxml-trailing-space.xml")).unwrap();
+        assert_eq!(
+            (xml.name.as_str(), xml.path.as_str()),
+            ("trail-space.iso ", "/tmp/holders/pool/trail-space.iso ")
+        );
     }
 
     #[test]
