@@ -1,14 +1,15 @@
 //! The ISO library on the lab (`scripts/lab up`): `library --json`
-//! against `vol-list` and `domblklist` as ground truth, locally and over
-//! ssh; uploads over `qemu+ssh://` into a second directory pool,
+//! against ground truth read exactly (the lab pool's directory, `vol-path`,
+//! `domblklist`) for the lab's own pools and guests only, locally and over
+//! ssh, whatever other pools the host has; uploads over `qemu+ssh://` into a second directory pool,
 //! `lab-upload`, that each test makes under LAB_DIR and removes again;
 //! an interrupted upload and a file that shrinks mid-upload leave no
 //! volume; deletions refused while a lab guest holds the ISO, live or
 //! only in its config, with no guest's XML changed. The lab guests'
 //! drives and the `lab-isos` pool's ISOs are never changed: the refusals
 //! on them run with `--dry-run` besides, so even a broken refusal would
-//! delete nothing. Another developer's `bench-*` domains may come and go:
-//! nothing here counts domains.
+//! delete nothing. Another developer's `bench-*` domains and pools may
+//! come and go: nothing here counts domains or reads others' pools.
 
 mod common;
 
@@ -50,6 +51,10 @@ fn main() -> ExitCode {
                 "delete_is_refused_while_held_live_or_in_the_config",
                 delete_is_refused_while_held_live_or_in_the_config,
             ),
+            Trial::test(
+                "a_foreign_pool_is_read_exactly_and_left_out_of_the_truth",
+                a_foreign_pool_is_read_exactly_and_left_out_of_the_truth,
+            ),
         ],
         // The tests share the one `lab-upload` pool.
         Some(1),
@@ -68,35 +73,43 @@ fn lab_virsh(args: &[&str]) -> Output {
         .expect("virsh runs")
 }
 
-/// The `lab-upload` pool over a directory of its own under LAB_DIR;
-/// destroyed, undefined and removed when dropped.
+/// The `lab-upload` pool (or another a test names) over a directory of
+/// its own; destroyed, undefined and removed when dropped.
 struct UploadPool {
+    name: &'static str,
     dir: PathBuf,
 }
 
 impl UploadPool {
-    /// Started (transient), or with `active` false only defined.
+    /// `lab-upload` under LAB_DIR, started (transient), or with `active`
+    /// false only defined.
     fn new(active: bool) -> Self {
-        let dir = lab_dir().join("upload-test");
+        Self::named(POOL, lab_dir().join("upload-test"), active)
+    }
+
+    fn named(name: &'static str, dir: PathBuf, active: bool) -> Self {
         // What a run that died may have left.
-        drop(UploadPool { dir: dir.clone() });
+        drop(UploadPool {
+            name,
+            dir: dir.clone(),
+        });
         std::fs::create_dir_all(&dir).unwrap();
         let target = dir.display().to_string();
         let made = if active {
-            lab_virsh(&["pool-create-as", POOL, "dir", "--target", &target])
+            lab_virsh(&["pool-create-as", name, "dir", "--target", &target])
         } else {
-            lab_virsh(&["pool-define-as", POOL, "dir", "--target", &target])
+            lab_virsh(&["pool-define-as", name, "dir", "--target", &target])
         };
         assert!(
             made.status.success(),
             "{}",
             String::from_utf8_lossy(&made.stderr)
         );
-        UploadPool { dir }
+        UploadPool { name, dir }
     }
 
     fn volumes(&self) -> Vec<String> {
-        let listing = lab_virsh(&["vol-list", "--pool", POOL]);
+        let listing = lab_virsh(&["vol-list", "--pool", self.name]);
         String::from_utf8_lossy(&listing.stdout)
             .lines()
             .skip(2)
@@ -107,8 +120,8 @@ impl UploadPool {
 
 impl Drop for UploadPool {
     fn drop(&mut self) {
-        lab_virsh(&["pool-destroy", POOL]);
-        lab_virsh(&["pool-undefine", POOL]);
+        lab_virsh(&["pool-destroy", self.name]);
+        lab_virsh(&["pool-undefine", self.name]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -124,8 +137,8 @@ fn lab_drives(uri: &str) -> BTreeMap<(String, String), (Option<String>, Option<S
             .filter_map(|line| {
                 let target = line.split_whitespace().nth(2)?.to_owned();
                 // The Source column runs to the end of the line, spaces
-                // and all; `-` is an empty drive.
-                let source = line[line.find('/')?..].trim_end().to_owned();
+                // and all (virsh pads no last column); `-` is an empty drive.
+                let source = line[line.find('/')?..].to_owned();
                 Some((target, source))
             })
             .collect()
@@ -155,32 +168,49 @@ fn library_json(uri: &str) -> Result<Vec<Value>, Failed> {
     Ok(serde_json::from_str(&stdout(&output))?)
 }
 
-fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
-    let entries = library_json(uri)?;
-    // Every `.iso` volume of every active pool, and no other pool entry.
+/// The lab's own storage pools: all the ground truth covers. The host may
+/// have others (another admin's, another test's), none of its business.
+const LAB_POOLS: [&str; 1] = ["lab-isos"];
+
+/// Every ISO of the lab's own pools as (pool, name, path), read exactly:
+/// the names from the pool's directory (no table whose padding a parse
+/// would trim), each path from `vol-path` (its one line, blanks and all),
+/// ISOs by a `.iso` name or the ISO 9660 signature, as libvirt sees them.
+fn lab_pool_isos(uri: &str) -> Result<Vec<(String, String, String)>, Failed> {
     let mut truth = Vec::new();
-    for pool in virsh(uri, &["pool-list", "--name"]).lines() {
-        let pool = pool.trim();
-        if pool.is_empty() {
-            continue;
-        }
-        for line in virsh(uri, &["vol-list", "--pool", pool]).lines().skip(2) {
-            if let Some(at) = line.find('/') {
-                let name = line[..at].trim();
-                if name.ends_with(".iso") {
-                    truth.push((
-                        pool.to_owned(),
-                        name.to_owned(),
-                        line[at..].trim_end().to_owned(),
-                    ));
-                }
+    for pool in LAB_POOLS {
+        let xml = virsh(uri, &["pool-dumpxml", "--pool", pool]);
+        let document = roxmltree::Document::parse(&xml)?;
+        let dir = document
+            .descendants()
+            .find(|node| node.has_tag_name("path"))
+            .and_then(|node| node.text())
+            .ok_or("the pool's target path")?
+            .to_owned();
+        for file in std::fs::read_dir(&dir)? {
+            let file = file?;
+            let name = file.file_name().into_string().map_err(|_| "a UTF-8 name")?;
+            let bytes = std::fs::read(file.path())?;
+            let signed = bytes.get(32769..32774) == Some(b"CD001");
+            if !(name.to_ascii_lowercase().ends_with(".iso") || signed) {
+                continue;
             }
+            let path = virsh(uri, &["vol-path", "--pool", pool, "--vol", &name]);
+            let path = path.lines().next().ok_or("vol-path prints a path")?;
+            truth.push((pool.to_owned(), name, path.to_owned()));
         }
     }
+    Ok(truth)
+}
+
+fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
+    let entries = library_json(uri)?;
+    // Every ISO of the lab's pools, and no other entry of theirs.
+    let mut truth = lab_pool_isos(uri)?;
     truth.sort();
     let mut listed: Vec<(String, String, String)> = entries
         .iter()
-        .filter(|e| e["pool"].is_string())
+        .filter(|e| LAB_POOLS.iter().any(|pool| e["pool"] == *pool))
         .map(|e| {
             (
                 e["pool"].as_str().unwrap_or_default().to_owned(),
@@ -374,7 +404,10 @@ fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
         // lab-agent holds install-a.iso live and in its config; lab-off,
         // shut off, holds tools-b.iso in its config only.
         for (iso, holder) in [
-            ("lab-isos/install-a.iso", "lab-agent hdc cdrom (live, config)"),
+            (
+                "lab-isos/install-a.iso",
+                "lab-agent hdc cdrom (live, config)",
+            ),
             ("lab-isos/tools-b.iso", "lab-off hdc cdrom (config)"),
         ] {
             let output = run(tool().args(["-c", &uri, "delete-iso", iso, "--yes", "--dry-run"]));
@@ -470,6 +503,48 @@ fn the_readmes_library_recipes_run() -> Result<(), Failed> {
     check(pool.volumes().is_empty(), || {
         format!("{:?}", pool.volumes())
     })?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Another admin's pool on the lab's host, with names `vol-list` pads or
+/// that look like flags: a blank before and after, `--help` (an ISO by
+/// its content only), quotes and backticks. The ground truth covers the
+/// lab's own pools and guests and agrees with `library --json`, which
+/// lists the foreign volumes too, each name and path exactly.
+fn a_foreign_pool_is_read_exactly_and_left_out_of_the_truth() -> Result<(), Failed> {
+    let dir = temp_dir("lab-foreign-pool");
+    let pool = UploadPool::named("lab-test-foreign", dir.join("pool"), true);
+    let names = [
+        " lead-space.iso",
+        "trail-space.iso ",
+        "--help",
+        "it's `q` \"x\".iso",
+    ];
+    for name in names {
+        iso_file(&pool.dir, name, 64 * 1024);
+    }
+    lab_virsh(&["pool-refresh", "--pool", pool.name]);
+    library_matches_ground_truth(LAB_URI)?;
+    library_matches_ground_truth(&lab_ssh_uri())?;
+    let mut foreign: Vec<(String, String)> = library_json(LAB_URI)?
+        .iter()
+        .filter(|e| e["pool"] == pool.name)
+        .map(|e| {
+            let field = |key: &str| e[key].as_str().unwrap_or_default().to_owned();
+            (field("volume"), field("path"))
+        })
+        .collect();
+    foreign.sort();
+    let mut expected: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (name.to_string(), pool.dir.join(name).display().to_string()))
+        .collect();
+    expected.sort();
+    check(foreign == expected, || {
+        format!("{foreign:?}\nwanted {expected:?}")
+    })?;
+    drop(pool);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
