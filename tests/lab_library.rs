@@ -55,6 +55,10 @@ fn main() -> ExitCode {
                 "a_foreign_pool_is_read_exactly_and_left_out_of_the_truth",
                 a_foreign_pool_is_read_exactly_and_left_out_of_the_truth,
             ),
+            Trial::test(
+                "a_volume_in_a_disk_or_floppy_is_held",
+                a_volume_in_a_disk_or_floppy_is_held,
+            ),
         ],
         // The tests share the one `lab-upload` pool.
         Some(1),
@@ -543,6 +547,110 @@ fn a_foreign_pool_is_read_exactly_and_left_out_of_the_truth() -> Result<(), Fail
     expected.sort();
     check(foreign == expected, || {
         format!("{foreign:?}\nwanted {expected:?}")
+    })?;
+    drop(pool);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// lab-off's persistent config as it was; defined again when dropped.
+struct ConfigKept {
+    file: PathBuf,
+    xml: String,
+}
+
+impl ConfigKept {
+    fn new(file: PathBuf) -> Self {
+        let xml = virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", "lab-off"]);
+        std::fs::write(&file, &xml).unwrap();
+        ConfigKept { file, xml }
+    }
+}
+
+impl Drop for ConfigKept {
+    fn drop(&mut self) {
+        lab_virsh(&["define", "--file", self.file.to_str().unwrap()]);
+    }
+}
+
+/// A volume of a lab pool attached to shut-off lab-off's config as a
+/// disk, another in a floppy: both held (device and config only), neither
+/// unused, deleted nor replaced; lab-off's config restored exactly.
+fn a_volume_in_a_disk_or_floppy_is_held() -> Result<(), Failed> {
+    const HOLDERS: &str = "lab-test-holders";
+    let dir = temp_dir("lab-holders");
+    let pool = UploadPool::named(HOLDERS, dir.join("pool"), true);
+    let disk = iso_file(&pool.dir, "booted.iso", 64 * 1024);
+    let floppy = iso_file(&pool.dir, "floppy.iso", 64 * 1024);
+    lab_virsh(&["pool-refresh", "--pool", HOLDERS]);
+    let kept = ConfigKept::new(dir.join("lab-off.xml"));
+    for (file, target, device) in [(&disk, "vdz", "disk"), (&floppy, "fda", "floppy")] {
+        let attached = lab_virsh(&[
+            "attach-disk",
+            "--domain",
+            "lab-off",
+            "--source",
+            file.to_str().unwrap(),
+            "--target",
+            target,
+            "--type",
+            device,
+            "--config",
+        ]);
+        check(attached.status.success(), || {
+            String::from_utf8_lossy(&attached.stderr).into_owned()
+        })?;
+    }
+    let entries = library_json(LAB_URI)?;
+    for (name, target, device) in [
+        ("booted.iso", "vdz", "disk"),
+        ("floppy.iso", "fda", "floppy"),
+    ] {
+        let entry = entries
+            .iter()
+            .find(|e| e["pool"] == HOLDERS && e["volume"] == name)
+            .ok_or_else(|| format!("no {name} in {entries:?}"))?;
+        let wanted = serde_json::json!([{"domain": "lab-off", "target": target,
+            "device": device, "live": false, "config": true}]);
+        check(entry["holders"] == wanted, || format!("{entry}"))?;
+    }
+    let unused = run(tool().args(["-c", LAB_URI, "library", "--unused", "--json"]));
+    let unused: Vec<Value> = serde_json::from_str(&stdout(&unused))?;
+    check(!unused.iter().any(|e| e["pool"] == HOLDERS), || {
+        format!("{unused:?}")
+    })?;
+    let by_path = floppy.display().to_string();
+    for (iso, holder) in [
+        (format!("{HOLDERS}/booted.iso"), "lab-off vdz disk (config)"),
+        (by_path, "lab-off fda floppy (config)"),
+    ] {
+        let output = run(tool().args(["-c", LAB_URI, "delete-iso", &iso, "--yes"]));
+        check(output.status.code() == Some(1), || stdout(&output))?;
+        check(stderr(&output).lines().count() == 1, || stderr(&output))?;
+        check(stdout(&output).contains(holder), || stdout(&output))?;
+    }
+    let new = iso_file(&dir, "new.iso", 128 * 1024);
+    let replaced = run(tool().args(["-c", LAB_URI, "upload"]).arg(&new).args([
+        "--pool",
+        HOLDERS,
+        "--name",
+        "booted.iso",
+        "--replace",
+    ]));
+    check(replaced.status.code() == Some(1), || stdout(&replaced))?;
+    check(stderr(&replaced).contains("not replaced"), || {
+        stderr(&replaced)
+    })?;
+    for file in [&disk, &floppy] {
+        check(std::fs::metadata(file)?.len() == 64 * 1024, || {
+            format!("{} was changed", file.display())
+        })?;
+    }
+    let before = kept.xml.clone();
+    drop(kept);
+    let after = virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", "lab-off"]);
+    check(after == before, || {
+        "lab-off's config is not restored".to_owned()
     })?;
     drop(pool);
     std::fs::remove_dir_all(&dir)?;
