@@ -397,4 +397,53 @@ mod tests {
         assert!(parse_domain_xml("error: not xml").is_err());
         assert!(parse_domain_xml("").is_err());
     }
+
+    /// Every disk, whatever its device, with each image it reads: a file
+    /// and its backing chain, a block device, a pool volume; a disk with
+    /// no source reads none.
+    #[test]
+    fn every_disk_with_its_images_and_backing_chain() {
+        let xml = parse_domain_xml(
+            "<domain><devices>\
+             <disk type='file' device='disk'><source file='/v/top.qcow2'/>\
+             <backingStore type='file'><format type='qcow2'/><source file='/v/mid.qcow2'/>\
+             <backingStore type='block'><source dev='/dev/vg/base'/><backingStore/></backingStore>\
+             </backingStore><target dev='vda' bus='virtio'/></disk>\
+             <disk type='volume' device='lun'><source pool='isos' volume='x.iso'/>\
+             <target dev='sda' bus='scsi'/></disk>\
+             <disk type='file' device='floppy'><target dev='fda' bus='fdc'/></disk>\
+             </devices></domain>",
+        )
+        .unwrap();
+        let images: Vec<(&str, Vec<String>)> = xml
+            .disks
+            .iter()
+            .map(|d| {
+                (
+                    d.device.as_str(),
+                    d.images.iter().map(Media::label).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            images,
+            [
+                (
+                    "disk",
+                    vec![
+                        "/v/top.qcow2".to_owned(),
+                        "/v/mid.qcow2".to_owned(),
+                        "/dev/vg/base".to_owned()
+                    ]
+                ),
+                ("lun", vec!["isos/x.iso".to_owned()]),
+                ("floppy", vec![]),
+            ]
+        );
+        assert_eq!(
+            xml.drives.len(),
+            1,
+            "a disk or LUN is no drive to mount into"
+        );
+    }
 }
