@@ -578,7 +578,8 @@ fn holders_fleet(dir: &Path, outside: &Path) -> String {
 /// and config), one in a shut-off VM's floppy (config only), a file
 /// outside every pool booted as a disk; each shown with its device, none
 /// unused, none deleted or replaced. A volume whose name ends in a space
-/// is itself, held, next to its neighbour without the space.
+/// is itself, held, next to its neighbour without the space; one whose
+/// name holds a newline is listed as itself.
 #[test]
 fn every_drive_holds_its_image_whatever_its_device() {
     let dir = temp_dir("holders");
@@ -611,13 +612,18 @@ fn every_drive_holds_its_image_whatever_its_device() {
         holder("trailing", "hdc", "cdrom", true)
     );
     assert_eq!(held("isos/trail.iso"), serde_json::json!([]));
+    // A newline in a name: virsh's table shows it as `\x0a`.
+    assert_eq!(held("isos/nl\nhere.iso"), serde_json::json!([]));
     assert_eq!(
         held(outside.to_str().unwrap()),
         holder("outside", "vda", "disk", false)
     );
-    assert_eq!(entries.len(), 6, "{entries:?}");
+    assert_eq!(entries.len(), 7, "{entries:?}");
     let unused = library_json(&[&uri], &["--unused"]);
-    assert_eq!(labels(&unused), ["isos/trail.iso", "isos/unused.iso"]);
+    assert_eq!(
+        labels(&unused),
+        ["isos/nl\nhere.iso", "isos/trail.iso", "isos/unused.iso"]
+    );
     let table = stdout(&run(tool().args(["-c", &uri, "library"])));
     for needle in [
         "booted vda disk (live, config)",
