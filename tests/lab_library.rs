@@ -112,12 +112,18 @@ impl UploadPool {
         UploadPool { name, dir }
     }
 
+    /// The names of the volumes the pool lists, exactly: each row's path
+    /// runs from its first `/` to the end of the line (virsh pads no last
+    /// column), and in a directory pool a volume's name is its file name.
     fn volumes(&self) -> Vec<String> {
         let listing = lab_virsh(&["vol-list", "--pool", self.name]);
         String::from_utf8_lossy(&listing.stdout)
             .lines()
             .skip(2)
-            .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+            .filter_map(|line| {
+                let path = Path::new(&line[line.find('/')?..]);
+                Some(path.file_name()?.to_str()?.to_owned())
+            })
             .collect()
     }
 }
