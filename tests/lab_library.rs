@@ -517,14 +517,15 @@ fn the_readmes_library_recipes_run() -> Result<(), Failed> {
     Ok(())
 }
 
-/// Another admin's pool on the lab's host, with names `vol-list` pads or
-/// that look like flags: a blank before and after, `--help` (an ISO by
-/// its content only), quotes and backticks. The ground truth covers the
+/// Another admin's pool on the lab's host, its own name ending in a
+/// blank, with names `vol-list` pads or that look like flags: a blank
+/// before and after, `--help` (an ISO by its content only), quotes and
+/// backticks. The ground truth covers the
 /// lab's own pools and guests and agrees with `library --json`, which
 /// lists the foreign volumes too, each name and path exactly.
 fn a_foreign_pool_is_read_exactly_and_left_out_of_the_truth() -> Result<(), Failed> {
     let dir = temp_dir("lab-foreign-pool");
-    let pool = UploadPool::named("lab-test-foreign", dir.join("pool"), true);
+    let pool = UploadPool::named("lab-test-foreign ", dir.join("pool"), true);
     let names = [
         " lead-space.iso",
         "trail-space.iso ",

@@ -579,7 +579,8 @@ fn holders_fleet(dir: &Path, outside: &Path) -> String {
 /// outside every pool booted as a disk; each shown with its device, none
 /// unused, none deleted or replaced. A volume whose name ends in a space
 /// is itself, held, next to its neighbour without the space; one whose
-/// name holds a newline is listed as itself.
+/// name holds a newline is listed as itself, and so is a pool whose name
+/// ends in a space.
 #[test]
 fn every_drive_holds_its_image_whatever_its_device() {
     let dir = temp_dir("holders");
@@ -618,11 +619,18 @@ fn every_drive_holds_its_image_whatever_its_device() {
         held(outside.to_str().unwrap()),
         holder("outside", "vda", "disk", false)
     );
-    assert_eq!(entries.len(), 7, "{entries:?}");
+    // A pool whose name ends in a blank is itself.
+    assert_eq!(held("spare /s.iso"), serde_json::json!([]));
+    assert_eq!(entries.len(), 8, "{entries:?}");
     let unused = library_json(&[&uri], &["--unused"]);
     assert_eq!(
         labels(&unused),
-        ["isos/nl\nhere.iso", "isos/trail.iso", "isos/unused.iso"]
+        [
+            "isos/nl\nhere.iso",
+            "isos/trail.iso",
+            "isos/unused.iso",
+            "spare /s.iso"
+        ]
     );
     let table = stdout(&run(tool().args(["-c", &uri, "library"])));
     for needle in [
