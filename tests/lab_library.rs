@@ -136,20 +136,26 @@ impl Drop for UploadPool {
     }
 }
 
-/// `(domain, target) → (live source, config source)` of every lab guest's
-/// CD-ROMs, from `domblklist --details` (live) and with `--inactive`.
-fn lab_drives(uri: &str) -> BTreeMap<(String, String), (Option<String>, Option<String>)> {
-    let sources = |args: &[&str]| -> BTreeMap<String, String> {
+/// One drive of a lab guest: its device, its live and config sources.
+type DriveSources = (String, Option<String>, Option<String>);
+
+/// `(domain, target) → (device, live source, config source)` of every
+/// drive of every lab guest, whatever its device, from `domblklist
+/// --details` (live) and with `--inactive`.
+fn lab_drives(uri: &str) -> BTreeMap<(String, String), DriveSources> {
+    let sources = |args: &[&str]| -> BTreeMap<String, (String, String)> {
         let text = virsh(uri, args);
         text.lines()
             .skip(2)
-            .filter(|line| line.split_whitespace().nth(1) == Some("cdrom"))
             .filter_map(|line| {
-                let target = line.split_whitespace().nth(2)?.to_owned();
+                // Type, Device and Target hold no blank.
+                let mut words = line.split_whitespace().skip(1);
+                let device = words.next()?.to_owned();
+                let target = words.next()?.to_owned();
                 // The Source column runs to the end of the line, spaces
                 // and all (virsh pads no last column); `-` is an empty drive.
                 let source = line[line.find('/')?..].to_owned();
-                Some((target, source))
+                Some((target, (device, source)))
             })
             .collect()
     };
@@ -162,10 +168,13 @@ fn lab_drives(uri: &str) -> BTreeMap<(String, String), (Option<String>, Option<S
             BTreeMap::new()
         };
         let config = sources(&["domblklist", "--domain", guest, "--details", "--inactive"]);
-        for target in live.keys().chain(config.keys()) {
+        for (target, (device, _)) in live.iter().chain(&config) {
+            let source = |view: &BTreeMap<String, (String, String)>| {
+                view.get(target).map(|(_, source)| source.clone())
+            };
             drives.insert(
                 (guest.to_owned(), target.clone()),
-                (live.get(target).cloned(), config.get(target).cloned()),
+                (device.clone(), source(&live), source(&config)),
             );
         }
     }
@@ -233,9 +242,10 @@ fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
     check(listed == truth, || {
         format!("library {listed:?}\nvol-list {truth:?}")
     })?;
-    // Every lab guest's CD-ROM holding media is a holder of that path's
-    // entry, with live and config as domblklist says.
-    for ((guest, target), (live, config)) in lab_drives(uri) {
+    // Every lab guest's drive holding media, whatever its device, is a
+    // holder of that path's entry, with its device, live and config as
+    // domblklist says.
+    for ((guest, target), (device, live, config)) in lab_drives(uri) {
         for path in live.iter().chain(&config) {
             let entry = entries
                 .iter()
@@ -250,7 +260,8 @@ fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
                 })
                 .ok_or_else(|| format!("{guest} {target} not among {entry}"))?;
             check(
-                holder["live"] == (live.as_ref() == Some(path))
+                holder["device"] == device.as_str()
+                    && holder["live"] == (live.as_ref() == Some(path))
                     && holder["config"] == (config.as_ref() == Some(path)),
                 || format!("{guest} {target}: {holder} vs live {live:?} config {config:?}"),
             )?;
@@ -608,6 +619,7 @@ fn a_volume_in_a_disk_or_floppy_is_held() -> Result<(), Failed> {
             String::from_utf8_lossy(&attached.stderr).into_owned()
         })?;
     }
+    library_matches_ground_truth(LAB_URI)?;
     let entries = library_json(LAB_URI)?;
     for (name, target, device) in [
         ("booted.iso", "vdz", "disk"),
