@@ -140,7 +140,7 @@ pub fn library<'a>(
                 .iter()
                 .find(|disk| disk.target == target)
         };
-        for target in disk_targets(domain) {
+        for target in domain.disk_targets() {
             let (live, config) = (disks(&domain.live, target), disks(&domain.config, target));
             let images = |disk: Option<&'a Disk>| disk.into_iter().flat_map(|d| &d.images);
             let device = &live.or(config).expect("a target of either view").device;
@@ -212,19 +212,6 @@ pub fn library<'a>(
         }
     }));
     entries
-}
-
-/// Every disk target of either view of `domain`, live ones first, each once.
-fn disk_targets(domain: &DomainMedia) -> Vec<&str> {
-    let mut targets: Vec<&str> = Vec::new();
-    for xml in domain.live.iter().chain(&domain.config) {
-        for disk in &xml.disks {
-            if !targets.contains(&disk.target.as_str()) {
-                targets.push(&disk.target);
-            }
-        }
-    }
-    targets
 }
 
 impl MediaManager {
