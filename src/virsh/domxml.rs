@@ -398,6 +398,44 @@ mod tests {
         assert!(parse_domain_xml("").is_err());
     }
 
+    /// Captured: lab-off's config with an ISO attached as a disk and
+    /// another in a floppy. Each disk reads its image; the disk is no
+    /// drive to mount into, the floppy is.
+    #[test]
+    fn lab_config_with_an_iso_as_a_disk_and_in_a_floppy() {
+        let xml = fixture("dumpxml-lab-off-disk-and-floppy.xml");
+        let disks: Vec<(&str, &str, Vec<String>)> = xml
+            .disks
+            .iter()
+            .map(|d| {
+                let images = d.images.iter().map(Media::label).collect();
+                (d.target.as_str(), d.device.as_str(), images)
+            })
+            .collect();
+        assert_eq!(
+            disks,
+            [
+                (
+                    "hdc",
+                    "cdrom",
+                    vec!["/work/main/.lab/isos/tools-b.iso".to_owned()]
+                ),
+                (
+                    "vdz",
+                    "disk",
+                    vec!["/tmp/holders/cap/booted.iso".to_owned()]
+                ),
+                (
+                    "fda",
+                    "floppy",
+                    vec!["/tmp/holders/cap/floppy.iso".to_owned()]
+                ),
+            ]
+        );
+        let drives: Vec<&str> = xml.drives.iter().map(|d| d.target.as_str()).collect();
+        assert_eq!(drives, ["hdc", "fda"]);
+    }
+
     /// Every disk, whatever its device, with each image it reads: a file
     /// and its backing chain, a block device, a pool volume; a disk with
     /// no source reads none.
