@@ -43,6 +43,21 @@ impl Virsh {
             .collect())
     }
 
+    /// The active storage pools' UUIDs (a UUID holds no blank, so the
+    /// padding can go); none on a driver without storage.
+    pub fn active_pool_uuids(&self) -> Result<Vec<String>, VirshError> {
+        match self.run(&["pool-list", "--uuid"]) {
+            Err(error) if is_no_such_volume(&error) => Ok(Vec::new()),
+            listing => Ok(listing?
+                .stdout
+                .lines()
+                .map(str::trim)
+                .filter(|uuid| !uuid.is_empty())
+                .map(str::to_owned)
+                .collect()),
+        }
+    }
+
     /// Every volume with a path in every active pool: the pools' UUIDs,
     /// one batch of `pool-name` and `vol-list` (one each per pool), one
     /// batch of `vol-dumpxml` (one per volume, by path). None on a driver
@@ -50,16 +65,7 @@ impl Virsh {
     /// pads a name to 20 columns, so a blank that ends one cannot be told
     /// from the padding; `pool-name` prints the name as it is.
     pub fn volumes(&self) -> Result<Vec<Volume>, VirshError> {
-        let uuids: Vec<String> = match self.run(&["pool-list", "--uuid"]) {
-            Err(error) if is_no_such_volume(&error) => Vec::new(),
-            listing => listing?
-                .stdout
-                .lines()
-                .map(str::trim)
-                .filter(|uuid| !uuid.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        };
+        let uuids = self.active_pool_uuids()?;
         let mut listing = Batch::new();
         for uuid in &uuids {
             listing.push(&["pool-name", "--pool", uuid]);
