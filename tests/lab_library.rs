@@ -1,14 +1,15 @@
 //! The ISO library on the lab (`scripts/lab up`): `library --json`
-//! against `vol-list` and `domblklist` as ground truth, locally and over
-//! ssh; uploads over `qemu+ssh://` into a second directory pool,
+//! against ground truth read exactly (the lab pool's directory, `vol-path`,
+//! `domblklist`) for the lab's own pools and guests only, locally and over
+//! ssh, whatever other pools the host has; uploads over `qemu+ssh://` into a second directory pool,
 //! `lab-upload`, that each test makes under LAB_DIR and removes again;
 //! an interrupted upload and a file that shrinks mid-upload leave no
 //! volume; deletions refused while a lab guest holds the ISO, live or
 //! only in its config, with no guest's XML changed. The lab guests'
 //! drives and the `lab-isos` pool's ISOs are never changed: the refusals
 //! on them run with `--dry-run` besides, so even a broken refusal would
-//! delete nothing. Another developer's `bench-*` domains may come and go:
-//! nothing here counts domains.
+//! delete nothing. Another developer's `bench-*` domains and pools may
+//! come and go: nothing here counts domains or reads others' pools.
 
 mod common;
 
@@ -50,6 +51,14 @@ fn main() -> ExitCode {
                 "delete_is_refused_while_held_live_or_in_the_config",
                 delete_is_refused_while_held_live_or_in_the_config,
             ),
+            Trial::test(
+                "a_foreign_pool_is_read_exactly_and_left_out_of_the_truth",
+                a_foreign_pool_is_read_exactly_and_left_out_of_the_truth,
+            ),
+            Trial::test(
+                "a_volume_in_a_disk_or_floppy_is_held",
+                a_volume_in_a_disk_or_floppy_is_held,
+            ),
         ],
         // The tests share the one `lab-upload` pool.
         Some(1),
@@ -68,65 +77,85 @@ fn lab_virsh(args: &[&str]) -> Output {
         .expect("virsh runs")
 }
 
-/// The `lab-upload` pool over a directory of its own under LAB_DIR;
-/// destroyed, undefined and removed when dropped.
+/// The `lab-upload` pool (or another a test names) over a directory of
+/// its own; destroyed, undefined and removed when dropped.
 struct UploadPool {
+    name: &'static str,
     dir: PathBuf,
 }
 
 impl UploadPool {
-    /// Started (transient), or with `active` false only defined.
+    /// `lab-upload` under LAB_DIR, started (transient), or with `active`
+    /// false only defined.
     fn new(active: bool) -> Self {
-        let dir = lab_dir().join("upload-test");
+        Self::named(POOL, lab_dir().join("upload-test"), active)
+    }
+
+    fn named(name: &'static str, dir: PathBuf, active: bool) -> Self {
         // What a run that died may have left.
-        drop(UploadPool { dir: dir.clone() });
+        drop(UploadPool {
+            name,
+            dir: dir.clone(),
+        });
         std::fs::create_dir_all(&dir).unwrap();
         let target = dir.display().to_string();
         let made = if active {
-            lab_virsh(&["pool-create-as", POOL, "dir", "--target", &target])
+            lab_virsh(&["pool-create-as", name, "dir", "--target", &target])
         } else {
-            lab_virsh(&["pool-define-as", POOL, "dir", "--target", &target])
+            lab_virsh(&["pool-define-as", name, "dir", "--target", &target])
         };
         assert!(
             made.status.success(),
             "{}",
             String::from_utf8_lossy(&made.stderr)
         );
-        UploadPool { dir }
+        UploadPool { name, dir }
     }
 
+    /// The names of the volumes the pool lists, exactly: each row's path
+    /// runs from its first `/` to the end of the line (virsh pads no last
+    /// column), and in a directory pool a volume's name is its file name.
     fn volumes(&self) -> Vec<String> {
-        let listing = lab_virsh(&["vol-list", "--pool", POOL]);
+        let listing = lab_virsh(&["vol-list", "--pool", self.name]);
         String::from_utf8_lossy(&listing.stdout)
             .lines()
             .skip(2)
-            .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+            .filter_map(|line| {
+                let path = Path::new(&line[line.find('/')?..]);
+                Some(path.file_name()?.to_str()?.to_owned())
+            })
             .collect()
     }
 }
 
 impl Drop for UploadPool {
     fn drop(&mut self) {
-        lab_virsh(&["pool-destroy", POOL]);
-        lab_virsh(&["pool-undefine", POOL]);
+        lab_virsh(&["pool-destroy", self.name]);
+        lab_virsh(&["pool-undefine", self.name]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// `(domain, target) → (live source, config source)` of every lab guest's
-/// CD-ROMs, from `domblklist --details` (live) and with `--inactive`.
-fn lab_drives(uri: &str) -> BTreeMap<(String, String), (Option<String>, Option<String>)> {
-    let sources = |args: &[&str]| -> BTreeMap<String, String> {
+/// One drive of a lab guest: its device, its live and config sources.
+type DriveSources = (String, Option<String>, Option<String>);
+
+/// `(domain, target) → (device, live source, config source)` of every
+/// drive of every lab guest, whatever its device, from `domblklist
+/// --details` (live) and with `--inactive`.
+fn lab_drives(uri: &str) -> BTreeMap<(String, String), DriveSources> {
+    let sources = |args: &[&str]| -> BTreeMap<String, (String, String)> {
         let text = virsh(uri, args);
         text.lines()
             .skip(2)
-            .filter(|line| line.split_whitespace().nth(1) == Some("cdrom"))
             .filter_map(|line| {
-                let target = line.split_whitespace().nth(2)?.to_owned();
+                // Type, Device and Target hold no blank.
+                let mut words = line.split_whitespace().skip(1);
+                let device = words.next()?.to_owned();
+                let target = words.next()?.to_owned();
                 // The Source column runs to the end of the line, spaces
-                // and all; `-` is an empty drive.
-                let source = line[line.find('/')?..].trim_end().to_owned();
-                Some((target, source))
+                // and all (virsh pads no last column); `-` is an empty drive.
+                let source = line[line.find('/')?..].to_owned();
+                Some((target, (device, source)))
             })
             .collect()
     };
@@ -139,10 +168,13 @@ fn lab_drives(uri: &str) -> BTreeMap<(String, String), (Option<String>, Option<S
             BTreeMap::new()
         };
         let config = sources(&["domblklist", "--domain", guest, "--details", "--inactive"]);
-        for target in live.keys().chain(config.keys()) {
+        for (target, (device, _)) in live.iter().chain(&config) {
+            let source = |view: &BTreeMap<String, (String, String)>| {
+                view.get(target).map(|(_, source)| source.clone())
+            };
             drives.insert(
                 (guest.to_owned(), target.clone()),
-                (live.get(target).cloned(), config.get(target).cloned()),
+                (device.clone(), source(&live), source(&config)),
             );
         }
     }
@@ -155,32 +187,49 @@ fn library_json(uri: &str) -> Result<Vec<Value>, Failed> {
     Ok(serde_json::from_str(&stdout(&output))?)
 }
 
-fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
-    let entries = library_json(uri)?;
-    // Every `.iso` volume of every active pool, and no other pool entry.
+/// The lab's own storage pools: all the ground truth covers. The host may
+/// have others (another admin's, another test's), none of its business.
+const LAB_POOLS: [&str; 1] = ["lab-isos"];
+
+/// Every ISO of the lab's own pools as (pool, name, path), read exactly:
+/// the names from the pool's directory (no table whose padding a parse
+/// would trim), each path from `vol-path` (its one line, blanks and all),
+/// ISOs by a `.iso` name or the ISO 9660 signature, as libvirt sees them.
+fn lab_pool_isos(uri: &str) -> Result<Vec<(String, String, String)>, Failed> {
     let mut truth = Vec::new();
-    for pool in virsh(uri, &["pool-list", "--name"]).lines() {
-        let pool = pool.trim();
-        if pool.is_empty() {
-            continue;
-        }
-        for line in virsh(uri, &["vol-list", "--pool", pool]).lines().skip(2) {
-            if let Some(at) = line.find('/') {
-                let name = line[..at].trim();
-                if name.ends_with(".iso") {
-                    truth.push((
-                        pool.to_owned(),
-                        name.to_owned(),
-                        line[at..].trim_end().to_owned(),
-                    ));
-                }
+    for pool in LAB_POOLS {
+        let xml = virsh(uri, &["pool-dumpxml", "--pool", pool]);
+        let document = roxmltree::Document::parse(&xml)?;
+        let dir = document
+            .descendants()
+            .find(|node| node.has_tag_name("path"))
+            .and_then(|node| node.text())
+            .ok_or("the pool's target path")?
+            .to_owned();
+        for file in std::fs::read_dir(&dir)? {
+            let file = file?;
+            let name = file.file_name().into_string().map_err(|_| "a UTF-8 name")?;
+            let bytes = std::fs::read(file.path())?;
+            let signed = bytes.get(32769..32774) == Some(b"CD001");
+            if !(name.to_ascii_lowercase().ends_with(".iso") || signed) {
+                continue;
             }
+            let path = virsh(uri, &["vol-path", "--pool", pool, "--vol", &name]);
+            let path = path.lines().next().ok_or("vol-path prints a path")?;
+            truth.push((pool.to_owned(), name, path.to_owned()));
         }
     }
+    Ok(truth)
+}
+
+fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
+    let entries = library_json(uri)?;
+    // Every ISO of the lab's pools, and no other entry of theirs.
+    let mut truth = lab_pool_isos(uri)?;
     truth.sort();
     let mut listed: Vec<(String, String, String)> = entries
         .iter()
-        .filter(|e| e["pool"].is_string())
+        .filter(|e| LAB_POOLS.iter().any(|pool| e["pool"] == *pool))
         .map(|e| {
             (
                 e["pool"].as_str().unwrap_or_default().to_owned(),
@@ -193,9 +242,10 @@ fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
     check(listed == truth, || {
         format!("library {listed:?}\nvol-list {truth:?}")
     })?;
-    // Every lab guest's CD-ROM holding media is a holder of that path's
-    // entry, with live and config as domblklist says.
-    for ((guest, target), (live, config)) in lab_drives(uri) {
+    // Every lab guest's drive holding media, whatever its device, is a
+    // holder of that path's entry, with its device, live and config as
+    // domblklist says.
+    for ((guest, target), (device, live, config)) in lab_drives(uri) {
         for path in live.iter().chain(&config) {
             let entry = entries
                 .iter()
@@ -210,7 +260,8 @@ fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
                 })
                 .ok_or_else(|| format!("{guest} {target} not among {entry}"))?;
             check(
-                holder["live"] == (live.as_ref() == Some(path))
+                holder["device"] == device.as_str()
+                    && holder["live"] == (live.as_ref() == Some(path))
                     && holder["config"] == (config.as_ref() == Some(path)),
                 || format!("{guest} {target}: {holder} vs live {live:?} config {config:?}"),
             )?;
@@ -374,8 +425,11 @@ fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
         // lab-agent holds install-a.iso live and in its config; lab-off,
         // shut off, holds tools-b.iso in its config only.
         for (iso, holder) in [
-            ("lab-isos/install-a.iso", "lab-agent hdc (live, config)"),
-            ("lab-isos/tools-b.iso", "lab-off hdc (config)"),
+            (
+                "lab-isos/install-a.iso",
+                "lab-agent hdc cdrom (live, config)",
+            ),
+            ("lab-isos/tools-b.iso", "lab-off hdc cdrom (config)"),
         ] {
             let output = run(tool().args(["-c", &uri, "delete-iso", iso, "--yes", "--dry-run"]));
             check(output.status.code() == Some(1), || stdout(&output))?;
@@ -399,7 +453,7 @@ fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
     check(output.status.code() == Some(1), || stdout(&output))?;
     check(
         stdout(&output)
-            .matches("lab-agent hdc (live, config)")
+            .matches("lab-agent hdc cdrom (live, config)")
             .count()
             == 2,
         || stdout(&output),
@@ -470,6 +524,154 @@ fn the_readmes_library_recipes_run() -> Result<(), Failed> {
     check(pool.volumes().is_empty(), || {
         format!("{:?}", pool.volumes())
     })?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Another admin's pool on the lab's host, its own name ending in a
+/// blank, with names `vol-list` pads or that look like flags: a blank
+/// before and after, `--help` (an ISO by its content only), quotes and
+/// backticks. The ground truth covers the
+/// lab's own pools and guests and agrees with `library --json`, which
+/// lists the foreign volumes too, each name and path exactly.
+fn a_foreign_pool_is_read_exactly_and_left_out_of_the_truth() -> Result<(), Failed> {
+    let dir = temp_dir("lab-foreign-pool");
+    let pool = UploadPool::named("lab-test-foreign ", dir.join("pool"), true);
+    let names = [
+        " lead-space.iso",
+        "trail-space.iso ",
+        "--help",
+        "it's `q` \"x\".iso",
+    ];
+    for name in names {
+        iso_file(&pool.dir, name, 64 * 1024);
+    }
+    lab_virsh(&["pool-refresh", "--pool", pool.name]);
+    library_matches_ground_truth(LAB_URI)?;
+    library_matches_ground_truth(&lab_ssh_uri())?;
+    let mut foreign: Vec<(String, String)> = library_json(LAB_URI)?
+        .iter()
+        .filter(|e| e["pool"] == pool.name)
+        .map(|e| {
+            let field = |key: &str| e[key].as_str().unwrap_or_default().to_owned();
+            (field("volume"), field("path"))
+        })
+        .collect();
+    foreign.sort();
+    let mut expected: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (name.to_string(), pool.dir.join(name).display().to_string()))
+        .collect();
+    expected.sort();
+    check(foreign == expected, || {
+        format!("{foreign:?}\nwanted {expected:?}")
+    })?;
+    drop(pool);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// lab-off's persistent config as it was; defined again when dropped.
+struct ConfigKept {
+    file: PathBuf,
+    xml: String,
+}
+
+impl ConfigKept {
+    fn new(file: PathBuf) -> Self {
+        let xml = virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", "lab-off"]);
+        std::fs::write(&file, &xml).unwrap();
+        ConfigKept { file, xml }
+    }
+}
+
+impl Drop for ConfigKept {
+    fn drop(&mut self) {
+        lab_virsh(&["define", "--file", self.file.to_str().unwrap()]);
+    }
+}
+
+/// A volume of a lab pool attached to shut-off lab-off's config as a
+/// disk, another in a floppy: both held (device and config only), neither
+/// unused, deleted nor replaced; lab-off's config restored exactly.
+fn a_volume_in_a_disk_or_floppy_is_held() -> Result<(), Failed> {
+    const HOLDERS: &str = "lab-test-holders";
+    let dir = temp_dir("lab-holders");
+    let pool = UploadPool::named(HOLDERS, dir.join("pool"), true);
+    let disk = iso_file(&pool.dir, "booted.iso", 64 * 1024);
+    let floppy = iso_file(&pool.dir, "floppy.iso", 64 * 1024);
+    lab_virsh(&["pool-refresh", "--pool", HOLDERS]);
+    let kept = ConfigKept::new(dir.join("lab-off.xml"));
+    for (file, target, device) in [(&disk, "vdz", "disk"), (&floppy, "fda", "floppy")] {
+        let attached = lab_virsh(&[
+            "attach-disk",
+            "--domain",
+            "lab-off",
+            "--source",
+            file.to_str().unwrap(),
+            "--target",
+            target,
+            "--type",
+            device,
+            "--config",
+        ]);
+        check(attached.status.success(), || {
+            String::from_utf8_lossy(&attached.stderr).into_owned()
+        })?;
+    }
+    library_matches_ground_truth(LAB_URI)?;
+    let entries = library_json(LAB_URI)?;
+    for (name, target, device) in [
+        ("booted.iso", "vdz", "disk"),
+        ("floppy.iso", "fda", "floppy"),
+    ] {
+        let entry = entries
+            .iter()
+            .find(|e| e["pool"] == HOLDERS && e["volume"] == name)
+            .ok_or_else(|| format!("no {name} in {entries:?}"))?;
+        let wanted = serde_json::json!([{"domain": "lab-off", "target": target,
+            "device": device, "live": false, "config": true}]);
+        check(entry["holders"] == wanted, || format!("{entry}"))?;
+    }
+    let unused = run(tool().args(["-c", LAB_URI, "library", "--unused", "--json"]));
+    let unused: Vec<Value> = serde_json::from_str(&stdout(&unused))?;
+    check(!unused.iter().any(|e| e["pool"] == HOLDERS), || {
+        format!("{unused:?}")
+    })?;
+    let by_path = floppy.display().to_string();
+    for (iso, holder) in [
+        (format!("{HOLDERS}/booted.iso"), "lab-off vdz disk (config)"),
+        (by_path, "lab-off fda floppy (config)"),
+    ] {
+        let output = run(tool().args(["-c", LAB_URI, "delete-iso", &iso, "--yes"]));
+        check(output.status.code() == Some(1), || stdout(&output))?;
+        check(stderr(&output).lines().count() == 1, || stderr(&output))?;
+        check(stdout(&output).contains(holder), || stdout(&output))?;
+    }
+    let new = iso_file(&dir, "new.iso", 128 * 1024);
+    let replaced = run(tool().args(["-c", LAB_URI, "upload"]).arg(&new).args([
+        "--pool",
+        HOLDERS,
+        "--name",
+        "booted.iso",
+        "--replace",
+    ]));
+    check(replaced.status.code() == Some(1), || stdout(&replaced))?;
+    check(stderr(&replaced).contains("not replaced"), || {
+        stderr(&replaced)
+    })?;
+    for file in [&disk, &floppy] {
+        check(std::fs::metadata(file)?.len() == 64 * 1024, || {
+            format!("{} was changed", file.display())
+        })?;
+    }
+    let before = kept.xml.clone();
+    drop(kept);
+    let after = virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", "lab-off"]);
+    check(after == before, || {
+        "lab-off's config is not restored".to_owned()
+    })?;
+    drop(pool);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -26,9 +26,7 @@ pub fn library(
 ) -> Result<ExitCode> {
     let scans = fleet.each(|host| {
         let mut entries = MediaManager::new(host.virsh().clone()).library()?;
-        if unused {
-            entries.retain(|entry| entry.holders.is_empty());
-        }
+        entries.retain(|entry| entry.iso && (!unused || entry.holders.is_empty()));
         Ok(entries)
     });
     super::report::write_listing(out, scans, json, |hosts, with_host| {

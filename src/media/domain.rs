@@ -68,11 +68,27 @@ pub enum DriveChoice<'a> {
 impl DomainMedia {
     /// Every drive target of either view, live ones first, each once.
     pub fn targets(&self) -> Vec<&str> {
+        self.each_once(|xml| {
+            xml.drives
+                .iter()
+                .map(|drive| drive.target.as_str())
+                .collect()
+        })
+    }
+
+    /// Every disk target of either view (any device, removable or not),
+    /// live ones first, each once.
+    pub fn disk_targets(&self) -> Vec<&str> {
+        self.each_once(|xml| xml.disks.iter().map(|disk| disk.target.as_str()).collect())
+    }
+
+    /// What `names` gives for the live view, then for the config, each once.
+    fn each_once<'a>(&'a self, names: impl Fn(&'a DomainXml) -> Vec<&'a str>) -> Vec<&'a str> {
         let mut targets: Vec<&str> = Vec::new();
         for xml in self.live.iter().chain(&self.config) {
-            for drive in &xml.drives {
-                if !targets.contains(&drive.target.as_str()) {
-                    targets.push(&drive.target);
+            for name in names(xml) {
+                if !targets.contains(&name) {
+                    targets.push(name);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The ISO library of one host: every ISO volume of its active storage
 //! pools, and the ISO files its drives hold outside them, each with the
-//! drives that hold it, live or in the persistent config.
+//! drives that hold it, live or in the persistent config. Every disk of
+//! every device (CD-ROM, floppy, disk, LUN) holds the images it reads.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use super::domain::DomainMedia;
 use super::iso::IsoName;
 use super::manager::MediaManager;
-use crate::virsh::{DriveKind, Media, Volume};
+use crate::virsh::{Disk, DomainXml, Media, Volume};
 
 /// One ISO of a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +30,11 @@ pub struct LibraryEntry {
     /// files only its pools show) a file outside every pool.
     pub missing: bool,
     pub holders: Vec<Holder>,
+    /// An ISO by name or content, or in a CD-ROM: what `library` lists.
+    /// The rest are images only other drives hold (a VM's system disk),
+    /// there so that nothing deletes or overwrites them.
+    #[serde(skip)]
+    pub iso: bool,
 }
 
 /// A drive holding an ISO, in the running VM and/or its persistent config.
@@ -36,18 +42,26 @@ pub struct LibraryEntry {
 pub struct Holder {
     pub domain: String,
     pub target: String,
+    /// The drive's `device=`: `cdrom`, `floppy`, `disk` or `lun`.
+    pub device: String,
     pub live: bool,
     pub config: bool,
 }
 
 impl Holder {
-    /// `web1 hdc (live, config)`, unsanitized.
+    /// `web1 hdc cdrom (live, config)`, unsanitized.
     pub fn describe(&self) -> String {
         let views: Vec<&str> = [(self.live, "live"), (self.config, "config")]
             .into_iter()
             .filter_map(|(held, view)| held.then_some(view))
             .collect();
-        format!("{} {} ({})", self.domain, self.target, views.join(", "))
+        format!(
+            "{} {} {} ({})",
+            self.domain,
+            self.target,
+            self.device,
+            views.join(", ")
+        )
     }
 }
 
@@ -79,13 +93,18 @@ pub enum Files {
 /// as far as the drive says.
 type Unlisted = (Option<String>, Option<String>, Option<String>);
 
-/// Builds the library from a host's volumes and domains. A drive's
-/// medium is matched to a volume by `pool/volume` or by path (locally
-/// also through symlinks); the ISO files of CD-ROM drives that match no
-/// volume are listed as files outside every pool. Pool ISOs come first,
-/// by pool and name; then what no pool lists: files by path, then the
-/// `pool/volume`s of pools the host does not have.
-pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec<LibraryEntry> {
+/// Builds the library from a host's volumes and domains. Each image a
+/// disk reads (its source and backing chain, live and in the config) is
+/// matched to a volume by `pool/volume` or by path (locally also through
+/// symlinks); the files that match no volume are files outside every
+/// pool. Pool volumes come first, by pool and name; then what no pool
+/// lists: files by path, then the `pool/volume`s of pools the host does
+/// not have. Every ISO volume is there, and every image a disk holds.
+pub fn library<'a>(
+    volumes: &[Volume],
+    domains: &'a [DomainMedia],
+    files: Files,
+) -> Vec<LibraryEntry> {
     let canonical = |path: &str| match files {
         Files::Local => std::fs::canonicalize(path).ok(),
         Files::Remote => None,
@@ -99,11 +118,12 @@ pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec
         Media::Volume { pool, volume } => volumes
             .iter()
             .position(|v| &v.pool == pool && &v.name == volume),
-        Media::File(path) => volumes
+        // A block device may be a volume too (a logical pool's).
+        Media::File(path) | Media::Block(path) => volumes
             .iter()
             .position(|v| &v.path == path)
             .or_else(|| volume_files.get(&canonical(path)?).copied()),
-        Media::Block(_) | Media::Network { .. } => None,
+        Media::Network { .. } => None,
     };
     let mut in_pools: BTreeMap<usize, Vec<Holder>> = volumes
         .iter()
@@ -114,18 +134,23 @@ pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec
     // Media no pool lists: keyed by what the drive names.
     let mut outside: BTreeMap<Unlisted, Vec<Holder>> = BTreeMap::new();
     for domain in domains {
-        for target in domain.targets() {
-            let views = domain.views(target);
-            let is_cdrom = views.current().kind == DriveKind::Cdrom;
-            let live = views.live_media();
-            let config = views.config_media();
-            for media in [live, config].into_iter().flatten() {
+        let disks = |xml: &'a Option<DomainXml>, target: &str| -> Option<&'a Disk> {
+            xml.as_ref()?
+                .disks
+                .iter()
+                .find(|disk| disk.target == target)
+        };
+        for target in domain.disk_targets() {
+            let (live, config) = (disks(&domain.live, target), disks(&domain.config, target));
+            let images = |disk: Option<&'a Disk>| disk.into_iter().flat_map(|d| &d.images);
+            let device = &live.or(config).expect("a target of either view").device;
+            for media in images(live).chain(images(config)) {
                 let holders = match (find_volume(media), media) {
                     (Some(index), _) => in_pools.entry(index).or_default(),
                     (None, Media::Volume { pool, volume }) => outside
                         .entry((Some(pool.clone()), Some(volume.clone()), None))
                         .or_default(),
-                    (None, Media::File(path)) if is_cdrom => {
+                    (None, Media::File(path)) => {
                         outside.entry((None, None, Some(path.clone()))).or_default()
                     }
                     _ => continue,
@@ -136,16 +161,18 @@ pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec
                 {
                     continue;
                 }
-                let same = |held: Option<&Media>| held.is_some_and(|held| held == media);
+                let holds = |disk: Option<&'a Disk>| images(disk).any(|held| held == media);
                 holders.push(Holder {
                     domain: domain.name.clone(),
                     target: target.to_owned(),
-                    live: same(live),
-                    config: same(config),
+                    device: device.clone(),
+                    live: holds(live),
+                    config: holds(config),
                 });
             }
         }
     }
+    let in_cdrom = |holders: &[Holder]| holders.iter().any(|h| h.device == "cdrom");
     let pool_entries = in_pools.into_iter().map(|(index, holders)| {
         let volume = &volumes[index];
         LibraryEntry {
@@ -154,6 +181,7 @@ pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec
             path: Some(volume.path.clone()),
             size_bytes: volume.capacity,
             missing: false,
+            iso: volume.is_iso() || in_cdrom(&holders),
             holders,
         }
     });
@@ -164,9 +192,19 @@ pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec
             .as_deref()
             .filter(|_| files == Files::Local)
             .and_then(|path| std::fs::metadata(path).ok());
+        let iso = in_cdrom(&holders)
+            || [&volume, &path]
+                .into_iter()
+                .flatten()
+                .any(|name| name.to_ascii_lowercase().ends_with(".iso"))
+            || local.is_some()
+                && path.as_deref().is_some_and(|path| {
+                    super::has_iso9660_signature(std::path::Path::new(path)).unwrap_or(false)
+                });
         LibraryEntry {
             missing: local.is_none(),
             size_bytes: local.map(|metadata| metadata.len()),
+            iso,
             pool,
             volume,
             path,
@@ -177,8 +215,8 @@ pub fn library(volumes: &[Volume], domains: &[DomainMedia], files: Files) -> Vec
 }
 
 impl MediaManager {
-    /// This host's ISO library: its volumes (three virsh processes) and
-    /// its domains' drives (as `load_all`).
+    /// This host's ISO library (see [`library`]): its volumes (three virsh
+    /// processes) and its domains' drives (as `load_all`).
     pub fn library(&self) -> Result<Vec<LibraryEntry>> {
         let uri = self.virsh.uri_label();
         let volumes = self
@@ -198,7 +236,7 @@ impl MediaManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virsh::{DomainState, DomainXml, Drive};
+    use crate::virsh::{DomainState, Drive, DriveKind};
 
     fn volume(pool: &str, name: &str, path: &str, format: &str) -> Volume {
         Volume {
@@ -221,11 +259,35 @@ mod tests {
         }
     }
 
-    fn xml(drives: Vec<Drive>) -> Option<DomainXml> {
-        Some(DomainXml {
+    /// A disk that is no removable drive, reading `images`.
+    fn disk(device: &str, target: &str, images: Vec<Media>) -> Disk {
+        Disk {
+            target: target.into(),
+            bus: Some("virtio".into()),
+            device: device.into(),
+            images,
+        }
+    }
+
+    /// The XML of removable `drives` and other `disks`, as the parser
+    /// makes it: every drive is a disk too.
+    fn xml_with(drives: Vec<Drive>, mut disks: Vec<Disk>) -> DomainXml {
+        for drive in &drives {
+            disks.push(disk(
+                drive.kind.as_str(),
+                &drive.target,
+                drive.media.clone().into_iter().collect(),
+            ));
+        }
+        DomainXml {
             drives,
+            disks,
             ..DomainXml::default()
-        })
+        }
+    }
+
+    fn xml(drives: Vec<Drive>) -> Option<DomainXml> {
+        Some(xml_with(drives, Vec::new()))
     }
 
     fn domain(name: &str, live: Option<Vec<Drive>>, config: Vec<Drive>) -> DomainMedia {
@@ -246,9 +308,14 @@ mod tests {
     }
 
     fn holder(domain: &str, target: &str, live: bool, config: bool) -> Holder {
+        device_holder(domain, target, "cdrom", live, config)
+    }
+
+    fn device_holder(domain: &str, target: &str, device: &str, live: bool, config: bool) -> Holder {
         Holder {
             domain: domain.into(),
             target: target.into(),
+            device: device.into(),
             live,
             config,
         }
@@ -297,8 +364,9 @@ mod tests {
     }
 
     /// Files outside every pool: a CD-ROM's is listed (missing when gone
-    /// here, or when remote since only pools are seen there), a floppy's
-    /// and a host device are not; a `pool/volume` no pool lists is missing.
+    /// here, or when remote since only pools are seen there); a floppy's
+    /// is held but not listed (no ISO), a host device is neither; a
+    /// `pool/volume` no pool lists is missing.
     #[test]
     fn media_outside_every_pool() {
         let domains = [domain(
@@ -323,7 +391,17 @@ mod tests {
                 drive(DriveKind::Floppy, "fda", file("/etc/hostname")),
             ],
         )];
-        let local = library(&[], &domains, Files::Local);
+        let mut local = library(&[], &domains, Files::Local);
+        let floppy = local.remove(0);
+        assert_eq!(floppy.path.as_deref(), Some("/etc/hostname"));
+        assert_eq!(
+            (floppy.iso, &floppy.holders[..]),
+            (
+                false,
+                &[device_holder("vm", "fda", "floppy", false, true)][..]
+            )
+        );
+        assert!(local.iter().all(|e| e.iso));
         let shown: Vec<_> = local
             .iter()
             .map(|e| {
@@ -371,5 +449,105 @@ mod tests {
         let remote = library(&volumes, &domains, Files::Remote);
         assert_eq!(remote.len(), 2, "remotely a path is only its text");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every disk holds what it reads, whatever its device: an ISO booted
+    /// as a disk (live), one in a floppy (config only), a volume named by
+    /// `pool/volume` on a LUN, a block device that is a volume, and each
+    /// layer of a backing chain. Only ISOs and CD-ROMs' media are listed;
+    /// the rest is there for its holders.
+    #[test]
+    fn every_disk_of_every_device_holds_its_images() {
+        let volumes = [
+            volume("isos", "hybrid.iso", "/p/hybrid.iso", "iso"),
+            volume("isos", "floppy.iso", "/p/floppy.iso", "raw"),
+            volume("isos", "lun.iso", "/p/lun.iso", "raw"),
+            volume("isos", "base.qcow2", "/p/base.qcow2", "qcow2"),
+            volume("lvm", "lv0", "/dev/vg/lv0", "raw"),
+        ];
+        let live = xml_with(
+            Vec::new(),
+            vec![disk(
+                "disk",
+                "vda",
+                vec![Media::File("/p/hybrid.iso".into())],
+            )],
+        );
+        let config = xml_with(
+            vec![drive(DriveKind::Floppy, "fda", file("/p/floppy.iso"))],
+            vec![
+                disk("disk", "vda", vec![Media::File("/p/hybrid.iso".into())]),
+                disk(
+                    "lun",
+                    "sda",
+                    vec![Media::Volume {
+                        pool: "isos".into(),
+                        volume: "lun.iso".into(),
+                    }],
+                ),
+                disk(
+                    "disk",
+                    "vdb",
+                    vec![
+                        Media::File("/q/top.qcow2".into()),
+                        Media::File("/p/base.qcow2".into()),
+                    ],
+                ),
+                disk("disk", "vdc", vec![Media::Block("/dev/vg/lv0".into())]),
+            ],
+        );
+        let domains = [DomainMedia {
+            name: "vm".into(),
+            state: DomainState::Running,
+            live: Some(live),
+            config: Some(config),
+        }];
+        let entries = library(&volumes, &domains, Files::Remote);
+        let held: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let label = e.volume.as_deref().or(e.path.as_deref()).unwrap();
+                (label, e.iso, e.holders.clone())
+            })
+            .collect();
+        assert_eq!(
+            held,
+            [
+                (
+                    "base.qcow2",
+                    false,
+                    vec![device_holder("vm", "vdb", "disk", false, true)]
+                ),
+                (
+                    "floppy.iso",
+                    true,
+                    vec![device_holder("vm", "fda", "floppy", false, true)]
+                ),
+                (
+                    "hybrid.iso",
+                    true,
+                    vec![device_holder("vm", "vda", "disk", true, true)]
+                ),
+                (
+                    "lun.iso",
+                    true,
+                    vec![device_holder("vm", "sda", "lun", false, true)]
+                ),
+                (
+                    "lv0",
+                    false,
+                    vec![device_holder("vm", "vdc", "disk", false, true)]
+                ),
+                (
+                    "/q/top.qcow2",
+                    false,
+                    vec![device_holder("vm", "vdb", "disk", false, true)]
+                ),
+            ]
+        );
+        assert_eq!(
+            entries[2].holders[0].describe(),
+            "vm vda disk (live, config)"
+        );
     }
 }

@@ -14,7 +14,9 @@ use super::pipes::find_line;
 /// byte of its line one at a time. In any other word a backslash goes
 /// before every ASCII character that is not a letter or digit, which makes
 /// each of them literal; non-ASCII bytes pass as they are, since the
-/// tokenizer never treats them specially.
+/// tokenizer never treats them specially. A newline is the exception: a
+/// backslash before it continues the line (the newline is dropped), so it
+/// goes in single quotes.
 pub fn quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
@@ -25,6 +27,10 @@ pub fn quote(word: &str) -> String {
     }
     let mut quoted = String::with_capacity(word.len() * 2);
     for c in word.chars() {
+        if c == '\n' {
+            quoted.push_str("'\n'");
+            continue;
+        }
         if c.is_ascii() && !c.is_ascii_alphanumeric() {
             quoted.push('\\');
         }
@@ -214,6 +220,7 @@ mod tests {
         assert_eq!(quote("/srv/iso/a-1.iso"), "/srv/iso/a-1.iso");
         assert_eq!(quote("-d b"), r"\-d\ b");
         assert_eq!(quote("Ünïcode"), "Ünïcode");
+        assert_eq!(quote("nl\nhere"), "nl'\n'here", "not a continued line");
     }
 
     #[test]

@@ -329,10 +329,11 @@ impl Virsh {
     }
 
     /// The paths of every volume in every active storage pool, in two
-    /// processes whatever the number of pools.
+    /// processes whatever the number of pools; the pools go by UUID, as
+    /// a name may end in a blank `pool-list --name` pads away.
     pub fn volume_paths(&self) -> Result<Vec<String>, VirshError> {
         let mut batch = Batch::new();
-        for pool in self.active_pools()? {
+        for pool in self.active_pool_uuids()? {
             batch.push(&["vol-list", "--pool", &pool]);
         }
         Ok(self

@@ -1,5 +1,6 @@
 //! Pure parser for `virsh dumpxml`: a domain's removable drives (CD-ROM and
-//! floppy) and the disk targets already taken, read with an XML parser.
+//! floppy), and every disk with its target and the images it reads, read
+//! with an XML parser.
 
 use serde::Serialize;
 
@@ -104,6 +105,10 @@ pub struct Disk {
     pub bus: Option<String>,
     /// `device=`: `disk` (libvirt's default), `cdrom`, `floppy`, `lun`.
     pub device: String,
+    /// Every image the disk reads, whatever its device: its source, then
+    /// the backing chain as far as the XML shows it. A drive holds all of
+    /// them: none may be deleted or overwritten under it.
+    pub images: Vec<Media>,
 }
 
 impl DomainXml {
@@ -123,7 +128,7 @@ pub fn free_sata_target(taken: &[&str]) -> Option<String> {
 const AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
 
 /// Parses `virsh dumpxml [--inactive]` output. Disks other than CD-ROMs and
-/// floppies only contribute their target names.
+/// floppies are no drives to mount into, but they hold their images too.
 pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
     let document = roxmltree::Document::parse(text)?;
     let mut parsed = DomainXml::default();
@@ -152,6 +157,7 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
             target: dev.to_owned(),
             bus: bus.clone(),
             device: disk.attribute("device").unwrap_or("disk").to_owned(),
+            images: images(disk),
         });
         let kind = match disk.attribute("device") {
             Some("cdrom") => DriveKind::Cdrom,
@@ -168,6 +174,19 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
         });
     }
     Ok(parsed)
+}
+
+/// The source of `disk` (a `<disk>` or a `<backingStore>`), then those of
+/// its nested `<backingStore>`s, each that names an image.
+fn images(disk: roxmltree::Node) -> Vec<Media> {
+    let mut images = Vec::new();
+    let mut layer = Some(disk);
+    while let Some(node) = layer {
+        let child = |name: &str| node.children().find(|n| n.has_tag_name(name));
+        images.extend(child("source").and_then(|source| media(node.attribute("type"), source)));
+        layer = child("backingStore");
+    }
+    images
 }
 
 /// A `<source>` names media only through its attributes: an ejected drive
@@ -377,5 +396,92 @@ mod tests {
         );
         assert!(parse_domain_xml("error: not xml").is_err());
         assert!(parse_domain_xml("").is_err());
+    }
+
+    /// Captured: lab-off's config with an ISO attached as a disk and
+    /// another in a floppy. Each disk reads its image; the disk is no
+    /// drive to mount into, the floppy is.
+    #[test]
+    fn lab_config_with_an_iso_as_a_disk_and_in_a_floppy() {
+        let xml = fixture("dumpxml-lab-off-disk-and-floppy.xml");
+        let disks: Vec<(&str, &str, Vec<String>)> = xml
+            .disks
+            .iter()
+            .map(|d| {
+                let images = d.images.iter().map(Media::label).collect();
+                (d.target.as_str(), d.device.as_str(), images)
+            })
+            .collect();
+        assert_eq!(
+            disks,
+            [
+                (
+                    "hdc",
+                    "cdrom",
+                    vec!["/work/main/.lab/isos/tools-b.iso".to_owned()]
+                ),
+                (
+                    "vdz",
+                    "disk",
+                    vec!["/tmp/holders/cap/booted.iso".to_owned()]
+                ),
+                (
+                    "fda",
+                    "floppy",
+                    vec!["/tmp/holders/cap/floppy.iso".to_owned()]
+                ),
+            ]
+        );
+        let drives: Vec<&str> = xml.drives.iter().map(|d| d.target.as_str()).collect();
+        assert_eq!(drives, ["hdc", "fda"]);
+    }
+
+    /// Every disk, whatever its device, with each image it reads: a file
+    /// and its backing chain, a block device, a pool volume; a disk with
+    /// no source reads none.
+    #[test]
+    fn every_disk_with_its_images_and_backing_chain() {
+        let xml = parse_domain_xml(
+            "<domain><devices>\
+             <disk type='file' device='disk'><source file='/v/top.qcow2'/>\
+             <backingStore type='file'><format type='qcow2'/><source file='/v/mid.qcow2'/>\
+             <backingStore type='block'><source dev='/dev/vg/base'/><backingStore/></backingStore>\
+             </backingStore><target dev='vda' bus='virtio'/></disk>\
+             <disk type='volume' device='lun'><source pool='isos' volume='x.iso'/>\
+             <target dev='sda' bus='scsi'/></disk>\
+             <disk type='file' device='floppy'><target dev='fda' bus='fdc'/></disk>\
+             </devices></domain>",
+        )
+        .unwrap();
+        let images: Vec<(&str, Vec<String>)> = xml
+            .disks
+            .iter()
+            .map(|d| {
+                (
+                    d.device.as_str(),
+                    d.images.iter().map(Media::label).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            images,
+            [
+                (
+                    "disk",
+                    vec![
+                        "/v/top.qcow2".to_owned(),
+                        "/v/mid.qcow2".to_owned(),
+                        "/dev/vg/base".to_owned()
+                    ]
+                ),
+                ("lun", vec!["isos/x.iso".to_owned()]),
+                ("floppy", vec![]),
+            ]
+        );
+        assert_eq!(
+            xml.drives.len(),
+            1,
+            "a disk or LUN is no drive to mount into"
+        );
     }
 }

@@ -43,31 +43,52 @@ impl Virsh {
             .collect())
     }
 
-    /// Every volume with a path in every active pool: the pools, one
-    /// batch of `vol-list` (one per pool), one batch of `vol-dumpxml`
-    /// (one per volume, by path). None on a driver without storage.
-    pub fn volumes(&self) -> Result<Vec<Volume>, VirshError> {
-        let pools = match self.active_pools() {
-            Err(error) if is_no_such_volume(&error) => Vec::new(),
-            pools => pools?,
-        };
-        let mut listing = Batch::new();
-        for pool in &pools {
-            listing.push(&["vol-list", "--pool", pool]);
+    /// The active storage pools' UUIDs (a UUID holds no blank, so the
+    /// padding can go); none on a driver without storage.
+    pub fn active_pool_uuids(&self) -> Result<Vec<String>, VirshError> {
+        match self.run(&["pool-list", "--uuid"]) {
+            Err(error) if is_no_such_volume(&error) => Ok(Vec::new()),
+            listing => Ok(listing?
+                .stdout
+                .lines()
+                .map(str::trim)
+                .filter(|uuid| !uuid.is_empty())
+                .map(str::to_owned)
+                .collect()),
         }
-        let listed: Vec<(&String, String)> = if pools.is_empty() {
+    }
+
+    /// Every volume with a path in every active pool: the pools' UUIDs,
+    /// one batch of `pool-name` and `vol-list` (one each per pool), one
+    /// batch of `vol-dumpxml` (one per volume, by path). None on a driver
+    /// without storage. The pools go by UUID because `pool-list --name`
+    /// pads a name to 20 columns, so a blank that ends one cannot be told
+    /// from the padding; `pool-name` prints the name as it is.
+    pub fn volumes(&self) -> Result<Vec<Volume>, VirshError> {
+        let uuids = self.active_pool_uuids()?;
+        let mut listing = Batch::new();
+        for uuid in &uuids {
+            listing.push(&["pool-name", "--pool", uuid]);
+            listing.push(&["vol-list", "--pool", uuid]);
+        }
+        let sections = if uuids.is_empty() {
             Vec::new()
         } else {
-            pools
-                .iter()
-                .zip(self.run_batch(&listing)?)
-                .flat_map(|(pool, text)| {
-                    volumes::parse_vol_list_paths(&text.unwrap_or_default())
-                        .into_iter()
-                        .map(move |path| (pool, path))
-                })
-                .collect()
+            self.run_batch(&listing)?
         };
+        let listed: Vec<(String, String)> = sections
+            .chunks(2)
+            .filter_map(|pool| match pool {
+                // A pool gone since `pool-list` is left out.
+                [Some(name), Some(volumes)] => Some((name.lines().next()?.to_owned(), volumes)),
+                _ => None,
+            })
+            .flat_map(|(pool, volumes)| {
+                volumes::parse_vol_list_paths(volumes)
+                    .into_iter()
+                    .map(move |path| (pool.clone(), path))
+            })
+            .collect();
         if listed.is_empty() {
             return Ok(Vec::new());
         }
@@ -82,7 +103,7 @@ impl Virsh {
                 // A volume deleted between the two batches is left out.
                 let xml = volumes::parse_volume_xml(&xml?)?;
                 Some(Volume {
-                    pool: (*pool).clone(),
+                    pool: pool.clone(),
                     name: xml.name,
                     path: xml.path,
                     capacity: xml.capacity,
@@ -178,14 +199,14 @@ mod tests {
     fn a_driver_without_storage_has_no_volumes() {
         let fake = Arc::new(FakeRunner::default());
         fake.expect(
-            &["pool-list", "--name"],
+            &["pool-list", "--uuid"],
             1,
             "",
             "error: this function is not supported by the connection driver: virConnectListStoragePools\n",
         );
         assert_eq!(fake_virsh(&fake).volumes().unwrap(), []);
         fake.expect(
-            &["pool-list", "--name"],
+            &["pool-list", "--uuid"],
             1,
             "",
             "error: failed to connect to the hypervisor\n",

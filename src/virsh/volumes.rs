@@ -2,17 +2,48 @@
 //! paths), `vol-dumpxml` (one volume), `pool-info --bytes` and `vol-info
 //! --bytes`.
 
-/// The Path column of `vol-list`. virsh 9.0 has no `--name` for vol-list
-/// and pads its columns, so a blank cannot separate name from path; but a
-/// volume name never holds a `/` (it is a file name within the pool), so a
-/// row's path starts at its first `/`. Rows without one (network pools
-/// name volumes `pool/vol`-style with no leading slash) are left out.
+/// The Path column of `vol-list`, exactly. virsh 9.0 has no `--name` for
+/// vol-list and pads its columns, so a blank cannot separate name from
+/// path; but a volume name never holds a `/` (it is a file name within the
+/// pool), so a row's path starts at its first `/`, and it runs to the end
+/// of the line: virsh pads every column but the last, so a blank there is
+/// the path's own (a volume named `x.iso ` is not `x.iso`). virsh writes
+/// a control character (a TAB, a newline) of a cell as `\xNN`, and a
+/// backslash as `\x5c`, so every `\xNN` is decoded back into its byte.
+/// Rows without a `/` (network pools name volumes `pool/vol`-style with no
+/// leading slash) are left out.
 pub fn parse_vol_list_paths(text: &str) -> Vec<String> {
     text.lines()
         .skip_while(|line| !line.starts_with("---"))
         .skip(1)
-        .filter_map(|line| line.find('/').map(|at| line[at..].trim_end().to_owned()))
+        .filter_map(|line| unescape_cell(&line[line.find('/')?..]))
         .collect()
+}
+
+/// A table cell of virsh with its `\xNN` escapes decoded; `None` where
+/// the bytes are no UTF-8 (no argument could name that path anyway).
+fn unescape_cell(cell: &str) -> Option<String> {
+    let bytes = cell.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = bytes
+            .get(at..at + 4)
+            .filter(|four| four.starts_with(b"\\x"))
+            .and_then(|four| std::str::from_utf8(&four[2..]).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 4;
+            }
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
 }
 
 /// One storage volume as `vol-dumpxml` describes it.
@@ -114,6 +145,42 @@ mod tests {
         );
         assert!(parse_vol_list_paths("").is_empty());
         assert!(parse_vol_list_paths("error: no pool\n").is_empty());
+    }
+
+    /// Names with a blank at either end, a leading `--`, quotes and
+    /// backticks: each path is read exactly, a trailing blank kept.
+    #[test]
+    fn paths_are_read_exactly_whatever_the_name() {
+        let text = fixture("virsh/vol-list-odd-names.txt");
+        assert_eq!(
+            parse_vol_list_paths(&text),
+            [
+                "/tmp/holders/pool/ lead-space.iso",
+                "/tmp/holders/pool/--help",
+                "/tmp/holders/pool/it's `q` \"x\".iso",
+                "/tmp/holders/pool/plain.iso",
+                "/tmp/holders/pool/trail-space.iso",
+                "/tmp/holders/pool/trail-space.iso ",
+            ]
+        );
+        // A TAB, a newline and a backslash come escaped; a right-to-left
+        // override as it is.
+        assert_eq!(
+            parse_vol_list_paths(&fixture("virsh/vol-list-escaped-names.txt")),
+            [
+                "/tmp/holders/ctl/back\\x09slash.iso",
+                "/tmp/holders/ctl/bidi\u{202e}osi.iso",
+                "/tmp/holders/ctl/nl\nhere.iso",
+                "/tmp/holders/ctl/tab\there.iso",
+            ]
+        );
+        assert_eq!(unescape_cell("/p/\\xff"), None, "no UTF-8");
+        assert_eq!(unescape_cell("/p/\\x4"), Some("/p/\\x4".to_owned()));
+        let xml = parse_volume_xml(&fixture("virsh/vol-dumpxml-trailing-space.xml")).unwrap();
+        assert_eq!(
+            (xml.name.as_str(), xml.path.as_str()),
+            ("trail-space.iso ", "/tmp/holders/pool/trail-space.iso ")
+        );
     }
 
     #[test]

@@ -68,7 +68,10 @@ fn library_json_has_exactly_the_keys_and_the_pools_isos() {
                 .keys()
                 .map(String::as_str)
                 .collect();
-            assert_eq!(keys, BTreeSet::from(["domain", "target", "live", "config"]));
+            assert_eq!(
+                keys,
+                BTreeSet::from(["domain", "target", "device", "live", "config"])
+            );
         }
     }
     // Ground truth: every `.iso` volume `vol-list` shows in each pool,
@@ -101,12 +104,12 @@ fn library_json_has_exactly_the_keys_and_the_pools_isos() {
     assert_eq!(held["missing"], false);
     assert_eq!(
         held["holders"],
-        serde_json::json!([{"domain": "web", "target": "hdc", "live": true, "config": true}])
+        serde_json::json!([{"domain": "web", "target": "hdc", "device": "cdrom", "live": true, "config": true}])
     );
     // Held by its path, in a shut-off VM's config only.
     assert_eq!(
         by("isos/by-path.iso")["holders"],
-        serde_json::json!([{"domain": "db", "target": "hdc", "live": false, "config": true}])
+        serde_json::json!([{"domain": "db", "target": "hdc", "device": "cdrom", "live": false, "config": true}])
     );
     let outside = by("/etc/os-release");
     assert_eq!(outside["pool"], Value::Null);
@@ -147,7 +150,7 @@ fn library_table_over_two_hosts_names_each() {
     for needle in [
         "(no pool)",
         "MISSING",
-        "web hdc (live, config)",
+        "web hdc cdrom (live, config)",
         "(unused)",
         "3.0 MiB",
     ] {
@@ -179,7 +182,7 @@ fn delete_is_refused_while_held_live_or_in_the_config_naming_each_holder() {
     let live = delete(&[&uri], &["isos/held.iso", "--yes"]);
     assert_refused(&live, "'isos/held.iso' is held by 1 drive(s)");
     assert!(
-        stdout(&live).contains(&format!("held by {uri}: web hdc (live, config)")),
+        stdout(&live).contains(&format!("held by {uri}: web hdc cdrom (live, config)")),
         "{}",
         stdout(&live)
     );
@@ -187,7 +190,7 @@ fn delete_is_refused_while_held_live_or_in_the_config_naming_each_holder() {
     let config = delete(&[&uri], &["/srv/isos/by-path.iso", "--yes"]);
     assert_refused(&config, "is held by 1 drive(s)");
     assert!(
-        stdout(&config).contains("db hdc (config)"),
+        stdout(&config).contains("db hdc cdrom (config)"),
         "{}",
         stdout(&config)
     );
@@ -557,5 +560,121 @@ fn a_second_interrupt_during_the_clean_up_ends_the_tool_and_says_so() {
         text.contains("interrupted during the clean-up: a volume isos/twice.iso may be left"),
         "{text}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// fixtures/fleet-holders.xml, written into `dir` with its file outside
+/// every pool (`/srv/outside/disk.iso`, booted as a disk) replaced by
+/// `outside`; its URI.
+fn holders_fleet(dir: &Path, outside: &Path) -> String {
+    let node = std::fs::read_to_string(root().join("fixtures/fleet-holders.xml")).unwrap();
+    let node = node.replace("/srv/outside/disk.iso", outside.to_str().unwrap());
+    let file = dir.join("fleet-holders.xml");
+    std::fs::write(&file, node).unwrap();
+    format!("test://{}", file.display())
+}
+
+/// A holder is any drive of any device: an ISO booted as a disk (live
+/// and config), one in a shut-off VM's floppy (config only), a file
+/// outside every pool booted as a disk; each shown with its device, none
+/// unused, none deleted or replaced. A volume whose name ends in a space
+/// is itself, held, next to its neighbour without the space; one whose
+/// name holds a newline is listed as itself, and so is a pool whose name
+/// ends in a space.
+#[test]
+fn every_drive_holds_its_image_whatever_its_device() {
+    let dir = temp_dir("holders");
+    let outside = iso_file(&dir, "outside.iso", 64 * 1024);
+    let uri = holders_fleet(&dir, &outside);
+    let entries = library_json(&[&uri], &[]);
+    let held = |label: &str| {
+        let entry = entries
+            .iter()
+            .zip(labels(&entries))
+            .find(|(_, l)| l == label)
+            .unwrap_or_else(|| panic!("{label} in {entries:?}"))
+            .0;
+        entry["holders"].clone()
+    };
+    let holder = |domain: &str, target: &str, device: &str, live: bool| {
+        serde_json::json!([{"domain": domain, "target": target, "device": device,
+            "live": live, "config": true}])
+    };
+    assert_eq!(
+        held("isos/booted.iso"),
+        holder("booted", "vda", "disk", true)
+    );
+    assert_eq!(
+        held("isos/floppy.iso"),
+        holder("floppy", "fda", "floppy", false)
+    );
+    assert_eq!(
+        held("isos/trail.iso "),
+        holder("trailing", "hdc", "cdrom", true)
+    );
+    assert_eq!(held("isos/trail.iso"), serde_json::json!([]));
+    // A newline in a name: virsh's table shows it as `\x0a`.
+    assert_eq!(held("isos/nl\nhere.iso"), serde_json::json!([]));
+    assert_eq!(
+        held(outside.to_str().unwrap()),
+        holder("outside", "vda", "disk", false)
+    );
+    // A pool whose name ends in a blank is itself.
+    assert_eq!(held("spare /s.iso"), serde_json::json!([]));
+    assert_eq!(entries.len(), 8, "{entries:?}");
+    let unused = library_json(&[&uri], &["--unused"]);
+    assert_eq!(
+        labels(&unused),
+        [
+            "isos/nl\nhere.iso",
+            "isos/trail.iso",
+            "isos/unused.iso",
+            "spare /s.iso"
+        ]
+    );
+    let table = stdout(&run(tool().args(["-c", &uri, "library"])));
+    for needle in [
+        "booted vda disk (live, config)",
+        "floppy fda floppy (config)",
+        "trailing hdc cdrom (live, config)",
+    ] {
+        assert!(table.contains(needle), "{needle} in\n{table}");
+    }
+
+    for (iso, holder) in [
+        ("isos/booted.iso", "booted vda disk (live, config)"),
+        ("/srv/isos/floppy.iso", "floppy fda floppy (config)"),
+        ("isos/trail.iso ", "trailing hdc cdrom (live, config)"),
+    ] {
+        let output = delete(&[&uri], &[iso, "--yes"]);
+        assert_refused(&output, "is held by 1 drive(s)");
+        assert_eq!(
+            stdout(&output),
+            format!("  held by {uri}: {holder}\n"),
+            "{iso}"
+        );
+    }
+    let output = delete(&[&uri], &[outside.to_str().unwrap(), "--file", "--yes"]);
+    assert_refused(&output, "is held by 1 drive(s)");
+    assert!(
+        stdout(&output).contains("outside vda disk (config)"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(outside.exists(), "a file a drive holds was deleted");
+
+    let iso = iso_file(&dir, "new.iso", 64 * 1024).display().to_string();
+    for name in ["booted.iso", "floppy.iso", "trail.iso "] {
+        let output = upload(
+            &[&uri],
+            &[&iso, "--pool", "isos", "--name", name, "--replace"],
+        );
+        assert_refused(&output, &format!("not replaced: isos/{name} on"));
+        assert!(
+            stderr(&output).contains(" is held by "),
+            "{}",
+            stderr(&output)
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

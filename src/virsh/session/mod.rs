@@ -52,7 +52,7 @@ use shell::{Fault, Patience};
 
 /// Commands that only read, so running one again after a lost connection
 /// cannot change a VM twice.
-const READ_ONLY: [&str; 13] = [
+const READ_ONLY: [&str; 14] = [
     "echo",
     "uri",
     "version",
@@ -64,6 +64,7 @@ const READ_ONLY: [&str; 13] = [
     "dumpxml",
     "guestinfo",
     "pool-list",
+    "pool-name",
     "vol-list",
     "vol-info",
 ];
