@@ -670,7 +670,46 @@ def render_scrape(c):
         "curl -sf -o /dev/null file://…/metrics.txt.gz",
         "```",
     ]
+    out += render_landing(c)
     return "\n".join(out) + "\n"
+
+
+def render_landing(c):
+    """What one host's scan landing costs serve at each fleet size: its
+    own CPU over the landings counted, per landing, and as a multiple of
+    the smallest fleet's (flat: the landing encodes its own host only)."""
+    fact = c.fact
+    try:
+        sizes = fact("landing_sizes").split()
+    except KeyError:
+        return []
+    tick_ms = 1000.0 / int(fact("clock_ticks"))
+    per_landing = {}
+    for hosts in sizes:
+        ticks = int(fact("landing_%s_ticks" % hosts))
+        landings = int(fact("landing_%s_landings" % hosts))
+        per_landing[hosts] = (ticks * tick_ms, landings, ticks * tick_ms / landings)
+    smallest = per_landing[sizes[0]][2]
+    out = [
+        "",
+        "### What one host's scan landing costs, as the hosts grow",
+        "",
+        "`serve` on %s test-driver hosts of %s domains each (one session per host, a"
+        % (", ".join(sizes[:-1]) + " and " + sizes[-1], fact("landing_domains")),
+        "budget as large as the fleet: no host waits for a place), once every host",
+        "has been scanned: serve's own CPU (utime + stime, /proc/PID/stat, its",
+        "virsh children not counted) over the scans that landed next. A landing",
+        "encodes its own host's series; the page is put together from the hosts'",
+        "parts by one publisher thread (at most a tenth of one core).",
+        "",
+        "| hosts | scans landed | serve's CPU | per landing | × %s hosts' |" % sizes[0],
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for hosts in sizes:
+        total_ms, landings, each_ms = per_landing[hosts]
+        out.append("| %s | %d | %.0f ms | %.2f ms | %.2f |" % (
+            hosts, landings, total_ms, each_ms, each_ms / smallest if smallest else 0.0))
+    return out
 
 
 # ------------------------------------------------------------- fleet
