@@ -2,8 +2,10 @@
 //! (`vol-create-as`, then `vol-upload` fed from the file through a FIFO,
 //! all on the host's one session), so it works over `qemu+ssh://` with
 //! no scp and no second connection: checked before anything is sent,
-//! checked afterwards, and never left half-done: whatever fails once the
-//! volume exists deletes it.
+//! the bytes checked as they are sent (their SHA-256; the file's size and
+//! times), checked afterwards, and never left half-done: whatever fails
+//! once this run's `vol-create-as` succeeded deletes that volume, and
+//! nothing else is ever deleted on the way out.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -22,6 +24,7 @@ use crate::utils::sanitize;
 use crate::virsh::VirshError;
 use crate::virsh::groups::caught_signal;
 use crate::virsh::runner::Watch;
+use crate::virsh::volumes::{parse_volume_times, parse_volume_xml};
 
 /// A local file found fit for upload.
 #[derive(Debug, Clone)]
@@ -31,6 +34,51 @@ pub struct LocalIso {
     /// The volume's name: `--name`, else the file's name.
     pub name: String,
     pub size: u64,
+    /// The file as checked: the bytes sent must come from it unchanged.
+    stamp: FileStamp,
+    /// `--sha256`, lower case: what the bytes sent must hash to.
+    sha256: Option<String>,
+}
+
+/// Which file, and in which state: a file swapped (another inode),
+/// rewritten in place (its modification time; its change time, which a
+/// `touch` that sets the modification time back moves too) or grown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.len(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// How `now` differs from this stamp, in words; `None` where it
+    /// does not.
+    fn change(&self, now: &FileStamp) -> Option<String> {
+        if (self.dev, self.ino) != (now.dev, now.ino) {
+            Some("it is another file now".to_owned())
+        } else if self.size != now.size {
+            Some(format!("its size went from {} to {} bytes", self.size, now.size))
+        } else if self.mtime != now.mtime {
+            Some("it was modified (its modification time moved)".to_owned())
+        } else if self.ctime != now.ctime {
+            Some("it was changed (its change time moved)".to_owned())
+        } else {
+            None
+        }
+    }
 }
 
 /// How much is read and sent at once.
@@ -99,10 +147,12 @@ pub fn check_file(
              `upload --force` sends it anyway"
         );
     }
-    if let Some(expected) = expected {
+    // Checked here too, so that a wrong file sends nothing; the bytes
+    // sent are checked again as they go (`Feed::run`).
+    if let Some(expected) = &expected {
         let actual =
             sha256_of(&mut File::open(path)?).with_context(|| format!("cannot read '{shown}'"))?;
-        if actual != expected {
+        if actual != *expected {
             bail!(
                 "'{shown}' does not match --sha256: its SHA-256 is {actual}; nothing was uploaded"
             );
@@ -112,6 +162,8 @@ pub fn check_file(
         file: file.to_owned(),
         name,
         size: metadata.len(),
+        stamp: FileStamp::of(&metadata),
+        sha256: expected,
     })
 }
 
@@ -163,10 +215,12 @@ pub struct Uploaded {
 impl MediaManager {
     /// Uploads `iso` into `options.pool` on this host: the pool checked
     /// (there, active, room enough), a volume of that name refused unless
-    /// `replace` (and then only while no drive holds it), the volume
-    /// created and filled, its size checked, and with `verify` read back.
-    /// `progress` hears of the bytes sent so far. Once the volume is
-    /// created, any failure (a signal included) deletes it.
+    /// `replace` (and then only while no drive holds it, and never where
+    /// the file is that volume itself), the volume created and filled, its
+    /// size checked, and with `verify` read back. `progress` hears of the
+    /// bytes sent so far. Once this run's `vol-create-as` has succeeded,
+    /// any failure (a signal included) deletes that volume; a create that
+    /// failed deletes nothing, as the name may be another's.
     pub fn upload(
         &self,
         iso: &LocalIso,
@@ -189,6 +243,7 @@ impl MediaManager {
         };
         let mut room = info.available;
         if let Some(old) = virsh.volume_capacity(pool, name)? {
+            self.refuse_the_file_itself(iso, pool, name)?;
             if !options.replace {
                 bail!("{volume} already exists on {uri}: pass --replace to replace it");
             }
@@ -207,6 +262,7 @@ impl MediaManager {
                     holders.join(", ")
                 );
             }
+            refuse_if_interrupted()?;
             virsh.run(&["vol-delete", "--pool", pool, "--vol", name])?;
             room = room.map(|free| free + old);
         }
@@ -218,6 +274,7 @@ impl MediaManager {
                 iso.size
             );
         }
+        refuse_if_interrupted()?;
         let size = iso.size.to_string();
         let created = virsh.run(&[
             "vol-create-as",
@@ -230,20 +287,80 @@ impl MediaManager {
             "--format",
             "raw",
         ]);
-        // A signal can kill the client after libvirt made the volume:
-        // from the moment it was asked for, the volume may be ours.
-        let filled = created
-            .map_err(anyhow::Error::from)
-            .and_then(|_| self.fill(iso, pool, progress, options.verify));
-        match filled {
+        if let Err(error) = created {
+            return Err(self.not_created(pool, name, error));
+        }
+        match self.fill(iso, pool, progress, options.verify) {
             Ok(uploaded) => Ok(uploaded),
             Err(error) => Err(self.undo(pool, name, error)),
         }
     }
 
+    /// Refuses where the file to upload is the volume `pool/name` itself
+    /// (`upload ./x.iso --replace` in the pool's directory): replacing it
+    /// would delete the very bytes about to be sent. On this machine's
+    /// libvirt, the volume's path names the same file (device and inode).
+    /// On a remote host a path of this machine says nothing by itself (the
+    /// same pool path on every host is the rule, not a sign), but the host
+    /// may be this machine under another name (`qemu+ssh://localhost`):
+    /// the same path, found here as this very file, whose size and
+    /// modification and change times (to the nanosecond, from
+    /// `vol-dumpxml`) are the volume's too, is taken for it, and so is the
+    /// same path where the pool gives no times.
+    fn refuse_the_file_itself(&self, iso: &LocalIso, pool: &str, name: &str) -> Result<()> {
+        let xml = self
+            .virsh
+            .run(&["vol-dumpxml", "--pool", pool, "--vol", name])?
+            .stdout;
+        let Some(path) = parse_volume_xml(&xml).map(|volume| volume.path) else {
+            return Ok(());
+        };
+        let Ok(file) = std::fs::metadata(&iso.file) else {
+            return Ok(());
+        };
+        let file = FileStamp::of(&file);
+        let same_place = std::fs::metadata(&path).is_ok_and(|here| {
+            let here = FileStamp::of(&here);
+            (here.dev, here.ino) == (file.dev, file.ino)
+        }) || std::fs::canonicalize(&iso.file)
+            .is_ok_and(|canonical| canonical == Path::new(&path));
+        if !same_place {
+            return Ok(());
+        }
+        let itself = if self.remote()? {
+            let to_the_nanosecond = |(seconds, nanos): (i64, i64)| {
+                u32::try_from(nanos).map(|nanos| (seconds, nanos)).ok()
+            };
+            match parse_volume_times(&xml) {
+                None => true,
+                Some(times) => {
+                    parse_volume_xml(&xml).and_then(|volume| volume.capacity) == Some(file.size)
+                        && Some(times.mtime) == to_the_nanosecond(file.mtime)
+                        && Some(times.ctime) == to_the_nanosecond(file.ctime)
+                }
+            }
+        } else {
+            true
+        };
+        if itself {
+            bail!(
+                "'{}' is the volume {}/{} itself on {} ({}): it cannot be uploaded into itself, \
+                 which would empty it; nothing was changed (copy it elsewhere first)",
+                sanitize(&iso.file),
+                sanitize(pool),
+                sanitize(name),
+                self.virsh.uri_label(),
+                sanitize(&path)
+            );
+        }
+        Ok(())
+    }
+
     /// `vol-upload` from the file, the size checked, and with `verify`
     /// the volume read back: all on the host's one connection, its
-    /// session, which reads the bytes from a FIFO of ours.
+    /// session, which reads the bytes from a FIFO of ours. A signal at any
+    /// point before it returns fails it (each step is followed by a look
+    /// for one): the upload is complete only when every check has passed.
     fn fill(
         &self,
         iso: &LocalIso,
@@ -274,7 +391,9 @@ impl MediaManager {
                     .summary()
             )
         })?;
-        match virsh.volume_capacity(pool, name)? {
+        let capacity = virsh.volume_capacity(pool, name);
+        refuse_if_interrupted()?;
+        match capacity? {
             Some(bytes) if bytes == iso.size => {}
             Some(bytes) => bail!(
                 "the volume holds {bytes} bytes after the upload, the file {}",
@@ -288,17 +407,17 @@ impl MediaManager {
                 .read_back(pool, name, &dir, stall)
                 .context("cannot read the volume back")?;
             if read_back != sent_sha256 {
-                bail!("the volume read back has SHA-256 {read_back}, the file sent {sent_sha256}");
+                bail!(
+                    "the volume read back has SHA-256 {read_back}, the bytes sent {sent_sha256}"
+                );
             }
             Some(read_back)
         } else {
             None
         };
-        let path = virsh
-            .run(&["vol-path", "--pool", pool, "--vol", name])?
-            .stdout
-            .trim()
-            .to_owned();
+        let path = virsh.run(&["vol-path", "--pool", pool, "--vol", name]);
+        refuse_if_interrupted()?;
+        let path = path?.stdout.trim().to_owned();
         Ok(Uploaded { path, verified })
     }
 
@@ -327,7 +446,39 @@ impl MediaManager {
         Ok(sha256_of(&mut File::open(&file)?)?)
     }
 
-    /// Deletes the volume an upload created, after `error`; the error
+    /// A `vol-create-as` that failed: nothing is deleted, as a volume of
+    /// that name is not this run's (another admin's, another upload's of
+    /// the same name at the same moment, this host's under another
+    /// spelling). Killed by a signal, the create may or may not have been
+    /// made: whether a volume is there now is said, and it is left.
+    fn not_created(&self, pool: &str, name: &str, error: VirshError) -> anyhow::Error {
+        let volume = format!("{}/{}", sanitize(pool), sanitize(name));
+        let uri = self.virsh.uri_label();
+        if caught_signal().is_none() {
+            return anyhow!(error).context(format!(
+                "cannot create the volume {volume} on {uri} (nothing was deleted)"
+            ));
+        }
+        match self
+            .virsh
+            .one_process_per_call()
+            .volume_capacity(pool, name)
+        {
+            Ok(None) => anyhow!("interrupted while creating the volume {volume}: none was made"),
+            Ok(Some(_)) => anyhow!(
+                "interrupted while creating the volume {volume}: it exists now, empty if this \
+                 run made it, and is left as it is, as it may be another's (`library` shows \
+                 it, `delete-iso` deletes it)"
+            ),
+            Err(check) => anyhow!(
+                "interrupted while creating the volume {volume}: whether it was made is unknown \
+                 ({}); `library` shows it",
+                crate::utils::with_causes(&check)
+            ),
+        }
+    }
+
+    /// Deletes the volume this run created, after `error`; the error
     /// says whether that worked. After a signal, which killed every
     /// session, on processes of its own.
     fn undo(&self, pool: &str, name: &str, error: anyhow::Error) -> anyhow::Error {
@@ -369,7 +520,8 @@ fn refuse_if_interrupted() -> Result<()> {
 struct Sent {
     /// The call that read the FIFO.
     transfer: Result<(), VirshError>,
-    /// The feed: the file's SHA-256 (with `verify`), or why it ended.
+    /// The feed: the SHA-256 of the bytes sent (with `verify` or
+    /// `--sha256`), or why it ended.
     fed: io::Result<Option<String>>,
     /// The file's fault, or a signal: the reason, whatever else failed.
     fault: Option<String>,
@@ -432,9 +584,13 @@ struct Feed {
 const FIFO_POLL: Duration = Duration::from_millis(10);
 
 impl Feed {
-    /// Writes the file into `fifo` once virsh opens it; the file's SHA-256
-    /// with `verify`. After a fault it holds the FIFO open (`held`) and
-    /// returns the error.
+    /// Writes the file into `fifo` once virsh opens it; the SHA-256 of
+    /// the bytes written, with `verify` or `--sha256`. The file must be
+    /// the one checked, unchanged from the first byte read to the last
+    /// (its size, its modification and change times), and the bytes
+    /// written must match `--sha256`: both are known before the FIFO
+    /// closes, so a fault is found while virsh still waits for the end.
+    /// After a fault it holds the FIFO open (`held`) and returns the error.
     fn run(
         &self,
         iso: &LocalIso,
@@ -449,11 +605,20 @@ impl Feed {
         };
         let mut file = File::open(&iso.file)
             .map_err(|error| fault(format!("cannot read '{shown}': {error}")))?;
+        let changed = |file: &File| match file.metadata() {
+            Ok(now) => iso.stamp.change(&FileStamp::of(&now)),
+            Err(error) => Some(format!("it cannot be looked at ({error})")),
+        };
+        if let Some(change) = changed(&file) {
+            return Err(fault(format!(
+                "'{shown}' changed since it was checked: {change}; nothing was sent"
+            )));
+        }
         let Some(mut into) = self.open_fifo(fifo)? else {
             return Err(io::Error::other("virsh never opened the file"));
         };
-        // Hashing costs CPU time only `--verify` needs.
-        let mut hasher = verify.then(Sha256::new);
+        // Hashing costs CPU time only `--verify` and `--sha256` need.
+        let mut hasher = (verify || iso.sha256.is_some()).then(Sha256::new);
         let mut buffer = vec![0u8; CHUNK];
         let mut done = 0;
         let failed = |error: io::Error, into: File| {
@@ -488,7 +653,25 @@ impl Feed {
             self.sent.store(done, Ordering::SeqCst);
             progress(done);
         }
-        Ok(hasher.map(|hasher| hex(&hasher.finalize())))
+        // Every byte is written, but the FIFO is still open: virsh has
+        // not seen the end, and a fault now still stops it short.
+        if let Some(change) = changed(&file) {
+            let error = fault(format!(
+                "'{shown}' changed during the upload: {change}; the bytes sent are not \
+                 the file as checked"
+            ));
+            return Err(failed(error, into));
+        }
+        let sha256 = hasher.map(|hasher| hex(&hasher.finalize()));
+        if let (Some(expected), Some(sent)) = (&iso.sha256, &sha256)
+            && expected != sent
+        {
+            let error = fault(format!(
+                "the bytes sent from '{shown}' have SHA-256 {sent}, not --sha256 {expected}"
+            ));
+            return Err(failed(error, into));
+        }
+        Ok(sha256)
     }
 
     /// The FIFO opened for writing once virsh has opened it for reading
@@ -615,6 +798,11 @@ mod tests {
     /// volume). The reader stands in for virsh: it records an end of file.
     use crate::virsh::Runner as _;
 
+    /// `file` as `check_file` finds it, without the signature check.
+    fn as_checked(file: &Path) -> LocalIso {
+        check_file(file.to_str().unwrap(), None, None, true).unwrap()
+    }
+
     #[test]
     fn a_failed_feed_kills_the_reader_before_it_sees_the_end() {
         let dir = PrivateDir::new().unwrap();
@@ -623,10 +811,9 @@ mod tests {
         std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
         let ended = dir.0.join("ended");
         let iso = LocalIso {
-            file: file.to_string_lossy().into_owned(),
-            name: "short.iso".to_owned(),
             // As measured before the upload; the file has lost a MiB since.
             size: 4 * CHUNK as u64,
+            ..as_checked(&file)
         };
         let reader = crate::virsh::Invocation {
             program: "/bin/sh".into(),
@@ -670,11 +857,7 @@ mod tests {
         let bytes: Vec<u8> = (0..CHUNK + 12345).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &bytes).unwrap();
         let copy = dir.0.join("copy");
-        let iso = LocalIso {
-            file: file.to_string_lossy().into_owned(),
-            name: "whole.iso".to_owned(),
-            size: bytes.len() as u64,
-        };
+        let iso = as_checked(&file);
         let reader = crate::virsh::Invocation {
             program: "/bin/sh".into(),
             connect: None,
