@@ -161,8 +161,8 @@ fn upload_and_mount<R: BufRead, W: Write>(
         .is_some()
     {
         bail!(
-            "{} already exists on {}: mount it as it is (`{}`), or upload under another --name; \
-             nothing was uploaded",
+            "{} already exists on {}: mount it as it is (`{}`), or upload the file under another \
+             name; nothing was uploaded",
             sanitize(&volume),
             sanitize(&uri),
             mount_line(request.target.as_deref())

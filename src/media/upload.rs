@@ -24,7 +24,7 @@ use crate::utils::sanitize;
 use crate::virsh::VirshError;
 use crate::virsh::groups::caught_signal;
 use crate::virsh::runner::Watch;
-use crate::virsh::volumes::{parse_volume_times, parse_volume_xml};
+use crate::virsh::volumes::{VolumeTimes, parse_volume_times, parse_volume_xml};
 
 /// A local file found fit for upload.
 #[derive(Debug, Clone)]
@@ -64,10 +64,15 @@ impl FileStamp {
         }
     }
 
+    /// The same file (device and inode), whatever its state.
+    fn is_the_file(&self, other: &FileStamp) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
     /// How `now` differs from this stamp, in words; `None` where it
     /// does not.
     fn change(&self, now: &FileStamp) -> Option<String> {
-        if (self.dev, self.ino) != (now.dev, now.ino) {
+        if !self.is_the_file(now) {
             Some("it is another file now".to_owned())
         } else if self.size != now.size {
             Some(format!("its size went from {} to {} bytes", self.size, now.size))
@@ -298,59 +303,45 @@ impl MediaManager {
 
     /// Refuses where the file to upload is the volume `pool/name` itself
     /// (`upload ./x.iso --replace` in the pool's directory): replacing it
-    /// would delete the very bytes about to be sent. On this machine's
-    /// libvirt, the volume's path names the same file (device and inode).
-    /// On a remote host a path of this machine says nothing by itself (the
-    /// same pool path on every host is the rule, not a sign), but the host
-    /// may be this machine under another name (`qemu+ssh://localhost`):
-    /// the same path, found here as this very file, whose size and
-    /// modification and change times (to the nanosecond, from
-    /// `vol-dumpxml`) are the volume's too, is taken for it, and so is the
-    /// same path where the pool gives no times.
+    /// would delete the very bytes about to be sent. See [`is_itself`].
     fn refuse_the_file_itself(&self, iso: &LocalIso, pool: &str, name: &str) -> Result<()> {
         let xml = self
             .virsh
             .run(&["vol-dumpxml", "--pool", pool, "--vol", name])?
             .stdout;
-        let Some(path) = parse_volume_xml(&xml).map(|volume| volume.path) else {
+        let Some(volume) = parse_volume_xml(&xml) else {
             return Ok(());
         };
+        // Looked at now, not as checked: the volume's times are read now.
         let Ok(file) = std::fs::metadata(&iso.file) else {
             return Ok(());
         };
         let file = FileStamp::of(&file);
-        let same_place = std::fs::metadata(&path).is_ok_and(|here| {
-            let here = FileStamp::of(&here);
-            (here.dev, here.ino) == (file.dev, file.ino)
-        }) || std::fs::canonicalize(&iso.file)
-            .is_ok_and(|canonical| canonical == Path::new(&path));
-        if !same_place {
-            return Ok(());
-        }
-        let itself = if self.remote()? {
-            let to_the_nanosecond = |(seconds, nanos): (i64, i64)| {
-                u32::try_from(nanos).map(|nanos| (seconds, nanos)).ok()
-            };
-            match parse_volume_times(&xml) {
-                None => true,
-                Some(times) => {
-                    parse_volume_xml(&xml).and_then(|volume| volume.capacity) == Some(file.size)
-                        && Some(times.mtime) == to_the_nanosecond(file.mtime)
-                        && Some(times.ctime) == to_the_nanosecond(file.ctime)
-                }
-            }
-        } else {
-            true
-        };
-        if itself {
+        let same_place = std::fs::metadata(&volume.path)
+            .is_ok_and(|here| FileStamp::of(&here).is_the_file(&file))
+            || std::fs::canonicalize(&iso.file)
+                .is_ok_and(|canonical| canonical == Path::new(&volume.path));
+        let remote = self.remote()?;
+        if is_itself(
+            same_place,
+            remote,
+            volume.capacity,
+            parse_volume_times(&xml),
+            &file,
+        ) {
             bail!(
-                "'{}' is the volume {}/{} itself on {} ({}): it cannot be uploaded into itself, \
-                 which would empty it; nothing was changed (copy it elsewhere first)",
+                "'{}' is the volume {}/{} itself on {} ({}{}): it cannot be uploaded into \
+                 itself, which would empty it; nothing was changed (copy it elsewhere first)",
                 sanitize(&iso.file),
                 sanitize(pool),
                 sanitize(name),
                 self.virsh.uri_label(),
-                sanitize(&path)
+                sanitize(&volume.path),
+                if remote {
+                    ", a remote host that is this machine by its volume's size and times"
+                } else {
+                    ""
+                }
             );
         }
         Ok(())
@@ -506,6 +497,37 @@ impl MediaManager {
             ),
         }
     }
+}
+
+/// Whether a volume is the file to upload. `same_place`: the volume's
+/// path, looked at on this machine, is that file (its device and inode),
+/// or the file's canonical path is the volume's path. On this machine's
+/// libvirt that decides it. On a remote host a path of this machine
+/// says nothing by itself (the same pool path on every host is the rule,
+/// and distributing the ISO of this machine's pool to the others with
+/// `--replace` a common task), but the host may be this machine under
+/// another name (`qemu+ssh://localhost`, its own host name): there the
+/// same place is the file itself when the volume's size and modification
+/// and change times (to the nanosecond, from `vol-dumpxml`: no copy keeps
+/// a change time) are the file's too, and also where the pool gives no
+/// times, as nothing then tells the two apart.
+fn is_itself(
+    same_place: bool,
+    remote: bool,
+    capacity: Option<u64>,
+    times: Option<VolumeTimes>,
+    file: &FileStamp,
+) -> bool {
+    if !same_place || !remote {
+        return same_place;
+    }
+    let Some(times) = times else {
+        return true;
+    };
+    let nanosecond = |(seconds, nanos): (i64, i64)| u32::try_from(nanos).map(|n| (seconds, n)).ok();
+    capacity == Some(file.size)
+        && Some(times.mtime) == nanosecond(file.mtime)
+        && Some(times.ctime) == nanosecond(file.ctime)
 }
 
 /// An error once a signal has been caught: nothing more is started.
@@ -846,6 +868,154 @@ mod tests {
             sent.transfer
         );
         assert!(!ended.exists(), "the reader saw an end of file");
+    }
+
+    /// `feed_through` into a reader standing in for virsh: `script` (sh)
+    /// with `$FIFO` and `$FILE` set, which writes `ended` once it has read
+    /// to the end of the FIFO (as virsh would then finish the volume).
+    fn feed_into(dir: &PrivateDir, iso: &LocalIso, script: &str) -> (Sent, bool) {
+        let fifo = dir.make_fifo("upload").unwrap();
+        let ended = dir.0.join("ended");
+        let reader = crate::virsh::Invocation {
+            program: "/bin/sh".into(),
+            connect: None,
+            commands: vec![vec![
+                "-c".into(),
+                format!(
+                    "export FIFO='{}' FILE='{}'; {script} && echo end-of-file > '{}'",
+                    fifo.display(),
+                    iso.file,
+                    ended.display()
+                ),
+            ]],
+        };
+        let sent = feed_through(&fifo, iso, false, &|_| {}, STALL, |watch| {
+            crate::virsh::process::ProcessRunner::default()
+                .transfer(&reader, watch)
+                .map(drop)
+        });
+        let seen = ended.exists();
+        // Ready for the next feed in `dir`.
+        let _ = std::fs::remove_file(&fifo);
+        let _ = std::fs::remove_file(&ended);
+        (sent, seen)
+    }
+
+    #[track_caller]
+    fn assert_stopped_short(sent: &Sent, ended: bool, fault: &str) {
+        assert!(
+            sent.fault.as_deref().is_some_and(|f| f.contains(fault)),
+            "{fault:?} in {:?}",
+            sent.fault
+        );
+        assert!(
+            matches!(sent.transfer, Err(VirshError::Stopped { .. })),
+            "{:?}",
+            sent.transfer
+        );
+        assert!(!ended, "the reader saw an end of file");
+    }
+
+    /// A byte of the file rewritten in place while it is sent (the
+    /// reader rewrites it once the first MiB has come): the bytes sent
+    /// are a mix, and the reader is stopped before the end. Before, the
+    /// feed sent what it read and virsh finished the volume.
+    #[test]
+    fn a_file_rewritten_during_the_feed_never_reaches_its_end() {
+        let dir = PrivateDir::new().unwrap();
+        let file = dir.0.join("moving.iso");
+        std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
+        let iso = as_checked(&file);
+        let (sent, ended) = feed_into(
+            &dir,
+            &iso,
+            "{ head -c 1048576 >/dev/null; printf x | dd of=\"$FILE\" bs=1 seek=5 \
+             conv=notrunc 2>/dev/null; cat >/dev/null; } < \"$FIFO\"",
+        );
+        assert_stopped_short(&sent, ended, "changed during the upload: it was modified");
+        // Grown, as a download still in progress does.
+        let iso = as_checked(&file);
+        let (sent, ended) = feed_into(
+            &dir,
+            &iso,
+            "{ head -c 1048576 >/dev/null; printf more >> \"$FILE\"; cat >/dev/null; } \
+             < \"$FIFO\"",
+        );
+        assert_stopped_short(
+            &sent,
+            ended,
+            "changed during the upload: its size went from 3145728 to 3145732 bytes",
+        );
+    }
+
+    /// The file replaced (renamed over) between the check and the feed:
+    /// not a byte is sent.
+    #[test]
+    fn a_file_swapped_since_the_check_sends_nothing() {
+        let dir = PrivateDir::new().unwrap();
+        let file = dir.0.join("swapped.iso");
+        std::fs::write(&file, vec![7u8; CHUNK]).unwrap();
+        let iso = as_checked(&file);
+        let other = dir.0.join("other.iso");
+        std::fs::write(&other, vec![8u8; CHUNK]).unwrap();
+        std::fs::rename(&other, &file).unwrap();
+        let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
+        assert_stopped_short(
+            &sent,
+            ended,
+            "changed since it was checked: it is another file now; nothing was sent",
+        );
+    }
+
+    /// Bytes sent whose SHA-256 is not `--sha256` (however the file came
+    /// to differ from what was checked): the reader never sees the end.
+    #[test]
+    fn bytes_sent_that_miss_sha256_never_reach_their_end() {
+        let dir = PrivateDir::new().unwrap();
+        let file = dir.0.join("wrong.iso");
+        std::fs::write(&file, b"abc").unwrap();
+        let iso = LocalIso {
+            sha256: Some("0".repeat(64)),
+            ..as_checked(&file)
+        };
+        let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
+        assert_stopped_short(
+            &sent,
+            ended,
+            "have SHA-256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad, \
+             not --sha256 0000",
+        );
+        // The right one goes through whole.
+        let iso = LocalIso {
+            sha256: Some(sha256_of(&mut &b"abc"[..]).unwrap()),
+            ..iso
+        };
+        let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
+        assert!(sent.fault.is_none() && sent.transfer.is_ok() && ended);
+    }
+
+    /// On this machine's libvirt the same place is the file; on a remote
+    /// host only with the file's size and times (the host is this machine
+    /// under another name), or where the pool gives no times.
+    #[test]
+    fn the_file_itself_is_told_from_a_file_at_its_path_elsewhere() {
+        let file = FileStamp {
+            dev: 1,
+            ino: 2,
+            size: 4096,
+            mtime: (100, 5),
+            ctime: (100, 6),
+        };
+        let times = |mtime, ctime| Some(VolumeTimes { mtime, ctime });
+        assert!(is_itself(true, false, None, None, &file));
+        assert!(!is_itself(false, false, Some(4096), times((100, 5), (100, 6)), &file));
+        assert!(!is_itself(false, true, Some(4096), times((100, 5), (100, 6)), &file));
+        assert!(is_itself(true, true, Some(4096), times((100, 5), (100, 6)), &file));
+        // Another machine's file at the same path: a copy keeps the size
+        // and may keep the modification time, never the change time.
+        assert!(!is_itself(true, true, Some(4096), times((100, 5), (200, 0)), &file));
+        assert!(!is_itself(true, true, Some(8192), times((100, 5), (100, 6)), &file));
+        assert!(is_itself(true, true, Some(8192), None, &file));
     }
 
     /// A whole file reaches the reader byte for byte, with its SHA-256.
