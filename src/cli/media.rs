@@ -18,8 +18,8 @@ use crate::media::{
     names_or_none, plan_attach, plan_ejects, plan_mount,
 };
 use crate::utils::sanitize;
-use crate::virsh::{Invocation, Virsh};
 use crate::virsh::groups::last_words;
+use crate::virsh::{Invocation, Virsh};
 
 /// `isos`: the drive table, or JSON rows each with its host's `uri`;
 /// every host read side by side, a host that fails one line on stderr.

@@ -78,11 +78,7 @@ pub fn upload(fleet: &Fleet, request: &UploadRequest, out: &mut impl Write) -> R
 /// `--sha256` and `--verify` on the bytes sent); a signal before that
 /// deletes the volume this run created and says so, a signal after it
 /// keeps the volume and says that the upload had completed.
-pub fn interrupted(
-    scans: &[HostScan<Uploaded>],
-    pool: &str,
-    iso: &LocalIso,
-) -> Option<ExitCode> {
+pub fn interrupted(scans: &[HostScan<Uploaded>], pool: &str, iso: &LocalIso) -> Option<ExitCode> {
     let signal = groups::caught_signal()?;
     for scan in scans {
         let line = match &scan.result {

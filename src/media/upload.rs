@@ -75,7 +75,10 @@ impl FileStamp {
         if !self.is_the_file(now) {
             Some("it is another file now".to_owned())
         } else if self.size != now.size {
-            Some(format!("its size went from {} to {} bytes", self.size, now.size))
+            Some(format!(
+                "its size went from {} to {} bytes",
+                self.size, now.size
+            ))
         } else if self.mtime != now.mtime {
             Some("it was modified (its modification time moved)".to_owned())
         } else if self.ctime != now.ctime {
@@ -398,9 +401,7 @@ impl MediaManager {
                 .read_back(pool, name, &dir, stall)
                 .context("cannot read the volume back")?;
             if read_back != sent_sha256 {
-                bail!(
-                    "the volume read back has SHA-256 {read_back}, the bytes sent {sent_sha256}"
-                );
+                bail!("the volume read back has SHA-256 {read_back}, the bytes sent {sent_sha256}");
             }
             Some(read_back)
         } else {
@@ -1008,13 +1009,43 @@ mod tests {
         };
         let times = |mtime, ctime| Some(VolumeTimes { mtime, ctime });
         assert!(is_itself(true, false, None, None, &file));
-        assert!(!is_itself(false, false, Some(4096), times((100, 5), (100, 6)), &file));
-        assert!(!is_itself(false, true, Some(4096), times((100, 5), (100, 6)), &file));
-        assert!(is_itself(true, true, Some(4096), times((100, 5), (100, 6)), &file));
+        assert!(!is_itself(
+            false,
+            false,
+            Some(4096),
+            times((100, 5), (100, 6)),
+            &file
+        ));
+        assert!(!is_itself(
+            false,
+            true,
+            Some(4096),
+            times((100, 5), (100, 6)),
+            &file
+        ));
+        assert!(is_itself(
+            true,
+            true,
+            Some(4096),
+            times((100, 5), (100, 6)),
+            &file
+        ));
         // Another machine's file at the same path: a copy keeps the size
         // and may keep the modification time, never the change time.
-        assert!(!is_itself(true, true, Some(4096), times((100, 5), (200, 0)), &file));
-        assert!(!is_itself(true, true, Some(8192), times((100, 5), (100, 6)), &file));
+        assert!(!is_itself(
+            true,
+            true,
+            Some(4096),
+            times((100, 5), (200, 0)),
+            &file
+        ));
+        assert!(!is_itself(
+            true,
+            true,
+            Some(8192),
+            times((100, 5), (100, 6)),
+            &file
+        ));
         assert!(is_itself(true, true, Some(8192), None, &file));
     }
 

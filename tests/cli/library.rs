@@ -485,15 +485,29 @@ fn upload_refuses_the_volume_itself_before_anything_is_deleted() {
     let (output, lines) = logged(
         &uri,
         &pool,
-        &["upload", "../copy.iso", "--pool", "here", "--name", "self.iso", "--replace"],
+        &[
+            "upload",
+            "../copy.iso",
+            "--pool",
+            "here",
+            "--name",
+            "self.iso",
+            "--replace",
+        ],
     );
     assert!(
         !stderr(&output).contains("is the volume here/self.iso itself"),
         "{}",
         stderr(&output)
     );
-    assert!(lines.contains("vol-delete --pool here --vol self.iso"), "{lines}");
-    assert_eq!(std::fs::read(pool.join("self.iso")).unwrap().len(), 64 * 1024);
+    assert!(
+        lines.contains("vol-delete --pool here --vol self.iso"),
+        "{lines}"
+    );
+    assert_eq!(
+        std::fs::read(pool.join("self.iso")).unwrap().len(),
+        64 * 1024
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -524,7 +538,9 @@ fn mount_upload_decides_before_the_first_byte() {
     let dir = temp_dir("mount-upload-first");
     let uri = library_with_two_drives(&dir);
     let iso = iso_file(&dir, "new.iso", 64 * 1024).display().to_string();
-    let taken = iso_file(&dir, "unused.iso", 64 * 1024).display().to_string();
+    let taken = iso_file(&dir, "unused.iso", 64 * 1024)
+        .display()
+        .to_string();
     let cases: [(&[&str], String); 3] = [
         (
             &["mount", "two", "--upload", &iso, "--pool", "isos"],
@@ -535,7 +551,9 @@ fn mount_upload_decides_before_the_first_byte() {
             "not uploaded: stdin is not a terminal, so nobody can confirm; pass --yes".to_owned(),
         ),
         (
-            &["mount", "web", "--upload", &taken, "--pool", "isos", "--yes"],
+            &[
+                "mount", "web", "--upload", &taken, "--pool", "isos", "--yes",
+            ],
             format!(
                 "isos/unused.iso already exists on {uri}: mount it as it is \
                  (`dismount_iso_qemu -c '{uri}' mount web isos/unused.iso`), or upload the file \
@@ -555,7 +573,17 @@ fn mount_upload_decides_before_the_first_byte() {
     let (output, _) = logged(
         &uri,
         &dir,
-        &["mount", "two", "--upload", &iso, "--pool", "isos", "--target", "hdd", "--dry-run"],
+        &[
+            "mount",
+            "two",
+            "--upload",
+            &iso,
+            "--pool",
+            "isos",
+            "--target",
+            "hdd",
+            "--dry-run",
+        ],
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
