@@ -763,7 +763,22 @@ fn an_upload_interrupted_at_each_moment_says_what_it_did() -> Result<(), Failed>
     let dir = temp_dir("lab-moments");
     let file = iso_file(&dir, "moment.iso", 4 << 20);
     let deleted = "interrupted; the volume lab-upload/moment.iso it had created was deleted";
-    let cases: [(&str, &[(&str, &str)], &[&str], &str, bool); 5] = [
+    let cases: [(&str, &[(&str, &str)], &[&str], &str, bool); 7] = [
+        (
+            "the pool's check, before anything",
+            &[("HUNG_COMMAND", "pool-info")],
+            &[],
+            "interrupted before anything was changed",
+            false,
+        ),
+        (
+            "the deletion of the volume --replace replaces (held before it is sent)",
+            &[("HUNG_COMMAND", "vol-delete")],
+            &["--replace"],
+            "interrupted while the volume lab-upload/moment.iso it replaces (--replace) was \
+             being deleted: it may be gone; nothing was uploaded",
+            true,
+        ),
         (
             "the size check, after the bytes went out",
             &[("HUNG_COMMAND", "vol-info"), ("HUNG_AFTER", "vol-upload")],
@@ -802,6 +817,10 @@ fn an_upload_interrupted_at_each_moment_says_what_it_did() -> Result<(), Failed>
         ),
     ];
     for (moment, vars, extra, said, left) in cases {
+        if extra.contains(&"--replace") {
+            std::fs::copy(&file, pool.dir.join("moment.iso"))?;
+            lab_virsh(&["pool-refresh", POOL]);
+        }
         let mark = dir.join("mark");
         let _ = std::fs::remove_file(&mark);
         let child = faulty_upload(&file, extra, &[("HUNG_MARK", &mark)], vars);

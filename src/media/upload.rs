@@ -235,11 +235,56 @@ impl MediaManager {
         options: &UploadOptions,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Uploaded> {
+        let (pool, name) = (options.pool.as_str(), iso.name.as_str());
+        let volume = format!("{}/{}", sanitize(pool), sanitize(name));
+        refuse_if_interrupted()?;
+        let mut old = OldVolume::Kept;
+        let prepared = self.prepare(iso, options, &mut old);
+        if caught_signal().is_some() {
+            // A check cut short says nothing of use; what was done does.
+            bail!(match old {
+                OldVolume::Kept => "interrupted before anything was changed".to_owned(),
+                OldVolume::Deleting => format!(
+                    "interrupted while the volume {volume} it replaces (--replace) was being \
+                     deleted: it may be gone; nothing was uploaded"
+                ),
+                OldVolume::Deleted => format!(
+                    "interrupted; the volume {volume} it replaces (--replace) had been deleted; \
+                     nothing was uploaded"
+                ),
+            });
+        }
+        prepared?;
+        let size = iso.size.to_string();
+        let created = self.virsh.run(&[
+            "vol-create-as",
+            "--pool",
+            pool,
+            "--name",
+            name,
+            "--capacity",
+            &size,
+            "--format",
+            "raw",
+        ]);
+        if let Err(error) = created {
+            return Err(self.not_created(pool, name, error));
+        }
+        match self.fill(iso, pool, progress, options.verify) {
+            Ok(uploaded) => Ok(uploaded),
+            Err(error) => Err(self.undo(pool, name, error)),
+        }
+    }
+
+    /// Everything before the volume is created: the pool (there, active,
+    /// room enough), a volume of that name (refused unless `replace`, and
+    /// then only while no drive holds it, and never where the file is that
+    /// volume itself), deleted for `replace`; `old` says how far that got.
+    fn prepare(&self, iso: &LocalIso, options: &UploadOptions, old: &mut OldVolume) -> Result<()> {
         let virsh = &self.virsh;
         let uri = virsh.uri_label();
         let (pool, name) = (options.pool.as_str(), iso.name.as_str());
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
-        refuse_if_interrupted()?;
         let info = match virsh.pool_info(pool)? {
             None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
             Some(info) if !info.active => bail!(
@@ -250,7 +295,7 @@ impl MediaManager {
             Some(info) => info,
         };
         let mut room = info.available;
-        if let Some(old) = virsh.volume_capacity(pool, name)? {
+        if let Some(capacity) = virsh.volume_capacity(pool, name)? {
             self.refuse_the_file_itself(iso, pool, name)?;
             if !options.replace {
                 bail!("{volume} already exists on {uri}: pass --replace to replace it");
@@ -271,8 +316,10 @@ impl MediaManager {
                 );
             }
             refuse_if_interrupted()?;
+            *old = OldVolume::Deleting;
             virsh.run(&["vol-delete", "--pool", pool, "--vol", name])?;
-            room = room.map(|free| free + old);
+            *old = OldVolume::Deleted;
+            room = room.map(|free| free + capacity);
         }
         if let Some(free) = room.filter(|free| *free < iso.size) {
             bail!(
@@ -282,26 +329,7 @@ impl MediaManager {
                 iso.size
             );
         }
-        refuse_if_interrupted()?;
-        let size = iso.size.to_string();
-        let created = virsh.run(&[
-            "vol-create-as",
-            "--pool",
-            pool,
-            "--name",
-            name,
-            "--capacity",
-            &size,
-            "--format",
-            "raw",
-        ]);
-        if let Err(error) = created {
-            return Err(self.not_created(pool, name, error));
-        }
-        match self.fill(iso, pool, progress, options.verify) {
-            Ok(uploaded) => Ok(uploaded),
-            Err(error) => Err(self.undo(pool, name, error)),
-        }
+        Ok(())
     }
 
     /// Refuses where the file to upload is the volume `pool/name` itself
@@ -529,6 +557,15 @@ fn is_itself(
     capacity == Some(file.size)
         && Some(times.mtime) == nanosecond(file.mtime)
         && Some(times.ctime) == nanosecond(file.ctime)
+}
+
+/// How far `--replace` got with the volume it replaces.
+enum OldVolume {
+    /// Not deleted (none there, or not yet).
+    Kept,
+    /// Its `vol-delete` was sent, and has not answered.
+    Deleting,
+    Deleted,
 }
 
 /// An error once a signal has been caught: nothing more is started.
