@@ -677,7 +677,8 @@ fn a_failed_create_deletes_nothing() -> Result<(), Failed> {
         .args(["-c", LAB_URI, "upload"])
         .arg(&winner)
         .args(["--pool", POOL]));
-    std::fs::write(&go, b"")?;
+    // Unwrapped: the held upload is waited for below on every path.
+    std::fs::write(&go, b"").expect("the gate opens");
     let second = held.wait_with_output()?;
     check(first.status.success(), || stderr(&first))?;
     check(second.status.code() == Some(1), || stderr(&second))?;
@@ -751,6 +752,17 @@ fn two_uploads_of_one_name_at_once_one_wins_whole() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A moment an upload is interrupted at: what it is, the fake virsh's
+/// variables that hold it, the upload's extra arguments, what the tool
+/// says, and whether a volume is left.
+type Moment<'a> = (
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a [&'a str],
+    &'a str,
+    bool,
+);
+
 /// Ctrl-C at each moment of an upload (the fake virsh holds the moment):
 /// the rule is that an upload is complete once every check passed; before
 /// that the volume this run created is deleted and the tool says so
@@ -763,7 +775,7 @@ fn an_upload_interrupted_at_each_moment_says_what_it_did() -> Result<(), Failed>
     let dir = temp_dir("lab-moments");
     let file = iso_file(&dir, "moment.iso", 4 << 20);
     let deleted = "interrupted; the volume lab-upload/moment.iso it had created was deleted";
-    let cases: [(&str, &[(&str, &str)], &[&str], &str, bool); 7] = [
+    let cases: [Moment; 7] = [
         (
             "the pool's check, before anything",
             &[("HUNG_COMMAND", "pool-info")],
