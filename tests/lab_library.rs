@@ -748,6 +748,30 @@ fn two_uploads_of_one_name_at_once_one_wins_whole() -> Result<(), Failed> {
         std::fs::read(pool.dir.join("twice.iso"))? == std::fs::read(&files[won[0]])?,
         || "the volume is not the winner's file".to_owned(),
     )?;
+    // One host listed twice, under two URIs (locally and over ssh): one
+    // upload wins, the other is one line, exit 3, the volume whole.
+    lab_virsh(&["vol-delete", "--pool", POOL, "--vol", "twice.iso"]);
+    let output = run(tool()
+        .args(["-c", LAB_URI, "-c", &lab_ssh_uri(), "upload"])
+        .arg(&files[0])
+        .args(["--pool", POOL, "--verify"]));
+    check(output.status.code() == Some(3), || {
+        format!(
+            "{:?}: {}{}",
+            output.status,
+            stdout(&output),
+            stderr(&output)
+        )
+    })?;
+    check(
+        stdout(&output).matches("ok: uploaded").count() == 1
+            && stderr(&output).lines().count() == 1,
+        || format!("{}{}", stdout(&output), stderr(&output)),
+    )?;
+    check(
+        std::fs::read(pool.dir.join("twice.iso"))? == std::fs::read(&files[0])?,
+        || "the volume is not the file".to_owned(),
+    )?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
