@@ -11,14 +11,14 @@ use super::render::drive_table;
 use super::request::{
     ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection, UploadRequest,
 };
-use super::upload::{interrupted, upload_to};
+use super::upload::{interrupted, signal_status, upload_to};
 use crate::fleet::{Fleet, Host};
 use crate::media::{
     Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, Verdict,
     names_or_none, plan_attach, plan_ejects, plan_mount,
 };
 use crate::utils::sanitize;
-use crate::virsh::groups::last_words;
+use crate::virsh::groups::{self, last_words};
 use crate::virsh::{Invocation, Virsh};
 
 /// `isos`: the drive table, or JSON rows each with its host's `uri`;
@@ -140,6 +140,7 @@ fn upload_and_mount<R: BufRead, W: Write>(
     let volume = format!("{}/{}", upload.pool, iso.name);
     let domain = media.load_one(name)?;
     let choice = domain.drive_for_iso(request.target.as_deref(), request.attach)?;
+    // Quoted for a shell, and so safe on a terminal as they are.
     let tool_line = |words: &[&str]| {
         Invocation {
             program: "dismount_iso_qemu".to_owned(),
@@ -148,12 +149,15 @@ fn upload_and_mount<R: BufRead, W: Write>(
         }
         .command_line()
     };
-    let mount_line = |target: Option<&str>| {
+    let mount_line = |target: Option<&str>, attach: bool| {
         let mut words = vec!["mount", name, &volume];
         if let Some(target) = target {
             words.extend(["--target", target]);
         }
-        sanitize(&tool_line(&words))
+        if attach {
+            words.push("--attach");
+        }
+        tool_line(&words)
     };
     if media
         .virsh()
@@ -165,7 +169,7 @@ fn upload_and_mount<R: BufRead, W: Write>(
              name; nothing was uploaded",
             sanitize(&volume),
             sanitize(&uri),
-            mount_line(request.target.as_deref())
+            mount_line(request.target.as_deref(), request.attach)
         );
     }
     let Some(drive) = pick_drive(prompt, &domain, choice)? else {
@@ -217,6 +221,9 @@ fn upload_and_mount<R: BufRead, W: Write>(
             return Ok(ExitCode::SUCCESS);
         }
     }
+    // Until the last words below are in place: a signal in between is
+    // told too.
+    let deferred = groups::defer_signals();
     let scans = upload_to(fleet, &[host], &iso, upload);
     if let Some(code) = interrupted(&scans, &upload.pool, &iso) {
         return Ok(code);
@@ -233,13 +240,18 @@ fn upload_and_mount<R: BufRead, W: Write>(
         "the ISO stays uploaded as {} on {}: mount it with `{}`, or delete it with `{}`",
         sanitize(&volume),
         sanitize(&uri),
-        mount_line(target.as_deref()),
-        sanitize(&tool_line(&["delete-iso", &volume, "--yes"]))
+        mount_line(target.as_deref(), target.is_none()),
+        tool_line(&["delete-iso", &volume, "--yes"])
     );
     // Said if a signal ends the tool before the mount is done.
-    last_words::add(&format!(
-        "dismount_iso_qemu: interrupted after the upload; {kept}\n"
-    ));
+    let interrupted_after = format!("dismount_iso_qemu: interrupted after the upload; {kept}\n");
+    last_words::add(&interrupted_after);
+    drop(deferred);
+    if let Some(signal) = groups::caught_signal() {
+        last_words::clear();
+        eprint!("{interrupted_after}");
+        return Ok(signal_status(signal));
+    }
     // Confirmed above where it needed to be; the drive is checked against
     // what it held then.
     let mounted = execute(

@@ -98,7 +98,7 @@ pub fn interrupted(scans: &[HostScan<Uploaded>], pool: &str, iso: &LocalIso) -> 
 }
 
 /// 128 + the signal, as a shell reports a command a signal ended.
-fn signal_status(signal: i32) -> ExitCode {
+pub fn signal_status(signal: i32) -> ExitCode {
     ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX))
 }
 
