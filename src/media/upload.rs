@@ -238,11 +238,11 @@ impl MediaManager {
         let (pool, name) = (options.pool.as_str(), iso.name.as_str());
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         refuse_if_interrupted()?;
-        let mut old = OldVolume::Kept;
-        let prepared = self.prepare(iso, options, &mut old);
+        let mut replaced = OldVolume::Kept;
+        let prepared = self.prepare(iso, options, &mut replaced);
         if caught_signal().is_some() {
             // A check cut short says nothing of use; what was done does.
-            bail!(match old {
+            bail!(match replaced {
                 OldVolume::Kept => "interrupted before anything was changed".to_owned(),
                 OldVolume::Deleting => format!(
                     "interrupted while the volume {volume} it replaces (--replace) was being \
@@ -279,8 +279,14 @@ impl MediaManager {
     /// Everything before the volume is created: the pool (there, active,
     /// room enough), a volume of that name (refused unless `replace`, and
     /// then only while no drive holds it, and never where the file is that
-    /// volume itself), deleted for `replace`; `old` says how far that got.
-    fn prepare(&self, iso: &LocalIso, options: &UploadOptions, old: &mut OldVolume) -> Result<()> {
+    /// volume itself), deleted for `replace`; `replaced` says how far that
+    /// got.
+    fn prepare(
+        &self,
+        iso: &LocalIso,
+        options: &UploadOptions,
+        replaced: &mut OldVolume,
+    ) -> Result<()> {
         let virsh = &self.virsh;
         let uri = virsh.uri_label();
         let (pool, name) = (options.pool.as_str(), iso.name.as_str());
@@ -295,7 +301,7 @@ impl MediaManager {
             Some(info) => info,
         };
         let mut room = info.available;
-        if let Some(capacity) = virsh.volume_capacity(pool, name)? {
+        if let Some(old) = virsh.volume_capacity(pool, name)? {
             self.refuse_the_file_itself(iso, pool, name)?;
             if !options.replace {
                 bail!("{volume} already exists on {uri}: pass --replace to replace it");
@@ -316,10 +322,10 @@ impl MediaManager {
                 );
             }
             refuse_if_interrupted()?;
-            *old = OldVolume::Deleting;
+            *replaced = OldVolume::Deleting;
             virsh.run(&["vol-delete", "--pool", pool, "--vol", name])?;
-            *old = OldVolume::Deleted;
-            room = room.map(|free| free + capacity);
+            *replaced = OldVolume::Deleted;
+            room = room.map(|free| free + old);
         }
         if let Some(free) = room.filter(|free| *free < iso.size) {
             bail!(
