@@ -673,14 +673,27 @@ fn a_failed_create_deletes_nothing() -> Result<(), Failed> {
         &[("WAIT_COMMAND", "vol-create-as")],
     );
     marked(&mark, "vol-create-as");
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&winner)
+        .output()?;
+    let sum = String::from_utf8(sum.stdout)?;
+    let hash = sum
+        .split_whitespace()
+        .next()
+        .ok_or("a checksum")?
+        .to_owned();
     let first = run(tool()
         .args(["-c", LAB_URI, "upload"])
         .arg(&winner)
-        .args(["--pool", POOL]));
+        .args(["--pool", POOL, "--sha256", &hash]));
     // Unwrapped: the held upload is waited for below on every path.
     std::fs::write(&go, b"").expect("the gate opens");
     let second = held.wait_with_output()?;
     check(first.status.success(), || stderr(&first))?;
+    check(
+        stdout(&first).contains("size checked, the bytes sent match --sha256"),
+        || stdout(&first),
+    )?;
     check(second.status.code() == Some(1), || stderr(&second))?;
     check(
         stderr(&second).lines().count() == 1

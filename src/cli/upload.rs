@@ -104,9 +104,10 @@ pub fn signal_status(signal: i32) -> ExitCode {
 
 /// `ok: FILE -> POOL/NAME on HOST (SIZE, …)`, sanitized.
 fn done_line(uri: &str, iso: &LocalIso, request: &UploadRequest, uploaded: &Uploaded) -> String {
-    let check = match &uploaded.verified {
-        Some(sha256) => format!("read back: SHA-256 {sha256}"),
-        None => "size checked".to_owned(),
+    let check = match (&uploaded.verified, &request.sha256) {
+        (Some(sha256), _) => format!("read back: SHA-256 {sha256}"),
+        (None, Some(_)) => "size checked, the bytes sent match --sha256".to_owned(),
+        (None, None) => "size checked".to_owned(),
     };
     format!(
         "ok: uploaded {} to {}/{} on {} ({}, {check})",
