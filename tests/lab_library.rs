@@ -665,14 +665,6 @@ fn a_failed_create_deletes_nothing() -> Result<(), Failed> {
     std::fs::copy(lab_iso("install-a.iso"), &winner)?;
     let loser = dir.join("second/same.iso");
     std::fs::copy(lab_iso("tools-b.iso"), &loser)?;
-    let (mark, go) = (dir.join("mark"), dir.join("go"));
-    let held = faulty_upload(
-        &loser,
-        &[],
-        &[("HUNG_MARK", &mark), ("WAIT_FOR", &go)],
-        &[("WAIT_COMMAND", "vol-create-as")],
-    );
-    marked(&mark, "vol-create-as");
     let sum = std::process::Command::new("sha256sum")
         .arg(&winner)
         .output()?;
@@ -682,6 +674,14 @@ fn a_failed_create_deletes_nothing() -> Result<(), Failed> {
         .next()
         .ok_or("a checksum")?
         .to_owned();
+    let (mark, go) = (dir.join("mark"), dir.join("go"));
+    let held = faulty_upload(
+        &loser,
+        &[],
+        &[("HUNG_MARK", &mark), ("WAIT_FOR", &go)],
+        &[("WAIT_COMMAND", "vol-create-as")],
+    );
+    marked(&mark, "vol-create-as");
     let first = run(tool()
         .args(["-c", LAB_URI, "upload"])
         .arg(&winner)
