@@ -124,7 +124,7 @@ impl Virsh {
         succeeded(&invocation, output)
     }
 
-    /// Runs a batch (in one process, or one per 96 KiB of script) and
+    /// Runs a batch (one call per `MAX_SCRIPT_BYTES` of script) and
     /// returns each marker's section (see `Batch::split`). Failures of
     /// single commands are expected (a domain vanished); only a process
     /// that printed no section at all is an error, with virsh's stderr as
