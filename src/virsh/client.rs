@@ -282,13 +282,6 @@ impl Virsh {
             .collect()
     }
 
-    /// The live `dumpxml` (the persistent one for an inactive domain) of
-    /// each name, batched, a long list over the sessions side by side;
-    /// each name's own outcome.
-    pub fn dumpxml_many(&self, names: &[&str]) -> Vec<Result<Option<String>, VirshError>> {
-        self.per_domain(names, &["dumpxml"])
-    }
-
     /// Which of `paths` are storage volumes, in one process:
     /// `vol-info --vol PATH` takes a path as one word, spaces and all, and
     /// prints nothing for a path no pool holds.
@@ -739,7 +732,7 @@ mod tests {
         fake.expect_hang(&["dumpxml", "--domain", "b"]);
         fake.expect(&["dumpxml", "--domain", "c"], 0, &xml("c"), "");
         let virsh = virsh_on("test:///fake", &fake);
-        let outcomes = virsh.dumpxml_many(&["a", "b", "c"]);
+        let outcomes = virsh.per_domain(&["a", "b", "c"], &["dumpxml"]);
         fake.assert_all_used();
         assert_eq!(outcomes[0].as_ref().unwrap().as_deref(), Some(&*xml("a")));
         assert_eq!(outcomes[2].as_ref().unwrap().as_deref(), Some(&*xml("c")));

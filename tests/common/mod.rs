@@ -645,7 +645,11 @@ pub fn run_for_peak_rss(command: &mut Command, dir: &Path) -> (Output, u64) {
             break;
         }
         let error = std::io::Error::last_os_error();
-        assert_eq!(error.kind(), std::io::ErrorKind::Interrupted, "wait4: {error}");
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::Interrupted,
+            "wait4: {error}"
+        );
     }
     let output = Output {
         status: std::os::unix::process::ExitStatusExt::from_raw(status),
