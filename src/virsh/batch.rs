@@ -58,13 +58,14 @@ pub fn nonce() -> String {
 
 /// The longest script one virsh is handed (one argument, or one line of a
 /// session). virsh's memory grows with the square of its script's length:
-/// its parser keeps, for each word, a copy of the rest of the line
-/// (measured on virsh 9.0: a 23 KiB `dumpxml` batch with a marker per
-/// command, 252 domains, took virsh from 20.1 to 25.9 MiB of RSS, 34 KiB
-/// to 32.2 MiB, 8 KiB only to 20.8 MiB). That virsh was the peak RSS of a
-/// 1005-domain scan (BENCHMARKS.md); within 8 KiB its share stays under a
-/// MiB, and a longer batch runs as several pieces (lines of one session, or
-/// processes). Linux's cap on one argument, 128 KiB, is far above.
+/// for each word its parser (`vshCommandStringGetArg`, libvirt's
+/// tools/vsh.c) keeps a copy of the rest of the line. Measured on virsh
+/// 9.0: a 23 KiB batch of 252 `dumpxml` with a marker each took virsh
+/// from 19.7 to 25.3 MiB of RSS, 34 KiB to 31.4 MiB, 8 KiB only to
+/// 20.3 MiB; that virsh was the peak RSS of a 1005-domain scan
+/// (BENCHMARKS.md). A longer batch runs as several pieces (lines of one
+/// session, or processes). Linux's cap on one argument, 128 KiB, is far
+/// above.
 pub(crate) const MAX_SCRIPT_BYTES: usize = 8 * 1024;
 
 /// A sequence of virsh commands run in one connection, each followed by
