@@ -625,6 +625,9 @@ impl Drop for Terminal {
 /// `ru_maxrss`, which the kernel keeps as the largest of the process and
 /// of every descendant it waited for (the tool reaps each virsh it starts),
 /// so the true peak of the whole tree, not a sample of it.
+// The child is reaped by wait4 below, not by `Child::wait`, which gives
+// no resource usage.
+#[allow(clippy::zombie_processes)]
 pub fn run_for_peak_rss(command: &mut Command, dir: &Path) -> (Output, u64) {
     let files = [dir.join("peak-stdout"), dir.join("peak-stderr")];
     let child = command
