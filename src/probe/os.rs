@@ -8,21 +8,27 @@ use super::cache::Cache;
 use super::osinfo::os_name_from_id;
 use super::values::{Domain, OsReport, OsSource};
 use crate::utils::with_causes;
-use crate::virsh::{DomainState, Listed, Virsh, VirshError, Xmls, metadata};
+use crate::virsh::{DomainState, Listed, Virsh, VirshError, XmlRead, Xmls, metadata};
 
-/// The XML of those of `targets` (the domains whose OS is not cached) that
-/// `known` lacks, in one batch spread over the sessions: its libosinfo
-/// metadata is the last resort.
-pub(super) fn read_xmls(virsh: &Virsh, targets: &[String], known: &Xmls) -> Xmls {
-    let targets: Vec<&str> = targets
+/// The XML of those of `unknown` (the domains whose OS is not cached, as
+/// `(target, name)`) that `known` lacks, its libosinfo metadata being the
+/// last resort: read as `serve` reads it for the drives
+/// ([`Virsh::domain_xmls`]: no marker between the documents, which keeps
+/// virsh's lines a third as long as with a marker per domain).
+pub(super) fn read_xmls(virsh: &Virsh, unknown: &[(String, String)], known: &Xmls) -> Xmls {
+    let reads: Vec<XmlRead> = unknown
         .iter()
-        .map(String::as_str)
-        .filter(|target| !known.contains_key(*target))
+        .filter(|(target, _)| !known.contains_key(target))
+        .map(|(target, name)| XmlRead {
+            target,
+            name,
+            inactive: false,
+        })
         .collect();
-    targets
+    reads
         .iter()
-        .map(|target| (*target).to_owned())
-        .zip(virsh.dumpxml_many(&targets))
+        .map(|read| read.target.to_owned())
+        .zip(virsh.domain_xmls(&reads))
         .collect()
 }
 

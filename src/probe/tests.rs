@@ -43,7 +43,8 @@ fn qemu_metrics(cpu_ns: u64) -> String {
 /// Domain XML without libosinfo metadata, read while the agents are asked.
 fn expect_plain_xml(fake: &FakeRunner, names: &[&str]) {
     for name in names {
-        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
+        let xml = format!("<domain><name>{name}</name></domain>");
+        fake.expect(&["dumpxml", "--domain", name], 0, &xml, "");
     }
 }
 
@@ -293,15 +294,31 @@ fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
             "error: argument unsupported: QEMU guest agent is not configured\n",
         );
     }
-    let with_metadata = r#"<domain><metadata><libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"><libosinfo:os id="http://ubuntu.com/ubuntu/22.04"/></libosinfo:libosinfo></metadata></domain>"#;
+    // As virsh prints it, the domain's name in it: the documents of one
+    // batch are told apart by their names.
+    let with_metadata = |name: &str| {
+        format!(
+            r#"<domain><name>{name}</name><metadata><libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"><libosinfo:os id="http://ubuntu.com/ubuntu/22.04"/></libosinfo:libosinfo></metadata></domain>"#
+        )
+    };
     fake.expect(
         &["dumpxml", "--domain", "bare"],
         0,
         "<domain><name>bare</name></domain>",
         "",
     );
-    fake.expect(&["dumpxml", "--domain", "meta"], 0, with_metadata, "");
-    fake.expect(&["dumpxml", "--domain", "off"], 0, with_metadata, "");
+    fake.expect(
+        &["dumpxml", "--domain", "meta"],
+        0,
+        &with_metadata("meta"),
+        "",
+    );
+    fake.expect(
+        &["dumpxml", "--domain", "off"],
+        0,
+        &with_metadata("off"),
+        "",
+    );
     let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
     fake.assert_all_used();
     let by_name = |n: &str| rows.iter().find(|r| r.name == n).unwrap();

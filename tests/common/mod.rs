@@ -634,6 +634,49 @@ impl Drop for Terminal {
     }
 }
 
+/// Runs `command` to its end (stdout and stderr into files in `dir`) and
+/// gives its output with its peak resident memory in KiB: wait4(2)'s
+/// `ru_maxrss`, which the kernel keeps as the largest of the process and
+/// of every descendant it waited for (the tool reaps each virsh it starts),
+/// so the true peak of the whole tree, not a sample of it.
+// The child is reaped by wait4 below, not by `Child::wait`, which gives
+// no resource usage.
+#[allow(clippy::zombie_processes)]
+pub fn run_for_peak_rss(command: &mut Command, dir: &Path) -> (Output, u64) {
+    let files = [dir.join("peak-stdout"), dir.join("peak-stderr")];
+    let child = command
+        .stdout(std::fs::File::create(&files[0]).unwrap())
+        .stderr(std::fs::File::create(&files[1]).unwrap())
+        .spawn()
+        .expect("the command runs");
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waits for the child just spawned, which nothing else
+        // waits for (`child` is dropped unwaited), into locals that live
+        // across the call.
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if waited == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::Interrupted,
+            "wait4: {error}"
+        );
+    }
+    let output = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: std::fs::read(&files[0]).unwrap(),
+        stderr: std::fs::read(&files[1]).unwrap(),
+    };
+    let peak = u64::try_from(usage.ru_maxrss).expect("a size");
+    (output, peak)
+}
+
 /// The resident memory of `pid` and of every process below it, in KiB,
 /// from /proc (a process that ends while it is read counts nothing).
 pub fn tree_rss_kib(pid: u32) -> u64 {
