@@ -220,55 +220,126 @@ extern "C" fn on_signal(signal: libc::c_int) {
 }
 
 /// What the tool must still say if a signal ends it: which changes had
-/// been sent. The handler may neither lock nor allocate, so the text lives
-/// in a fixed buffer that is only ever appended to: bytes below the
-/// published end are never written again, and the handler writes
-/// `[start, end)` to stderr with write(2).
+/// been sent since the last [`last_words::clear`]. The handler may neither
+/// lock nor allocate, so the text lives in a fixed buffer of atomics.
+/// `clear()` starts it over at zero, so what a change adds is recorded
+/// however much earlier changes added (an end that only moved up used to
+/// fill the buffer for good after 64 KiB in all, and a long menu session
+/// then said nothing). Rewriting bytes the handler may be reading is kept
+/// apart by a handshake: the handler first freezes the text, then waits
+/// (bounded) for a writer already inside to leave; a writer announces
+/// itself, then backs out if it finds the text frozen. Both sides store
+/// then load with `SeqCst`, so at least one of them sees the other.
 pub mod last_words {
-    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicUsize, Ordering};
 
     const CAPACITY: usize = 64 * 1024;
     static TEXT: [AtomicU8; CAPACITY] = [const { AtomicU8::new(0) }; CAPACITY];
-    static START: AtomicUsize = AtomicUsize::new(0);
+    /// The text is `[0, END)`: bytes below it are whole.
     static END: AtomicUsize = AtomicUsize::new(0);
+    /// Whether an `add()` since the last `clear()` was cut for room.
+    static CUT: AtomicBool = AtomicBool::new(false);
+    /// Set by the handler: no writer may change the text any more.
+    static FROZEN: AtomicBool = AtomicBool::new(false);
+    /// The thread id of the writer changing the text (0: none).
+    static WRITER: AtomicI64 = AtomicI64::new(0);
+    /// Writers one at a time (the handler never takes it).
+    static WRITERS: Mutex<()> = Mutex::new(());
+
+    /// How long the handler waits for a writer on another thread to leave:
+    /// one copies 64 KiB at most, but may have been descheduled.
+    const WRITER_LEAVES_WITHIN_NANOS: i64 = 100_000_000;
+
+    fn thread_id() -> i64 {
+        // SAFETY: gettid(2) has no preconditions; it is async-signal-safe.
+        unsafe { libc::syscall(libc::SYS_gettid) }
+    }
+
+    /// Runs `change` on the text unless the handler froze it.
+    fn write(change: impl FnOnce()) {
+        let _one_at_a_time = crate::mutex::lock(&WRITERS);
+        WRITER.store(thread_id(), Ordering::SeqCst);
+        if !FROZEN.load(Ordering::SeqCst) {
+            change();
+        }
+        WRITER.store(0, Ordering::SeqCst);
+    }
 
     /// Appends `text` to what is said (cut where the buffer is full: the
-    /// earlier lines still matter most). Called from one thread at a time.
+    /// earlier lines still matter most, and the cut is said).
     pub fn add(text: &str) {
-        let end = END.load(Ordering::Acquire);
-        let room = CAPACITY - end;
-        let bytes = &text.as_bytes()[..text.len().min(room)];
-        for (at, byte) in bytes.iter().enumerate() {
-            TEXT[end + at].store(*byte, Ordering::Relaxed);
-        }
-        END.store(end + bytes.len(), Ordering::Release);
+        write(|| {
+            let end = END.load(Ordering::SeqCst);
+            let room = CAPACITY - end;
+            let bytes = &text.as_bytes()[..text.len().min(room)];
+            for (at, byte) in bytes.iter().enumerate() {
+                TEXT[end + at].store(*byte, Ordering::Relaxed);
+            }
+            if bytes.len() < text.len() {
+                CUT.store(true, Ordering::SeqCst);
+            }
+            END.store(end + bytes.len(), Ordering::SeqCst);
+        });
     }
 
-    /// Nothing more to say: what was added is no longer news.
+    /// Nothing more to say: what was added is no longer news, and the
+    /// next change starts at the top.
     pub fn clear() {
-        START.store(END.load(Ordering::Acquire), Ordering::Release);
+        write(|| {
+            END.store(0, Ordering::SeqCst);
+            CUT.store(false, Ordering::SeqCst);
+        });
     }
 
-    /// Writes what there is to say to stderr. Async-signal-safe.
+    /// Writes what there is to say to stderr, and freezes it: the tool is
+    /// about to die. Async-signal-safe: atomics, gettid(2),
+    /// clock_gettime(2), nanosleep(2) and write(2) only.
     pub(super) fn say() {
-        let start = START.load(Ordering::Acquire);
-        let end = END.load(Ordering::Acquire);
-        if start >= end {
-            return;
+        FROZEN.store(true, Ordering::SeqCst);
+        // A writer on this very thread was interrupted by this handler:
+        // waiting for it would never end, and the bytes it was writing lie
+        // past the published end anyway (a `clear()` is one store).
+        let me = thread_id();
+        let started = super::monotonic_nanos();
+        while ![0, me].contains(&WRITER.load(Ordering::SeqCst))
+            && super::monotonic_nanos() - started < WRITER_LEAVES_WITHIN_NANOS
+        {
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            // SAFETY: nanosleep(2) with a valid timespec and no remainder.
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
         }
+        let end = END.load(Ordering::SeqCst);
         let mut chunk = [0u8; 512];
-        let mut at = start;
+        let mut at = 0;
         while at < end {
             let n = (end - at).min(chunk.len());
             for (i, slot) in chunk[..n].iter_mut().enumerate() {
                 *slot = TEXT[at + i].load(Ordering::Relaxed);
             }
-            // SAFETY: write(2) on fd 2 from a valid buffer of n bytes.
-            let written = unsafe { libc::write(2, chunk.as_ptr().cast(), n) };
-            if written <= 0 {
+            if !write_all(&chunk[..n]) {
                 return;
             }
-            at += usize::try_from(written).unwrap_or(n);
+            at += n;
         }
+        if end > 0 && CUT.load(Ordering::SeqCst) {
+            write_all(b"  (and more, not listed for want of room)\n");
+        }
+    }
+
+    /// write(2) of all of `bytes` to stderr; false once it fails.
+    fn write_all(mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            // SAFETY: write(2) on fd 2 from a valid buffer of its length.
+            let written = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+            let Ok(written @ 1..) = usize::try_from(written) else {
+                return false;
+            };
+            bytes = &bytes[written..];
+        }
+        true
     }
 }
