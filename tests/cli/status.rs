@@ -417,6 +417,63 @@ fn hung_agents_are_reported_and_healthy_ones_still_answer() {
     assert_eq!(never_asked, 8);
 }
 
+/// The table's OS column says why an OS is unknown, in a few words from a
+/// fixed list (never the error's text, which `--json` has): yellow where
+/// something is wrong. It used to say `unknown` alone.
+#[test]
+fn the_os_column_says_why_in_a_few_words() {
+    let table = |uri: &str, extra: &[&str]| {
+        let output = run(tool()
+            .args(["-c", uri, "--color", "always", "status"])
+            .args(extra));
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let yellow = "\u{1b}[38;5;11m";
+    let row = |text: &str, name: &str| {
+        text.lines()
+            .find(|line| line.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+            .to_owned()
+    };
+    // The test driver: no agents; metadata for `plain` only.
+    let small = table(&fleet_uri("fleet-small.xml"), &[]);
+    for (name, os) in [
+        ("with space", "unknown (shut off, no metadata)"),
+        ("-db", "unknown (paused, no metadata)"),
+        ("plain", "Ubuntu 22.04"),
+        ("--double-dash", "unknown (no agent support)"),
+    ] {
+        let line = row(&small, name);
+        let plain = line.contains(&format!("┆ {os} "));
+        assert!(plain, "{os}, not yellow: {line:?}");
+    }
+    // Through the fake's agents: four hang (one per worker), the rest are
+    // never reached in the scan's one timeout.
+    let fake = support("hung-agent-virsh");
+    let hung = table(
+        &fleet_uri("fleet-hung.xml"),
+        &[
+            "--timeout",
+            "2s",
+            "--jobs",
+            "4",
+            "--sessions",
+            "4",
+            "--virsh",
+            fake.to_str().unwrap(),
+        ],
+    );
+    let count = |words: &str| {
+        hung.lines()
+            .filter(|line| line.contains(&format!("{yellow} unknown ({words}) ")))
+            .count()
+    };
+    assert_eq!(count("agent timed out"), 4, "{hung}");
+    assert_eq!(count("agent not asked"), 8, "{hung}");
+    assert!(!hung.contains("did not finish"), "{hung}");
+}
+
 #[test]
 fn a_closed_stdout_exits_quietly() {
     use std::io::{BufRead, BufReader};
