@@ -84,7 +84,8 @@ impl SimulatedFleet {
         })?;
         // The ssh of the URIs' `command=` through peak-virsh; the log's
         // path written in, as libvirt may not pass the environment on.
-        let quote = |path: PathBuf| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
+        let quote =
+            |path: PathBuf| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
         std::fs::write(
             fleet.dir.join("ssh"),
             format!(
@@ -259,7 +260,10 @@ fn isos_and_a_dry_run_eject_over_fifty_hosts_cover_every_host() -> Result<(), Fa
     let planned = |text: &str| text.matches(" --eject ").count();
     let per_host = planned(&stdout(&local));
     check(per_host > 0, || stdout(&local))?;
-    let (output, _) = run_counting(&fleet, fleet.tool(TIMEOUT).args(["eject", "--all", "--dry-run"]))?;
+    let (output, _) = run_counting(
+        &fleet,
+        fleet.tool(TIMEOUT).args(["eject", "--all", "--dry-run"]),
+    )?;
     check(output.status.success(), || {
         format!("{:?}: {}", output.status, stderr(&output))
     })?;

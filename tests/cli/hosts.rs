@@ -688,9 +688,7 @@ fn wait_for_log(serving: &Serving, message: &str, hosts: usize, times: usize) ->
             serving
                 .log
                 .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-                .unwrap_or_else(|_| {
-                    panic!("no host said '{message}' for 90 s: {counts:?}")
-                })
+                .unwrap_or_else(|_| panic!("no host said '{message}' for 90 s: {counts:?}"))
         });
         let json: Value = serde_json::from_str(&line).unwrap();
         if json["fields"]["message"]
@@ -789,7 +787,11 @@ fn serve_over_100_hosts_is_healthy_within_a_gib() {
     eprintln!(
         "serve over 100 hosts: {} KiB at the most ({}), tool and virsh; {virsh} virsh at once",
         peak,
-        if cgroup.is_some() { "the cgroup's peak" } else { "sampled" }
+        if cgroup.is_some() {
+            "the cgroup's peak"
+        } else {
+            "sampled"
+        }
     );
     assert!(virsh <= 16, "{virsh} virsh alive at once, past the budget");
     assert!(peak <= 1024 * 1024, "{peak} KiB");
