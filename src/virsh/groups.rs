@@ -89,12 +89,7 @@ fn reap_within(nanos: i64, groups: &[i32], which: libc::pid_t) {
         if groups.iter().all(gone) || monotonic_nanos() - started > nanos {
             return;
         }
-        let pause = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 1_000_000,
-        };
-        // SAFETY: nanosleep(2) with a valid timespec and no remainder.
-        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+        pause_a_millisecond();
     }
 }
 
@@ -118,10 +113,86 @@ fn kill_group(group: i32) {
     }
 }
 
+/// Threads between starting a child and registering its group.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+
+/// Set once the tool is on its way out: a group registered from then on
+/// is killed by the thread that registers it.
+static ENDING: AtomicBool = AtomicBool::new(false);
+
+/// How long a signal waits for the children being started to be
+/// registered: a fork and an exec, on a loaded machine.
+const REGISTERED_WITHIN_NANOS: i64 = 1_000_000_000;
+
+thread_local! {
+    /// Whether this thread is between starting a child and registering its
+    /// group. Const-initialized and without drop: a signal handler may
+    /// read it.
+    static STARTING_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A signal that came to a thread while it was starting a child, raised
+/// again once the child's group is registered (0: none).
+static PUT_OFF: AtomicI32 = AtomicI32::new(0);
+
+/// Starts `command` (in a process group of its own: `process_group(0)`)
+/// and registers its group, leaving no moment in which a signal could
+/// miss it: a SIGTERM that came between the two used to leave that virsh
+/// (and what it started) running after the tool had gone. A handler that
+/// runs on another thread meanwhile waits until the group is registered
+/// ([`wait_for_starts`]); one that runs on this thread puts the signal off
+/// until then; a group registered after the tool began to end is killed
+/// at once.
+pub fn spawn_registered(
+    command: &mut std::process::Command,
+) -> std::io::Result<(std::process::Child, GroupGuard)> {
+    STARTING_HERE.with(|here| here.set(true));
+    STARTING.fetch_add(1, Ordering::SeqCst);
+    let started = command.spawn().map(|child| {
+        let group = GroupGuard::register(child.id());
+        (child, group)
+    });
+    STARTING.fetch_sub(1, Ordering::SeqCst);
+    STARTING_HERE.with(|here| here.set(false));
+    if let Ok((_, group)) = &started
+        && ENDING.load(Ordering::SeqCst)
+    {
+        group.kill();
+    }
+    let put_off = PUT_OFF.swap(0, Ordering::SeqCst);
+    if put_off != 0 {
+        // SAFETY: raise(3) of a signal the tool handles.
+        unsafe { libc::raise(put_off) };
+    }
+    started
+}
+
+/// Waits (bounded) until no thread is between starting a child and
+/// registering its group. Async-signal-safe.
+fn wait_for_starts() {
+    let started = monotonic_nanos();
+    while STARTING.load(Ordering::SeqCst) > 0
+        && monotonic_nanos() - started < REGISTERED_WITHIN_NANOS
+    {
+        pause_a_millisecond();
+    }
+}
+
+fn pause_a_millisecond() {
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    // SAFETY: nanosleep(2) with a valid timespec and no remainder.
+    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+}
+
 /// Kills every registered group, then reaps every child that ends until
 /// those groups are gone (bounded): the tool's way out. Async-signal-safe
 /// (the groups are copied to the stack, not allocated).
 fn kill_and_reap_all() {
+    ENDING.store(true, Ordering::SeqCst);
+    wait_for_starts();
     let mut killed = [0; SLOTS];
     for (slot, group) in GROUPS.iter().zip(&mut killed) {
         *group = slot.load(Ordering::SeqCst);
@@ -144,6 +215,9 @@ impl Drop for Reaper {
     }
 }
 
+/// The signals that end the tool through [`on_signal`].
+const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
 /// Makes the tool a child subreaper, and SIGINT, SIGTERM and SIGHUP kill
 /// and reap every group before the tool dies of the signal as if it had
 /// not caught it (so the shell sees the usual status); returns the guard
@@ -152,10 +226,11 @@ pub fn reap_on_exit() -> Reaper {
     // SAFETY: prctl(2) with integer arguments. Should it fail (a kernel
     // before 3.4), virsh's orphans go to init as they always did.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only reads atomics and calls kill(2),
-        // waitpid(2), clock_gettime(2), nanosleep(2), write(2), signal(2) and
-        // raise(3), all async-signal-safe.
+    for signal in HANDLED {
+        // SAFETY: the handler only reads atomics and a const-initialized
+        // thread-local without drop, and calls kill(2), waitpid(2),
+        // clock_gettime(2), nanosleep(2), gettid(2), write(2), signal(2)
+        // and raise(3), all async-signal-safe.
         unsafe {
             let handler: extern "C" fn(libc::c_int) = on_signal;
             libc::signal(signal, handler as usize as libc::sighandler_t);
@@ -198,6 +273,13 @@ pub fn caught_signal() -> Option<i32> {
 }
 
 extern "C" fn on_signal(signal: libc::c_int) {
+    // This thread has a child started and not yet registered: nothing
+    // could kill it, nor can this thread wait for it. Raised again once it
+    // is registered (`spawn_registered`).
+    if STARTING_HERE.with(std::cell::Cell::get) {
+        let _ = PUT_OFF.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        return;
+    }
     if DEFERRING.load(Ordering::SeqCst) > 0
         && CAUGHT
             .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
@@ -205,6 +287,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
     {
         // No reaping here: the threads waiting on their children do it,
         // and the tool is not about to end.
+        wait_for_starts();
         for slot in &GROUPS {
             kill_group(slot.load(Ordering::SeqCst));
         }
@@ -305,12 +388,7 @@ pub mod last_words {
         while ![0, me].contains(&WRITER.load(Ordering::SeqCst))
             && super::monotonic_nanos() - started < WRITER_LEAVES_WITHIN_NANOS
         {
-            let pause = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 1_000_000,
-            };
-            // SAFETY: nanosleep(2) with a valid timespec and no remainder.
-            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+            super::pause_a_millisecond();
         }
         let end = END.load(Ordering::SeqCst);
         let mut chunk = [0u8; 512];
