@@ -116,8 +116,9 @@ fn kill_group(group: i32) {
 /// Threads between starting a child and registering its group.
 static STARTING: AtomicUsize = AtomicUsize::new(0);
 
-/// Set once the tool is on its way out: a group registered from then on
-/// is killed by the thread that registers it.
+/// Set once the tool is on its way out: no child is started from then on
+/// (one started after the handler had killed every group would outlive
+/// the tool, which dies of the signal right after).
 static ENDING: AtomicBool = AtomicBool::new(false);
 
 /// How long a signal waits for the children being started to be
@@ -141,24 +142,29 @@ static PUT_OFF: AtomicI32 = AtomicI32::new(0);
 /// (and what it started) running after the tool had gone. A handler that
 /// runs on another thread meanwhile waits until the group is registered
 /// ([`wait_for_starts`]); one that runs on this thread puts the signal off
-/// until then; a group registered after the tool began to end is killed
-/// at once.
+/// until then; once the tool has begun to end, nothing is started.
 pub fn spawn_registered(
     command: &mut std::process::Command,
 ) -> std::io::Result<(std::process::Child, GroupGuard)> {
-    STARTING_HERE.with(|here| here.set(true));
     STARTING.fetch_add(1, Ordering::SeqCst);
+    // Counted in STARTING before this looks: a handler that set ENDING
+    // either waits for this start, or is seen here.
+    if ENDING.load(Ordering::SeqCst) {
+        STARTING.fetch_sub(1, Ordering::SeqCst);
+        // The tool ends in a moment (of the signal, or at the end of
+        // `main`): an error from here would race it to say something
+        // else, and to exit with another status.
+        loop {
+            std::thread::park();
+        }
+    }
+    STARTING_HERE.with(|here| here.set(true));
     let started = command.spawn().map(|child| {
         let group = GroupGuard::register(child.id());
         (child, group)
     });
     STARTING.fetch_sub(1, Ordering::SeqCst);
     STARTING_HERE.with(|here| here.set(false));
-    if let Ok((_, group)) = &started
-        && ENDING.load(Ordering::SeqCst)
-    {
-        group.kill();
-    }
     let put_off = PUT_OFF.swap(0, Ordering::SeqCst);
     if put_off != 0 {
         // SAFETY: raise(3) of a signal the tool handles.
@@ -211,7 +217,24 @@ pub struct Reaper(());
 
 impl Drop for Reaper {
     fn drop(&mut self) {
+        wait_if_dying();
         kill_and_reap_all();
+    }
+}
+
+/// Set by a signal's handler that ends the tool.
+static DYING: AtomicBool = AtomicBool::new(false);
+
+/// Parks the calling thread for good if a signal is ending the tool: its
+/// handler kills every group and then ends the tool with the signal's
+/// status. A run that failed because its virsh were killed (or ended
+/// while the handler reaped) must not end it first, with another status
+/// and a word about virsh's end (it did: `status` exited 1 on SIGTERM).
+pub fn wait_if_dying() {
+    if DYING.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
     }
 }
 
@@ -293,6 +316,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
         }
         return;
     }
+    DYING.store(true, Ordering::SeqCst);
     kill_and_reap_all();
     last_words::say();
     // SAFETY: see `reap_on_exit`.
