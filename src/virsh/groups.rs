@@ -146,11 +146,14 @@ static PUT_OFF: AtomicI32 = AtomicI32::new(0);
 pub fn spawn_registered(
     command: &mut std::process::Command,
 ) -> std::io::Result<(std::process::Child, GroupGuard)> {
+    // Before the count: a handler on this thread must never wait for it.
+    STARTING_HERE.with(|here| here.set(true));
     STARTING.fetch_add(1, Ordering::SeqCst);
     // Counted in STARTING before this looks: a handler that set ENDING
     // either waits for this start, or is seen here.
     if ENDING.load(Ordering::SeqCst) {
         STARTING.fetch_sub(1, Ordering::SeqCst);
+        STARTING_HERE.with(|here| here.set(false));
         // The tool ends in a moment (of the signal, or at the end of
         // `main`): an error from here would race it to say something
         // else, and to exit with another status.
@@ -158,7 +161,6 @@ pub fn spawn_registered(
             std::thread::park();
         }
     }
-    STARTING_HERE.with(|here| here.set(true));
     let started = command.spawn().map(|child| {
         let group = GroupGuard::register(child.id());
         (child, group)
