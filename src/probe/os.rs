@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::cache::Cache;
 use super::osinfo::os_name_from_id;
-use super::values::{Domain, OsReport, OsSource};
+use super::values::{Domain, OsReport, OsSource, OsUnknown};
 use crate::utils::with_causes;
 use crate::virsh::{DomainState, Listed, Virsh, VirshError, XmlRead, Xmls, metadata};
 
@@ -76,7 +76,12 @@ fn detect(
     agent: Option<OsReport>,
     xml: Option<&Result<Option<String>, VirshError>>,
 ) -> OsReport {
-    let report = agent.unwrap_or_else(|| OsReport::failed(format!("domain is {}", domain.state)));
+    let report = agent.unwrap_or_else(|| {
+        OsReport::failed(
+            format!("domain is {}", domain.state),
+            OsUnknown::Inactive(domain.state),
+        )
+    });
     if report.name.is_some() {
         return report;
     }
@@ -86,10 +91,15 @@ fn detect(
         }),
         Some(Err(error)) => {
             let reason = format!("cannot read its XML: {}", with_causes(error));
+            // The agent's failure, where it was asked, says most in few
+            // words; an inactive domain's OS is unknown for want of its XML.
             OsReport {
                 error: Some(match report.error {
-                    Some(first) if !first.is_empty() => format!("{first}; {reason}"),
-                    _ => reason,
+                    Some((first, OsUnknown::Inactive(_))) => {
+                        (format!("{first}; {reason}"), OsUnknown::XmlUnreadable)
+                    }
+                    Some((first, why)) => (format!("{first}; {reason}"), why),
+                    None => (reason, OsUnknown::XmlUnreadable),
                 }),
                 ..report
             }

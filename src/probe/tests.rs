@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::values::{MemorySource, ReadFault};
+use super::values::{MemorySource, OsUnknown, ReadFault};
 use super::*;
 use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;
@@ -152,6 +152,10 @@ fn a_state_change_drops_the_cached_entries() {
     assert_eq!(rows[0].state, DomainState::Paused);
     assert_eq!(rows[0].os, "unknown");
     assert_eq!(rows[0].os_error.as_deref(), Some("domain is paused"));
+    assert_eq!(
+        rows[0].os_unknown,
+        Some(OsUnknown::Inactive(DomainState::Paused))
+    );
 }
 
 #[test]
@@ -182,7 +186,7 @@ fn stats_without_figures_get_dominfo_cached_for_the_ttl_unless_rescanned() {
     let rows = probes.scan(&no_progress).unwrap();
     assert_eq!(rows[0].vcpus, Some(1));
     assert_eq!(rows[0].memory_max_kib, Some(2048));
-    assert_eq!(rows[0].memory_used_kib, Some(1024));
+    assert_eq!(rows[0].memory_used_kib, None, "shut off: nothing used");
     assert_eq!(fake.process_count(), 3, "listing, dominfo batch, XML batch");
 
     expect_state_only_listing(&fake, uri, &[("a", 5), ("b", 5)]);
@@ -334,6 +338,7 @@ fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
         by_name("bare").os_error.as_deref(),
         Some("no guest agent channel")
     );
+    assert_eq!(by_name("bare").os_unknown, Some(OsUnknown::NoAgent));
     let dumpxml_processes = fake
         .processes()
         .iter()
@@ -484,5 +489,44 @@ fn a_read_that_cannot_start_virsh_keeps_the_cause_in_its_row() {
     assert!(
         error.ends_with(": Permission denied (os error 13)"),
         "{error}"
+    );
+}
+
+/// The table's reason for an unknown OS is a few words from a fixed list,
+/// whatever the error says: a cell never grows with an error's text (a
+/// guest's, virsh's), and the widest is the widest state's.
+#[test]
+fn every_reason_for_an_unknown_os_is_a_few_words() {
+    let states = [
+        DomainState::NoState,
+        DomainState::Paused,
+        DomainState::InShutdown,
+        DomainState::ShutOff,
+        DomainState::Crashed,
+        DomainState::PmSuspended,
+    ];
+    let reasons = states.into_iter().map(OsUnknown::Inactive).chain([
+        OsUnknown::NoAgent,
+        OsUnknown::AgentNotConnected,
+        OsUnknown::Stopped,
+        OsUnknown::NoAgentSupport,
+        OsUnknown::AgentTimedOut,
+        OsUnknown::AgentNotAsked,
+        OsUnknown::AgentRefused,
+        OsUnknown::AgentGaveNoOs,
+        OsUnknown::AgentBadReply,
+        OsUnknown::VirshFailed,
+        OsUnknown::XmlUnreadable,
+    ]);
+    for why in reasons {
+        let words = why.words();
+        assert!(words.len() <= 24, "{why:?}: {words}");
+        assert!(words.is_ascii() && !words.contains(['`', ':']), "{words}");
+    }
+    let refused = crate::agent::AgentError::Refused("x".repeat(10_000));
+    assert_eq!(OsUnknown::of(&refused).words(), "agent refused");
+    assert_eq!(
+        OsUnknown::Inactive(DomainState::ShutOff).words(),
+        "shut off, no metadata"
     );
 }
