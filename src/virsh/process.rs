@@ -132,10 +132,9 @@ impl Runner for DeadlineRunner {
 }
 
 /// Starts `invocation` the one way the tool ever does: from argv, with
-/// stdout and stderr piped, in a process group of its own.
-/// Starts virsh for `invocation`, its process group registered (so that
-/// any exit of the tool kills it) until the guard is dropped, once the
-/// leader has been reaped.
+/// stdout and stderr piped, in a process group of its own, registered (so
+/// that any exit of the tool kills it) until the guard is dropped, once
+/// the leader has been reaped.
 pub(super) fn spawn_virsh(
     invocation: &Invocation,
     stdin: Stdio,
