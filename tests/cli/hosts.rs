@@ -834,16 +834,31 @@ fn a_host_that_cannot_keep_its_interval_is_logged_and_shows_overdue() {
     );
     let behind = wait_for_log(&serving, "scan ran past", 1, 1);
     assert_eq!(behind[0]["fields"]["uri"], slow.as_str(), "{behind:?}");
-    let (_, metrics) = serving.get("/metrics");
-    let overdue = |uri: &str| -> f64 {
-        let line = metrics
+    // The page is put together by serve's publisher after the scan has
+    // landed: wait until it shows the slow host's scan (its overdue series
+    // moves off 0), bounded only against a hang.
+    let overdue_in = |metrics: &str, uri: &str| -> Option<f64> {
+        metrics
             .lines()
             .find(|line| {
                 line.starts_with("dismount_host_scan_overdue_seconds{")
                     && line.contains(&format!("uri=\"{uri}\""))
             })
-            .unwrap_or_else(|| panic!("no overdue series for {uri}:\n{metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let metrics = loop {
+        let (_, metrics) = serving.get("/metrics");
+        if overdue_in(&metrics, &slow).is_some_and(|seconds| seconds > 0.0)
+            || std::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let overdue = |uri: &str| -> f64 {
+        overdue_in(&metrics, uri)
+            .unwrap_or_else(|| panic!("no overdue series for {uri}:\n{metrics}"))
     };
     assert!(overdue(&slow) > 0.0, "{metrics}");
     for n in 2..=3 {
