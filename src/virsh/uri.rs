@@ -268,21 +268,24 @@ fn percent_decoded(text: &str) -> String {
 }
 
 /// `text` with each `scheme://…` in it replaced by its public form. A URI
-/// ends at white space, a quote or an angle bracket; punctuation right
-/// after it (`…/system: error`) is kept out of it.
+/// ends at white space, a quote or an angle bracket, or where the scheme
+/// of the next `://` starts (else `://://root@h/` would read
+/// `//root@h/` as a path and keep its user); punctuation right after it
+/// (`…/system: error`) is kept out of it.
 fn public_uris(text: &str) -> String {
-    let is_scheme = |c: char| c.is_ascii_alphanumeric() || "+.-".contains(c);
     let ends_uri = |c: char| c.is_whitespace() || "'\"`<>".contains(c);
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(marker) = rest.find("://") {
-        let start = rest[..marker]
-            .char_indices()
-            .rfind(|&(_, c)| !is_scheme(c))
-            .map_or(0, |(i, c)| i + c.len_utf8());
+        let start = scheme_start(rest, marker);
+        let after = marker + "://".len();
+        let next = rest[after..]
+            .find("://")
+            .map_or(rest.len(), |i| scheme_start(rest, after + i).max(after));
         let end = rest[marker..]
             .find(ends_uri)
-            .map_or(rest.len(), |i| marker + i);
+            .map_or(rest.len(), |i| marker + i)
+            .min(next);
         let uri = rest[start..end].trim_end_matches([':', ',', ';', '.', ')']);
         out.push_str(&rest[..start]);
         out.push_str(&Uri::parse(uri).public());
@@ -290,6 +293,16 @@ fn public_uris(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Where the scheme before the `://` at `marker` starts: after the last
+/// character no scheme holds.
+fn scheme_start(text: &str, marker: usize) -> usize {
+    let is_scheme = |c: char| c.is_ascii_alphanumeric() || "+.-".contains(c);
+    text[..marker]
+        .char_indices()
+        .rfind(|&(_, c)| !is_scheme(c))
+        .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
 #[cfg(test)]
@@ -437,6 +450,26 @@ mod tests {
             assert_eq!(Uri::parse(given).scrub(plain), plain);
         }
         assert_eq!(Uri::parse(given).scrub("at ://u@h/x?q"), "at ://h/x");
+    }
+
+    /// A `://` right before a URI (or inside one) starts a URI of its
+    /// own: the user info after it is not read as a path and kept
+    /// (proptest's `://` before `://root@host/…`).
+    #[test]
+    fn scrub_reads_each_marker_as_its_own_uri() {
+        let given = Uri::parse("qemu+ssh://root@host/x?keyfile=/k");
+        for (text, scrubbed) in [
+            ("://://root@host/x?keyfile=/k", "://://host/x"),
+            ("a://qemu+ssh://root@host/x", "a://qemu+ssh://host/x"),
+            ("qemu+ssh://b://root@host/x", "qemu+ssh://b://host/x"),
+            // A URI in a query is a URI of its own, shown public too.
+            (
+                "x: qemu+ssh://root@host/x?command=a://u@h/",
+                "x: qemu+ssh://host/xa://h",
+            ),
+        ] {
+            assert_eq!(given.scrub(text), scrubbed, "{text}");
+        }
     }
 
     /// libvirt percent-decodes a query's names and values before the ssh
