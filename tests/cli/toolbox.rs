@@ -83,6 +83,12 @@ fn bash_completes_from_the_host_on_the_line() {
     assert_eq!(reply, ["fda", "hdc", "sda"], "{}", stderr(&output));
     let (reply, output) = complete_in_bash(&["-c", &library, "upload", "x.iso", "--pool", ""], &[]);
     assert_eq!(reply, ["isos", "other"], "{}", stderr(&output));
+    // `--hosts ~/FILE` as the shell will expand it when the line runs.
+    let (reply, output) = complete_in_bash(
+        &["--hosts", "~/hosts", "mount", "web", "isos/u"],
+        &[("HOME", &dir.display().to_string())],
+    );
+    assert_eq!(reply, ["isos/unused.iso"], "{}", stderr(&output));
     // A pool's name read exactly: `pool-list --name` pads "spare " away.
     let holders = fleet_uri("fleet-holders.xml");
     let (reply, output) = complete_in_bash(&["-c", &holders, "upload", "x.iso", "--pool", ""], &[]);
