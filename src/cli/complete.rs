@@ -301,6 +301,13 @@ impl Line {
     /// them at once, together: a host that fails or does not answer within
     /// [`BOUND`] gives nothing (its virsh killed and reaped by the runner).
     fn ask(&self, read: impl Fn(&Virsh) -> Result<Vec<String>, VirshError> + Sync) -> Vec<String> {
+        // A FIFO nobody writes would hold the TAB for ever, `/dev/zero`
+        // fill the memory: the completion reads a regular file only.
+        if let Some(hosts) = &self.hosts
+            && !std::fs::metadata(hosts).is_ok_and(|meta| meta.is_file())
+        {
+            return Vec::new();
+        }
         let Ok(hosts) = connections(
             &self.connect,
             self.hosts.as_deref(),

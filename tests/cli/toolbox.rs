@@ -337,6 +337,41 @@ fn a_hung_host_completes_nothing_and_leaves_no_process() {
     assert_eq!(reply, ["web"], "{}", stderr(&output));
 }
 
+/// A `--hosts` on the line that is no regular file (a FIFO nobody writes,
+/// `/dev/zero`) completes nothing and the TAB comes back: the completion
+/// does not read it (before: it waited on the FIFO for ever, or read
+/// `/dev/zero` until memory ran out).
+#[test]
+fn a_hosts_file_that_is_no_regular_file_completes_nothing() {
+    let dir = temp_dir("complete-fifo");
+    let fifo = dir.join("hosts");
+    let made = run(std::process::Command::new("mkfifo").arg(&fifo));
+    assert!(made.status.success(), "{}", stderr(&made));
+    for hosts in [fifo.display().to_string(), "/dev/zero".to_owned()] {
+        let line = format!("dismount_iso_qemu --hosts {hosts} eject w");
+        let mut child = tool()
+            .env("COMPLETE", "bash")
+            .args(["--", &line, "w"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A bound, not a measure: the completion's own is 2 s.
+        let ended = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            child.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(ended, "--hosts {hosts}: the TAB never came back");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output), "", "--hosts {hosts}");
+    }
+}
+
 /// A TAB over ssh asks virsh for `no_tty=1`: ssh then fails at once
 /// instead of printing a password or host-key prompt on the terminal in
 /// the middle of the line being typed.
