@@ -180,8 +180,9 @@ impl Uri<'_> {
     /// `text` (an error about this connection) fit for people who may not
     /// see the connection's details: every URI in it (the one given, one
     /// virsh wrote, a command line's `-c`) in its [`Uri::public`] form, and
-    /// each value of this URI's query that names a path (`keyfile=`,
-    /// `command=`, `socket=`: ssh names the key file in its warnings) as
+    /// each value of this URI's query that names a path, and each value of
+    /// a [`FILE_PARAMETERS`] one (`keyfile=`, `command=`, `socket=`: ssh
+    /// names the key file in its warnings), as
     /// `<keyfile>`, `<command>`, …, written as given and as libvirt reads
     /// it (percent-decoded: `my%20key` reaches ssh as `my key`).
     pub fn scrub(&self, text: &str) -> String {
@@ -190,11 +191,13 @@ impl Uri<'_> {
         let mut secrets: Vec<(String, String)> = Vec::new();
         for (raw_name, raw_value) in query_params(query) {
             let (name, value) = (percent_decoded(raw_name), percent_decoded(raw_value));
-            if !(raw_value.contains('/') || value.contains('/')) {
-                continue;
-            }
             // libvirt matches parameter names in any case (`KeyFile=`).
             let name = name.to_ascii_lowercase();
+            let names_a_file = FILE_PARAMETERS.contains(&name.as_str());
+            if value.is_empty() || !(names_a_file || raw_value.contains('/') || value.contains('/'))
+            {
+                continue;
+            }
             let label = if !name.is_empty()
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             {
@@ -214,6 +217,18 @@ impl Uri<'_> {
         scrubbed
     }
 }
+
+/// The remote driver's parameters that name a file or a program, scrubbed
+/// whatever their value: one given relative (`keyfile=id_kvm`) has no `/`
+/// to tell it by, and ssh's warnings name it as given.
+const FILE_PARAMETERS: [&str; 6] = [
+    "command",
+    "keyfile",
+    "known_hosts",
+    "netcat",
+    "pkipath",
+    "socket",
+];
 
 /// A query's `name=value` pairs, raw, split as libvirt's
 /// `virURIParseParams` splits them: at the next `&`, or at the next `;`
@@ -495,6 +510,20 @@ mod tests {
         assert_eq!(
             Uri::parse("qemu+ssh://h/s?x%3Cy%3E=%2Fp").scrub("at /p"),
             "at <parameter>"
+        );
+    }
+
+    /// A parameter that names a file is scrubbed whatever its value: ssh
+    /// names a key file given relative (`keyfile=id_kvm`, found from the
+    /// working directory) in its warning as it was given. Flags stay.
+    #[test]
+    fn scrub_leaves_out_file_parameters_without_a_slash() {
+        let given = Uri::parse("qemu+ssh://h/system?KeyFile=id_kvm&command=ssh-kvm&no_tty=1");
+        assert_eq!(
+            given.scrub(
+                "Warning: Identity file id_kvm not accessible; ssh-kvm: not found; no_tty 1"
+            ),
+            "Warning: Identity file <keyfile> not accessible; <command>: not found; no_tty 1"
         );
     }
 }

@@ -112,7 +112,7 @@ fn names_a_shell_cannot_show_are_not_offered() {
 
 /// What the admin types after `eject` (or the rest of the line), and the
 /// name the completed line must pass the tool, on fixtures/fleet-shell.xml.
-const HOSTILE: [(&str, &str); 24] = [
+const HOSTILE: [(&str, &str); 26] = [
     ("eject y", "y`touch PWNED`"),
     ("eject x", "x$(touch PWNED)"),
     ("eject wi", "with space"),
@@ -139,6 +139,9 @@ const HOSTILE: [(&str, &str); 24] = [
     ("eject nl", "nl"),
     ("mount web my", "my pool/v`touch PWNED`.iso"),
     ("upload x --pool m", "my pool"),
+    // A pool's name ending in a blank, and a volume's starting with a dash.
+    ("upload x --pool tr", "trail pool "),
+    ("mount web tr", "trail pool /-x.iso"),
     ("mount web f", "f$(touch PWNED).iso"),
 ];
 
