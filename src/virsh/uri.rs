@@ -183,8 +183,10 @@ impl Uri<'_> {
     /// each value of this URI's query that names a path, and each value of
     /// a [`FILE_PARAMETERS`] one (`keyfile=`, `command=`, `socket=`: ssh
     /// names the key file in its warnings), as
-    /// `<keyfile>`, `<command>`, …, written as given and as libvirt reads
-    /// it (percent-decoded: `my%20key` reaches ssh as `my key`).
+    /// `<keyfile>`, `<command>`, …, and this URI's user where ssh names it
+    /// (`root@kvm1: Permission denied`), each written as given and as
+    /// libvirt reads it (percent-decoded: `my%20key` reaches ssh as `my
+    /// key`).
     pub fn scrub(&self, text: &str) -> String {
         let mut scrubbed = public_uris(text);
         let query = self.text.split_once('?').map_or("", |(_, query)| query);
@@ -207,6 +209,16 @@ impl Uri<'_> {
             };
             for secret in [raw_value.to_owned(), value] {
                 secrets.push((secret, label.clone()));
+            }
+        }
+        // ssh names the user in its own words (`root@kvm1: Permission
+        // denied`): it goes with its `@`, as from the URIs.
+        if let Some(info) = self.user_info().filter(|info| !info.is_empty()) {
+            let user = info.split(':').next().unwrap_or(info);
+            for shown in [info, user].map(|text| [text.to_owned(), percent_decoded(text)]) {
+                for text in shown.into_iter().filter(|text| !text.is_empty()) {
+                    secrets.push((format!("{text}@"), String::new()));
+                }
             }
         }
         // The longest first: a value inside another is not left half shown.
@@ -511,6 +523,23 @@ mod tests {
             Uri::parse("qemu+ssh://h/s?x%3Cy%3E=%2Fp").scrub("at /p"),
             "at <parameter>"
         );
+    }
+
+    /// ssh names the user in its own words (`nobodyx@127.0.0.1: Permission
+    /// denied`, captured through the lab's sshd): the user goes, as from
+    /// the URIs, written as given or percent-decoded.
+    #[test]
+    fn scrub_leaves_out_the_user_ssh_names() {
+        let error = "error: Cannot recv data: nobodyx@127.0.0.1: Permission denied (publickey).: \
+                     Connection reset by peer";
+        let scrubbed = "error: Cannot recv data: 127.0.0.1: Permission denied (publickey).: \
+                        Connection reset by peer";
+        for given in [
+            "qemu+ssh://nobodyx@127.0.0.1:2222/system?command=/x/ssh",
+            "qemu+ssh://nobody%78@127.0.0.1:2222/system",
+        ] {
+            assert_eq!(Uri::parse(given).scrub(error), scrubbed, "{given}");
+        }
     }
 
     /// A parameter that names a file is scrubbed whatever its value: ssh
