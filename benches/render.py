@@ -566,6 +566,13 @@ def render_run(c, existing=""):
         "",
         "## 4. Peak RSS",
         "",
+        "`/usr/bin/time`'s maximum RSS is the largest of the tool's own and of every virsh",
+        "it started and reaped (wait4's `ru_maxrss` covers the waited-for descendants):",
+        "as a rule a virsh's, not the tool's. A virsh's grows with the square of the script",
+        "it parses (it keeps a copy of the rest of the line for each word), so no virsh is",
+        "handed more than 8 KiB (`MAX_SCRIPT_BYTES`, `src/virsh/batch.rs`); the test",
+        "`a_scan_peaks_at_about_one_virsh_of_memory` holds a scan to one virsh and 4 MiB.",
+        "",
         "| | peak RSS | target | |",
         "| --- | ---: | --- | --- |",
         "| `status --json`, %s QEMU domains, local (largest of 3 runs) | %d KiB (%.1f MiB)"

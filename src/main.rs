@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         // A reader that went away (`| head`) is not an error worth a word.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
+            // virsh killed by a signal's handler fails the run: the handler
+            // ends it, with the signal's status and without this word.
+            dismount_iso_qemu::virsh::groups::wait_if_dying();
             // The chain quotes domain names, paths and virsh's own words:
             // nothing in it may act on the terminal.
             let message = sanitize(&format!("{error:#}"));

@@ -2,8 +2,8 @@
 //! hosts, aliases of 127.0.0.1 on an sshd of the fleet's own in front of
 //! the lab's libvirtd, each connection with a test driver of its own; a
 //! few real QEMU hosts (the lab's guests); hosts that accept ssh but never
-//! answer. The process bound is counted from /proc while the tool runs,
-//! never timed. Only reads; without the lab every test is reported as
+//! answer. The process bound is counted exactly, as each process starts
+//! (tests/support/peak-virsh), never timed. Only reads; without the lab every test is reported as
 //! ignored, by name.
 
 mod common;
@@ -11,8 +11,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use libtest_mimic::{Failed, Trial};
@@ -84,13 +82,35 @@ impl SimulatedFleet {
         check(fleet.uris.len() == hosts + hung + qemu, || {
             format!("{:?}", fleet.uris)
         })?;
+        // The ssh of the URIs' `command=` through peak-virsh; the log's
+        // path written in, as libvirt may not pass the environment on.
+        let quote =
+            |path: PathBuf| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
+        std::fs::write(
+            fleet.dir.join("ssh"),
+            format!(
+                "#!/bin/sh\nPEAK_VIRSH_LOG={} PEAK_PROGRAM=ssh exec {} -F {} \"$@\"\n",
+                quote(fleet.peak_log()),
+                quote(support("peak-virsh")),
+                quote(fleet.dir.join("ssh_config")),
+            ),
+        )?;
         Ok(fleet)
     }
 
-    /// The tool on every host of the fleet, each virsh call given `timeout`.
+    /// Where every virsh and ssh of a run records how many are alive.
+    fn peak_log(&self) -> PathBuf {
+        self.dir.join("peak")
+    }
+
+    /// The tool on every host of the fleet, each virsh call given
+    /// `timeout`, its virsh and their ssh counted (see [`run_counting`]).
     fn tool(&self, timeout: &str) -> Command {
         let mut command = tool();
-        command.args(["--timeout", timeout]);
+        command
+            .args(["--timeout", timeout, "--virsh"])
+            .arg(support("peak-virsh"))
+            .env("PEAK_VIRSH_LOG", self.peak_log());
         for uri in &self.uris {
             command.args(["-c", uri]);
         }
@@ -115,33 +135,33 @@ fn label(uri: &str) -> String {
         .replacen("root@", "", 1)
 }
 
-/// Runs `command` to its end while a thread counts, from /proc every few
-/// milliseconds, the processes of its tree (the tool and every
-/// descendant): its output and the most seen at once.
-fn run_counting(command: &mut Command) -> Result<(Output, usize), Failed> {
-    let child = command
+/// Runs `command` (the tool on `fleet`, from [`SimulatedFleet::tool`]) to
+/// its end: its output and the most processes of its tree alive at once,
+/// counted exactly. Every virsh (tests/support/peak-virsh) and every ssh
+/// a virsh starts (the fleet's ssh wrapper, through the same script)
+/// records, as it starts, how many of them are alive; they are the whole
+/// tree but the tool (no ssh ControlMaster forks), and the count only
+/// grows when one starts, so the most recorded is the peak. It used to
+/// be sampled from /proc every 5 ms, which a short spike could slip
+/// between.
+fn run_counting(fleet: &SimulatedFleet, command: &mut Command) -> Result<(Output, usize), Failed> {
+    let log = fleet.peak_log();
+    let _ = std::fs::remove_dir_all(&log);
+    let output = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()?;
-    let pid = child.id();
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while !done.load(Ordering::Relaxed) {
-                peak = peak.max(1 + descendants(pid).len());
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            peak
-        })
-    };
-    let output = child.wait_with_output()?;
-    done.store(true, Ordering::Relaxed);
-    let peak = sampler.join().expect("the sampler runs");
+        .spawn()?
+        .wait_with_output()?;
     check(!stderr(&output).contains("panicked"), || stderr(&output))?;
-    // The tool ran virsh at all, and the sampler saw it.
-    check(peak >= 3, || format!("only {peak} process(es) seen"))?;
+    let alive = std::fs::read_to_string(log.join("alive")).unwrap_or_default();
+    // The tool, and the most of its virsh and ssh alive at once.
+    let peak = 1 + alive
+        .lines()
+        .map(|n| n.parse::<usize>().unwrap_or(usize::MAX))
+        .max()
+        .unwrap_or(0);
+    // The tool ran virsh over ssh at all, and the count saw it.
+    check(peak >= 3, || format!("only {peak} process(es) counted"))?;
     check(peak <= PROCESS_BOUND, || {
         format!("{peak} processes at once, more than 2 × {BUDGET} + 2")
     })?;
@@ -200,7 +220,7 @@ fn status_over_fifty_simulated_hosts_and_two_qemu_hosts_stays_within_the_bound()
 -> Result<(), Failed> {
     let fleet = SimulatedFleet::up("status", 50, 0, 2)?;
     let expected = fixture_rows(&["status", "--json"], "name")?;
-    let (output, _) = run_counting(fleet.tool(TIMEOUT).args(["status", "--json"]))?;
+    let (output, _) = run_counting(&fleet, fleet.tool(TIMEOUT).args(["status", "--json"]))?;
     check(output.status.success(), || {
         format!("{:?}: {}", output.status, stderr(&output))
     })?;
@@ -225,7 +245,7 @@ fn status_over_fifty_simulated_hosts_and_two_qemu_hosts_stays_within_the_bound()
 fn isos_and_a_dry_run_eject_over_fifty_hosts_cover_every_host() -> Result<(), Failed> {
     let fleet = SimulatedFleet::up("isos", 50, 0, 0)?;
     let expected = fixture_rows(&["isos", "--json"], "domain")?;
-    let (output, _) = run_counting(fleet.tool(TIMEOUT).args(["isos", "--json"]))?;
+    let (output, _) = run_counting(&fleet, fleet.tool(TIMEOUT).args(["isos", "--json"]))?;
     check(output.status.success(), || {
         format!("{:?}: {}", output.status, stderr(&output))
     })?;
@@ -240,7 +260,10 @@ fn isos_and_a_dry_run_eject_over_fifty_hosts_cover_every_host() -> Result<(), Fa
     let planned = |text: &str| text.matches(" --eject ").count();
     let per_host = planned(&stdout(&local));
     check(per_host > 0, || stdout(&local))?;
-    let (output, _) = run_counting(fleet.tool(TIMEOUT).args(["eject", "--all", "--dry-run"]))?;
+    let (output, _) = run_counting(
+        &fleet,
+        fleet.tool(TIMEOUT).args(["eject", "--all", "--dry-run"]),
+    )?;
     check(output.status.success(), || {
         format!("{:?}: {}", output.status, stderr(&output))
     })?;
@@ -267,7 +290,7 @@ fn isos_and_a_dry_run_eject_over_fifty_hosts_cover_every_host() -> Result<(), Fa
 fn each_hung_host_is_one_error_line_and_the_others_answer() -> Result<(), Failed> {
     let fleet = SimulatedFleet::up("hung", 16, 4, 0)?;
     let expected = fixture_rows(&["status", "--json"], "name")?;
-    let (output, _) = run_counting(fleet.tool(HUNG_TIMEOUT).args(["status", "--json"]))?;
+    let (output, _) = run_counting(&fleet, fleet.tool(HUNG_TIMEOUT).args(["status", "--json"]))?;
     let errors = stderr(&output);
     check(output.status.code() == Some(3), || {
         format!("{:?}: {errors}", output.status)

@@ -3,8 +3,11 @@
 //! `domblklist`) for the lab's own pools and guests only, locally and over
 //! ssh, whatever other pools the host has; uploads over `qemu+ssh://` into a second directory pool,
 //! `lab-upload`, that each test makes under LAB_DIR and removes again;
-//! an interrupted upload and a file that shrinks mid-upload leave no
-//! volume; deletions refused while a lab guest holds the ISO, live or
+//! an interrupted upload (at each moment) and a file that shrinks,
+//! grows or is rewritten mid-upload leave no volume it created; the file
+//! that is the volume itself is never replaced; two uploads of one name
+//! at once leave the winner's bytes whole; `mount --upload` into a
+//! scratch domain of this file's own (`lab-upload-vm`, never started); deletions refused while a lab guest holds the ISO, live or
 //! only in its config, with no guest's XML changed. The lab guests'
 //! drives and the `lab-isos` pool's ISOs are never changed: the refusals
 //! on them run with `--dry-run` besides, so even a broken refusal would
@@ -42,6 +45,30 @@ fn main() -> ExitCode {
             Trial::test(
                 "a_file_that_shrinks_mid_upload_leaves_no_volume",
                 a_file_that_shrinks_mid_upload_leaves_no_volume,
+            ),
+            Trial::test(
+                "a_file_rewritten_or_grown_mid_upload_leaves_no_volume",
+                a_file_rewritten_or_grown_mid_upload_leaves_no_volume,
+            ),
+            Trial::test(
+                "the_volume_itself_is_never_replaced",
+                the_volume_itself_is_never_replaced,
+            ),
+            Trial::test(
+                "a_failed_create_deletes_nothing",
+                a_failed_create_deletes_nothing,
+            ),
+            Trial::test(
+                "two_uploads_of_one_name_at_once_one_wins_whole",
+                two_uploads_of_one_name_at_once_one_wins_whole,
+            ),
+            Trial::test(
+                "an_upload_interrupted_at_each_moment_says_what_it_did",
+                an_upload_interrupted_at_each_moment_says_what_it_did,
+            ),
+            Trial::test(
+                "a_mount_after_an_upload_that_fails_names_commands_that_work",
+                a_mount_after_an_upload_that_fails_names_commands_that_work,
             ),
             Trial::test(
                 "the_readmes_library_recipes_run",
@@ -672,6 +699,559 @@ fn a_volume_in_a_disk_or_floppy_is_held() -> Result<(), Failed> {
         "lab-off's config is not restored".to_owned()
     })?;
     drop(pool);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `upload FILE --pool lab-upload` on the local lab through the fake
+/// virsh that passes every line to the real one but hangs, waits or
+/// answers late where `env` says (tests/support/hung-agent-virsh), in a
+/// process group of its own, its stdout and stderr piped.
+fn faulty_upload(
+    file: &Path,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+    vars: &[(&str, &str)],
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut command = tool();
+    command
+        .args(["-c", LAB_URI, "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .arg("upload")
+        .arg(file)
+        .args(["--pool", POOL])
+        .args(extra)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (key, path) in env {
+        command.env(key, path);
+    }
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+/// Waits until `mark` holds a line with `word`.
+fn marked(mark: &Path, word: &str) {
+    poll(|| {
+        std::fs::read_to_string(mark)
+            .ok()
+            .filter(|text| text.lines().any(|line| line.contains(word)))
+            .map(drop)
+    });
+}
+
+fn volume_exists(name: &str) -> bool {
+    lab_virsh(&["vol-info", "--pool", POOL, "--vol", name])
+        .status
+        .success()
+}
+
+/// A 1 GiB file rewritten in place (one byte) or grown (a download still
+/// in progress) during its upload: the upload fails and leaves no volume.
+/// Before, what was read was sent and reported ok.
+fn a_file_rewritten_or_grown_mid_upload_leaves_no_volume() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let dir = temp_dir("lab-moving");
+    for (name, change, said) in [
+        (
+            "rewritten.iso",
+            (|file: &Path| {
+                use std::os::unix::fs::FileExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(file)?
+                    .write_all_at(b"x", 5)
+            }) as fn(&Path) -> std::io::Result<()>,
+            "changed during the upload: it was modified",
+        ),
+        (
+            "grown.iso",
+            |file: &Path| {
+                use std::io::Write;
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(file)?
+                    .write_all(&[0; 4096])
+            },
+            "changed during the upload: its size went from 1073741824 to 1073745920 bytes",
+        ),
+    ] {
+        let file = iso_file(&dir, name, 1 << 30);
+        let child = upload_under_way(&file);
+        // Unwrapped: the child is waited for below on every path.
+        change(&file).expect("the file changes");
+        let output = child.wait_with_output()?;
+        check(output.status.code() == Some(1), || stderr(&output))?;
+        check(
+            stderr(&output).contains(said)
+                && stderr(&output).contains("it had created was deleted"),
+            || stderr(&output),
+        )?;
+        check(pool.volumes().is_empty(), || {
+            format!("{:?}", pool.volumes())
+        })?;
+        std::fs::remove_file(&file)?;
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `upload ./x.iso --replace` run in the pool's directory, locally and
+/// over ssh (a remote URI whose host is this machine): refused, the file
+/// untouched. Before, the volume was deleted and made anew, and the now
+/// empty file uploaded into it, reported ok with `--sha256` and
+/// `--verify`: the ISO became zeros.
+fn the_volume_itself_is_never_replaced() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let file = pool.dir.join("self.iso");
+    std::fs::copy(lab_iso("install-a.iso"), &file)?;
+    let refreshed = lab_virsh(&["pool-refresh", POOL]);
+    check(refreshed.status.success(), || {
+        String::from_utf8_lossy(&refreshed.stderr).into_owned()
+    })?;
+    let before = std::fs::read(&file)?;
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()?;
+    let sum = String::from_utf8(sum.stdout)?;
+    let hash = sum
+        .split_whitespace()
+        .next()
+        .ok_or("a checksum")?
+        .to_owned();
+    for uri in [LAB_URI.to_owned(), lab_ssh_uri()] {
+        let output = run(tool()
+            .args([
+                "-c",
+                &uri,
+                "upload",
+                "./self.iso",
+                "--pool",
+                POOL,
+                "--replace",
+            ])
+            .args(["--sha256", &hash, "--verify"])
+            .current_dir(&pool.dir));
+        check(output.status.code() == Some(1), || {
+            format!("{}{}", stdout(&output), stderr(&output))
+        })?;
+        check(
+            stderr(&output).contains("'./self.iso' is the volume lab-upload/self.iso itself on")
+                && stderr(&output).lines().count() == 1,
+            || stderr(&output),
+        )?;
+        check(std::fs::read(&file)? == before, || {
+            format!("{uri}: the file's bytes changed")
+        })?;
+    }
+    check(pool.volumes() == ["self.iso"], || {
+        format!("{:?}", pool.volumes())
+    })?;
+    Ok(())
+}
+
+/// Another upload's volume of the same name made between this one's look
+/// for the name and its `vol-create-as` (held back by the fake virsh
+/// until the other is done): this one fails in one line and deletes
+/// nothing. Before, its clean-up deleted the other's volume.
+fn a_failed_create_deletes_nothing() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let dir = temp_dir("lab-create-race");
+    std::fs::create_dir_all(dir.join("first"))?;
+    std::fs::create_dir_all(dir.join("second"))?;
+    let winner = dir.join("first/same.iso");
+    std::fs::copy(lab_iso("install-a.iso"), &winner)?;
+    let loser = dir.join("second/same.iso");
+    std::fs::copy(lab_iso("tools-b.iso"), &loser)?;
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&winner)
+        .output()?;
+    let sum = String::from_utf8(sum.stdout)?;
+    let hash = sum
+        .split_whitespace()
+        .next()
+        .ok_or("a checksum")?
+        .to_owned();
+    let (mark, go) = (dir.join("mark"), dir.join("go"));
+    let held = faulty_upload(
+        &loser,
+        &[],
+        &[("HUNG_MARK", &mark), ("WAIT_FOR", &go)],
+        &[("WAIT_COMMAND", "vol-create-as")],
+    );
+    marked(&mark, "vol-create-as");
+    let first = run(tool()
+        .args(["-c", LAB_URI, "upload"])
+        .arg(&winner)
+        .args(["--pool", POOL, "--sha256", &hash]));
+    // Unwrapped: the held upload is waited for below on every path.
+    std::fs::write(&go, b"").expect("the gate opens");
+    let second = held.wait_with_output()?;
+    check(first.status.success(), || stderr(&first))?;
+    check(
+        stdout(&first).contains("size checked, the bytes sent match --sha256"),
+        || stdout(&first),
+    )?;
+    check(second.status.code() == Some(1), || stderr(&second))?;
+    check(
+        stderr(&second).lines().count() == 1
+            && stderr(&second)
+                .contains("cannot create the volume lab-upload/same.iso on qemu:///system (nothing was deleted)"),
+        || stderr(&second),
+    )?;
+    check(
+        std::fs::read(pool.dir.join("same.iso"))? == std::fs::read(&winner)?,
+        || "the winner's volume is not its file's bytes".to_owned(),
+    )?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Two uploads of one name started at once, each of its own 64 MiB file:
+/// exactly one succeeds, the other fails in one line, and the volume
+/// holds the winner's bytes whole.
+fn two_uploads_of_one_name_at_once_one_wins_whole() -> Result<(), Failed> {
+    use std::os::unix::fs::FileExt;
+    let pool = UploadPool::new(true);
+    let dir = temp_dir("lab-two-at-once");
+    let mut files = Vec::new();
+    for (which, byte) in [("a", b'a'), ("b", b'b')] {
+        std::fs::create_dir_all(dir.join(which))?;
+        let file = iso_file(&dir.join(which), "twice.iso", 64 << 20);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)?
+            .write_all_at(&[byte; 4096], 1 << 20)?;
+        files.push(file);
+    }
+    let children: Vec<std::process::Child> = files
+        .iter()
+        .map(|file| {
+            tool()
+                .args(["-c", &lab_ssh_uri(), "upload"])
+                .arg(file)
+                .args(["--pool", POOL, "--verify"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs = children
+        .into_iter()
+        .map(std::process::Child::wait_with_output)
+        .collect::<Result<Vec<_>, _>>()?;
+    let won: Vec<usize> = (0..2).filter(|i| outputs[*i].status.success()).collect();
+    let report = || {
+        outputs
+            .iter()
+            .map(|o| format!("{:?}: {}{}", o.status, stdout(o), stderr(o)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    check(won.len() == 1, report)?;
+    let lost = &outputs[1 - won[0]];
+    check(
+        lost.status.code() == Some(1) && stderr(lost).lines().count() == 1,
+        report,
+    )?;
+    check(
+        std::fs::read(pool.dir.join("twice.iso"))? == std::fs::read(&files[won[0]])?,
+        || "the volume is not the winner's file".to_owned(),
+    )?;
+    // One host listed twice, under two URIs (locally and over ssh): one
+    // upload wins, the other is one line, exit 3, the volume whole.
+    lab_virsh(&["vol-delete", "--pool", POOL, "--vol", "twice.iso"]);
+    let output = run(tool()
+        .args(["-c", LAB_URI, "-c", &lab_ssh_uri(), "upload"])
+        .arg(&files[0])
+        .args(["--pool", POOL, "--verify"]));
+    check(output.status.code() == Some(3), || {
+        format!(
+            "{:?}: {}{}",
+            output.status,
+            stdout(&output),
+            stderr(&output)
+        )
+    })?;
+    check(
+        stdout(&output).matches("ok: uploaded").count() == 1
+            && stderr(&output).lines().count() == 1,
+        || format!("{}{}", stdout(&output), stderr(&output)),
+    )?;
+    check(
+        std::fs::read(pool.dir.join("twice.iso"))? == std::fs::read(&files[0])?,
+        || "the volume is not the file".to_owned(),
+    )?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// A moment an upload is interrupted at: what it is, the fake virsh's
+/// variables that hold it, the upload's extra arguments, what the tool
+/// says, and whether a volume is left.
+type Moment<'a> = (
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a [&'a str],
+    &'a str,
+    bool,
+);
+
+/// Ctrl-C at each moment of an upload (the fake virsh holds the moment):
+/// the rule is that an upload is complete once every check passed; before
+/// that the volume this run created is deleted and the tool says so
+/// (130); a create that a signal cut short is not deleted, since the
+/// volume may be another's, and the tool says whether one is there.
+/// Before, Ctrl-C during the size check exited 130 saying nothing and
+/// kept the volume.
+fn an_upload_interrupted_at_each_moment_says_what_it_did() -> Result<(), Failed> {
+    let pool = UploadPool::new(true);
+    let dir = temp_dir("lab-moments");
+    let file = iso_file(&dir, "moment.iso", 4 << 20);
+    let deleted = "interrupted; the volume lab-upload/moment.iso it had created was deleted";
+    let cases: [Moment; 7] = [
+        (
+            "the pool's check, before anything",
+            &[("HUNG_COMMAND", "pool-info")],
+            &[],
+            "interrupted before anything was changed",
+            false,
+        ),
+        (
+            "the deletion of the volume --replace replaces (held before it is sent)",
+            &[("HUNG_COMMAND", "vol-delete")],
+            &["--replace"],
+            "interrupted while the volume lab-upload/moment.iso it replaces (--replace) was \
+             being deleted: it may be gone; nothing was uploaded",
+            true,
+        ),
+        (
+            "the size check, after the bytes went out",
+            &[("HUNG_COMMAND", "vol-info"), ("HUNG_AFTER", "vol-upload")],
+            &[],
+            deleted,
+            false,
+        ),
+        (
+            "--verify's read-back",
+            &[("HUNG_COMMAND", "vol-download")],
+            &["--verify"],
+            deleted,
+            false,
+        ),
+        (
+            "the path's look-up",
+            &[("HUNG_COMMAND", "vol-path")],
+            &[],
+            deleted,
+            false,
+        ),
+        (
+            "the create, not yet made",
+            &[("HUNG_COMMAND", "vol-create-as")],
+            &[],
+            "interrupted while creating the volume lab-upload/moment.iso: none was made",
+            false,
+        ),
+        (
+            "the create, made but not answered",
+            &[("LATE_COMMAND", "vol-create-as")],
+            &[],
+            "interrupted while creating the volume lab-upload/moment.iso: it exists now, empty \
+             if this run made it, and is left as it is",
+            true,
+        ),
+    ];
+    for (moment, vars, extra, said, left) in cases {
+        if extra.contains(&"--replace") {
+            std::fs::copy(&file, pool.dir.join("moment.iso"))?;
+            lab_virsh(&["pool-refresh", POOL]);
+        }
+        let mark = dir.join("mark");
+        let _ = std::fs::remove_file(&mark);
+        let child = faulty_upload(&file, extra, &[("HUNG_MARK", &mark)], vars);
+        if vars.iter().any(|(key, _)| *key == "LATE_COMMAND") {
+            poll(|| volume_exists("moment.iso").then_some(()));
+        } else {
+            marked(&mark, vars[0].1);
+        }
+        signal_group(&child, libc::SIGINT);
+        let output = child.wait_with_output()?;
+        check(output.status.code() == Some(130), || {
+            format!("{moment}: {:?}: {}", output.status, stderr(&output))
+        })?;
+        check(stderr(&output).contains(said), || {
+            format!("{moment}: {}", stderr(&output))
+        })?;
+        check(!stdout(&output).contains("ok:"), || stdout(&output))?;
+        check(
+            pool.volumes()
+                == if left {
+                    vec!["moment.iso".to_owned()]
+                } else {
+                    vec![]
+                },
+            || format!("{moment}: {:?}", pool.volumes()),
+        )?;
+        if left {
+            lab_virsh(&["vol-delete", "--pool", POOL, "--vol", "moment.iso"]);
+        }
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// A shut-off domain of this file's own with one empty CD-ROM (hdc),
+/// defined on the lab and never started; undefined when dropped.
+struct ScratchVm;
+
+const SCRATCH_VM: &str = "lab-upload-vm";
+
+impl ScratchVm {
+    fn new() -> Self {
+        drop(ScratchVm);
+        let dir = temp_dir("lab-scratch-vm");
+        let xml = dir.join("domain.xml");
+        std::fs::write(
+            &xml,
+            format!(
+                "<domain type='qemu'><name>{SCRATCH_VM}</name><memory unit='KiB'>65536</memory>\
+                 <os><type arch='x86_64'>hvm</type></os><devices>\
+                 <emulator>/usr/bin/qemu-system-x86_64</emulator>\
+                 <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>\
+                 <target dev='hdc' bus='ide'/><readonly/></disk></devices></domain>"
+            ),
+        )
+        .unwrap();
+        let defined = lab_virsh(&["define", "--file", xml.to_str().unwrap()]);
+        assert!(
+            defined.status.success(),
+            "{}",
+            String::from_utf8_lossy(&defined.stderr)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        ScratchVm
+    }
+
+    /// What its hdc holds in its config.
+    fn cdrom(&self) -> String {
+        virsh(
+            LAB_URI,
+            &["domblklist", "--domain", SCRATCH_VM, "--inactive"],
+        )
+        .lines()
+        .find(|line| line.trim_start().starts_with("hdc"))
+        .map(|line| line.trim_start()[3..].trim().to_owned())
+        .unwrap_or_default()
+    }
+}
+
+impl Drop for ScratchVm {
+    fn drop(&mut self) {
+        lab_virsh(&["undefine", "--domain", SCRATCH_VM]);
+    }
+}
+
+/// The text between "`" after `after` and the next "`" in `text`.
+fn quoted_after<'t>(text: &'t str, after: &str) -> Option<&'t str> {
+    let rest = &text[text.find(after)? + after.len()..];
+    let rest = &rest[rest.find('`')? + 1..];
+    Some(&rest[..rest.find('`')?])
+}
+
+/// `mount DOMAIN --upload FILE --pool POOL` whose mount fails after the
+/// upload (its `change-media` hangs past `--timeout`), and one a Ctrl-C
+/// ends after the upload: each says the ISO stays uploaded, with a mount
+/// command and a delete command that work (run here as printed). Before,
+/// nothing was said, and a retry of the mount was told to pass
+/// `--replace`, which `mount` rejects.
+fn a_mount_after_an_upload_that_fails_names_commands_that_work() -> Result<(), Failed> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let pool = UploadPool::new(true);
+    let vm = ScratchVm::new();
+    let dir = temp_dir("lab-mount-upload");
+    let file = iso_file(&dir, "mounted.iso", 1 << 20);
+    let mark = dir.join("mark");
+    let mount_upload = |timeout: &str| {
+        let mut command = tool();
+        command
+            .args(["-c", LAB_URI, "--timeout", timeout, "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .args(["mount", SCRATCH_VM, "--upload"])
+            .arg(&file)
+            .args(["--pool", POOL])
+            .env("HUNG_COMMAND", "change-media")
+            .env("HUNG_MARK", &mark)
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    // The change hangs past --timeout: FAILED, and the volume kept.
+    let failed = run(&mut mount_upload("2s"));
+    check(failed.status.code() == Some(1), || {
+        format!("{}{}", stdout(&failed), stderr(&failed))
+    })?;
+    let said = stderr(&failed);
+    check(
+        said.contains("the ISO stays uploaded as lab-upload/mounted.iso on qemu:///system"),
+        || said.clone(),
+    )?;
+    check(pool.volumes() == ["mounted.iso"], || {
+        format!("{:?}", pool.volumes())
+    })?;
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"))
+        .parent()
+        .ok_or("the binary's directory")?
+        .to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH")?);
+    let shell = |line: &str| {
+        run(std::process::Command::new("sh")
+            .args(["-c", line])
+            .env("PATH", &path)
+            .env_remove("LIBVIRT_URI")
+            .env_remove("LIBVIRT_DEFAULT_URI")
+            .stdin(std::process::Stdio::null()))
+    };
+    let mount = quoted_after(&said, "mount it with").ok_or_else(|| said.clone())?;
+    let mounted = shell(mount);
+    check(mounted.status.success(), || stderr(&mounted))?;
+    check(
+        vm.cdrom() == pool.dir.join("mounted.iso").display().to_string(),
+        || vm.cdrom(),
+    )?;
+    let ejected = run(tool().args(["-c", LAB_URI, "eject", SCRATCH_VM, "--yes"]));
+    check(ejected.status.success(), || stderr(&ejected))?;
+    let delete = quoted_after(&said, "delete it with").ok_or_else(|| said.clone())?;
+    let deleted = shell(delete);
+    check(deleted.status.success(), || stderr(&deleted))?;
+    check(pool.volumes().is_empty(), || {
+        format!("{:?}", pool.volumes())
+    })?;
+    // Ctrl-C while the mount's change is out, after the upload.
+    let _ = std::fs::remove_file(&mark);
+    let child = mount_upload("600s").spawn()?;
+    marked(&mark, "change-media");
+    signal_group(&child, libc::SIGINT);
+    let output = child.wait_with_output()?;
+    check(output.status.signal() == Some(libc::SIGINT), || {
+        format!("{:?}: {}", output.status, stderr(&output))
+    })?;
+    check(
+        stderr(&output).contains(
+            "interrupted after the upload; the ISO stays uploaded as lab-upload/mounted.iso",
+        ),
+        || stderr(&output),
+    )?;
+    check(pool.volumes() == ["mounted.iso"], || {
+        format!("{:?}", pool.volumes())
+    })?;
+    check(vm.cdrom() == "-", || vm.cdrom())?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -4,22 +4,22 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::prompt::Prompt;
 use super::render::drive_table;
 use super::request::{
     ChangeOptions, EjectSelection, IsoQuery, MountRequest, MountSelection, UploadRequest,
 };
-use super::upload::{interrupted, upload_to};
+use super::upload::{interrupted, signal_status, upload_to};
 use crate::fleet::{Fleet, Host};
 use crate::media::{
     Action, DomainMedia, DriveChoice, DriveRow, IsoDrive, MediaManager, Step, Verdict,
     names_or_none, plan_attach, plan_ejects, plan_mount,
 };
 use crate::utils::sanitize;
-use crate::virsh::Virsh;
-use crate::virsh::groups::last_words;
+use crate::virsh::groups::{self, last_words};
+use crate::virsh::{Invocation, Virsh};
 
 /// `isos`: the drive table, or JSON rows each with its host's `uri`;
 /// every host read side by side, a host that fails one line on stderr.
@@ -116,9 +116,15 @@ pub fn mount<R: BufRead, W: Write>(
     Ok(code)
 }
 
-/// `mount DOMAIN --upload FILE --pool POOL`: the file checked, the VM
-/// and its drive found, the file uploaded to the VM's host, then its
-/// volume mounted; with `--dry-run` nothing is sent.
+/// `mount DOMAIN --upload FILE --pool POOL`. Everything that can be
+/// decided is decided before the first byte is sent: the file, the VM,
+/// its drive (asked for, or refused without a terminal), a volume of that
+/// name (refused: `mount` does not replace), the mount planned and, where
+/// it replaces media, confirmed (or refused without a terminal and
+/// `--yes`). Then the upload, then the mount planned, checked against
+/// what the drive held at the question. With `--dry-run` nothing is sent.
+/// An upload whose mount does not follow is kept, and said so with the
+/// commands that mount or delete it.
 fn upload_and_mount<R: BufRead, W: Write>(
     fleet: &Fleet,
     host: &Host,
@@ -129,39 +135,145 @@ fn upload_and_mount<R: BufRead, W: Write>(
     options: ChangeOptions,
 ) -> Result<ExitCode> {
     let iso = upload.check()?;
-    let domain = MediaManager::new(host.virsh().clone()).load_one(name)?;
-    domain.drive_for_iso(request.target.as_deref(), request.attach)?;
+    let media = MediaManager::new(host.virsh().clone());
+    let uri = host.uri();
+    let volume = format!("{}/{}", upload.pool, iso.name);
+    let domain = media.load_one(name)?;
+    let choice = domain.drive_for_iso(request.target.as_deref(), request.attach)?;
+    // Quoted for a shell, and so safe on a terminal as they are.
+    let tool_line = |words: &[&str]| {
+        Invocation {
+            program: "dismount_iso_qemu".to_owned(),
+            connect: host.virsh().config().connect.clone(),
+            commands: vec![words.iter().map(|word| (*word).to_owned()).collect()],
+        }
+        .command_line()
+    };
+    let mount_line = |target: Option<&str>, attach: bool| {
+        let mut words = vec!["mount", name, &volume];
+        if let Some(target) = target {
+            words.extend(["--target", target]);
+        }
+        if attach {
+            words.push("--attach");
+        }
+        tool_line(&words)
+    };
+    if media
+        .virsh()
+        .volume_capacity(&upload.pool, &iso.name)?
+        .is_some()
+    {
+        bail!(
+            "{} already exists on {}: mount it as it is (`{}`), or upload the file under another \
+             name; nothing was uploaded",
+            sanitize(&volume),
+            sanitize(&uri),
+            mount_line(request.target.as_deref(), request.attach)
+        );
+    }
+    let Some(drive) = pick_drive(prompt, &domain, choice)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let target = match drive {
+        IsoDrive::Existing(target) => Some(target.to_owned()),
+        IsoDrive::Attach => None,
+    };
+    // Planned with the volume's name for its path, which only the upload
+    // makes: the plan's kind (insert, replace, attach) and what the drive
+    // holds now do not depend on it.
+    let step = match drive {
+        IsoDrive::Existing(target) => plan_mount(&domain, target, &volume, options.force),
+        IsoDrive::Attach => Some(plan_attach(&domain, &volume)?),
+    }
+    .with_context(|| format!("the drive already holds {}", sanitize(&volume)))?;
+    let upload_line = format!(
+        "upload {} to {} on {}",
+        sanitize(&iso.file),
+        sanitize(&volume),
+        sanitize(&uri)
+    );
     if options.dry_run {
         writeln!(
             prompt.out(),
-            "Dry run: {} would be uploaded to {}/{} on {}, then mounted into {}; nothing changed.",
+            "Dry run: {} would be uploaded to {} on {}, then mounted into {}: {}; nothing changed.",
             sanitize(&iso.file),
-            sanitize(&upload.pool),
-            sanitize(&iso.name),
-            sanitize(&host.uri()),
-            sanitize(name)
+            sanitize(&volume),
+            sanitize(&uri),
+            sanitize(name),
+            step.describe()
         )?;
         return Ok(ExitCode::SUCCESS);
     }
+    let replaces = matches!(
+        step,
+        Step::Change {
+            action: Action::Replace { .. },
+            ..
+        }
+    );
+    if prompt.confirms_every_change() || (replaces && !options.yes) {
+        writeln!(prompt.out(), "Planned:")?;
+        writeln!(prompt.out(), "  {upload_line}")?;
+        writeln!(prompt.out(), "  {}", step.describe())?;
+        if !prompt.confirm("uploaded")? {
+            writeln!(prompt.out(), "Nothing changed.")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    // Until the last words below are in place: a signal in between is
+    // told too.
+    let deferred = groups::defer_signals();
     let scans = upload_to(fleet, &[host], &iso, upload);
-    if let Some(code) = interrupted(&scans) {
+    if let Some(code) = interrupted(&scans, &upload.pool, &iso) {
         return Ok(code);
     }
     let uploaded = scans.into_iter().next().expect("one host asked").result?;
     writeln!(
         prompt.out(),
-        "Uploaded {} to {}/{} ({}).",
+        "Uploaded {} to {} ({}).",
         sanitize(&iso.file),
-        sanitize(&upload.pool),
-        sanitize(&iso.name),
+        sanitize(&volume),
         sanitize(&uploaded.path)
     )?;
-    let request = MountRequest {
-        iso: uploaded.path,
-        upload: None,
-        ..request.clone()
-    };
-    mount_on(host, prompt, name, &request, options)
+    let kept = format!(
+        "the ISO stays uploaded as {} on {}: mount it with `{}`, or delete it with `{}`",
+        sanitize(&volume),
+        sanitize(&uri),
+        mount_line(target.as_deref(), target.is_none()),
+        tool_line(&["delete-iso", &volume, "--yes"])
+    );
+    // Said if a signal ends the tool before the mount is done.
+    let interrupted_after = format!("dismount_iso_qemu: interrupted after the upload; {kept}\n");
+    last_words::add(&interrupted_after);
+    drop(deferred);
+    if let Some(signal) = groups::caught_signal() {
+        last_words::clear();
+        eprint!("{interrupted_after}");
+        return Ok(signal_status(signal));
+    }
+    // Confirmed above where it needed to be; the drive is checked against
+    // what it held then.
+    let mounted = execute(
+        &media,
+        prompt,
+        &[step.with_iso(&uploaded.path)],
+        ChangeOptions {
+            yes: true,
+            ..options
+        },
+        false,
+        "mounted",
+    );
+    last_words::clear();
+    match mounted {
+        Ok(ExitCode::SUCCESS) => Ok(ExitCode::SUCCESS),
+        Ok(code) => {
+            eprintln!("dismount_iso_qemu: {kept}");
+            Ok(code)
+        }
+        Err(error) => bail!("{error:#}; {kept}"),
+    }
 }
 
 /// `mount` of one named domain on one host.

@@ -1,7 +1,7 @@
 //! Questions and answers: a console over any `BufRead` and `Write`, and
 //! who may be asked (a subcommand only on a terminal, the menu always).
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
@@ -142,17 +142,28 @@ impl<R: BufRead, W: Write> Console<R, W> {
         &mut self.output
     }
 
+    /// Asks until a line comes that is no longer than [`LONGEST_ANSWER`]:
+    /// a longer one is refused whole (never held in memory nor echoed;
+    /// a 50 MB line was printed back), since no answer is that long.
     pub fn ask(&mut self, prompt: &str) -> Result<Answer> {
-        write!(self.output, "{prompt}")?;
-        self.output.flush()?;
-        let mut bytes = Vec::new();
-        let read = self.input.read_until(b'\n', &mut bytes);
-        if read.map_err(ConsoleError::wrap)? == 0 {
-            // Input that ends mid-prompt leaves the cursor after the prompt;
-            // end the line so the shell prompt starts clean.
-            writeln!(self.output)?;
-            return Ok(Answer::End);
-        }
+        let bytes = loop {
+            write!(self.output, "{prompt}")?;
+            self.output.flush()?;
+            match self.read_line().map_err(ConsoleError::wrap)? {
+                Line::Whole(bytes) => break bytes,
+                Line::End => {
+                    // Input that ends mid-prompt leaves the cursor after
+                    // the prompt; end the line so the shell prompt starts
+                    // clean.
+                    writeln!(self.output)?;
+                    return Ok(Answer::End);
+                }
+                Line::TooLong => writeln!(
+                    self.output,
+                    "That answer is longer than {LONGEST_ANSWER} bytes: ignored."
+                )?,
+            }
+        };
         // Bytes that are not UTF-8 make an answer like any other junk: it
         // gets the hint, instead of ending the session.
         let line = String::from_utf8_lossy(&bytes);
@@ -162,6 +173,53 @@ impl<R: BufRead, W: Write> Console<R, W> {
         } else {
             Answer::Text(line.to_owned())
         })
+    }
+}
+
+/// The longest answer read: a path as long as Linux allows (PATH_MAX,
+/// 4096), and room to spare.
+pub const LONGEST_ANSWER: usize = 8192;
+
+/// One line of input, as [`Console::read_line`] reads it.
+enum Line {
+    /// The line, with its newline if it had one.
+    Whole(Vec<u8>),
+    /// Longer than [`LONGEST_ANSWER`]: read to its end and dropped.
+    TooLong,
+    /// No input left.
+    End,
+}
+
+impl<R: BufRead, W> Console<R, W> {
+    /// Reads a line, holding at most [`LONGEST_ANSWER`] bytes of it.
+    fn read_line(&mut self) -> io::Result<Line> {
+        let mut bytes = Vec::new();
+        let limit = LONGEST_ANSWER as u64 + 1;
+        if (&mut self.input)
+            .take(limit)
+            .read_until(b'\n', &mut bytes)?
+            == 0
+        {
+            return Ok(Line::End);
+        }
+        if bytes.len() <= LONGEST_ANSWER || bytes.ends_with(b"\n") {
+            return Ok(Line::Whole(bytes));
+        }
+        // The rest of the line, buffer by buffer, kept nowhere.
+        loop {
+            let buffer = self.input.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(Line::TooLong);
+            }
+            let (used, ended) = match buffer.iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (buffer.len(), false),
+            };
+            self.input.consume(used);
+            if ended {
+                return Ok(Line::TooLong);
+            }
+        }
     }
 }
 

@@ -153,14 +153,22 @@ pub fn new_table(colour: bool) -> Table {
     table
 }
 
-/// The OS, yellow where the guest agent of a running guest could not give
-/// it (no channel, not connected, timed out, refused).
+/// The OS; where it is unknown, why in a few words (`unknown (no agent)`,
+/// `unknown (shut off, no metadata)`): a fixed vocabulary, never the
+/// error's text, which `--json` has whole. Yellow where something is wrong
+/// (an agent, virsh, the XML), as it used to be for any running guest
+/// whose agent could not give it.
 fn os_cell(row: &DomainStatus) -> Cell {
-    let cell = Cell::new(sanitize(&row.os));
-    if row.os_source.is_none() && row.state == DomainState::Running && row.os_error.is_some() {
-        cell.fg(Color::Yellow)
-    } else {
-        cell
+    match row.os_unknown.filter(|_| row.os_source.is_none()) {
+        Some(why) => {
+            let cell = Cell::new(format!("{} ({})", sanitize(&row.os), why.words()));
+            if why.is_problem() {
+                cell.fg(Color::Yellow)
+            } else {
+                cell
+            }
+        }
+        None => Cell::new(sanitize(&row.os)),
     }
 }
 

@@ -36,56 +36,78 @@ impl UploadRequest {
 
 /// `upload`: the file checked once, then sent to every host at once; a
 /// line per host, and the exit status of a fleet command (0 all, 1 none,
-/// 3 some); 128 + the signal after one (the volumes created deleted).
+/// 3 some); 128 + the signal after one, every host's line said (see
+/// [`interrupted`]).
 pub fn upload(fleet: &Fleet, request: &UploadRequest, out: &mut impl Write) -> Result<ExitCode> {
     let iso = request.check()?;
+    // Until the lines are written: a signal after the uploads ended is
+    // still told with what was done, never a silent exit.
+    let _deferred = groups::defer_signals();
     let scans = upload_to(
         fleet,
         &fleet.hosts.iter().collect::<Vec<_>>(),
         &iso,
         request,
     );
-    if let Some(code) = interrupted(&scans) {
+    if let Some(code) = interrupted(&scans, &request.pool, &iso) {
         return Ok(code);
     }
-    if fleet.is_single() {
+    let code = if fleet.is_single() {
         let scan = scans.into_iter().next().expect("one host");
         let uploaded = scan.result?;
         writeln!(out, "{}", done_line(&scan.uri, &iso, request, &uploaded))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut failed = Vec::new();
-    for scan in &scans {
-        match &scan.result {
-            Ok(uploaded) => writeln!(out, "{}", done_line(&scan.uri, &iso, request, uploaded))?,
-            Err(error) => failed.push(super::report::host_error(&scan.uri, error)),
+        ExitCode::SUCCESS
+    } else {
+        let mut failed = Vec::new();
+        for scan in &scans {
+            match &scan.result {
+                Ok(uploaded) => {
+                    writeln!(out, "{}", done_line(&scan.uri, &iso, request, uploaded))?;
+                }
+                Err(error) => failed.push(super::report::host_error(&scan.uri, error)),
+            }
         }
-    }
-    out.flush()?;
-    super::report::report_failed_hosts(&failed, scans.len())
+        out.flush()?;
+        super::report::report_failed_hosts(&failed, scans.len())?
+    };
+    Ok(groups::caught_signal().map_or(code, signal_status))
 }
 
-/// After a signal: a line per host on stderr, and the exit status.
-pub fn interrupted<T>(scans: &[HostScan<T>]) -> Option<ExitCode> {
+/// After a signal: a line per host on stderr, and the exit status. The
+/// rule: an upload is complete once every check has passed (the size,
+/// `--sha256` and `--verify` on the bytes sent); a signal before that
+/// deletes the volume this run created and says so, a signal after it
+/// keeps the volume and says that the upload had completed.
+pub fn interrupted(scans: &[HostScan<Uploaded>], pool: &str, iso: &LocalIso) -> Option<ExitCode> {
     let signal = groups::caught_signal()?;
     for scan in scans {
-        if let Err(error) = &scan.result {
-            eprintln!(
-                "dismount_iso_qemu: {}",
-                super::report::host_error(&scan.uri, error)
-            );
-        }
+        let line = match &scan.result {
+            Err(error) => super::report::host_error(&scan.uri, error),
+            Ok(uploaded) => format!(
+                "{}: interrupted after the upload had completed and been checked; the volume \
+                 {}/{} ({}) was kept",
+                sanitize(&scan.uri),
+                sanitize(pool),
+                sanitize(&iso.name),
+                sanitize(&uploaded.path)
+            ),
+        };
+        eprintln!("dismount_iso_qemu: {line}");
     }
-    Some(ExitCode::from(
-        u8::try_from(128 + signal).unwrap_or(u8::MAX),
-    ))
+    Some(signal_status(signal))
+}
+
+/// 128 + the signal, as a shell reports a command a signal ended.
+pub fn signal_status(signal: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX))
 }
 
 /// `ok: FILE -> POOL/NAME on HOST (SIZE, …)`, sanitized.
 fn done_line(uri: &str, iso: &LocalIso, request: &UploadRequest, uploaded: &Uploaded) -> String {
-    let check = match &uploaded.verified {
-        Some(sha256) => format!("read back: SHA-256 {sha256}"),
-        None => "size checked".to_owned(),
+    let check = match (&uploaded.verified, &request.sha256) {
+        (Some(sha256), _) => format!("read back: SHA-256 {sha256}"),
+        (None, Some(_)) => "size checked, the bytes sent match --sha256".to_owned(),
+        (None, None) => "size checked".to_owned(),
     };
     format!(
         "ok: uploaded {} to {}/{} on {} ({}, {check})",

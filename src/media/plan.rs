@@ -243,6 +243,22 @@ impl Step {
         }
     }
 
+    /// The step with `iso` where it puts one: a plan made, and confirmed,
+    /// before the ISO had its final path (`mount --upload` plans before
+    /// the first byte is sent, and mounts the volume's path afterwards),
+    /// keeping what the plan saw, against which the drive is checked.
+    pub fn with_iso(mut self, path: &str) -> Self {
+        match &mut self {
+            Step::Change {
+                action: Action::Insert(iso) | Action::Replace { iso, .. },
+                ..
+            }
+            | Step::Attach { iso, .. } => path.clone_into(iso),
+            Step::Change { .. } => {}
+        }
+        self
+    }
+
     /// Why the step must not be sent to the domain as it is `now` (read
     /// right before the change): its drive no longer holds what the plan
     /// showed, or the new drive's target has been taken. `None` when the

@@ -2,8 +2,10 @@
 //! (`vol-create-as`, then `vol-upload` fed from the file through a FIFO,
 //! all on the host's one session), so it works over `qemu+ssh://` with
 //! no scp and no second connection: checked before anything is sent,
-//! checked afterwards, and never left half-done: whatever fails once the
-//! volume exists deletes it.
+//! the bytes checked as they are sent (their SHA-256; the file's size and
+//! times), checked afterwards, and never left half-done: whatever fails
+//! once this run's `vol-create-as` succeeded deletes that volume, and
+//! nothing else is ever deleted on the way out.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -22,6 +24,7 @@ use crate::utils::sanitize;
 use crate::virsh::VirshError;
 use crate::virsh::groups::caught_signal;
 use crate::virsh::runner::Watch;
+use crate::virsh::volumes::{VolumeTimes, parse_volume_times, parse_volume_xml};
 
 /// A local file found fit for upload.
 #[derive(Debug, Clone)]
@@ -31,6 +34,59 @@ pub struct LocalIso {
     /// The volume's name: `--name`, else the file's name.
     pub name: String,
     pub size: u64,
+    /// The file as checked: the bytes sent must come from it unchanged.
+    stamp: FileStamp,
+    /// `--sha256`, lower case: what the bytes sent must hash to.
+    sha256: Option<String>,
+}
+
+/// Which file, and in which state: a file swapped (another inode),
+/// rewritten in place (its modification time; its change time, which a
+/// `touch` that sets the modification time back moves too) or grown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.len(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// The same file (device and inode), whatever its state.
+    fn is_the_file(&self, other: &FileStamp) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
+    /// How `now` differs from this stamp, in words; `None` where it
+    /// does not.
+    fn change(&self, now: &FileStamp) -> Option<String> {
+        if !self.is_the_file(now) {
+            Some("it is another file now".to_owned())
+        } else if self.size != now.size {
+            Some(format!(
+                "its size went from {} to {} bytes",
+                self.size, now.size
+            ))
+        } else if self.mtime != now.mtime {
+            Some("it was modified (its modification time moved)".to_owned())
+        } else if self.ctime != now.ctime {
+            Some("it was changed (its change time moved)".to_owned())
+        } else {
+            None
+        }
+    }
 }
 
 /// How much is read and sent at once.
@@ -99,10 +155,12 @@ pub fn check_file(
              `upload --force` sends it anyway"
         );
     }
-    if let Some(expected) = expected {
+    // Checked here too, so that a wrong file sends nothing; the bytes
+    // sent are checked again as they go (`Feed::run`).
+    if let Some(expected) = &expected {
         let actual =
             sha256_of(&mut File::open(path)?).with_context(|| format!("cannot read '{shown}'"))?;
-        if actual != expected {
+        if actual != *expected {
             bail!(
                 "'{shown}' does not match --sha256: its SHA-256 is {actual}; nothing was uploaded"
             );
@@ -112,6 +170,8 @@ pub fn check_file(
         file: file.to_owned(),
         name,
         size: metadata.len(),
+        stamp: FileStamp::of(&metadata),
+        sha256: expected,
     })
 }
 
@@ -163,21 +223,74 @@ pub struct Uploaded {
 impl MediaManager {
     /// Uploads `iso` into `options.pool` on this host: the pool checked
     /// (there, active, room enough), a volume of that name refused unless
-    /// `replace` (and then only while no drive holds it), the volume
-    /// created and filled, its size checked, and with `verify` read back.
-    /// `progress` hears of the bytes sent so far. Once the volume is
-    /// created, any failure (a signal included) deletes it.
+    /// `replace` (and then only while no drive holds it, and never where
+    /// the file is that volume itself), the volume created and filled, its
+    /// size checked, and with `verify` read back. `progress` hears of the
+    /// bytes sent so far. Once this run's `vol-create-as` has succeeded,
+    /// any failure (a signal included) deletes that volume; a create that
+    /// failed deletes nothing, as the name may be another's.
     pub fn upload(
         &self,
         iso: &LocalIso,
         options: &UploadOptions,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Uploaded> {
+        let (pool, name) = (options.pool.as_str(), iso.name.as_str());
+        let volume = format!("{}/{}", sanitize(pool), sanitize(name));
+        refuse_if_interrupted()?;
+        let mut replaced = OldVolume::Kept;
+        let prepared = self.prepare(iso, options, &mut replaced);
+        if caught_signal().is_some() {
+            // A check cut short says nothing of use; what was done does.
+            bail!(match replaced {
+                OldVolume::Kept => "interrupted before anything was changed".to_owned(),
+                OldVolume::Deleting => format!(
+                    "interrupted while the volume {volume} it replaces (--replace) was being \
+                     deleted: it may be gone; nothing was uploaded"
+                ),
+                OldVolume::Deleted => format!(
+                    "interrupted; the volume {volume} it replaces (--replace) had been deleted; \
+                     nothing was uploaded"
+                ),
+            });
+        }
+        prepared?;
+        let size = iso.size.to_string();
+        let created = self.virsh.run(&[
+            "vol-create-as",
+            "--pool",
+            pool,
+            "--name",
+            name,
+            "--capacity",
+            &size,
+            "--format",
+            "raw",
+        ]);
+        if let Err(error) = created {
+            return Err(self.not_created(pool, name, error));
+        }
+        match self.fill(iso, pool, progress, options.verify) {
+            Ok(uploaded) => Ok(uploaded),
+            Err(error) => Err(self.undo(pool, name, error)),
+        }
+    }
+
+    /// Everything before the volume is created: the pool (there, active,
+    /// room enough), a volume of that name (refused unless `replace`, and
+    /// then only while no drive holds it, and never where the file is that
+    /// volume itself), deleted for `replace`; `replaced` says how far that
+    /// got.
+    fn prepare(
+        &self,
+        iso: &LocalIso,
+        options: &UploadOptions,
+        replaced: &mut OldVolume,
+    ) -> Result<()> {
         let virsh = &self.virsh;
         let uri = virsh.uri_label();
         let (pool, name) = (options.pool.as_str(), iso.name.as_str());
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
-        refuse_if_interrupted()?;
         let info = match virsh.pool_info(pool)? {
             None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
             Some(info) if !info.active => bail!(
@@ -189,6 +302,7 @@ impl MediaManager {
         };
         let mut room = info.available;
         if let Some(old) = virsh.volume_capacity(pool, name)? {
+            self.refuse_the_file_itself(iso, pool, name)?;
             if !options.replace {
                 bail!("{volume} already exists on {uri}: pass --replace to replace it");
             }
@@ -207,7 +321,10 @@ impl MediaManager {
                     holders.join(", ")
                 );
             }
+            refuse_if_interrupted()?;
+            *replaced = OldVolume::Deleting;
             virsh.run(&["vol-delete", "--pool", pool, "--vol", name])?;
+            *replaced = OldVolume::Deleted;
             room = room.map(|free| free + old);
         }
         if let Some(free) = room.filter(|free| *free < iso.size) {
@@ -218,32 +335,60 @@ impl MediaManager {
                 iso.size
             );
         }
-        let size = iso.size.to_string();
-        let created = virsh.run(&[
-            "vol-create-as",
-            "--pool",
-            pool,
-            "--name",
-            name,
-            "--capacity",
-            &size,
-            "--format",
-            "raw",
-        ]);
-        // A signal can kill the client after libvirt made the volume:
-        // from the moment it was asked for, the volume may be ours.
-        let filled = created
-            .map_err(anyhow::Error::from)
-            .and_then(|_| self.fill(iso, pool, progress, options.verify));
-        match filled {
-            Ok(uploaded) => Ok(uploaded),
-            Err(error) => Err(self.undo(pool, name, error)),
+        Ok(())
+    }
+
+    /// Refuses where the file to upload is the volume `pool/name` itself
+    /// (`upload ./x.iso --replace` in the pool's directory): replacing it
+    /// would delete the very bytes about to be sent. See [`is_itself`].
+    fn refuse_the_file_itself(&self, iso: &LocalIso, pool: &str, name: &str) -> Result<()> {
+        let xml = self
+            .virsh
+            .run(&["vol-dumpxml", "--pool", pool, "--vol", name])?
+            .stdout;
+        let Some(volume) = parse_volume_xml(&xml) else {
+            return Ok(());
+        };
+        // Looked at now, not as checked: the volume's times are read now.
+        let Ok(file) = std::fs::metadata(&iso.file) else {
+            return Ok(());
+        };
+        let file = FileStamp::of(&file);
+        let same_place = std::fs::metadata(&volume.path)
+            .is_ok_and(|here| FileStamp::of(&here).is_the_file(&file))
+            || std::fs::canonicalize(&iso.file)
+                .is_ok_and(|canonical| canonical == Path::new(&volume.path));
+        let remote = self.remote()?;
+        if is_itself(
+            same_place,
+            remote,
+            volume.capacity,
+            parse_volume_times(&xml),
+            &file,
+        ) {
+            bail!(
+                "'{}' is the volume {}/{} itself on {} ({}{}): it cannot be uploaded into \
+                 itself, which would empty it; nothing was changed (copy it elsewhere first)",
+                sanitize(&iso.file),
+                sanitize(pool),
+                sanitize(name),
+                self.virsh.uri_label(),
+                sanitize(&volume.path),
+                if remote {
+                    ", a remote host that is this machine by its volume's size and times"
+                } else {
+                    ""
+                }
+            );
         }
+        Ok(())
     }
 
     /// `vol-upload` from the file, the size checked, and with `verify`
     /// the volume read back: all on the host's one connection, its
-    /// session, which reads the bytes from a FIFO of ours.
+    /// session, which reads the bytes from a FIFO of ours. A signal at any
+    /// point before it returns fails it (each step is followed by a look
+    /// for one): the upload is complete only when every check has passed.
     fn fill(
         &self,
         iso: &LocalIso,
@@ -274,7 +419,9 @@ impl MediaManager {
                     .summary()
             )
         })?;
-        match virsh.volume_capacity(pool, name)? {
+        let capacity = virsh.volume_capacity(pool, name);
+        refuse_if_interrupted()?;
+        match capacity? {
             Some(bytes) if bytes == iso.size => {}
             Some(bytes) => bail!(
                 "the volume holds {bytes} bytes after the upload, the file {}",
@@ -288,17 +435,15 @@ impl MediaManager {
                 .read_back(pool, name, &dir, stall)
                 .context("cannot read the volume back")?;
             if read_back != sent_sha256 {
-                bail!("the volume read back has SHA-256 {read_back}, the file sent {sent_sha256}");
+                bail!("the volume read back has SHA-256 {read_back}, the bytes sent {sent_sha256}");
             }
             Some(read_back)
         } else {
             None
         };
-        let path = virsh
-            .run(&["vol-path", "--pool", pool, "--vol", name])?
-            .stdout
-            .trim()
-            .to_owned();
+        let path = virsh.run(&["vol-path", "--pool", pool, "--vol", name]);
+        refuse_if_interrupted()?;
+        let path = path?.stdout.trim().to_owned();
         Ok(Uploaded { path, verified })
     }
 
@@ -327,7 +472,39 @@ impl MediaManager {
         Ok(sha256_of(&mut File::open(&file)?)?)
     }
 
-    /// Deletes the volume an upload created, after `error`; the error
+    /// A `vol-create-as` that failed: nothing is deleted, as a volume of
+    /// that name is not this run's (another admin's, another upload's of
+    /// the same name at the same moment, this host's under another
+    /// spelling). Killed by a signal, the create may or may not have been
+    /// made: whether a volume is there now is said, and it is left.
+    fn not_created(&self, pool: &str, name: &str, error: VirshError) -> anyhow::Error {
+        let volume = format!("{}/{}", sanitize(pool), sanitize(name));
+        let uri = self.virsh.uri_label();
+        if caught_signal().is_none() {
+            return anyhow!(error).context(format!(
+                "cannot create the volume {volume} on {uri} (nothing was deleted)"
+            ));
+        }
+        match self
+            .virsh
+            .one_process_per_call()
+            .volume_capacity(pool, name)
+        {
+            Ok(None) => anyhow!("interrupted while creating the volume {volume}: none was made"),
+            Ok(Some(_)) => anyhow!(
+                "interrupted while creating the volume {volume}: it exists now, empty if this \
+                 run made it, and is left as it is, as it may be another's (`library` shows \
+                 it, `delete-iso` deletes it)"
+            ),
+            Err(check) => anyhow!(
+                "interrupted while creating the volume {volume}: whether it was made is unknown \
+                 ({}); `library` shows it",
+                crate::utils::with_causes(&check)
+            ),
+        }
+    }
+
+    /// Deletes the volume this run created, after `error`; the error
     /// says whether that worked. After a signal, which killed every
     /// session, on processes of its own.
     fn undo(&self, pool: &str, name: &str, error: anyhow::Error) -> anyhow::Error {
@@ -357,6 +534,46 @@ impl MediaManager {
     }
 }
 
+/// Whether a volume is the file to upload. `same_place`: the volume's
+/// path, looked at on this machine, is that file (its device and inode),
+/// or the file's canonical path is the volume's path. On this machine's
+/// libvirt that decides it. On a remote host a path of this machine
+/// says nothing by itself (the same pool path on every host is the rule,
+/// and distributing the ISO of this machine's pool to the others with
+/// `--replace` a common task), but the host may be this machine under
+/// another name (`qemu+ssh://localhost`, its own host name): there the
+/// same place is the file itself when the volume's size and modification
+/// and change times (to the nanosecond, from `vol-dumpxml`: no copy keeps
+/// a change time) are the file's too, and also where the pool gives no
+/// times, as nothing then tells the two apart.
+fn is_itself(
+    same_place: bool,
+    remote: bool,
+    capacity: Option<u64>,
+    times: Option<VolumeTimes>,
+    file: &FileStamp,
+) -> bool {
+    if !same_place || !remote {
+        return same_place;
+    }
+    let Some(times) = times else {
+        return true;
+    };
+    let nanosecond = |(seconds, nanos): (i64, i64)| u32::try_from(nanos).map(|n| (seconds, n)).ok();
+    capacity == Some(file.size)
+        && Some(times.mtime) == nanosecond(file.mtime)
+        && Some(times.ctime) == nanosecond(file.ctime)
+}
+
+/// How far `--replace` got with the volume it replaces.
+enum OldVolume {
+    /// Not deleted (none there, or not yet).
+    Kept,
+    /// Its `vol-delete` was sent, and has not answered.
+    Deleting,
+    Deleted,
+}
+
 /// An error once a signal has been caught: nothing more is started.
 fn refuse_if_interrupted() -> Result<()> {
     match caught_signal() {
@@ -369,7 +586,8 @@ fn refuse_if_interrupted() -> Result<()> {
 struct Sent {
     /// The call that read the FIFO.
     transfer: Result<(), VirshError>,
-    /// The feed: the file's SHA-256 (with `verify`), or why it ended.
+    /// The feed: the SHA-256 of the bytes sent (with `verify` or
+    /// `--sha256`), or why it ended.
     fed: io::Result<Option<String>>,
     /// The file's fault, or a signal: the reason, whatever else failed.
     fault: Option<String>,
@@ -432,9 +650,13 @@ struct Feed {
 const FIFO_POLL: Duration = Duration::from_millis(10);
 
 impl Feed {
-    /// Writes the file into `fifo` once virsh opens it; the file's SHA-256
-    /// with `verify`. After a fault it holds the FIFO open (`held`) and
-    /// returns the error.
+    /// Writes the file into `fifo` once virsh opens it; the SHA-256 of
+    /// the bytes written, with `verify` or `--sha256`. The file must be
+    /// the one checked, unchanged from the first byte read to the last
+    /// (its size, its modification and change times), and the bytes
+    /// written must match `--sha256`: both are known before the FIFO
+    /// closes, so a fault is found while virsh still waits for the end.
+    /// After a fault it holds the FIFO open (`held`) and returns the error.
     fn run(
         &self,
         iso: &LocalIso,
@@ -449,11 +671,20 @@ impl Feed {
         };
         let mut file = File::open(&iso.file)
             .map_err(|error| fault(format!("cannot read '{shown}': {error}")))?;
+        let changed = |file: &File| match file.metadata() {
+            Ok(now) => iso.stamp.change(&FileStamp::of(&now)),
+            Err(error) => Some(format!("it cannot be looked at ({error})")),
+        };
+        if let Some(change) = changed(&file) {
+            return Err(fault(format!(
+                "'{shown}' changed since it was checked: {change}; nothing was sent"
+            )));
+        }
         let Some(mut into) = self.open_fifo(fifo)? else {
             return Err(io::Error::other("virsh never opened the file"));
         };
-        // Hashing costs CPU time only `--verify` needs.
-        let mut hasher = verify.then(Sha256::new);
+        // Hashing costs CPU time only `--verify` and `--sha256` need.
+        let mut hasher = (verify || iso.sha256.is_some()).then(Sha256::new);
         let mut buffer = vec![0u8; CHUNK];
         let mut done = 0;
         let failed = |error: io::Error, into: File| {
@@ -488,7 +719,25 @@ impl Feed {
             self.sent.store(done, Ordering::SeqCst);
             progress(done);
         }
-        Ok(hasher.map(|hasher| hex(&hasher.finalize())))
+        // Every byte is written, but the FIFO is still open: virsh has
+        // not seen the end, and a fault now still stops it short.
+        if let Some(change) = changed(&file) {
+            let error = fault(format!(
+                "'{shown}' changed during the upload: {change}; the bytes sent are not \
+                 the file as checked"
+            ));
+            return Err(failed(error, into));
+        }
+        let sha256 = hasher.map(|hasher| hex(&hasher.finalize()));
+        if let (Some(expected), Some(sent)) = (&iso.sha256, &sha256)
+            && expected != sent
+        {
+            let error = fault(format!(
+                "the bytes sent from '{shown}' have SHA-256 {sent}, not --sha256 {expected}"
+            ));
+            return Err(failed(error, into));
+        }
+        Ok(sha256)
     }
 
     /// The FIFO opened for writing once virsh has opened it for reading
@@ -615,6 +864,11 @@ mod tests {
     /// volume). The reader stands in for virsh: it records an end of file.
     use crate::virsh::Runner as _;
 
+    /// `file` as `check_file` finds it, without the signature check.
+    fn as_checked(file: &Path) -> LocalIso {
+        check_file(file.to_str().unwrap(), None, None, true).unwrap()
+    }
+
     #[test]
     fn a_failed_feed_kills_the_reader_before_it_sees_the_end() {
         let dir = PrivateDir::new().unwrap();
@@ -623,10 +877,9 @@ mod tests {
         std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
         let ended = dir.0.join("ended");
         let iso = LocalIso {
-            file: file.to_string_lossy().into_owned(),
-            name: "short.iso".to_owned(),
             // As measured before the upload; the file has lost a MiB since.
             size: 4 * CHUNK as u64,
+            ..as_checked(&file)
         };
         let reader = crate::virsh::Invocation {
             program: "/bin/sh".into(),
@@ -661,6 +914,184 @@ mod tests {
         assert!(!ended.exists(), "the reader saw an end of file");
     }
 
+    /// `feed_through` into a reader standing in for virsh: `script` (sh)
+    /// with `$FIFO` and `$FILE` set, which writes `ended` once it has read
+    /// to the end of the FIFO (as virsh would then finish the volume).
+    fn feed_into(dir: &PrivateDir, iso: &LocalIso, script: &str) -> (Sent, bool) {
+        let fifo = dir.make_fifo("upload").unwrap();
+        let ended = dir.0.join("ended");
+        let reader = crate::virsh::Invocation {
+            program: "/bin/sh".into(),
+            connect: None,
+            commands: vec![vec![
+                "-c".into(),
+                format!(
+                    "export FIFO='{}' FILE='{}'; {script} && echo end-of-file > '{}'",
+                    fifo.display(),
+                    iso.file,
+                    ended.display()
+                ),
+            ]],
+        };
+        let sent = feed_through(&fifo, iso, false, &|_| {}, STALL, |watch| {
+            crate::virsh::process::ProcessRunner::default()
+                .transfer(&reader, watch)
+                .map(drop)
+        });
+        let seen = ended.exists();
+        // Ready for the next feed in `dir`.
+        let _ = std::fs::remove_file(&fifo);
+        let _ = std::fs::remove_file(&ended);
+        (sent, seen)
+    }
+
+    #[track_caller]
+    fn assert_stopped_short(sent: &Sent, ended: bool, fault: &str) {
+        assert!(
+            sent.fault.as_deref().is_some_and(|f| f.contains(fault)),
+            "{fault:?} in {:?}",
+            sent.fault
+        );
+        assert!(
+            matches!(sent.transfer, Err(VirshError::Stopped { .. })),
+            "{:?}",
+            sent.transfer
+        );
+        assert!(!ended, "the reader saw an end of file");
+    }
+
+    /// A byte of the file rewritten in place while it is sent (the
+    /// reader rewrites it once the first MiB has come): the bytes sent
+    /// are a mix, and the reader is stopped before the end. Before, the
+    /// feed sent what it read and virsh finished the volume.
+    #[test]
+    fn a_file_rewritten_during_the_feed_never_reaches_its_end() {
+        let dir = PrivateDir::new().unwrap();
+        let file = dir.0.join("moving.iso");
+        std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
+        let iso = as_checked(&file);
+        let (sent, ended) = feed_into(
+            &dir,
+            &iso,
+            "{ head -c 1048576 >/dev/null; printf x | dd of=\"$FILE\" bs=1 seek=5 \
+             conv=notrunc 2>/dev/null; cat >/dev/null; } < \"$FIFO\"",
+        );
+        assert_stopped_short(&sent, ended, "changed during the upload: it was modified");
+        // Grown, as a download still in progress does.
+        let iso = as_checked(&file);
+        let (sent, ended) = feed_into(
+            &dir,
+            &iso,
+            "{ head -c 1048576 >/dev/null; printf more >> \"$FILE\"; cat >/dev/null; } \
+             < \"$FIFO\"",
+        );
+        assert_stopped_short(
+            &sent,
+            ended,
+            "changed during the upload: its size went from 3145728 to 3145732 bytes",
+        );
+    }
+
+    /// The file replaced (renamed over) between the check and the feed:
+    /// not a byte is sent.
+    #[test]
+    fn a_file_swapped_since_the_check_sends_nothing() {
+        let dir = PrivateDir::new().unwrap();
+        let file = dir.0.join("swapped.iso");
+        std::fs::write(&file, vec![7u8; CHUNK]).unwrap();
+        let iso = as_checked(&file);
+        let other = dir.0.join("other.iso");
+        std::fs::write(&other, vec![8u8; CHUNK]).unwrap();
+        std::fs::rename(&other, &file).unwrap();
+        let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
+        assert_stopped_short(
+            &sent,
+            ended,
+            "changed since it was checked: it is another file now; nothing was sent",
+        );
+    }
+
+    /// Bytes sent whose SHA-256 is not `--sha256` (however the file came
+    /// to differ from what was checked): the reader never sees the end.
+    #[test]
+    fn bytes_sent_that_miss_sha256_never_reach_their_end() {
+        let dir = PrivateDir::new().unwrap();
+        let file = dir.0.join("wrong.iso");
+        std::fs::write(&file, b"abc").unwrap();
+        let iso = LocalIso {
+            sha256: Some("0".repeat(64)),
+            ..as_checked(&file)
+        };
+        let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
+        assert_stopped_short(
+            &sent,
+            ended,
+            "have SHA-256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad, \
+             not --sha256 0000",
+        );
+        // The right one goes through whole.
+        let iso = LocalIso {
+            sha256: Some(sha256_of(&mut &b"abc"[..]).unwrap()),
+            ..iso
+        };
+        let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
+        assert!(sent.fault.is_none() && sent.transfer.is_ok() && ended);
+    }
+
+    /// On this machine's libvirt the same place is the file; on a remote
+    /// host only with the file's size and times (the host is this machine
+    /// under another name), or where the pool gives no times.
+    #[test]
+    fn the_file_itself_is_told_from_a_file_at_its_path_elsewhere() {
+        let file = FileStamp {
+            dev: 1,
+            ino: 2,
+            size: 4096,
+            mtime: (100, 5),
+            ctime: (100, 6),
+        };
+        let times = |mtime, ctime| Some(VolumeTimes { mtime, ctime });
+        assert!(is_itself(true, false, None, None, &file));
+        assert!(!is_itself(
+            false,
+            false,
+            Some(4096),
+            times((100, 5), (100, 6)),
+            &file
+        ));
+        assert!(!is_itself(
+            false,
+            true,
+            Some(4096),
+            times((100, 5), (100, 6)),
+            &file
+        ));
+        assert!(is_itself(
+            true,
+            true,
+            Some(4096),
+            times((100, 5), (100, 6)),
+            &file
+        ));
+        // Another machine's file at the same path: a copy keeps the size
+        // and may keep the modification time, never the change time.
+        assert!(!is_itself(
+            true,
+            true,
+            Some(4096),
+            times((100, 5), (200, 0)),
+            &file
+        ));
+        assert!(!is_itself(
+            true,
+            true,
+            Some(8192),
+            times((100, 5), (100, 6)),
+            &file
+        ));
+        assert!(is_itself(true, true, Some(8192), None, &file));
+    }
+
     /// A whole file reaches the reader byte for byte, with its SHA-256.
     #[test]
     fn a_whole_file_goes_through_the_fifo() {
@@ -670,11 +1101,7 @@ mod tests {
         let bytes: Vec<u8> = (0..CHUNK + 12345).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &bytes).unwrap();
         let copy = dir.0.join("copy");
-        let iso = LocalIso {
-            file: file.to_string_lossy().into_owned(),
-            name: "whole.iso".to_owned(),
-            size: bytes.len() as u64,
-        };
+        let iso = as_checked(&file);
         let reader = crate::virsh::Invocation {
             program: "/bin/sh".into(),
             connect: None,

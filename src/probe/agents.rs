@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use super::values::{OsReport, OsSource, ProbeOptions, Progress};
 use crate::agent::{self, AgentError};
-use crate::utils::with_causes;
 use crate::virsh::{Listing, Virsh};
 
 /// The connection's driver, as far as agents go: QEMU's answers agent
@@ -72,28 +71,28 @@ impl Agents {
     /// the agent answered but would not give the OS.
     fn ask_one(&self, virsh: &Virsh, timeout: Duration, name: &str, deadline: Instant) -> OsReport {
         if self.unsupported.load(Ordering::SeqCst) {
-            return OsReport::failed(AgentError::DriverUnsupported.to_string());
+            return OsReport::agent_failed(&AgentError::DriverUnsupported);
         }
         let Some(bounded) = virsh_until(virsh, timeout, deadline) else {
-            return OsReport::failed(AgentError::Deadline.to_string());
+            return OsReport::agent_failed(&AgentError::Deadline);
         };
         let error = match agent::os_name(&bounded, name) {
             Ok(os) => return OsReport::found(os, OsSource::Agent),
             Err(AgentError::DriverUnsupported) => {
                 self.unsupported.store(true, Ordering::SeqCst);
-                return OsReport::failed(AgentError::DriverUnsupported.to_string());
+                return OsReport::agent_failed(&AgentError::DriverUnsupported);
             }
             Err(error) if error.agent_answered() => error,
             Err(error @ AgentError::Timeout(_)) => return OsReport::hung(&error),
-            Err(error) => return OsReport::failed(with_causes(&error)),
+            Err(error) => return OsReport::agent_failed(&error),
         };
         let Some(bounded) = virsh_until(virsh, timeout, deadline) else {
-            return OsReport::failed(with_causes(&error));
+            return OsReport::agent_failed(&error);
         };
         match agent::os_release_name(&bounded, name) {
             Ok(os) => OsReport::found(os, OsSource::AgentFile),
             // The first refusal says most about why the OS is unknown.
-            Err(_) => OsReport::failed(with_causes(&error)),
+            Err(_) => OsReport::agent_failed(&error),
         }
     }
 }

@@ -131,8 +131,12 @@ fn measure(domain: &Listed, info: DomInfo) -> Metrics {
     let state = domain.state;
     let stat = |key: &str| domain.stats.get_u64(key);
     let balloon_current = stat("balloon.current");
+    // A domain that is not running uses no memory: the allocation that
+    // drivers report for it is only what it would get (shown as used, it
+    // read `128.0 MiB / 128.0 MiB` for a shut-off VM).
     let memory_used = match (balloon_current, stat("balloon.unused")) {
-        (Some(current), Some(unused)) if state.is_active() => {
+        _ if !state.is_active() => None,
+        (Some(current), Some(unused)) => {
             Some((current.saturating_sub(unused), MemorySource::Guest))
         }
         _ => balloon_current

@@ -112,10 +112,13 @@ impl ProbeManager {
         // after, since a hung one holds its session until the deadline and
         // must not hold these up.
         // Owned: the figures' step takes the domains over meanwhile.
-        let unknown_os: Vec<String> = domains
+        let unknown_os: Vec<(String, String)> = domains
             .iter()
             .filter(|domain| domain.os.is_none())
-            .map(|domain| domain.listed.target().to_owned())
+            .map(|domain| {
+                let listed = &domain.listed;
+                (listed.target().to_owned(), listed.name.clone())
+            })
             .collect();
         let read_xmls = || os::read_xmls(&self.virsh, &unknown_os, known_xml);
         let (domains, xmls) = if self.virsh.config().sessions > 1 {

@@ -6,23 +6,29 @@ use std::time::Instant;
 
 use super::cache::Cache;
 use super::osinfo::os_name_from_id;
-use super::values::{Domain, OsReport, OsSource};
+use super::values::{Domain, OsReport, OsSource, OsUnknown};
 use crate::utils::with_causes;
-use crate::virsh::{DomainState, Listed, Virsh, VirshError, Xmls, metadata};
+use crate::virsh::{DomainState, Listed, Virsh, VirshError, XmlRead, Xmls, metadata};
 
-/// The XML of those of `targets` (the domains whose OS is not cached) that
-/// `known` lacks, in one batch spread over the sessions: its libosinfo
-/// metadata is the last resort.
-pub(super) fn read_xmls(virsh: &Virsh, targets: &[String], known: &Xmls) -> Xmls {
-    let targets: Vec<&str> = targets
+/// The XML of those of `unknown` (the domains whose OS is not cached, as
+/// `(target, name)`) that `known` lacks, its libosinfo metadata being the
+/// last resort: read as `serve` reads it for the drives
+/// ([`Virsh::domain_xmls`]: no marker between the documents, which keeps
+/// virsh's lines a third as long as with a marker per domain).
+pub(super) fn read_xmls(virsh: &Virsh, unknown: &[(String, String)], known: &Xmls) -> Xmls {
+    let reads: Vec<XmlRead> = unknown
         .iter()
-        .map(String::as_str)
-        .filter(|target| !known.contains_key(*target))
+        .filter(|(target, _)| !known.contains_key(target))
+        .map(|(target, name)| XmlRead {
+            target,
+            name,
+            inactive: false,
+        })
         .collect();
-    targets
+    reads
         .iter()
-        .map(|target| (*target).to_owned())
-        .zip(virsh.dumpxml_many(&targets))
+        .map(|read| read.target.to_owned())
+        .zip(virsh.domain_xmls(&reads))
         .collect()
 }
 
@@ -70,7 +76,12 @@ fn detect(
     agent: Option<OsReport>,
     xml: Option<&Result<Option<String>, VirshError>>,
 ) -> OsReport {
-    let report = agent.unwrap_or_else(|| OsReport::failed(format!("domain is {}", domain.state)));
+    let report = agent.unwrap_or_else(|| {
+        OsReport::failed(
+            format!("domain is {}", domain.state),
+            OsUnknown::Inactive(domain.state),
+        )
+    });
     if report.name.is_some() {
         return report;
     }
@@ -80,10 +91,15 @@ fn detect(
         }),
         Some(Err(error)) => {
             let reason = format!("cannot read its XML: {}", with_causes(error));
+            // The agent's failure, where it was asked, says most in few
+            // words; an inactive domain's OS is unknown for want of its XML.
             OsReport {
                 error: Some(match report.error {
-                    Some(first) if !first.is_empty() => format!("{first}; {reason}"),
-                    _ => reason,
+                    Some((first, OsUnknown::Inactive(_))) => {
+                        (format!("{first}; {reason}"), OsUnknown::XmlUnreadable)
+                    }
+                    Some((first, why)) => (format!("{first}; {reason}"), why),
+                    None => (reason, OsUnknown::XmlUnreadable),
                 }),
                 ..report
             }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::values::{MemorySource, ReadFault};
+use super::values::{MemorySource, OsUnknown, ReadFault};
 use super::*;
 use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;
@@ -43,7 +43,8 @@ fn qemu_metrics(cpu_ns: u64) -> String {
 /// Domain XML without libosinfo metadata, read while the agents are asked.
 fn expect_plain_xml(fake: &FakeRunner, names: &[&str]) {
     for name in names {
-        fake.expect(&["dumpxml", "--domain", name], 0, "<domain/>", "");
+        let xml = format!("<domain><name>{name}</name></domain>");
+        fake.expect(&["dumpxml", "--domain", name], 0, &xml, "");
     }
 }
 
@@ -151,6 +152,10 @@ fn a_state_change_drops_the_cached_entries() {
     assert_eq!(rows[0].state, DomainState::Paused);
     assert_eq!(rows[0].os, "unknown");
     assert_eq!(rows[0].os_error.as_deref(), Some("domain is paused"));
+    assert_eq!(
+        rows[0].os_unknown,
+        Some(OsUnknown::Inactive(DomainState::Paused))
+    );
 }
 
 #[test]
@@ -181,7 +186,7 @@ fn stats_without_figures_get_dominfo_cached_for_the_ttl_unless_rescanned() {
     let rows = probes.scan(&no_progress).unwrap();
     assert_eq!(rows[0].vcpus, Some(1));
     assert_eq!(rows[0].memory_max_kib, Some(2048));
-    assert_eq!(rows[0].memory_used_kib, Some(1024));
+    assert_eq!(rows[0].memory_used_kib, None, "shut off: nothing used");
     assert_eq!(fake.process_count(), 3, "listing, dominfo batch, XML batch");
 
     expect_state_only_listing(&fake, uri, &[("a", 5), ("b", 5)]);
@@ -293,15 +298,31 @@ fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
             "error: argument unsupported: QEMU guest agent is not configured\n",
         );
     }
-    let with_metadata = r#"<domain><metadata><libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"><libosinfo:os id="http://ubuntu.com/ubuntu/22.04"/></libosinfo:libosinfo></metadata></domain>"#;
+    // As virsh prints it, the domain's name in it: the documents of one
+    // batch are told apart by their names.
+    let with_metadata = |name: &str| {
+        format!(
+            r#"<domain><name>{name}</name><metadata><libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"><libosinfo:os id="http://ubuntu.com/ubuntu/22.04"/></libosinfo:libosinfo></metadata></domain>"#
+        )
+    };
     fake.expect(
         &["dumpxml", "--domain", "bare"],
         0,
         "<domain><name>bare</name></domain>",
         "",
     );
-    fake.expect(&["dumpxml", "--domain", "meta"], 0, with_metadata, "");
-    fake.expect(&["dumpxml", "--domain", "off"], 0, with_metadata, "");
+    fake.expect(
+        &["dumpxml", "--domain", "meta"],
+        0,
+        &with_metadata("meta"),
+        "",
+    );
+    fake.expect(
+        &["dumpxml", "--domain", "off"],
+        0,
+        &with_metadata("off"),
+        "",
+    );
     let rows = manager(&fake, HOUR, HOUR).scan(&no_progress).unwrap();
     fake.assert_all_used();
     let by_name = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
@@ -317,6 +338,7 @@ fn no_agent_falls_back_to_libosinfo_metadata_then_unknown() {
         by_name("bare").os_error.as_deref(),
         Some("no guest agent channel")
     );
+    assert_eq!(by_name("bare").os_unknown, Some(OsUnknown::NoAgent));
     let dumpxml_processes = fake
         .processes()
         .iter()
@@ -467,5 +489,44 @@ fn a_read_that_cannot_start_virsh_keeps_the_cause_in_its_row() {
     assert!(
         error.ends_with(": Permission denied (os error 13)"),
         "{error}"
+    );
+}
+
+/// The table's reason for an unknown OS is a few words from a fixed list,
+/// whatever the error says: a cell never grows with an error's text (a
+/// guest's, virsh's), and the widest is the widest state's.
+#[test]
+fn every_reason_for_an_unknown_os_is_a_few_words() {
+    let states = [
+        DomainState::NoState,
+        DomainState::Paused,
+        DomainState::InShutdown,
+        DomainState::ShutOff,
+        DomainState::Crashed,
+        DomainState::PmSuspended,
+    ];
+    let reasons = states.into_iter().map(OsUnknown::Inactive).chain([
+        OsUnknown::NoAgent,
+        OsUnknown::AgentNotConnected,
+        OsUnknown::Stopped,
+        OsUnknown::NoAgentSupport,
+        OsUnknown::AgentTimedOut,
+        OsUnknown::AgentNotAsked,
+        OsUnknown::AgentRefused,
+        OsUnknown::AgentGaveNoOs,
+        OsUnknown::AgentBadReply,
+        OsUnknown::VirshFailed,
+        OsUnknown::XmlUnreadable,
+    ]);
+    for why in reasons {
+        let words = why.words();
+        assert!(words.len() <= 24, "{why:?}: {words}");
+        assert!(words.is_ascii() && !words.contains(['`', ':']), "{words}");
+    }
+    let refused = crate::agent::AgentError::Refused("x".repeat(10_000));
+    assert_eq!(OsUnknown::of(&refused).words(), "agent refused");
+    assert_eq!(
+        OsUnknown::Inactive(DomainState::ShutOff).words(),
+        "shut off, no metadata"
     );
 }

@@ -119,11 +119,86 @@ impl OsSource {
     }
 }
 
+/// Why a domain's OS is unknown, in the few words of the table's OS
+/// column: a fixed vocabulary mapped from the kinds of error, so that a
+/// cell never grows with an error's text (`os_error` has it whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OsUnknown {
+    /// Not running (the agent is only asked then), and its XML names no OS.
+    Inactive(DomainState),
+    /// No channel for a guest agent in its XML.
+    NoAgent,
+    /// The channel is there; no agent answers on it.
+    AgentNotConnected,
+    /// The domain stopped between the listing and the agent's call.
+    Stopped,
+    /// The connection's driver has no agent calls (the test driver).
+    NoAgentSupport,
+    AgentTimedOut,
+    /// The scan's one deadline for every agent passed first.
+    AgentNotAsked,
+    AgentRefused,
+    /// The agent answered without a name for the OS.
+    AgentGaveNoOs,
+    AgentBadReply,
+    /// virsh failed for a reason of its own.
+    VirshFailed,
+    /// Not running, and its XML (for the metadata) could not be read.
+    XmlUnreadable,
+}
+
+impl OsUnknown {
+    pub fn of(error: &AgentError) -> Self {
+        match error {
+            AgentError::NoChannel => OsUnknown::NoAgent,
+            AgentError::NotConnected => OsUnknown::AgentNotConnected,
+            AgentError::NotRunning => OsUnknown::Stopped,
+            AgentError::DriverUnsupported => OsUnknown::NoAgentSupport,
+            AgentError::Timeout(_) => OsUnknown::AgentTimedOut,
+            AgentError::Deadline => OsUnknown::AgentNotAsked,
+            AgentError::Refused(_) => OsUnknown::AgentRefused,
+            AgentError::NoOsInfo => OsUnknown::AgentGaveNoOs,
+            AgentError::BadReply(_) => OsUnknown::AgentBadReply,
+            AgentError::Virsh(_) => OsUnknown::VirshFailed,
+        }
+    }
+
+    /// The few words: `no agent`, `agent timed out`, `shut off, no
+    /// metadata`, ….
+    pub fn words(self) -> String {
+        match self {
+            OsUnknown::Inactive(state) => return format!("{state}, no metadata"),
+            OsUnknown::NoAgent => "no agent",
+            OsUnknown::AgentNotConnected => "agent not connected",
+            OsUnknown::Stopped => "stopped meanwhile",
+            OsUnknown::NoAgentSupport => "no agent support",
+            OsUnknown::AgentTimedOut => "agent timed out",
+            OsUnknown::AgentNotAsked => "agent not asked",
+            OsUnknown::AgentRefused => "agent refused",
+            OsUnknown::AgentGaveNoOs => "agent gave no OS",
+            OsUnknown::AgentBadReply => "bad agent reply",
+            OsUnknown::VirshFailed => "virsh failed",
+            OsUnknown::XmlUnreadable => "XML unreadable",
+        }
+        .to_owned()
+    }
+
+    /// Whether something is wrong (an agent, virsh, the XML), rather than
+    /// the domain being off with no metadata, or on a driver without agents.
+    pub fn is_problem(self) -> bool {
+        !matches!(
+            self,
+            OsUnknown::Inactive(_) | OsUnknown::NoAgentSupport | OsUnknown::Stopped
+        )
+    }
+}
+
 /// The outcome of OS detection for one domain, as cached.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct OsReport {
     pub name: Option<(String, OsSource)>,
-    pub error: Option<String>,
+    /// Why there is no name: the error with its causes, and its kind.
+    pub error: Option<(String, OsUnknown)>,
     /// The agent did not answer in time: it is left alone for `os_ttl`,
     /// so that the next scans do not wait for it again.
     pub agent_hung: bool,
@@ -138,18 +213,23 @@ impl OsReport {
         }
     }
 
-    pub fn failed(error: String) -> Self {
+    pub fn failed(error: String, why: OsUnknown) -> Self {
         OsReport {
             name: None,
-            error: Some(error),
+            error: Some((error, why)),
             agent_hung: false,
         }
+    }
+
+    /// The agent's error, with its causes.
+    pub fn agent_failed(error: &AgentError) -> Self {
+        OsReport::failed(crate::utils::with_causes(error), OsUnknown::of(error))
     }
 
     pub fn hung(error: &AgentError) -> Self {
         OsReport {
             agent_hung: true,
-            ..OsReport::failed(crate::utils::with_causes(error))
+            ..OsReport::agent_failed(error)
         }
     }
 }
@@ -184,6 +264,9 @@ pub struct DomainStatus {
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
+    /// `os_error` in the table's few words; not in the JSON.
+    #[serde(skip)]
+    pub os_unknown: Option<OsUnknown>,
 }
 
 /// What a scan knows about one domain: the listing's facts, its figures
@@ -249,7 +332,8 @@ impl From<Domain> for DomainStatus {
             xml_fault: None,
             os: name,
             os_source,
-            os_error: os.error,
+            os_unknown: os.error.as_ref().map(|(_, why)| *why),
+            os_error: os.error.map(|(error, _)| error),
         }
     }
 }

@@ -62,9 +62,17 @@ pub fn nonce() -> String {
     format!("{:016x}{:016x}", half(), half())
 }
 
-/// Linux refuses a single argument longer than 128 KiB (MAX_ARG_STRLEN),
-/// and a batch is one argument: longer batches run as several processes.
-const MAX_SCRIPT_BYTES: usize = 96 * 1024;
+/// The longest script one virsh is handed (one argument, or one line of a
+/// session). virsh's memory grows with the square of its script's length:
+/// for each word its parser (`vshCommandStringGetArg`, libvirt's
+/// tools/vsh.c) keeps a copy of the rest of the line. Measured on virsh
+/// 9.0: a 23 KiB batch of 252 `dumpxml` with a marker each took virsh
+/// from 19.7 to 25.3 MiB of RSS, 34 KiB to 31.4 MiB, 8 KiB only to
+/// 20.3 MiB; that virsh was the peak RSS of a 1005-domain scan
+/// (BENCHMARKS.md). A longer batch runs as several pieces (lines of one
+/// session, or processes). Linux's cap on one argument, 128 KiB, is far
+/// above.
+pub(crate) const MAX_SCRIPT_BYTES: usize = 8 * 1024;
 
 /// A sequence of virsh commands run in one connection, each followed by
 /// `echo MARKER` (or, for commands whose outputs tell themselves apart,
@@ -121,8 +129,8 @@ impl Batch {
         self.commands.len()
     }
 
-    /// The batch in pieces whose script stays under 96 KiB, each for one
-    /// process.
+    /// The batch in pieces whose script stays within `MAX_SCRIPT_BYTES`,
+    /// each for one call.
     pub fn pieces(&self) -> Vec<Piece> {
         self.pieces_within(MAX_SCRIPT_BYTES)
     }
@@ -287,7 +295,11 @@ mod tests {
         for n in 0..100 {
             batch.push(&["dominfo", "--domain", &format!("vm-{n:03}")]);
         }
-        assert_eq!(batch.pieces().len(), 1, "100 commands fit one process");
+        assert_eq!(
+            batch.pieces().len(),
+            2,
+            "100 commands with markers are 9 KiB"
+        );
         let pieces = batch.pieces_within(1000);
         assert!(pieces.len() > 1);
         assert!(pieces.iter().all(|p| script(&p.commands).len() <= 1000));

@@ -124,7 +124,7 @@ impl Virsh {
         succeeded(&invocation, output)
     }
 
-    /// Runs a batch (in one process, or one per 96 KiB of script) and
+    /// Runs a batch (one call per `MAX_SCRIPT_BYTES` of script) and
     /// returns each marker's section (see `Batch::split`). Failures of
     /// single commands are expected (a domain vanished); only a process
     /// that printed no section at all is an error, with virsh's stderr as
@@ -280,13 +280,6 @@ impl Virsh {
             .into_iter()
             .map(|section| Ok(section?.map(|text| parse::parse_dominfo(&text))))
             .collect()
-    }
-
-    /// The live `dumpxml` (the persistent one for an inactive domain) of
-    /// each name, batched, a long list over the sessions side by side;
-    /// each name's own outcome.
-    pub fn dumpxml_many(&self, names: &[&str]) -> Vec<Result<Option<String>, VirshError>> {
-        self.per_domain(names, &["dumpxml"])
     }
 
     /// Which of `paths` are storage volumes, in one process:
@@ -744,7 +737,7 @@ mod tests {
         fake.expect_hang(&["dumpxml", "--domain", "b"]);
         fake.expect(&["dumpxml", "--domain", "c"], 0, &xml("c"), "");
         let virsh = virsh_on("test:///fake", &fake);
-        let outcomes = virsh.dumpxml_many(&["a", "b", "c"]);
+        let outcomes = virsh.per_domain(&["a", "b", "c"], &["dumpxml"]);
         fake.assert_all_used();
         assert_eq!(outcomes[0].as_ref().unwrap().as_deref(), Some(&*xml("a")));
         assert_eq!(outcomes[2].as_ref().unwrap().as_deref(), Some(&*xml("c")));

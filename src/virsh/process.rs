@@ -78,10 +78,7 @@ impl ProcessRunner {
         invocation: &Invocation,
         wait: impl FnOnce(Child, &GroupGuard) -> Result<std::io::Result<ExitStatus>, VirshError>,
     ) -> Result<Output, VirshError> {
-        let mut child = spawn_virsh(invocation, Stdio::null())?;
-        // Registered until the leader is reaped, so that any exit of the
-        // tool kills the group.
-        let group = GroupGuard::register(child.id());
+        let (mut child, group) = spawn_virsh(invocation, Stdio::null())?;
         let stdout = Drain::start(child.stdout.take(), self.output_limit);
         let stderr = Drain::start(child.stderr.take(), self.output_limit);
         let status = wait(child, &group)?.map_err(|source| VirshError::Spawn {
@@ -135,9 +132,15 @@ impl Runner for DeadlineRunner {
 }
 
 /// Starts `invocation` the one way the tool ever does: from argv, with
-/// stdout and stderr piped, in a process group of its own.
-pub(super) fn spawn_virsh(invocation: &Invocation, stdin: Stdio) -> Result<Child, VirshError> {
-    Command::new(&invocation.program)
+/// stdout and stderr piped, in a process group of its own, registered (so
+/// that any exit of the tool kills it) until the guard is dropped, once
+/// the leader has been reaped.
+pub(super) fn spawn_virsh(
+    invocation: &Invocation,
+    stdin: Stdio,
+) -> Result<(Child, GroupGuard), VirshError> {
+    let mut command = Command::new(&invocation.program);
+    command
         .args(invocation.args())
         // English labels and messages whatever the admin's locale, while
         // non-ASCII domain names stay intact (plain `C` mangles them).
@@ -153,25 +156,24 @@ pub(super) fn spawn_virsh(invocation: &Invocation, stdin: Stdio) -> Result<Child
         .stderr(Stdio::piped())
         // Its own process group, so a timeout can kill the helpers virsh
         // starts (ssh for qemu+ssh://) along with it.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                VirshError::NotFound {
-                    program: invocation.program.clone(),
-                }
-            } else if source.raw_os_error() == Some(libc::EMFILE) {
-                super::descriptors::note_ran_out();
-                VirshError::NoDescriptors {
-                    command: invocation.summary(),
-                }
-            } else {
-                VirshError::Spawn {
-                    command: invocation.summary(),
-                    source,
-                }
+        .process_group(0);
+    super::groups::spawn_registered(&mut command).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            VirshError::NotFound {
+                program: invocation.program.clone(),
             }
-        })
+        } else if source.raw_os_error() == Some(libc::EMFILE) {
+            super::descriptors::note_ran_out();
+            VirshError::NoDescriptors {
+                command: invocation.summary(),
+            }
+        } else {
+            VirshError::Spawn {
+                command: invocation.summary(),
+                source,
+            }
+        }
+    })
 }
 
 /// Waits for `child` until `deadline`; past it, kills the child's whole

@@ -84,6 +84,49 @@ pub fn parse_volume_xml(text: &str) -> Option<VolumeXml> {
     })
 }
 
+/// A moment as libvirt writes it in a volume's `<timestamps>`:
+/// seconds and nanoseconds since the epoch.
+pub type Timestamp = (i64, u32);
+
+/// `<target><timestamps>` of `vol-dumpxml`: the volume's file's
+/// modification and change times, where the pool gives them (a
+/// directory pool does; `None` otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeTimes {
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+}
+
+/// Parses the times out of `vol-dumpxml` output.
+pub fn parse_volume_times(text: &str) -> Option<VolumeTimes> {
+    let document = roxmltree::Document::parse(text).ok()?;
+    let volume = document.root_element();
+    if !volume.has_tag_name("volume") {
+        return None;
+    }
+    let stamps = child(child(volume, "target")?, "timestamps")?;
+    let time = |name| timestamp(child(stamps, name)?.text()?.trim());
+    Some(VolumeTimes {
+        mtime: time("mtime")?,
+        ctime: time("ctime")?,
+    })
+}
+
+/// `1796115347.664393224` (libvirt prints nine digits; fewer are read as
+/// the fraction they are), or whole seconds.
+fn timestamp(text: &str) -> Option<Timestamp> {
+    let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse().ok()?
+    };
+    Some((seconds.parse().ok()?, nanos))
+}
+
 /// The first child element of `node` called `name`.
 fn child<'a, 'input>(
     node: roxmltree::Node<'a, 'input>,
@@ -199,6 +242,26 @@ mod tests {
         assert_eq!(raw.capacity, Some(1_048_576));
         assert_eq!(parse_volume_xml("<pool/>"), None);
         assert_eq!(parse_volume_xml("error: no vol"), None);
+    }
+
+    #[test]
+    fn volume_times_of_a_directory_pool_s_volume() {
+        assert_eq!(
+            parse_volume_times(&fixture("virsh/vol-dumpxml-lab-iso.xml")),
+            Some(VolumeTimes {
+                mtime: (1_796_115_347, 664_393_224),
+                ctime: (1_796_115_347, 764_393_230),
+            })
+        );
+        // The test driver's volumes carry no times.
+        assert_eq!(
+            parse_volume_times(&fixture("virsh/vol-dumpxml-test-raw.xml")),
+            None
+        );
+        assert_eq!(timestamp("12.5"), Some((12, 500_000_000)));
+        assert_eq!(timestamp("0"), Some((0, 0)));
+        assert_eq!(timestamp("1.1234567890"), None);
+        assert_eq!(timestamp("1.-5"), None);
     }
 
     #[test]

@@ -703,19 +703,22 @@ fn many_hosts_label(n: usize) -> String {
     }
 }
 
-/// Waits (90 s at most) until `hosts` hosts have each logged `message`
-/// `times` times, from the start on; the lines that said it, in order.
+/// Waits until `hosts` hosts have each logged `message` `times` times,
+/// from the start on; the lines that said it, in order. It gives up only
+/// when 90 s pass without one such line: a loaded machine is slow, a hung
+/// server says nothing (a deadline for them all failed at a load of 9).
 fn wait_for_log(serving: &Serving, message: &str, hosts: usize, times: usize) -> Vec<Value> {
     let mut counts = std::collections::HashMap::<String, usize>::new();
     let mut lines = Vec::new();
     let mut startup = serving.startup.iter();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let patience = std::time::Duration::from_secs(90);
+    let mut deadline = std::time::Instant::now() + patience;
     while counts.len() < hosts || counts.values().any(|&n| n < times) {
         let line = startup.next().cloned().unwrap_or_else(|| {
             serving
                 .log
                 .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-                .unwrap_or_else(|_| panic!("not every host said '{message}' in 90 s: {counts:?}"))
+                .unwrap_or_else(|_| panic!("no host said '{message}' for 90 s: {counts:?}"))
         });
         let json: Value = serde_json::from_str(&line).unwrap();
         if json["fields"]["message"]
@@ -725,6 +728,7 @@ fn wait_for_log(serving: &Serving, message: &str, hosts: usize, times: usize) ->
             let uri = json["fields"]["uri"].as_str().unwrap().to_owned();
             *counts.entry(uri).or_default() += 1;
             lines.push(json);
+            deadline = std::time::Instant::now() + patience;
         }
     }
     lines
@@ -761,20 +765,36 @@ fn serve_spreads_the_first_scans_over_the_interval() {
 }
 
 /// `serve` over 100 test-driver hosts with the default budget: each host
-/// scanned twice, /healthz 200, the whole process tree within 1 GiB
-/// throughout (sampled from /proc all along; the sizes printed: README's
-/// figures).
+/// scanned twice and none failing, the whole process tree within 1 GiB
+/// throughout (the sizes printed: README's figures). Nothing here waits
+/// on the machine being quiet (it failed at a load of 9 to 16): the bound
+/// is on what is counted exactly, the tree's peak memory as the kernel
+/// keeps it (a cgroup of the test's own, where one can be made) and the
+/// virsh alive at once (tests/support/peak-virsh), which the budget
+/// holds at 16; a host that a loaded machine scans late is late, not
+/// failed.
 #[test]
 fn serve_over_100_hosts_is_healthy_within_a_gib() {
-    // 10 s: a host is stale after two intervals, and a loaded CI machine
-    // may take a while over 100 hosts; the bound checked is memory.
-    let serving = Serving::start(tool().args(many_hosts(100)).args(["--cache-ttl", "10s"]));
+    let log = temp_dir("peak-100");
+    let cgroup = MemoryCgroup::create("serve-100");
+    let mut command = tool();
+    command
+        .args(many_hosts(100))
+        .args(["--cache-ttl", "10s", "--virsh"])
+        .arg(support("peak-virsh"))
+        .env("PEAK_VIRSH_LOG", &log);
+    if let Some(cgroup) = &cgroup {
+        cgroup.enter(&mut command);
+    }
+    let serving = Serving::start(&mut command);
     let pid = serving.child.id();
     let done = std::sync::atomic::AtomicBool::new(false);
-    let peak = std::thread::scope(|scope| {
+    let sampled = std::thread::scope(|scope| {
+        // Sampled only where no cgroup could be made: no exact source for
+        // the tree's memory then, and a spike between samples is missed.
         let sampler = scope.spawn(|| {
             let mut peak = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while cgroup.is_none() && !done.load(std::sync::atomic::Ordering::Relaxed) {
                 peak = peak.max(tree_rss_kib(pid));
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
@@ -784,14 +804,35 @@ fn serve_over_100_hosts_is_healthy_within_a_gib() {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         sampler.join().unwrap()
     });
-    let rss = tree_rss_kib(pid);
+    let peak = cgroup
+        .as_ref()
+        .and_then(MemoryCgroup::peak_kib)
+        .unwrap_or_else(|| sampled.max(tree_rss_kib(pid)));
+    let virsh: usize = std::fs::read_to_string(log.join("alive"))
+        .unwrap()
+        .lines()
+        .map(|n| n.parse::<usize>().unwrap())
+        .max()
+        .unwrap();
     eprintln!(
-        "serve over 100 hosts: {rss} KiB after two scans of each, {peak} KiB at the most, \
-         tool and virsh"
+        "serve over 100 hosts: {} KiB at the most ({}), tool and virsh; {virsh} virsh at once",
+        peak,
+        if cgroup.is_some() {
+            "the cgroup's peak"
+        } else {
+            "sampled"
+        }
     );
-    assert!(peak.max(rss) <= 1024 * 1024, "{peak} KiB, then {rss} KiB");
-    let (status, body) = serving.wait_for("/healthz", |status, _| status == 200);
-    assert_eq!((status, body.as_str()), (200, "ok: 100 host(s)\n"));
+    assert!(virsh <= 16, "{virsh} virsh alive at once, past the budget");
+    assert!(peak <= 1024 * 1024, "{peak} KiB");
+    // Every host's last scan succeeded; one that a loaded machine scanned
+    // late shows as such ("last good scan … ago"), never as failed.
+    let (status, body) = serving.get("/healthz");
+    assert!(
+        status == 200 && body == "ok: 100 host(s)\n"
+            || status == 503 && body.lines().all(|line| line.contains(": last good scan ")),
+        "{status}: {body}"
+    );
 }
 
 /// A host whose scan takes longer than the interval (its virsh slow to

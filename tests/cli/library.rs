@@ -396,7 +396,7 @@ fn an_upload_that_fails_deletes_the_volume_it_created() {
     );
     // `mount --upload` stops there too: nothing is planned or mounted.
     let output = run(tool().args([
-        "-c", &uri, "mount", "web", "--upload", &iso, "--pool", "isos",
+        "-c", &uri, "mount", "web", "--upload", &iso, "--pool", "isos", "--yes",
     ]));
     assert_refused(
         &output,
@@ -412,6 +412,187 @@ fn an_upload_that_fails_deletes_the_volume_it_created() {
             .matches("it had created was deleted")
             .count(),
         2
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `ARGS` on `uri` through the fake virsh that passes every line to the
+/// real one and logs it (`LINES_LOG`, the session's lines), run in `dir`:
+/// the output and the lines virsh was given.
+fn logged(uri: &str, dir: &Path, args: &[&str]) -> (std::process::Output, String) {
+    let log = dir.join("lines.log");
+    let _ = std::fs::remove_file(&log);
+    let output = run(tool()
+        .args(["-c", uri, "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .args(args)
+        .env("LINES_LOG", &log)
+        .current_dir(dir));
+    (output, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// `upload FILE --replace` where FILE is the volume itself (run in the
+/// pool's directory, or through a symbolic or hard link): refused before
+/// anything is deleted. Before, the volume was deleted, made anew (empty)
+/// and the now empty file uploaded into it: the ISO became zeros. A copy
+/// of it is another file and is uploaded as ever.
+#[test]
+fn upload_refuses_the_volume_itself_before_anything_is_deleted() {
+    let dir = temp_dir("upload-itself");
+    let pool = dir.join("pool");
+    std::fs::create_dir_all(pool.join("sub")).unwrap();
+    iso_file(&pool, "self.iso", 64 * 1024);
+    let node = dir.join("node.xml");
+    std::fs::write(
+        &node,
+        format!(
+            "<node>\n  <pool type='dir'>\n    <name>here</name>\n    \
+             <uuid>5ca1ab1e-0000-4000-8000-00000000e0f1</uuid>\n    \
+             <target><path>{pool}</path></target>\n    <volume type='file'>\n      \
+             <name>self.iso</name>\n      <capacity unit='bytes'>65536</capacity>\n      \
+             <target><path>{pool}/self.iso</path></target>\n    </volume>\n  </pool>\n</node>\n",
+            pool = pool.display()
+        ),
+    )
+    .unwrap();
+    let uri = format!("test://{}", node.display());
+    std::os::unix::fs::symlink(pool.join("self.iso"), dir.join("link.iso")).unwrap();
+    std::fs::hard_link(pool.join("self.iso"), pool.join("sub/hard.iso")).unwrap();
+    for (file, replace) in [
+        ("./self.iso", true),
+        ("./self.iso", false),
+        ("../link.iso", true),
+        ("sub/hard.iso", true),
+    ] {
+        let mut args = vec!["upload", file, "--pool", "here", "--name", "self.iso"];
+        if replace {
+            args.push("--replace");
+        }
+        let (output, lines) = logged(&uri, &pool, &args);
+        assert_refused(
+            &output,
+            &format!(
+                "'{file}' is the volume here/self.iso itself on {uri} ({}/self.iso): it cannot \
+                 be uploaded into itself",
+                pool.display()
+            ),
+        );
+        assert!(
+            !lines.contains("vol-delete") && !lines.contains("vol-create-as"),
+            "{file}: {lines}"
+        );
+    }
+    // A copy is another file: replaced as asked (the test driver then
+    // fails the upload itself, see below).
+    std::fs::copy(pool.join("self.iso"), dir.join("copy.iso")).unwrap();
+    let (output, lines) = logged(
+        &uri,
+        &pool,
+        &[
+            "upload",
+            "../copy.iso",
+            "--pool",
+            "here",
+            "--name",
+            "self.iso",
+            "--replace",
+        ],
+    );
+    assert!(
+        !stderr(&output).contains("is the volume here/self.iso itself"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        lines.contains("vol-delete --pool here --vol self.iso"),
+        "{lines}"
+    );
+    assert_eq!(
+        std::fs::read(pool.join("self.iso")).unwrap().len(),
+        64 * 1024
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// fleet-library.xml with a domain `two` of two empty CD-ROMs besides.
+fn library_with_two_drives(dir: &Path) -> String {
+    let fleet = std::fs::read_to_string(root().join("fixtures/fleet-library.xml")).unwrap();
+    let two = "<domain type='test'><name>two</name>\
+               <uuid>5ca1ab1e-0000-4000-8000-00000000d0f2</uuid>\
+               <memory unit='KiB'>1048576</memory><vcpu>1</vcpu><os><type>hvm</type></os>\
+               <devices><disk type='file' device='cdrom'><target dev='hdc' bus='ide'/>\
+               <readonly/></disk><disk type='file' device='cdrom'>\
+               <target dev='hdd' bus='ide'/><readonly/></disk></devices></domain>\n  ";
+    let at = fleet.find("<pool type='dir'>").unwrap();
+    let node = dir.join("node.xml");
+    std::fs::write(&node, format!("{}{two}{}", &fleet[..at], &fleet[at..])).unwrap();
+    format!("test://{}", node.display())
+}
+
+/// `mount DOMAIN --upload FILE --pool POOL` decides before the first
+/// byte what it can: the drive (several CD-ROMs and no `--target`), the
+/// confirmation (a drive holding media, no terminal, no `--yes`), a name
+/// taken in the pool (mount does not replace: the line names a command
+/// that works). Before, it uploaded first and refused afterwards, leaving
+/// the volume, and a retry was told to pass `--replace`, which `mount`
+/// rejects.
+#[test]
+fn mount_upload_decides_before_the_first_byte() {
+    let dir = temp_dir("mount-upload-first");
+    let uri = library_with_two_drives(&dir);
+    let iso = iso_file(&dir, "new.iso", 64 * 1024).display().to_string();
+    let taken = iso_file(&dir, "unused.iso", 64 * 1024)
+        .display()
+        .to_string();
+    let cases: [(&[&str], String); 3] = [
+        (
+            &["mount", "two", "--upload", &iso, "--pool", "isos"],
+            "'two' has several CD-ROM drives (hdc, hdd): pick one with --target".to_owned(),
+        ),
+        (
+            &["mount", "web", "--upload", &iso, "--pool", "isos"],
+            "not uploaded: stdin is not a terminal, so nobody can confirm; pass --yes".to_owned(),
+        ),
+        (
+            &[
+                "mount", "web", "--upload", &taken, "--pool", "isos", "--yes",
+            ],
+            format!(
+                "isos/unused.iso already exists on {uri}: mount it as it is \
+                 (`dismount_iso_qemu -c '{uri}' mount web isos/unused.iso`), or upload the file \
+                 under another name; nothing was uploaded"
+            ),
+        ),
+    ];
+    for (args, needle) in cases {
+        let (output, lines) = logged(&uri, &dir, args);
+        assert_refused(&output, &needle);
+        assert!(!lines.contains("vol-create-as"), "{args:?}: {lines}");
+    }
+    // The command the line names works.
+    let output = run(tool().args(["-c", &uri, "mount", "web", "isos/unused.iso", "--dry-run"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    // With the drive named, the dry run shows the mount it would make.
+    let (output, _) = logged(
+        &uri,
+        &dir,
+        &[
+            "mount",
+            "two",
+            "--upload",
+            &iso,
+            "--pool",
+            "isos",
+            "--target",
+            "hdd",
+            "--dry-run",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("then mounted into two: two hdd: insert isos/new.iso"),
+        "{}",
+        stdout(&output)
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

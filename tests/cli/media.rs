@@ -784,3 +784,76 @@ fn an_interrupted_change_names_what_had_been_sent() {
         "{text}"
     );
 }
+
+/// A node with one domain of two CD-ROM drives: `sda` holds an ISO whose
+/// path is `path`, `sdz` a short one.
+fn two_drive_node(dir: &std::path::Path, path: &str) -> String {
+    let node = dir.join("node.xml");
+    let drive = |target: &str, source: &str| {
+        format!(
+            "<disk type='file' device='cdrom'><source file='{source}'/>\
+             <target dev='{target}' bus='sata'/><readonly/></disk>"
+        )
+    };
+    std::fs::write(
+        &node,
+        format!(
+            "<node><domain type='test'><name>long-session</name>\
+             <memory unit='KiB'>1024</memory><os><type>hvm</type></os><devices>{}{}\
+             </devices></domain></node>",
+            drive("sda", path),
+            drive("sdz", "/srv/iso/last.iso")
+        ),
+    )
+    .unwrap();
+    format!("test://{}", node.display())
+}
+
+/// A long menu session: more than 64 KiB of changes named by earlier
+/// changes, then Ctrl-C while one is out still names that one. The text
+/// said on a signal used to live in a buffer whose end never moved back,
+/// so after 64 KiB in all a change recorded nothing and the signal said
+/// nothing. The fake virsh hangs only on the last change (drive `sdz`).
+#[test]
+fn an_interrupted_change_is_named_after_a_long_session() {
+    use std::io::Write;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let dir = temp_dir("long-session");
+    // Each change names a path of about 4 KiB: 17 of them make 68 KiB.
+    let long = format!("/srv/{}/long.iso", vec!["d".repeat(250); 16].join("/"));
+    let uri = two_drive_node(&dir, &long);
+    let mark = dir.join("sent");
+    let mut child = tool()
+        .args(["-c", &uri, "--timeout", "60s", "--virsh"])
+        .arg(support("hung-agent-virsh"))
+        .env("HUNG_COMMAND", "sdz")
+        .env("HUNG_MARK", &mark)
+        .process_group(0)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Menu 3 (eject), drive 1 (sda), confirmed: 17 times; then drive 2.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{}3\n2\ny\n", "3\n1\ny\n".repeat(17)).as_bytes())
+        .unwrap();
+    // Some 100 virsh calls before the last change goes out: as long as
+    // they take on a loaded machine (the fake hangs on nothing else).
+    while !std::fs::read_to_string(&mark).is_ok_and(|t| t.ends_with('\n')) {
+        assert!(child.try_wait().unwrap().is_none(), "the menu ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    signal_group(&child, libc::SIGINT);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(libc::SIGINT));
+    let text = stderr(&output);
+    assert!(
+        text.contains("interrupted; these changes had been sent")
+            && text.contains("long-session sdz: eject /srv/iso/last.iso"),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+    assert!(!text.contains("long.iso"), "cleared after each change");
+}

@@ -639,28 +639,62 @@ fn http_bodies_show_public_uris_only() {
     }
 }
 
+/// The server's cap on connections served at once (`MAX_CONNECTIONS`).
+const CAP: usize = 512;
+
+/// Whether the server has closed `stream` (its end read), looking without
+/// waiting.
+fn closed_by_server(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    matches!(stream.peek(&mut [0]), Ok(0))
+}
+
+/// Waits until `count` of `streams` are closed by the server.
+fn wait_until_closed(streams: &[TcpStream], count: usize) {
+    poll(|| (streams.iter().filter(|s| closed_by_server(s)).count() >= count).then_some(()));
+}
+
 /// More silent connections than the server serves at once, each one it
-/// drops opened again: a scrape is still answered, and sooner than the
-/// 5 s within which a silent connection would have ended on its own.
+/// drops opened again: a scrape is still answered, the server making
+/// room by closing the oldest silent one. Every step waits for what it
+/// needs to see (the server has closed the oldest silent ones), and the
+/// scrapes get as long as they need: the test used to give each 3 s
+/// (which a loaded machine could overrun), and re-opened before the
+/// server had closed anything.
 #[test]
 fn silent_connections_past_the_cap_do_not_lock_out_a_scrape() {
     let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
     serving.wait_for("/healthz", |status, _| status == 200);
     let open = || TcpStream::connect(serving.addr).unwrap();
-    let mut silent: Vec<TcpStream> = (0..640).map(|_| open()).collect();
-    // One round of opening again what the server closed.
+    let mut silent: Vec<TcpStream> = (0..CAP + 128).map(|_| open()).collect();
+    // The server took every one in, and closed the oldest for room.
+    wait_until_closed(&silent, 128);
+    // One round of opening again what the server closed: the next oldest
+    // make room in turn.
     for stream in &mut silent {
-        stream.set_nonblocking(true).unwrap();
-        if matches!(stream.peek(&mut [0]), Ok(0)) {
+        if closed_by_server(stream) {
             *stream = open();
         }
     }
-    for path in ["/metrics", "/healthz"] {
-        let mut scrape = open();
+    wait_until_closed(&silent, 128);
+    drop(silent);
+
+    // The cap and one more, all silent: once the first is closed, every
+    // older one is gone and the server holds the others.
+    let silent: Vec<TcpStream> = (0..=CAP).map(|_| open()).collect();
+    wait_until_closed(&silent[..1], 1);
+    // Both scrapes connect before either asks (so neither ends and frees
+    // a place first): each takes the place of the oldest silent one.
+    let mut scrapes: Vec<(&str, TcpStream)> =
+        ["/metrics", "/healthz"].map(|path| (path, open())).into();
+    wait_until_closed(&silent[1..3], 2);
+    for (path, scrape) in &mut scrapes {
         scrape
-            .set_read_timeout(Some(Duration::from_secs(3)))
+            .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
         write!(scrape, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    }
+    for (path, mut scrape) in scrapes {
         let mut answer = Vec::new();
         let read = scrape.read_to_end(&mut answer);
         let answer = String::from_utf8_lossy(&answer);

@@ -2,6 +2,7 @@
 //! real virsh on libvirt's test driver.
 
 use std::collections::BTreeMap;
+use std::process::Command;
 
 use crate::common::*;
 use serde_json::Value;
@@ -84,18 +85,18 @@ fn large_fleet_matches_dominfo_in_a_fixed_number_of_processes() {
             "{name}"
         );
         assert_eq!(row["memory_max_kib"], kib(&info["Max memory"]), "{name}");
-        assert_eq!(row["memory_used_kib"], kib(&info["Used memory"]), "{name}");
-        assert_eq!(row["memory_used_source"], "allocation", "{name}");
         assert_eq!(row["uuid"], info["UUID"].as_str(), "{name}");
         assert_eq!(row["os"], "unknown");
         assert_eq!(row["os_source"], Value::Null);
         if info["State"] == "shut off" {
-            assert_eq!(
-                row["cpu_time_ns"],
-                Value::Null,
-                "{name}: no CPU time when off"
-            );
+            // dominfo's "Used memory" of a shut-off domain is its allocation:
+            // nothing is used (it used to be shown as used).
+            for key in ["cpu_time_ns", "memory_used_kib", "memory_used_source"] {
+                assert_eq!(row[key], Value::Null, "{name}: no {key} when off");
+            }
         } else {
+            assert_eq!(row["memory_used_kib"], kib(&info["Used memory"]), "{name}");
+            assert_eq!(row["memory_used_source"], "allocation", "{name}");
             let ours = row["cpu_time_ns"]
                 .as_u64()
                 .expect("active domains have CPU time");
@@ -186,6 +187,10 @@ fn awkward_names_survive_table_and_json() {
         "plain's memory\n{table}"
     );
     assert!(table.contains("1023 KiB / 1023 KiB"));
+    assert!(
+        table.contains("- / 2.0 GiB"),
+        "shut-off `with space` uses no memory\n{table}"
+    );
     assert!(table.contains("7 domain(s)"));
 }
 
@@ -413,6 +418,63 @@ fn hung_agents_are_reported_and_healthy_ones_still_answer() {
     assert_eq!(never_asked, 8);
 }
 
+/// The table's OS column says why an OS is unknown, in a few words from a
+/// fixed list (never the error's text, which `--json` has): yellow where
+/// something is wrong. It used to say `unknown` alone.
+#[test]
+fn the_os_column_says_why_in_a_few_words() {
+    let table = |uri: &str, extra: &[&str]| {
+        let output = run(tool()
+            .args(["-c", uri, "--color", "always", "status"])
+            .args(extra));
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let yellow = "\u{1b}[38;5;11m";
+    let row = |text: &str, name: &str| {
+        text.lines()
+            .find(|line| line.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+            .to_owned()
+    };
+    // The test driver: no agents; metadata for `plain` only.
+    let small = table(&fleet_uri("fleet-small.xml"), &[]);
+    for (name, os) in [
+        ("with space", "unknown (shut off, no metadata)"),
+        ("-db", "unknown (paused, no metadata)"),
+        ("plain", "Ubuntu 22.04"),
+        ("--double-dash", "unknown (no agent support)"),
+    ] {
+        let line = row(&small, name);
+        let plain = line.contains(&format!("┆ {os} "));
+        assert!(plain, "{os}, not yellow: {line:?}");
+    }
+    // Through the fake's agents: four hang (one per worker), the rest are
+    // never reached in the scan's one timeout.
+    let fake = support("hung-agent-virsh");
+    let hung = table(
+        &fleet_uri("fleet-hung.xml"),
+        &[
+            "--timeout",
+            "2s",
+            "--jobs",
+            "4",
+            "--sessions",
+            "4",
+            "--virsh",
+            fake.to_str().unwrap(),
+        ],
+    );
+    let count = |words: &str| {
+        hung.lines()
+            .filter(|line| line.contains(&format!("{yellow} unknown ({words}) ")))
+            .count()
+    };
+    assert_eq!(count("agent timed out"), 4, "{hung}");
+    assert_eq!(count("agent not asked"), 8, "{hung}");
+    assert!(!hung.contains("did not finish"), "{hung}");
+}
+
 #[test]
 fn a_closed_stdout_exits_quietly() {
     use std::io::{BufRead, BufReader};
@@ -506,6 +568,53 @@ fn no_virsh_outlives_a_signal() {
         let status = tool.wait().unwrap();
         assert_eq!(status.signal(), Some(signal), "dies of the signal");
         let pids: Vec<i32> = pids
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_all_gone(&pids);
+    }
+}
+
+/// A signal while virsh processes are being started (eight sessions at
+/// once, each hanging): none is left, whatever the moment. A virsh
+/// started and not yet registered when the signal came (its group unknown
+/// to the handler) used to be left running, with its child: about one run
+/// in five here, at these moments. Not a timing assertion: the pauses
+/// only spread the moments over the starts; each run must leave nothing.
+#[test]
+fn a_signal_while_virsh_starts_leaves_none_of_them() {
+    use std::os::unix::process::ExitStatusExt;
+    for pause_ms in 0..24 {
+        let dir = temp_dir(&format!("signal-at-start-{pause_ms}"));
+        let pids_file = dir.join("pids");
+        let tool = tool()
+            .args(["-c", &fleet_uri("fleet-400.xml"), "status"])
+            .args(["--timeout", "60s", "--sessions", "8", "--virsh"])
+            .arg(support("fault-virsh"))
+            .env("FAULT", "hang")
+            .env("FAULT_PIDS", &pids_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        poll(|| {
+            std::fs::read_to_string(&pids_file)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+        // SAFETY: kill(2) on the child this test started.
+        unsafe { libc::kill(tool.id() as i32, libc::SIGTERM) };
+        let output = tool.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.signal(),
+            Some(libc::SIGTERM),
+            "{:?}: {}",
+            output.status,
+            stderr(&output)
+        );
+        let pids: Vec<i32> = std::fs::read_to_string(&pids_file)
+            .unwrap()
             .split_whitespace()
             .map(|p| p.parse().unwrap())
             .collect();
@@ -632,6 +741,42 @@ fn an_invisible_character_never_makes_a_name_look_like_another() {
     let menu = stdout(&crate::common::menu_session(&uri, "1\n"));
     no_raw("menu", &menu);
     assert!(menu.contains(r"web\u{200b}prod (running)"), "{menu}");
+}
+
+/// virsh's memory grows with the square of the line it parses (each word
+/// keeps a copy of the rest of the line), and the scan's per-domain
+/// batches were lines of up to 96 KiB: on 800 domains with 50-character
+/// names the scan peaked at 99 MiB of resident memory, against 27 MiB for
+/// one virsh listing the same host. The tool hands no virsh more than
+/// 8 KiB, so the peak of the whole scan (the tool and every virsh it
+/// started, exactly, from wait4) stays within a few MiB of that one virsh.
+#[test]
+fn a_scan_peaks_at_about_one_virsh_of_memory() {
+    let dir = temp_dir("peak-rss");
+    let xml: String = (0..800)
+        .map(|n| {
+            format!(
+                "<domain type='test'><name>guest-with-a-rather-long-descriptive-name-{n:04}</name>\
+                 <memory unit='KiB'>131072</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>\n"
+            )
+        })
+        .collect();
+    let file = dir.join("fleet.xml");
+    std::fs::write(&file, format!("<node>\n{xml}</node>\n")).unwrap();
+    let uri = format!("test://{}", file.display());
+    let (output, one_virsh) = run_for_peak_rss(
+        Command::new("virsh").args(["-c", &uri, "list", "--all", "--name"]),
+        &dir,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (output, scan) = run_for_peak_rss(tool().args(["-c", &uri, "status", "--json"]), &dir);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(rows.len(), 800);
+    assert!(
+        scan <= one_virsh + 4 * 1024,
+        "the scan peaked at {scan} KiB, one virsh at {one_virsh} KiB"
+    );
 }
 
 /// 500 domains whose names are 238 characters long: per-domain batches

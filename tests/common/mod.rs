@@ -634,6 +634,135 @@ impl Drop for Terminal {
     }
 }
 
+/// Runs `command` to its end (stdout and stderr into files in `dir`) and
+/// gives its output with its peak resident memory in KiB: wait4(2)'s
+/// `ru_maxrss`, which the kernel keeps as the largest of the process and
+/// of every descendant it waited for (the tool reaps each virsh it starts),
+/// so the true peak of the whole tree, not a sample of it.
+// The child is reaped by wait4 below, not by `Child::wait`, which gives
+// no resource usage.
+#[allow(clippy::zombie_processes)]
+pub fn run_for_peak_rss(command: &mut Command, dir: &Path) -> (Output, u64) {
+    let files = [dir.join("peak-stdout"), dir.join("peak-stderr")];
+    let child = command
+        .stdout(std::fs::File::create(&files[0]).unwrap())
+        .stderr(std::fs::File::create(&files[1]).unwrap())
+        .spawn()
+        .expect("the command runs");
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waits for the child just spawned, which nothing else
+        // waits for (`child` is dropped unwaited), into locals that live
+        // across the call.
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if waited == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::Interrupted,
+            "wait4: {error}"
+        );
+    }
+    let output = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: std::fs::read(&files[0]).unwrap(),
+        stderr: std::fs::read(&files[1]).unwrap(),
+    };
+    let peak = u64::try_from(usage.ru_maxrss).expect("a size");
+    (output, peak)
+}
+
+/// A memory cgroup of a test's own for one process tree, where the kernel
+/// offers one the test may make (root; cgroup v2 with `memory.peak`, or
+/// v1 with `memory.max_usage_in_bytes`): the kernel keeps the tree's peak
+/// exactly, where RSS sampled now and then can miss a spike. Removed when
+/// dropped (after the tree has ended).
+pub struct MemoryCgroup {
+    dir: PathBuf,
+    peak: &'static str,
+    /// `DIR/cgroup.procs`, ready for a child to write between fork and exec.
+    procs: std::ffi::CString,
+}
+
+impl MemoryCgroup {
+    /// A new cgroup below the test's own, or `None` where none can be made.
+    pub fn create(tag: &str) -> Option<Self> {
+        use std::os::unix::ffi::OsStringExt;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|controllers| controllers.split_whitespace().any(|c| c == "memory"));
+        let (root, path, peak) = own.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            if v2 && controllers.is_empty() {
+                Some(("/sys/fs/cgroup", path, "memory.peak"))
+            } else if controllers.split(',').any(|c| c == "memory") {
+                Some(("/sys/fs/cgroup/memory", path, "memory.max_usage_in_bytes"))
+            } else {
+                None
+            }
+        })?;
+        let dir = Path::new(root)
+            .join(path.trim_start_matches('/'))
+            .join(format!("{tag}-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let procs = std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_vec());
+        let cgroup = MemoryCgroup {
+            procs: procs.ok()?,
+            dir,
+            peak,
+        };
+        cgroup.peak_kib()?;
+        Some(cgroup)
+    }
+
+    /// Starts `command` inside: the child moves itself before exec, so
+    /// every page of it and of what it starts is counted.
+    pub fn enter(&self, command: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        let procs = self.procs.clone();
+        // SAFETY: open(2), write(2) and close(2) are async-signal-safe,
+        // and the path was made before the fork: nothing allocates here.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                let written = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                if written {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+
+    /// The most memory the tree has held at once, in KiB.
+    pub fn peak_kib(&self) -> Option<u64> {
+        let bytes = std::fs::read_to_string(self.dir.join(self.peak)).ok()?;
+        Some(bytes.trim().parse::<u64>().ok()? / 1024)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // Its processes may still be on their way out: a few tries.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 /// The resident memory of `pid` and of every process below it, in KiB,
 /// from /proc (a process that ends while it is read counts nothing).
 pub fn tree_rss_kib(pid: u32) -> u64 {

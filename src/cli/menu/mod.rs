@@ -88,7 +88,7 @@ pub fn run_menu<R: BufRead, W: Write>(
                 writeln!(
                     console.out(),
                     "Invalid choice '{}': enter a number from 1 to 6, or q to quit.",
-                    crate::utils::sanitize(other)
+                    shown(other)
                 )?;
                 Ok(())
             }
@@ -102,6 +102,17 @@ pub fn run_menu<R: BufRead, W: Write>(
             writeln!(console.out(), "error: {error:#}")?;
         }
     }
+}
+
+/// The most of an invalid choice shown back: enough to see the typo.
+const SHOWN_CHARS: usize = 20;
+
+/// `choice` as shown back: sanitized, and cut after [`SHOWN_CHARS`].
+fn shown(choice: &str) -> String {
+    let mut chars = choice.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    let cut = if chars.next().is_some() { "…" } else { "" };
+    format!("{}{cut}", crate::utils::sanitize(&head))
 }
 
 /// The table of the hosts that answered, then a line for each that failed.
@@ -214,6 +225,53 @@ mod tests {
         let text = menu_output(&b"\xff\n5\n"[..], &probes(&fake), &refresh);
         assert!(text.contains("Invalid choice '\u{fffd}'"), "{text}");
         assert_eq!(text.matches("Select option:").count(), 2);
+    }
+
+    /// A long invalid choice is shown back cut; a line longer than any
+    /// answer is refused whole, and read without being held: the menu
+    /// printed a 50 MB line back in full.
+    #[test]
+    fn a_long_choice_is_cut_and_a_huge_line_refused() {
+        let fake = Arc::new(FakeRunner::default());
+        let (refresh, _send) = refresh_from_test();
+        let long = format!("{}\n", "y".repeat(500));
+        let text = menu_output(format!("{long}5\n").as_bytes(), &probes(&fake), &refresh);
+        assert!(
+            text.contains(&format!("Invalid choice '{}…'", "y".repeat(20))),
+            "{text}"
+        );
+        assert!(text.len() < 1000, "{} bytes", text.len());
+
+        // 64 MiB with no newline, from a reader that holds none of it.
+        struct Endless(usize);
+        impl std::io::Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    let tail = b"\n5\n";
+                    let n = tail.len().min(buf.len());
+                    buf[..n].copy_from_slice(&tail[..n]);
+                    self.0 = usize::MAX;
+                    return Ok(n);
+                }
+                if self.0 == usize::MAX {
+                    return Ok(0);
+                }
+                let n = self.0.min(buf.len());
+                buf[..n].fill(b'x');
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let input = std::io::BufReader::new(Endless(64 << 20));
+        let mut out = Vec::new();
+        run_menu(input, &mut out, &probes(&fake), &refresh, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("That answer is longer than 8192 bytes: ignored."),
+            "{text}"
+        );
+        assert!(!text.contains("Invalid choice"), "{text}");
+        assert!(text.len() < 1000, "{} bytes", text.len());
     }
 
     /// Input whose first line is `text`, then a read error (a terminal

@@ -125,6 +125,12 @@ impl Budget {
         }
     }
 
+    /// How many wait for a place now, for tests to see a waiter queued.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        lock(&self.state).waiting
+    }
+
     /// Tells the waiters that a session went idle: it may be theirs.
     pub(super) fn offer(&self) {
         if lock(&self.state).waiting > 0 {

@@ -50,8 +50,7 @@ pub(super) struct Session {
 
 impl Session {
     pub(super) fn start(endpoint: &Endpoint) -> Result<Session, VirshError> {
-        let mut command = spawn_virsh(&endpoint.invocation(), Stdio::piped())?;
-        let group = GroupGuard::register(command.id());
+        let (mut command, group) = spawn_virsh(&endpoint.invocation(), Stdio::piped())?;
         let stdin = command.stdin.take().expect("stdin is piped");
         let (sender, events) = mpsc::channel();
         pump(command.stdout.take(), Stream::Stdout, sender.clone());
