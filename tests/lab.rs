@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 use common::*;
@@ -289,14 +290,20 @@ fn bash_completes_lab_guests_and_pool_isos() -> Result<(), Failed> {
     check(reply == ["lab-agent"], || {
         format!("eject lab-a: {reply:?} {}", stderr(&output))
     })?;
-    // `vol-list`: a header, a rule, then NAME and PATH (absolute) a line;
-    // a name may hold blanks. Each as bash inserts it: a blank escaped
-    // ("Débian netinst.iso").
+    // `vol-list`: a header, a rule, then NAME (padded) and PATH a line;
+    // a name may hold blanks, at its ends too, so it is read exactly from
+    // the path, which runs from its first `/` to the end of the line
+    // (virsh pads no last column): in a directory pool a volume's name is
+    // its file name. Each as bash inserts it: a blank escaped ("Débian
+    // netinst.iso").
     let listed = virsh(LAB_URI, &["vol-list", "--pool", "lab-isos"]);
     let mut expected: Vec<String> = listed
         .lines()
         .skip(2)
-        .filter_map(|line| Some(line[..line.find(" /")?].trim().to_owned()))
+        .filter_map(|line| {
+            let path = Path::new(&line[line.find('/')?..]);
+            Some(path.file_name()?.to_str()?.to_owned())
+        })
         .filter(|name| name.to_ascii_lowercase().ends_with(".iso"))
         .map(|name| format!("lab-isos/{}", name.replace(' ', "\\ ")))
         .collect();

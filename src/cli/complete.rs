@@ -281,8 +281,11 @@ impl Line {
                 .try_get_one::<PathBuf>("hosts")
                 .ok()
                 .flatten()
-                .cloned(),
-            virsh: string(matches, "virsh").unwrap_or_else(|| "virsh".to_owned()),
+                .map(|path| home_expanded(path.as_os_str())),
+            virsh: string(matches, "virsh").map_or_else(
+                || "virsh".to_owned(),
+                |virsh| home_expanded(OsStr::new(&virsh)).display().to_string(),
+            ),
             max_connections: matches
                 .try_get_one::<u16>("max_connections")
                 .ok()
@@ -298,6 +301,13 @@ impl Line {
     /// them at once, together: a host that fails or does not answer within
     /// [`BOUND`] gives nothing (its virsh killed and reaped by the runner).
     fn ask(&self, read: impl Fn(&Virsh) -> Result<Vec<String>, VirshError> + Sync) -> Vec<String> {
+        // A FIFO nobody writes would hold the TAB for ever, `/dev/zero`
+        // fill the memory: the completion reads a regular file only.
+        if let Some(hosts) = &self.hosts
+            && !std::fs::metadata(hosts).is_ok_and(|meta| meta.is_file())
+        {
+            return Vec::new();
+        }
         let Ok(hosts) = connections(
             &self.connect,
             self.hosts.as_deref(),
@@ -323,6 +333,17 @@ impl Line {
                 read(&virsh).unwrap_or_default()
             });
         found.concat()
+    }
+}
+
+/// A path of the line as the shell will give it to the command once the
+/// line runs: a leading `~/` is `$HOME/`. The shells hand a completion
+/// the word as typed (`--hosts ~/kvm-hosts`), unexpanded. A `~` quoted on
+/// the line (a directory named `~`) is read so too.
+fn home_expanded(path: &OsStr) -> PathBuf {
+    match (std::env::var_os("HOME"), Path::new(path).strip_prefix("~")) {
+        (Some(home), Ok(rest)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(path),
     }
 }
 

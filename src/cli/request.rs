@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -65,8 +65,7 @@ pub(super) fn connections(
 ) -> Result<Vec<Option<String>>> {
     let mut uris: Vec<String> = connect.iter().filter(|u| !u.is_empty()).cloned().collect();
     if let Some(file) = hosts_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the hosts file {}", file.display()))?;
+        let text = read_hosts_file(file)?;
         let hosts = parse_hosts(&text);
         // An empty file is a mistake: taken for "no hosts given", it
         // would aim every command at the local host instead.
@@ -88,6 +87,30 @@ pub(super) fn connections(
     } else {
         uris.into_iter().map(Some).collect()
     })
+}
+
+/// A hosts file is a few KiB; one larger than this is something else.
+const HOSTS_FILE_LIMIT: u64 = 16 << 20;
+
+/// The hosts file's text, up to [`HOSTS_FILE_LIMIT`]: a file without end
+/// (`/dev/zero`, a log named by mistake) is refused there, not read until
+/// memory runs out. A pipe (`--hosts <(grep kvm hosts)`) reads as a file.
+fn read_hosts_file(file: &Path) -> Result<String> {
+    let context = || format!("cannot read the hosts file {}", file.display());
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .with_context(context)?
+        .take(HOSTS_FILE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .with_context(context)?;
+    if text.len() as u64 > HOSTS_FILE_LIMIT {
+        bail!(
+            "the hosts file {} is larger than {} MiB: is it a hosts file?",
+            file.display(),
+            HOSTS_FILE_LIMIT >> 20
+        );
+    }
+    Ok(text)
 }
 
 /// One URI a line; blank lines and `#` comments (whole lines or after

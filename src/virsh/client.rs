@@ -299,10 +299,14 @@ impl Virsh {
 
     /// The other name a storage volume goes by in domain XML: for
     /// `POOL/VOLUME` its path, for a path `POOL/VOLUME`. `None` where no
-    /// pool holds it, or the connection has no storage driver.
+    /// pool holds it, or the connection has no storage driver. Each
+    /// answer is its first line exactly: a name or path may end in a
+    /// blank (`trail.iso ` next to `trail.iso`).
     pub fn volume_alias(&self, name: &str) -> Result<Option<String>, VirshError> {
         let lookup = |args: &[&str]| match self.run(args) {
-            Ok(output) => Ok(Some(output.stdout.trim().to_owned())),
+            Ok(output) => Ok(Some(
+                output.stdout.lines().next().unwrap_or_default().to_owned(),
+            )),
             Err(error) if is_no_such_volume(&error) => Ok(None),
             Err(error) => Err(error),
         };

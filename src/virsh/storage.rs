@@ -31,15 +31,24 @@ impl Volume {
 }
 
 impl Virsh {
-    /// The active storage pools' names.
+    /// The active storage pools' names, exactly: by UUID, then one batch
+    /// of `pool-name`, as `pool-list --name` pads a name to 20 columns and
+    /// a blank that ends one could not be told from the padding. None on
+    /// a driver without storage.
     pub fn active_pools(&self) -> Result<Vec<String>, VirshError> {
-        let pools = self.run(&["pool-list", "--name"])?.stdout;
-        // `pool-list --name` pads names with blanks on the right.
-        Ok(pools
-            .lines()
-            .map(str::trim_end)
-            .filter(|pool| !pool.is_empty())
-            .map(str::to_owned)
+        let uuids = self.active_pool_uuids()?;
+        if uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut names = Batch::new();
+        for uuid in &uuids {
+            names.push(&["pool-name", "--pool", uuid]);
+        }
+        Ok(self
+            .run_batch(&names)?
+            .into_iter()
+            // A pool gone since `pool-list` is left out.
+            .filter_map(|name| Some(name?.lines().next()?.to_owned()))
             .collect())
     }
 

@@ -180,21 +180,26 @@ impl Uri<'_> {
     /// `text` (an error about this connection) fit for people who may not
     /// see the connection's details: every URI in it (the one given, one
     /// virsh wrote, a command line's `-c`) in its [`Uri::public`] form, and
-    /// each value of this URI's query that names a path (`keyfile=`,
-    /// `command=`, `socket=`: ssh names the key file in its warnings) as
-    /// `<keyfile>`, `<command>`, …, written as given and as libvirt reads
-    /// it (percent-decoded: `my%20key` reaches ssh as `my key`).
+    /// each value of this URI's query that names a path, and each value of
+    /// a [`FILE_PARAMETERS`] one (`keyfile=`, `command=`, `socket=`: ssh
+    /// names the key file in its warnings), as
+    /// `<keyfile>`, `<command>`, …, and this URI's user where ssh names it
+    /// (`root@kvm1: Permission denied`), each written as given and as
+    /// libvirt reads it (percent-decoded: `my%20key` reaches ssh as `my
+    /// key`).
     pub fn scrub(&self, text: &str) -> String {
         let mut scrubbed = public_uris(text);
         let query = self.text.split_once('?').map_or("", |(_, query)| query);
         let mut secrets: Vec<(String, String)> = Vec::new();
         for (raw_name, raw_value) in query_params(query) {
             let (name, value) = (percent_decoded(raw_name), percent_decoded(raw_value));
-            if !(raw_value.contains('/') || value.contains('/')) {
-                continue;
-            }
             // libvirt matches parameter names in any case (`KeyFile=`).
             let name = name.to_ascii_lowercase();
+            let names_a_file = FILE_PARAMETERS.contains(&name.as_str());
+            if value.is_empty() || !(names_a_file || raw_value.contains('/') || value.contains('/'))
+            {
+                continue;
+            }
             let label = if !name.is_empty()
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             {
@@ -206,6 +211,16 @@ impl Uri<'_> {
                 secrets.push((secret, label.clone()));
             }
         }
+        // ssh names the user in its own words (`root@kvm1: Permission
+        // denied`): it goes with its `@`, as from the URIs.
+        if let Some(info) = self.user_info().filter(|info| !info.is_empty()) {
+            let user = info.split(':').next().unwrap_or(info);
+            for shown in [info, user].map(|text| [text.to_owned(), percent_decoded(text)]) {
+                for text in shown.into_iter().filter(|text| !text.is_empty()) {
+                    secrets.push((format!("{text}@"), String::new()));
+                }
+            }
+        }
         // The longest first: a value inside another is not left half shown.
         secrets.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
         for (secret, label) in secrets {
@@ -214,6 +229,18 @@ impl Uri<'_> {
         scrubbed
     }
 }
+
+/// The remote driver's parameters that name a file or a program, scrubbed
+/// whatever their value: one given relative (`keyfile=id_kvm`) has no `/`
+/// to tell it by, and ssh's warnings name it as given.
+const FILE_PARAMETERS: [&str; 6] = [
+    "command",
+    "keyfile",
+    "known_hosts",
+    "netcat",
+    "pkipath",
+    "socket",
+];
 
 /// A query's `name=value` pairs, raw, split as libvirt's
 /// `virURIParseParams` splits them: at the next `&`, or at the next `;`
@@ -268,21 +295,24 @@ fn percent_decoded(text: &str) -> String {
 }
 
 /// `text` with each `scheme://…` in it replaced by its public form. A URI
-/// ends at white space, a quote or an angle bracket; punctuation right
-/// after it (`…/system: error`) is kept out of it.
+/// ends at white space, a quote or an angle bracket, or where the scheme
+/// of the next `://` starts (else `://://root@h/` would read
+/// `//root@h/` as a path and keep its user); punctuation right after it
+/// (`…/system: error`) is kept out of it.
 fn public_uris(text: &str) -> String {
-    let is_scheme = |c: char| c.is_ascii_alphanumeric() || "+.-".contains(c);
     let ends_uri = |c: char| c.is_whitespace() || "'\"`<>".contains(c);
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(marker) = rest.find("://") {
-        let start = rest[..marker]
-            .char_indices()
-            .rfind(|&(_, c)| !is_scheme(c))
-            .map_or(0, |(i, c)| i + c.len_utf8());
+        let start = scheme_start(rest, marker);
+        let after = marker + "://".len();
+        let next = rest[after..]
+            .find("://")
+            .map_or(rest.len(), |i| scheme_start(rest, after + i).max(after));
         let end = rest[marker..]
             .find(ends_uri)
-            .map_or(rest.len(), |i| marker + i);
+            .map_or(rest.len(), |i| marker + i)
+            .min(next);
         let uri = rest[start..end].trim_end_matches([':', ',', ';', '.', ')']);
         out.push_str(&rest[..start]);
         out.push_str(&Uri::parse(uri).public());
@@ -290,6 +320,16 @@ fn public_uris(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Where the scheme before the `://` at `marker` starts: after the last
+/// character no scheme holds.
+fn scheme_start(text: &str, marker: usize) -> usize {
+    let is_scheme = |c: char| c.is_ascii_alphanumeric() || "+.-".contains(c);
+    text[..marker]
+        .char_indices()
+        .rfind(|&(_, c)| !is_scheme(c))
+        .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
 #[cfg(test)]
@@ -439,6 +479,26 @@ mod tests {
         assert_eq!(Uri::parse(given).scrub("at ://u@h/x?q"), "at ://h/x");
     }
 
+    /// A `://` right before a URI (or inside one) starts a URI of its
+    /// own: the user info after it is not read as a path and kept
+    /// (proptest's `://` before `://root@host/…`).
+    #[test]
+    fn scrub_reads_each_marker_as_its_own_uri() {
+        let given = Uri::parse("qemu+ssh://root@host/x?keyfile=/k");
+        for (text, scrubbed) in [
+            ("://://root@host/x?keyfile=/k", "://://host/x"),
+            ("a://qemu+ssh://root@host/x", "a://qemu+ssh://host/x"),
+            ("qemu+ssh://b://root@host/x", "qemu+ssh://b://host/x"),
+            // A URI in a query is a URI of its own, shown public too.
+            (
+                "x: qemu+ssh://root@host/x?command=a://u@h/",
+                "x: qemu+ssh://host/xa://h",
+            ),
+        ] {
+            assert_eq!(given.scrub(text), scrubbed, "{text}");
+        }
+    }
+
     /// libvirt percent-decodes a query's names and values before the ssh
     /// transport reads them (names in any case): ssh's words carry the
     /// decoded path, which is scrubbed as the one written is.
@@ -462,6 +522,37 @@ mod tests {
         assert_eq!(
             Uri::parse("qemu+ssh://h/s?x%3Cy%3E=%2Fp").scrub("at /p"),
             "at <parameter>"
+        );
+    }
+
+    /// ssh names the user in its own words (`nobodyx@127.0.0.1: Permission
+    /// denied`, captured through the lab's sshd): the user goes, as from
+    /// the URIs, written as given or percent-decoded.
+    #[test]
+    fn scrub_leaves_out_the_user_ssh_names() {
+        let error = "error: Cannot recv data: nobodyx@127.0.0.1: Permission denied (publickey).: \
+                     Connection reset by peer";
+        let scrubbed = "error: Cannot recv data: 127.0.0.1: Permission denied (publickey).: \
+                        Connection reset by peer";
+        for given in [
+            "qemu+ssh://nobodyx@127.0.0.1:2222/system?command=/x/ssh",
+            "qemu+ssh://nobody%78@127.0.0.1:2222/system",
+        ] {
+            assert_eq!(Uri::parse(given).scrub(error), scrubbed, "{given}");
+        }
+    }
+
+    /// A parameter that names a file is scrubbed whatever its value: ssh
+    /// names a key file given relative (`keyfile=id_kvm`, found from the
+    /// working directory) in its warning as it was given. Flags stay.
+    #[test]
+    fn scrub_leaves_out_file_parameters_without_a_slash() {
+        let given = Uri::parse("qemu+ssh://h/system?KeyFile=id_kvm&command=ssh-kvm&no_tty=1");
+        assert_eq!(
+            given.scrub(
+                "Warning: Identity file id_kvm not accessible; ssh-kvm: not found; no_tty 1"
+            ),
+            "Warning: Identity file <keyfile> not accessible; <command>: not found; no_tty 1"
         );
     }
 }

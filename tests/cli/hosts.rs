@@ -228,6 +228,36 @@ fn a_hosts_file_without_hosts_is_an_error_and_runs_no_virsh() {
     }
 }
 
+/// A hosts file without end (`/dev/zero`, a log named by mistake) is
+/// refused at a bound, in one line (before: read until memory ran out:
+/// under the test's 1 GiB address-space limit `cannot read the hosts file
+/// /dev/zero: out of memory`, without one the machine's memory); a
+/// process substitution (`--hosts <(grep kvm hosts)`, a pipe) is still
+/// read.
+#[test]
+fn a_hosts_file_without_end_is_refused_at_a_bound() {
+    let binary = env!("CARGO_BIN_EXE_dismount_iso_qemu");
+    let output = run(std::process::Command::new("bash").args([
+        "-c",
+        "ulimit -v 1048576 && exec \"$0\" --hosts /dev/zero status",
+        binary,
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        "dismount_iso_qemu: error: the hosts file /dev/zero is larger than 16 MiB: is it a hosts file?\n"
+    );
+    let small = fleet_uri("fleet-small.xml");
+    let output = run(std::process::Command::new("bash").args([
+        "-c",
+        "exec \"$0\" --hosts <(echo \"$1\") status --json",
+        binary,
+        &small,
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("\"plain\""));
+}
+
 /// LIBVIRT_URI stands for `--connect` only when neither `--connect` nor
 /// `--hosts` names a host; virsh's own LIBVIRT_DEFAULT_URI (or the older
 /// VIRSH_DEFAULT_CONNECT_URI) cannot send a listed host elsewhere either

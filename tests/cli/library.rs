@@ -859,3 +859,42 @@ fn every_drive_holds_its_image_whatever_its_device() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `delete-iso` of a volume's path whose name starts with a blank
+/// (`/srv/isos/ lead.iso`, next to `lead.iso`) plans that volume alone
+/// (before: `vol-name`'s answer trimmed to `isos/lead.iso`, the
+/// neighbour, which was planned for deletion too).
+#[test]
+fn deleting_a_volume_named_with_a_leading_blank_spares_its_neighbour() {
+    let dir = temp_dir("lead-delete");
+    let outside = iso_file(&dir, "outside.iso", 64 * 1024);
+    let uri = holders_fleet(&dir, &outside);
+    let file = uri.strip_prefix("test://").unwrap();
+    let volumes: String = [" lead.iso", "lead.iso"]
+        .map(|name| {
+            format!(
+                "<volume type='file'><name>{name}</name><capacity unit='bytes'>1048576</capacity>\
+                 <target><path>/srv/isos/{name}</path></target></volume>"
+            )
+        })
+        .concat();
+    let node = std::fs::read_to_string(file).unwrap().replacen(
+        "<volume type='file'>",
+        &format!("{volumes}<volume type='file'>"),
+        1,
+    );
+    std::fs::write(file, node).unwrap();
+    let output = delete(&[&uri], &["/srv/isos/ lead.iso", "--dry-run"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let planned: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("  delete "))
+        .collect();
+    assert_eq!(
+        planned,
+        [format!("  delete volume isos/ lead.iso on {uri}")],
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -636,6 +636,43 @@ fn who_holds_an_iso_matches_its_volume_and_its_path() {
     );
 }
 
+/// A volume whose name ends in a blank (`isos/trail.iso ` next to
+/// `isos/trail.iso`, fixtures/fleet-holders.xml) is that volume, its path
+/// read exactly from `vol-path`: its holder is found, `eject --iso` plans
+/// it, and `mount` of it into the drive that holds it changes nothing
+/// (before: the path was trimmed to the neighbour's, which `mount` put in
+/// its place).
+#[test]
+fn a_volume_named_with_a_trailing_blank_is_that_volume() {
+    let uri = fleet_uri("fleet-holders.xml");
+    let holders: Vec<String> = isos_json(&uri, &["--iso", "isos/trail.iso "])
+        .iter()
+        .map(|row| row["domain"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(holders, ["trailing"]);
+    let eject = run(tool().args(["-c", &uri, "eject", "--iso", "isos/trail.iso ", "--dry-run"]));
+    assert!(
+        stdout(&eject).contains("trailing hdc: eject"),
+        "{}{}",
+        stdout(&eject),
+        stderr(&eject)
+    );
+    let mount = run(tool().args([
+        "-c",
+        &uri,
+        "mount",
+        "trailing",
+        "isos/trail.iso ",
+        "--dry-run",
+    ]));
+    assert!(mount.status.success(), "{}", stderr(&mount));
+    assert!(
+        !stdout(&mount).contains("change-media"),
+        "{}",
+        stdout(&mount)
+    );
+}
+
 /// A relative ISO path is stored as libvirt will read it later: absolute,
 /// `..` resolved through the real directory. It used to be stored with
 /// `..` under the working directory.

@@ -550,6 +550,40 @@ fn head_absolute_targets_bare_lf_and_exact_head_limits() {
     assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
 }
 
+/// A host whose scan fails after a good one (its node file gone and its
+/// session's virsh killed: the new session cannot connect) keeps its last
+/// good series on the page, marked `dismount_host_scan_success 0`, and
+/// /healthz names it; once it answers again, 1.
+#[test]
+fn a_host_whose_scan_fails_after_a_good_one_keeps_its_last_good_series() {
+    let dir = temp_dir("serve-fails-later");
+    let node = dir.join("node.xml");
+    std::fs::copy(root().join("fixtures/fleet-small.xml"), &node).unwrap();
+    let uri = format!("test://{}", node.display());
+    let serving = Serving::start(tool().args(["-c", &uri, "--cache-ttl", "1s"]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let plain = format!("dismount_domain_vcpus{{domain=\"plain\",uri=\"{uri}\"}} 2");
+    let success = |value: u8| format!("dismount_host_scan_success{{uri=\"{uri}\"}} {value}");
+    let (_, metrics) = serving.get("/metrics");
+    assert!(metrics.contains(&plain), "{metrics}");
+    std::fs::rename(&node, dir.join("away.xml")).unwrap();
+    for pid in descendants(serving.child.id()) {
+        if comm(pid) == "virsh" {
+            // SAFETY: kill(2) on a virsh the tool under test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let (_, body) = serving.wait_for("/healthz", |status, _| status == 503);
+    assert!(body.starts_with(&format!("{uri}: ")), "{body}");
+    let (_, metrics) = serving.get("/metrics");
+    assert!(
+        metrics.contains(&plain) && metrics.contains(&success(0)),
+        "{metrics}"
+    );
+    std::fs::rename(dir.join("away.xml"), &node).unwrap();
+    serving.wait_for("/metrics", |_, metrics| metrics.contains(&success(1)));
+}
+
 /// /healthz and /metrics name hosts by their public URI only, in the
 /// errors too (which carry the URI as given, and virsh's and ssh's words):
 /// no user, no `keyfile=` or any query, no key path, percent-encoded or

@@ -83,6 +83,16 @@ fn bash_completes_from_the_host_on_the_line() {
     assert_eq!(reply, ["fda", "hdc", "sda"], "{}", stderr(&output));
     let (reply, output) = complete_in_bash(&["-c", &library, "upload", "x.iso", "--pool", ""], &[]);
     assert_eq!(reply, ["isos", "other"], "{}", stderr(&output));
+    // `--hosts ~/FILE` as the shell will expand it when the line runs.
+    let (reply, output) = complete_in_bash(
+        &["--hosts", "~/hosts", "mount", "web", "isos/u"],
+        &[("HOME", &dir.display().to_string())],
+    );
+    assert_eq!(reply, ["isos/unused.iso"], "{}", stderr(&output));
+    // A pool's name read exactly: `pool-list --name` pads "spare " away.
+    let holders = fleet_uri("fleet-holders.xml");
+    let (reply, output) = complete_in_bash(&["-c", &holders, "upload", "x.iso", "--pool", ""], &[]);
+    assert_eq!(reply, ["isos", "spare\\ "], "{}", stderr(&output));
 }
 
 /// A shell completion cannot escape what it offers: a name holding a
@@ -102,7 +112,7 @@ fn names_a_shell_cannot_show_are_not_offered() {
 
 /// What the admin types after `eject` (or the rest of the line), and the
 /// name the completed line must pass the tool, on fixtures/fleet-shell.xml.
-const HOSTILE: [(&str, &str); 24] = [
+const HOSTILE: [(&str, &str); 26] = [
     ("eject y", "y`touch PWNED`"),
     ("eject x", "x$(touch PWNED)"),
     ("eject wi", "with space"),
@@ -129,6 +139,9 @@ const HOSTILE: [(&str, &str); 24] = [
     ("eject nl", "nl"),
     ("mount web my", "my pool/v`touch PWNED`.iso"),
     ("upload x --pool m", "my pool"),
+    // A pool's name ending in a blank, and a volume's starting with a dash.
+    ("upload x --pool tr", "trail pool "),
+    ("mount web tr", "trail pool /-x.iso"),
     ("mount web f", "f$(touch PWNED).iso"),
 ];
 
@@ -325,6 +338,41 @@ fn a_hung_host_completes_nothing_and_leaves_no_process() {
         &[env[0], env[1], ("FAULT_ONLY_URI", "test:///hung")],
     );
     assert_eq!(reply, ["web"], "{}", stderr(&output));
+}
+
+/// A `--hosts` on the line that is no regular file (a FIFO nobody writes,
+/// `/dev/zero`) completes nothing and the TAB comes back: the completion
+/// does not read it (before: it waited on the FIFO for ever, or read
+/// `/dev/zero` until memory ran out).
+#[test]
+fn a_hosts_file_that_is_no_regular_file_completes_nothing() {
+    let dir = temp_dir("complete-fifo");
+    let fifo = dir.join("hosts");
+    let made = run(std::process::Command::new("mkfifo").arg(&fifo));
+    assert!(made.status.success(), "{}", stderr(&made));
+    for hosts in [fifo.display().to_string(), "/dev/zero".to_owned()] {
+        let line = format!("dismount_iso_qemu --hosts {hosts} eject w");
+        let mut child = tool()
+            .env("COMPLETE", "bash")
+            .args(["--", &line, "w"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A bound, not a measure: the completion's own is 2 s.
+        let ended = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            child.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(ended, "--hosts {hosts}: the TAB never came back");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output), "", "--hosts {hosts}");
+    }
 }
 
 /// A TAB over ssh asks virsh for `no_tty=1`: ssh then fails at once
