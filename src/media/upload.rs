@@ -441,9 +441,9 @@ impl MediaManager {
         } else {
             None
         };
-        let path = virsh.run(&["vol-path", "--pool", pool, "--vol", name]);
+        let path = virsh.volume_alias(&format!("{pool}/{name}"));
         refuse_if_interrupted()?;
-        let path = path?.stdout.trim().to_owned();
+        let path = path?.context("the volume is gone after the upload")?;
         Ok(Uploaded { path, verified })
     }
 

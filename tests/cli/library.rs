@@ -631,6 +631,41 @@ fn mount_takes_a_pool_volume_by_name() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A volume whose name ends in a blank (`trail.iso `), named by
+/// `pool/volume`, is itself and never its neighbour `trail.iso`: `mount`
+/// finds its drive already holding it, and `delete-iso` of it (here held
+/// by nobody, and no ISO by name) never plans the neighbour. Before, the
+/// path that `vol-path` printed lost its blank: `mount` replaced the ISO
+/// with the neighbour, and `delete-iso` planned to delete the neighbour.
+#[test]
+fn a_name_ending_in_a_blank_is_never_its_neighbour() {
+    let dir = temp_dir("trailing-blank");
+    let outside = iso_file(&dir, "outside.iso", 64 * 1024);
+    let uri = holders_fleet(&dir, &outside);
+    let output = run(tool().args(["-c", &uri, "mount", "trailing", "isos/trail.iso ", "--dry-run"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stdout(&output).contains("change-media"),
+        "{}",
+        stdout(&output)
+    );
+    let node = dir.join("fleet-holders.xml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    std::fs::write(
+        &node,
+        text.replace("/srv/isos/trail.iso '", "/srv/isos/unused.iso'"),
+    )
+    .unwrap();
+    let output = delete(&[&uri], &["isos/trail.iso ", "--dry-run"]);
+    assert!(
+        !stdout(&output).contains("--vol trail.iso\n"),
+        "the neighbour is planned: {}",
+        stdout(&output)
+    );
+    assert_refused(&output, "no ISO 'isos/trail.iso ' in the storage pools");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `upload` of a 4 MiB ISO `name` (made in `dir`) to the library fleet's
 /// `isos` pool through the fake virsh whose `vol-upload` hangs, writing
 /// the line it hangs on to `mark`; in a process group of its own, stderr
