@@ -94,9 +94,13 @@ fn lexically_normal(path: &Path) -> PathBuf {
 const SIGNATURE_AT: u64 = 16 * 2048 + 1;
 
 /// Whether the file at `path` carries the ISO 9660 signature; a file too
-/// short to hold it does not.
+/// short to hold it does not, nor anything that is no regular file (a
+/// FIFO a drive names, or that took a checked file's place).
 pub fn has_iso9660_signature(path: &Path) -> std::io::Result<bool> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = open_never_blocking(path)?;
+    if !file.metadata()?.is_file() {
+        return Ok(false);
+    }
     file.seek(SeekFrom::Start(SIGNATURE_AT))?;
     let mut signature = [0u8; 5];
     match file.read_exact(&mut signature) {
@@ -104,4 +108,16 @@ pub fn has_iso9660_signature(path: &Path) -> std::io::Result<bool> {
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// `path` opened for reading without ever waiting in `open`: a FIFO
+/// (which `open` would hold until someone writes to it, forever) or a
+/// device opens at once, and is no terminal of ours. Reads of a regular
+/// file are as usual; the caller looks at what it opened.
+pub(super) fn open_never_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
 }

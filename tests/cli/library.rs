@@ -631,6 +631,29 @@ fn mount_takes_a_pool_volume_by_name() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A disk naming a FIFO (a shut-off VM's, outside every pool, no `.iso`
+/// name): `library`, `delete-iso` and `upload` read the host and answer,
+/// the FIFO held, never opened for its signature. Before, `library` waited
+/// in `open` for a writer, for good.
+#[test]
+fn a_drive_naming_a_fifo_never_hangs_the_library() {
+    let dir = temp_dir("fifo-disk");
+    let fifo = dir.join("fifo.img");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let uri = holders_fleet(&dir, &fifo);
+    let output = run(tool().args(["-c", &uri, "library", "--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = delete(&[&uri], &[fifo.to_str().unwrap(), "--file", "--yes"]);
+    assert_refused(&output, "is held by 1 drive(s)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A volume whose name ends in a blank (`trail.iso `), named by
 /// `pool/volume`, is itself and never its neighbour `trail.iso`: `mount`
 /// finds its drive already holding it, and `delete-iso` of it (here held
@@ -642,7 +665,14 @@ fn a_name_ending_in_a_blank_is_never_its_neighbour() {
     let dir = temp_dir("trailing-blank");
     let outside = iso_file(&dir, "outside.iso", 64 * 1024);
     let uri = holders_fleet(&dir, &outside);
-    let output = run(tool().args(["-c", &uri, "mount", "trailing", "isos/trail.iso ", "--dry-run"]));
+    let output = run(tool().args([
+        "-c",
+        &uri,
+        "mount",
+        "trailing",
+        "isos/trail.iso ",
+        "--dry-run",
+    ]));
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         !stdout(&output).contains("change-media"),
