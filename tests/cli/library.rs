@@ -753,6 +753,48 @@ fn an_interrupted_upload_cleans_up_and_exits_130() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Ctrl-C (and SIGTERM) while `delete-iso`'s `vol-delete` is out (the
+/// fake virsh holds it): the tool says which deletion had been sent and
+/// may have been made. Before, it exited 130 saying nothing.
+#[test]
+fn an_interrupted_delete_says_what_it_had_sent() {
+    use std::os::unix::process::CommandExt;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = temp_dir("interrupted-delete");
+        let mark = dir.join("sent");
+        let child = tool()
+            .args(["-c", &library_fleet(), "--timeout", "60s", "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .env("HUNG_COMMAND", "vol-delete")
+            .env("HUNG_MARK", &mark)
+            .args(["delete-iso", "isos/unused.iso", "--yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        poll(|| {
+            std::fs::read_to_string(&mark)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        });
+        signal_group(&child, signal);
+        let output = child.wait_with_output().unwrap();
+        // Dead of the signal, as a shell sees it (130, 143).
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(output.status.signal(), Some(signal), "{}", stderr(&output));
+        let text = stderr(&output);
+        assert!(
+            text.contains(
+                "interrupted; this deletion had been sent to virsh and may have been made \
+                 (`library` shows what is left):\n  delete volume isos/unused.iso on"
+            ),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 /// A host that cannot be read is one line; the others' ISOs print.
 #[test]
 fn a_host_that_fails_is_one_line_and_exit_3() {
