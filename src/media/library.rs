@@ -109,21 +109,24 @@ pub fn library<'a>(
         Files::Local => std::fs::canonicalize(path).ok(),
         Files::Remote => None,
     };
-    let volume_files: BTreeMap<PathBuf, usize> = volumes
-        .iter()
-        .enumerate()
-        .filter_map(|(index, volume)| Some((canonical(&volume.path)?, index)))
-        .collect();
-    let find_volume = |media: &Media| match media {
-        Media::Volume { pool, volume } => volumes
-            .iter()
-            .position(|v| &v.pool == pool && &v.name == volume),
-        // A block device may be a volume too (a logical pool's).
-        Media::File(path) | Media::Block(path) => volumes
-            .iter()
-            .position(|v| &v.path == path)
-            .or_else(|| volume_files.get(&canonical(path)?).copied()),
-        Media::Network { .. } => None,
+    // The file each volume is: one file may be several volumes (two
+    // pools over one directory, one of them through a symbolic link), and
+    // a drive holding it by any of their names holds them all.
+    let file_of = |path: &str| canonical(path).unwrap_or_else(|| PathBuf::from(path));
+    let volume_files: Vec<PathBuf> = volumes.iter().map(|v| file_of(&v.path)).collect();
+    let find_volumes = |media: &Media| -> Vec<usize> {
+        let file = match media {
+            Media::Volume { pool, volume } => volumes
+                .iter()
+                .position(|v| &v.pool == pool && &v.name == volume)
+                .map(|index| volume_files[index].clone()),
+            // A block device may be a volume too (a logical pool's).
+            Media::File(path) | Media::Block(path) => Some(file_of(path)),
+            Media::Network { .. } => None,
+        };
+        (0..volumes.len())
+            .filter(|index| file.as_ref() == Some(&volume_files[*index]))
+            .collect()
     };
     let mut in_pools: BTreeMap<usize, Vec<Holder>> = volumes
         .iter()
@@ -145,30 +148,36 @@ pub fn library<'a>(
             let images = |disk: Option<&'a Disk>| disk.into_iter().flat_map(|d| &d.images);
             let device = &live.or(config).expect("a target of either view").device;
             for media in images(live).chain(images(config)) {
-                let holders = match (find_volume(media), media) {
-                    (Some(index), _) => in_pools.entry(index).or_default(),
-                    (None, Media::Volume { pool, volume }) => outside
-                        .entry((Some(pool.clone()), Some(volume.clone()), None))
-                        .or_default(),
-                    (None, Media::File(path)) => {
-                        outside.entry((None, None, Some(path.clone()))).or_default()
+                let holds = |disk: Option<&'a Disk>| images(disk).any(|held| held == media);
+                let add = |holders: &mut Vec<Holder>| {
+                    if !holders
+                        .iter()
+                        .any(|h| h.domain == domain.name && h.target == target)
+                    {
+                        holders.push(Holder {
+                            domain: domain.name.clone(),
+                            target: target.to_owned(),
+                            device: device.clone(),
+                            live: holds(live),
+                            config: holds(config),
+                        });
                     }
-                    _ => continue,
                 };
-                if holders
-                    .iter()
-                    .any(|h| h.domain == domain.name && h.target == target)
-                {
+                let found = find_volumes(media);
+                if !found.is_empty() {
+                    for index in found {
+                        add(in_pools.entry(index).or_default());
+                    }
                     continue;
                 }
-                let holds = |disk: Option<&'a Disk>| images(disk).any(|held| held == media);
-                holders.push(Holder {
-                    domain: domain.name.clone(),
-                    target: target.to_owned(),
-                    device: device.clone(),
-                    live: holds(live),
-                    config: holds(config),
-                });
+                let key = match media {
+                    Media::Volume { pool, volume } => {
+                        (Some(pool.clone()), Some(volume.clone()), None)
+                    }
+                    Media::File(path) => (None, None, Some(path.clone())),
+                    _ => continue,
+                };
+                add(outside.entry(key).or_default());
             }
         }
     }
@@ -448,6 +457,46 @@ mod tests {
         assert_eq!(local[0].holders, [holder("vm", "hdc", false, true)]);
         let remote = library(&volumes, &domains, Files::Remote);
         assert_eq!(remote.len(), 2, "remotely a path is only its text");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// One file that is a volume of two pools (the second pool's directory
+    /// a symbolic link to the first's): a drive holding it by either's
+    /// path, or by `pool/volume`, holds both volumes, so neither is unused
+    /// (and neither deleted or replaced). Before, only the volume whose
+    /// path the drive named held it.
+    #[test]
+    fn one_file_in_two_pools_is_held_under_both_names() {
+        let dir = std::env::temp_dir().join(format!("library-twice-{}", std::process::id()));
+        let (real, link) = (dir.join("real"), dir.join("link"));
+        std::fs::create_dir_all(&real).unwrap();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        std::fs::write(real.join("x.iso"), b"iso").unwrap();
+        let path = |dir: &std::path::Path| dir.join("x.iso").to_str().unwrap().to_owned();
+        let volumes = [
+            volume("a", "x.iso", &path(&real), "iso"),
+            volume("b", "x.iso", &path(&link), "iso"),
+        ];
+        let by_volume = Some(Media::Volume {
+            pool: "b".into(),
+            volume: "x.iso".into(),
+        });
+        for media in [file(&path(&real)), file(&path(&link)), by_volume] {
+            let domains = [domain(
+                "vm",
+                None,
+                vec![drive(DriveKind::Cdrom, "hdc", media)],
+            )];
+            let entries = library(&volumes, &domains, Files::Local);
+            assert_eq!(entries.len(), 2, "{entries:?}");
+            assert!(
+                entries
+                    .iter()
+                    .all(|e| e.holders == [holder("vm", "hdc", false, true)]),
+                "{entries:?}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
