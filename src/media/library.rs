@@ -89,14 +89,24 @@ pub enum Files {
     Remote,
 }
 
+/// Which file a path is, as far as it can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FileKey {
+    /// This machine's file: its device and inode.
+    Inode(u64, u64),
+    /// A file that cannot be looked at here: its path as written.
+    Path(PathBuf),
+}
+
 /// What a drive names that no pool lists: its pool, volume and path,
 /// as far as the drive says.
 type Unlisted = (Option<String>, Option<String>, Option<String>);
 
 /// Builds the library from a host's volumes and domains. Each image a
 /// disk reads (its source and backing chain, live and in the config) is
-/// matched to a volume by `pool/volume` or by path (locally also through
-/// symlinks); the files that match no volume are files outside every
+/// matched to every volume that is its file, by `pool/volume` or by path
+/// (locally by device and inode: through symlinks, bind mounts and hard
+/// links); the files that match no volume are files outside every
 /// pool. Pool volumes come first, by pool and name; then what no pool
 /// lists: files by path, then the `pool/volume`s of pools the host does
 /// not have. Every ISO volume is there, and every image a disk holds.
@@ -105,15 +115,21 @@ pub fn library<'a>(
     domains: &'a [DomainMedia],
     files: Files,
 ) -> Vec<LibraryEntry> {
-    let canonical = |path: &str| match files {
-        Files::Local => std::fs::canonicalize(path).ok(),
-        Files::Remote => None,
-    };
     // The file each volume is: one file may be several volumes (two
-    // pools over one directory, one of them through a symbolic link), and
-    // a drive holding it by any of their names holds them all.
-    let file_of = |path: &str| canonical(path).unwrap_or_else(|| PathBuf::from(path));
-    let volume_files: Vec<PathBuf> = volumes.iter().map(|v| file_of(&v.path)).collect();
+    // pools over one directory, one of them through a symbolic link or a
+    // bind mount), and a drive holding it by any of their names holds
+    // them all. Locally a file is its device and inode; else its path.
+    let file_of = |path: &str| {
+        use std::os::unix::fs::MetadataExt;
+        match files {
+            Files::Local => std::fs::metadata(path)
+                .ok()
+                .map(|file| FileKey::Inode(file.dev(), file.ino())),
+            Files::Remote => None,
+        }
+        .unwrap_or_else(|| FileKey::Path(PathBuf::from(path)))
+    };
+    let volume_files: Vec<FileKey> = volumes.iter().map(|v| file_of(&v.path)).collect();
     let find_volumes = |media: &Media| -> Vec<usize> {
         let file = match media {
             Media::Volume { pool, volume } => volumes
@@ -460,13 +476,14 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// One file that is a volume of two pools (the second pool's directory
-    /// a symbolic link to the first's): a drive holding it by either's
+    /// One file that is a volume of three pools (the second pool's
+    /// directory a symbolic link to the first's, the third's a hard link):
+    /// a drive holding it by either's
     /// path, or by `pool/volume`, holds both volumes, so neither is unused
-    /// (and neither deleted or replaced). Before, only the volume whose
+    /// (and none deleted or replaced). Before, only the volume whose
     /// path the drive named held it.
     #[test]
-    fn one_file_in_two_pools_is_held_under_both_names() {
+    fn one_file_in_several_pools_is_held_under_each_name() {
         let dir = std::env::temp_dir().join(format!("library-twice-{}", std::process::id()));
         let (real, link) = (dir.join("real"), dir.join("link"));
         std::fs::create_dir_all(&real).unwrap();
@@ -482,6 +499,16 @@ mod tests {
             pool: "b".into(),
             volume: "x.iso".into(),
         });
+        // A third name for it: a hard link in a third pool, as a bind
+        // mount of the directory would be (the same device and inode).
+        let hard = dir.join("hard");
+        std::fs::create_dir_all(&hard).unwrap();
+        std::fs::hard_link(real.join("x.iso"), hard.join("x.iso")).unwrap();
+        let volumes = [
+            volumes[0].clone(),
+            volumes[1].clone(),
+            volume("c", "x.iso", &path(&hard), "iso"),
+        ];
         for media in [file(&path(&real)), file(&path(&link)), by_volume] {
             let domains = [domain(
                 "vm",
@@ -489,7 +516,7 @@ mod tests {
                 vec![drive(DriveKind::Cdrom, "hdc", media)],
             )];
             let entries = library(&volumes, &domains, Files::Local);
-            assert_eq!(entries.len(), 2, "{entries:?}");
+            assert_eq!(entries.len(), 3, "{entries:?}");
             assert!(
                 entries
                     .iter()
