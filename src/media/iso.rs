@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 /// An ISO as named on the command line (`--iso`), matched against drives'
 /// media labels: as given (a path, or a pool volume's `pool/volume` as the
 /// table shows it), and on this host also by its absolute path with `..`
-/// resolved and by the file it ends at, so `a/../b.iso` or a symlink find
-/// the drives that hold `b.iso`; and by the other name libvirt knows it by
+/// resolved and by the file it ends at, so `a/../b.iso`, a symlink, a bind
+/// mount or a hard link find the drives that hold `b.iso`; and by the other name libvirt knows it by
 /// (a pool volume's path for `pool/volume`, and the other way round).
 #[derive(Debug, Clone, Default)]
 pub struct IsoName {
@@ -16,6 +16,17 @@ pub struct IsoName {
     alias: Option<String>,
     absolute: Option<PathBuf>,
     file: Option<PathBuf>,
+    /// The file's device and inode: the same file under another path
+    /// (a bind mount, a hard link) is the ISO too.
+    inode: Option<(u64, u64)>,
+}
+
+/// The device and inode of the file at `path`, if it can be looked at.
+fn inode(path: impl AsRef<Path>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|file| (file.dev(), file.ino()))
 }
 
 impl IsoName {
@@ -36,6 +47,7 @@ impl IsoName {
                 .ok()
                 .map(|path| lexically_normal(&path)),
             file: std::fs::canonicalize(given).ok(),
+            inode: inode(given),
         }
     }
 
@@ -56,6 +68,7 @@ impl IsoName {
                 .file
                 .as_ref()
                 .is_some_and(|file| std::fs::canonicalize(label).is_ok_and(|held| &held == file))
+            || self.inode.is_some() && self.inode == inode(label)
     }
 }
 

@@ -654,6 +654,30 @@ fn a_drive_naming_a_fifo_never_hangs_the_library() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A file outside every pool that a drive holds, named by another path
+/// to the same file (a hard link here, standing in for a bind mount of
+/// its directory, which needs root: the same device and inode):
+/// `delete-iso --file` names the holder and deletes nothing. Before, only
+/// the drive's path and symbolic links were matched: through a bind
+/// mount, the file the VM boots was deleted.
+#[test]
+fn a_held_file_under_another_path_is_never_deleted() {
+    let dir = temp_dir("held-elsewhere");
+    let outside = iso_file(&dir, "outside.iso", 64 * 1024);
+    let uri = holders_fleet(&dir, &outside);
+    let other = dir.join("other.iso");
+    std::fs::hard_link(&outside, &other).unwrap();
+    let output = delete(&[&uri], &[other.to_str().unwrap(), "--file", "--yes"]);
+    assert_refused(&output, "is held by 1 drive(s)");
+    assert!(
+        stdout(&output).contains("outside vda disk (config)"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(other.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A volume whose name ends in a blank (`trail.iso `), named by
 /// `pool/volume`, is itself and never its neighbour `trail.iso`: `mount`
 /// finds its drive already holding it, and `delete-iso` of it (here held
