@@ -14,6 +14,7 @@ use super::request::DeleteRequest;
 use crate::fleet::{Fleet, Host};
 use crate::media::{LibraryEntry, MediaManager};
 use crate::utils::sanitize;
+use crate::virsh::groups::last_words;
 
 /// `library`: the ISOs of every host, side by side; with `unused` only
 /// those no drive holds, live or in the config.
@@ -295,7 +296,16 @@ pub fn delete_iso<R: BufRead, W: Write>(
     }
     let mut failed = 0;
     for deletion in &plan {
-        match deletion.run() {
+        // Said if a signal ends the tool while it is out: it may be done.
+        last_words::clear();
+        last_words::add(&format!(
+            "dismount_iso_qemu: interrupted; this deletion had been sent to virsh and may have \
+             been made (`library` shows what is left):\n  {}\n",
+            deletion.describe()
+        ));
+        let deleted = deletion.run();
+        last_words::clear();
+        match deleted {
             Ok(()) => writeln!(prompt.out(), "ok: {}", deletion.describe())?,
             Err(error) => {
                 failed += 1;

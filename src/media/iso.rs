@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 /// An ISO as named on the command line (`--iso`), matched against drives'
 /// media labels: as given (a path, or a pool volume's `pool/volume` as the
 /// table shows it), and on this host also by its absolute path with `..`
-/// resolved and by the file it ends at, so `a/../b.iso` or a symlink find
-/// the drives that hold `b.iso`; and by the other name libvirt knows it by
+/// resolved and by the file it ends at, so `a/../b.iso`, a symlink, a bind
+/// mount or a hard link find the drives that hold `b.iso`; and by the other name libvirt knows it by
 /// (a pool volume's path for `pool/volume`, and the other way round).
 #[derive(Debug, Clone, Default)]
 pub struct IsoName {
@@ -16,6 +16,17 @@ pub struct IsoName {
     alias: Option<String>,
     absolute: Option<PathBuf>,
     file: Option<PathBuf>,
+    /// The file's device and inode: the same file under another path
+    /// (a bind mount, a hard link) is the ISO too.
+    inode: Option<(u64, u64)>,
+}
+
+/// The device and inode of the file at `path`, if it can be looked at.
+fn inode(path: impl AsRef<Path>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|file| (file.dev(), file.ino()))
 }
 
 impl IsoName {
@@ -36,6 +47,7 @@ impl IsoName {
                 .ok()
                 .map(|path| lexically_normal(&path)),
             file: std::fs::canonicalize(given).ok(),
+            inode: inode(given),
         }
     }
 
@@ -56,6 +68,7 @@ impl IsoName {
                 .file
                 .as_ref()
                 .is_some_and(|file| std::fs::canonicalize(label).is_ok_and(|held| &held == file))
+            || self.inode.is_some() && self.inode == inode(label)
     }
 }
 
@@ -94,9 +107,13 @@ fn lexically_normal(path: &Path) -> PathBuf {
 const SIGNATURE_AT: u64 = 16 * 2048 + 1;
 
 /// Whether the file at `path` carries the ISO 9660 signature; a file too
-/// short to hold it does not.
+/// short to hold it does not, nor anything that is no regular file (a
+/// FIFO a drive names, or that took a checked file's place).
 pub fn has_iso9660_signature(path: &Path) -> std::io::Result<bool> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = open_never_blocking(path)?;
+    if !file.metadata()?.is_file() {
+        return Ok(false);
+    }
     file.seek(SeekFrom::Start(SIGNATURE_AT))?;
     let mut signature = [0u8; 5];
     match file.read_exact(&mut signature) {
@@ -104,4 +121,16 @@ pub fn has_iso9660_signature(path: &Path) -> std::io::Result<bool> {
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// `path` opened for reading without ever waiting in `open`: a FIFO
+/// (which `open` would hold until someone writes to it, forever) or a
+/// device opens at once, and is no terminal of ours. Reads of a regular
+/// file are as usual; the caller looks at what it opened.
+pub(super) fn open_never_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
 }

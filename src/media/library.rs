@@ -89,14 +89,24 @@ pub enum Files {
     Remote,
 }
 
+/// Which file a path is, as far as it can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FileKey {
+    /// This machine's file: its device and inode.
+    Inode(u64, u64),
+    /// A file that cannot be looked at here: its path as written.
+    Path(PathBuf),
+}
+
 /// What a drive names that no pool lists: its pool, volume and path,
 /// as far as the drive says.
 type Unlisted = (Option<String>, Option<String>, Option<String>);
 
 /// Builds the library from a host's volumes and domains. Each image a
 /// disk reads (its source and backing chain, live and in the config) is
-/// matched to a volume by `pool/volume` or by path (locally also through
-/// symlinks); the files that match no volume are files outside every
+/// matched to every volume that is its file, by `pool/volume` or by path
+/// (locally by device and inode: through symlinks, bind mounts and hard
+/// links); the files that match no volume are files outside every
 /// pool. Pool volumes come first, by pool and name; then what no pool
 /// lists: files by path, then the `pool/volume`s of pools the host does
 /// not have. Every ISO volume is there, and every image a disk holds.
@@ -105,25 +115,34 @@ pub fn library<'a>(
     domains: &'a [DomainMedia],
     files: Files,
 ) -> Vec<LibraryEntry> {
-    let canonical = |path: &str| match files {
-        Files::Local => std::fs::canonicalize(path).ok(),
-        Files::Remote => None,
+    // The file each volume is: one file may be several volumes (two
+    // pools over one directory, one of them through a symbolic link or a
+    // bind mount), and a drive holding it by any of their names holds
+    // them all. Locally a file is its device and inode; else its path.
+    let file_of = |path: &str| {
+        use std::os::unix::fs::MetadataExt;
+        match files {
+            Files::Local => std::fs::metadata(path)
+                .ok()
+                .map(|file| FileKey::Inode(file.dev(), file.ino())),
+            Files::Remote => None,
+        }
+        .unwrap_or_else(|| FileKey::Path(PathBuf::from(path)))
     };
-    let volume_files: BTreeMap<PathBuf, usize> = volumes
-        .iter()
-        .enumerate()
-        .filter_map(|(index, volume)| Some((canonical(&volume.path)?, index)))
-        .collect();
-    let find_volume = |media: &Media| match media {
-        Media::Volume { pool, volume } => volumes
-            .iter()
-            .position(|v| &v.pool == pool && &v.name == volume),
-        // A block device may be a volume too (a logical pool's).
-        Media::File(path) | Media::Block(path) => volumes
-            .iter()
-            .position(|v| &v.path == path)
-            .or_else(|| volume_files.get(&canonical(path)?).copied()),
-        Media::Network { .. } => None,
+    let volume_files: Vec<FileKey> = volumes.iter().map(|v| file_of(&v.path)).collect();
+    let find_volumes = |media: &Media| -> Vec<usize> {
+        let file = match media {
+            Media::Volume { pool, volume } => volumes
+                .iter()
+                .position(|v| &v.pool == pool && &v.name == volume)
+                .map(|index| volume_files[index].clone()),
+            // A block device may be a volume too (a logical pool's).
+            Media::File(path) | Media::Block(path) => Some(file_of(path)),
+            Media::Network { .. } => None,
+        };
+        (0..volumes.len())
+            .filter(|index| file.as_ref() == Some(&volume_files[*index]))
+            .collect()
     };
     let mut in_pools: BTreeMap<usize, Vec<Holder>> = volumes
         .iter()
@@ -145,30 +164,36 @@ pub fn library<'a>(
             let images = |disk: Option<&'a Disk>| disk.into_iter().flat_map(|d| &d.images);
             let device = &live.or(config).expect("a target of either view").device;
             for media in images(live).chain(images(config)) {
-                let holders = match (find_volume(media), media) {
-                    (Some(index), _) => in_pools.entry(index).or_default(),
-                    (None, Media::Volume { pool, volume }) => outside
-                        .entry((Some(pool.clone()), Some(volume.clone()), None))
-                        .or_default(),
-                    (None, Media::File(path)) => {
-                        outside.entry((None, None, Some(path.clone()))).or_default()
+                let holds = |disk: Option<&'a Disk>| images(disk).any(|held| held == media);
+                let add = |holders: &mut Vec<Holder>| {
+                    if !holders
+                        .iter()
+                        .any(|h| h.domain == domain.name && h.target == target)
+                    {
+                        holders.push(Holder {
+                            domain: domain.name.clone(),
+                            target: target.to_owned(),
+                            device: device.clone(),
+                            live: holds(live),
+                            config: holds(config),
+                        });
                     }
-                    _ => continue,
                 };
-                if holders
-                    .iter()
-                    .any(|h| h.domain == domain.name && h.target == target)
-                {
+                let found = find_volumes(media);
+                if !found.is_empty() {
+                    for index in found {
+                        add(in_pools.entry(index).or_default());
+                    }
                     continue;
                 }
-                let holds = |disk: Option<&'a Disk>| images(disk).any(|held| held == media);
-                holders.push(Holder {
-                    domain: domain.name.clone(),
-                    target: target.to_owned(),
-                    device: device.clone(),
-                    live: holds(live),
-                    config: holds(config),
-                });
+                let key = match media {
+                    Media::Volume { pool, volume } => {
+                        (Some(pool.clone()), Some(volume.clone()), None)
+                    }
+                    Media::File(path) => (None, None, Some(path.clone())),
+                    _ => continue,
+                };
+                add(outside.entry(key).or_default());
             }
         }
     }
@@ -448,6 +473,57 @@ mod tests {
         assert_eq!(local[0].holders, [holder("vm", "hdc", false, true)]);
         let remote = library(&volumes, &domains, Files::Remote);
         assert_eq!(remote.len(), 2, "remotely a path is only its text");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// One file that is a volume of three pools (the second pool's
+    /// directory a symbolic link to the first's, the third's a hard link):
+    /// a drive holding it by either's
+    /// path, or by `pool/volume`, holds both volumes, so neither is unused
+    /// (and none deleted or replaced). Before, only the volume whose
+    /// path the drive named held it.
+    #[test]
+    fn one_file_in_several_pools_is_held_under_each_name() {
+        let dir = std::env::temp_dir().join(format!("library-twice-{}", std::process::id()));
+        let (real, link) = (dir.join("real"), dir.join("link"));
+        std::fs::create_dir_all(&real).unwrap();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        std::fs::write(real.join("x.iso"), b"iso").unwrap();
+        let path = |dir: &std::path::Path| dir.join("x.iso").to_str().unwrap().to_owned();
+        let volumes = [
+            volume("a", "x.iso", &path(&real), "iso"),
+            volume("b", "x.iso", &path(&link), "iso"),
+        ];
+        let by_volume = Some(Media::Volume {
+            pool: "b".into(),
+            volume: "x.iso".into(),
+        });
+        // A third name for it: a hard link in a third pool, as a bind
+        // mount of the directory would be (the same device and inode).
+        let hard = dir.join("hard");
+        std::fs::create_dir_all(&hard).unwrap();
+        std::fs::hard_link(real.join("x.iso"), hard.join("x.iso")).unwrap();
+        let volumes = [
+            volumes[0].clone(),
+            volumes[1].clone(),
+            volume("c", "x.iso", &path(&hard), "iso"),
+        ];
+        for media in [file(&path(&real)), file(&path(&link)), by_volume] {
+            let domains = [domain(
+                "vm",
+                None,
+                vec![drive(DriveKind::Cdrom, "hdc", media)],
+            )];
+            let entries = library(&volumes, &domains, Files::Local);
+            assert_eq!(entries.len(), 3, "{entries:?}");
+            assert!(
+                entries
+                    .iter()
+                    .all(|e| e.holders == [holder("vm", "hdc", false, true)]),
+                "{entries:?}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

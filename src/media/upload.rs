@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
-use super::iso::has_iso9660_signature;
+use super::iso::{has_iso9660_signature, open_never_blocking};
 use super::manager::MediaManager;
 use crate::mutex::lock;
 use crate::utils::sanitize;
@@ -158,8 +158,8 @@ pub fn check_file(
     // Checked here too, so that a wrong file sends nothing; the bytes
     // sent are checked again as they go (`Feed::run`).
     if let Some(expected) = &expected {
-        let actual =
-            sha256_of(&mut File::open(path)?).with_context(|| format!("cannot read '{shown}'"))?;
+        let actual = sha256_of(&mut open_never_blocking(path)?)
+            .with_context(|| format!("cannot read '{shown}'"))?;
         if actual != *expected {
             bail!(
                 "'{shown}' does not match --sha256: its SHA-256 is {actual}; nothing was uploaded"
@@ -441,9 +441,9 @@ impl MediaManager {
         } else {
             None
         };
-        let path = virsh.run(&["vol-path", "--pool", pool, "--vol", name]);
+        let path = virsh.volume_alias(&format!("{pool}/{name}"));
         refuse_if_interrupted()?;
-        let path = path?.stdout.trim().to_owned();
+        let path = path?.context("the volume is gone after the upload")?;
         Ok(Uploaded { path, verified })
     }
 
@@ -669,7 +669,9 @@ impl Feed {
             *lock(&self.fault) = Some(what.clone());
             io::Error::other(what)
         };
-        let mut file = File::open(&iso.file)
+        // Never waiting in `open`: a FIFO put in the file's place would
+        // hold this thread there for good, and the tool with it.
+        let mut file = open_never_blocking(Path::new(&iso.file))
             .map_err(|error| fault(format!("cannot read '{shown}': {error}")))?;
         let changed = |file: &File| match file.metadata() {
             Ok(now) => iso.stamp.change(&FileStamp::of(&now)),
@@ -1009,6 +1011,40 @@ mod tests {
             ended,
             "changed since it was checked: it is another file now; nothing was sent",
         );
+    }
+
+    /// The file replaced since the check by a FIFO nobody writes to, a
+    /// symbolic link to `/dev/zero`, or a directory: nothing is sent and
+    /// the feed ends. Before, `open` waited on the FIFO for good: the
+    /// transfer was killed after its stall, and the tool hung joining the
+    /// feed (Ctrl-C too).
+    #[test]
+    fn a_file_swapped_for_a_fifo_or_a_device_sends_nothing_and_never_hangs() {
+        let dir = PrivateDir::new().unwrap();
+        let file = dir.0.join("swapped.iso");
+        let swaps: [(&str, &dyn Fn()); 3] = [
+            ("a FIFO", &|| drop(dir.make_fifo("swapped.iso").unwrap())),
+            ("/dev/zero", &|| {
+                std::os::unix::fs::symlink("/dev/zero", &file).unwrap()
+            }),
+            ("a directory", &|| std::fs::create_dir(&file).unwrap()),
+        ];
+        for (what, swap) in swaps {
+            std::fs::write(&file, vec![7u8; CHUNK]).unwrap();
+            let iso = as_checked(&file);
+            std::fs::remove_file(&file).unwrap();
+            swap();
+            let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
+            // Another inode, or the same number reused (and then its size).
+            assert_stopped_short(&sent, ended, "changed since it was checked: ");
+            assert!(sent.fault.unwrap().ends_with("; nothing was sent"));
+            if std::fs::symlink_metadata(&file).unwrap().is_dir() {
+                std::fs::remove_dir(&file).unwrap();
+            } else {
+                std::fs::remove_file(&file).unwrap();
+            }
+            eprintln!("{what}: refused");
+        }
     }
 
     /// Bytes sent whose SHA-256 is not `--sha256` (however the file came

@@ -304,9 +304,9 @@ impl Virsh {
     /// blank (`trail.iso ` next to `trail.iso`).
     pub fn volume_alias(&self, name: &str) -> Result<Option<String>, VirshError> {
         let lookup = |args: &[&str]| match self.run(args) {
-            Ok(output) => Ok(Some(
-                output.stdout.lines().next().unwrap_or_default().to_owned(),
-            )),
+            // Only the line ends virsh adds go: a name or path may end
+            // (or start) in a blank, and is another volume without it.
+            Ok(output) => Ok(Some(output.stdout.trim_end_matches('\n').to_owned())),
             Err(error) if is_no_such_volume(&error) => Ok(None),
             Err(error) => Err(error),
         };

@@ -631,6 +631,95 @@ fn mount_takes_a_pool_volume_by_name() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A disk naming a FIFO (a shut-off VM's, outside every pool, no `.iso`
+/// name): `library`, `delete-iso` and `upload` read the host and answer,
+/// the FIFO held, never opened for its signature. Before, `library` waited
+/// in `open` for a writer, for good.
+#[test]
+fn a_drive_naming_a_fifo_never_hangs_the_library() {
+    let dir = temp_dir("fifo-disk");
+    let fifo = dir.join("fifo.img");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let uri = holders_fleet(&dir, &fifo);
+    let output = run(tool().args(["-c", &uri, "library", "--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = delete(&[&uri], &[fifo.to_str().unwrap(), "--file", "--yes"]);
+    assert_refused(&output, "is held by 1 drive(s)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file outside every pool that a drive holds, named by another path
+/// to the same file (a hard link here, standing in for a bind mount of
+/// its directory, which needs root: the same device and inode):
+/// `delete-iso --file` names the holder and deletes nothing. Before, only
+/// the drive's path and symbolic links were matched: through a bind
+/// mount, the file the VM boots was deleted.
+#[test]
+fn a_held_file_under_another_path_is_never_deleted() {
+    let dir = temp_dir("held-elsewhere");
+    let outside = iso_file(&dir, "outside.iso", 64 * 1024);
+    let uri = holders_fleet(&dir, &outside);
+    let other = dir.join("other.iso");
+    std::fs::hard_link(&outside, &other).unwrap();
+    let output = delete(&[&uri], &[other.to_str().unwrap(), "--file", "--yes"]);
+    assert_refused(&output, "is held by 1 drive(s)");
+    assert!(
+        stdout(&output).contains("outside vda disk (config)"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(other.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A volume whose name ends in a blank (`trail.iso `), named by
+/// `pool/volume`, is itself and never its neighbour `trail.iso`: `mount`
+/// finds its drive already holding it, and `delete-iso` of it (here held
+/// by nobody, and no ISO by name) never plans the neighbour. Before, the
+/// path that `vol-path` printed lost its blank: `mount` replaced the ISO
+/// with the neighbour, and `delete-iso` planned to delete the neighbour.
+#[test]
+fn a_name_ending_in_a_blank_is_never_its_neighbour() {
+    let dir = temp_dir("trailing-blank");
+    let outside = iso_file(&dir, "outside.iso", 64 * 1024);
+    let uri = holders_fleet(&dir, &outside);
+    let output = run(tool().args([
+        "-c",
+        &uri,
+        "mount",
+        "trailing",
+        "isos/trail.iso ",
+        "--dry-run",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stdout(&output).contains("change-media"),
+        "{}",
+        stdout(&output)
+    );
+    let node = dir.join("fleet-holders.xml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    std::fs::write(
+        &node,
+        text.replace("/srv/isos/trail.iso '", "/srv/isos/unused.iso'"),
+    )
+    .unwrap();
+    let output = delete(&[&uri], &["isos/trail.iso ", "--dry-run"]);
+    assert!(
+        !stdout(&output).contains("--vol trail.iso\n"),
+        "the neighbour is planned: {}",
+        stdout(&output)
+    );
+    assert_refused(&output, "no ISO 'isos/trail.iso ' in the storage pools");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `upload` of a 4 MiB ISO `name` (made in `dir`) to the library fleet's
 /// `isos` pool through the fake virsh whose `vol-upload` hangs, writing
 /// the line it hangs on to `mark`; in a process group of its own, stderr
@@ -686,6 +775,48 @@ fn an_interrupted_upload_cleans_up_and_exits_130() {
     );
     assert!(!stdout(&output).contains("ok:"), "{}", stdout(&output));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Ctrl-C (and SIGTERM) while `delete-iso`'s `vol-delete` is out (the
+/// fake virsh holds it): the tool says which deletion had been sent and
+/// may have been made. Before, it exited 130 saying nothing.
+#[test]
+fn an_interrupted_delete_says_what_it_had_sent() {
+    use std::os::unix::process::CommandExt;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = temp_dir("interrupted-delete");
+        let mark = dir.join("sent");
+        let child = tool()
+            .args(["-c", &library_fleet(), "--timeout", "60s", "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .env("HUNG_COMMAND", "vol-delete")
+            .env("HUNG_MARK", &mark)
+            .args(["delete-iso", "isos/unused.iso", "--yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        poll(|| {
+            std::fs::read_to_string(&mark)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        });
+        signal_group(&child, signal);
+        let output = child.wait_with_output().unwrap();
+        // Dead of the signal, as a shell sees it (130, 143).
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(output.status.signal(), Some(signal), "{}", stderr(&output));
+        let text = stderr(&output);
+        assert!(
+            text.contains(
+                "interrupted; this deletion had been sent to virsh and may have been made \
+                 (`library` shows what is left):\n  delete volume isos/unused.iso on"
+            ),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 /// A host that cannot be read is one line; the others' ISOs print.
