@@ -222,7 +222,6 @@ fn is_shown_whole(text: &OsStr) -> bool {
 struct Line {
     connect: Vec<String>,
     hosts: Option<PathBuf>,
-    virsh: String,
     /// `--max-connections`: the hosts asked at once.
     max_connections: usize,
     subcommand: Option<String>,
@@ -282,10 +281,6 @@ impl Line {
                 .ok()
                 .flatten()
                 .map(|path| home_expanded(path.as_os_str())),
-            virsh: string(matches, "virsh").map_or_else(
-                || "virsh".to_owned(),
-                |virsh| home_expanded(OsStr::new(&virsh)).display().to_string(),
-            ),
             max_connections: matches
                 .try_get_one::<u16>("max_connections")
                 .ok()
@@ -308,19 +303,37 @@ impl Line {
         {
             return Vec::new();
         }
-        let Ok(hosts) = connections(
+        let Ok(mut hosts) = connections(
             &self.connect,
             self.hosts.as_deref(),
             std::env::var_os("LIBVIRT_URI"),
         ) else {
             return Vec::new();
         };
+        // A host the line names (`-c`, a `--hosts` file) whose URI runs a
+        // program of its own (`ext`, `command=`) is not asked: a TAB never
+        // runs what a pasted line names. LIBVIRT_URI is the admin's own.
+        if !self.connect.is_empty() || self.hosts.is_some() {
+            hosts.retain(|uri| {
+                uri.as_deref()
+                    .is_none_or(|uri| !Uri::parse(uri).names_a_program())
+            });
+        }
+        // Never the line's `--virsh`: a TAB on a pasted line that names a
+        // program must not run it. The admin's own VIRSH is trusted.
+        let program = std::env::var("VIRSH")
+            .ok()
+            .filter(|virsh| !virsh.is_empty())
+            .map_or_else(
+                || "virsh".to_owned(),
+                |virsh| home_expanded(OsStr::new(&virsh)).display().to_string(),
+            );
         let runner: Arc<dyn Runner> = Arc::new(DeadlineRunner::new(Instant::now() + BOUND));
         let found =
             crate::workers::bounded(&hosts, self.max_connections, Duration::ZERO, |connect| {
                 let virsh = Virsh::new(
                     VirshConfig {
-                        program: self.virsh.clone(),
+                        program: program.clone(),
                         // No prompt on the terminal in the middle of a TAB.
                         connect: connect
                             .as_deref()
@@ -414,14 +427,12 @@ mod tests {
         assert_eq!(eject.connect, ["test:///a"]);
         assert_eq!(eject.subcommand.as_deref(), Some("eject"));
         assert_eq!(eject.domain.as_deref(), Some("web"));
-        assert_eq!(eject.virsh, "virsh");
         // As the command itself would run: the subcommand's --connect
         // replaces the one before it.
         let both = line(&["-c", "test:///a", "eject", "--connect", "test:///b", "web"]);
         assert_eq!(both.connect, ["test:///b"]);
         let mount = line(&["--hosts", "/etc/hosts.list", "mount", "--virsh", "/v", "db"]);
         assert_eq!(mount.hosts, Some(PathBuf::from("/etc/hosts.list")));
-        assert_eq!(mount.virsh, "/v");
         assert_eq!(mount.domain.as_deref(), Some("db"));
         // With --match, mount's first word is the ISO, not a domain.
         let matching = line(&["mount", "--match", "^web", "x.iso"]);

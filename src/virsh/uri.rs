@@ -149,6 +149,18 @@ impl<'a> Uri<'a> {
         format!("{}{joint}no_tty=1", self.text)
     }
 
+    /// Whether connecting runs a program the URI names: the `ext`
+    /// transport's `command=`, or ssh's own `command=` (in any case,
+    /// percent-encoded or not, as libvirt reads it).
+    pub fn names_a_program(&self) -> bool {
+        let query = self.text.split_once('?').map_or("", |(_, query)| query);
+        self.transport()
+            .is_some_and(|transport| transport.eq_ignore_ascii_case("ext"))
+            || query_params(query)
+                .iter()
+                .any(|(name, _)| percent_decoded(name).eq_ignore_ascii_case("command"))
+    }
+
     /// An empty port, or the one the transport uses when none is given:
     /// ssh 22, tls (a host without a transport too) 16514, tcp 16509.
     fn is_default_port(&self, port: &str) -> bool {
@@ -335,6 +347,26 @@ fn scheme_start(text: &str, marker: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uri_names_a_program_by_its_ext_transport_or_command() {
+        for uri in [
+            "qemu+ext:///system?command=/tmp/x",
+            "qemu+EXT:///system",
+            "qemu+ssh://root@h/system?command=/tmp/ssh",
+            "qemu+ssh://h/system?keyfile=k&Comm%61nd=/tmp/ssh",
+        ] {
+            assert!(Uri::parse(uri).names_a_program(), "{uri}");
+        }
+        for uri in [
+            "qemu+ssh://root@h/system?keyfile=/k",
+            "qemu:///system",
+            "test:///default",
+            "qemu+tls://h/system?commander=1",
+        ] {
+            assert!(!Uri::parse(uri).names_a_program(), "{uri}");
+        }
+    }
 
     #[test]
     fn without_prompts_adds_no_tty_over_ssh_only() {

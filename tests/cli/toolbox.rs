@@ -375,6 +375,47 @@ fn a_hosts_file_that_is_no_regular_file_completes_nothing() {
     }
 }
 
+/// A TAB on a pasted line never runs a program the line names: neither
+/// its `--virsh` nor the program of a URI that connects through one (the
+/// `ext` transport's `command=`, ssh's `command=`), from `-c` or from a
+/// `--hosts` file; the admin's own VIRSH and LIBVIRT_URI stay trusted.
+#[test]
+fn a_tab_never_runs_a_program_the_line_names() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("complete-no-program");
+    let marker = dir.join("RAN");
+    let program = dir.join("program");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nexec virsh \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = program.display().to_string();
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, format!("qemu+ext:///system?command={program}\n")).unwrap();
+    let fleet = fleet_uri("fleet-small.xml");
+    let ext = format!("qemu+ext:///system?command={program}");
+    let ssh = format!("qemu+ssh://root@127.0.0.1/system?command={program}");
+    let lines: [Vec<&str>; 4] = [
+        vec!["-c", &fleet, "--virsh", &program, "eject", "p"],
+        vec!["-c", &ext, "eject", "p"],
+        vec!["-c", &ssh, "eject", "p"],
+        vec!["--hosts", hosts.to_str().unwrap(), "eject", "p"],
+    ];
+    for words in lines {
+        let (_, output) = complete_in_bash(&words, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(!marker.exists(), "a TAB ran {program}: {words:?}");
+    }
+    // The line's host is still asked with the admin's own virsh.
+    let (reply, _) = complete_in_bash(&["-c", &fleet, "--virsh", &program, "eject", "p"], &[]);
+    assert_eq!(reply, ["plain"], "{reply:?}");
+}
+
 /// A TAB over ssh asks virsh for `no_tty=1`: ssh then fails at once
 /// instead of printing a password or host-key prompt on the terminal in
 /// the middle of the line being typed.
