@@ -1086,46 +1086,33 @@ mod tests {
             mtime: (100, 5),
             ctime: (100, 6),
         };
-        let times = |mtime, ctime| Some(VolumeTimes { mtime, ctime });
-        assert!(is_itself(true, false, None, None, &file));
-        assert!(!is_itself(
-            false,
-            false,
-            Some(4096),
-            times((100, 5), (100, 6)),
-            &file
-        ));
-        assert!(!is_itself(
-            false,
-            true,
-            Some(4096),
-            times((100, 5), (100, 6)),
-            &file
-        ));
-        assert!(is_itself(
-            true,
-            true,
-            Some(4096),
-            times((100, 5), (100, 6)),
-            &file
-        ));
+        let same = Some(VolumeTimes {
+            mtime: (100, 5),
+            ctime: (100, 6),
+        });
         // Another machine's file at the same path: a copy keeps the size
         // and may keep the modification time, never the change time.
-        assert!(!is_itself(
-            true,
-            true,
-            Some(4096),
-            times((100, 5), (200, 0)),
-            &file
-        ));
-        assert!(!is_itself(
-            true,
-            true,
-            Some(8192),
-            times((100, 5), (100, 6)),
-            &file
-        ));
-        assert!(is_itself(true, true, Some(8192), None, &file));
+        let copied = Some(VolumeTimes {
+            mtime: (100, 5),
+            ctime: (200, 0),
+        });
+        // (same file here, same path, the volume's size, its times): itself?
+        let cases = [
+            (true, false, None, None, true),
+            (false, false, Some(4096), same, false),
+            (false, true, Some(4096), same, false),
+            (true, true, Some(4096), same, true),
+            (true, true, Some(4096), copied, false),
+            (true, true, Some(8192), same, false),
+            (true, true, Some(8192), None, true),
+        ];
+        for (here, path, size, times, itself) in cases {
+            assert_eq!(
+                is_itself(here, path, size, times, &file),
+                itself,
+                "{here} {path} {size:?} {times:?}"
+            );
+        }
     }
 
     /// A whole file reaches the reader byte for byte, with its SHA-256.
