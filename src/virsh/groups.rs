@@ -141,7 +141,7 @@ static PUT_OFF: AtomicI32 = AtomicI32::new(0);
 /// miss it: a SIGTERM that came between the two used to leave that virsh
 /// (and what it started) running after the tool had gone. A handler that
 /// runs on another thread meanwhile waits until the group is registered
-/// ([`wait_for_starts`]); one that runs on this thread puts the signal off
+/// (`wait_for_starts`); one that runs on this thread puts the signal off
 /// until then; once the tool has begun to end, nothing is started.
 pub fn spawn_registered(
     command: &mut std::process::Command,
