@@ -782,6 +782,19 @@ fn a_file_rewritten_or_grown_mid_upload_leaves_no_volume() -> Result<(), Failed>
     ] {
         let file = iso_file(&dir, name, 1 << 30);
         let child = upload_under_way(&file);
+        // Changed once bytes have reached the volume, not merely once it
+        // exists: a change before the first byte is told apart ("changed
+        // since it was checked … nothing was sent"), and this test is of
+        // the change mid-upload.
+        poll(|| {
+            let info = lab_virsh(&["vol-info", "--bytes", "--pool", POOL, "--vol", name]);
+            String::from_utf8_lossy(&info.stdout)
+                .lines()
+                .find_map(|line| line.strip_prefix("Allocation:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                .filter(|allocated| *allocated > 0)
+                .map(drop)
+        });
         // Unwrapped: the child is waited for below on every path.
         change(&file).expect("the file changes");
         let output = child.wait_with_output()?;
