@@ -388,6 +388,22 @@ fn upload_under_way(file: &Path) -> std::process::Child {
     child
 }
 
+/// Returns once bytes of the upload under way have reached volume
+/// `name`, not merely once it exists: a test of a change mid-upload waits
+/// for it, since a change before the first byte is the other fault
+/// ("changed since it was checked … nothing was sent").
+fn bytes_arrive(name: &str) {
+    poll(|| {
+        let info = lab_virsh(&["vol-info", "--bytes", "--pool", POOL, "--vol", name]);
+        String::from_utf8_lossy(&info.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("Allocation:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .filter(|allocated| *allocated > 0)
+            .map(drop)
+    });
+}
+
 fn an_interrupted_upload_leaves_no_volume() -> Result<(), Failed> {
     let pool = UploadPool::new(true);
     let dir = temp_dir("lab-interrupted");
@@ -415,6 +431,7 @@ fn a_file_that_shrinks_mid_upload_leaves_no_volume() -> Result<(), Failed> {
     let dir = temp_dir("lab-shrinks");
     let file = iso_file(&dir, "shrinks.iso", 1 << 30);
     let child = upload_under_way(&file);
+    bytes_arrive("shrinks.iso");
     // Unwrapped: the child is waited for below on every path.
     std::fs::OpenOptions::new()
         .write(true)
@@ -782,19 +799,7 @@ fn a_file_rewritten_or_grown_mid_upload_leaves_no_volume() -> Result<(), Failed>
     ] {
         let file = iso_file(&dir, name, 1 << 30);
         let child = upload_under_way(&file);
-        // Changed once bytes have reached the volume, not merely once it
-        // exists: a change before the first byte is told apart ("changed
-        // since it was checked … nothing was sent"), and this test is of
-        // the change mid-upload.
-        poll(|| {
-            let info = lab_virsh(&["vol-info", "--bytes", "--pool", POOL, "--vol", name]);
-            String::from_utf8_lossy(&info.stdout)
-                .lines()
-                .find_map(|line| line.strip_prefix("Allocation:"))
-                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-                .filter(|allocated| *allocated > 0)
-                .map(drop)
-        });
+        bytes_arrive(name);
         // Unwrapped: the child is waited for below on every path.
         change(&file).expect("the file changes");
         let output = child.wait_with_output()?;
