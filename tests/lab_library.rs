@@ -388,6 +388,18 @@ fn upload_under_way(file: &Path) -> std::process::Child {
     child
 }
 
+/// A file's SHA-256 in hex, as `sha256sum` (coreutils) prints it: the
+/// ground truth is not the tool's own hashing.
+fn sha256_hex(file: &Path) -> Result<String, Failed> {
+    let output = std::process::Command::new("sha256sum").arg(file).output()?;
+    let text = String::from_utf8(output.stdout)?;
+    Ok(text
+        .split_whitespace()
+        .next()
+        .ok_or("a checksum")?
+        .to_owned())
+}
+
 /// Returns once bytes of the upload under way have reached volume
 /// `name`, not merely once it exists: a test of a change mid-upload waits
 /// for it, since a change before the first byte is the other fault
@@ -528,9 +540,7 @@ fn the_readmes_library_recipes_run() -> Result<(), Failed> {
     check(commands.len() == 3, || block.to_owned())?;
     let dir = temp_dir("lab-recipes");
     let iso = iso_file(&dir, "recipe.iso", 1024 * 1024);
-    let sum = std::process::Command::new("sha256sum").arg(&iso).output()?;
-    let sum = String::from_utf8(sum.stdout)?;
-    let hash = sum.split_whitespace().next().ok_or("a checksum")?;
+    let hash = sha256_hex(&iso)?;
     std::fs::write(dir.join("SHA256SUMS"), format!("{hash}  recipe.iso\n"))?;
     std::fs::write(dir.join("hosts"), format!("{}\n", lab_ssh_uri()))?;
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"))
@@ -832,15 +842,7 @@ fn the_volume_itself_is_never_replaced() -> Result<(), Failed> {
         String::from_utf8_lossy(&refreshed.stderr).into_owned()
     })?;
     let before = std::fs::read(&file)?;
-    let sum = std::process::Command::new("sha256sum")
-        .arg(&file)
-        .output()?;
-    let sum = String::from_utf8(sum.stdout)?;
-    let hash = sum
-        .split_whitespace()
-        .next()
-        .ok_or("a checksum")?
-        .to_owned();
+    let hash = sha256_hex(&file)?;
     for uri in [LAB_URI.to_owned(), lab_ssh_uri()] {
         let output = run(tool()
             .args([
@@ -885,15 +887,7 @@ fn a_failed_create_deletes_nothing() -> Result<(), Failed> {
     std::fs::copy(lab_iso("install-a.iso"), &winner)?;
     let loser = dir.join("second/same.iso");
     std::fs::copy(lab_iso("tools-b.iso"), &loser)?;
-    let sum = std::process::Command::new("sha256sum")
-        .arg(&winner)
-        .output()?;
-    let sum = String::from_utf8(sum.stdout)?;
-    let hash = sum
-        .split_whitespace()
-        .next()
-        .ok_or("a checksum")?
-        .to_owned();
+    let hash = sha256_hex(&winner)?;
     let (mark, go) = (dir.join("mark"), dir.join("go"));
     let held = faulty_upload(
         &loser,
