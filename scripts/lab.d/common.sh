@@ -28,6 +28,8 @@ readonly ISO_DIR=$LAB_DIR/isos
 readonly GUEST_DIR=$LAB_DIR/guest
 readonly KERNEL=$GUEST_DIR/kernel
 readonly INITRD=$GUEST_DIR/initrd.img
+# The same kernel as a bzImage, for the rescue ISO's grub.
+readonly BZIMAGE=$GUEST_DIR/bzImage
 
 say() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }

@@ -4,6 +4,7 @@
 # copies it in. Kernel command line parameters it honours:
 #   lab_name=NAME          hostname (what `guestinfo --hostname` shows)
 #   qga_block=RPC[,RPC]    passed to qemu-ga as --block-rpcs (empty: none)
+#   lab_boot=rescue-iso    set by the rescue ISO's grub: said on the console
 # It ends in a sleep loop: a shell on the console spins the CPU under TCG.
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
@@ -14,15 +15,18 @@ exec </dev/console >/dev/console 2>&1
 say() { read -r up _ </proc/uptime; echo "lab-init [$up]: $*"; }
 lab_name=lab
 qga_block=
+lab_boot=
 read -r cmdline </proc/cmdline
 # Split on blanks on purpose: one parameter a word.
 for arg in $cmdline; do
     case $arg in
         lab_name=*) lab_name=${arg#lab_name=} ;;
         qga_block=*) qga_block=${arg#qga_block=} ;;
+        lab_boot=*) lab_boot=${arg#lab_boot=} ;;
     esac
 done
 hostname "$lab_name"
+[ "$lab_boot" = rescue-iso ] && say "booted from the rescue ISO"
 while read -r m; do
     insmod "/lib/modules/lab/$m.ko" || say "insmod $m failed"
 done </etc/lab-modules
