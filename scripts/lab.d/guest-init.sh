@@ -5,6 +5,8 @@
 #   lab_name=NAME          hostname (what `guestinfo --hostname` shows)
 #   qga_block=RPC[,RPC]    passed to qemu-ga as --block-rpcs (empty: none)
 #   lab_boot=rescue-iso    set by the rescue ISO's grub: said on the console
+#   lab_cdrom=lock         mount the CD-ROM (the kernel then locks its tray)
+# An ACPI power button press (virsh shutdown) powers the guest off.
 # It ends in a sleep loop: a shell on the console spins the CPU under TCG.
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
@@ -16,6 +18,7 @@ say() { read -r up _ </proc/uptime; echo "lab-init [$up]: $*"; }
 lab_name=lab
 qga_block=
 lab_boot=
+lab_cdrom=
 read -r cmdline </proc/cmdline
 # Split on blanks on purpose: one parameter a word.
 for arg in $cmdline; do
@@ -23,6 +26,7 @@ for arg in $cmdline; do
         lab_name=*) lab_name=${arg#lab_name=} ;;
         qga_block=*) qga_block=${arg#qga_block=} ;;
         lab_boot=*) lab_boot=${arg#lab_boot=} ;;
+        lab_cdrom=*) lab_cdrom=${arg#lab_cdrom=} ;;
     esac
 done
 hostname "$lab_name"
@@ -31,6 +35,41 @@ while read -r m; do
     insmod "/lib/modules/lab/$m.ko" || say "insmod $m failed"
 done </etc/lab-modules
 say "modules loaded"
+
+# busybox acpid runs /etc/acpi/PWRF/00000080 for the power button. No
+# init to signal: poweroff -f powers off at once (a ramdisk has nothing
+# to flush), and on_poweroff=destroy shuts the domain off.
+mkdir -p /etc/acpi/PWRF
+cat >/etc/acpi/PWRF/00000080 <<'ACTION'
+#!/bin/sh
+echo "lab-init: ACPI power button: powering off" >/dev/console
+poweroff -f
+ACTION
+chmod 755 /etc/acpi/PWRF/00000080
+acpid -c /etc/acpi || say "acpid failed to start"
+
+# Keep the CD-ROM mounted: a disc taken out by force (the tray unlocked
+# by the host) is unmounted, and the next disc put in is mounted, which
+# locks the tray again. The console lines say which state it is in.
+# autoclose=0: our probe must not close a tray the host opened.
+cdrom_lock() {
+    while read -r m; do
+        insmod "/lib/modules/lab/$m.ko" || say "insmod $m failed"
+    done </etc/lab-modules-cdrom
+    echo 0 >/proc/sys/dev/cdrom/autoclose
+    mkdir -p /mnt/cdrom
+    while :; do
+        if ! mountpoint -q /mnt/cdrom; then
+            mount -t iso9660 -o ro /dev/sr0 /mnt/cdrom 2>/dev/null &&
+                say "cdrom: /dev/sr0 mounted on /mnt/cdrom, the tray is locked"
+        elif ! dd if=/dev/sr0 of=/dev/null bs=2048 count=1 2>/dev/null; then
+            umount -l /mnt/cdrom
+            say "cdrom: the disc is gone, /mnt/cdrom unmounted"
+        fi
+        sleep 1
+    done
+}
+[ "$lab_cdrom" = lock ] && cdrom_lock &
 
 # The agent port shows up a moment after virtio_console loads; there is no
 # udev, so find it by its name in sysfs rather than /dev/virtio-ports/.
