@@ -59,7 +59,8 @@ cdrom_lock() {
     echo 0 >/proc/sys/dev/cdrom/autoclose
     mkdir -p /mnt/cdrom
     while :; do
-        if ! mountpoint -q /mnt/cdrom; then
+        # (busybox-static has no mountpoint applet)
+        if ! grep -q ' /mnt/cdrom ' /proc/mounts; then
             mount -t iso9660 -o ro /dev/sr0 /mnt/cdrom 2>/dev/null &&
                 say "cdrom: /dev/sr0 mounted on /mnt/cdrom, the tray is locked"
         elif ! dd if=/dev/sr0 of=/dev/null bs=2048 count=1 2>/dev/null; then

@@ -1,0 +1,283 @@
+//! Every existing command on the guest shapes real hosts run (`scripts/lab
+//! up`): q35 with a SATA CD-ROM (lab-q35), a virtio-scsi CD-ROM (lab-scsi),
+//! a guest whose init mounted its CD-ROM so the tray is locked
+//! (lab-locked), and UEFI firmware (lab-uefi, shut off). Each test puts the
+//! lab back as it found it; they run one at a time.
+
+mod common;
+
+use std::process::{ExitCode, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dismount_iso_qemu::virsh::domxml::parse_domain_xml;
+use libtest_mimic::{Failed, Trial};
+
+fn main() -> ExitCode {
+    lab_main(
+        vec![
+            Trial::test(
+                "isos_shows_each_shapes_target_and_bus",
+                isos_shows_each_shapes_target_and_bus,
+            ),
+            Trial::test("status_lists_the_new_shapes", status_lists_the_new_shapes),
+            Trial::test(
+                "mount_and_eject_on_sata_and_scsi",
+                mount_and_eject_on_sata_and_scsi,
+            ),
+            Trial::test(
+                "a_locked_tray_refuses_eject_naming_force",
+                a_locked_tray_refuses_eject_naming_force,
+            ),
+            Trial::test(
+                "eject_force_ejects_a_locked_tray",
+                eject_force_ejects_a_locked_tray,
+            ),
+        ],
+        Some(1),
+    )
+}
+
+fn tool_lab(args: &[&str]) -> Output {
+    run(tool().args(["-c", LAB_URI]).args(args))
+}
+
+fn ok(output: &Output) -> Result<String, Failed> {
+    check(output.status.success(), || {
+        format!("{}{}", stdout(output), stderr(output))
+    })?;
+    Ok(stdout(output))
+}
+
+/// A drive's media in the live XML (`None` for a shut-off guest) and the
+/// config.
+fn media(domain: &str, target: &str) -> (Option<String>, Option<String>) {
+    let read = |inactive: bool| {
+        let mut args = vec!["dumpxml", "--domain", domain];
+        if inactive {
+            args.push("--inactive");
+        }
+        let xml = parse_domain_xml(&virsh(LAB_URI, &args)).expect("virsh prints XML");
+        xml.drive(target)
+            .and_then(|d| d.media.as_ref())
+            .map(|m| m.label())
+    };
+    let running = virsh(LAB_URI, &["domstate", "--domain", domain]).trim() == "running";
+    (if running { read(false) } else { None }, read(true))
+}
+
+/// Puts a drive back as it was, with virsh itself, whatever a test did or
+/// failed to do (runs while a failed test unwinds too: no panic).
+struct Restore {
+    domain: &'static str,
+    target: &'static str,
+    was: (Option<String>, Option<String>),
+}
+
+impl Restore {
+    fn new(domain: &'static str, target: &'static str) -> Self {
+        Restore {
+            domain,
+            target,
+            was: media(domain, target),
+        }
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let now = media(self.domain, self.target);
+        let running = virsh(LAB_URI, &["domstate", "--domain", self.domain]).trim() == "running";
+        for (flag, want, have) in [
+            ("--live", &self.was.0, &now.0),
+            ("--config", &self.was.1, &now.1),
+        ] {
+            if want == have || (flag == "--live" && !running) {
+                continue;
+            }
+            let mut args = vec![
+                "change-media",
+                "--domain",
+                self.domain,
+                "--path",
+                self.target,
+                flag,
+            ];
+            match want {
+                Some(path) => args.extend(["--source", path, "--update"]),
+                None => args.extend(["--eject", "--force"]),
+            }
+            let restored = std::process::Command::new("virsh")
+                .args(["-c", LAB_URI])
+                .args(&args)
+                .output()
+                .is_ok_and(|output| output.status.success());
+            if !restored {
+                eprintln!("could not restore the lab: virsh {args:?}");
+            }
+        }
+    }
+}
+
+/// The (domain, target, bus) of each new shape's CD-ROM.
+const SHAPES: [(&str, &str, &str); 4] = [
+    ("lab-locked", "sda", "sata"),
+    ("lab-q35", "sda", "sata"),
+    ("lab-scsi", "sda", "scsi"),
+    ("lab-uefi", "sda", "sata"),
+];
+
+fn isos_shows_each_shapes_target_and_bus() -> Result<(), Failed> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(&tool_lab(&["isos", "--json"]))?)?;
+    for (domain, target, bus) in SHAPES {
+        let row = rows
+            .iter()
+            .find(|r| r["domain"] == domain)
+            .ok_or_else(|| format!("{domain} missing from isos: {rows:?}"))?;
+        check(row["target"] == target && row["bus"] == bus, || {
+            format!("{domain}: {row}")
+        })?;
+        check(row["device"] == "cdrom", || format!("{domain}: {row}"))?;
+    }
+    let locked = rows.iter().find(|r| r["domain"] == "lab-locked").unwrap();
+    check(locked["source"] == lab_iso("locked.iso"), || {
+        locked.to_string()
+    })?;
+    // The table too: each drive's target and bus on its row.
+    let table = ok(&tool_lab(&["isos", "--color", "never"]))?;
+    for (domain, target, bus) in SHAPES {
+        check(
+            table
+                .lines()
+                .any(|l| l.contains(domain) && l.contains(target) && l.contains(bus)),
+            || format!("{domain} {target} {bus} not on one row:\n{table}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn status_lists_the_new_shapes() -> Result<(), Failed> {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&tool_lab(&["status", "--json"]))?)?;
+    for (domain, _, _) in SHAPES {
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == domain)
+            .ok_or_else(|| format!("{domain} missing from status: {rows:?}"))?;
+        let want = if domain == "lab-uefi" {
+            "shut off"
+        } else {
+            "running"
+        };
+        check(row["state"] == want, || format!("{domain}: {row}"))?;
+    }
+    Ok(())
+}
+
+fn mount_and_eject_on_sata_and_scsi() -> Result<(), Failed> {
+    let b = lab_iso("tools-b.iso");
+    for domain in ["lab-q35", "lab-scsi"] {
+        let _restore = Restore::new(domain, "sda");
+        let text = ok(&tool_lab(&["mount", domain, &b, "--yes"]))?;
+        check(text.contains(&format!("ok: {domain} sda: insert")), || {
+            text.clone()
+        })?;
+        let got = media(domain, "sda");
+        check(got == (Some(b.clone()), Some(b.clone())), || {
+            format!("{domain}: {got:?}")
+        })?;
+        let text = ok(&tool_lab(&["eject", domain, "--yes"]))?;
+        check(text.contains(&format!("ok: {domain} sda: eject")), || {
+            text.clone()
+        })?;
+        let got = media(domain, "sda");
+        check(got == (None, None), || format!("{domain}: {got:?}"))?;
+    }
+    // The shut-off UEFI guest: its config only.
+    let _restore = Restore::new("lab-uefi", "sda");
+    let text = ok(&tool_lab(&["mount", "lab-uefi", &b, "--yes"]))?;
+    check(text.contains("(config only)"), || text.clone())?;
+    check(media("lab-uefi", "sda").1 == Some(b.clone()), || {
+        format!("{:?}", media("lab-uefi", "sda"))
+    })?;
+    ok(&tool_lab(&["eject", "lab-uefi", "--yes"]))?;
+    check(media("lab-uefi", "sda") == (None, None), || {
+        format!("{:?}", media("lab-uefi", "sda"))
+    })
+}
+
+/// What lab-locked's init last said about its CD-ROM on the console.
+fn locked_says() -> String {
+    let log = lab_dir().join("console/lab-locked.log");
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    text.lines()
+        .filter(|l| l.contains("lab-init") && l.contains(": cdrom: "))
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Until lab-locked's init has mounted its disc again (the tray locked).
+fn wait_locked() -> Result<(), Failed> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !locked_says().ends_with("the tray is locked") {
+        if Instant::now() > deadline {
+            return Err(
+                format!("lab-locked did not lock its tray again: {}", locked_says()).into(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// The guest mounted its disc: libvirt waits 5 s for the tray to open,
+/// then fails. The tool says so in one line naming `--force`, and
+/// changes nothing. It used to give up at its own 5 s `--timeout`, a
+/// moment before libvirt's answer, and say only that virsh did not finish.
+fn a_locked_tray_refuses_eject_naming_force() -> Result<(), Failed> {
+    wait_locked()?;
+    let _restore = Restore::new("lab-locked", "sda");
+    let before = media("lab-locked", "sda");
+    let output = tool_lab(&["eject", "lab-locked", "--yes"]);
+    check(output.status.code() == Some(1), || stdout(&output))?;
+    let text = stdout(&output);
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAILED: ")).collect();
+    check(failed.len() == 1, || text.clone())?;
+    check(
+        failed[0].contains("the tray is locked by the guest")
+            && failed[0].contains("--force ejects anyway"),
+        || text.clone(),
+    )?;
+    check(media("lab-locked", "sda") == before, || {
+        format!("{:?}", media("lab-locked", "sda"))
+    })
+}
+
+fn eject_force_ejects_a_locked_tray() -> Result<(), Failed> {
+    wait_locked()?;
+    let locked = lab_iso("locked.iso");
+    {
+        let _restore = Restore::new("lab-locked", "sda");
+        let text = ok(&tool_lab(&["eject", "lab-locked", "--force", "--yes"]))?;
+        check(text.contains("ok: lab-locked sda: eject"), || text.clone())?;
+        check(media("lab-locked", "sda") == (None, None), || {
+            format!("{:?}", media("lab-locked", "sda"))
+        })?;
+        // The guest unmounts the vanished disc before one is put back, or
+        // it would keep its stale mount and never lock the new disc.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !locked_says().contains("the disc is gone") {
+            if Instant::now() > deadline {
+                return Err(format!("lab-locked did not notice: {}", locked_says()).into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // Put back (Restore): the guest mounts the disc again, locking the tray.
+    check(
+        media("lab-locked", "sda") == (Some(locked.clone()), Some(locked)),
+        || format!("{:?}", media("lab-locked", "sda")),
+    )?;
+    wait_locked()
+}
