@@ -281,3 +281,97 @@ fn eject_force_ejects_a_locked_tray() -> Result<(), Failed> {
     )?;
     wait_locked()
 }
+
+/// A running copy of a lab shape without its CD-ROM, named
+/// `scratch-shapes-*`, destroyed and undefined when dropped.
+struct Scratch(String);
+
+impl Scratch {
+    fn of(shape: &str) -> Result<Self, Failed> {
+        let name = format!("scratch-shapes-{}", shape.trim_start_matches("lab-"));
+        let xml = virsh(LAB_URI, &["dumpxml", "--inactive", "--domain", shape]);
+        let start = xml
+            .find("<disk type='file' device='cdrom'>")
+            .ok_or("no CD-ROM")?;
+        let end = start + xml[start..].find("</disk>").ok_or("no </disk>")? + "</disk>".len();
+        let mut copy = format!("{}{}", &xml[..start], &xml[end..]);
+        copy = copy.replace(
+            &format!("<name>{shape}</name>"),
+            &format!("<name>{name}</name>"),
+        );
+        let uuid = copy
+            .split_once("<uuid>")
+            .and_then(|(_, r)| r.split_once("</uuid>"));
+        let uuid = uuid.map(|(u, _)| u.to_owned()).ok_or("no uuid")?;
+        copy = copy.replace(&format!("<uuid>{uuid}</uuid>"), "");
+        // Its own console log, in the scratch folder.
+        let dir = temp_dir("scratch-shapes");
+        let console = format!("{}/console.log", dir.display());
+        let log = lab_dir()
+            .join(format!("console/{shape}.log"))
+            .display()
+            .to_string();
+        copy = copy.replace(&log, &console);
+        let file = dir.join("domain.xml");
+        std::fs::write(&file, copy)?;
+        let scratch = Scratch(name);
+        virsh(LAB_URI, &["define", "--file", &file.display().to_string()]);
+        virsh(LAB_URI, &["start", "--domain", &scratch.0]);
+        Ok(scratch)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for args in [
+            &["destroy", "--domain", &self.0][..],
+            &["undefine", "--domain", &self.0],
+        ] {
+            let _ = std::process::Command::new("virsh")
+                .args(["-c", LAB_URI])
+                .args(args)
+                .output();
+        }
+    }
+}
+
+/// q35's CD-ROMs are SATA, which libvirt cannot hot-plug: the new drive
+/// goes into the config, and the plan and the outcome say so.
+fn attach_on_q35_goes_into_the_config_only() -> Result<(), Failed> {
+    let vm = Scratch::of("lab-q35")?;
+    let b = lab_iso("tools-b.iso");
+    let text = ok(&tool_lab(&["mount", &vm.0, &b, "--attach", "--yes"]))?;
+    check(
+        text.contains(&format!(
+            "{}: add SATA CD-ROM sda holding {b} (config)",
+            vm.0
+        )) && text.contains("appears at the VM's next cold boot"),
+        || text.clone(),
+    )?;
+    let got = media(&vm.0, "sda");
+    check(got == (None, Some(b.clone())), || format!("{got:?}"))
+}
+
+/// On a virtio-scsi controller libvirt hot-plugs a CD-ROM: live and in
+/// the config. The tool used to add a SATA drive to the config only,
+/// which the running VM saw only after a cold boot.
+fn attach_on_a_scsi_controller_is_hot_plugged() -> Result<(), Failed> {
+    let vm = Scratch::of("lab-scsi")?;
+    let b = lab_iso("tools-b.iso");
+    let text = ok(&tool_lab(&["mount", &vm.0, &b, "--attach", "--yes"]))?;
+    check(
+        text.contains(&format!(
+            "{}: add SCSI CD-ROM sda holding {b} (live and config)",
+            vm.0
+        )) && !text.contains("cold boot"),
+        || text.clone(),
+    )?;
+    let got = media(&vm.0, "sda");
+    check(got == (Some(b.clone()), Some(b.clone())), || {
+        format!("{got:?}")
+    })?;
+    let live = virsh(LAB_URI, &["dumpxml", "--domain", &vm.0]);
+    check(live.contains("<target dev='sda' bus='scsi'/>"), || {
+        live.clone()
+    })
+}

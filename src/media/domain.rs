@@ -52,7 +52,7 @@ impl<'a> DriveViews<'a> {
 pub enum IsoDrive<'a> {
     /// A drive the domain has.
     Existing(&'a str),
-    /// A new SATA CD-ROM, added to the config.
+    /// A new CD-ROM, added to the config (SATA), or also live (SCSI).
     Attach,
 }
 

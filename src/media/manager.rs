@@ -381,7 +381,14 @@ impl MediaManager {
                     continue;
                 }
                 on_send(step);
-                let result = self.virsh.run(&step.argv()).map(drop);
+                let result = match step.libvirt_wait() {
+                    Some(wait) => self
+                        .virsh
+                        .with_timeout(self.virsh.config().timeout + wait)
+                        .run(&step.argv()),
+                    None => self.virsh.run(&step.argv()),
+                }
+                .map(drop);
                 sent.push((index, Reply::of(step, result.as_ref().map(|_| ()))));
             }
         }

@@ -41,14 +41,34 @@ pub enum Step {
         /// drive is checked against right before the change.
         seen: Seen,
     },
-    /// `attach-disk`: a new SATA CD-ROM holding `iso`, in the config only,
-    /// since libvirt cannot hot-plug a SATA disk.
+    /// `attach-disk`: a new CD-ROM holding `iso`. On a SATA bus in the
+    /// config only, since libvirt cannot hot-plug a SATA disk; on a SCSI
+    /// controller also into the running VM (`live`).
     Attach {
         domain: String,
         target: String,
         iso: String,
+        bus: AttachBus,
+        live: bool,
         running: bool,
     },
+}
+
+/// The bus a new CD-ROM goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachBus {
+    Sata,
+    Scsi,
+}
+
+impl AttachBus {
+    /// `attach-disk --targetbus`'s word.
+    fn as_str(self) -> &'static str {
+        match self {
+            AttachBus::Sata => "sata",
+            AttachBus::Scsi => "scsi",
+        }
+    }
 }
 
 /// The media labels a drive held when the plan was made, in the live and
@@ -115,7 +135,31 @@ impl Outcome {
     }
 }
 
+/// How long libvirt (qemu_hotplug.c's `CHANGE_MEDIA_TIMEOUT`) waits for
+/// a running guest to open its tray before it fails with "timed out
+/// waiting to open tray":
+/// a guest that mounted the disc keeps it locked. Measured 5.03 s on the
+/// lab's lab-locked (docs/libvirt-as-measured.md).
+pub const TRAY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Step {
+    /// What libvirt may wait for on top of virsh's own work: a live
+    /// change of a drive's media, unforced, waits for the guest to open
+    /// the tray. `--timeout` bounds virsh's work; without this the tool
+    /// gave up at a 5 s `--timeout` a moment before libvirt's answer, and
+    /// never got to say that the tray is locked and `--force` the way on.
+    pub fn libvirt_wait(&self) -> Option<std::time::Duration> {
+        matches!(
+            self,
+            Step::Change {
+                live: true,
+                force: false,
+                ..
+            }
+        )
+        .then_some(TRAY_WAIT)
+    }
+
     pub fn domain(&self) -> &str {
         match self {
             Step::Change { domain, .. } | Step::Attach { domain, .. } => domain,
@@ -156,23 +200,30 @@ impl Step {
                 domain,
                 target,
                 iso,
+                bus,
+                live,
                 ..
-            } => argv.extend([
-                "attach-disk",
-                "--domain",
-                domain,
-                "--source",
-                iso,
-                "--target",
-                target,
-                "--targetbus",
-                "sata",
-                "--type",
-                "cdrom",
-                "--mode",
-                "readonly",
-                "--config",
-            ]),
+            } => {
+                argv.extend([
+                    "attach-disk",
+                    "--domain",
+                    domain,
+                    "--source",
+                    iso,
+                    "--target",
+                    target,
+                    "--targetbus",
+                    bus.as_str(),
+                    "--type",
+                    "cdrom",
+                    "--mode",
+                    "readonly",
+                    "--config",
+                ]);
+                if *live {
+                    argv.push("--live");
+                }
+            }
         }
         argv.into_iter().map(str::to_owned).collect()
     }
@@ -184,7 +235,8 @@ impl Step {
                 live: true,
                 config: true,
                 ..
-            } => "live and config",
+            }
+            | Step::Attach { live: true, .. } => "live and config",
             Step::Change {
                 live: true,
                 config: false,
@@ -221,12 +273,16 @@ impl Step {
                 domain,
                 target,
                 iso,
+                bus,
+                live,
                 ..
             } => format!(
-                "{}: add SATA CD-ROM {} holding {} (config)",
+                "{}: add {} CD-ROM {} holding {} ({})",
                 sanitize(domain),
+                bus.as_str().to_ascii_uppercase(),
                 sanitize(target),
-                sanitize(iso)
+                sanitize(iso),
+                if *live { "live and config" } else { "config" }
             ),
         }
     }
@@ -354,7 +410,11 @@ impl Step {
             (Some(_), Reply::Refused(why)) => (Verdict::Failed(why), None),
         };
         let note = note.or_else(|| match self {
-            Step::Attach { running: true, .. } if verdict == Verdict::Done => Some(
+            Step::Attach {
+                running: true,
+                live: false,
+                ..
+            } if verdict == Verdict::Done => Some(
                 "the new drive appears at the VM's next cold boot (SATA cannot be hot-plugged); \
                  restart it when convenient"
                     .to_owned(),
@@ -383,11 +443,13 @@ impl Step {
                 };
                 (target, domain.views(target), expected, *live, *config)
             }
-            Step::Attach { target, iso, .. } => (
+            Step::Attach {
+                target, iso, live, ..
+            } => (
                 target,
                 domain.views(target),
                 Some(iso.as_str()),
-                false,
+                *live,
                 true,
             ),
         };
@@ -542,7 +604,9 @@ pub fn plan_ejects(
     Ok(steps)
 }
 
-/// A new SATA CD-ROM holding `iso` for a domain without one.
+/// A new CD-ROM holding `iso` for a domain without one: on its SCSI
+/// controller, hot-plugged into a running VM and in the config; else a
+/// SATA one (virt-install's bus on q35), in the config only.
 pub fn plan_attach(domain: &DomainMedia, iso: &str) -> anyhow::Result<Step> {
     let Some(config) = &domain.config else {
         anyhow::bail!(
@@ -560,11 +624,19 @@ pub fn plan_attach(domain: &DomainMedia, iso: &str) -> anyhow::Result<Step> {
     let target = free_sata_target(&taken).ok_or_else(|| {
         anyhow::anyhow!("'{}' has no free sdX target left", sanitize(&domain.name))
     })?;
+    let running = domain.live.is_some();
+    let bus = if config.scsi_controller {
+        AttachBus::Scsi
+    } else {
+        AttachBus::Sata
+    };
     Ok(Step::Attach {
         domain: domain.name.clone(),
         target,
         iso: iso.to_owned(),
-        running: domain.live.is_some(),
+        bus,
+        live: running && bus == AttachBus::Scsi,
+        running,
     })
 }
 

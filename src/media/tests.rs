@@ -383,6 +383,65 @@ fn attach_picks_a_free_sata_target_in_the_config() {
     assert!(plan_attach(&transient, ISO_A).is_err());
 }
 
+/// On a virtio-scsi controller (lab-scsi, captured) libvirt hot-plugs a
+/// CD-ROM: the new drive goes on the SCSI bus, live and in the config,
+/// with no restart to wait for. On q35 (lab-q35) it is SATA, config only.
+/// Every attach used to be SATA into the config.
+#[test]
+fn attach_goes_on_the_scsi_controller_live_and_in_the_config() {
+    let scsi = domain(
+        "lab-scsi",
+        DomainState::Running,
+        Some("dumpxml-lab-scsi-live.xml"),
+        Some("dumpxml-lab-scsi-inactive.xml"),
+    );
+    let step = plan_attach(&scsi, ISO_A).unwrap();
+    assert_eq!(
+        step.argv().join(" "),
+        format!(
+            "attach-disk --domain lab-scsi --source {ISO_A} --target sdb --targetbus scsi \
+             --type cdrom --mode readonly --config --live"
+        )
+    );
+    assert_eq!(
+        step.describe(),
+        format!("lab-scsi: add SCSI CD-ROM sdb holding {ISO_A} (live and config)")
+    );
+    let q35 = domain(
+        "lab-q35",
+        DomainState::Running,
+        Some("dumpxml-lab-q35-live.xml"),
+        Some("dumpxml-lab-q35-inactive.xml"),
+    );
+    let step = plan_attach(&q35, ISO_A).unwrap();
+    assert!(step.argv().ends_with(&["--config".to_owned()]));
+    assert!(step.argv().contains(&"sata".to_owned()));
+    assert_eq!(
+        step.describe(),
+        format!("lab-q35: add SATA CD-ROM sdb holding {ISO_A} (config)")
+    );
+}
+
+/// A live change of a running VM's drive may wait libvirt's 5 s for the
+/// guest to open its tray, on top of `--timeout`; a forced one or a
+/// config-only one does not wait.
+#[test]
+fn a_live_unforced_change_allows_for_libvirts_tray_wait() {
+    let eject = |force| plan_eject(&running_agent(), "hdc", None, force).unwrap();
+    assert_eq!(eject(false).libvirt_wait(), Some(super::plan::TRAY_WAIT));
+    assert_eq!(eject(true).libvirt_wait(), None);
+    let off = domain(
+        "lab-off",
+        DomainState::ShutOff,
+        None,
+        Some("dumpxml-lab-off.xml"),
+    );
+    assert_eq!(
+        plan_eject(&off, "hdc", None, false).unwrap().libvirt_wait(),
+        None
+    );
+}
+
 #[test]
 fn drives_merge_both_views_and_find_cdroms() {
     let two = domain(

@@ -95,6 +95,9 @@ pub struct DomainXml {
     /// Whether the domain has QEMU's guest agent channel
     /// (`org.qemu.guest_agent.0`): without one there is no agent to ask.
     pub agent_channel: bool,
+    /// Whether it has a SCSI controller (`<controller type='scsi'>`, as
+    /// cockpit adds virtio-scsi): libvirt hot-plugs a CD-ROM onto it.
+    pub scsi_controller: bool,
 }
 
 /// Any `<disk>` of a domain, as its target names it.
@@ -117,7 +120,7 @@ impl DomainXml {
     }
 }
 
-/// The first `sdX` name none of `taken` uses, for a new SATA drive.
+/// The first `sdX` name none of `taken` uses, for a new SATA or SCSI drive.
 pub fn free_sata_target(taken: &[&str]) -> Option<String> {
     (b'a'..=b'z')
         .map(|letter| format!("sd{}", char::from(letter)))
@@ -145,6 +148,8 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
         .any(|target| {
             target.has_tag_name("target") && target.attribute("name") == Some(AGENT_CHANNEL)
         });
+    parsed.scsi_controller = devices()
+        .any(|node| node.has_tag_name("controller") && node.attribute("type") == Some("scsi"));
     let disks = devices().filter(|node| node.has_tag_name("disk"));
     for disk in disks {
         let child = |name: &str| disk.children().find(|node| node.has_tag_name(name));
