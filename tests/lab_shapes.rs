@@ -33,6 +33,14 @@ fn main() -> ExitCode {
                 "eject_force_ejects_a_locked_tray",
                 eject_force_ejects_a_locked_tray,
             ),
+            Trial::test(
+                "attach_on_q35_goes_into_the_config_only",
+                attach_on_q35_goes_into_the_config_only,
+            ),
+            Trial::test(
+                "attach_on_a_scsi_controller_is_hot_plugged",
+                attach_on_a_scsi_controller_is_hot_plugged,
+            ),
         ],
         Some(1),
     )
