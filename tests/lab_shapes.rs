@@ -34,6 +34,10 @@ fn main() -> ExitCode {
                 eject_force_ejects_a_locked_tray,
             ),
             Trial::test(
+                "serve_exports_each_shapes_media_series",
+                serve_exports_each_shapes_media_series,
+            ),
+            Trial::test(
                 "attach_on_q35_goes_into_the_config_only",
                 attach_on_q35_goes_into_the_config_only,
             ),
@@ -382,4 +386,40 @@ fn attach_on_a_scsi_controller_is_hot_plugged() -> Result<(), Failed> {
     check(live.contains("<target dev='sda' bus='scsi'/>"), || {
         live.clone()
     })
+}
+
+/// `serve`'s media series on every shape: the drive's bus and target as
+/// the XML has them, its media, a stopped UEFI guest's drive too.
+fn serve_exports_each_shapes_media_series() -> Result<(), Failed> {
+    let serving = Serving::start(tool().args(["-c", LAB_URI]));
+    let locked = lab_iso("locked.iso");
+    let (status, metrics) = serving.wait_for("/metrics", |_, metrics| {
+        metrics.contains("dismount_drive_media_info{domain=\"lab-locked\"")
+    });
+    check(status == 200, || format!("/metrics: {status}"))?;
+    for (domain, target, bus) in SHAPES {
+        let source = if domain == "lab-locked" {
+            locked.as_str()
+        } else {
+            ""
+        };
+        for series in [
+            format!(
+                "dismount_domain_block_info{{bus=\"{bus}\",device=\"cdrom\",domain=\"{domain}\",\
+                 source_file=\"{source}\",target_device=\"{target}\",uri=\"{LAB_URI}\"}} 1"
+            ),
+            format!(
+                "dismount_drive_media_info{{domain=\"{domain}\",source=\"{source}\",\
+                 target=\"{target}\",uri=\"{LAB_URI}\"}} 1"
+            ),
+        ] {
+            check(metrics.contains(&series), || {
+                format!("no {series} in\n{metrics}")
+            })?;
+        }
+    }
+    let series = format!(
+        "dismount_domain_state{{domain=\"lab-uefi\",state=\"shut off\",uri=\"{LAB_URI}\"}} 1"
+    );
+    check(metrics.contains(&series), || format!("no {series}"))
 }
