@@ -12,14 +12,6 @@ use common::*;
 use dismount_iso_qemu::virsh::domxml::parse_domain_xml;
 use libtest_mimic::{Completion, Failed, Trial};
 
-const GUESTS: [&str; 5] = [
-    "lab-agent",
-    "lab-blocked",
-    "lab-meta",
-    "lab-noagent",
-    "lab-off",
-];
-
 fn main() -> ExitCode {
     lab_main(
         vec![
@@ -71,47 +63,69 @@ fn main() -> ExitCode {
 
 use common::lab_iso as iso;
 
-/// The media the lab starts with, as (live, config) of each guest's hdc.
+/// The media the lab starts with, as (live, config) of each guest's
+/// CD-ROM.
 fn lab_baseline() -> BTreeMap<&'static str, (Option<String>, Option<String>)> {
     let a = Some(iso("install-a.iso"));
     let space = Some(iso("Débian netinst.iso"));
+    let locked = Some(iso("locked.iso"));
     BTreeMap::from([
         ("lab-agent", (a.clone(), a)),
         ("lab-blocked", (None, None)),
+        ("lab-locked", (locked.clone(), locked)),
         ("lab-meta", (space.clone(), space)),
         ("lab-noagent", (None, None)),
         ("lab-off", (None, Some(iso("tools-b.iso")))),
+        ("lab-q35", (None, None)),
+        ("lab-scsi", (None, None)),
+        ("lab-uefi", (None, None)),
     ])
 }
 
-/// hdc's media in the live XML (`None` for a shut-off guest) and the config.
-fn hdc(domain: &str) -> (Option<String>, Option<String>) {
+/// A lab guest's one CD-ROM: IDE's hdc on the `pc` guests, sda on the
+/// SATA and SCSI shapes.
+fn target(domain: &str) -> &'static str {
+    match domain {
+        "lab-locked" | "lab-q35" | "lab-scsi" | "lab-uefi" => "sda",
+        _ => "hdc",
+    }
+}
+
+fn running(domain: &str) -> bool {
+    virsh(LAB_URI, &["domstate", "--domain", domain]).trim() == "running"
+}
+
+/// The CD-ROM's media in the live XML (`None` for a shut-off guest) and
+/// the config.
+fn cdrom(domain: &str) -> (Option<String>, Option<String>) {
     let read = |inactive: bool| {
         let mut args = vec!["dumpxml", "--domain", domain];
         if inactive {
             args.push("--inactive");
         }
         let xml = parse_domain_xml(&virsh(LAB_URI, &args)).expect("virsh prints XML");
-        xml.drive("hdc")
+        xml.drive(target(domain))
             .and_then(|d| d.media.as_ref())
             .map(|m| m.label())
     };
-    let running = virsh(LAB_URI, &["domstate", "--domain", domain]).trim() == "running";
-    (if running { read(false) } else { None }, read(true))
+    (if running(domain) { read(false) } else { None }, read(true))
 }
 
-/// Checks a guest's hdc, as (live, config), against what a step left.
-fn check_hdc(domain: &str, live: Option<&str>, config: Option<&str>) -> Result<(), Failed> {
+/// Checks a guest's CD-ROM, as (live, config), against what a step left.
+fn check_cdrom(domain: &str, live: Option<&str>, config: Option<&str>) -> Result<(), Failed> {
     let wanted = (live.map(str::to_owned), config.map(str::to_owned));
-    let got = hdc(domain);
+    let got = cdrom(domain);
     check(got == wanted, || {
-        format!("{domain} hdc (live, config): {got:?}, wanted {wanted:?}")
+        format!(
+            "{domain} {} (live, config): {got:?}, wanted {wanted:?}",
+            target(domain)
+        )
     })
 }
 
 /// Both XML documents of every lab guest, byte for byte.
 fn snapshot() -> Vec<String> {
-    GUESTS
+    LAB_GUESTS
         .iter()
         .flat_map(|g| {
             [
@@ -122,22 +136,30 @@ fn snapshot() -> Vec<String> {
         .collect()
 }
 
-/// Puts every guest's hdc back to the baseline with virsh itself, whatever
+/// Puts every guest's CD-ROM back to the baseline with virsh itself, whatever
 /// a test did or failed to do.
 struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
         for (domain, wanted) in lab_baseline() {
-            let now = hdc(domain);
+            let now = cdrom(domain);
+            let running = running(domain);
             for (flag, want, have) in [
                 ("--live", &wanted.0, &now.0),
                 ("--config", &wanted.1, &now.1),
             ] {
-                if want == have || (flag == "--live" && domain == "lab-off") {
+                if want == have || (flag == "--live" && !running) {
                     continue;
                 }
-                let mut args = vec!["change-media", "--domain", domain, "--path", "hdc", flag];
+                let mut args = vec![
+                    "change-media",
+                    "--domain",
+                    domain,
+                    "--path",
+                    target(domain),
+                    flag,
+                ];
                 match want {
                     Some(path) => args.extend(["--source", path, "--update"]),
                     None => args.push("--eject"),
@@ -171,23 +193,23 @@ fn mount_eject_round_trip_space_non_ascii() -> Result<(), Failed> {
     let _restore = Restore;
     let space = iso("Débian netinst.iso");
     ok(&tool_lab(&["mount", "lab-noagent", &space]))?;
-    check_hdc("lab-noagent", Some(&space), Some(&space))?;
+    check_cdrom("lab-noagent", Some(&space), Some(&space))?;
     let text = ok(&tool_lab(&["eject", "lab-noagent", "--yes"]))?;
     check(text.contains("ok: lab-noagent hdc: eject"), || text.clone())?;
-    check_hdc("lab-noagent", None, None)?;
+    check_cdrom("lab-noagent", None, None)?;
     // Replacing (lab-agent holds install-a) with --yes, then back.
     ok(&tool_lab(&["mount", "lab-agent", &space, "--yes"]))?;
-    check_hdc("lab-agent", Some(&space), Some(&space))
+    check_cdrom("lab-agent", Some(&space), Some(&space))
 }
 
 fn shut_off_guest_config_is_edited() -> Result<(), Failed> {
     let _restore = Restore;
     let text = ok(&tool_lab(&["eject", "lab-off", "--yes"]))?;
     check(text.contains("(config only)"), || text.clone())?;
-    check_hdc("lab-off", None, None)?;
+    check_cdrom("lab-off", None, None)?;
     ok(&tool_lab(&["mount", "lab-off", &iso("install-a.iso")]))?;
-    check(hdc("lab-off").1 == Some(iso("install-a.iso")), || {
-        format!("{:?}", hdc("lab-off"))
+    check(cdrom("lab-off").1 == Some(iso("install-a.iso")), || {
+        format!("{:?}", cdrom("lab-off"))
     })
 }
 
@@ -207,9 +229,9 @@ fn eject_iso_empties_every_holder() -> Result<(), Failed> {
     let text = ok(&tool_lab(&["eject", "--iso", &b, "--yes"]))?;
     check(text.matches("ok: ").count() == 2, || text.clone())?;
     for guest in ["lab-blocked", "lab-off"] {
-        check_hdc(guest, None, None)?;
+        check_cdrom(guest, None, None)?;
     }
-    let agent = hdc("lab-agent");
+    let agent = cdrom("lab-agent");
     check(agent.0.is_some() && agent.1.is_some(), || {
         format!("another ISO stays: {agent:?}")
     })
@@ -223,7 +245,7 @@ fn whole_connection(what: &str, test: fn() -> Result<(), Failed>) -> Result<Comp
     let names = virsh(LAB_URI, &["list", "--all", "--name"]);
     let mut names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
     names.sort_unstable();
-    if names == GUESTS {
+    if names == LAB_GUESTS {
         return test().map(|()| Completion::Completed);
     }
     let reason =
@@ -235,14 +257,25 @@ fn whole_connection(what: &str, test: fn() -> Result<(), Failed>) -> Result<Comp
     }
 }
 
+/// Every drive is emptied but lab-locked's, whose guest locked the tray:
+/// that one is refused, naming `--force`, and the others go on.
 fn eject_all_yes_leaves_no_media() -> Result<(), Failed> {
     let _restore = Restore;
-    let text = ok(&tool_lab(&["eject", "--all", "--yes"]))?;
-    check(!text.contains("FAILED"), || text.clone())?;
-    for guest in GUESTS {
-        check_hdc(guest, None, None)?;
+    let output = tool_lab(&["eject", "--all", "--yes"]);
+    let text = stdout(&output);
+    check(output.status.code() == Some(1), || text.clone())?;
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAILED")).collect();
+    check(
+        failed.len() == 1
+            && failed[0].starts_with("FAILED: lab-locked sda: ")
+            && failed[0].contains("--force ejects anyway"),
+        || text.clone(),
+    )?;
+    for guest in LAB_GUESTS.iter().filter(|g| **g != "lab-locked") {
+        check_cdrom(guest, None, None)?;
     }
-    Ok(())
+    let locked = iso("locked.iso");
+    check_cdrom("lab-locked", Some(&locked), Some(&locked))
 }
 
 fn refusals_leave_xml_unchanged() -> Result<(), Failed> {
@@ -280,21 +313,22 @@ fn refusals_leave_xml_unchanged() -> Result<(), Failed> {
 fn menu_mounts_and_ejects_through_stdin() -> Result<(), Failed> {
     let _restore = Restore;
     let space = iso("Débian netinst.iso");
-    // Mount: lab-noagent (4th), typed path, refuse once, then confirm.
+    // Mount: lab-noagent (5th), typed path, refuse once, then confirm.
     let session = |input: String| ok(&menu_session(LAB_URI, &input));
-    let text = session(format!("1\n4\n{space}\nn\n5\n"))?;
+    let text = session(format!("1\n5\n{space}\nn\n5\n"))?;
     check(text.contains("Nothing changed."), || text.clone())?;
     // Declined: nothing changed before the confirmation.
-    check_hdc("lab-noagent", None, None)?;
-    let text = session(format!("1\n4\n{space}\ny\n5\n"))?;
+    check_cdrom("lab-noagent", None, None)?;
+    let text = session(format!("1\n5\n{space}\ny\n5\n"))?;
     check(text.contains("ok: lab-noagent hdc: insert"), || {
         text.clone()
     })?;
-    check_hdc("lab-noagent", Some(&space), Some(&space))?;
-    // Eject lists drives holding media: lab-agent, lab-meta, lab-noagent, lab-off.
-    let text = session("3\n3\ny\n5\n".to_owned())?;
+    check_cdrom("lab-noagent", Some(&space), Some(&space))?;
+    // Eject lists drives holding media: lab-agent, lab-locked, lab-meta,
+    // lab-noagent, lab-off.
+    let text = session("3\n4\ny\n5\n".to_owned())?;
     check(text.contains("ok: lab-noagent hdc: eject"), || text.clone())?;
-    check_hdc("lab-noagent", None, None)
+    check_cdrom("lab-noagent", None, None)
 }
 
 /// The lab's ISOs are volumes of its `lab-isos` pool: the menu numbers
@@ -303,9 +337,9 @@ fn menu_offers_the_pools_isos_by_number() -> Result<(), Failed> {
     let _restore = Restore;
     let space = iso("Débian netinst.iso");
     // Look at the offer, then back out: nothing may change.
-    let offer = ok(&menu_session(LAB_URI, "1\n4\nq\n5\n"))?;
+    let offer = ok(&menu_session(LAB_URI, "1\n5\nq\n5\n"))?;
     // Backed out with q: nothing changed.
-    check_hdc("lab-noagent", None, None)?;
+    check_cdrom("lab-noagent", None, None)?;
     let number = offer
         .lines()
         .find_map(|line| {
@@ -314,11 +348,11 @@ fn menu_offers_the_pools_isos_by_number() -> Result<(), Failed> {
             before.split_whitespace().last().map(str::to_owned)
         })
         .ok_or_else(|| format!("{space} not offered:\n{offer}"))?;
-    let text = ok(&menu_session(LAB_URI, &format!("1\n4\n{number}\ny\n5\n")))?;
+    let text = ok(&menu_session(LAB_URI, &format!("1\n5\n{number}\ny\n5\n")))?;
     check(text.contains("ok: lab-noagent hdc: insert"), || {
         text.clone()
     })?;
-    check_hdc("lab-noagent", Some(&space), Some(&space))
+    check_cdrom("lab-noagent", Some(&space), Some(&space))
 }
 
 /// Over qemu+ssh the tool cannot look at the host's files: an ISO counts as
@@ -364,7 +398,7 @@ fn over_ssh_isos_are_checked_among_pool_volumes() -> Result<(), Failed> {
         &b,
         "--yes",
     ])))?;
-    check_hdc("lab-noagent", Some(&b), Some(&b))
+    check_cdrom("lab-noagent", Some(&b), Some(&b))
 }
 
 /// The menu in a real terminal (tmux): invalid input, the drive table, a
@@ -392,10 +426,10 @@ fn the_menu_in_a_real_terminal() -> Result<(), Failed> {
     terminal.send(&["2", "Enter"]);
     let screen = terminal.wait("the drive table", |s| s.contains("drive(s)"))?;
     check(screen.contains("install-a.iso"), || screen.clone())?;
-    // Mount into lab-noagent (4th), confirmed at the prompt.
+    // Mount into lab-noagent (5th), confirmed at the prompt.
     terminal.send(&["1", "Enter"]);
     terminal.wait("the VM prompt", |s| s.contains("VM number (q to go back):"))?;
-    terminal.send(&["4", "Enter"]);
+    terminal.send(&["5", "Enter"]);
     terminal.wait("the ISO prompt", |s| {
         s.contains("ISO number or path (q to go back):")
     })?;
@@ -403,19 +437,20 @@ fn the_menu_in_a_real_terminal() -> Result<(), Failed> {
     terminal.wait("the confirmation", |s| s.contains("Go ahead? [y/N]:"))?;
     terminal.send(&["y", "Enter"]);
     terminal.wait("the mount", |s| s.contains("ok: lab-noagent hdc: insert"))?;
-    check_hdc("lab-noagent", Some(&space), Some(&space))?;
-    // Eject it: drives holding media are lab-agent, lab-meta, lab-noagent, lab-off.
+    check_cdrom("lab-noagent", Some(&space), Some(&space))?;
+    // Eject it: drives holding media are lab-agent, lab-locked, lab-meta,
+    // lab-noagent, lab-off.
     terminal.send(&["3", "Enter"]);
     terminal.wait("the drive prompt", |s| {
         s.contains("Drive number, or a for all")
     })?;
-    terminal.send(&["3", "Enter"]);
+    terminal.send(&["4", "Enter"]);
     terminal.wait("the second confirmation", |s| {
         s.matches("Go ahead? [y/N]:").count() >= 2
     })?;
     terminal.send(&["y", "Enter"]);
     terminal.wait("the eject", |s| s.contains("ok: lab-noagent hdc: eject"))?;
-    check_hdc("lab-noagent", None, None)?;
+    check_cdrom("lab-noagent", None, None)?;
     terminal.send(&["4", "Enter"]);
     terminal.wait("the rescan", |s| s.matches("domain(s)").count() >= 2)?;
     // Ctrl-C at the prompt: the shell is back and answers.
@@ -511,7 +546,8 @@ fn a_drive_changed_at_the_prompt_is_left_alone() -> Result<(), Failed> {
             .collect::<Vec<_>>(),
         );
     };
-    // Eject: drives holding media are lab-agent (1st), lab-meta, lab-off.
+    // Eject: drives holding media are lab-agent (1st), lab-locked,
+    // lab-meta, lab-off.
     let text = menu_interrupted_at_the_prompt("3\n1\n", || swap("lab-agent", &b), "y\n5\n")?;
     check(
         text.contains("NOT DONE: lab-agent hdc: eject")
@@ -521,10 +557,10 @@ fn a_drive_changed_at_the_prompt_is_left_alone() -> Result<(), Failed> {
         || text.clone(),
     )?;
     check(!text.contains("ok: lab-agent"), || text.clone())?;
-    check_hdc("lab-agent", Some(&b), Some(&b))?;
-    // Mount into lab-noagent (4th), empty at the plan, filled meanwhile.
+    check_cdrom("lab-agent", Some(&b), Some(&b))?;
+    // Mount into lab-noagent (5th), empty at the plan, filled meanwhile.
     let text = menu_interrupted_at_the_prompt(
-        &format!("1\n4\n{space}\n"),
+        &format!("1\n5\n{space}\n"),
         || swap("lab-noagent", &a),
         "y\n5\n",
     )?;
@@ -533,7 +569,7 @@ fn a_drive_changed_at_the_prompt_is_left_alone() -> Result<(), Failed> {
             && text.contains(&format!("holds '{a}' now (the plan saw nothing)")),
         || text.clone(),
     )?;
-    check_hdc("lab-noagent", Some(&a), Some(&a))
+    check_cdrom("lab-noagent", Some(&a), Some(&a))
 }
 
 /// virsh made the change but answered after `--timeout` (a fake that runs
@@ -553,7 +589,7 @@ fn a_change_virsh_confirms_late_is_reported_done() -> Result<(), Failed> {
         text.contains("ok: lab-noagent hdc: insert") && text.contains("virsh answered late"),
         || text.clone(),
     )?;
-    check_hdc("lab-noagent", Some(&space), Some(&space))
+    check_cdrom("lab-noagent", Some(&space), Some(&space))
 }
 
 /// `eject … --yes | head -0`: the confirmed change is made, and the exit
@@ -570,5 +606,5 @@ fn a_closed_stdout_still_makes_the_confirmed_change() -> Result<(), Failed> {
         stderr(&output).contains("stdout is closed; of 1 drive change(s) 1 made"),
         || stderr(&output),
     )?;
-    check_hdc("lab-agent", None, None)
+    check_cdrom("lab-agent", None, None)
 }

@@ -5,13 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
-/// The guests `scripts/lab up` defines.
-pub const LAB_GUESTS: [&str; 5] = [
+/// The guests `scripts/lab up` defines, by name.
+pub const LAB_GUESTS: [&str; 9] = [
     "lab-agent",
     "lab-blocked",
+    "lab-locked",
     "lab-meta",
     "lab-noagent",
     "lab-off",
+    "lab-q35",
+    "lab-scsi",
+    "lab-uefi",
 ];
 use std::process::{Command, Output, Stdio};
 
