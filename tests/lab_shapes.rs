@@ -223,8 +223,7 @@ fn locked_says() -> String {
     let log = lab_dir().join("console/lab-locked.log");
     let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
     text.lines()
-        .filter(|l| l.contains("lab-init") && l.contains(": cdrom: "))
-        .last()
+        .rfind(|l| l.contains("lab-init") && l.contains(": cdrom: "))
         .unwrap_or_default()
         .to_owned()
 }
