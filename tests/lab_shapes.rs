@@ -262,6 +262,20 @@ fn a_locked_tray_refuses_eject_naming_force() -> Result<(), Failed> {
     )?;
     check(media("lab-locked", "sda") == before, || {
         format!("{:?}", media("lab-locked", "sda"))
+    })?;
+    // A mount over the locked disc: `mount --force` is the way on.
+    let output = tool_lab(&["mount", "lab-locked", &lab_iso("tools-b.iso"), "--yes"]);
+    check(output.status.code() == Some(1), || stdout(&output))?;
+    let text = stdout(&output);
+    check(
+        text.lines().any(|l| {
+            l.starts_with("FAILED: lab-locked sda: replace")
+                && l.ends_with("; --force replaces it anyway")
+        }),
+        || text.clone(),
+    )?;
+    check(media("lab-locked", "sda") == before, || {
+        format!("{:?}", media("lab-locked", "sda"))
     })
 }
 

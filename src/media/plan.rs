@@ -647,10 +647,25 @@ pub fn explain_failure(step: &Step, error: &VirshError) -> String {
     let message = error
         .virsh_message()
         .unwrap_or_else(|| crate::utils::with_causes(error));
-    let forced = matches!(step, Step::Change { force: true, .. });
-    if !forced && (message.contains("tray") || message.contains("locked")) {
-        format!("the tray is locked by the guest ({message}); --force ejects anyway")
-    } else {
-        message
+    let way_on = match step {
+        Step::Change { force: true, .. } | Step::Attach { .. } => None,
+        Step::Change {
+            action: Action::Eject { .. },
+            ..
+        } => Some("--force ejects anyway"),
+        Step::Change {
+            action: Action::Replace { .. },
+            ..
+        } => Some("--force replaces it anyway"),
+        Step::Change {
+            action: Action::Insert(_),
+            ..
+        } => Some("--force inserts it anyway"),
+    };
+    match way_on {
+        Some(way_on) if message.contains("tray") || message.contains("locked") => {
+            format!("the tray is locked by the guest ({message}); {way_on}")
+        }
+        _ => message,
     }
 }

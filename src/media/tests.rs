@@ -456,17 +456,28 @@ fn drives_merge_both_views_and_find_cdroms() {
 
 #[test]
 fn locked_tray_points_at_force() {
-    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
-    let error = crate::virsh::VirshError::Failed {
+    // virsh 9.0's words on lab-locked, whose guest mounted its disc.
+    let refused = |action: &str| crate::virsh::VirshError::Failed {
         command: "virsh change-media".into(),
         status: std::os::unix::process::ExitStatusExt::from_raw(256),
-        stderr: "error: internal error: timed out waiting to open tray of 'ide0-1-0'\n".into(),
+        stderr: format!(
+            "error: Failed to complete action {action} on media\n\
+             error: operation failed: timed out waiting to open tray of 'sda'\n"
+        ),
     };
-    let text = plan::explain_failure(&step, &error);
-    assert!(
-        text.contains("locked") && text.contains("--force"),
-        "{text}"
+    let step = plan_eject(&running_agent(), "hdc", None, false).unwrap();
+    assert_eq!(
+        plan::explain_failure(&step, &refused("eject")),
+        "the tray is locked by the guest (Failed to complete action eject on media: \
+         operation failed: timed out waiting to open tray of 'sda'); --force ejects anyway"
     );
+    // A mount over the locked disc: `mount --force` replaces it (it used
+    // to say that --force ejects).
+    let step = plan_mount(&running_agent(), "hdc", ISO_B, false).unwrap();
+    let text = plan::explain_failure(&step, &refused("update"));
+    assert!(text.ends_with("; --force replaces it anyway"), "{text}");
+    let forced = plan_eject(&running_agent(), "hdc", None, true).unwrap();
+    assert!(!plan::explain_failure(&forced, &refused("eject")).contains("--force"));
 }
 
 #[test]
