@@ -34,6 +34,10 @@ fn main() -> ExitCode {
                 eject_force_ejects_a_locked_tray,
             ),
             Trial::test(
+                "an_acpi_shutdown_powers_a_guest_off",
+                an_acpi_shutdown_powers_a_guest_off,
+            ),
+            Trial::test(
                 "serve_exports_each_shapes_media_series",
                 serve_exports_each_shapes_media_series,
             ),
@@ -435,4 +439,49 @@ fn serve_exports_each_shapes_media_series() -> Result<(), Failed> {
         "dismount_domain_state{{domain=\"lab-uefi\",state=\"shut off\",uri=\"{LAB_URI}\"}} 1"
     );
     check(metrics.contains(&series), || format!("no {series}"))
+}
+
+/// `virsh shutdown` (ACPI, no agent) takes a lab guest to shut off: its
+/// init runs busybox acpid, whose power-button action powers off. What
+/// `boot-iso --restart` relies on. The guest is started again after.
+fn an_acpi_shutdown_powers_a_guest_off() -> Result<(), Failed> {
+    let log = lab_dir().join("console/lab-q35.log");
+    let said = || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    // The serial console's file starts afresh at each boot (libvirt
+    // truncates it): a boot is up once its init says so.
+    let up = || {
+        said()
+            .lines()
+            .any(|l| l.starts_with("lab-init [") && l.ends_with("]: up"))
+    };
+    let state = || {
+        virsh(LAB_URI, &["domstate", "--domain", "lab-q35"])
+            .trim()
+            .to_owned()
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| -> Result<(), Failed> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !done() {
+            if Instant::now() > deadline {
+                return Err(format!("lab-q35: no {what} within 90 s ({})", state()).into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    };
+    check(state() == "running" && up(), || {
+        format!("lab-q35 is {}:\n{}", state(), said())
+    })?;
+    virsh(
+        LAB_URI,
+        &["shutdown", "--domain", "lab-q35", "--mode", "acpi"],
+    );
+    wait("shut off", &|| state() == "shut off")?;
+    let text = said();
+    check(
+        text.contains("lab-init: ACPI power button: powering off"),
+        || text.clone(),
+    )?;
+    virsh(LAB_URI, &["start", "--domain", "lab-q35"]);
+    wait("boot", &|| up() && !said().contains("powering off"))
 }
