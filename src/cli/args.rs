@@ -154,7 +154,7 @@ pub enum Command {
         /// The drive (e.g. hdc, sda); needed when the VM has several CD-ROMs
         #[arg(long, value_name = "DEV")]
         target: Option<String>,
-        /// Add a SATA CD-ROM to the VM's config if it has none
+        /// Add a CD-ROM if the VM has none: SATA, to its config; on its SCSI controller, live too
         #[arg(long)]
         attach: bool,
         #[command(flatten)]

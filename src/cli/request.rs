@@ -358,7 +358,8 @@ pub struct MountRequest {
     pub selection: MountSelection,
     pub iso: String,
     pub target: Option<String>,
-    /// Add a SATA CD-ROM when the VM has none.
+    /// Add a CD-ROM when the VM has none (SATA, or SCSI where it has a
+    /// SCSI controller).
     pub attach: bool,
     /// `--upload FILE --pool POOL`: uploaded to the VM's host first, the
     /// volume then mounted.

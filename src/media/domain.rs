@@ -136,8 +136,13 @@ impl DomainMedia {
         match self.cdrom_targets()[..] {
             [] if attach => decided(IsoDrive::Attach),
             [] => bail!(
-                "'{}' has no CD-ROM drive; `mount --attach` adds a SATA CD-ROM to its config",
-                sanitize(&self.name)
+                "'{}' has no CD-ROM drive; `mount --attach` adds {}",
+                sanitize(&self.name),
+                if self.config.as_ref().is_some_and(|c| c.scsi_controller) {
+                    "a SCSI CD-ROM on its SCSI controller (live and config)"
+                } else {
+                    "a SATA CD-ROM to its config"
+                }
             ),
             [only] => decided(IsoDrive::Existing(only)),
             ref several => Ok(DriveChoice::OneOf(several.to_vec())),

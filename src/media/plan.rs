@@ -96,7 +96,13 @@ impl Reply {
         match result {
             Ok(()) => Reply::Confirmed,
             Err(error @ (VirshError::Timeout { .. } | VirshError::SshTimeout { .. })) => {
-                Reply::Late(error.to_string())
+                Reply::Late(match step.libvirt_wait() {
+                    Some(wait) => format!(
+                        "{error} (`--timeout` and the {} libvirt waits for the guest to open the tray)",
+                        humantime::format_duration(wait)
+                    ),
+                    None => error.to_string(),
+                })
             }
             Err(error) => Reply::Refused(explain_failure(step, error)),
         }

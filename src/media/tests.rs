@@ -422,6 +422,33 @@ fn attach_goes_on_the_scsi_controller_live_and_in_the_config() {
     );
 }
 
+/// A VM without a CD-ROM but with a SCSI controller (a scratch copy of
+/// lab-scsi without its drive, captured): the refusal without
+/// `--attach` names the drive `--attach` would add, and a shut-off one
+/// gets it in its config only. The refusal used to promise a SATA drive.
+#[test]
+fn a_scsi_vm_without_a_cdrom_is_offered_a_scsi_one() {
+    let vm = domain(
+        "scratch-shapes-scsi",
+        DomainState::ShutOff,
+        None,
+        Some("dumpxml-scratch-scsi-no-cdrom-inactive.xml"),
+    );
+    let refused = vm.drive_for_iso(None, false).unwrap_err().to_string();
+    assert!(
+        refused.ends_with(
+            "`mount --attach` adds a SCSI CD-ROM on its SCSI controller (live and config)"
+        ),
+        "{refused}"
+    );
+    let step = plan_attach(&vm, ISO_A).unwrap();
+    assert_eq!(
+        step.describe(),
+        format!("scratch-shapes-scsi: add SCSI CD-ROM sda holding {ISO_A} (config)")
+    );
+    assert!(!step.argv().contains(&"--live".to_owned()));
+}
+
 /// A live change of a running VM's drive may wait libvirt's 5 s for the
 /// guest to open its tray, on top of `--timeout`; a forced one or a
 /// config-only one does not wait.
