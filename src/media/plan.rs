@@ -143,9 +143,8 @@ impl Outcome {
 
 /// How long libvirt (qemu_hotplug.c's `CHANGE_MEDIA_TIMEOUT`) waits for
 /// a running guest to open its tray before it fails with "timed out
-/// waiting to open tray":
-/// a guest that mounted the disc keeps it locked. Measured 5.03 s on the
-/// lab's lab-locked (docs/libvirt-as-measured.md).
+/// waiting to open tray": a guest that mounted the disc keeps it locked.
+/// Measured 5.03 s on the lab's lab-locked (docs/libvirt-as-measured.md).
 pub const TRAY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Step {
