@@ -159,6 +159,27 @@ fn isos_shows_each_shapes_target_and_bus() -> Result<(), Failed> {
     check(locked["source"] == lab_iso("locked.iso"), || {
         locked.to_string()
     })?;
+    // Over ssh, the same drives.
+    let shapes = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| SHAPES.iter().any(|(d, _, _)| r["domain"] == *d))
+            .map(|r| {
+                format!(
+                    "{} {} {} {}",
+                    r["domain"], r["target"], r["bus"], r["source"]
+                )
+            })
+            .collect()
+    };
+    let remote: Vec<serde_json::Value> = serde_json::from_str(&ok(&run(tool().args([
+        "-c",
+        &lab_ssh_uri(),
+        "isos",
+        "--json",
+    ])))?)?;
+    check(shapes(&rows) == shapes(&remote), || {
+        format!("local {:?}\nssh {:?}", shapes(&rows), shapes(&remote))
+    })?;
     // The table too: each drive's target and bus on its row.
     let table = ok(&tool_lab(&["isos", "--color", "never"]))?;
     for (domain, target, bus) in SHAPES {
