@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 
 use crate::virsh::{Batch, Virsh, VirshError, parse};
 
+mod filesystems;
+
+pub use filesystems::{Filesystem, filesystems, usage};
+
 /// Where os-release(5) may live; the first that opens wins.
 const OS_RELEASE_PATHS: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 

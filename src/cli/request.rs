@@ -49,6 +49,17 @@ impl Options {
                 cache_ttl: args.cache_ttl,
                 os_ttl: args.os_ttl,
                 jobs: usize::from(args.jobs),
+                // Asked for by `status --disks` and by `serve`, which
+                // exports them unless told not to.
+                filesystems: matches!(
+                    args.command,
+                    Some(Command::Status { disks: true, .. })
+                        | Some(Command::Serve {
+                            no_guest_filesystems: false,
+                            ..
+                        })
+                ),
+                fs_ttl: args.fs_ttl,
             },
         })
     }
@@ -186,7 +197,12 @@ impl Request {
             return Request::Menu;
         };
         match command {
-            Command::Status { json, pattern } => Request::Status { json, pattern },
+            Command::Status {
+                json,
+                pattern,
+                // The scan's option (`ProbeOptions::filesystems`).
+                disks: _,
+            } => Request::Status { json, pattern },
             Command::Isos {
                 json,
                 mounted,
@@ -278,6 +294,8 @@ impl Request {
                 log_format,
                 web_config_file,
                 no_io_metrics,
+                // The scan's option (`ProbeOptions::filesystems`).
+                no_guest_filesystems: _,
             } => Request::Serve(ServeOptions {
                 listen,
                 interval: options.refresh_interval(),
