@@ -14,7 +14,14 @@ use crate::virsh::{Virsh, parse};
 /// is its upper layer's, counted already as a filesystem of its own.
 /// Listed, but kept out of [`Filesystem::counts`].
 pub const UNCOUNTED_TYPES: [&str; 8] = [
-    "iso9660", "udf", "squashfs", "erofs", "cramfs", "romfs", "overlay", "fuse.squashfuse",
+    "iso9660",
+    "udf",
+    "squashfs",
+    "erofs",
+    "cramfs",
+    "romfs",
+    "overlay",
+    "fuse.squashfuse",
 ];
 
 /// One filesystem as the guest's agent reported it. Every string is the
@@ -74,15 +81,18 @@ pub fn filesystems_from_guestinfo(
     let Some(count) = info.get("fs.count") else {
         return Ok(Vec::new());
     };
-    let count: usize = count
-        .parse()
-        .map_err(|_| AgentError::BadReply(format!("fs.count is {}", crate::utils::sanitize(count))))?;
+    let count: usize = count.parse().map_err(|_| {
+        AgentError::BadReply(format!("fs.count is {}", crate::utils::sanitize(count)))
+    })?;
     // Only the indices present: a count the keys do not bear out costs
     // nothing (a forged count of 10^18 is not a loop of 10^18).
     let text = |key: String| info.get(&key).cloned().unwrap_or_default();
     let bytes = |key: String| info.get(&key).and_then(|v| v.parse::<u64>().ok());
     Ok((0..count)
-        .take_while(|i| info.contains_key(&format!("fs.{i}.name")) || info.contains_key(&format!("fs.{i}.mountpoint")))
+        .take_while(|i| {
+            info.contains_key(&format!("fs.{i}.name"))
+                || info.contains_key(&format!("fs.{i}.mountpoint"))
+        })
         .map(|i| {
             let disks = info
                 .get(&format!("fs.{i}.disk.count"))
@@ -153,7 +163,10 @@ mod tests {
         let filesystems = parsed(text);
         assert_eq!(filesystems.len(), 4);
         let root = &filesystems[0];
-        assert_eq!(root.mountpoint, "/\x1b[2Jx", "kept exactly: displays escape it");
+        assert_eq!(
+            root.mountpoint, "/\x1b[2Jx",
+            "kept exactly: displays escape it"
+        );
         assert_eq!((root.used_bytes, root.total_bytes), (None, None));
         assert_eq!(root.devices, ["vda"], "the disks the keys bear out");
         // The ISO is listed but not counted; the bind mount of sda1 is

@@ -78,10 +78,12 @@ impl Agents {
             let os = ask
                 .os
                 .then(|| self.ask_one(virsh, options.timeout, ask.target, deadline));
-            let fs = ask.fs.then(|| match os.as_ref().and_then(known_without_asking) {
-                Some(report) => report,
-                None => self.ask_fs(virsh, options.timeout, ask.target, deadline),
-            });
+            let fs = ask
+                .fs
+                .then(|| match os.as_ref().and_then(known_without_asking) {
+                    Some(report) => report,
+                    None => self.ask_fs(virsh, options.timeout, ask.target, deadline),
+                });
             progress(done.fetch_add(1, Ordering::SeqCst) + 1, asks.len());
             Answer { os, fs }
         })

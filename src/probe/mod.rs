@@ -17,17 +17,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::agent::AgentError;
 use crate::mutex::lock;
 use crate::virsh::{Listing, ListingFor, Virsh, Xmls};
-use crate::agent::AgentError;
 use agents::{Agents, Answer, Ask, Driver};
-use values::OsReport;
 use cache::Cache;
+use values::OsReport;
 
+use crate::virsh::DomainState;
 pub use values::{
     DomainStatus, Figures, FsReport, FsUnknown, OsSource, ProbeOptions, Progress, ReadFault,
 };
-use crate::virsh::DomainState;
 
 pub struct ProbeManager {
     virsh: Virsh,

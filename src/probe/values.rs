@@ -277,9 +277,10 @@ impl FsUnknown {
             }
             AgentError::Refused(_) => FsUnknown::TooOld,
             AgentError::NoOsInfo | AgentError::BadReply(_) => FsUnknown::BadReply,
-            AgentError::Virsh(error) if error.virsh_message().is_some_and(|m| {
-                m.contains("--filesystem") || m.contains("unknown command")
-            }) =>
+            AgentError::Virsh(error)
+                if error.virsh_message().is_some_and(|m| {
+                    m.contains("--filesystem") || m.contains("unknown command")
+                }) =>
             {
                 FsUnknown::TooOld
             }
