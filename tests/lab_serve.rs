@@ -25,6 +25,10 @@ fn main() -> ExitCode {
             ),
             Trial::test("prometheus_scrapes_serve", prometheus_scrapes_serve),
             Trial::test(
+                "guest_filesystem_series_match_guestinfo",
+                guest_filesystem_series_match_guestinfo,
+            ),
+            Trial::test(
                 "every_dashboard_query_evaluates",
                 every_dashboard_query_evaluates,
             ),
@@ -233,6 +237,58 @@ impl Prometheus {
 
 /// contrib/prometheus.yml for a test: the target at `serve`'s port,
 /// scraping and evaluating every second, the alert rules beside it.
+/// lab-agent's data filesystem in /metrics, figure for figure as `virsh
+/// guestinfo --filesystem` says; lab-blocked's refusal is its own
+/// `scrape_error` and marks no other guest; `--no-guest-filesystems`
+/// leaves the series out.
+fn guest_filesystem_series_match_guestinfo() -> Result<(), Failed> {
+    let truth = virsh(
+        LAB_URI,
+        &["guestinfo", "--filesystem", "--domain", "lab-agent"],
+    );
+    let field = |key: &str| {
+        truth
+            .lines()
+            .filter_map(|line| line.split_once(" : "))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .ok_or_else(|| format!("no {key} in {truth}"))
+    };
+    let labels = format!(
+        "{{domain=\"lab-agent\",mountpoint=\"{}\",type=\"{}\",uri=\"qemu:///system\"}}",
+        field("fs.0.mountpoint")?,
+        field("fs.0.fstype")?
+    );
+    let serving = Serving::start(tool().args(["-c", LAB_URI]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let metrics = serving.get("/metrics").1;
+    for series in [
+        format!("dismount_guest_filesystem_size_bytes{labels} {}", field("fs.0.total-bytes")?),
+        format!("dismount_guest_filesystem_used_bytes{labels} {}", field("fs.0.used-bytes")?),
+        "dismount_guest_filesystem_scrape_error{domain=\"lab-blocked\",reason=\"blocked\",uri=\"qemu:///system\"} 1".to_owned(),
+        "dismount_guest_filesystem_scrape_error{domain=\"lab-noagent\",reason=\"no_agent\",uri=\"qemu:///system\"} 1".to_owned(),
+    ] {
+        check(metrics.lines().any(|line| line == series), || {
+            format!("no `{series}` in\n{metrics}")
+        })?;
+    }
+    check(
+        !metrics.contains("dismount_guest_filesystem_scrape_error{domain=\"lab-agent\""),
+        || "lab-agent marked".to_owned(),
+    )?;
+    drop(serving);
+    let serving = Serving::start_with(tool().args(["-c", LAB_URI]), &["--no-guest-filesystems"]);
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let metrics = serving.get("/metrics").1;
+    check(
+        metrics.contains("dismount_domain_state{domain=\"lab-agent\""),
+        || metrics.clone(),
+    )?;
+    check(!metrics.contains("dismount_guest_filesystem"), || {
+        metrics.clone()
+    })
+}
+
 fn contrib_config(dir: &Path, serving: &Serving) -> Result<String, Failed> {
     std::fs::create_dir_all(dir.join("prometheus"))?;
     std::fs::copy(

@@ -540,6 +540,22 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
         "1 when the running domain and its persistent config hold different media in the drive",
         &["uri", "domain", "target"],
     )?;
+    const FILESYSTEM: &[&str] = &["uri", "domain", "mountpoint", "type"];
+    let fs_size = gauge(
+        "guest_filesystem_size_bytes",
+        "Size of a filesystem in the guest, as its agent reports it (guestinfo --filesystem: total-bytes, without the blocks reserved for root)",
+        FILESYSTEM,
+    )?;
+    let fs_used = gauge(
+        "guest_filesystem_used_bytes",
+        "Bytes used on a filesystem in the guest, as its agent reports it (guestinfo --filesystem: used-bytes)",
+        FILESYSTEM,
+    )?;
+    let fs_error = gauge(
+        "guest_filesystem_scrape_error",
+        "1 for a running guest whose filesystems could not be read (reason: no_agent, agent_not_connected, timeout, not_asked, blocked, agent_too_old, bad_reply, failed)",
+        &["uri", "domain", "reason"],
+    )?;
     let missing = gauge(
         "drive_media_missing",
         "1 when an ISO file the drive holds (live or in the config) is gone, 0 when there; no series for an empty drive or a pool volume",
@@ -587,6 +603,22 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
             scrape_error
                 .with_label_values(&[uri, &row.name, fault.as_str()])
                 .set(1.0);
+        }
+        if let Some(report) = &row.disks {
+            for fs in report.filesystems.iter().flatten() {
+                let labels = [uri, row.name.as_str(), &fs.mountpoint, &fs.fs_type];
+                if let Some(total) = fs.total_bytes {
+                    fs_size.with_label_values(&labels).set(total as f64);
+                }
+                if let Some(used) = fs.used_bytes {
+                    fs_used.with_label_values(&labels).set(used as f64);
+                }
+            }
+            if let Some(why) = report.fs_unknown.filter(|why| why.is_problem()) {
+                fs_error
+                    .with_label_values(&[uri, &row.name, why.as_str()])
+                    .set(1.0);
+            }
         }
         let Some(stats) = scan.stats.get(&row.name) else {
             continue;
