@@ -364,6 +364,46 @@ fn bad_options_are_usage_errors() {
 /// Hung agents (a fake virsh: the real one cannot hang on demand) cost the
 /// scan one timeout between them; how long that takes is measured in
 /// benches/, not asserted here.
+/// `--disks` asks each running guest's agent for its filesystems in the
+/// same round, under the same deadline, as the OS: a hung agent's guest
+/// says so in `filesystems_error` (asked once: the OS probe found it hung),
+/// and every healthy one has its filesystem.
+#[test]
+fn disks_ride_on_the_agent_probes_deadline() {
+    let output = run(tool()
+        .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--disks", "--json"])
+        .args(["--timeout", "2s", "--jobs", "12", "--sessions", "12", "--virsh"])
+        .arg(support("hung-agent-virsh")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = serde_json::from_str::<Vec<Value>>(&stdout(&output)).unwrap();
+    assert_eq!(rows.len(), 12);
+    for row in &rows {
+        let name = row["name"].as_str().unwrap();
+        if name.starts_with("hang") {
+            assert_eq!(row["filesystems"], Value::Null, "{name}");
+            let error = row["filesystems_error"].as_str().unwrap_or_default();
+            assert!(error.starts_with("guest agent timed out"), "{name}: {error}");
+        } else {
+            assert_eq!(
+                row["filesystems"],
+                serde_json::json!([{"mountpoint": format!("/srv/{name}"), "type": "ext4",
+                    "devices": [], "used_bytes": 1000, "total_bytes": 4000}]),
+                "{name}"
+            );
+            assert_eq!(row["filesystems_error"], Value::Null, "{name}");
+        }
+    }
+    // The table: the sum, or why there is none.
+    let output = run(tool()
+        .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--disks", "--color", "never"])
+        .args(["--timeout", "2s", "--jobs", "12", "--sessions", "12", "--virsh"])
+        .arg(support("hung-agent-virsh")));
+    let table = stdout(&output);
+    assert!(table.contains("Disk (used/total)"), "{table}");
+    assert!(table.contains("1000 B / 3.9 KiB"), "{table}");
+    assert!(table.contains("- (timeout)"), "{table}");
+}
+
 #[test]
 fn hung_agents_are_reported_and_healthy_ones_still_answer() {
     let scan = |jobs: &str| {
