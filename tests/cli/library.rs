@@ -381,6 +381,50 @@ fn upload_refuses_bad_input_before_anything_is_sent() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A file larger than the pool's free room is refused before anything is
+/// created, naming both figures; with `--replace`, before the volume it
+/// replaces is deleted (the room counting that volume's bytes). Before,
+/// `--replace` deleted the old volume first and then refused: the ISO lost
+/// for an upload that never began. (A sparse 200 GiB file; the test
+/// driver's pool has 107363696640 bytes free.)
+#[test]
+fn upload_refuses_what_does_not_fit_before_anything_is_changed() {
+    let uri = library_fleet();
+    let dir = temp_dir("upload-room");
+    let big = iso_file(&dir, "big.iso", 200 << 30).display().to_string();
+    let lines = dir.join("lines");
+    let cases: [(&[&str], String); 2] = [
+        (
+            &[],
+            format!(
+                "storage pool 'isos' on {uri} has 107363696640 bytes free; '{big}' needs 214748364800 bytes"
+            ),
+        ),
+        (
+            &["--name", "unused.iso", "--replace"],
+            format!(
+                "storage pool 'isos' on {uri} has 107366842368 bytes free (with the 3145728 bytes of isos/unused.iso, which it would replace); '{big}' needs 214748364800 bytes: nothing was deleted"
+            ),
+        ),
+    ];
+    for (extra, needle) in cases {
+        let _ = std::fs::remove_file(&lines);
+        let output = run(tool()
+            .args(["-c", &uri, "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .env("LINES_LOG", &lines)
+            .args(["upload", &big, "--pool", "isos"])
+            .args(extra));
+        assert_refused(&output, &needle);
+        let sent = std::fs::read_to_string(&lines).unwrap_or_default();
+        assert!(
+            !sent.contains("vol-delete") && !sent.contains("vol-create-as"),
+            "{sent}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The test driver has no `vol-upload` for a volume made in another
 /// connection: a real failure after `vol-create-as`, which must delete
 /// the volume it made.
