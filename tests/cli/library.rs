@@ -304,6 +304,31 @@ fn the_menu_shows_the_library() {
     assert_eq!(text.matches("Select option:").count(), 2, "{text}");
 }
 
+/// `library` says above its table how much room each pool has left, as
+/// `pool-info` has it (the test driver: 107363696640 of 107374182400
+/// bytes), each name quoted (one ends in a blank) and escaped.
+#[test]
+fn library_heads_its_table_with_each_pools_room() {
+    let output = run(tool().args(["-c", &library_fleet(), "library", "--color", "never"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(
+        text.lines().next(),
+        Some("Pools: 'isos' 100.0 GiB free of 100.0 GiB, 'other' 100.0 GiB free of 100.0 GiB"),
+        "{text}"
+    );
+    let shell = fleet_uri("fleet-shell.xml");
+    let output = run(tool().args(["-c", &shell, "library", "--color", "never"]));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("Pools: 'my pool' 100.0 GiB free of 100.0 GiB, 'trail pool ' 100.0 GiB"),
+        "{text}"
+    );
+    // JSON keeps its shape: rows only.
+    let rows = library_json(&[&library_fleet()], &[]);
+    assert!(rows.iter().all(|row| row.get("pool").is_some()));
+}
+
 fn upload(hosts: &[&str], args: &[&str]) -> std::process::Output {
     let mut command = tool();
     for host in hosts {

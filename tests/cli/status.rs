@@ -371,8 +371,22 @@ fn bad_options_are_usage_errors() {
 #[test]
 fn disks_ride_on_the_agent_probes_deadline() {
     let output = run(tool()
-        .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--disks", "--json"])
-        .args(["--timeout", "2s", "--jobs", "12", "--sessions", "12", "--virsh"])
+        .args([
+            "-c",
+            &fleet_uri("fleet-hung.xml"),
+            "status",
+            "--disks",
+            "--json",
+        ])
+        .args([
+            "--timeout",
+            "2s",
+            "--jobs",
+            "12",
+            "--sessions",
+            "12",
+            "--virsh",
+        ])
         .arg(support("hung-agent-virsh")));
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = serde_json::from_str::<Vec<Value>>(&stdout(&output)).unwrap();
@@ -382,7 +396,10 @@ fn disks_ride_on_the_agent_probes_deadline() {
         if name.starts_with("hang") {
             assert_eq!(row["filesystems"], Value::Null, "{name}");
             let error = row["filesystems_error"].as_str().unwrap_or_default();
-            assert!(error.starts_with("guest agent timed out"), "{name}: {error}");
+            assert!(
+                error.starts_with("guest agent timed out"),
+                "{name}: {error}"
+            );
         } else {
             assert_eq!(
                 row["filesystems"],
@@ -395,8 +412,23 @@ fn disks_ride_on_the_agent_probes_deadline() {
     }
     // The table: the sum, or why there is none.
     let output = run(tool()
-        .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--disks", "--color", "never"])
-        .args(["--timeout", "2s", "--jobs", "12", "--sessions", "12", "--virsh"])
+        .args([
+            "-c",
+            &fleet_uri("fleet-hung.xml"),
+            "status",
+            "--disks",
+            "--color",
+            "never",
+        ])
+        .args([
+            "--timeout",
+            "2s",
+            "--jobs",
+            "12",
+            "--sessions",
+            "12",
+            "--virsh",
+        ])
         .arg(support("hung-agent-virsh")));
     let table = stdout(&output);
     assert!(table.contains("Disk (used/total)"), "{table}");
