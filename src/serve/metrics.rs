@@ -657,6 +657,57 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
             });
         }
     }
+    const POOL: &[&str] = &["uri", "pool"];
+    let pool_capacity = gauge(
+        "pool_capacity_bytes",
+        "Size of the storage pool (active pools only)",
+        POOL,
+    )?;
+    let pool_allocation = gauge(
+        "pool_allocation_bytes",
+        "Bytes allocated in the storage pool (active pools only)",
+        POOL,
+    )?;
+    let pool_available = gauge(
+        "pool_available_bytes",
+        "Bytes free in the storage pool: what an upload can use (active pools only)",
+        POOL,
+    )?;
+    let pool_info = gauge(
+        "pool_info",
+        "A storage pool: its state (running, inactive), type (dir, fs, logical, ...) and target path; always 1",
+        &["uri", "pool", "state", "type", "path"],
+    )?;
+    let pool_isos = gauge(
+        "pool_iso_volumes",
+        "ISO volumes in the storage pool (by content or by a .iso name, as `library` counts them)",
+        POOL,
+    )?;
+    for (pool, isos) in &scan.pools {
+        let labels = [uri, pool.name.as_str()];
+        let state = if pool.active { "running" } else { "inactive" };
+        pool_info
+            .with_label_values(&[
+                uri,
+                &pool.name,
+                state,
+                &pool.pool_type,
+                pool.path.as_deref().unwrap_or(""),
+            ])
+            .set(1.0);
+        for (series, bytes) in [
+            (&pool_capacity, pool.capacity),
+            (&pool_allocation, pool.allocation),
+            (&pool_available, pool.available),
+        ] {
+            if let Some(bytes) = bytes {
+                series.with_label_values(&labels).set(bytes as f64);
+            }
+        }
+        if pool.active {
+            pool_isos.with_label_values(&labels).set(*isos as f64);
+        }
+    }
     for drive in &scan.drives {
         let source = drive.source.as_deref().unwrap_or("");
         let labels = [uri, drive.domain.as_str(), drive.target.as_str()];
