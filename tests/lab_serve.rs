@@ -29,6 +29,10 @@ fn main() -> ExitCode {
                 guest_filesystem_series_match_guestinfo,
             ),
             Trial::test(
+                "lab_pool_series_match_pool_info",
+                lab_pool_series_match_pool_info,
+            ),
+            Trial::test(
                 "every_dashboard_query_evaluates",
                 every_dashboard_query_evaluates,
             ),
@@ -286,6 +290,48 @@ fn guest_filesystem_series_match_guestinfo() -> Result<(), Failed> {
     )?;
     check(!metrics.contains("dismount_guest_filesystem"), || {
         metrics.clone()
+    })
+}
+
+/// The lab's ISO pool in /metrics: its capacity as `pool-info --bytes`
+/// says (the free bytes move while other tests upload: at most the
+/// capacity), its type and path, and its ISOs (at least the lab's four).
+fn lab_pool_series_match_pool_info() -> Result<(), Failed> {
+    let info = virsh(LAB_URI, &["pool-info", "--bytes", "--pool", "lab-isos"]);
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}:")))
+            .map(|value| value.trim().to_owned())
+            .ok_or_else(|| format!("no {key} in {info}"))
+    };
+    let capacity: f64 = field("Capacity")?.parse()?;
+    let serving = Serving::start(tool().args(["-c", LAB_URI]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let metrics = serving.get("/metrics").1;
+    let sample = |name: &str| {
+        let prefix = format!("{name}{{pool=\"lab-isos\",uri=\"qemu:///system\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.parse::<f64>().ok())
+            .ok_or_else(|| format!("no {prefix} in\n{metrics}"))
+    };
+    check(sample("dismount_pool_capacity_bytes")? == capacity, || {
+        format!("capacity: pool-info says {capacity}")
+    })?;
+    let available = sample("dismount_pool_available_bytes")?;
+    check(available > 0.0 && available <= capacity, || {
+        format!("available {available} of {capacity}")
+    })?;
+    check(sample("dismount_pool_iso_volumes")? >= 4.0, || {
+        "fewer than the lab's four ISOs".to_owned()
+    })?;
+    let series = format!(
+        "dismount_pool_info{{path=\"{}\",pool=\"lab-isos\",state=\"running\",type=\"dir\",uri=\"qemu:///system\"}} 1",
+        lab_dir().join("isos").display()
+    );
+    check(metrics.lines().any(|line| line == series), || {
+        format!("no `{series}` in\n{metrics}")
     })
 }
 
