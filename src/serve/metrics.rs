@@ -683,6 +683,11 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
         "ISO volumes in the storage pool (by content or by a .iso name, as `library` counts them)",
         POOL,
     )?;
+    let pool_largest_iso = gauge(
+        "pool_iso_largest_bytes",
+        "Size of the largest ISO volume in the storage pool: the room an upload of its like needs",
+        POOL,
+    )?;
     for (pool, isos) in &scan.pools {
         let labels = [uri, pool.name.as_str()];
         let state = if pool.active { "running" } else { "inactive" };
@@ -705,7 +710,12 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
             }
         }
         if pool.active {
-            pool_isos.with_label_values(&labels).set(*isos as f64);
+            pool_isos.with_label_values(&labels).set(isos.count as f64);
+            if let Some(largest) = isos.largest {
+                pool_largest_iso
+                    .with_label_values(&labels)
+                    .set(largest as f64);
+            }
         }
     }
     for drive in &scan.drives {

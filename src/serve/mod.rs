@@ -339,9 +339,9 @@ struct Scan {
     stats: HashMap<String, DomainStats>,
     disks: HashMap<String, Vec<Disk>>,
     agent_channels: HashMap<String, bool>,
-    /// The storage pools and how many ISO volumes each holds; none where
-    /// they could not be read (logged: the domains' series stand).
-    pools: Vec<(Pool, usize)>,
+    /// The storage pools with their ISO volumes; none where they could
+    /// not be read (logged: the domains' series stand).
+    pools: Vec<(Pool, PoolIsos)>,
 }
 
 /// One host's VM table, drives and figures from ONE listing: fresh
@@ -399,11 +399,19 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
     })
 }
 
-/// Every pool with its count of ISO volumes (the library's test:
-/// `Volume::is_iso`); a failed read is logged and leaves the pools out.
-fn read_pools(host: &Host) -> Vec<(Pool, usize)> {
+/// A pool's ISO volumes (the library's test: `Volume::is_iso`).
+#[derive(Debug, Default, Clone, Copy)]
+struct PoolIsos {
+    count: usize,
+    /// The largest one's size, bytes: what an upload of its like needs.
+    largest: Option<u64>,
+}
+
+/// Every pool with its ISO volumes; a failed read is logged and leaves
+/// the pools out.
+fn read_pools(host: &Host) -> Vec<(Pool, PoolIsos)> {
     let virsh = host.virsh();
-    let read = || -> Result<Vec<(Pool, usize)>> {
+    let read = || -> Result<Vec<(Pool, PoolIsos)>> {
         let pools = virsh.pools()?;
         let volumes = virsh.volumes()?;
         Ok(pools
@@ -412,7 +420,10 @@ fn read_pools(host: &Host) -> Vec<(Pool, usize)> {
                 let isos = volumes
                     .iter()
                     .filter(|volume| volume.pool == pool.name && volume.is_iso())
-                    .count();
+                    .fold(PoolIsos::default(), |isos, volume| PoolIsos {
+                        count: isos.count + 1,
+                        largest: isos.largest.max(volume.capacity),
+                    });
                 (pool, isos)
             })
             .collect())
