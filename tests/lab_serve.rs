@@ -441,6 +441,24 @@ fn every_dashboard_query_evaluates() -> Result<(), Failed> {
             format!("{title}: {expr}\n{answer:#}")
         })?;
     }
+    // The disk space panels show the lab's data filesystem and ISO pool.
+    for (panel, wanted) in [
+        ("Fullest guest filesystems", "/srv/lab-data"),
+        ("Storage pools' room", "lab-isos"),
+    ] {
+        let (_, expr) = queries
+            .iter()
+            .find(|(title, _)| title.trim_matches('"') == panel)
+            .ok_or_else(|| format!("no panel {panel}"))?;
+        let expr = expr
+            .replace("$job", ".*")
+            .replace("$uri", ".*")
+            .replace("$domain", ".*");
+        let answer = prometheus.query(&expr).unwrap_or_default();
+        check(answer.to_string().contains(wanted), || {
+            format!("{panel}: no {wanted} in {answer:#}")
+        })?;
+    }
     // The fleet's panels show the lab's fleet.
     let states = prometheus
         .query("count by (state) (dismount_domain_state{job=~\".*\", uri=~\".*\"})")
