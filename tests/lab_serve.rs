@@ -375,7 +375,7 @@ fn prometheus_scrapes_serve() -> Result<(), Failed> {
             .all(|rule| rule["health"] != "unknown")
             .then_some(rules)
     })?;
-    check(rules.len() == 5, || format!("{} rules loaded", rules.len()))?;
+    check(rules.len() == 9, || format!("{} rules loaded", rules.len()))?;
     for rule in &rules {
         check(rule["health"] == "ok", || format!("{rule:#}"))?;
     }
