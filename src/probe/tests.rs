@@ -530,3 +530,78 @@ fn every_reason_for_an_unknown_os_is_a_few_words() {
         "shut off, no metadata"
     );
 }
+
+/// A manager that asks for filesystems, cached for `fs_ttl`.
+fn disks_manager(fake: &Arc<FakeRunner>, fs_ttl: Duration) -> ProbeManager {
+    ProbeManager::new(
+        crate::testing::fake_virsh(fake),
+        ProbeOptions {
+            timeout: Duration::from_secs(5),
+            cache_ttl: HOUR,
+            os_ttl: HOUR,
+            jobs: 4,
+            filesystems: true,
+            fs_ttl,
+        },
+    )
+}
+
+fn expect_filesystems(fake: &FakeRunner, name: &str) {
+    fake.expect(
+        &["guestinfo", "--filesystem", "--domain", name],
+        0,
+        &fixture("virsh/guestinfo-filesystem-lab.txt"),
+        "",
+    );
+}
+
+/// The filesystems ride on the OS probe's round and are cached for their
+/// own TTL: within it a rescan asks no agent at all; with the OS cached
+/// and the filesystems' TTL past (zero stands in for the time gone), only
+/// `guestinfo --filesystem` goes out.
+#[test]
+fn filesystems_are_cached_for_their_own_ttl() {
+    for (fs_ttl, asked_again) in [(HOUR, false), (Duration::ZERO, true)] {
+        let fake = Arc::new(FakeRunner::default());
+        let probes = disks_manager(&fake, fs_ttl);
+        expect_first_scan_of_web(&fake, 1, "Ubuntu");
+        expect_filesystems(&fake, "web");
+        let rows = probes.scan(&no_progress).unwrap();
+        let fs = rows[0].disks.as_ref().expect("asked for");
+        assert_eq!(fs.usage(), Some((1_067_008, 8_121_344)));
+
+        expect_listing(&fake, &[("web", 1)], 2);
+        if asked_again {
+            expect_filesystems(&fake, "web");
+        }
+        let again = probes.scan(&no_progress).unwrap();
+        fake.assert_all_used();
+        assert_eq!(again[0].disks, rows[0].disks);
+        assert_eq!(again[0].os, "Ubuntu");
+    }
+}
+
+/// A refused guest-get-fsinfo (the lab's captured refusal) is a reason,
+/// `blocked`; a shut-off domain's agent is not asked: `not_running`.
+#[test]
+fn a_refused_or_unasked_agent_is_a_reason() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = disks_manager(&fake, HOUR);
+    expect_listing(&fake, &[("web", 1), ("off", 5)], 1);
+    expect_os(&fake, "web", "Ubuntu");
+    expect_plain_xml(&fake, &["web", "off"]);
+    fake.expect(
+        &["guestinfo", "--filesystem", "--domain", "web"],
+        1,
+        "",
+        &fixture("virsh/guestinfo-filesystem-blocked-stderr.txt"),
+    );
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let reason = |row: &DomainStatus| {
+        let fs = row.disks.as_ref().unwrap();
+        (fs.filesystems.is_none(), fs.fs_unknown)
+    };
+    assert_eq!(reason(&rows[1]), (true, Some(FsUnknown::Blocked)));
+    assert_eq!(reason(&rows[0]), (true, Some(FsUnknown::Inactive)));
+}

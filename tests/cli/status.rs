@@ -353,6 +353,8 @@ fn bad_options_are_usage_errors() {
         &["--timeout", "10000000000000000000s", "status"],
         &["status", "--match", "web-(a|b"],
         &["--cache-ttl", "99999999999days", "status"],
+        &["--fs-ttl", "0s", "status", "--disks"],
+        &["--fs-ttl", "3651days", "status", "--disks"],
         &["--jobs", "0"],
         &["frobnicate"],
     ] {
@@ -361,9 +363,6 @@ fn bad_options_are_usage_errors() {
     }
 }
 
-/// Hung agents (a fake virsh: the real one cannot hang on demand) cost the
-/// scan one timeout between them; how long that takes is measured in
-/// benches/, not asserted here.
 /// `--disks` asks each running guest's agent for its filesystems in the
 /// same round, under the same deadline, as the OS: a hung agent's guest
 /// says so in `filesystems_error` (asked once: the OS probe found it hung),
@@ -436,6 +435,9 @@ fn disks_ride_on_the_agent_probes_deadline() {
     assert!(table.contains("- (timeout)"), "{table}");
 }
 
+/// Hung agents (a fake virsh: the real one cannot hang on demand) cost the
+/// scan one timeout between them; how long that takes is measured in
+/// benches/, not asserted here.
 #[test]
 fn hung_agents_are_reported_and_healthy_ones_still_answer() {
     let scan = |jobs: &str| {
