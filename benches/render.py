@@ -656,7 +656,7 @@ def render_scrape(c):
         "%s running test-driver domains, each with QEMU's figures from a synthesized"
         % fact("domains"),
         "listing (balloon, 2 vCPUs, 2 disks, 1 interface) through",
-        "`tests/support/hung-agent-virsh` (DOMSTATS_FILE): %s series. `curl` of" % fact("series"),
+    ] + series_lines(c) + [
         "/metrics once the first scan is in, plain and gzipped (`Accept-Encoding: gzip`,",
         "as Prometheus sends), each against `curl` of the same bytes from a file",
         "(hyperfine `--warmup 2 --runs %s`, medians). `promtool check metrics` said: %s."
@@ -679,6 +679,20 @@ def render_scrape(c):
     ]
     out += render_landing(c)
     return "\n".join(out) + "\n"
+
+
+def series_lines(c):
+    """How many series the page held; since the guests' filesystems are
+    on it (a run that counted them), how many of them those are."""
+    series = c.fact("series")
+    fs_series = c.text(os.path.join("facts", "fs_series"))
+    if fs_series is None:
+        return ["`tests/support/hung-agent-virsh` (DOMSTATS_FILE): %s series. `curl` of" % series]
+    return [
+        "`tests/support/hung-agent-virsh` (DOMSTATS_FILE), and one filesystem per guest",
+        "from its agent (`guestinfo --filesystem`, through the same fake): %s series," % series,
+        "%s of them the guests' filesystems. `curl` of" % fs_series,
+    ]
 
 
 def render_landing(c):
