@@ -71,14 +71,16 @@ agent() {
 # ext2 image (1 KiB blocks, no reserved blocks) on a loop device, holding a
 # 1 MiB file, at /srv/lab-data.
 data_fs() {
-    mkdir -p /srv/lab-data &&
+    if mkdir -p /srv/lab-data &&
         dd if=/dev/zero of=/lab-data.img bs=1024 count=8192 2>/dev/null &&
         mke2fs -F -q -m 0 -b 1024 /lab-data.img >/dev/null &&
         mount -o loop -t ext2 /lab-data.img /srv/lab-data &&
         dd if=/dev/zero of=/srv/lab-data/fill bs=1024 count=1024 2>/dev/null &&
-        sync &&
-        say "data filesystem at /srv/lab-data" ||
+        sync; then
+        say "data filesystem at /srv/lab-data"
+    else
         say "data filesystem not mounted"
+    fi
 }
 data_fs
 
