@@ -43,6 +43,10 @@ fn main() -> ExitCode {
                 blocked_fsinfo_is_a_reason_not_a_figure,
             ),
             Trial::test(
+                "the_menu_on_a_wide_terminal_shows_the_disks",
+                the_menu_on_a_wide_terminal_shows_the_disks,
+            ),
+            Trial::test(
                 "no_agent_falls_back_to_libosinfo_metadata",
                 no_agent_falls_back_to_libosinfo_metadata,
             ),
@@ -319,6 +323,31 @@ fn blocked_fsinfo_is_a_reason_not_a_figure() -> Result<(), Failed> {
             && line("lab-agent").contains(" / 7.7 MiB"),
         || table.clone(),
     )
+}
+
+/// The menu on a terminal 220 columns wide (tmux) has the Disk column,
+/// lab-agent's figures in it; the same tool into a pipe has none.
+fn the_menu_on_a_wide_terminal_shows_the_disks() -> Result<(), Failed> {
+    let terminal = Terminal::start()?;
+    let command = format!(
+        "{} -c {LAB_URI} --color never",
+        env!("CARGO_BIN_EXE_dismount_iso_qemu")
+    );
+    terminal.send(&[&command, "Enter"]);
+    let screen = terminal.wait("the menu", |screen| screen.contains("Select option:"))?;
+    terminal.send(&["5", "Enter"]);
+    check(screen.contains("Disk (used/total)"), || screen.clone())?;
+    let line = screen
+        .lines()
+        .find(|line| line.contains(" lab-agent "))
+        .unwrap_or_default();
+    check(line.contains("1.0 MiB / 7.7 MiB"), || screen.clone())?;
+    let output = run(tool()
+        .args(["-c", LAB_URI])
+        .stdin(std::process::Stdio::null()));
+    check(!stdout(&output).contains("Disk (used/total)"), || {
+        stdout(&output)
+    })
 }
 
 /// lab-meta has no agent channel, but libosinfo metadata (debian.org/debian/12).

@@ -49,20 +49,36 @@ impl Options {
                 cache_ttl: args.cache_ttl,
                 os_ttl: args.os_ttl,
                 jobs: usize::from(args.jobs),
-                // Asked for by `status --disks` and by `serve`, which
-                // exports them unless told not to.
-                filesystems: matches!(
-                    args.command,
-                    Some(Command::Status { disks: true, .. })
-                        | Some(Command::Serve {
-                            no_guest_filesystems: false,
-                            ..
-                        })
-                ),
+                // Asked for by `status --disks`, by `serve`, which exports
+                // them unless told not to, and by the menu on a terminal
+                // wide enough for the Disk column.
+                filesystems: match &args.command {
+                    Some(Command::Status { disks, .. }) => *disks,
+                    Some(Command::Serve {
+                        no_guest_filesystems,
+                        ..
+                    }) => !no_guest_filesystems,
+                    None => stdout_columns().is_some_and(|columns| columns >= MENU_DISKS_COLUMNS),
+                    Some(_) => false,
+                },
                 fs_ttl: args.fs_ttl,
             },
         })
     }
+}
+
+/// The menu's table has a Disk (used/total) column from this many
+/// columns on: the lab's table with it is about 125 wide, and an OS name
+/// or a Host column can make it wider.
+const MENU_DISKS_COLUMNS: u16 = 160;
+
+/// The width of the terminal stdout is; `None` where it is no terminal.
+fn stdout_columns() -> Option<u16> {
+    // SAFETY: an all-zero winsize is a valid value, and TIOCGWINSZ writes
+    // one into the struct it is handed, nothing else.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let asked = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (asked == 0 && size.ws_col > 0).then_some(size.ws_col)
 }
 
 /// The hosts of `--connect` (repeatable) and `--hosts FILE`, in that
