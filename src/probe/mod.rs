@@ -5,6 +5,7 @@
 
 mod agents;
 mod cache;
+mod disks;
 mod metrics;
 mod os;
 mod osinfo;
@@ -13,21 +14,17 @@ mod values;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::thread;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 
 use crate::agent::AgentError;
 use crate::mutex::lock;
-use crate::virsh::{Listing, ListingFor, Virsh, Xmls};
+use crate::virsh::{DomainState, Listing, ListingFor, Virsh, Xmls};
 use agents::{Agents, Answer, Ask, Driver};
 use cache::Cache;
 use values::OsReport;
 
-use crate::virsh::DomainState;
-pub use values::{
-    DomainStatus, Figures, FsReport, FsUnknown, OsSource, ProbeOptions, Progress, ReadFault,
-};
+pub use values::{DomainStatus, Figures, OsSource, ProbeOptions, Progress, ReadFault};
 
 pub struct ProbeManager {
     virsh: Virsh,
@@ -170,42 +167,24 @@ impl ProbeManager {
             .map(|ask| ask.target.to_owned())
             .zip(answers)
             .collect();
-        let mut os_answers: HashMap<String, _> = answers
-            .iter_mut()
-            .filter_map(|(target, answer)| Some((target.clone(), answer.os.take()?)))
-            .collect();
         let domains = os::fill(&self.cache, domains, xml_of, |running| {
             running
                 .iter()
                 .map(|target| {
                     // Every running guest without an OS was asked.
-                    os_answers
-                        .remove(*target)
+                    answers
+                        .get_mut(*target)
+                        .and_then(|answer| answer.os.take())
                         .unwrap_or_else(|| OsReport::agent_failed(&AgentError::Deadline))
                 })
                 .collect()
         });
-        let now = Instant::now();
-        domains
-            .into_iter()
-            .map(|mut domain| {
-                if self.options.filesystems && domain.fs.is_none() {
-                    let listed = &domain.listed;
-                    let report = answers
-                        .get_mut(listed.target())
-                        .and_then(|answer| answer.fs.take())
-                        .unwrap_or_else(|| {
-                            FsReport::failed(
-                                format!("domain is {}", listed.state),
-                                FsUnknown::Inactive,
-                            )
-                        });
-                    self.cache.keep_fs(listed, now, &report);
-                    domain.fs = Some(report);
-                }
-                DomainStatus::from(domain)
-            })
-            .collect()
+        let domains = if self.options.filesystems {
+            disks::fill(&self.cache, domains, &mut answers)
+        } else {
+            domains
+        };
+        domains.into_iter().map(DomainStatus::from).collect()
     }
 }
 

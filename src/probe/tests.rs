@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::values::{MemorySource, OsUnknown, ReadFault};
+use super::values::{FsUnknown, MemorySource, OsUnknown, ReadFault};
 use super::*;
 use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;
