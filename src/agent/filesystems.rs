@@ -6,9 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::AgentError;
-use crate::virsh::{Virsh, parse};
-
 /// Filesystem types whose figures are not room the guest can fill: an ISO
 /// or other read-only image reports itself full, and an overlay's figure
 /// is its upper layer's, counted already as a filesystem of its own.
@@ -61,29 +58,21 @@ pub fn usage(filesystems: &[Filesystem]) -> Option<(u64, u64)> {
         .reduce(|(u, t), (used, total)| (u.saturating_add(used), t.saturating_add(total)))
 }
 
-/// The guest's filesystems, `guestinfo --filesystem` (never the raw
-/// guest-get-fsinfo: that would taint the domain).
-pub fn filesystems(virsh: &Virsh, domain: &str) -> Result<Vec<Filesystem>, AgentError> {
-    let output = virsh
-        .run(&["guestinfo", "--filesystem", "--domain", domain])
-        .map_err(AgentError::from_virsh)?;
-    filesystems_from_guestinfo(&parse::parse_guestinfo(&output.stdout))
-}
-
 /// The filesystems in `guestinfo --filesystem`'s keys (`fs.count`,
 /// `fs.N.mountpoint`, `fs.N.fstype`, `fs.N.used-bytes`, …). Where the
 /// agent reports nothing (`fs.count` absent: an agent that found no
 /// filesystem), the list is empty; a count that is not a number is a bad
-/// reply. Sizes that are absent, negative or not numbers are `None`.
+/// reply (`Err`, saying what was wrong). Sizes that are absent, negative or
+/// not numbers are `None`.
 pub fn filesystems_from_guestinfo(
     info: &BTreeMap<String, String>,
-) -> Result<Vec<Filesystem>, AgentError> {
+) -> Result<Vec<Filesystem>, String> {
     let Some(count) = info.get("fs.count") else {
         return Ok(Vec::new());
     };
-    let count: usize = count.parse().map_err(|_| {
-        AgentError::BadReply(format!("fs.count is {}", crate::utils::sanitize(count)))
-    })?;
+    let count: usize = count
+        .parse()
+        .map_err(|_| format!("fs.count is {}", crate::utils::sanitize(count)))?;
     // Only the indices present: a count the keys do not bear out costs
     // nothing (a forged count of 10^18 is not a loop of 10^18).
     let text = |key: String| info.get(&key).cloned().unwrap_or_default();
@@ -121,6 +110,7 @@ pub fn filesystems_from_guestinfo(
 mod tests {
     use super::*;
     use crate::testing::fixture;
+    use crate::virsh::parse;
 
     fn parsed(text: &str) -> Vec<Filesystem> {
         filesystems_from_guestinfo(&parse::parse_guestinfo(text)).unwrap()
@@ -171,13 +161,22 @@ mod tests {
         assert_eq!(root.devices, ["vda"], "the disks the keys bear out");
         // The ISO is listed but not counted; the bind mount of sda1 is
         // the root's device again, counted once (the root has no figures,
-        // so sda1 counts for nothing); the sum saturates.
+        // so sda1 counts for nothing): the sum is sdb's alone.
         assert!(!filesystems[1].counts());
         assert_eq!(usage(&filesystems), Some((u64::MAX, u64::MAX)));
         assert_eq!(usage(&filesystems[..2]), None);
-        assert!(matches!(
+        let other_huge = Filesystem {
+            name: "sdc".into(),
+            ..filesystems[3].clone()
+        };
+        assert_eq!(
+            usage(&[filesystems[3].clone(), other_huge]),
+            Some((u64::MAX, u64::MAX)),
+            "a sum that would overflow saturates"
+        );
+        assert_eq!(
             filesystems_from_guestinfo(&parse::parse_guestinfo("fs.count : -1\n")),
-            Err(AgentError::BadReply(_))
-        ));
+            Err("fs.count is -1".to_owned())
+        );
     }
 }
