@@ -138,10 +138,11 @@ impl Agents {
     }
 }
 
-/// The filesystems' fate where the OS probe just told it: a guest without
-/// an agent, or whose agent hung (libvirt would hold the next call too), is
-/// not asked again in the same scan.
-fn known_without_asking(os: &OsReport) -> Option<FsReport> {
+/// The filesystems' fate where the OS probe told it: a guest without an
+/// agent, or whose agent hung (libvirt would hold the next call too), is
+/// not asked: in the scan that found it, nor while a hung agent's OS
+/// report is cached.
+pub(super) fn known_without_asking(os: &OsReport) -> Option<FsReport> {
     let (error, why) = os.error.as_ref()?;
     let fs = match why {
         OsUnknown::NoAgent => FsUnknown::NoAgent,

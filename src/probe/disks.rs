@@ -5,13 +5,15 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::agents::Answer;
+use super::agents::{Answer, known_without_asking};
 use super::cache::Cache;
 use super::values::{Domain, FsReport, FsUnknown};
 
 /// Gives every domain that has no cached report its filesystems from
 /// `answers` (the running guests' agents, by target), or the reason: a
-/// domain that is not running has no agent to ask. Each report is cached.
+/// guest whose agent hung (its OS report says so, cached or new) was not
+/// asked, and a domain that is not running has no agent to ask. Each
+/// report is cached.
 pub(super) fn fill(
     cache: &Cache,
     domains: Vec<Domain>,
@@ -26,6 +28,7 @@ pub(super) fn fill(
                 let report = answers
                     .get_mut(listed.target())
                     .and_then(|answer| answer.fs.take())
+                    .or_else(|| known_without_asking(&domain.os))
                     .unwrap_or_else(|| {
                         FsReport::failed(format!("domain is {}", listed.state), FsUnknown::Inactive)
                     });

@@ -155,7 +155,10 @@ impl ProbeManager {
             .map(|domain| Ask {
                 target: domain.listed.target(),
                 os: domain.os.is_none(),
-                fs: self.options.filesystems && domain.fs.is_none(),
+                // Not a guest whose agent hung: see `disks::fill`.
+                fs: self.options.filesystems
+                    && domain.fs.is_none()
+                    && !domain.os.as_ref().is_some_and(|os| os.agent_hung),
             })
             .filter(|ask| ask.os || ask.fs)
             .collect();

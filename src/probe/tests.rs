@@ -605,3 +605,27 @@ fn a_refused_or_unasked_agent_is_a_reason() {
     assert_eq!(reason(&rows[1]), (true, Some(FsUnknown::Blocked)));
     assert_eq!(reason(&rows[0]), (true, Some(FsUnknown::Inactive)));
 }
+
+/// A guest whose agent hung on the OS probe is not asked for its
+/// filesystems while that is cached (`--os-ttl`), though the filesystems'
+/// own TTL has passed (zero here): libvirt would hold the call for its own
+/// 5 s and the guest's session with it, every scan.
+#[test]
+fn a_hung_agent_is_not_asked_for_filesystems_while_its_os_is_cached() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = disks_manager(&fake, Duration::ZERO);
+    expect_listing(&fake, &[("web", 1)], 1);
+    fake.expect_hang(&["guestinfo", "--os", "--domain", "web"]);
+    expect_plain_xml(&fake, &["web"]);
+    let rows = probes.scan(&no_progress).unwrap();
+    let timed_out = |rows: &[DomainStatus]| {
+        let fs = rows[0].disks.as_ref().unwrap();
+        (fs.filesystems.is_none(), fs.fs_unknown)
+    };
+    assert_eq!(timed_out(&rows), (true, Some(FsUnknown::TimedOut)));
+
+    expect_listing(&fake, &[("web", 1)], 2);
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(timed_out(&rows), (true, Some(FsUnknown::TimedOut)));
+}
