@@ -435,6 +435,46 @@ fn disks_ride_on_the_agent_probes_deadline() {
     assert!(table.contains("- (timeout)"), "{table}");
 }
 
+/// Mount points are the guest's to choose: ones holding a right-to-left
+/// override, a TAB and a C1 control (the fake agent mounts each guest of
+/// fleet-controls.xml at `/srv/NAME`) come out of `--json` escaped, the
+/// strings decoding to exactly what the guest said.
+#[test]
+fn guest_mount_points_are_escaped_in_json() {
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-controls.xml"),
+            "status",
+            "--disks",
+            "--json",
+        ])
+        .arg("--virsh")
+        .arg(support("hung-agent-virsh")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        !text
+            .chars()
+            .any(|c| c == '\u{202e}' || c == '\t' || c == '\u{9b}'),
+        "raw controls in {text}"
+    );
+    let rows: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let mut mounts: Vec<&str> = rows
+        .iter()
+        .map(|row| row["filesystems"][0]["mountpoint"].as_str().unwrap())
+        .collect();
+    mounts.sort_unstable();
+    assert_eq!(
+        mounts,
+        [
+            "/srv/invoice\u{202e}gnp.exe",
+            "/srv/web\tprod",
+            "/srv/web\u{9b}31m"
+        ]
+    );
+}
+
 /// Hung agents (a fake virsh: the real one cannot hang on demand) cost the
 /// scan one timeout between them; how long that takes is measured in
 /// benches/, not asserted here.
