@@ -629,3 +629,51 @@ fn a_hung_agent_is_not_asked_for_filesystems_while_its_os_is_cached() {
     fake.assert_all_used();
     assert_eq!(timed_out(&rows), (true, Some(FsUnknown::TimedOut)));
 }
+
+/// Why the filesystems are unknown, from the agent's error: a refusal
+/// that names a disabled command is `--block-rpcs` (the lab's words), any
+/// other refusal an agent without guest-get-fsinfo, and a virsh that knows
+/// no `guestinfo` or no `--filesystem` is too old as well.
+#[test]
+fn filesystem_reasons_from_agent_errors() {
+    use crate::agent::AgentError;
+    use std::os::unix::process::ExitStatusExt;
+    let virsh_failed = |stderr: &str| {
+        AgentError::Virsh(crate::virsh::VirshError::Failed {
+            command: "virsh guestinfo".into(),
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stderr: stderr.into(),
+        })
+    };
+    let blocked = fixture("virsh/guestinfo-filesystem-blocked-stderr.txt");
+    for (error, why) in [
+        (
+            AgentError::Refused(blocked.trim().to_owned()),
+            FsUnknown::Blocked,
+        ),
+        (
+            AgentError::Refused(
+                "internal error: unable to execute QEMU agent command 'guest-get-fsinfo': \
+                 The command guest-get-fsinfo has not been found"
+                    .into(),
+            ),
+            FsUnknown::TooOld,
+        ),
+        (
+            virsh_failed("error: command 'guestinfo' doesn't support option --filesystem\n"),
+            FsUnknown::TooOld,
+        ),
+        (
+            virsh_failed("error: unknown command: 'guestinfo'\n"),
+            FsUnknown::TooOld,
+        ),
+        (
+            virsh_failed("error: End of file while reading data\n"),
+            FsUnknown::Failed,
+        ),
+        (AgentError::NoChannel, FsUnknown::NoAgent),
+        (AgentError::Deadline, FsUnknown::NotAsked),
+    ] {
+        assert_eq!(FsUnknown::of(&error), why, "{error}");
+    }
+}
