@@ -299,6 +299,17 @@ def row_vs_floor(c, label, bench_id, tool, floor, probe_id, target=RATIO_TARGET)
         label, fmt_s(t), fmt_s(f), r, target, at_most(r, target), c.check_json(probe_id))
 
 
+def status_disks_rows(c):
+    """`status --disks --json` against its floor, where the run measured
+    it (runs before the guests' filesystems did not)."""
+    if not c.has("status-disks-local.json"):
+        return []
+    return [row_vs_floor(c, "`status --disks --json`, local (floor: the status floor and "
+                         "`guestinfo --filesystem` of each running domain with an agent, %s)"
+                         % c.fact("status_disks_floor"), "status-disks-local",
+                         "status-disks-local", "status-disks-floor-local", "status-disks-local")]
+
+
 def menu_row(c, domains, where):
     probe_id = "menu-%s-%s" % (domains, where)
     t = c.median("menu-%s" % domains, probe_id)
@@ -480,6 +491,7 @@ def render_run(c, existing=""):
                      "status-floor-local", "status-local"),
         row_vs_floor(c, "`status --json`, over ssh", "status-ssh", "status-ssh",
                      "status-floor-ssh", "status-ssh"),
+    ] + status_disks_rows(c) + [
         row_vs_floor(c, "`isos --json`, local", "isos-local", "isos-local",
                      "isos-floor-local", "isos-local", ISOS_TARGET),
         row_vs_floor(c, "`isos --json`, over ssh", "isos-ssh", "isos-ssh",
@@ -656,7 +668,7 @@ def render_scrape(c):
         "%s running test-driver domains, each with QEMU's figures from a synthesized"
         % fact("domains"),
         "listing (balloon, 2 vCPUs, 2 disks, 1 interface) through",
-        "`tests/support/hung-agent-virsh` (DOMSTATS_FILE): %s series. `curl` of" % fact("series"),
+    ] + series_lines(c) + [
         "/metrics once the first scan is in, plain and gzipped (`Accept-Encoding: gzip`,",
         "as Prometheus sends), each against `curl` of the same bytes from a file",
         "(hyperfine `--warmup 2 --runs %s`, medians). `promtool check metrics` said: %s."
@@ -679,6 +691,20 @@ def render_scrape(c):
     ]
     out += render_landing(c)
     return "\n".join(out) + "\n"
+
+
+def series_lines(c):
+    """How many series the page held; since the guests' filesystems are
+    on it (a run that counted them), how many of them those are."""
+    series = c.fact("series")
+    fs_series = c.text(os.path.join("facts", "fs_series"))
+    if fs_series is None:
+        return ["`tests/support/hung-agent-virsh` (DOMSTATS_FILE): %s series. `curl` of" % series]
+    return [
+        "`tests/support/hung-agent-virsh` (DOMSTATS_FILE), and one filesystem per guest",
+        "from its agent (`guestinfo --filesystem`, through the same fake): %s series," % series,
+        "%s of them the guests' filesystems. `curl` of" % fs_series,
+    ]
 
 
 def render_landing(c):

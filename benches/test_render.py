@@ -2,6 +2,7 @@
 benches/testdata/ (see its README.md): `python3 -m unittest discover -s
 benches` (scripts/test runs them)."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -147,6 +148,30 @@ class Report(unittest.TestCase):
                       " exit 0, 205 rows |", report)
         self.assertIn("| `upload`, over ssh | 1.52 s | 1.33 s | 1.14× | ≤ 1.25× | met | exit 0 |",
                       report)
+
+    def test_status_disks_row_where_measured(self):
+        # A run that measured `status --disks --json` (benches/run since
+        # the guests' filesystems): its row below `status --json`'s; the
+        # recorded run, which did not, renders as before (above).
+        with Collection() as c:
+            bench = {"results": [
+                {"command": name, "median": median, "max": median, "times": [median],
+                 "exit_codes": [0]}
+                for name, median in (("status-disks-local", 0.55), ("status-disks-floor-local", 0.42))
+            ]}
+            with open(os.path.join(c.dir, "status-disks-local.json"), "w", encoding="utf-8") as file:
+                json.dump(bench, file)
+            for name, text in (("status-disks-local.out", "[{}, {}]\n"),
+                               ("status-disks-local.rc", "0\n"),
+                               ("status-disks-local.err", ""),
+                               ("facts/status_disks_floor", "2018 commands, one 70 KiB argument\n")):
+                with open(os.path.join(c.dir, name), "w", encoding="utf-8") as file:
+                    file.write(text)
+            report = render.render_run(c)
+        self.assertIn("| `status --disks --json`, local (floor: the status floor and"
+                      " `guestinfo --filesystem` of each running domain with an agent,"
+                      " 2018 commands, one 70 KiB argument) | 550.0 ms | 420.0 ms | 1.31× |"
+                      " ≤ 1.5× | met | exit 0, 2 rows |", report)
 
     def test_kept_sections_survive_a_rewrite_verbatim(self):
         fleet = read("fleet-section.md")

@@ -44,6 +44,8 @@ pub fn fake_probes(fake: &Arc<FakeRunner>, cache_ttl: Duration, os_ttl: Duration
             cache_ttl,
             os_ttl,
             jobs: 4,
+            filesystems: false,
+            fs_ttl: Duration::from_secs(60),
         },
     )
 }

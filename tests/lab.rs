@@ -35,6 +35,18 @@ fn main() -> ExitCode {
                 blocked_osinfo_falls_back_to_os_release,
             ),
             Trial::test(
+                "guest_filesystems_match_guestinfo_ground_truth",
+                guest_filesystems_match_guestinfo_ground_truth,
+            ),
+            Trial::test(
+                "blocked_fsinfo_is_a_reason_not_a_figure",
+                blocked_fsinfo_is_a_reason_not_a_figure,
+            ),
+            Trial::test(
+                "the_menu_on_a_wide_terminal_shows_the_disks",
+                the_menu_on_a_wide_terminal_shows_the_disks,
+            ),
+            Trial::test(
                 "no_agent_falls_back_to_libosinfo_metadata",
                 no_agent_falls_back_to_libosinfo_metadata,
             ),
@@ -210,6 +222,132 @@ fn blocked_osinfo_falls_back_to_os_release() -> Result<(), Failed> {
         &rows["lab-blocked"],
         json!([LAB_PRETTY_NAME, "agent-file", null]),
     )
+}
+
+/// The lab's data filesystem (scripts/lab.d/guest-init.sh): an 8 MiB
+/// ext2 with a 1 MiB file, on a loop device at /srv/lab-data.
+const LAB_DATA_MOUNT: &str = "/srv/lab-data";
+
+/// lab-agent's filesystems in `status --disks --json` are what `virsh
+/// guestinfo --filesystem` says, figure for figure, and the known sizes.
+fn guest_filesystems_match_guestinfo_ground_truth() -> Result<(), Failed> {
+    let truth = virsh(
+        LAB_URI,
+        &["guestinfo", "--filesystem", "--domain", "lab-agent"],
+    );
+    let field = |key: &str| {
+        truth
+            .lines()
+            .filter_map(|line| line.split_once(" : "))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    check(field("fs.count").as_deref() == Some("1"), || truth.clone())?;
+    check(
+        field("fs.0.mountpoint").as_deref() == Some(LAB_DATA_MOUNT),
+        || truth.clone(),
+    )?;
+    let number = |key: &str| field(key).and_then(|v| v.parse::<u64>().ok());
+    let (used, total) = (number("fs.0.used-bytes"), number("fs.0.total-bytes"));
+    // 8 MiB less ext2's own metadata; at least the 1 MiB file used.
+    check(
+        matches!((used, total), (Some(u), Some(t)) if (1 << 20..t).contains(&u) && (7 << 20..=8 << 20).contains(&t)),
+        || format!("guestinfo figures: {truth}"),
+    )?;
+    let rows = lab_rows(&["--disks"])?;
+    let got = &rows["lab-agent"];
+    let expected = json!([{
+        "mountpoint": LAB_DATA_MOUNT,
+        "type": field("fs.0.fstype"),
+        "devices": [],
+        "used_bytes": used,
+        "total_bytes": total,
+    }]);
+    check(got["filesystems"] == expected, || {
+        format!("filesystems {}, wanted {expected}", got["filesystems"])
+    })?;
+    check(got["filesystems_error"].is_null(), || got.to_string())?;
+    // Without --disks the agent is not asked, and the JSON is as before.
+    let rows = lab_rows(&[])?;
+    check(rows["lab-agent"].get("filesystems").is_none(), || {
+        rows["lab-agent"].to_string()
+    })
+}
+
+/// lab-blocked's qemu-ga refuses guest-get-fsinfo (`--block-rpcs`): its
+/// filesystems are null, and the reason says so; lab-noagent has no agent.
+fn blocked_fsinfo_is_a_reason_not_a_figure() -> Result<(), Failed> {
+    let refused = std::process::Command::new("virsh")
+        .args([
+            "-c",
+            LAB_URI,
+            "guestinfo",
+            "--filesystem",
+            "--domain",
+            "lab-blocked",
+        ])
+        .env("LC_ALL", "C.UTF-8")
+        .output()?;
+    let message = String::from_utf8_lossy(&refused.stderr);
+    check(
+        !refused.status.success() && message.contains("guest-get-fsinfo has been disabled"),
+        || format!("guestinfo --filesystem on lab-blocked should be refused: {message}"),
+    )?;
+    let rows = lab_rows(&["--disks"])?;
+    for (name, reason) in [
+        ("lab-blocked", "guest-get-fsinfo has been disabled"),
+        ("lab-noagent", "no guest agent channel"),
+        ("lab-off", "domain is shut off"),
+    ] {
+        let row = &rows[name];
+        check(
+            row["filesystems"].is_null()
+                && row["filesystems_error"]
+                    .as_str()
+                    .is_some_and(|error| error.contains(reason)),
+            || format!("{name}: {row}"),
+        )?;
+    }
+    let output = run(tool().args(["-c", LAB_URI, "status", "--disks", "--color", "never"]));
+    let table = stdout(&output);
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|line| line.contains(&format!(" {name} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    check(
+        table.contains("Disk (used/total)")
+            && line("lab-blocked").contains("- (blocked)")
+            && line("lab-agent").contains(" / 7.7 MiB"),
+        || table.clone(),
+    )
+}
+
+/// The menu on a terminal 220 columns wide (tmux) has the Disk column,
+/// lab-agent's figures in it; the same tool into a pipe has none.
+fn the_menu_on_a_wide_terminal_shows_the_disks() -> Result<(), Failed> {
+    let terminal = Terminal::start()?;
+    let command = format!(
+        "{} -c {LAB_URI} --color never",
+        env!("CARGO_BIN_EXE_dismount_iso_qemu")
+    );
+    terminal.send(&[&command, "Enter"]);
+    let screen = terminal.wait("the menu", |screen| screen.contains("Select option:"))?;
+    terminal.send(&["5", "Enter"]);
+    check(screen.contains("Disk (used/total)"), || screen.clone())?;
+    let line = screen
+        .lines()
+        .find(|line| line.contains(" lab-agent "))
+        .unwrap_or_default();
+    check(line.contains("1.0 MiB / 7.7 MiB"), || screen.clone())?;
+    let output = run(tool()
+        .args(["-c", LAB_URI])
+        .stdin(std::process::Stdio::null()));
+    check(!stdout(&output).contains("Disk (used/total)"), || {
+        stdout(&output)
+    })
 }
 
 /// lab-meta has no agent channel, but libosinfo metadata (debian.org/debian/12).

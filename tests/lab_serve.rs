@@ -25,6 +25,14 @@ fn main() -> ExitCode {
             ),
             Trial::test("prometheus_scrapes_serve", prometheus_scrapes_serve),
             Trial::test(
+                "guest_filesystem_series_match_guestinfo",
+                guest_filesystem_series_match_guestinfo,
+            ),
+            Trial::test(
+                "lab_pool_series_match_pool_info",
+                lab_pool_series_match_pool_info,
+            ),
+            Trial::test(
                 "every_dashboard_query_evaluates",
                 every_dashboard_query_evaluates,
             ),
@@ -233,6 +241,100 @@ impl Prometheus {
 
 /// contrib/prometheus.yml for a test: the target at `serve`'s port,
 /// scraping and evaluating every second, the alert rules beside it.
+/// lab-agent's data filesystem in /metrics, figure for figure as `virsh
+/// guestinfo --filesystem` says; lab-blocked's refusal is its own
+/// `scrape_error` and marks no other guest; `--no-guest-filesystems`
+/// leaves the series out.
+fn guest_filesystem_series_match_guestinfo() -> Result<(), Failed> {
+    let truth = virsh(
+        LAB_URI,
+        &["guestinfo", "--filesystem", "--domain", "lab-agent"],
+    );
+    let field = |key: &str| {
+        truth
+            .lines()
+            .filter_map(|line| line.split_once(" : "))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .ok_or_else(|| format!("no {key} in {truth}"))
+    };
+    let labels = format!(
+        "{{domain=\"lab-agent\",mountpoint=\"{}\",type=\"{}\",uri=\"qemu:///system\"}}",
+        field("fs.0.mountpoint")?,
+        field("fs.0.fstype")?
+    );
+    let serving = Serving::start(tool().args(["-c", LAB_URI]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let metrics = serving.get("/metrics").1;
+    for series in [
+        format!("dismount_guest_filesystem_size_bytes{labels} {}", field("fs.0.total-bytes")?),
+        format!("dismount_guest_filesystem_used_bytes{labels} {}", field("fs.0.used-bytes")?),
+        "dismount_guest_filesystem_scrape_error{domain=\"lab-blocked\",reason=\"blocked\",uri=\"qemu:///system\"} 1".to_owned(),
+        "dismount_guest_filesystem_scrape_error{domain=\"lab-noagent\",reason=\"no_agent\",uri=\"qemu:///system\"} 1".to_owned(),
+    ] {
+        check(metrics.lines().any(|line| line == series), || {
+            format!("no `{series}` in\n{metrics}")
+        })?;
+    }
+    check(
+        !metrics.contains("dismount_guest_filesystem_scrape_error{domain=\"lab-agent\""),
+        || "lab-agent marked".to_owned(),
+    )?;
+    drop(serving);
+    let serving = Serving::start_with(tool().args(["-c", LAB_URI]), &["--no-guest-filesystems"]);
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let metrics = serving.get("/metrics").1;
+    check(
+        metrics.contains("dismount_domain_state{domain=\"lab-agent\""),
+        || metrics.clone(),
+    )?;
+    check(!metrics.contains("dismount_guest_filesystem"), || {
+        metrics.clone()
+    })
+}
+
+/// The lab's ISO pool in /metrics: its capacity as `pool-info --bytes`
+/// says (the free bytes move while other tests upload: at most the
+/// capacity), its type and path, and its ISOs (at least the lab's four).
+fn lab_pool_series_match_pool_info() -> Result<(), Failed> {
+    let info = virsh(LAB_URI, &["pool-info", "--bytes", "--pool", "lab-isos"]);
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}:")))
+            .map(|value| value.trim().to_owned())
+            .ok_or_else(|| format!("no {key} in {info}"))
+    };
+    let capacity: f64 = field("Capacity")?.parse()?;
+    let serving = Serving::start(tool().args(["-c", LAB_URI]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let metrics = serving.get("/metrics").1;
+    let sample = |name: &str| {
+        let prefix = format!("{name}{{pool=\"lab-isos\",uri=\"qemu:///system\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.parse::<f64>().ok())
+            .ok_or_else(|| format!("no {prefix} in\n{metrics}"))
+    };
+    check(sample("dismount_pool_capacity_bytes")? == capacity, || {
+        format!("capacity: pool-info says {capacity}")
+    })?;
+    let available = sample("dismount_pool_available_bytes")?;
+    check(available > 0.0 && available <= capacity, || {
+        format!("available {available} of {capacity}")
+    })?;
+    check(sample("dismount_pool_iso_volumes")? >= 4.0, || {
+        "fewer than the lab's four ISOs".to_owned()
+    })?;
+    let series = format!(
+        "dismount_pool_info{{path=\"{}\",pool=\"lab-isos\",state=\"running\",type=\"dir\",uri=\"qemu:///system\"}} 1",
+        lab_dir().join("isos").display()
+    );
+    check(metrics.lines().any(|line| line == series), || {
+        format!("no `{series}` in\n{metrics}")
+    })
+}
+
 fn contrib_config(dir: &Path, serving: &Serving) -> Result<String, Failed> {
     std::fs::create_dir_all(dir.join("prometheus"))?;
     std::fs::copy(
@@ -273,7 +375,7 @@ fn prometheus_scrapes_serve() -> Result<(), Failed> {
             .all(|rule| rule["health"] != "unknown")
             .then_some(rules)
     })?;
-    check(rules.len() == 5, || format!("{} rules loaded", rules.len()))?;
+    check(rules.len() == 9, || format!("{} rules loaded", rules.len()))?;
     for rule in &rules {
         check(rule["health"] == "ok", || format!("{rule:#}"))?;
     }
@@ -337,6 +439,24 @@ fn every_dashboard_query_evaluates() -> Result<(), Failed> {
             .ok_or_else(|| format!("{title}: no answer to {expr}"))?;
         check(answer["status"] == "success", || {
             format!("{title}: {expr}\n{answer:#}")
+        })?;
+    }
+    // The disk space panels show the lab's data filesystem and ISO pool.
+    for (panel, wanted) in [
+        ("Fullest guest filesystems", "/srv/lab-data"),
+        ("Storage pools' room", "lab-isos"),
+    ] {
+        let (_, expr) = queries
+            .iter()
+            .find(|(title, _)| title.trim_matches('"') == panel)
+            .ok_or_else(|| format!("no panel {panel}"))?;
+        let expr = expr
+            .replace("$job", ".*")
+            .replace("$uri", ".*")
+            .replace("$domain", ".*");
+        let answer = prometheus.query(&expr).unwrap_or_default();
+        check(answer.to_string().contains(wanted), || {
+            format!("{panel}: no {wanted} in {answer:#}")
         })?;
     }
     // The fleet's panels show the lab's fleet.

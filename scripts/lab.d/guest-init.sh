@@ -105,6 +105,25 @@ agent() {
         sleep 2
     done
 }
+
+# A filesystem of known size for `guestinfo --filesystem` (issue 28): qemu-ga
+# skips those without a block device (the initramfs, tmpfs), so an 8 MiB
+# ext2 image (1 KiB blocks, no reserved blocks) on a loop device, holding a
+# 1 MiB file, at /srv/lab-data.
+data_fs() {
+    if mkdir -p /srv/lab-data &&
+        dd if=/dev/zero of=/lab-data.img bs=1024 count=8192 2>/dev/null &&
+        mke2fs -F -q -m 0 -b 1024 /lab-data.img >/dev/null &&
+        mount -o loop -t ext2 /lab-data.img /srv/lab-data &&
+        dd if=/dev/zero of=/srv/lab-data/fill bs=1024 count=1024 2>/dev/null &&
+        sync; then
+        say "data filesystem at /srv/lab-data"
+    else
+        say "data filesystem not mounted"
+    fi
+}
+data_fs
+
 agent &
 say "up"
 while :; do sleep 3600; done

@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 
 use crate::virsh::{Batch, Virsh, VirshError, parse};
 
+mod filesystems;
+
+pub use filesystems::{Filesystem, usage};
+
 /// Where os-release(5) may live; the first that opens wins.
 const OS_RELEASE_PATHS: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 
@@ -102,6 +106,16 @@ pub fn os_name(virsh: &Virsh, domain: &str) -> Result<String, AgentError> {
         .run(&["guestinfo", "--os", "--domain", domain])
         .map_err(AgentError::from_virsh)?;
     os_name_from_guestinfo(&parse::parse_guestinfo(&output.stdout)).ok_or(AgentError::NoOsInfo)
+}
+
+/// The guest's filesystems, `guestinfo --filesystem` (never the raw
+/// guest-get-fsinfo, which would taint the domain).
+pub fn filesystems(virsh: &Virsh, domain: &str) -> Result<Vec<Filesystem>, AgentError> {
+    let output = virsh
+        .run(&["guestinfo", "--filesystem", "--domain", domain])
+        .map_err(AgentError::from_virsh)?;
+    filesystems::filesystems_from_guestinfo(&parse::parse_guestinfo(&output.stdout))
+        .map_err(AgentError::BadReply)
 }
 
 /// PRETTY_NAME from the guest's os-release, read through the agent's file

@@ -79,6 +79,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, global = true, help_heading = "Global options")]
     pub os_ttl: Duration,
 
+    /// How long a guest's filesystems (status --disks, serve) are reused
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, global = true, help_heading = "Global options")]
+    pub fs_ttl: Duration,
+
     /// How many guests are probed at once
     #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=256), global = true, help_heading = "Global options")]
@@ -109,6 +113,9 @@ pub enum Command {
         /// Only domains whose name matches this regular expression
         #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
         pattern: Option<Regex>,
+        /// Ask each running guest's agent for its filesystems: a Disk (used/total) column, `filesystems` in the JSON
+        #[arg(long)]
+        disks: bool,
     },
     /// List every CD-ROM and floppy drive of every VM and the media in it
     Isos {
@@ -232,6 +239,9 @@ pub enum Command {
         /// Leave out the disk and network figures (domstats --block --interface): for hosts whose I/O another exporter already serves
         #[arg(long)]
         no_io_metrics: bool,
+        /// Leave out the guests' filesystems (guestinfo --filesystem): for guests that run node_exporter
+        #[arg(long)]
+        no_guest_filesystems: bool,
     },
 }
 

@@ -1,8 +1,10 @@
 //! The ISO library's subcommands: `library` (every ISO of every host and
 //! who holds it) and `delete-iso` (only what no drive holds).
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::{Result, bail};
 use comfy_table::{Cell, CellAlignment, Color};
@@ -13,11 +15,14 @@ use super::render::new_table;
 use super::request::DeleteRequest;
 use crate::fleet::{Fleet, Host};
 use crate::media::{LibraryEntry, MediaManager};
-use crate::utils::sanitize;
+use crate::mutex::lock;
+use crate::utils::{sanitize, with_causes};
+use crate::virsh::Pool;
 use crate::virsh::groups::last_words;
 
 /// `library`: the ISOs of every host, side by side; with `unused` only
-/// those no drive holds, live or in the config.
+/// those no drive holds, live or in the config. Above the table, each
+/// host's pools and the room left in them.
 pub fn library(
     fleet: &Fleet,
     unused: bool,
@@ -25,14 +30,65 @@ pub fn library(
     colour: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
+    // Each host's pools, or why they could not be read, by its URI.
+    let rooms: Mutex<HashMap<String, std::result::Result<Vec<Pool>, String>>> = Mutex::default();
     let scans = fleet.each(|host| {
         let mut entries = MediaManager::new(host.virsh().clone()).library()?;
         entries.retain(|entry| entry.iso && (!unused || entry.holders.is_empty()));
+        if !json {
+            let pools = host.virsh().pools().map_err(|error| with_causes(&error));
+            lock(&rooms).insert(host.uri(), pools);
+        }
         Ok(entries)
     });
+    let rooms = rooms
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     super::report::write_listing(out, scans, json, |hosts, with_host| {
-        library_table(hosts, with_host, colour)
+        let header: String = hosts
+            .iter()
+            .filter_map(|(uri, _)| Some((uri, rooms.get(*uri)?)))
+            .map(|(uri, pools)| {
+                let host = if with_host {
+                    format!("{}: ", sanitize(uri))
+                } else {
+                    String::new()
+                };
+                format!("{host}{}\n", pools_room(pools))
+            })
+            .collect();
+        header + &library_table(hosts, with_host, colour)
     })
+}
+
+/// `Pools: 'isos' 1.2 GiB free of 100.0 GiB, 'spare' (inactive)`: a host's
+/// pools and their room, or why it is unknown.
+fn pools_room(pools: &std::result::Result<Vec<Pool>, String>) -> String {
+    let pools = match pools {
+        Ok(pools) if pools.is_empty() => return "Pools: none".to_owned(),
+        Ok(pools) => pools,
+        Err(error) => return format!("Pools: their room is unknown: {}", sanitize(error)),
+    };
+    let each: Vec<String> = pools
+        .iter()
+        .map(|pool| {
+            // Quoted: a name may end in a blank.
+            let name = format!("'{}'", sanitize(&pool.name));
+            match (pool.available, pool.capacity) {
+                _ if !pool.active => format!("{name} (inactive)"),
+                (Some(free), Some(total)) => {
+                    format!(
+                        "{name} {} free of {}",
+                        format_bytes(free),
+                        format_bytes(total)
+                    )
+                }
+                (Some(free), None) => format!("{name} {} free", format_bytes(free)),
+                _ => format!("{name} (room unknown)"),
+            }
+        })
+        .collect();
+    format!("Pools: {}", each.join(", "))
 }
 
 /// The library as a table: Pool, Volume (else the path), Size, Held by;

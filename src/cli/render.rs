@@ -22,7 +22,8 @@ pub fn fleet_table(scans: &[HostScan<Vec<DomainStatus>>], colour: bool) -> (Stri
     (table, failed)
 }
 
-/// The VM table: VM, State, OS, Memory (used/max), CPU time, CPU %, and
+/// The VM table: VM, State, OS, Memory (used/max), CPU time, CPU %, a
+/// Disk (used/total) column where the scan asked for filesystems, and
 /// first a Host column when `with_host`. Names and OS strings are
 /// sanitized: both can come from a guest or a remote host. With `colour`,
 /// the state is coloured and an OS the agent could not give is yellow.
@@ -36,7 +37,16 @@ pub fn status_table(hosts: &[(&str, &[DomainStatus])], with_host: bool, colour: 
         "CPU time",
         "CPU %",
     ];
-    table.set_header(with_host.then_some("Host").into_iter().chain(header));
+    let disks = hosts
+        .iter()
+        .any(|(_, rows)| rows.iter().any(|row| row.disks.is_some()));
+    table.set_header(
+        with_host
+            .then_some("Host")
+            .into_iter()
+            .chain(header)
+            .chain(disks.then_some("Disk (used/total)")),
+    );
     let rows = hosts
         .iter()
         .flat_map(|(uri, rows)| rows.iter().map(move |row| (*uri, row)));
@@ -63,7 +73,8 @@ pub fn status_table(hosts: &[(&str, &[DomainStatus])], with_host: bool, colour: 
                             .map_or_else(|| UNKNOWN.to_owned(), |p| format!("{p:.1}")),
                     )
                     .set_alignment(CellAlignment::Right),
-                ]),
+                ])
+                .chain(disks.then(|| disk_cell(row))),
         );
     }
     format!("{table}\n{count} domain(s)\n")
@@ -169,6 +180,30 @@ fn os_cell(row: &DomainStatus) -> Cell {
             }
         }
         None => Cell::new(sanitize(&row.os)),
+    }
+}
+
+/// The sum over a guest's filesystems that count, or in a few words why
+/// there is none (yellow where something is wrong).
+fn disk_cell(row: &DomainStatus) -> Cell {
+    let Some(report) = &row.disks else {
+        return Cell::new(UNKNOWN);
+    };
+    if let Some((used, total)) = report.usage() {
+        return Cell::new(format!("{} / {}", format_bytes(used), format_bytes(total)))
+            .set_alignment(CellAlignment::Right);
+    }
+    match report.fs_unknown {
+        Some(why) => {
+            let cell = Cell::new(format!("{UNKNOWN} ({})", why.as_str().replace('_', " ")));
+            if why.is_problem() {
+                cell.fg(Color::Yellow)
+            } else {
+                cell
+            }
+        }
+        // The agent answered, without a filesystem that has both figures.
+        None => Cell::new(UNKNOWN),
     }
 }
 

@@ -49,9 +49,36 @@ impl Options {
                 cache_ttl: args.cache_ttl,
                 os_ttl: args.os_ttl,
                 jobs: usize::from(args.jobs),
+                // Asked for by `status --disks`, by `serve`, which exports
+                // them unless told not to, and by the menu on a terminal
+                // wide enough for the Disk column.
+                filesystems: match &args.command {
+                    Some(Command::Status { disks, .. }) => *disks,
+                    Some(Command::Serve {
+                        no_guest_filesystems,
+                        ..
+                    }) => !no_guest_filesystems,
+                    None => stdout_columns().is_some_and(|columns| columns >= MENU_DISKS_COLUMNS),
+                    Some(_) => false,
+                },
+                fs_ttl: args.fs_ttl,
             },
         })
     }
+}
+
+/// The menu's table has a Disk (used/total) column from this many
+/// columns on: the lab's table with it is about 125 wide, and an OS name
+/// or a Host column can make it wider.
+const MENU_DISKS_COLUMNS: u16 = 160;
+
+/// The width of the terminal stdout is; `None` where it is no terminal.
+fn stdout_columns() -> Option<u16> {
+    // SAFETY: an all-zero winsize is a valid value, and TIOCGWINSZ writes
+    // one into the struct it is handed, nothing else.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let asked = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (asked == 0 && size.ws_col > 0).then_some(size.ws_col)
 }
 
 /// The hosts of `--connect` (repeatable) and `--hosts FILE`, in that
@@ -186,7 +213,12 @@ impl Request {
             return Request::Menu;
         };
         match command {
-            Command::Status { json, pattern } => Request::Status { json, pattern },
+            Command::Status {
+                json,
+                pattern,
+                // The scan's option (`ProbeOptions::filesystems`).
+                disks: _,
+            } => Request::Status { json, pattern },
             Command::Isos {
                 json,
                 mounted,
@@ -278,6 +310,8 @@ impl Request {
                 log_format,
                 web_config_file,
                 no_io_metrics,
+                // The scan's option (`ProbeOptions::filesystems`).
+                no_guest_filesystems: _,
             } => Request::Serve(ServeOptions {
                 listen,
                 interval: options.refresh_interval(),

@@ -300,8 +300,8 @@ impl MediaManager {
             ),
             Some(info) => info,
         };
-        let mut room = info.available;
-        if let Some(old) = virsh.volume_capacity(pool, name)? {
+        let old = virsh.volume_capacity(pool, name)?;
+        if old.is_some() {
             self.refuse_the_file_itself(iso, pool, name)?;
             if !options.replace {
                 bail!("{volume} already exists on {uri}: pass --replace to replace it");
@@ -321,19 +321,32 @@ impl MediaManager {
                     holders.join(", ")
                 );
             }
-            refuse_if_interrupted()?;
-            *replaced = OldVolume::Deleting;
-            virsh.run(&["vol-delete", "--pool", pool, "--vol", name])?;
-            *replaced = OldVolume::Deleted;
-            room = room.map(|free| free + old);
         }
+        // The room before the old volume goes: a file that would not fit
+        // even in its place leaves it there.
+        let room = info
+            .available
+            .map(|free| free.saturating_add(old.unwrap_or(0)));
         if let Some(free) = room.filter(|free| *free < iso.size) {
+            let (with_old, nothing_deleted) = match old {
+                Some(old) => (
+                    format!(" (with the {old} bytes of {volume}, which it would replace)"),
+                    ": nothing was deleted",
+                ),
+                None => (String::new(), ""),
+            };
             bail!(
-                "storage pool '{}' on {uri} has {free} bytes free; '{}' needs {}",
+                "storage pool '{}' on {uri} has {free} bytes free{with_old}; '{}' needs {} bytes{nothing_deleted}",
                 sanitize(pool),
                 sanitize(&iso.file),
                 iso.size
             );
+        }
+        if old.is_some() {
+            refuse_if_interrupted()?;
+            *replaced = OldVolume::Deleting;
+            virsh.run(&["vol-delete", "--pool", pool, "--vol", name])?;
+            *replaced = OldVolume::Deleted;
         }
         Ok(())
     }

@@ -1,10 +1,11 @@
-//! The guest agents of one scan, asked for the OS: one per session at a
-//! time, all within one deadline, a driver that refuses them asked once.
+//! The guest agents of one scan, asked for the OS and the filesystems: one
+//! guest per session at a time, all within one deadline, a driver that
+//! refuses them asked once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::values::{OsReport, OsSource, ProbeOptions, Progress};
+use super::values::{FsReport, FsUnknown, OsReport, OsSource, OsUnknown, ProbeOptions, Progress};
 use crate::agent::{self, AgentError};
 use crate::virsh::{Listing, Virsh};
 
@@ -25,7 +26,20 @@ impl Driver {
     }
 }
 
-/// Asks guest agents for the OS.
+/// What to ask one running guest's agent.
+pub(super) struct Ask<'a> {
+    pub target: &'a str,
+    pub os: bool,
+    pub fs: bool,
+}
+
+/// One guest's answers, each where it was asked.
+pub(super) struct Answer {
+    pub os: Option<OsReport>,
+    pub fs: Option<FsReport>,
+}
+
+/// Asks guest agents for the OS and the filesystems.
 #[derive(Default)]
 pub(super) struct Agents {
     /// Set once the connection's driver refuses agent calls altogether,
@@ -34,18 +48,18 @@ pub(super) struct Agents {
 }
 
 impl Agents {
-    /// Asks the agents of `names`, at most `jobs` at a time, all within one
+    /// Asks the agents of `asks`, at most `jobs` at a time, all within one
     /// deadline of `timeout`: however many agents hang, the table waits
     /// for one timeout. Each virsh process gets only the time left, so none
-    /// outlives the deadline. Reports come in the order of `names`.
+    /// outlives the deadline. Answers come in the order of `asks`.
     pub fn ask(
         &self,
         virsh: &Virsh,
         options: &ProbeOptions,
         driver: Driver,
-        names: &[&str],
+        asks: &[Ask],
         progress: Progress,
-    ) -> Vec<OsReport> {
+    ) -> Vec<Answer> {
         let deadline = Instant::now() + options.timeout;
         // Unless the driver is QEMU's, the first probe runs alone for a
         // moment: a driver without agent support says so at once, and then
@@ -60,11 +74,38 @@ impl Agents {
         // only queue, and spend their share of the deadline waiting.
         let workers = options.jobs.min(virsh.config().sessions);
         let done = AtomicUsize::new(0);
-        crate::workers::bounded(names, workers, lead, |name| {
-            let report = self.ask_one(virsh, options.timeout, name, deadline);
-            progress(done.fetch_add(1, Ordering::SeqCst) + 1, names.len());
-            report
+        crate::workers::bounded(asks, workers, lead, |ask| {
+            let os = ask
+                .os
+                .then(|| self.ask_one(virsh, options.timeout, ask.target, deadline));
+            let fs = ask
+                .fs
+                .then(|| match os.as_ref().and_then(known_without_asking) {
+                    Some(report) => report,
+                    None => self.ask_fs(virsh, options.timeout, ask.target, deadline),
+                });
+            progress(done.fetch_add(1, Ordering::SeqCst) + 1, asks.len());
+            Answer { os, fs }
         })
+    }
+
+    /// One guest's filesystems, `guestinfo --filesystem`.
+    fn ask_fs(&self, virsh: &Virsh, timeout: Duration, name: &str, deadline: Instant) -> FsReport {
+        if self.unsupported.load(Ordering::SeqCst) {
+            return FsReport::agent_failed(&AgentError::DriverUnsupported);
+        }
+        let Some(bounded) = virsh_until(virsh, timeout, deadline) else {
+            return FsReport::agent_failed(&AgentError::Deadline);
+        };
+        match agent::filesystems(&bounded, name) {
+            Ok(filesystems) => FsReport::found(filesystems),
+            Err(error) => {
+                if matches!(error, AgentError::DriverUnsupported) {
+                    self.unsupported.store(true, Ordering::SeqCst);
+                }
+                FsReport::agent_failed(&error)
+            }
+        }
     }
 
     /// One guest: `guestinfo --os`, then os-release through the agent when
@@ -95,6 +136,24 @@ impl Agents {
             Err(_) => OsReport::agent_failed(&error),
         }
     }
+}
+
+/// The filesystems' fate where the OS probe told it: a guest without an
+/// agent, or whose agent hung (libvirt would hold the next call too), is
+/// not asked: in the scan that found it, nor while a hung agent's OS
+/// report is cached.
+pub(super) fn known_without_asking(os: &OsReport) -> Option<FsReport> {
+    let (error, why) = os.error.as_ref()?;
+    let fs = match why {
+        OsUnknown::NoAgent => FsUnknown::NoAgent,
+        OsUnknown::AgentNotConnected => FsUnknown::NotConnected,
+        OsUnknown::Stopped => FsUnknown::Inactive,
+        OsUnknown::NoAgentSupport => FsUnknown::Unsupported,
+        OsUnknown::AgentTimedOut => FsUnknown::TimedOut,
+        OsUnknown::AgentNotAsked => FsUnknown::NotAsked,
+        _ => return None,
+    };
+    Some(FsReport::failed(error.clone(), fs))
 }
 
 /// A virsh whose processes end by `deadline` (and within `timeout`), or

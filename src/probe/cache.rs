@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::values::{CpuSample, Domain, Metrics, OsReport};
+use super::values::{CpuSample, Domain, FsReport, FsUnknown, Metrics, OsReport};
 use crate::mutex::lock;
 use crate::virsh::{DomainState, Listed};
 
@@ -35,6 +35,7 @@ impl<T: Clone> Cached<T> {
 struct DomainCache {
     metrics: Option<Cached<Metrics>>,
     os: Option<Cached<OsReport>>,
+    fs: Option<Cached<FsReport>>,
     cpu_sample: Option<CpuSample>,
 }
 
@@ -48,12 +49,14 @@ impl Cache {
     /// Each listed domain with what the cache holds for it within the
     /// TTLs: figures for `cache_ttl`; a named OS, or an agent that hung,
     /// for `os_ttl`, any other OS report for `cache_ttl`. Whether the
-    /// cached figures are used is the figures' step's call.
+    /// cached figures are used is the figures' step's call. Filesystems
+    /// (`fs_ttl`: `Some` where they are asked for) for their own TTL.
     pub fn lookup(
         &self,
         listed: Vec<Listed>,
         cache_ttl: Duration,
         os_ttl: Duration,
+        fs_ttl: Option<Duration>,
     ) -> Vec<Domain<Option<Metrics>, Option<OsReport>>> {
         let now = Instant::now();
         let cache = lock(&self.domains);
@@ -72,10 +75,16 @@ impl Cache {
                     };
                     c.fresh(listed.state, ttl, now)
                 });
+                let fs = fs_ttl.and_then(|ttl| {
+                    entry
+                        .and_then(|e| e.fs.as_ref())
+                        .and_then(|c| c.fresh(listed.state, ttl, now))
+                });
                 Domain {
                     listed,
                     metrics,
                     os,
+                    fs,
                 }
             })
             .collect()
@@ -92,6 +101,17 @@ impl Cache {
     pub fn keep_os(&self, domain: &Listed, now: Instant, os: &OsReport) {
         self.entry(domain, |entry| {
             entry.os = Some(Cached::new(domain, now, os))
+        });
+    }
+
+    /// Keeps `fs`, found at `now`, for the next scans; not a guest the
+    /// scan's deadline left unasked, which the next scan asks.
+    pub fn keep_fs(&self, domain: &Listed, now: Instant, fs: &FsReport) {
+        if fs.fs_unknown == Some(FsUnknown::NotAsked) {
+            return;
+        }
+        self.entry(domain, |entry| {
+            entry.fs = Some(Cached::new(domain, now, fs))
         });
     }
 

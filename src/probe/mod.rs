@@ -5,20 +5,24 @@
 
 mod agents;
 mod cache;
+mod disks;
 mod metrics;
 mod os;
 mod osinfo;
 mod values;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::thread;
 
 use anyhow::{Context, Result};
 
+use crate::agent::AgentError;
 use crate::mutex::lock;
-use crate::virsh::{Listing, ListingFor, Virsh, Xmls};
-use agents::{Agents, Driver};
+use crate::virsh::{DomainState, Listing, ListingFor, Virsh, Xmls};
+use agents::{Agents, Answer, Ask, Driver};
 use cache::Cache;
+use values::OsReport;
 
 pub use values::{DomainStatus, Figures, OsSource, ProbeOptions, Progress, ReadFault};
 
@@ -75,7 +79,8 @@ impl ProbeManager {
     /// Scans every domain; rows come back sorted by name. The listing
     /// first (QEMU's figures included), then side by side the figures a
     /// driver's stats lack and the XML of domains whose OS is not cached,
-    /// then the guest agents of running guests whose OS is not cached.
+    /// then the guest agents of running guests whose OS (or, where asked
+    /// for, filesystems) is not cached.
     /// With [`Figures::Fresh`] no figure comes from the cache; the OS
     /// follows `--os-ttl` either way.
     pub fn scan_with(&self, figures: Figures, progress: Progress) -> Result<Vec<DomainStatus>> {
@@ -104,9 +109,10 @@ impl ProbeManager {
         lock(&self.uri).clone_from(&listing.uri);
         let driver = Driver::of(&listing);
         let listed = listing.into_domains();
-        let domains = self
-            .cache
-            .lookup(listed, self.options.cache_ttl, self.options.os_ttl);
+        let fs_ttl = self.options.filesystems.then_some(self.options.fs_ttl);
+        let domains =
+            self.cache
+                .lookup(listed, self.options.cache_ttl, self.options.os_ttl, fs_ttl);
         // The quick reads first, side by side on the connection's sessions:
         // figures and the XML for libosinfo metadata. The guest agents come
         // after, since a hung one holds its session until the deadline and
@@ -141,10 +147,46 @@ impl ProbeManager {
             )
         };
         let xml_of = |target: &str| xmls.get(target).or_else(|| known_xml.get(target));
+        // One round of agent calls for the OS and the filesystems both,
+        // under the one deadline.
+        let asks: Vec<Ask> = domains
+            .iter()
+            .filter(|domain| domain.listed.state == DomainState::Running)
+            .map(|domain| Ask {
+                target: domain.listed.target(),
+                os: domain.os.is_none(),
+                // Not a guest whose agent hung: see `disks::fill`.
+                fs: self.options.filesystems
+                    && domain.fs.is_none()
+                    && !domain.os.as_ref().is_some_and(|os| os.agent_hung),
+            })
+            .filter(|ask| ask.os || ask.fs)
+            .collect();
+        let answers = self
+            .agents
+            .ask(&self.virsh, &self.options, driver, &asks, progress);
+        let mut answers: HashMap<String, Answer> = asks
+            .iter()
+            .map(|ask| ask.target.to_owned())
+            .zip(answers)
+            .collect();
         let domains = os::fill(&self.cache, domains, xml_of, |running| {
-            self.agents
-                .ask(&self.virsh, &self.options, driver, running, progress)
+            running
+                .iter()
+                .map(|target| {
+                    // Every running guest without an OS was asked.
+                    answers
+                        .get_mut(*target)
+                        .and_then(|answer| answer.os.take())
+                        .unwrap_or_else(|| OsReport::agent_failed(&AgentError::Deadline))
+                })
+                .collect()
         });
+        let domains = if self.options.filesystems {
+            disks::fill(&self.cache, domains, &mut answers)
+        } else {
+            domains
+        };
         domains.into_iter().map(DomainStatus::from).collect()
     }
 }

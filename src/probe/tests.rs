@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::values::{MemorySource, OsUnknown, ReadFault};
+use super::values::{FsUnknown, MemorySource, OsUnknown, ReadFault};
 use super::*;
 use crate::virsh::DomainState;
 use crate::virsh::fake::FakeRunner;
@@ -529,4 +529,151 @@ fn every_reason_for_an_unknown_os_is_a_few_words() {
         OsUnknown::Inactive(DomainState::ShutOff).words(),
         "shut off, no metadata"
     );
+}
+
+/// A manager that asks for filesystems, cached for `fs_ttl`.
+fn disks_manager(fake: &Arc<FakeRunner>, fs_ttl: Duration) -> ProbeManager {
+    ProbeManager::new(
+        crate::testing::fake_virsh(fake),
+        ProbeOptions {
+            timeout: Duration::from_secs(5),
+            cache_ttl: HOUR,
+            os_ttl: HOUR,
+            jobs: 4,
+            filesystems: true,
+            fs_ttl,
+        },
+    )
+}
+
+fn expect_filesystems(fake: &FakeRunner, name: &str) {
+    fake.expect(
+        &["guestinfo", "--filesystem", "--domain", name],
+        0,
+        &fixture("virsh/guestinfo-filesystem-lab.txt"),
+        "",
+    );
+}
+
+/// The filesystems ride on the OS probe's round and are cached for their
+/// own TTL: within it a rescan asks no agent at all; with the OS cached
+/// and the filesystems' TTL past (zero stands in for the time gone), only
+/// `guestinfo --filesystem` goes out.
+#[test]
+fn filesystems_are_cached_for_their_own_ttl() {
+    for (fs_ttl, asked_again) in [(HOUR, false), (Duration::ZERO, true)] {
+        let fake = Arc::new(FakeRunner::default());
+        let probes = disks_manager(&fake, fs_ttl);
+        expect_first_scan_of_web(&fake, 1, "Ubuntu");
+        expect_filesystems(&fake, "web");
+        let rows = probes.scan(&no_progress).unwrap();
+        let fs = rows[0].disks.as_ref().expect("asked for");
+        assert_eq!(fs.usage(), Some((1_067_008, 8_121_344)));
+
+        expect_listing(&fake, &[("web", 1)], 2);
+        if asked_again {
+            expect_filesystems(&fake, "web");
+        }
+        let again = probes.scan(&no_progress).unwrap();
+        fake.assert_all_used();
+        assert_eq!(again[0].disks, rows[0].disks);
+        assert_eq!(again[0].os, "Ubuntu");
+    }
+}
+
+/// A refused guest-get-fsinfo (the lab's captured refusal) is a reason,
+/// `blocked`; a shut-off domain's agent is not asked: `not_running`.
+#[test]
+fn a_refused_or_unasked_agent_is_a_reason() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = disks_manager(&fake, HOUR);
+    expect_listing(&fake, &[("web", 1), ("off", 5)], 1);
+    expect_os(&fake, "web", "Ubuntu");
+    expect_plain_xml(&fake, &["web", "off"]);
+    fake.expect(
+        &["guestinfo", "--filesystem", "--domain", "web"],
+        1,
+        "",
+        &fixture("virsh/guestinfo-filesystem-blocked-stderr.txt"),
+    );
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let reason = |row: &DomainStatus| {
+        let fs = row.disks.as_ref().unwrap();
+        (fs.filesystems.is_none(), fs.fs_unknown)
+    };
+    assert_eq!(reason(&rows[1]), (true, Some(FsUnknown::Blocked)));
+    assert_eq!(reason(&rows[0]), (true, Some(FsUnknown::Inactive)));
+}
+
+/// A guest whose agent hung on the OS probe is not asked for its
+/// filesystems while that is cached (`--os-ttl`), though the filesystems'
+/// own TTL has passed (zero here): libvirt would hold the call for its own
+/// 5 s and the guest's session with it, every scan.
+#[test]
+fn a_hung_agent_is_not_asked_for_filesystems_while_its_os_is_cached() {
+    let fake = Arc::new(FakeRunner::default());
+    let probes = disks_manager(&fake, Duration::ZERO);
+    expect_listing(&fake, &[("web", 1)], 1);
+    fake.expect_hang(&["guestinfo", "--os", "--domain", "web"]);
+    expect_plain_xml(&fake, &["web"]);
+    let rows = probes.scan(&no_progress).unwrap();
+    let timed_out = |rows: &[DomainStatus]| {
+        let fs = rows[0].disks.as_ref().unwrap();
+        (fs.filesystems.is_none(), fs.fs_unknown)
+    };
+    assert_eq!(timed_out(&rows), (true, Some(FsUnknown::TimedOut)));
+
+    expect_listing(&fake, &[("web", 1)], 2);
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(timed_out(&rows), (true, Some(FsUnknown::TimedOut)));
+}
+
+/// Why the filesystems are unknown, from the agent's error: a refusal
+/// that names a disabled command is `--block-rpcs` (the lab's words), any
+/// other refusal an agent without guest-get-fsinfo, and a virsh that knows
+/// no `guestinfo` or no `--filesystem` is too old as well.
+#[test]
+fn filesystem_reasons_from_agent_errors() {
+    use crate::agent::AgentError;
+    use std::os::unix::process::ExitStatusExt;
+    let virsh_failed = |stderr: &str| {
+        AgentError::Virsh(crate::virsh::VirshError::Failed {
+            command: "virsh guestinfo".into(),
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stderr: stderr.into(),
+        })
+    };
+    let blocked = fixture("virsh/guestinfo-filesystem-blocked-stderr.txt");
+    for (error, why) in [
+        (
+            AgentError::Refused(blocked.trim().to_owned()),
+            FsUnknown::Blocked,
+        ),
+        (
+            AgentError::Refused(
+                "internal error: unable to execute QEMU agent command 'guest-get-fsinfo': \
+                 The command guest-get-fsinfo has not been found"
+                    .into(),
+            ),
+            FsUnknown::TooOld,
+        ),
+        (
+            virsh_failed("error: command 'guestinfo' doesn't support option --filesystem\n"),
+            FsUnknown::TooOld,
+        ),
+        (
+            virsh_failed("error: unknown command: 'guestinfo'\n"),
+            FsUnknown::TooOld,
+        ),
+        (
+            virsh_failed("error: End of file while reading data\n"),
+            FsUnknown::Failed,
+        ),
+        (AgentError::NoChannel, FsUnknown::NoAgent),
+        (AgentError::Deadline, FsUnknown::NotAsked),
+    ] {
+        assert_eq!(FsUnknown::of(&error), why, "{error}");
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::agent::AgentError;
+use crate::agent::{AgentError, Filesystem};
 use crate::virsh::{DomainState, Listed, VirshError};
 
 #[derive(Debug, Clone)]
@@ -19,6 +19,11 @@ pub struct ProbeOptions {
     pub os_ttl: Duration,
     /// How many guests are probed at once.
     pub jobs: usize,
+    /// Whether running guests' agents are asked for their filesystems
+    /// (`status --disks`, `serve` unless `--no-guest-filesystems`).
+    pub filesystems: bool,
+    /// How long a guest's filesystems are reused.
+    pub fs_ttl: Duration,
 }
 
 /// The shortest pause between two background scans (the menu's refresh,
@@ -234,6 +239,115 @@ impl OsReport {
     }
 }
 
+/// Why a guest's filesystems are unknown, in a word: `serve`'s `reason`
+/// and the table's Disk cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsUnknown {
+    /// Not running: only a running guest's agent answers.
+    Inactive,
+    /// No channel for a guest agent in its XML.
+    NoAgent,
+    /// The channel is there; no agent answers on it.
+    NotConnected,
+    /// The connection's driver has no agent calls (the test driver).
+    Unsupported,
+    TimedOut,
+    /// The scan's one deadline for every agent passed first.
+    NotAsked,
+    /// The agent refuses guest-get-fsinfo (`--block-rpcs`).
+    Blocked,
+    /// The agent, or the libvirt under virsh, knows no such call.
+    TooOld,
+    BadReply,
+    /// virsh failed for a reason of its own.
+    Failed,
+}
+
+impl FsUnknown {
+    pub fn of(error: &AgentError) -> Self {
+        match error {
+            AgentError::NoChannel => FsUnknown::NoAgent,
+            AgentError::NotConnected => FsUnknown::NotConnected,
+            AgentError::NotRunning => FsUnknown::Inactive,
+            AgentError::DriverUnsupported => FsUnknown::Unsupported,
+            AgentError::Timeout(_) => FsUnknown::TimedOut,
+            AgentError::Deadline => FsUnknown::NotAsked,
+            AgentError::Refused(message) if message.contains("has been disabled") => {
+                FsUnknown::Blocked
+            }
+            AgentError::Refused(_) => FsUnknown::TooOld,
+            AgentError::NoOsInfo | AgentError::BadReply(_) => FsUnknown::BadReply,
+            AgentError::Virsh(error)
+                if error.virsh_message().is_some_and(|m| {
+                    m.contains("--filesystem") || m.contains("unknown command")
+                }) =>
+            {
+                FsUnknown::TooOld
+            }
+            AgentError::Virsh(_) => FsUnknown::Failed,
+        }
+    }
+
+    /// `serve`'s `reason` label and the table's few words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsUnknown::Inactive => "not_running",
+            FsUnknown::NoAgent => "no_agent",
+            FsUnknown::NotConnected => "agent_not_connected",
+            FsUnknown::Unsupported => "unsupported",
+            FsUnknown::TimedOut => "timeout",
+            FsUnknown::NotAsked => "not_asked",
+            FsUnknown::Blocked => "blocked",
+            FsUnknown::TooOld => "agent_too_old",
+            FsUnknown::BadReply => "bad_reply",
+            FsUnknown::Failed => "failed",
+        }
+    }
+
+    /// Whether something is wrong, rather than the guest being off or on
+    /// a driver without agents.
+    pub fn is_problem(self) -> bool {
+        !matches!(self, FsUnknown::Inactive | FsUnknown::Unsupported)
+    }
+}
+
+/// A guest's filesystems, or why they are unknown, as cached.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FsReport {
+    pub filesystems: Option<Vec<Filesystem>>,
+    /// Why `filesystems` is `null`: the error with its causes.
+    pub filesystems_error: Option<String>,
+    #[serde(skip)]
+    pub fs_unknown: Option<FsUnknown>,
+}
+
+impl FsReport {
+    pub(super) fn found(filesystems: Vec<Filesystem>) -> Self {
+        FsReport {
+            filesystems: Some(filesystems),
+            filesystems_error: None,
+            fs_unknown: None,
+        }
+    }
+
+    pub(super) fn failed(error: String, why: FsUnknown) -> Self {
+        FsReport {
+            filesystems: None,
+            filesystems_error: Some(error),
+            fs_unknown: Some(why),
+        }
+    }
+
+    pub(super) fn agent_failed(error: &AgentError) -> Self {
+        FsReport::failed(crate::utils::with_causes(error), FsUnknown::of(error))
+    }
+
+    /// The sum over the filesystems that count, (used, total) bytes.
+    pub fn usage(&self) -> Option<(u64, u64)> {
+        crate::agent::usage(self.filesystems.as_deref()?)
+    }
+}
+
 /// A CPU time reading (ns) and when it was taken, for CPU %.
 pub(super) type CpuSample = (Instant, u64);
 
@@ -267,6 +381,9 @@ pub struct DomainStatus {
     /// `os_error` in the table's few words; not in the JSON.
     #[serde(skip)]
     pub os_unknown: Option<OsUnknown>,
+    /// `filesystems` and `filesystems_error`, where they were asked for.
+    #[serde(flatten)]
+    pub disks: Option<FsReport>,
 }
 
 /// What a scan knows about one domain: the listing's facts, its figures
@@ -277,6 +394,9 @@ pub(super) struct Domain<M = Metrics, O = OsReport> {
     pub listed: Listed,
     pub metrics: M,
     pub os: O,
+    /// Its filesystems where asked for: cached, else the agent's answer
+    /// (`None` until then, and where not asked for).
+    pub fs: Option<FsReport>,
 }
 
 impl<M, O> Domain<M, O> {
@@ -290,6 +410,7 @@ impl<M, O> Domain<M, O> {
             metrics: work_out(&self.listed, self.metrics)?,
             listed: self.listed,
             os: self.os,
+            fs: self.fs,
         })
     }
 
@@ -300,6 +421,7 @@ impl<M, O> Domain<M, O> {
             os: work_out(&self.listed, self.os),
             listed: self.listed,
             metrics: self.metrics,
+            fs: self.fs,
         }
     }
 }
@@ -310,6 +432,7 @@ impl From<Domain> for DomainStatus {
             listed,
             metrics,
             os,
+            fs,
         }: Domain,
     ) -> Self {
         let (name, os_source) = match os.name {
@@ -334,6 +457,7 @@ impl From<Domain> for DomainStatus {
             os_source,
             os_unknown: os.error.as_ref().map(|(_, why)| *why),
             os_error: os.error.map(|(error, _)| error),
+            disks: fs,
         }
     }
 }

@@ -540,6 +540,22 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
         "1 when the running domain and its persistent config hold different media in the drive",
         &["uri", "domain", "target"],
     )?;
+    const FILESYSTEM: &[&str] = &["uri", "domain", "mountpoint", "type"];
+    let fs_size = gauge(
+        "guest_filesystem_size_bytes",
+        "Size of a filesystem in the guest, as its agent reports it (guestinfo --filesystem: total-bytes, without the blocks reserved for root)",
+        FILESYSTEM,
+    )?;
+    let fs_used = gauge(
+        "guest_filesystem_used_bytes",
+        "Bytes used on a filesystem in the guest, as its agent reports it (guestinfo --filesystem: used-bytes)",
+        FILESYSTEM,
+    )?;
+    let fs_error = gauge(
+        "guest_filesystem_scrape_error",
+        "1 for a running guest whose filesystems could not be read (reason: no_agent, agent_not_connected, timeout, not_asked, blocked, agent_too_old, bad_reply, failed)",
+        &["uri", "domain", "reason"],
+    )?;
     let missing = gauge(
         "drive_media_missing",
         "1 when an ISO file the drive holds (live or in the config) is gone, 0 when there; no series for an empty drive or a pool volume",
@@ -588,6 +604,22 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
                 .with_label_values(&[uri, &row.name, fault.as_str()])
                 .set(1.0);
         }
+        if let Some(report) = &row.disks {
+            for fs in report.filesystems.iter().flatten() {
+                let labels = [uri, row.name.as_str(), &fs.mountpoint, &fs.fs_type];
+                if let Some(total) = fs.total_bytes {
+                    fs_size.with_label_values(&labels).set(total as f64);
+                }
+                if let Some(used) = fs.used_bytes {
+                    fs_used.with_label_values(&labels).set(used as f64);
+                }
+            }
+            if let Some(why) = report.fs_unknown.filter(|why| why.is_problem()) {
+                fs_error
+                    .with_label_values(&[uri, &row.name, why.as_str()])
+                    .set(1.0);
+            }
+        }
         let Some(stats) = scan.stats.get(&row.name) else {
             continue;
         };
@@ -623,6 +655,67 @@ pub fn encode_scan(uri: &str, scan: &Scan) -> Result<Part> {
             record_table(VCPU, &vcpu, &[uri, &row.name, &index], |field| {
                 entry.get_u64(field)
             });
+        }
+    }
+    const POOL: &[&str] = &["uri", "pool"];
+    let pool_capacity = gauge(
+        "pool_capacity_bytes",
+        "Size of the storage pool (active pools only)",
+        POOL,
+    )?;
+    let pool_allocation = gauge(
+        "pool_allocation_bytes",
+        "Bytes allocated in the storage pool (active pools only)",
+        POOL,
+    )?;
+    let pool_available = gauge(
+        "pool_available_bytes",
+        "Bytes free in the storage pool: what an upload can use (active pools only)",
+        POOL,
+    )?;
+    let pool_info = gauge(
+        "pool_info",
+        "A storage pool: its state (running, inactive), type (dir, fs, logical, ...) and target path; always 1",
+        &["uri", "pool", "state", "type", "path"],
+    )?;
+    let pool_isos = gauge(
+        "pool_iso_volumes",
+        "ISO volumes in the storage pool (by content or by a .iso name, as `library` counts them)",
+        POOL,
+    )?;
+    let pool_largest_iso = gauge(
+        "pool_iso_largest_bytes",
+        "Size of the largest ISO volume in the storage pool: the room an upload of its like needs",
+        POOL,
+    )?;
+    for (pool, isos) in &scan.pools {
+        let labels = [uri, pool.name.as_str()];
+        let state = if pool.active { "running" } else { "inactive" };
+        pool_info
+            .with_label_values(&[
+                uri,
+                &pool.name,
+                state,
+                &pool.pool_type,
+                pool.path.as_deref().unwrap_or(""),
+            ])
+            .set(1.0);
+        for (series, bytes) in [
+            (&pool_capacity, pool.capacity),
+            (&pool_allocation, pool.allocation),
+            (&pool_available, pool.available),
+        ] {
+            if let Some(bytes) = bytes {
+                series.with_label_values(&labels).set(bytes as f64);
+            }
+        }
+        if pool.active {
+            pool_isos.with_label_values(&labels).set(isos.count as f64);
+            if let Some(largest) = isos.largest {
+                pool_largest_iso
+                    .with_label_values(&labels)
+                    .set(largest as f64);
+            }
         }
     }
     for drive in &scan.drives {

@@ -22,7 +22,7 @@ use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
 use crate::mutex::lock;
 use crate::probe::{DomainStatus, Figures, ReadFault};
-use crate::virsh::{Disk, DomainStats, ListingFor, Uri};
+use crate::virsh::{Disk, DomainStats, ListingFor, Pool, Uri};
 use http::Response;
 
 /// The HTTP connections `serve` keeps open at most (each a descriptor).
@@ -339,6 +339,9 @@ struct Scan {
     stats: HashMap<String, DomainStats>,
     disks: HashMap<String, Vec<Disk>>,
     agent_channels: HashMap<String, bool>,
+    /// The storage pools with their ISO volumes; none where they could
+    /// not be read (logged: the domains' series stand).
+    pools: Vec<(Pool, PoolIsos)>,
 }
 
 /// One host's VM table, drives and figures from ONE listing: fresh
@@ -392,6 +395,42 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
         stats,
         disks,
         agent_channels,
+        pools: read_pools(host),
+    })
+}
+
+/// A pool's ISO volumes (the library's test: `Volume::is_iso`).
+#[derive(Debug, Default, Clone, Copy)]
+struct PoolIsos {
+    count: usize,
+    /// The largest one's size, bytes: what an upload of its like needs.
+    largest: Option<u64>,
+}
+
+/// Every pool with its ISO volumes; a failed read is logged and leaves
+/// the pools out.
+fn read_pools(host: &Host) -> Vec<(Pool, PoolIsos)> {
+    let virsh = host.virsh();
+    let read = || -> Result<Vec<(Pool, PoolIsos)>> {
+        let pools = virsh.pools()?;
+        let volumes = virsh.volumes()?;
+        Ok(pools
+            .into_iter()
+            .map(|pool| {
+                let isos = volumes
+                    .iter()
+                    .filter(|volume| volume.pool == pool.name && volume.is_iso())
+                    .fold(PoolIsos::default(), |isos, volume| PoolIsos {
+                        count: isos.count + 1,
+                        largest: isos.largest.max(volume.capacity),
+                    });
+                (pool, isos)
+            })
+            .collect())
+    };
+    read().unwrap_or_else(|error| {
+        tracing::warn!(uri = %host.uri(), error = %format!("{error:#}"), "cannot read the storage pools");
+        Vec::new()
     })
 }
 

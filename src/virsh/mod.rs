@@ -41,3 +41,4 @@ pub(crate) use runner::Runner;
 pub(crate) use session::{Budget, SessionRunner};
 pub(crate) use storage::Volume;
 pub(crate) use uri::Uri;
+pub(crate) use volumes::Pool;

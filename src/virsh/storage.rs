@@ -9,7 +9,7 @@ use super::client::{Virsh, succeeded};
 use super::error::{VirshError, is_no_such_volume};
 use super::process::ProcessRunner;
 use super::runner::Watch;
-use super::volumes::{self, PoolInfo};
+use super::volumes::{self, Pool, PoolInfo};
 
 /// One volume of an active storage pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,43 @@ impl Virsh {
             .into_iter()
             // A pool gone since `pool-list` is left out.
             .filter_map(|name| Some(name?.lines().next()?.to_owned()))
+            .collect())
+    }
+
+    /// Every storage pool, active or not, with its room: the UUIDs of
+    /// both kinds in one batch, then one of `pool-dumpxml` (by UUID: see
+    /// [`Virsh::active_pools`]). None on a driver without storage; a
+    /// pool gone between the two is left out.
+    pub fn pools(&self) -> Result<Vec<Pool>, VirshError> {
+        let mut listing = Batch::new();
+        listing.push(&["pool-list", "--uuid"]);
+        listing.push(&["pool-list", "--inactive", "--uuid"]);
+        let lists = match self.run_batch(&listing) {
+            Err(error) if is_no_such_volume(&error) => return Ok(Vec::new()),
+            lists => lists?,
+        };
+        let uuids: Vec<(bool, String)> = lists
+            .iter()
+            .zip([true, false])
+            .flat_map(|(list, active)| {
+                list.iter()
+                    .flat_map(|text| text.lines())
+                    .map(str::trim)
+                    .filter(|uuid| !uuid.is_empty())
+                    .map(move |uuid| (active, uuid.to_owned()))
+            })
+            .collect();
+        if uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut xmls = Batch::new();
+        for (_, uuid) in &uuids {
+            xmls.push(&["pool-dumpxml", "--pool", uuid]);
+        }
+        Ok(uuids
+            .iter()
+            .zip(self.run_batch(&xmls)?)
+            .filter_map(|((active, _), xml)| volumes::parse_pool_xml(&xml?, *active))
             .collect())
     }
 

@@ -1,6 +1,6 @@
 //! Pure parsers for the storage commands: `vol-list` (the volumes'
-//! paths), `vol-dumpxml` (one volume), `pool-info --bytes` and `vol-info
-//! --bytes`.
+//! paths), `vol-dumpxml` (one volume), `pool-dumpxml` (a pool's room),
+//! `pool-info --bytes` and `vol-info --bytes`.
 
 /// The Path column of `vol-list`, exactly. virsh 9.0 has no `--name` for
 /// vol-list and pads its columns, so a blank cannot separate name from
@@ -81,6 +81,50 @@ pub fn parse_volume_xml(text: &str) -> Option<VolumeXml> {
         format: child(target, "format")
             .and_then(|format| format.attribute("type"))
             .map(str::to_owned),
+    })
+}
+
+/// A storage pool as `pool-dumpxml` describes it: name, type, target
+/// path and, for an active pool, its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    /// Whether it is running (its figures are current); from the listing.
+    pub active: bool,
+    /// `dir`, `fs`, `logical`, …
+    pub pool_type: String,
+    pub path: Option<String>,
+    /// Bytes; `None` for an inactive pool (its figures are stale).
+    pub capacity: Option<u64>,
+    pub allocation: Option<u64>,
+    pub available: Option<u64>,
+}
+
+/// Parses `pool-dumpxml`; `active` says whether its figures count.
+pub fn parse_pool_xml(text: &str, active: bool) -> Option<Pool> {
+    let document = roxmltree::Document::parse(text).ok()?;
+    let pool = document.root_element();
+    if !pool.has_tag_name("pool") {
+        return None;
+    }
+    let bytes = |name: &str| {
+        let node = child(pool, name)?;
+        let unit = node.attribute("unit").unwrap_or("bytes");
+        (active && (unit == "bytes" || unit == "B"))
+            .then(|| node.text()?.trim().parse().ok())
+            .flatten()
+    };
+    Some(Pool {
+        name: child(pool, "name")?.text()?.to_owned(),
+        active,
+        pool_type: pool.attribute("type").unwrap_or_default().to_owned(),
+        path: child(pool, "target")
+            .and_then(|target| child(target, "path"))
+            .and_then(|path| path.text())
+            .map(str::to_owned),
+        capacity: bytes("capacity"),
+        allocation: bytes("allocation"),
+        available: bytes("available"),
     })
 }
 
@@ -262,6 +306,33 @@ mod tests {
         assert_eq!(timestamp("0"), Some((0, 0)));
         assert_eq!(timestamp("1.1234567890"), None);
         assert_eq!(timestamp("1.-5"), None);
+    }
+
+    #[test]
+    fn pool_xml_gives_the_room_of_an_active_pool_only() {
+        assert_eq!(
+            parse_pool_xml(&fixture("virsh/pool-dumpxml-lab-isos.xml"), true),
+            Some(Pool {
+                name: "lab-isos".into(),
+                active: true,
+                pool_type: "dir".into(),
+                path: Some("/work/main/.lab/isos".into()),
+                capacity: Some(270_553_174_016),
+                allocation: Some(34_172_358_656),
+                available: Some(236_380_815_360),
+            })
+        );
+        let inactive = parse_pool_xml(&fixture("virsh/pool-dumpxml-test-isos.xml"), false).unwrap();
+        assert_eq!(
+            (
+                inactive.name.as_str(),
+                inactive.path.as_deref(),
+                inactive.available
+            ),
+            ("isos", Some("/srv/isos"), None)
+        );
+        assert_eq!(parse_pool_xml("<volume/>", true), None);
+        assert_eq!(parse_pool_xml("not xml", true), None);
     }
 
     #[test]

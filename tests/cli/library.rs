@@ -304,6 +304,31 @@ fn the_menu_shows_the_library() {
     assert_eq!(text.matches("Select option:").count(), 2, "{text}");
 }
 
+/// `library` says above its table how much room each pool has left, as
+/// `pool-info` has it (the test driver: 107363696640 of 107374182400
+/// bytes), each name quoted (one ends in a blank) and escaped.
+#[test]
+fn library_heads_its_table_with_each_pools_room() {
+    let output = run(tool().args(["-c", &library_fleet(), "library", "--color", "never"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(
+        text.lines().next(),
+        Some("Pools: 'isos' 100.0 GiB free of 100.0 GiB, 'other' 100.0 GiB free of 100.0 GiB"),
+        "{text}"
+    );
+    let shell = fleet_uri("fleet-shell.xml");
+    let output = run(tool().args(["-c", &shell, "library", "--color", "never"]));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("Pools: 'my pool' 100.0 GiB free of 100.0 GiB, 'trail pool ' 100.0 GiB"),
+        "{text}"
+    );
+    // JSON keeps its shape: rows only.
+    let rows = library_json(&[&library_fleet()], &[]);
+    assert!(rows.iter().all(|row| row.get("pool").is_some()));
+}
+
 fn upload(hosts: &[&str], args: &[&str]) -> std::process::Output {
     let mut command = tool();
     for host in hosts {
@@ -377,6 +402,50 @@ fn upload_refuses_bad_input_before_anything_is_sent() {
         let output = upload(&[&uri], &args);
         assert_refused(&output, &needle);
         assert!(!stderr(&output).contains("created"), "{}", stderr(&output));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file larger than the pool's free room is refused before anything is
+/// created, naming both figures; with `--replace`, before the volume it
+/// replaces is deleted (the room counting that volume's bytes). Before,
+/// `--replace` deleted the old volume first and then refused: the ISO lost
+/// for an upload that never began. (A sparse 200 GiB file; the test
+/// driver's pool has 107363696640 bytes free.)
+#[test]
+fn upload_refuses_what_does_not_fit_before_anything_is_changed() {
+    let uri = library_fleet();
+    let dir = temp_dir("upload-room");
+    let big = iso_file(&dir, "big.iso", 200 << 30).display().to_string();
+    let lines = dir.join("lines");
+    let cases: [(&[&str], String); 2] = [
+        (
+            &[],
+            format!(
+                "storage pool 'isos' on {uri} has 107363696640 bytes free; '{big}' needs 214748364800 bytes"
+            ),
+        ),
+        (
+            &["--name", "unused.iso", "--replace"],
+            format!(
+                "storage pool 'isos' on {uri} has 107366842368 bytes free (with the 3145728 bytes of isos/unused.iso, which it would replace); '{big}' needs 214748364800 bytes: nothing was deleted"
+            ),
+        ),
+    ];
+    for (extra, needle) in cases {
+        let _ = std::fs::remove_file(&lines);
+        let output = run(tool()
+            .args(["-c", &uri, "--virsh"])
+            .arg(support("hung-agent-virsh"))
+            .env("LINES_LOG", &lines)
+            .args(["upload", &big, "--pool", "isos"])
+            .args(extra));
+        assert_refused(&output, &needle);
+        let sent = std::fs::read_to_string(&lines).unwrap_or_default();
+        assert!(
+            !sent.contains("vol-delete") && !sent.contains("vol-create-as"),
+            "{sent}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -157,6 +157,56 @@ fn metrics_of_two_hosts_and_no_virsh_per_request() {
 
 /// A host whose virsh hangs (a fake: the real one cannot on demand): the
 /// other host's metrics are served all the same, and /healthz names it.
+/// The storage pools' room and ISO count, as `pool-dumpxml` and the
+/// library have them (fleet-library.xml: `isos` holds held.iso,
+/// by-path.iso, unused.iso and disk.qcow2, no ISO; `other` spare.iso);
+/// the guests' filesystems of a driver without agents are no error.
+#[test]
+fn pool_series_match_the_test_drivers_pools() {
+    let uri = fleet_uri("fleet-library.xml");
+    let serving = Serving::start(tool().args(["-c", &uri]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let metrics = serving.get("/metrics").1;
+    let uri_label = format!("uri=\"{uri}\"");
+    let isos = ["pool=\"isos\"", uri_label.as_str()];
+    for (name, expected) in [
+        ("dismount_pool_capacity_bytes", 107_374_182_400.0),
+        ("dismount_pool_allocation_bytes", 10_485_760.0),
+        ("dismount_pool_available_bytes", 107_363_696_640.0),
+        ("dismount_pool_iso_volumes", 3.0),
+        // unused.iso, 3 MiB (disk.qcow2's 4 MiB is no ISO).
+        ("dismount_pool_iso_largest_bytes", 3_145_728.0),
+    ] {
+        let line =
+            metric_line(&metrics, name, &isos).unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+        assert_eq!(value(line), expected, "{line}");
+    }
+    let other = ["pool=\"other\"", uri_label.as_str()];
+    assert_eq!(
+        value(metric_line(&metrics, "dismount_pool_iso_volumes", &other).unwrap()),
+        1.0
+    );
+    assert!(
+        metric_line(
+            &metrics,
+            "dismount_pool_info",
+            &[
+                isos[0],
+                isos[1],
+                "state=\"running\"",
+                "type=\"dir\"",
+                "path=\"/srv/isos\""
+            ]
+        )
+        .is_some(),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("dismount_guest_filesystem_scrape_error{"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn a_hung_host_holds_neither_metrics_nor_the_other_host() {
     let small = fleet_uri("fleet-small.xml");

@@ -353,12 +353,126 @@ fn bad_options_are_usage_errors() {
         &["--timeout", "10000000000000000000s", "status"],
         &["status", "--match", "web-(a|b"],
         &["--cache-ttl", "99999999999days", "status"],
+        &["--fs-ttl", "0s", "status", "--disks"],
+        &["--fs-ttl", "3651days", "status", "--disks"],
         &["--jobs", "0"],
         &["frobnicate"],
     ] {
         let output = run(tool().args(args));
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// `--disks` asks each running guest's agent for its filesystems in the
+/// same round, under the same deadline, as the OS: a hung agent's guest
+/// says so in `filesystems_error` (asked once: the OS probe found it hung),
+/// and every healthy one has its filesystem.
+#[test]
+fn disks_ride_on_the_agent_probes_deadline() {
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-hung.xml"),
+            "status",
+            "--disks",
+            "--json",
+        ])
+        .args([
+            "--timeout",
+            "2s",
+            "--jobs",
+            "12",
+            "--sessions",
+            "12",
+            "--virsh",
+        ])
+        .arg(support("hung-agent-virsh")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = serde_json::from_str::<Vec<Value>>(&stdout(&output)).unwrap();
+    assert_eq!(rows.len(), 12);
+    for row in &rows {
+        let name = row["name"].as_str().unwrap();
+        if name.starts_with("hang") {
+            assert_eq!(row["filesystems"], Value::Null, "{name}");
+            let error = row["filesystems_error"].as_str().unwrap_or_default();
+            assert!(
+                error.starts_with("guest agent timed out"),
+                "{name}: {error}"
+            );
+        } else {
+            assert_eq!(
+                row["filesystems"],
+                serde_json::json!([{"mountpoint": format!("/srv/{name}"), "type": "ext4",
+                    "devices": [], "used_bytes": 1000, "total_bytes": 4000}]),
+                "{name}"
+            );
+            assert_eq!(row["filesystems_error"], Value::Null, "{name}");
+        }
+    }
+    // The table: the sum, or why there is none.
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-hung.xml"),
+            "status",
+            "--disks",
+            "--color",
+            "never",
+        ])
+        .args([
+            "--timeout",
+            "2s",
+            "--jobs",
+            "12",
+            "--sessions",
+            "12",
+            "--virsh",
+        ])
+        .arg(support("hung-agent-virsh")));
+    let table = stdout(&output);
+    assert!(table.contains("Disk (used/total)"), "{table}");
+    assert!(table.contains("1000 B / 3.9 KiB"), "{table}");
+    assert!(table.contains("- (timeout)"), "{table}");
+}
+
+/// Mount points are the guest's to choose: ones holding a right-to-left
+/// override, a TAB and a C1 control (the fake agent mounts each guest of
+/// fleet-controls.xml at `/srv/NAME`) come out of `--json` escaped, the
+/// strings decoding to exactly what the guest said.
+#[test]
+fn guest_mount_points_are_escaped_in_json() {
+    let output = run(tool()
+        .args([
+            "-c",
+            &fleet_uri("fleet-controls.xml"),
+            "status",
+            "--disks",
+            "--json",
+        ])
+        .arg("--virsh")
+        .arg(support("hung-agent-virsh")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        !text
+            .chars()
+            .any(|c| c == '\u{202e}' || c == '\t' || c == '\u{9b}'),
+        "raw controls in {text}"
+    );
+    let rows: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let mut mounts: Vec<&str> = rows
+        .iter()
+        .map(|row| row["filesystems"][0]["mountpoint"].as_str().unwrap())
+        .collect();
+    mounts.sort_unstable();
+    assert_eq!(
+        mounts,
+        [
+            "/srv/invoice\u{202e}gnp.exe",
+            "/srv/web\tprod",
+            "/srv/web\u{9b}31m"
+        ]
+    );
 }
 
 /// Hung agents (a fake virsh: the real one cannot hang on demand) cost the

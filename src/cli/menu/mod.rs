@@ -427,6 +427,8 @@ mod tests {
             cache_ttl: hour,
             os_ttl: hour,
             jobs: 1,
+            filesystems: false,
+            fs_ttl: hour,
         };
         let fleet = Fleet::of(vec![Host {
             probes: Arc::new(ProbeManager::new(virsh, options)),
