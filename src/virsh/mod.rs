@@ -39,5 +39,5 @@ pub(crate) use parse::{DomInfo, DomainState, DomainStats};
 pub(crate) use process::DeadlineRunner;
 pub(crate) use runner::Runner;
 pub(crate) use session::{Budget, SessionRunner};
-pub(crate) use storage::Volume;
+pub(crate) use storage::{Pool, Volume};
 pub(crate) use uri::Uri;

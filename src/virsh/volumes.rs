@@ -1,6 +1,6 @@
 //! Pure parsers for the storage commands: `vol-list` (the volumes'
-//! paths), `vol-dumpxml` (one volume), `pool-info --bytes` and `vol-info
-//! --bytes`.
+//! paths), `vol-dumpxml` (one volume), `pool-dumpxml` (a pool's name and
+//! directory), `pool-info --bytes` and `vol-info --bytes`.
 
 /// The Path column of `vol-list`, exactly. virsh 9.0 has no `--name` for
 /// vol-list and pads its columns, so a blank cannot separate name from
@@ -136,6 +136,31 @@ fn child<'a, 'input>(
         .find(|child| child.is_element() && child.has_tag_name(name))
 }
 
+/// One storage pool as `pool-dumpxml` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolXml {
+    pub name: String,
+    /// `<target><path>`: the directory a `dir` or `fs` pool's volumes are
+    /// files of; `None` for a pool without one (rbd, iscsi-direct, …).
+    pub path: Option<String>,
+}
+
+/// Parses `pool-dumpxml` output; `None` for text that is no pool XML.
+pub fn parse_pool_xml(text: &str) -> Option<PoolXml> {
+    let document = roxmltree::Document::parse(text).ok()?;
+    let pool = document.root_element();
+    if !pool.has_tag_name("pool") {
+        return None;
+    }
+    Some(PoolXml {
+        name: child(pool, "name")?.text()?.to_owned(),
+        path: child(pool, "target")
+            .and_then(|target| child(target, "path"))
+            .and_then(|path| path.text())
+            .map(str::to_owned),
+    })
+}
+
 /// A storage pool as `pool-info --bytes` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolInfo {
@@ -174,6 +199,27 @@ fn field<'t>(text: &'t str, key: &str) -> Option<&'t str> {
 mod tests {
     use super::*;
     use crate::testing::fixture;
+
+    #[test]
+    fn a_pools_name_and_directory() {
+        assert_eq!(
+            parse_pool_xml(&fixture("virsh/pool-dumpxml-lab-isos.xml")),
+            Some(PoolXml {
+                name: "lab-isos".into(),
+                path: Some("/work/main/.lab/isos".into()),
+            })
+        );
+        let no_target = "<pool type='rbd'><name>ceph </name><source/></pool>";
+        assert_eq!(
+            parse_pool_xml(no_target),
+            Some(PoolXml {
+                name: "ceph ".into(),
+                path: None
+            })
+        );
+        assert_eq!(parse_pool_xml("<volume><name>x</name></volume>"), None);
+        assert_eq!(parse_pool_xml("error: no pool"), None);
+    }
 
     #[test]
     fn paths_with_spaces_and_non_ascii() {

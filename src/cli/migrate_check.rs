@@ -1,0 +1,361 @@
+//! `migrate-check`: for each VM and destination, whether its CD-ROM and
+//! floppy media are there as libvirt's migration needs them, the ways
+//! out as commands, and `--fix eject` carrying out the first of them with
+//! `eject`'s plan and rules.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use super::args::FixHow;
+use super::media::execute;
+use super::prompt::Prompt;
+use super::request::{ChangeOptions, DomainSelection, MigrateRequest};
+use crate::fleet::{Fleet, Host};
+use crate::media::migrate::{Check, Route, Storage, Verdict, check};
+use crate::media::{DomainMedia, MediaManager, Step, plan_eject};
+use crate::utils::sanitize;
+use crate::virsh::{Uri, Virsh};
+
+/// The hosts of a run, sources first, and how many are sources (`None`:
+/// every host against every other, from `--hosts` without `--to`). A
+/// destination that is a source, or no destination at all, is refused
+/// before any host is asked.
+pub fn connections(
+    sources: &[Option<String>],
+    to: &[String],
+    hosts_file: bool,
+) -> Result<(Vec<Option<String>>, Option<usize>)> {
+    if to.is_empty() {
+        if !hosts_file {
+            bail!(
+                "migrate-check needs a destination: --to URI (repeatable), or --hosts FILE to \
+                 check every host in it against every other"
+            );
+        }
+        if sources.len() < 2 {
+            bail!("migrate-check --hosts needs two hosts or more to check against each other");
+        }
+        return Ok((sources.to_vec(), None));
+    }
+    let canonical = |uri: &str| Uri::parse(uri).canonical();
+    let mut hosts = sources.to_vec();
+    for uri in to {
+        if uri.is_empty() {
+            bail!("--to needs a URI, not an empty string");
+        }
+        if sources
+            .iter()
+            .flatten()
+            .any(|source| canonical(source) == canonical(uri))
+        {
+            bail!(
+                "the destination {} is the source host: a VM does not migrate to where it is",
+                sanitize(&Uri::parse(uri).public())
+            );
+        }
+        if !hosts
+            .iter()
+            .flatten()
+            .any(|seen| canonical(seen) == canonical(uri))
+        {
+            hosts.push(Some(uri.clone()));
+        }
+    }
+    Ok((hosts, Some(sources.len())))
+}
+
+/// What one host showed: its storage and, for a source, the VMs asked
+/// for.
+pub struct Side {
+    pub media: MediaManager,
+    pub storage: Storage,
+    pub domains: Vec<DomainMedia>,
+}
+
+/// Reads one host: its pools and volumes, and (with `selection`) its
+/// domains' drives.
+pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<Side> {
+    let media = MediaManager::new(virsh.clone());
+    let uri = virsh.uri_label();
+    let (pools, volumes) = virsh
+        .storage()
+        .with_context(|| format!("cannot list storage pools on {uri}"))?;
+    // The test driver's pools live in its memory: its paths are no files
+    // of this machine, only its volumes are known, as a remote host's.
+    let local = match &virsh.config().connect {
+        Some(connect) => {
+            let parsed = Uri::parse(connect);
+            !parsed.is_remote() && parsed.driver() != "test"
+        }
+        None => {
+            let said = virsh
+                .run(&["uri"])
+                .context("cannot ask virsh which URI it connects to")?;
+            let parsed = Uri::parse(said.stdout.trim());
+            !parsed.is_remote() && parsed.driver() != "test"
+        }
+    };
+    let files = if local {
+        crate::media::Files::Local
+    } else {
+        crate::media::Files::Remote
+    };
+    let domains = match selection {
+        None => Vec::new(),
+        Some(selection) => {
+            let mut domains = media.load_all()?;
+            domains.retain(|domain| selection.wants(&domain.name));
+            domains
+        }
+    };
+    Ok(Side {
+        media,
+        storage: Storage {
+            pools,
+            volumes,
+            files,
+        },
+        domains,
+    })
+}
+
+/// One source host's checks: against each destination that answered.
+pub struct SourceChecks<'a> {
+    pub host: &'a Host,
+    pub side: &'a Side,
+    pub checks: Vec<Check>,
+}
+
+/// Every VM of every source against every destination (not itself).
+pub fn check_all<'a>(
+    pairs: &[(&'a Host, &'a Side)],
+    destinations: &[(&'a Host, &'a Side)],
+) -> Vec<SourceChecks<'a>> {
+    pairs
+        .iter()
+        .map(|&(host, side)| {
+            let mut checks = Vec::new();
+            for domain in &side.domains {
+                for &(dest_host, dest) in destinations {
+                    if std::ptr::eq(dest_host, host) {
+                        continue;
+                    }
+                    let destination = dest_host.uri();
+                    let route = Route {
+                        source_connect: host.virsh().config().connect.as_deref(),
+                        destination_connect: dest_host.virsh().config().connect.as_deref(),
+                        destination: &destination,
+                    };
+                    checks.push(check(domain, &side.storage, &dest.storage, &route));
+                }
+            }
+            SourceChecks { host, side, checks }
+        })
+        .collect()
+}
+
+/// `migrate-check`: every host read side by side (a host that cannot be
+/// read is a line, and the others are checked: exit 3), the verdicts
+/// written (exit 1 when one is blocked), then, with `--fix eject`, the
+/// drives that block ejected on their source as `eject` would.
+pub fn migrate_check<R: BufRead, W: Write>(
+    fleet: &Fleet,
+    prompt: &mut Prompt<R, W>,
+    request: &MigrateRequest,
+    sources: Option<usize>,
+    change: ChangeOptions,
+) -> Result<ExitCode> {
+    let source_count = sources.unwrap_or(fleet.hosts.len());
+    let reads = fleet.each(|host| {
+        let index = fleet
+            .hosts
+            .iter()
+            .position(|h| std::ptr::eq(h, host))
+            .expect("a host of the fleet");
+        read_side(
+            host.virsh(),
+            (index < source_count).then_some(&request.selection),
+        )
+    });
+    let mut failed = Vec::new();
+    let mut sides: Vec<(usize, Side)> = Vec::new();
+    for (index, scan) in reads.into_iter().enumerate() {
+        match scan.result {
+            Ok(side) => sides.push((index, side)),
+            Err(error) => failed.push(super::report::host_error(&scan.uri, &error)),
+        }
+    }
+    let pick = |wanted: &dyn Fn(usize) -> bool| -> Vec<(&Host, &Side)> {
+        sides
+            .iter()
+            .filter(|(index, _)| wanted(*index))
+            .map(|(index, side)| (&fleet.hosts[*index], side))
+            .collect()
+    };
+    let source_sides = pick(&|index| index < source_count);
+    let destination_sides = pick(&|index| sources.is_none() || index >= source_count);
+    if let DomainSelection::Named(names) = &request.selection {
+        let unknown: Vec<String> = names
+            .iter()
+            .filter(|name| {
+                !source_sides
+                    .iter()
+                    .any(|(_, side)| side.domains.iter().any(|d| &d.name == *name))
+            })
+            .map(|name| format!("'{}'", sanitize(name)))
+            .collect();
+        if !unknown.is_empty() && failed.is_empty() {
+            bail!(
+                "no domain named {} on the source host(s); nothing was checked",
+                unknown.join(", ")
+            );
+        }
+    }
+    let results = check_all(&source_sides, &destination_sides);
+    let blocked = results
+        .iter()
+        .flat_map(|source| &source.checks)
+        .any(|check| check.verdict == Verdict::Blocked);
+    if request.json {
+        let uris: Vec<String> = results.iter().map(|source| source.host.uri()).collect();
+        let rows: Vec<super::report::WithUri<Check>> = results
+            .iter()
+            .zip(&uris)
+            .flat_map(|(source, uri)| {
+                source
+                    .checks
+                    .iter()
+                    .map(move |check| super::report::WithUri { uri, row: check })
+            })
+            .collect();
+        crate::utils::write_json(prompt.out(), &rows)?;
+    } else {
+        write_checks(prompt.out(), &results, source_sides.len() > 1)?;
+    }
+    let mut code = if blocked {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
+    match request.fix {
+        None => {}
+        Some(FixHow::Eject) => {
+            if let Some(fixed) = eject_blocked(prompt, &results, change)? {
+                code = fixed;
+            }
+        }
+        Some(FixHow::Copy) => {
+            bail!("--fix copy is not available yet: run the upload commands shown above")
+        }
+    }
+    if failed.is_empty() {
+        return Ok(code);
+    }
+    super::report::report_failed_hosts(&failed, fleet.hosts.len()).map(|partial| {
+        if partial == ExitCode::SUCCESS {
+            code
+        } else {
+            partial
+        }
+    })
+}
+
+/// The verdicts, a line per VM and destination, and under each drive that
+/// is not as it must be: what was found and the commands that clear it.
+pub fn write_checks(
+    out: &mut impl Write,
+    results: &[SourceChecks],
+    with_source: bool,
+) -> Result<()> {
+    let mut counts = [0usize; 3];
+    for source in results {
+        if with_source {
+            writeln!(out, "{}:", sanitize(&source.host.uri()))?;
+        }
+        for check in &source.checks {
+            counts[check.verdict as usize] += 1;
+            writeln!(
+                out,
+                "{} -> {}: {}",
+                sanitize(&check.domain),
+                sanitize(&check.destination),
+                check.verdict.as_str()
+            )?;
+            for drive in check.drives.iter().filter(|drive| drive.reason.is_some()) {
+                let views: Vec<&str> = [(drive.live, "live"), (drive.config, "config")]
+                    .into_iter()
+                    .filter_map(|(held, view)| held.then_some(view))
+                    .collect();
+                writeln!(
+                    out,
+                    "  {} {} {} ({}): {}{}",
+                    sanitize(&drive.target),
+                    drive.device,
+                    sanitize(drive.source.as_deref().unwrap_or("")),
+                    views.join(", "),
+                    if drive.blocks { "BLOCKS: " } else { "" },
+                    sanitize(drive.detail.as_deref().unwrap_or(""))
+                )?;
+                for line in &drive.fix {
+                    // Quoted for a shell, and so safe on a terminal.
+                    writeln!(out, "    {line}")?;
+                }
+            }
+        }
+    }
+    let [ok, warning, blocked] = counts;
+    writeln!(
+        out,
+        "{} check(s): {ok} ok, {warning} warning, {blocked} blocked.",
+        ok + warning + blocked
+    )?;
+    Ok(())
+}
+
+/// `--fix eject`: every drive that blocks a VM's move anywhere, ejected
+/// on its source (only the media that blocks, in the views holding it),
+/// one host's plan at a time, shown and confirmed as `eject` does.
+/// `None` when nothing blocks.
+fn eject_blocked<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    results: &[SourceChecks],
+    change: ChangeOptions,
+) -> Result<Option<ExitCode>> {
+    let mut failed = None;
+    for source in results {
+        let mut steps: Vec<Step> = Vec::new();
+        for check in &source.checks {
+            let Some(domain) = source.side.domains.iter().find(|d| d.name == check.domain) else {
+                continue;
+            };
+            for drive in check.drives.iter().filter(|drive| drive.blocks) {
+                let iso = crate::media::IsoName::exact(drive.source.as_deref().unwrap_or(""));
+                let Some(step) = plan_eject(domain, &drive.target, Some(&iso), change.force) else {
+                    continue;
+                };
+                if !steps.contains(&step) {
+                    steps.push(step);
+                }
+            }
+        }
+        if steps.is_empty() {
+            continue;
+        }
+        if results.len() > 1 {
+            writeln!(prompt.out(), "{}:", sanitize(&source.host.uri()))?;
+        }
+        let ejected = execute(&source.side.media, prompt, &steps, change, true, "ejected")?;
+        // A dry run changed nothing: the verdict stands.
+        let still = ejected != ExitCode::SUCCESS || change.dry_run;
+        failed = Some(failed.unwrap_or(false) || still);
+    }
+    Ok(failed.map(|failed| {
+        if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }))
+}
