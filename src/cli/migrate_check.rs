@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
@@ -16,7 +17,7 @@ use crate::fleet::{Fleet, Host};
 use crate::media::migrate::{Check, Route, Storage, Verdict, check};
 use crate::media::{DomainMedia, MediaManager, Step, plan_eject};
 use crate::utils::sanitize;
-use crate::virsh::{Uri, Virsh};
+use crate::virsh::{Budget, SessionRunner, Uri, Virsh, VirshConfig};
 
 /// The hosts of a run, sources first, and how many are sources (`None`:
 /// every host against every other, from `--hosts` without `--to`). A
@@ -121,37 +122,54 @@ pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<S
     })
 }
 
-/// One source host's checks: against each destination that answered.
-pub struct SourceChecks<'a> {
-    pub host: &'a Host,
+/// A host of a check: as shown, as commands connect to it, what it showed.
+pub struct Party<'a> {
+    pub uri: String,
+    pub connect: Option<String>,
     pub side: &'a Side,
+}
+
+impl<'a> Party<'a> {
+    pub fn of(host: &Host, side: &'a Side) -> Self {
+        Party {
+            uri: host.uri(),
+            connect: host.virsh().config().connect.clone(),
+            side,
+        }
+    }
+}
+
+/// One source host's checks: against each destination that answered.
+pub struct SourceChecks<'p, 'a> {
+    pub source: &'p Party<'a>,
     pub checks: Vec<Check>,
 }
 
-/// Every VM of every source against every destination (not itself).
-pub fn check_all<'a>(
-    pairs: &[(&'a Host, &'a Side)],
-    destinations: &[(&'a Host, &'a Side)],
-) -> Vec<SourceChecks<'a>> {
-    pairs
+/// Every VM of every source against every destination but itself.
+pub fn check_all<'p, 'a>(
+    sources: &'p [Party<'a>],
+    destinations: &[Party],
+) -> Vec<SourceChecks<'p, 'a>> {
+    sources
         .iter()
-        .map(|&(host, side)| {
+        .map(|source| {
             let mut checks = Vec::new();
-            for domain in &side.domains {
-                for &(dest_host, dest) in destinations {
-                    if std::ptr::eq(dest_host, host) {
-                        continue;
-                    }
-                    let destination = dest_host.uri();
+            for domain in &source.side.domains {
+                for dest in destinations.iter().filter(|dest| dest.uri != source.uri) {
                     let route = Route {
-                        source_connect: host.virsh().config().connect.as_deref(),
-                        destination_connect: dest_host.virsh().config().connect.as_deref(),
-                        destination: &destination,
+                        source_connect: source.connect.as_deref(),
+                        destination_connect: dest.connect.as_deref(),
+                        destination: &dest.uri,
                     };
-                    checks.push(check(domain, &side.storage, &dest.storage, &route));
+                    checks.push(check(
+                        domain,
+                        &source.side.storage,
+                        &dest.side.storage,
+                        &route,
+                    ));
                 }
             }
-            SourceChecks { host, side, checks }
+            SourceChecks { source, checks }
         })
         .collect()
 }
@@ -187,11 +205,11 @@ pub fn migrate_check<R: BufRead, W: Write>(
             Err(error) => failed.push(super::report::host_error(&scan.uri, &error)),
         }
     }
-    let pick = |wanted: &dyn Fn(usize) -> bool| -> Vec<(&Host, &Side)> {
+    let pick = |wanted: &dyn Fn(usize) -> bool| -> Vec<Party> {
         sides
             .iter()
             .filter(|(index, _)| wanted(*index))
-            .map(|(index, side)| (&fleet.hosts[*index], side))
+            .map(|(index, side)| Party::of(&fleet.hosts[*index], side))
             .collect()
     };
     let source_sides = pick(&|index| index < source_count);
@@ -202,7 +220,7 @@ pub fn migrate_check<R: BufRead, W: Write>(
             .filter(|name| {
                 !source_sides
                     .iter()
-                    .any(|(_, side)| side.domains.iter().any(|d| &d.name == *name))
+                    .any(|source| source.side.domains.iter().any(|d| &d.name == *name))
             })
             .map(|name| format!("'{}'", sanitize(name)))
             .collect();
@@ -219,15 +237,13 @@ pub fn migrate_check<R: BufRead, W: Write>(
         .flat_map(|source| &source.checks)
         .any(|check| check.verdict == Verdict::Blocked);
     if request.json {
-        let uris: Vec<String> = results.iter().map(|source| source.host.uri()).collect();
         let rows: Vec<super::report::WithUri<Check>> = results
             .iter()
-            .zip(&uris)
-            .flat_map(|(source, uri)| {
-                source
-                    .checks
-                    .iter()
-                    .map(move |check| super::report::WithUri { uri, row: check })
+            .flat_map(|result| {
+                result.checks.iter().map(|check| super::report::WithUri {
+                    uri: &result.source.uri,
+                    row: check,
+                })
             })
             .collect();
         crate::utils::write_json(prompt.out(), &rows)?;
@@ -272,7 +288,7 @@ pub fn write_checks(
     let mut counts = [0usize; 3];
     for source in results {
         if with_source {
-            writeln!(out, "{}:", sanitize(&source.host.uri()))?;
+            writeln!(out, "{}:", sanitize(&source.source.uri))?;
         }
         for check in &source.checks {
             counts[check.verdict as usize] += 1;
@@ -327,7 +343,13 @@ fn eject_blocked<R: BufRead, W: Write>(
     for source in results {
         let mut steps: Vec<Step> = Vec::new();
         for check in &source.checks {
-            let Some(domain) = source.side.domains.iter().find(|d| d.name == check.domain) else {
+            let Some(domain) = source
+                .source
+                .side
+                .domains
+                .iter()
+                .find(|d| d.name == check.domain)
+            else {
                 continue;
             };
             for drive in check.drives.iter().filter(|drive| drive.blocks) {
@@ -344,9 +366,16 @@ fn eject_blocked<R: BufRead, W: Write>(
             continue;
         }
         if results.len() > 1 {
-            writeln!(prompt.out(), "{}:", sanitize(&source.host.uri()))?;
+            writeln!(prompt.out(), "{}:", sanitize(&source.source.uri))?;
         }
-        let ejected = execute(&source.side.media, prompt, &steps, change, true, "ejected")?;
+        let ejected = execute(
+            &source.source.side.media,
+            prompt,
+            &steps,
+            change,
+            true,
+            "ejected",
+        )?;
         // A dry run changed nothing: the verdict stands.
         let still = ejected != ExitCode::SUCCESS || change.dry_run;
         failed = Some(failed.unwrap_or(false) || still);
@@ -358,4 +387,33 @@ fn eject_blocked<R: BufRead, W: Write>(
             ExitCode::SUCCESS
         }
     }))
+}
+
+/// The menu's check: every VM of `host` against the destination `uri`
+/// (its own connection, one session), as `migrate-check --all --to URI`
+/// writes it.
+pub fn check_host_against(host: &Host, uri: &str, out: &mut impl Write) -> Result<()> {
+    let source_connect = host.virsh().config().connect.clone();
+    connections(
+        std::slice::from_ref(&source_connect),
+        &[uri.to_owned()],
+        false,
+    )?;
+    let destination = Virsh::new(
+        VirshConfig {
+            connect: Some(uri.to_owned()),
+            sessions: 1,
+            ..host.virsh().config().clone()
+        },
+        Arc::new(SessionRunner::new(1, Budget::new(1))),
+    );
+    let source_side = read_side(host.virsh(), Some(&DomainSelection::All))?;
+    let destination_side = read_side(&destination, None)?;
+    let sources = [Party::of(host, &source_side)];
+    let destinations = [Party {
+        uri: Uri::parse(uri).public(),
+        connect: Some(uri.to_owned()),
+        side: &destination_side,
+    }];
+    write_checks(out, &check_all(&sources, &destinations), false)
 }
