@@ -210,8 +210,8 @@ pub enum Command {
     /// Whether VMs can move to other hosts as far as their CD-ROM and floppy media go (the file or volume there, of the same size), and the commands that clear what blocks
     #[command(group = clap::ArgGroup::new("which").required(true).args(["domains", "all", "pattern"]))]
     MigrateCheck {
-        /// The VMs to check
-        #[arg(allow_hyphen_values = true)]
+        /// The VMs to check (a name starting with `-` after `--`)
+        // No allow_hyphen_values: on a list it would swallow `--to URI`.
         domains: Vec<String>,
         /// Every VM of the source host(s)
         #[arg(long, conflicts_with = "domains")]

@@ -545,3 +545,311 @@ fn ways_out(
     ));
     fix
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virsh::DomainState;
+    use crate::virsh::domxml::parse_domain_xml;
+
+    /// A running domain whose live and config XML hold `disks`.
+    fn domain(name: &str, disks: &str) -> DomainMedia {
+        let xml = format!("<domain><name>x</name><devices>{disks}</devices></domain>");
+        let parsed = parse_domain_xml(&xml).unwrap();
+        DomainMedia {
+            name: name.into(),
+            state: DomainState::Running,
+            live: Some(parsed.clone()),
+            config: Some(parsed),
+        }
+    }
+
+    fn cdrom(kind: &str, source: &str) -> String {
+        format!(
+            "<disk type='{kind}' device='cdrom'><source {source}/>\
+             <target dev='hdc' bus='ide'/><readonly/></disk>"
+        )
+    }
+
+    fn pool(name: &str, active: bool, path: &str) -> Pool {
+        Pool {
+            name: name.into(),
+            active,
+            path: Some(path.into()),
+        }
+    }
+
+    fn volume(pool: &str, name: &str, size: u64) -> Volume {
+        Volume {
+            pool: pool.into(),
+            name: name.into(),
+            path: format!("/srv/{pool}/{name}"),
+            capacity: Some(size),
+            format: Some("iso".into()),
+        }
+    }
+
+    /// The source: pools `isos` and `media` with a.iso (1000), b.iso
+    /// (2000), c.iso (3000), e.iso (5000).
+    fn source() -> Storage {
+        Storage {
+            pools: vec![
+                pool("isos", true, "/srv/isos"),
+                pool("media", true, "/srv/media"),
+            ],
+            volumes: vec![
+                volume("isos", "a.iso", 1000),
+                volume("isos", "b.iso", 2000),
+                volume("isos", "c.iso", 3000),
+                volume("media", "e.iso", 5000),
+            ],
+            files: Files::Remote,
+        }
+    }
+
+    /// A remote destination: `isos` with a.iso and b.iso of another size;
+    /// `media` defined, not started; no `other`.
+    fn destination() -> Storage {
+        Storage {
+            pools: vec![
+                pool("isos", true, "/srv/isos"),
+                pool("media", false, "/srv/media"),
+            ],
+            volumes: vec![volume("isos", "a.iso", 1000), volume("isos", "b.iso", 2500)],
+            files: Files::Remote,
+        }
+    }
+
+    const ROUTE: Route = Route {
+        source_connect: Some("qemu+ssh://kvm1/system"),
+        destination_connect: Some("qemu+ssh://kvm2/system"),
+        destination: "qemu+ssh://kvm2/system",
+    };
+
+    fn checked(disks: &str) -> Check {
+        check(&domain("web", disks), &source(), &destination(), &ROUTE)
+    }
+
+    /// The one drive's reason and whether it blocks, and the verdict.
+    fn outcome(disks: &str) -> (Option<Reason>, bool, Verdict) {
+        let check = checked(disks);
+        assert_eq!(check.drives.len(), 1, "{check:?}");
+        (
+            check.drives[0].reason,
+            check.drives[0].blocks,
+            check.verdict,
+        )
+    }
+
+    #[test]
+    fn every_reason_and_its_verdict() {
+        use Reason::*;
+        let file = |path: &str| cdrom("file", &format!("file='{path}'"));
+        let vol =
+            |pool: &str, name: &str| cdrom("volume", &format!("pool='{pool}' volume='{name}'"));
+        let cases = [
+            (file("/srv/isos/a.iso"), (None, false, Verdict::Ok)),
+            (vol("isos", "a.iso"), (None, false, Verdict::Ok)),
+            (
+                file("/srv/isos/b.iso"),
+                (Some(DifferentSize), true, Verdict::Blocked),
+            ),
+            (
+                vol("isos", "b.iso"),
+                (Some(DifferentSize), true, Verdict::Blocked),
+            ),
+            (
+                file("/srv/isos/c.iso"),
+                (Some(Missing), true, Verdict::Blocked),
+            ),
+            (
+                vol("isos", "c.iso"),
+                (Some(Missing), true, Verdict::Blocked),
+            ),
+            (
+                vol("other", "x.iso"),
+                (Some(NoPool), true, Verdict::Blocked),
+            ),
+            (
+                vol("media", "e.iso"),
+                (Some(PoolInactive), true, Verdict::Blocked),
+            ),
+            (
+                file("/srv/media/e.iso"),
+                (Some(PoolInactive), true, Verdict::Blocked),
+            ),
+            (
+                file("/opt/x.iso"),
+                (Some(NotCheckable), false, Verdict::Warning),
+            ),
+            (
+                "<disk type='network' device='cdrom'><source protocol='https' name='/x.iso'>\
+                 <host name='mirror'/></source><target dev='hdc'/></disk>"
+                    .to_owned(),
+                (Some(Network), false, Verdict::Warning),
+            ),
+            (
+                "<disk type='file' device='cdrom'><target dev='hdc'/></disk>".to_owned(),
+                (None, false, Verdict::Ok),
+            ),
+        ];
+        for (disks, expected) in cases {
+            assert_eq!(outcome(&disks), expected, "{disks}");
+        }
+    }
+
+    /// optional and requisite drop missing media at a migration: a
+    /// warning, no way out needed; mandatory (and no policy) blocks.
+    #[test]
+    fn a_startup_policy_that_drops_media_does_not_block() {
+        for (policy, blocks) in [
+            ("optional", false),
+            ("requisite", false),
+            ("mandatory", true),
+        ] {
+            let disks = cdrom(
+                "file",
+                &format!("file='/srv/isos/c.iso' startupPolicy='{policy}'"),
+            );
+            let check = checked(&disks);
+            let drive = &check.drives[0];
+            assert_eq!(
+                (drive.reason, drive.blocks),
+                (Some(Reason::Missing), blocks)
+            );
+            assert_eq!(drive.fix.is_empty(), !blocks, "{drive:?}");
+            if !blocks {
+                assert_eq!(check.verdict, Verdict::Warning);
+                assert!(
+                    drive
+                        .detail
+                        .as_ref()
+                        .unwrap()
+                        .contains("will be empty there")
+                );
+            }
+        }
+    }
+
+    /// The worst drive decides; a drive holding one ISO live and another
+    /// in its config is checked for both, each with its views.
+    #[test]
+    fn each_medium_of_each_view_is_checked() {
+        let mut web = domain("web", &cdrom("file", "file='/srv/isos/a.iso'"));
+        let config = parse_domain_xml(&format!(
+            "<domain><devices>{}</devices></domain>",
+            cdrom("file", "file='/srv/isos/c.iso'")
+        ))
+        .unwrap();
+        web.config = Some(config);
+        let check = check(&web, &source(), &destination(), &ROUTE);
+        let seen: Vec<(&str, bool, bool, Option<Reason>)> = check
+            .drives
+            .iter()
+            .map(|d| (d.source.as_deref().unwrap(), d.live, d.config, d.reason))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("/srv/isos/a.iso", true, false, None),
+                ("/srv/isos/c.iso", false, true, Some(Reason::Missing)),
+            ]
+        );
+        assert_eq!(check.verdict, Verdict::Blocked);
+    }
+
+    /// The ways out, exact: eject on the source, start the pool or define
+    /// it, copy (a volume streamed: `--fix copy`), optional; a name with a
+    /// leading dash goes after `--`, quoted for a shell.
+    #[test]
+    fn the_ways_out_are_exact_commands() {
+        let check = check(
+            &domain("-web 'x'", &cdrom("volume", "pool='media' volume='e.iso'")),
+            &source(),
+            &destination(),
+            &ROUTE,
+        );
+        assert_eq!(
+            check.drives[0].fix,
+            [
+                "dismount_iso_qemu -c qemu+ssh://kvm1/system eject --target hdc -- '-web '\\''x'\\'''",
+                "virsh -c qemu+ssh://kvm2/system pool-start media",
+                "dismount_iso_qemu -c qemu+ssh://kvm1/system migrate-check --to \
+                 qemu+ssh://kvm2/system --fix copy -- '-web '\\''x'\\'''",
+                "virt-xml -c qemu+ssh://kvm1/system --edit target=hdc --disk \
+                 startup_policy=optional -- '-web '\\''x'\\'''",
+            ]
+        );
+        let no_pool = checked(&cdrom("volume", "pool='other' volume='x.iso'"));
+        // The source has no pool `other` either: nothing to copy, no
+        // directory to define it over.
+        assert_eq!(no_pool.drives[0].fix.len(), 2, "{no_pool:?}");
+        let not_checkable = checked(&cdrom("file", "file='/opt/isos/x.iso'"));
+        assert_eq!(
+            not_checkable.drives[0].fix,
+            [
+                "virsh -c qemu+ssh://kvm2/system pool-define-as isos dir --target /opt/isos",
+                "virsh -c qemu+ssh://kvm2/system pool-start isos",
+            ]
+        );
+    }
+
+    /// A local source's file is uploaded from here, into the pool whose
+    /// directory holds its path there, replacing one of another size.
+    #[test]
+    fn a_local_file_is_copied_with_upload() {
+        let dir = std::env::temp_dir().join(format!("migrate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("b.iso");
+        std::fs::write(&file, vec![0u8; 2000]).unwrap();
+        let path = file.display().to_string();
+        let local = Storage {
+            pools: Vec::new(),
+            volumes: Vec::new(),
+            files: Files::Local,
+        };
+        let mut there = destination();
+        there
+            .pools
+            .push(pool("here", true, &dir.display().to_string()));
+        there.volumes.push(Volume {
+            path: path.clone(),
+            ..volume("here", "b.iso", 2500)
+        });
+        let web = domain("web", &cdrom("file", &format!("file='{path}'")));
+        let check = check(&web, &local, &there, &ROUTE);
+        let drive = &check.drives[0];
+        assert_eq!(drive.reason, Some(Reason::DifferentSize));
+        assert_eq!(
+            drive.copy,
+            Some(Copy {
+                origin: Origin::File(path.clone()),
+                pool: "here".into(),
+                name: "b.iso".into(),
+                size: Some(2000),
+                replace: true,
+            })
+        );
+        assert!(
+            drive.fix.contains(&format!(
+                "dismount_iso_qemu -c qemu+ssh://kvm2/system upload {path} --pool here --name \
+                 b.iso --replace"
+            )),
+            "{:?}",
+            drive.fix
+        );
+        // A local destination looks at the file itself.
+        let local_there = local.clone();
+        assert_eq!(check_reason(&web, &local, &local_there), None);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            check_reason(&web, &local, &local_there),
+            Some(Reason::Missing)
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    fn check_reason(web: &DomainMedia, source: &Storage, dest: &Storage) -> Option<Reason> {
+        check(web, source, dest, &ROUTE).drives[0].reason
+    }
+}

@@ -1,0 +1,282 @@
+//! `migrate-check` as a binary against the real virsh on libvirt's test
+//! driver: the source fixtures/fleet-migrate.xml (a VM for every case)
+//! and the destination fixtures/migrate-dest.xml (pool `isos` with one
+//! ISO of the source's size, one of another, one missing; no pool
+//! `media`). The test driver keeps its state per connection, so an eject
+//! is seen by the run that made it (its own check afterwards) only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Output;
+
+use crate::common::*;
+use serde_json::Value;
+
+fn source() -> String {
+    fleet_uri("fleet-migrate.xml")
+}
+
+fn destination() -> String {
+    fleet_uri("migrate-dest.xml")
+}
+
+fn migrate_check(args: &[&str]) -> Output {
+    run(tool()
+        .args(["-c", &source(), "migrate-check", "--to", &destination()])
+        .args(args))
+}
+
+fn json(output: &Output) -> Vec<Value> {
+    serde_json::from_str(&stdout(output))
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(output), stderr(output)))
+}
+
+fn keys(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// Every VM's verdict and each drive's reason, by name, against the
+/// destination's ground truth (`vol-list` and `pool-list` by the real
+/// virsh); the JSON keys as named; exit 1, since some VMs are blocked.
+#[test]
+fn every_reason_with_its_verdict_and_the_json_keys() {
+    let truth = virsh(&destination(), &["vol-list", "isos"]);
+    assert!(truth.contains("/srv/isos/a.iso") && truth.contains("/srv/isos/b.iso"));
+    assert!(!truth.contains("c.iso"), "{truth}");
+    assert!(!virsh(&destination(), &["pool-list", "--all"]).contains("media"));
+    let output = migrate_check(&["--all", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let rows = json(&output);
+    let mut seen: BTreeMap<String, (String, Vec<(String, Value)>)> = BTreeMap::new();
+    for row in &rows {
+        assert_eq!(
+            keys(row),
+            BTreeSet::from(["uri", "domain", "destination", "verdict", "drives"]),
+            "{row}"
+        );
+        assert_eq!(row["uri"], source().as_str());
+        assert_eq!(row["destination"], destination().as_str());
+        let mut drives = Vec::new();
+        for drive in row["drives"].as_array().unwrap() {
+            for key in ["target", "source", "live", "config", "reason", "fix"] {
+                assert!(drive.get(key).is_some(), "{key} missing: {drive}");
+            }
+            drives.push((
+                drive["target"].as_str().unwrap().to_owned(),
+                drive["reason"].clone(),
+            ));
+        }
+        seen.insert(
+            row["domain"].as_str().unwrap().to_owned(),
+            (row["verdict"].as_str().unwrap().to_owned(), drives),
+        );
+    }
+    let expect = |verdict: &str, drives: &[(&str, Value)]| {
+        (
+            verdict.to_owned(),
+            drives
+                .iter()
+                .map(|(target, reason)| ((*target).to_owned(), reason.clone()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let reason = |r: &str| Value::String(r.to_owned());
+    let want = BTreeMap::from([
+        ("same".to_owned(), expect("ok", &[("hdc", Value::Null)])),
+        ("empty".to_owned(), expect("ok", &[("hdc", Value::Null)])),
+        (
+            "resized".to_owned(),
+            expect("blocked", &[("hdc", reason("different_size"))]),
+        ),
+        (
+            "gone".to_owned(),
+            expect("blocked", &[("hdc", reason("missing"))]),
+        ),
+        (
+            "-lead 'q' `tick`".to_owned(),
+            expect("blocked", &[("hdc", reason("missing"))]),
+        ),
+        (
+            "by-volume".to_owned(),
+            expect(
+                "blocked",
+                &[("hdc", Value::Null), ("fda", reason("no_pool"))],
+            ),
+        ),
+        (
+            "outside".to_owned(),
+            expect("warning", &[("hdc", reason("not_checkable"))]),
+        ),
+        (
+            "netcd".to_owned(),
+            expect("warning", &[("hdc", reason("network"))]),
+        ),
+        (
+            "optional".to_owned(),
+            expect("warning", &[("hdc", reason("missing"))]),
+        ),
+    ]);
+    assert_eq!(seen, want);
+}
+
+/// Nothing blocked: exit 0; a destination that does not answer: its line,
+/// exit 3, and the other destination still checked.
+#[test]
+fn exit_status_says_blocked_or_unreadable() {
+    let output = migrate_check(&["same", "empty", "outside"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("3 check(s): 2 ok, 1 warning, 0 blocked."));
+    let missing = fleet_uri("no-such-node.xml");
+    let output = migrate_check(&["same", "--to", &missing]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(&format!("same -> {}: ok", destination())),
+        "{}",
+        stdout(&output)
+    );
+    assert_stderr_contains(
+        &output,
+        &format!("error: {missing}: cannot list storage pools"),
+    );
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+}
+
+/// Each bad input is one line and nothing is read or changed.
+#[test]
+fn bad_input_is_one_line() {
+    for (args, code, needle) in [
+        (
+            vec!["same", "--to", &source()],
+            1,
+            "is the source host: a VM does not migrate to where it is",
+        ),
+        (vec!["same", "nosuch"], 1, "no domain named 'nosuch'"),
+    ] {
+        let output = migrate_check(&args);
+        assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
+        assert_stderr_contains(&output, needle);
+        assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+        assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    }
+    let output = run(tool().args(["-c", &source(), "migrate-check", "--all"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert_stderr_contains(&output, "needs a destination: --to URI");
+    let output = migrate_check(&["same", "--fix", "rsync"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_stderr_contains(&output, "invalid value 'rsync' for '--fix <HOW>'");
+}
+
+/// The eject each blocked drive gets is a command this tool parses, for
+/// the VM and drive meant, however the name is spelled (a leading dash,
+/// quotes, a backtick): run by a shell, it plans that eject, and without
+/// a terminal or --yes it changes nothing.
+#[test]
+fn the_eject_way_out_is_a_command_that_names_the_drive() {
+    let output = migrate_check(&["--json", "--", "-lead 'q' `tick`"]);
+    let rows = json(&output);
+    let fix = rows[0]["drives"][0]["fix"].as_array().unwrap();
+    let eject = fix[0].as_str().unwrap();
+    assert!(eject.starts_with("dismount_iso_qemu -c "), "{eject}");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"));
+    let output = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(eject)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.parent().unwrap().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .stdin(std::process::Stdio::null()));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("-lead 'q' `tick` hdc: eject /srv/isos/c.iso (config only)"),
+        "{}",
+        stdout(&output)
+    );
+    assert_stderr_contains(&output, "nobody can confirm; pass --yes");
+}
+
+/// `--fix eject`: the drives that block, and only those (not the ISO
+/// that is there, not the warnings), planned as `eject` plans them;
+/// `--dry-run` prints the virsh commands and changes nothing (exit 1:
+/// still blocked); `--yes` sends them, and each drive is checked after
+/// (the test driver has no change-media: each is a failure, exit 1; the
+/// lab's `migrate_check_fix_eject` sees them done).
+#[test]
+fn fix_eject_ejects_exactly_what_blocks() {
+    let output = migrate_check(&["--all", "--fix", "eject", "--dry-run"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let planned: Vec<&str> = text
+        .lines()
+        .skip_while(|line| *line != "Planned:")
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            "  -lead 'q' `tick` hdc: eject /srv/isos/c.iso (config only)",
+            "  by-volume fda: eject media/e.iso (live and config)",
+            "  gone hdc: eject /srv/isos/c.iso (live and config)",
+            "  resized hdc: eject /srv/isos/b.iso (config only)",
+        ],
+        "{text}"
+    );
+    assert!(text.contains("Dry run: these virsh commands would run; nothing changed."));
+    let output = migrate_check(&["--all", "--fix", "eject", "--yes"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.matches("\nFAILED: ").count(), 4, "{text}");
+    assert!(text.contains("4 of 4 drive change(s) failed."), "{text}");
+}
+
+/// With --hosts and no --to, every host against every other: the VMs of
+/// the source against the destination; the destination has none.
+#[test]
+fn hosts_without_to_check_every_host_against_every_other() {
+    let dir = std::env::temp_dir().join(format!("migrate-hosts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hosts");
+    std::fs::write(&file, format!("{}\n{}\n", source(), destination())).unwrap();
+    let output = run(tool()
+        .arg("--hosts")
+        .arg(&file)
+        .args(["migrate-check", "--all", "--json"]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let rows = json(&output);
+    assert_eq!(rows.len(), 9);
+    assert!(
+        rows.iter()
+            .all(|row| row["destination"] == destination().as_str())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_menu_checks_every_vm_against_a_destination() {
+    let output = menu_session(&source(), &format!("7\n{}\n5\n", destination()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("7) Check migration"), "{text}");
+    assert!(
+        text.contains(&format!("gone -> {}: blocked", destination())),
+        "{text}"
+    );
+    assert!(
+        text.contains("9 check(s): 2 ok, 3 warning, 4 blocked."),
+        "{text}"
+    );
+    // The source itself as its destination: one line, the menu goes on.
+    let output = menu_session(&source(), &format!("7\n{}\n5\n", source()));
+    let text = stdout(&output);
+    assert!(text.contains("error: the destination"), "{text}");
+    assert_eq!(text.matches("Select option:").count(), 2, "{text}");
+}
