@@ -1,0 +1,351 @@
+//! `migrate-check` on the lab (`scripts/lab up`): a scratch domain of this
+//! file's own (`scratch-migrate-vm`, shut off, never started) whose
+//! drives hold the lab's ISOs, a file of the lab pool's directory that
+//! is not there, a file outside every pool, volumes of a pool defined
+//! and not started (`scratch-migrate-inactive`) and of one nowhere, and
+//! a missing ISO behind startupPolicy='optional'; checked against the
+//! lab itself over `qemu+ssh://` (a remote host: only its pools are
+//! known) and against a test-driver host written here (the lab pool's
+//! directory, one ISO of its size, one of another, one missing). The
+//! lab's guests, and its `lab-isos` pool, are never touched; what this
+//! file defines it removes again.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Output};
+
+use common::*;
+use libtest_mimic::{Failed, Trial};
+use serde_json::Value;
+
+fn main() -> ExitCode {
+    lab_main(
+        vec![
+            Trial::test(
+                "the_lab_over_ssh_as_destination",
+                the_lab_over_ssh_as_destination,
+            ),
+            Trial::test(
+                "a_test_driver_host_as_destination",
+                a_test_driver_host_as_destination,
+            ),
+            Trial::test(
+                "fix_eject_ejects_what_blocks_and_nothing_else",
+                fix_eject_ejects_what_blocks_and_nothing_else,
+            ),
+        ],
+        // One scratch domain and pool for all: one test at a time.
+        Some(1),
+    )
+}
+
+const VM: &str = "scratch-migrate-vm";
+const INACTIVE_POOL: &str = "scratch-migrate-inactive";
+
+fn lab_virsh(args: &[&str]) -> Output {
+    std::process::Command::new("virsh")
+        .args(["-c", LAB_URI])
+        .args(args)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("virsh runs")
+}
+
+/// The scratch domain, its pool (defined, not started) and the file
+/// outside every pool, removed when dropped.
+struct Scratch {
+    dir: PathBuf,
+    isos: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let isos = lab_dir().join("isos");
+        let dir = temp_dir("lab-migrate");
+        let outside = iso_file(&dir, "outside.iso", 1 << 20);
+        let pool_dir = dir.join("inactive");
+        std::fs::create_dir_all(&pool_dir).unwrap();
+        Scratch::remove();
+        let defined = lab_virsh(&[
+            "pool-define-as",
+            INACTIVE_POOL,
+            "dir",
+            "--target",
+            pool_dir.to_str().unwrap(),
+        ]);
+        assert!(defined.status.success(), "{}", stderr(&defined));
+        let file = |dev: &str, bus: &str, device: &str, path: &Path, policy: &str| {
+            format!(
+                "<disk type='file' device='{device}'><driver name='qemu' type='raw'/>\
+                 <source file='{}'{policy}/><target dev='{dev}' bus='{bus}'/><readonly/></disk>",
+                path.display()
+            )
+        };
+        let volume = |dev: &str, pool: &str| {
+            format!(
+                "<disk type='volume' device='cdrom'><driver name='qemu' type='raw'/>\
+                 <source pool='{pool}' volume='x.iso'/><target dev='{dev}' bus='sata'/>\
+                 <readonly/></disk>"
+            )
+        };
+        let missing = isos.join("scratch-migrate-missing.iso");
+        let disks = [
+            file("hdc", "ide", "cdrom", &isos.join("install-a.iso"), ""),
+            file("hdd", "ide", "cdrom", &isos.join("tools-b.iso"), ""),
+            file("sda", "sata", "cdrom", &isos.join("Débian netinst.iso"), ""),
+            file("sdb", "sata", "cdrom", &missing, ""),
+            file("sdc", "sata", "cdrom", &outside, ""),
+            volume("sdd", INACTIVE_POOL),
+            volume("sde", "scratch-migrate-nowhere"),
+            file(
+                "fda",
+                "fdc",
+                "floppy",
+                &missing,
+                " startupPolicy='optional'",
+            ),
+        ]
+        .concat();
+        let xml = dir.join("domain.xml");
+        std::fs::write(
+            &xml,
+            format!(
+                "<domain type='qemu'><name>{VM}</name><memory unit='KiB'>65536</memory>\
+                 <os><type arch='x86_64'>hvm</type></os><devices>\
+                 <emulator>/usr/bin/qemu-system-x86_64</emulator>{disks}</devices></domain>"
+            ),
+        )
+        .unwrap();
+        let defined = lab_virsh(&["define", "--file", xml.to_str().unwrap()]);
+        assert!(defined.status.success(), "{}", stderr(&defined));
+        Scratch { dir, isos }
+    }
+
+    fn remove() {
+        lab_virsh(&["undefine", "--domain", VM]);
+        lab_virsh(&["pool-undefine", "--pool", INACTIVE_POOL]);
+    }
+
+    /// Each drive's source in the config, by target (`-`: empty).
+    fn drives(&self) -> BTreeMap<String, String> {
+        virsh(LAB_URI, &["domblklist", "--domain", VM, "--inactive"])
+            .lines()
+            .skip(2)
+            .filter_map(|line| {
+                let (target, source) = line.trim().split_once(char::is_whitespace)?;
+                Some((target.to_owned(), source.trim().to_owned()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        Scratch::remove();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `migrate-check VM --to DEST --json` on the lab: its exit status and
+/// each drive's reason by target (`ok` for none).
+fn reasons(dest: &str) -> Result<(Option<i32>, BTreeMap<String, String>, Value), Failed> {
+    let output = run(tool().args(["-c", LAB_URI, "migrate-check", VM, "--to", dest, "--json"]));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&output))
+        .map_err(|e| format!("{e}: {}{}", stdout(&output), stderr(&output)))?;
+    check(rows.len() == 1, || format!("{rows:?}"))?;
+    let reasons = rows[0]["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|drive| {
+            let reason = drive["reason"].as_str().unwrap_or("ok");
+            let blocks = if drive["blocks"] == true { "!" } else { "" };
+            (
+                drive["target"].as_str().unwrap().to_owned(),
+                format!("{reason}{blocks}"),
+            )
+        })
+        .collect();
+    Ok((output.status.code(), reasons, rows[0].clone()))
+}
+
+fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(target, reason)| ((*target).to_owned(), (*reason).to_owned()))
+        .collect()
+}
+
+/// Over ssh the lab is a remote host: each of its pool's ISOs is there
+/// with its size, a file of its directory that is no volume is missing,
+/// a file outside every pool cannot be checked (with the pool that
+/// would make it checkable), the inactive pool and the missing pool say
+/// so, and the optional drive only warns. Ground truth: `vol-list` of
+/// the lab pool by the real virsh.
+fn the_lab_over_ssh_as_destination() -> Result<(), Failed> {
+    let scratch = Scratch::new();
+    let truth = virsh(LAB_URI, &["vol-list", "--pool", "lab-isos"]);
+    for name in ["install-a.iso", "tools-b.iso", "Débian netinst.iso"] {
+        check(truth.contains(name), || truth.clone())?;
+    }
+    check(!truth.contains("scratch-migrate-missing"), || truth.clone())?;
+    let (code, reasons, row) = reasons(&lab_ssh_uri())?;
+    check(code == Some(1), || format!("exit {code:?}"))?;
+    check(
+        reasons
+            == expected(&[
+                ("hdc", "ok"),
+                ("hdd", "ok"),
+                ("sda", "ok"),
+                ("sdb", "missing!"),
+                ("sdc", "not_checkable"),
+                ("sdd", "pool_inactive!"),
+                ("sde", "no_pool!"),
+                ("fda", "missing"),
+            ]),
+        || format!("{reasons:?}"),
+    )?;
+    check(row["verdict"] == "blocked", || row.to_string())?;
+    let fix_of = |target: &str| -> Vec<String> {
+        row["drives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|drive| drive["target"] == target)
+            .map(|drive| {
+                drive["fix"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|line| line.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let outside = fix_of("sdc");
+    // Named after its directory (quoted: the test's holds parentheses).
+    let dir = scratch.dir.display().to_string();
+    let name = scratch.dir.file_name().unwrap().to_str().unwrap();
+    check(
+        outside.len() == 2
+            && outside[0].contains(&format!("pool-define-as '{name}' dir --target '{dir}'"))
+            && outside[1].ends_with(&format!("pool-start '{name}'")),
+        || format!("{outside:?}"),
+    )?;
+    check(
+        fix_of("sdd")
+            .iter()
+            .any(|line| line.ends_with(&format!("pool-start {INACTIVE_POOL}"))),
+        || format!("{:?}", fix_of("sdd")),
+    )?;
+    // The file of the lab pool's directory: copied there with `upload`
+    // from this machine, had it been here; it is not, so no copy.
+    check(
+        fix_of("sdb")[0].ends_with(&format!("eject --target sdb {VM}")),
+        || format!("{:?}", fix_of("sdb")),
+    )?;
+    drop(scratch);
+    Ok(())
+}
+
+/// A test-driver destination (the lab pool's directory, with install-a
+/// of its size, tools-b of another, no Débian ISO): present, different
+/// size, missing, each as the files here say; a pool the destination
+/// lacks is `no_pool`. The copy of a file here is `upload` into the pool
+/// whose directory holds its path.
+fn a_test_driver_host_as_destination() -> Result<(), Failed> {
+    let scratch = Scratch::new();
+    let size = |name: &str| std::fs::metadata(scratch.isos.join(name)).unwrap().len();
+    let node = scratch.dir.join("dest.xml");
+    let volume = |name: &str, bytes: u64| {
+        format!(
+            "<volume type='file'><name>{name}</name><capacity unit='bytes'>{bytes}</capacity>\
+             </volume>"
+        )
+    };
+    std::fs::write(
+        &node,
+        format!(
+            "<node><pool type='dir'><name>isos</name>\
+             <uuid>5ca1ab1e-0000-4000-8000-00000000f301</uuid>\
+             <target><path>{}</path></target>{}{}</pool></node>",
+            scratch.isos.display(),
+            volume("install-a.iso", size("install-a.iso")),
+            volume("tools-b.iso", size("tools-b.iso") + 2048),
+        ),
+    )?;
+    let dest = format!("test://{}", node.display());
+    let (code, reasons, row) = reasons(&dest)?;
+    check(code == Some(1), || format!("exit {code:?}"))?;
+    check(
+        reasons
+            == expected(&[
+                ("hdc", "ok"),
+                ("hdd", "different_size!"),
+                ("sda", "missing!"),
+                ("sdb", "missing!"),
+                ("sdc", "not_checkable"),
+                ("sdd", "no_pool!"),
+                ("sde", "no_pool!"),
+                ("fda", "missing"),
+            ]),
+        || format!("{reasons:?}"),
+    )?;
+    let sda = &row["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|drive| drive["target"] == "sda")
+        .unwrap()["fix"];
+    let upload = format!(
+        "' upload '{}' --pool isos --name 'Débian netinst.iso'",
+        scratch.isos.join("Débian netinst.iso").display()
+    );
+    check(
+        sda.as_array().unwrap().iter().any(|line| {
+            let line = line.as_str().unwrap();
+            line.starts_with("dismount_iso_qemu -c 'test:///") && line.ends_with(&upload)
+        }),
+        || format!("{upload} not in {sda}"),
+    )?;
+    Ok(())
+}
+
+/// `--fix eject --yes` ejects the drives that block, in the config (the
+/// VM is shut off), and nothing else: the warnings' and the present
+/// ISOs' drives keep their media (ground truth: `domblklist --inactive`);
+/// checked again, nothing blocks (exit 0).
+fn fix_eject_ejects_what_blocks_and_nothing_else() -> Result<(), Failed> {
+    let scratch = Scratch::new();
+    let before = scratch.drives();
+    let dest = lab_ssh_uri();
+    let output = run(tool().args([
+        "-c",
+        LAB_URI,
+        "migrate-check",
+        VM,
+        "--to",
+        &dest,
+        "--fix",
+        "eject",
+        "--yes",
+    ]));
+    check(output.status.code() == Some(0), || {
+        format!("{}{}", stdout(&output), stderr(&output))
+    })?;
+    let after = scratch.drives();
+    let mut want = before.clone();
+    for target in ["sdb", "sdd", "sde"] {
+        want.insert(target.to_owned(), "-".to_owned());
+    }
+    check(after == want, || {
+        format!("before {before:?}\nafter {after:?}")
+    })?;
+    let (code, _, row) = reasons(&dest)?;
+    check(code == Some(0) && row["verdict"] == "warning", || {
+        row.to_string()
+    })?;
+    Ok(())
+}
