@@ -148,9 +148,12 @@ impl Drop for Scratch {
     }
 }
 
-/// `migrate-check VM --to DEST --json` on the lab: its exit status and
-/// each drive's reason by target (`ok` for none).
-fn reasons(dest: &str) -> Result<(Option<i32>, BTreeMap<String, String>, Value), Failed> {
+/// Each drive's reason by target (`ok` for none; `!` where it blocks).
+type Reasons = BTreeMap<String, String>;
+
+/// `migrate-check VM --to DEST --json` on the lab: its exit status, the
+/// drives' reasons, and the VM's row.
+fn reasons(dest: &str) -> Result<(Option<i32>, Reasons, Value), Failed> {
     let output = run(tool().args(["-c", LAB_URI, "migrate-check", VM, "--to", dest, "--json"]));
     let rows: Vec<Value> = serde_json::from_str(&stdout(&output))
         .map_err(|e| format!("{e}: {}{}", stdout(&output), stderr(&output)))?;
@@ -171,7 +174,7 @@ fn reasons(dest: &str) -> Result<(Option<i32>, BTreeMap<String, String>, Value),
     Ok((output.status.code(), reasons, rows[0].clone()))
 }
 
-fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+fn expected(pairs: &[(&str, &str)]) -> Reasons {
     pairs
         .iter()
         .map(|(target, reason)| ((*target).to_owned(), (*reason).to_owned()))

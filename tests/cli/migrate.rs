@@ -280,3 +280,52 @@ fn the_menu_checks_every_vm_against_a_destination() {
     assert!(text.contains("error: the destination"), "{text}");
     assert_eq!(text.matches("Select option:").count(), 2, "{text}");
 }
+
+/// The README's "before draining a host" lines, run as written: each
+/// says what its comment promises (exit 1: something is blocked).
+#[test]
+fn the_readmes_migrate_recipes_run() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = readme
+        .split_once("<!-- migrate recipes: begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- migrate recipes: end -->"))
+        .expect("the migrate recipes block")
+        .0;
+    let commands: Vec<&str> = block
+        .lines()
+        .filter(|line| line.starts_with("dismount_iso_qemu "))
+        .collect();
+    assert_eq!(commands.len(), 3, "{block}");
+    let dir = std::env::temp_dir().join(format!("migrate-recipes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, format!("{}\n{}\n", source(), destination())).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let expected = [
+        format!("gone -> {}: blocked", destination()),
+        format!("{} gone -> {}", source(), destination()),
+        "  gone hdc: eject /srv/isos/c.iso (live and config)".to_owned(),
+    ];
+    for (command, expected) in commands.iter().zip(expected) {
+        let output = run(std::process::Command::new("bash")
+            .args(["-o", "pipefail", "-c", command])
+            .env("PATH", &path)
+            .env("SOURCE", source())
+            .env("DEST", destination())
+            .env("HOSTS", &hosts)
+            .env_remove("LIBVIRT_URI")
+            .stdin(std::process::Stdio::null()));
+        assert!(
+            stdout(&output).lines().any(|line| line == expected),
+            "{command}: {expected:?} not in\n{}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
