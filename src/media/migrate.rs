@@ -282,7 +282,16 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
                 }
             }
         }
-        Media::File(path) | Media::Block(path) => {
+        // A host device (`/dev/sr0`) is no file of a pool: only a local
+        // destination can look at it.
+        Media::Block(path) if dest.files == Files::Local => std::fs::metadata(path)
+            .is_err()
+            .then(|| finding(Reason::Missing, "no such device there".to_owned())),
+        Media::Block(_) => Some(finding(
+            Reason::NotCheckable,
+            "a host device: libvirt cannot look at it over the connection".to_owned(),
+        )),
+        Media::File(path) => {
             let holder = dest.pool_holding(path);
             let name = Path::new(path)
                 .file_name()
@@ -847,6 +856,24 @@ mod tests {
             Some(Reason::Missing)
         );
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    /// A host device (`/dev/sr0`) is no file a pool could hold: on a
+    /// remote destination it cannot be checked, and no pool over `/dev` is
+    /// offered to make it checkable.
+    #[test]
+    fn a_host_device_gets_no_pool_over_dev() {
+        let check = checked(&cdrom("block", "dev='/dev/sr0'"));
+        let drive = &check.drives[0];
+        assert_eq!(
+            (drive.reason, drive.blocks),
+            (Some(Reason::NotCheckable), false)
+        );
+        assert_eq!(drive.fix, Vec::<String>::new());
+        assert!(
+            drive.detail.as_ref().unwrap().contains("host device"),
+            "{drive:?}"
+        );
     }
 
     fn check_reason(web: &DomainMedia, source: &Storage, dest: &Storage) -> Option<Reason> {
