@@ -70,6 +70,9 @@ pub fn connections(
 /// What one host showed: its storage and, for a source, the VMs asked
 /// for.
 pub struct Side {
+    /// The host's URI, canonical: as given, or as virsh says it connected
+    /// (virsh's default connection).
+    pub canonical: String,
     pub media: MediaManager,
     pub storage: Storage,
     pub domains: Vec<DomainMedia>,
@@ -85,19 +88,17 @@ pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<S
         .with_context(|| format!("cannot list storage pools on {uri}"))?;
     // The test driver's pools live in its memory: its paths are no files
     // of this machine, only its volumes are known, as a remote host's.
-    let local = match &virsh.config().connect {
-        Some(connect) => {
-            let parsed = Uri::parse(connect);
-            !parsed.is_remote() && parsed.driver() != "test"
-        }
-        None => {
-            let said = virsh
-                .run(&["uri"])
-                .context("cannot ask virsh which URI it connects to")?;
-            let parsed = Uri::parse(said.stdout.trim());
-            !parsed.is_remote() && parsed.driver() != "test"
-        }
+    let connect = match &virsh.config().connect {
+        Some(connect) => connect.clone(),
+        None => virsh
+            .run(&["uri"])
+            .context("cannot ask virsh which URI it connects to")?
+            .stdout
+            .trim()
+            .to_owned(),
     };
+    let parsed = Uri::parse(&connect);
+    let local = !parsed.is_remote() && parsed.driver() != "test";
     let files = if local {
         crate::media::Files::Local
     } else {
@@ -112,6 +113,7 @@ pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<S
         }
     };
     Ok(Side {
+        canonical: parsed.canonical(),
         media,
         storage: Storage {
             pools,
@@ -137,6 +139,23 @@ impl<'a> Party<'a> {
             side,
         }
     }
+}
+
+/// Refuses a destination that is a source under another spelling, or
+/// virsh's default connection that a source left to virsh.
+fn refuse_itself(sources: &[Party], destinations: &[Party]) -> Result<()> {
+    for dest in destinations {
+        if sources
+            .iter()
+            .any(|source| source.side.canonical == dest.side.canonical)
+        {
+            bail!(
+                "the destination {} is the source host: a VM does not migrate to where it is",
+                sanitize(&dest.uri)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One source host's checks: against each destination that answered.
@@ -230,6 +249,9 @@ pub fn migrate_check<R: BufRead, W: Write>(
                 unknown.join(", ")
             );
         }
+    }
+    if sources.is_some() {
+        refuse_itself(&source_sides, &destination_sides)?;
     }
     let results = check_all(&source_sides, &destination_sides);
     let blocked = results
@@ -415,5 +437,6 @@ pub fn check_host_against(host: &Host, uri: &str, out: &mut impl Write) -> Resul
         connect: Some(uri.to_owned()),
         side: &destination_side,
     }];
+    refuse_itself(&sources, &destinations)?;
     write_checks(out, &check_all(&sources, &destinations), false)
 }

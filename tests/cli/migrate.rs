@@ -329,3 +329,20 @@ fn the_readmes_migrate_recipes_run() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Without `-c`, the source is virsh's default (LIBVIRT_DEFAULT_URI
+/// here): a `--to` naming that same host is refused too, once virsh has
+/// said where it connects (before: every VM checked against itself).
+#[test]
+fn a_destination_that_is_virshs_default_source_is_refused() {
+    let output = run(tool().env("LIBVIRT_DEFAULT_URI", source()).args([
+        "migrate-check",
+        "gone",
+        "--to",
+        &source(),
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_stderr_contains(&output, "is the source host");
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+}
