@@ -225,7 +225,7 @@ pub enum Command {
         /// One JSON array, an object per VM and destination
         #[arg(long, conflicts_with = "fix")]
         json: bool,
-        /// Clear every drive that blocks: eject it on the source, or copy the ISO to the destination
+        /// Clear every drive that blocks: eject it on the source (copy: not implemented yet)
         #[arg(long, value_name = "HOW", value_enum)]
         fix: Option<FixHow>,
         #[command(flatten)]
@@ -264,7 +264,7 @@ pub enum Command {
 pub enum FixHow {
     /// Eject it on the source (`eject`'s plan and rules)
     Eject,
-    /// Put the ISO where it is missing (`upload`'s checks and rules)
+    /// Put the ISO where it is missing: not implemented yet (refused)
     Copy,
 }
 

@@ -204,6 +204,13 @@ pub fn migrate_check<R: BufRead, W: Write>(
     sources: Option<usize>,
     change: ChangeOptions,
 ) -> Result<ExitCode> {
+    if request.fix == Some(FixHow::Copy) {
+        bail!(
+            "--fix copy is not implemented yet: the check without it prints, for each drive that \
+             blocks, the `upload` (after a `virsh vol-download` where the ISO is a remote \
+             source's volume) that copies it; nothing was checked"
+        );
+    }
     let source_count = sources.unwrap_or(fleet.hosts.len());
     let reads = fleet.each(|host| {
         let index = fleet
@@ -277,15 +284,9 @@ pub fn migrate_check<R: BufRead, W: Write>(
     } else {
         ExitCode::SUCCESS
     };
-    match request.fix {
-        None => {}
-        Some(FixHow::Eject) => {
-            if let Some(fixed) = eject_blocked(prompt, &results, change)? {
-                code = fixed;
-            }
-        }
-        Some(FixHow::Copy) => {
-            bail!("--fix copy is not available yet: run the upload commands shown above")
+    if request.fix == Some(FixHow::Eject) {
+        if let Some(fixed) = eject_blocked(prompt, &results, change)? {
+            code = fixed;
         }
     }
     if failed.is_empty() {

@@ -520,25 +520,26 @@ fn ways_out(
         }
     }
     if let Some(copy) = &drive.copy {
-        match &copy.origin {
-            Origin::File(path) => {
-                let mut words = vec!["upload", path, "--pool", &copy.pool, "--name", &copy.name];
-                if copy.replace {
-                    words.push("--replace");
-                }
-                fix.push(route.tool(route.destination_connect, &words));
-            }
-            Origin::Volume { .. } => {
-                let to = route.destination_connect.unwrap_or(route.destination);
-                fix.push(route.tool(
+        // A volume of the source comes here first (`vol-download` into a
+        // file in the working directory, `./` so that no name reads as an
+        // option), then goes up as a file of this machine.
+        let here = format!("./{}", copy.name);
+        let file = match &copy.origin {
+            Origin::File(path) => path.as_str(),
+            Origin::Volume { pool, name } => {
+                fix.push(line(
+                    "virsh",
                     route.source_connect,
-                    &naming(
-                        &["migrate-check", "--to", to, "--fix", "copy"],
-                        &domain.name,
-                    ),
+                    &["vol-download", "--pool", pool, "--vol", name, &here],
                 ));
+                here.as_str()
             }
+        };
+        let mut words = vec!["upload", file, "--pool", &copy.pool, "--name", &copy.name];
+        if copy.replace {
+            words.push("--replace");
         }
+        fix.push(route.tool(route.destination_connect, &words));
     }
     // startupPolicy is read from the XML the migration sends: a running
     // VM's comes from its live XML, which virt-xml cannot change (the
@@ -768,7 +769,8 @@ mod tests {
     }
 
     /// The ways out, exact: eject on the source, start the pool or define
-    /// it, copy (a volume streamed: `--fix copy`), optional; a name with a
+    /// it, copy (a volume of the source: downloaded here, then uploaded),
+    /// optional; a name with a
     /// leading dash goes after `--`, quoted for a shell.
     #[test]
     fn the_ways_out_are_exact_commands() {
@@ -783,8 +785,8 @@ mod tests {
             [
                 "dismount_iso_qemu -c qemu+ssh://kvm1/system eject --target hdc -- '-web '\\''x'\\'''",
                 "virsh -c qemu+ssh://kvm2/system pool-start media",
-                "dismount_iso_qemu -c qemu+ssh://kvm1/system migrate-check --to \
-                 qemu+ssh://kvm2/system --fix copy -- '-web '\\''x'\\'''",
+                "virsh -c qemu+ssh://kvm1/system vol-download --pool media --vol e.iso ./e.iso",
+                "dismount_iso_qemu -c qemu+ssh://kvm2/system upload ./e.iso --pool media --name e.iso",
                 "virt-xml -c qemu+ssh://kvm1/system --edit target=hdc --disk \
                  startup_policy=optional -- '-web '\\''x'\\'''",
             ]

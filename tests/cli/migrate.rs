@@ -155,6 +155,11 @@ fn bad_input_is_one_line() {
             "is the source host: a VM does not migrate to where it is",
         ),
         (vec!["same", "nosuch"], 1, "no domain named 'nosuch'"),
+        (
+            vec!["gone", "--fix", "copy"],
+            1,
+            "--fix copy is not implemented yet",
+        ),
     ] {
         let output = migrate_check(&args);
         assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
