@@ -225,9 +225,12 @@ pub enum Command {
         /// One JSON array, an object per VM and destination
         #[arg(long, conflicts_with = "fix")]
         json: bool,
-        /// Clear every drive that blocks: eject it on the source (copy: not implemented yet)
+        /// Clear every drive that blocks: eject it on the source, or copy the ISO to the destination
         #[arg(long, value_name = "HOW", value_enum)]
         fix: Option<FixHow>,
+        /// With --fix copy: read each copy back and compare SHA-256
+        #[arg(long, requires = "fix")]
+        verify: bool,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -264,7 +267,7 @@ pub enum Command {
 pub enum FixHow {
     /// Eject it on the source (`eject`'s plan and rules)
     Eject,
-    /// Put the ISO where it is missing: not implemented yet (refused)
+    /// Put the ISO where it is missing: the source's file uploaded, or its volume streamed (`upload`'s rules)
     Copy,
 }
 

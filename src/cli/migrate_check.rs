@@ -3,7 +3,7 @@
 //! out as commands, and `--fix eject` carrying out the first of them with
 //! `eject`'s plan and rules.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,8 +14,13 @@ use super::media::execute;
 use super::prompt::Prompt;
 use super::request::{ChangeOptions, DomainSelection, MigrateRequest};
 use crate::fleet::{Fleet, Host};
-use crate::media::migrate::{Check, Route, Storage, Verdict, check};
-use crate::media::{DomainMedia, MediaManager, Step, plan_eject};
+use super::render::format_bytes;
+use super::upload::progress_bar;
+use crate::media::migrate::{Check, Origin, Reason, Route, Storage, Verdict, check};
+use crate::media::{
+    DomainMedia, MediaManager, SourceVolume, Step, UploadOptions, Uploaded, check_file, plan_eject,
+};
+use crate::virsh::groups::last_words;
 use crate::utils::sanitize;
 use crate::virsh::{Budget, SessionRunner, Uri, Virsh, VirshConfig};
 
@@ -204,13 +209,6 @@ pub fn migrate_check<R: BufRead, W: Write>(
     sources: Option<usize>,
     change: ChangeOptions,
 ) -> Result<ExitCode> {
-    if request.fix == Some(FixHow::Copy) {
-        bail!(
-            "--fix copy is not implemented yet: the check without it prints, for each drive that \
-             blocks, the `upload` (after a `virsh vol-download` where the ISO is a remote \
-             source's volume) that copies it; nothing was checked"
-        );
-    }
     let source_count = sources.unwrap_or(fleet.hosts.len());
     let reads = fleet.each(|host| {
         let index = fleet
@@ -284,10 +282,18 @@ pub fn migrate_check<R: BufRead, W: Write>(
     } else {
         ExitCode::SUCCESS
     };
-    if request.fix == Some(FixHow::Eject) {
-        if let Some(fixed) = eject_blocked(prompt, &results, change)? {
-            code = fixed;
+    let fixed = match request.fix {
+        None => None,
+        Some(FixHow::Eject) => eject_blocked(prompt, &results, change)?,
+        Some(FixHow::Copy) => {
+            copy_blocked(prompt, &results, &destination_sides, change, request.verify)?
         }
+    };
+    if let Some(fixed) = fixed {
+        code = fixed;
+    }
+    if let Some(signal) = crate::virsh::groups::caught_signal() {
+        return Ok(super::upload::signal_status(signal));
     }
     if failed.is_empty() {
         return Ok(code);
@@ -440,4 +446,198 @@ pub fn check_host_against(host: &Host, uri: &str, out: &mut impl Write) -> Resul
     }];
     refuse_itself(&sources, &destinations)?;
     write_checks(out, &check_all(&sources, &destinations), false)
+}
+
+/// One copy `--fix copy` makes: the ISO of a drive that blocks, from its
+/// source into the destination's pool.
+struct CopyTask<'p> {
+    source: &'p Party<'p>,
+    destination: &'p Party<'p>,
+    copy: crate::media::migrate::Copy,
+}
+
+impl CopyTask<'_> {
+    fn describe(&self) -> String {
+        let from = match &self.copy.origin {
+            Origin::File(path) => format!("{} (a file here)", sanitize(path)),
+            Origin::Volume { pool, name } => format!(
+                "{}/{} on {}",
+                sanitize(pool),
+                sanitize(name),
+                sanitize(&self.source.uri)
+            ),
+        };
+        format!(
+            "copy {from} to {}/{} on {}{}",
+            sanitize(&self.copy.pool),
+            sanitize(&self.copy.name),
+            sanitize(&self.destination.uri),
+            self.copy
+                .size
+                .map_or_else(String::new, |size| format!(" ({})", format_bytes(size)))
+        )
+    }
+
+    /// The copy, with a progress bar on a terminal.
+    fn run(&self, verify: bool) -> Result<Uploaded> {
+        let size = self.copy.size.unwrap_or(0);
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| progress_bar(&sanitize(&self.destination.uri), size));
+        let progress = |sent: u64| {
+            if let Some(bar) = &bar {
+                bar.set_position(sent);
+            }
+        };
+        let media = &self.destination.side.media;
+        let copied = match &self.copy.origin {
+            Origin::File(path) => {
+                let iso = check_file(path, Some(&self.copy.name), None, false)?;
+                let options = UploadOptions {
+                    pool: self.copy.pool.clone(),
+                    verify,
+                    replace: false,
+                };
+                media.upload(&iso, &options, &progress)
+            }
+            Origin::Volume { pool, name } => media.copy_volume(
+                self.source.side.media.virsh(),
+                &SourceVolume {
+                    pool: pool.clone(),
+                    name: name.clone(),
+                    size,
+                },
+                &self.copy.pool,
+                &self.copy.name,
+                verify,
+                &progress,
+            ),
+        };
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        copied
+    }
+}
+
+/// `--fix copy`: the ISO of every drive that blocks because it is
+/// missing there, copied from its source into the destination's pool, as
+/// one plan shown and asked for as `eject`'s is, each copy then made with
+/// `upload`'s rules (a volume made is deleted on any failure or signal).
+/// A drive whose ISO cannot be copied so (another of that name there, no
+/// pool or one not started, nothing to copy from) is a line saying why.
+/// `None` when nothing blocks.
+fn copy_blocked<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    results: &[SourceChecks],
+    destinations: &[Party],
+    change: ChangeOptions,
+    verify: bool,
+) -> Result<Option<ExitCode>> {
+    let mut tasks: Vec<CopyTask> = Vec::new();
+    let mut left = Vec::new();
+    for result in results {
+        for check in &result.checks {
+            let Some(destination) = destinations.iter().find(|d| d.uri == check.destination) else {
+                continue;
+            };
+            for drive in check.drives.iter().filter(|drive| drive.blocks) {
+                let why = match (&drive.copy, drive.reason) {
+                    (Some(copy), Some(Reason::Missing)) if copy.size.is_some() => {
+                        let task = CopyTask {
+                            source: result.source,
+                            destination,
+                            copy: copy.clone(),
+                        };
+                        let same = |other: &CopyTask| {
+                            other.destination.uri == task.destination.uri
+                                && other.copy.pool == task.copy.pool
+                                && other.copy.name == task.copy.name
+                        };
+                        if !tasks.iter().any(same) {
+                            tasks.push(task);
+                        }
+                        continue;
+                    }
+                    (Some(_), Some(Reason::DifferentSize)) => {
+                        "another ISO of that name is there: replace it with the `upload \
+                         --replace` shown above"
+                    }
+                    (Some(_), Some(Reason::PoolInactive | Reason::NoPool)) => {
+                        "its pool is not there, or not started: the `virsh` lines above first"
+                    }
+                    _ => "the source has no file or volume to copy it from",
+                };
+                left.push(format!(
+                    "not copied: {} {} {}: {why}",
+                    sanitize(&check.domain),
+                    sanitize(&drive.target),
+                    sanitize(drive.source.as_deref().unwrap_or(""))
+                ));
+            }
+        }
+    }
+    if tasks.is_empty() && left.is_empty() {
+        return Ok(None);
+    }
+    for line in &left {
+        writeln!(prompt.out(), "{line}")?;
+    }
+    if tasks.is_empty() {
+        writeln!(prompt.out(), "Nothing to copy.")?;
+        return Ok(Some(ExitCode::FAILURE));
+    }
+    writeln!(prompt.out(), "Planned:")?;
+    for task in &tasks {
+        writeln!(prompt.out(), "  {}", task.describe())?;
+    }
+    if change.dry_run {
+        writeln!(prompt.out(), "Dry run: nothing was copied.")?;
+        return Ok(Some(ExitCode::FAILURE));
+    }
+    if (prompt.confirms_every_change() || !change.yes) && !prompt.confirm("copied")? {
+        writeln!(prompt.out(), "Nothing changed.")?;
+        return Ok(Some(ExitCode::FAILURE));
+    }
+    // A signal from here on: the copy under way deletes the volume it
+    // made, the rest are not started, and the tool exits 128 + it.
+    let _deferred = crate::virsh::groups::defer_signals();
+    last_words::add(
+        "dismount_iso_qemu: interrupted during the clean-up: a volume may be left \
+         half-copied; `library` shows it, `delete-iso` deletes it\n",
+    );
+    let mut failed = !left.is_empty();
+    for task in &tasks {
+        if crate::virsh::groups::caught_signal().is_some() {
+            writeln!(prompt.out(), "NOT DONE: {}: interrupted", task.describe())?;
+            failed = true;
+            continue;
+        }
+        match task.run(verify) {
+            Ok(copied) => writeln!(
+                prompt.out(),
+                "ok: {} ({}{})",
+                task.describe(),
+                sanitize(&copied.path),
+                copied
+                    .verified
+                    .map_or_else(String::new, |sha| format!(", read back: SHA-256 {sha}"))
+            )?,
+            Err(error) => {
+                failed = true;
+                writeln!(
+                    prompt.out(),
+                    "FAILED: {}: {}",
+                    task.describe(),
+                    sanitize(&format!("{error:#}"))
+                )?;
+            }
+        }
+    }
+    last_words::clear();
+    Ok(Some(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }))
 }

@@ -282,9 +282,11 @@ impl Request {
                 to: _,
                 json,
                 fix,
+                verify,
                 change,
             } => Request::MigrateCheck {
                 request: MigrateRequest {
+                    verify,
                     selection: match (pattern, all) {
                         (Some(pattern), _) => DomainSelection::Matching(pattern),
                         (None, true) => DomainSelection::All,
@@ -318,6 +320,8 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct MigrateRequest {
     pub selection: DomainSelection,
+    /// `--verify`: each copy read back.
+    pub verify: bool,
     pub json: bool,
     pub fix: Option<FixHow>,
 }

@@ -2,6 +2,7 @@
 //! and in the persistent config, read in a fixed number of virsh calls;
 //! ISOs resolved and checked; planned changes run and verified.
 
+mod copy;
 mod domain;
 mod iso;
 mod library;
@@ -11,6 +12,7 @@ mod plan;
 mod rows;
 mod upload;
 
+pub use copy::SourceVolume;
 pub use domain::{DomainMedia, DriveChoice, IsoDrive, names_or_none};
 pub use iso::IsoName;
 pub use iso::has_iso9660_signature;

@@ -156,10 +156,6 @@ fn bad_input_is_one_line() {
         ),
         (vec!["same", "nosuch"], 1, "no domain named 'nosuch'"),
         (
-            vec!["gone", "--fix", "copy"],
-            1,
-            "--fix copy is not implemented yet",
-        ),
     ] {
         let output = migrate_check(&args);
         assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
