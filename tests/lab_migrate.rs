@@ -6,9 +6,12 @@
 //! a missing ISO behind startupPolicy='optional'; checked against the
 //! lab itself over `qemu+ssh://` (a remote host: only its pools are
 //! known) and against a test-driver host written here (the lab pool's
-//! directory, one ISO of its size, one of another, one missing). The
-//! lab's guests, and its `lab-isos` pool, are never touched; what this
-//! file defines it removes again.
+//! directory, one ISO of its size, one of another, one missing). Copies
+//! (`--fix copy`) go from a pool of this file's own on the lab
+//! (`scratch-migrate-src`) to the pool of that name it makes on the lab's
+//! second host (LAB_SECOND_URI: another user's qemu:///session over the
+//! lab's sshd), streamed. The lab's guests, and its `lab-isos` pool, are
+//! never touched; what this file defines it removes again.
 
 mod common;
 
@@ -34,6 +37,14 @@ fn main() -> ExitCode {
             Trial::test(
                 "fix_eject_ejects_what_blocks_and_nothing_else",
                 fix_eject_ejects_what_blocks_and_nothing_else,
+            ),
+            Trial::test(
+                "a_copy_streamed_over_ssh_has_the_sources_bytes",
+                a_copy_streamed_over_ssh_has_the_sources_bytes,
+            ),
+            Trial::test(
+                "an_interrupted_copy_leaves_no_volume",
+                an_interrupted_copy_leaves_no_volume,
             ),
         ],
         // One scratch domain and pool for all: one test at a time.
@@ -350,5 +361,225 @@ fn fix_eject_ejects_what_blocks_and_nothing_else() -> Result<(), Failed> {
     check(code == Some(0) && row["verdict"] == "warning", || {
         row.to_string()
     })?;
+    Ok(())
+}
+
+const COPY_VM: &str = "scratch-migrate-copy";
+const COPY_POOL: &str = "scratch-migrate-src";
+
+/// The lab's second host (scripts/lab's `ensure_second_host`): another
+/// user's qemu:///session, over the lab's sshd, through its socket.
+fn second_uri() -> String {
+    let lab = lab_dir();
+    let ssh = lab.join("ssh");
+    let config = std::fs::read_to_string(ssh.join("ssh_config")).expect("the lab's ssh_config");
+    let port = config
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Port "))
+        .expect("a Port line");
+    format!(
+        "qemu+ssh://root@127.0.0.1:{port}/session?socket={}&proxy=netcat&command={}",
+        lab.join("second/.cache/libvirt/libvirt-sock").display(),
+        ssh.join("ssh").display()
+    )
+}
+
+/// A copy's two ends: on the lab, pool COPY_POOL over a directory of
+/// this test's holding `copy.iso` (`bytes` long) and a scratch domain
+/// whose CD-ROM names that volume; on the second host, a pool of the same
+/// name, empty. Removed when dropped.
+struct CopyScratch {
+    dir: PathBuf,
+    /// The second host's pool directory, in its user's home (only it can
+    /// make a directory there; root reads it).
+    there: PathBuf,
+    second: String,
+}
+
+impl CopyScratch {
+    fn new(bytes: u64) -> Result<Self, Failed> {
+        let second = second_uri();
+        let dir = temp_dir("lab-migrate-copy");
+        let source = dir.join("source");
+        std::fs::create_dir_all(&source)?;
+        iso_file(&source, "copy.iso", bytes);
+        let there = lab_dir()
+            .join("second")
+            .join(format!("scratch-migrate-{}", std::process::id()));
+        let scratch = CopyScratch { dir, there, second };
+        scratch.remove();
+        let run = |uri: &str, args: &[&str]| -> Result<(), Failed> {
+            let output = std::process::Command::new("virsh")
+                .args(["-c", uri])
+                .args(args)
+                .output()?;
+            check(output.status.success(), || {
+                format!("virsh {args:?}: {}", stderr(&output))
+            })
+        };
+        run(
+            LAB_URI,
+            &[
+                "pool-create-as",
+                COPY_POOL,
+                "dir",
+                "--target",
+                source.to_str().unwrap(),
+            ],
+        )?;
+        // Built by the second host's daemon: a directory its user owns.
+        run(
+            &scratch.second,
+            &[
+                "pool-create-as",
+                COPY_POOL,
+                "dir",
+                "--target",
+                scratch.there.to_str().unwrap(),
+                "--build",
+            ],
+        )?;
+        let xml = scratch.dir.join("domain.xml");
+        std::fs::write(
+            &xml,
+            format!(
+                "<domain type='qemu'><name>{COPY_VM}</name><memory unit='KiB'>65536</memory>\
+                 <os><type arch='x86_64'>hvm</type></os><devices>\
+                 <emulator>/usr/bin/qemu-system-x86_64</emulator>\
+                 <disk type='volume' device='cdrom'><driver name='qemu' type='raw'/>\
+                 <source pool='{COPY_POOL}' volume='copy.iso'/><target dev='hdc' bus='ide'/>\
+                 <readonly/></disk></devices></domain>"
+            ),
+        )?;
+        run(LAB_URI, &["define", "--file", xml.to_str().unwrap()])?;
+        Ok(scratch)
+    }
+
+    fn remove(&self) {
+        lab_virsh(&["undefine", "--domain", COPY_VM]);
+        lab_virsh(&["pool-destroy", "--pool", COPY_POOL]);
+        let _ = std::process::Command::new("virsh")
+            .args(["-c", &self.second, "pool-destroy", "--pool", COPY_POOL])
+            .output();
+    }
+
+    /// The volumes of the second host's pool, by name.
+    fn copied(&self) -> String {
+        virsh(&self.second, &["vol-list", "--pool", COPY_POOL])
+    }
+
+    fn copy(&self, extra: &[&str]) -> std::process::Command {
+        let mut command = tool();
+        command
+            .args([
+                "-c",
+                LAB_URI,
+                "migrate-check",
+                COPY_VM,
+                "--to",
+                &self.second,
+            ])
+            .args(["--fix", "copy"])
+            .args(extra);
+        command
+    }
+}
+
+impl Drop for CopyScratch {
+    fn drop(&mut self) {
+        self.remove();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.there);
+    }
+}
+
+/// The sha256sum of a file, as coreutils prints it: the ground truth is
+/// not the tool's own hashing.
+fn sha256sum(file: &Path) -> Result<String, Failed> {
+    let output = std::process::Command::new("sha256sum").arg(file).output()?;
+    Ok(String::from_utf8(output.stdout)?
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// `--fix copy --yes --verify` streams the source's volume to the second
+/// host over ssh: the file there has the source's bytes (sha256sum of
+/// both), the tool says so with the SHA-256 read back, and the check
+/// after finds nothing blocked (exit 0).
+fn a_copy_streamed_over_ssh_has_the_sources_bytes() -> Result<(), Failed> {
+    let scratch = CopyScratch::new(16 << 20)?;
+    check(!scratch.copied().contains("copy.iso"), || scratch.copied())?;
+    let output = run(&mut scratch.copy(&["--yes", "--verify"]));
+    check(output.status.code() == Some(0), || {
+        format!("{}{}", stdout(&output), stderr(&output))
+    })?;
+    let source = sha256sum(&scratch.dir.join("source/copy.iso"))?;
+    let copied = sha256sum(&scratch.there.join("copy.iso"))?;
+    check(source == copied && source.len() == 64, || {
+        format!("source {source}, copy {copied}")
+    })?;
+    check(
+        stdout(&output).contains(&format!("read back: SHA-256 {source}")),
+        || stdout(&output),
+    )?;
+    let again = run(tool().args([
+        "-c",
+        LAB_URI,
+        "migrate-check",
+        COPY_VM,
+        "--to",
+        &scratch.second,
+    ]));
+    check(again.status.code() == Some(0), || stdout(&again))?;
+    Ok(())
+}
+
+/// Ctrl-C while the bytes stream: the volume made on the second host is
+/// deleted, the tool says so and exits 130; `--dry-run` before copied
+/// nothing.
+fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
+    use std::os::unix::process::CommandExt;
+    let scratch = CopyScratch::new(1 << 30)?;
+    let dry = run(&mut scratch.copy(&["--dry-run"]));
+    check(
+        dry.status.code() == Some(1) && stdout(&dry).contains("Dry run: nothing was copied."),
+        || stdout(&dry),
+    )?;
+    check(!scratch.copied().contains("copy.iso"), || scratch.copied())?;
+    let child = scratch
+        .copy(&["--yes"])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Under way: the volume exists there, and bytes have arrived.
+    let landed = scratch.there.join("copy.iso");
+    poll(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&landed)
+            .ok()
+            .filter(|file| file.blocks() > 0)
+            .map(drop)
+    });
+    signal_group(&child, libc::SIGINT);
+    let output = child.wait_with_output()?;
+    check(output.status.code() == Some(130), || {
+        format!(
+            "{:?}: {}{}",
+            output.status,
+            stdout(&output),
+            stderr(&output)
+        )
+    })?;
+    check(
+        stdout(&output).contains(&format!(
+            "interrupted; the volume {COPY_POOL}/copy.iso it had created was deleted"
+        )),
+        || stdout(&output),
+    )?;
+    check(!scratch.copied().contains("copy.iso"), || scratch.copied())?;
+    check(!landed.exists(), || "the file is left".to_owned())?;
     Ok(())
 }

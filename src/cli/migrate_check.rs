@@ -12,16 +12,16 @@ use anyhow::{Context, Result, bail};
 use super::args::FixHow;
 use super::media::execute;
 use super::prompt::Prompt;
-use super::request::{ChangeOptions, DomainSelection, MigrateRequest};
-use crate::fleet::{Fleet, Host};
 use super::render::format_bytes;
+use super::request::{ChangeOptions, DomainSelection, MigrateRequest};
 use super::upload::progress_bar;
+use crate::fleet::{Fleet, Host};
 use crate::media::migrate::{Check, Origin, Reason, Route, Storage, Verdict, check};
 use crate::media::{
     DomainMedia, MediaManager, SourceVolume, Step, UploadOptions, Uploaded, check_file, plan_eject,
 };
-use crate::virsh::groups::last_words;
 use crate::utils::sanitize;
+use crate::virsh::groups::last_words;
 use crate::virsh::{Budget, SessionRunner, Uri, Virsh, VirshConfig};
 
 /// The hosts of a run, sources first, and how many are sources (`None`:

@@ -16,9 +16,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::manager::MediaManager;
-use super::upload::{
-    CHUNK, PrivateDir, STALL, Uploaded, hex, open_fifo, refuse_if_interrupted,
-};
+use super::upload::{CHUNK, PrivateDir, STALL, Uploaded, hex, open_fifo, refuse_if_interrupted};
 use crate::mutex::lock;
 use crate::utils::sanitize;
 use crate::virsh::groups::caught_signal;
@@ -210,7 +208,9 @@ impl Relay {
         // writer), and holds no writer of its own once virsh has one: it
         // is reopened read-only as soon as the upload is under way.
         let Some(mut into) = open_fifo(up, &self.upload_over)? else {
-            return Err(fault("the destination's vol-upload never started".to_owned()));
+            return Err(fault(
+                "the destination's vol-upload never started".to_owned(),
+            ));
         };
         let Some(mut from) = open_for_reading(down, &self.download_over)? else {
             *lock(&self.held) = Some(into);
@@ -230,7 +230,9 @@ impl Relay {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     *lock(&self.held) = Some(into);
-                    return Err(fault(format!("cannot read the stream at byte {done}: {error}")));
+                    return Err(fault(format!(
+                        "cannot read the stream at byte {done}: {error}"
+                    )));
                 }
             };
             if done + n as u64 > size {

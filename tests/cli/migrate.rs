@@ -155,7 +155,6 @@ fn bad_input_is_one_line() {
             "is the source host: a VM does not migrate to where it is",
         ),
         (vec!["same", "nosuch"], 1, "no domain named 'nosuch'"),
-        (
     ] {
         let output = migrate_check(&args);
         assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
