@@ -134,13 +134,21 @@ impl MediaManager {
         // both virsh are done (see `Relay::held`).
         drop(lock(&relay.held).take());
         refuse_if_interrupted()?;
-        if let Some(fault) = lock(&relay.fault).take() {
-            bail!("{fault}");
-        }
         let source_line = source
             .invocation(&["vol-download", "--pool", &from.pool, "--vol", &from.name])
             .summary();
-        downloaded.with_context(|| format!("`{source_line}` failed"))?;
+        // A stream cut short is the download's failure where it failed:
+        // both are said.
+        match (lock(&relay.fault).take(), downloaded) {
+            (Some(fault), Err(error)) => bail!(
+                "{fault}: `{source_line}` failed: {}",
+                crate::utils::with_causes(&error)
+            ),
+            (Some(fault), Ok(())) => bail!("{fault}"),
+            (None, downloaded) => {
+                downloaded.with_context(|| format!("`{source_line}` failed"))?;
+            }
+        }
         uploaded?;
         let sha256 = relayed.context("the relay between the hosts failed")?;
         let capacity = virsh.volume_capacity(pool, name);
@@ -251,6 +259,12 @@ impl Relay {
         }
         if done != size {
             *lock(&self.held) = Some(into);
+            // The download closed its end: it is ending, with its own
+            // words for why, which a fault now would cut short. The upload
+            // waits on the FIFO held open meanwhile.
+            while !self.download_over.load(Ordering::SeqCst) && caught_signal().is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             return Err(fault(format!(
                 "the source's stream ended after {done} of {size} bytes"
             )));
