@@ -366,6 +366,8 @@ fn fix_eject_ejects_what_blocks_and_nothing_else() -> Result<(), Failed> {
 
 const COPY_VM: &str = "scratch-migrate-copy";
 const COPY_POOL: &str = "scratch-migrate-src";
+/// The ISO copied: a leading dash, a blank, a quote, a backtick.
+const COPY_ISO: &str = "-copy it's `x`.iso";
 
 /// The lab's second host (scripts/lab's `ensure_second_host`): another
 /// user's qemu:///session, over the lab's sshd, through its socket.
@@ -385,7 +387,7 @@ fn second_uri() -> String {
 }
 
 /// A copy's two ends: on the lab, pool COPY_POOL over a directory of
-/// this test's holding `copy.iso` (`bytes` long) and a scratch domain
+/// this test's holding [`COPY_ISO`] (`bytes` long) and a scratch domain
 /// whose CD-ROM names that volume; on the second host, a pool of the same
 /// name, empty. Removed when dropped.
 struct CopyScratch {
@@ -402,7 +404,7 @@ impl CopyScratch {
         let dir = temp_dir("lab-migrate-copy");
         let source = dir.join("source");
         std::fs::create_dir_all(&source)?;
-        iso_file(&source, "copy.iso", bytes);
+        iso_file(&source, COPY_ISO, bytes);
         let there = lab_dir()
             .join("second")
             .join(format!("scratch-migrate-{}", std::process::id()));
@@ -447,8 +449,9 @@ impl CopyScratch {
                  <os><type arch='x86_64'>hvm</type></os><devices>\
                  <emulator>/usr/bin/qemu-system-x86_64</emulator>\
                  <disk type='volume' device='cdrom'><driver name='qemu' type='raw'/>\
-                 <source pool='{COPY_POOL}' volume='copy.iso'/><target dev='hdc' bus='ide'/>\
-                 <readonly/></disk></devices></domain>"
+                 <source pool='{COPY_POOL}' volume='{}'/><target dev='hdc' bus='ide'/>\
+                 <readonly/></disk></devices></domain>",
+                COPY_ISO.replace('\'', "&apos;")
             ),
         )?;
         run(LAB_URI, &["define", "--file", xml.to_str().unwrap()])?;
@@ -510,13 +513,13 @@ fn sha256sum(file: &Path) -> Result<String, Failed> {
 /// after finds nothing blocked (exit 0).
 fn a_copy_streamed_over_ssh_has_the_sources_bytes() -> Result<(), Failed> {
     let scratch = CopyScratch::new(16 << 20)?;
-    check(!scratch.copied().contains("copy.iso"), || scratch.copied())?;
+    check(!scratch.copied().contains(COPY_ISO), || scratch.copied())?;
     let output = run(&mut scratch.copy(&["--yes", "--verify"]));
     check(output.status.code() == Some(0), || {
         format!("{}{}", stdout(&output), stderr(&output))
     })?;
-    let source = sha256sum(&scratch.dir.join("source/copy.iso"))?;
-    let copied = sha256sum(&scratch.there.join("copy.iso"))?;
+    let source = sha256sum(&scratch.dir.join("source").join(COPY_ISO))?;
+    let copied = sha256sum(&scratch.there.join(COPY_ISO))?;
     check(source == copied && source.len() == 64, || {
         format!("source {source}, copy {copied}")
     })?;
@@ -547,7 +550,7 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
         dry.status.code() == Some(1) && stdout(&dry).contains("Dry run: nothing was copied."),
         || stdout(&dry),
     )?;
-    check(!scratch.copied().contains("copy.iso"), || scratch.copied())?;
+    check(!scratch.copied().contains(COPY_ISO), || scratch.copied())?;
     let child = scratch
         .copy(&["--yes"])
         .process_group(0)
@@ -555,7 +558,7 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
         .stderr(std::process::Stdio::piped())
         .spawn()?;
     // Under way: the volume exists there, and bytes have arrived.
-    let landed = scratch.there.join("copy.iso");
+    let landed = scratch.there.join(COPY_ISO);
     poll(|| {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&landed)
@@ -575,11 +578,11 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
     })?;
     check(
         stdout(&output).contains(&format!(
-            "interrupted; the volume {COPY_POOL}/copy.iso it had created was deleted"
+            "interrupted; the volume {COPY_POOL}/{COPY_ISO} it had created was deleted"
         )),
         || stdout(&output),
     )?;
-    check(!scratch.copied().contains("copy.iso"), || scratch.copied())?;
+    check(!scratch.copied().contains(COPY_ISO), || scratch.copied())?;
     check(!landed.exists(), || "the file is left".to_owned())?;
     Ok(())
 }
