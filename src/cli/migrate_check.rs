@@ -1,7 +1,7 @@
 //! `migrate-check`: for each VM and destination, whether its CD-ROM and
 //! floppy media are there as libvirt's migration needs them, the ways
-//! out as commands, and `--fix eject` carrying out the first of them with
-//! `eject`'s plan and rules.
+//! out as commands, and `--fix eject` / `--fix copy` carrying out the
+//! first two of them with `eject`'s and `upload`'s plan and rules.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
