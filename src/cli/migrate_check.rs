@@ -209,6 +209,9 @@ pub fn migrate_check<R: BufRead, W: Write>(
     sources: Option<usize>,
     change: ChangeOptions,
 ) -> Result<ExitCode> {
+    if request.verify && request.fix != Some(FixHow::Copy) {
+        bail!("--verify reads a copy back: it goes with --fix copy; nothing was checked");
+    }
     let source_count = sources.unwrap_or(fleet.hosts.len());
     let reads = fleet.each(|host| {
         let index = fleet

@@ -159,6 +159,11 @@ fn bad_input_is_one_line() {
             "is the source host: a VM does not migrate to where it is",
         ),
         (vec!["same", "nosuch"], 1, "no domain named 'nosuch'"),
+        (
+            vec!["gone", "--fix", "eject", "--verify"],
+            1,
+            "--verify reads a copy back: it goes with --fix copy",
+        ),
     ] {
         let output = migrate_check(&args);
         assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
