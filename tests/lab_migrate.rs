@@ -46,6 +46,10 @@ fn main() -> ExitCode {
                 "an_interrupted_copy_leaves_no_volume",
                 an_interrupted_copy_leaves_no_volume,
             ),
+            Trial::test(
+                "two_copies_at_once_one_wins_whole",
+                two_copies_at_once_one_wins_whole,
+            ),
         ],
         // One scratch domain and pool for all: one test at a time.
         Some(1),
@@ -584,5 +588,46 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
     )?;
     check(!scratch.copied().contains(COPY_ISO), || scratch.copied())?;
     check(!landed.exists(), || "the file is left".to_owned())?;
+    Ok(())
+}
+
+/// Two `--fix copy --yes` of one ISO at once: one copies it; the other
+/// finds the volume there (at its check, where the volume the first made
+/// already has its full size, or at its own create) and deletes nothing;
+/// the copy there has the source's bytes.
+fn two_copies_at_once_one_wins_whole() -> Result<(), Failed> {
+    let scratch = CopyScratch::new(32 << 20)?;
+    let spawn = || {
+        scratch
+            .copy(&["--yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let (first, second) = (spawn()?, spawn()?);
+    let outputs = [first.wait_with_output()?, second.wait_with_output()?];
+    let all = || {
+        outputs
+            .iter()
+            .map(|o| format!("{:?}\n{}{}", o.status, stdout(o), stderr(o)))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let copied = outputs
+        .iter()
+        .filter(|o| o.status.code() == Some(0) && stdout(o).contains("\nok: copy "))
+        .count();
+    check(copied == 1, all)?;
+    for output in &outputs {
+        let text = stdout(output);
+        let other_found_it = text.contains(": ok\n")
+            || text.contains("already exists")
+            || text.contains("cannot create the volume");
+        check(text.contains("\nok: copy ") || other_found_it, all)?;
+        check(!text.contains("was deleted"), all)?;
+    }
+    let source = sha256sum(&scratch.dir.join("source").join(COPY_ISO))?;
+    let copy = sha256sum(&scratch.there.join(COPY_ISO))?;
+    check(source == copy, || format!("source {source}, copy {copy}"))?;
     Ok(())
 }
