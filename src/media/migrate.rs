@@ -96,8 +96,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Whether libvirt refuses the migration for it: the first four are
-    /// its "Cannot access storage file"; the last two are unknowns.
+    /// Whether it stops the move: a missing image, pool or started pool is
+    /// libvirt's own "Cannot access storage file"; another size there is
+    /// another image, which the guest would read after the move; the last
+    /// two are unknowns.
     fn blocks(self) -> bool {
         matches!(
             self,
