@@ -211,10 +211,10 @@ impl Relay {
             *lock(&self.fault) = Some(what.clone());
             io::Error::other(what)
         };
-        // The download's FIFO is opened for writing by virsh; ours, for
-        // reading, is open from the start (O_RDWR never waits for a
-        // writer), and holds no writer of its own once virsh has one: it
-        // is reopened read-only as soon as the upload is under way.
+        // The upload's FIFO first (its virsh opens it to read as it
+        // starts), then the download's: opened to read only once the
+        // upload is under way, so that a download never writes into a
+        // stream that has nowhere to go.
         let Some(mut into) = open_fifo(up, &self.upload_over)? else {
             return Err(fault(
                 "the destination's vol-upload never started".to_owned(),
