@@ -561,14 +561,17 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    // Under way: the volume exists there, and bytes have arrived.
+    // Under way: the stream has brought the ISO 9660 signature (byte
+    // 32769) there, which only the bytes copied hold, so the create has
+    // been answered (a create cut short is left, as it may be another's).
     let landed = scratch.there.join(COPY_ISO);
     poll(|| {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&landed)
+        use std::os::unix::fs::FileExt;
+        let mut signature = [0u8; 5];
+        std::fs::File::open(&landed)
+            .and_then(|file| file.read_exact_at(&mut signature, 32769))
             .ok()
-            .filter(|file| file.blocks() > 0)
-            .map(drop)
+            .filter(|()| &signature == b"CD001")
     });
     signal_group(&child, libc::SIGINT);
     let output = child.wait_with_output()?;
