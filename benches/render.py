@@ -30,10 +30,12 @@ SSH_TARGET = 4
 RSS_TARGET_KIB = 30 * 1024
 TERM_TARGET_MS = 1000
 SCRAPE_TARGET_MS = 10
+CHECK_TARGET = "1.5"  # migrate-check --all against its floor
+COPY_TARGET = "1.25"  # migrate-check --fix copy against its floor
 
 # Sections of BENCHMARKS.md that other scripts write (or a person, from
 # their output): a rewrite keeps them as they are, in their order.
-KEPT_SECTIONS = ("## Simulated ssh fleet", "## Parsers")
+KEPT_SECTIONS = ("## Simulated ssh fleet", "## Migration preflight", "## Parsers")
 
 # A note after a command group's name in "Commands".
 COMMAND_NOTES = {"rss": " (3 runs, the largest counts)"}
@@ -936,6 +938,61 @@ def render_fleet(c):
     return "\n".join(out) + "\n"
 
 
+def render_migrate(c):
+    """benches/migrate's section: `migrate-check --all` from the QEMU fleet
+    to a second host, and a `--fix copy` over ssh, against their floors."""
+    fact = c.fact
+
+    def row(label, bench_id, tool, floor, target, check):
+        t, f = c.median(bench_id, tool), c.median(bench_id, floor)
+        r = ratio(t, f)
+        return "| %s | %s | %s | %s× | ≤ %s× | %s | %s |" % (
+            label, fmt_s(t), fmt_s(f), r, target, at_most(r, target), check)
+
+    copy_check = "exit %s" % c.probe_rc("copy")
+    if c.has_stderr("copy"):
+        copy_check += ", stderr: " + c.stderr_summary("copy")
+    out = [
+        "## Migration preflight (`benches/migrate`)",
+        "",
+        "Written by `benches/migrate` on %s at %s in %s s (hyperfine, %s runs; %s cores,"
+        % (fact("date"), fact("head"), fact("seconds"), fact("runs"), fact("nproc")),
+        "load average at the end %s; binary `%s`)." % (fact("loadavg"), fact("bin")),
+        "",
+        "`migrate-check --all --to SECOND --json` from the lab's libvirtd with %s domains"
+        % fact("fleet_count"),
+        "(benches/qemu-fleet) to the lab's second host (another user's `qemu:///session`",
+        "over the lab's sshd) with %s volumes in two pools. Floor: ONE virsh per host, side"
+        % fact("volumes"),
+        "by side: on the source the domains' states, persistence and XML (live and",
+        "`--inactive`), on the destination `pool-list --all`, each pool's `vol-list` and",
+        "`vol-info` of the %s distinct media the domains hold. `--fix copy` of a %s-byte"
+        % (fact("needed_volumes"), fact("copy_bytes")),
+        "ISO from a volume of the lab over ssh to the second host over ssh, against `virsh",
+        "vol-download` on the source and `vol-create-as` + `vol-upload` on the destination",
+        "through a FIFO; each run starts without the copy (hyperfine `--prepare`, untimed).",
+        "",
+        "| | tool | floor | ratio | target | | check (one run) |",
+        "| --- | ---: | ---: | ---: | --- | --- | --- |",
+        row("`migrate-check --all`, to a host over ssh", "check", "check", "check-floor",
+            CHECK_TARGET, c.check_json("check")),
+        row("`--fix copy`, over ssh both ways", "copy", "copy", "copy-floor",
+            COPY_TARGET, copy_check),
+        "",
+        "The floors:",
+        "",
+        "```sh",
+    ]
+    for floor in ("floor-check.sh", "floor-copy.sh"):
+        for line in (c.text(floor) or "").split("\n"):
+            if not line.startswith("#!"):
+                out.append(line.replace(c.dir, "$TMP"))
+    out.append("```")
+    for bench_id, commands in c.commands():
+        out += ["", "`%s`:" % bench_id, "", "```sh"] + commands + ["```"]
+    return "\n".join(out) + "\n"
+
+
 # -------------------------------------------------------------- main
 
 
@@ -951,12 +1008,12 @@ def main(argv):
         with open(target, "w", encoding="utf-8", errors="surrogateescape") as file:
             file.write(report)
         return 0
-    sections = {"scrape": render_scrape, "fleet": render_fleet}
+    sections = {"scrape": render_scrape, "fleet": render_fleet, "migrate": render_migrate}
     if len(argv) == 3 and argv[1] in sections:
         section = sections[argv[1]](Collected(argv[2].rstrip("/")))
         sys.stdout.buffer.write(section.encode("utf-8", "surrogateescape"))
         return 0
-    sys.stderr.write("usage: render.py run DIR OUT | render.py scrape|fleet DIR\n")
+    sys.stderr.write("usage: render.py run DIR OUT | render.py scrape|fleet|migrate DIR\n")
     return 2
 
 

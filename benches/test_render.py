@@ -16,6 +16,7 @@ TESTDATA = os.path.join(HERE, "testdata")
 # its `commands` name it: the report writes it as $TMP.
 RECORDED_TMP = "/tmp/benches-run.Qx7Lm2"
 RECORDED_FLEET_TMP = "/tmp/benches-fleet.Rk3Jw9"
+RECORDED_MIGRATE_TMP = "/tmp/benches-migrate.8QW6NG"
 
 
 def read(name):
@@ -230,6 +231,32 @@ class Fleet(unittest.TestCase):
         # Graham's bound for 10 hung hosts and a budget of 16: 1.5625 τ.
         self.assertIn("| 7.88 s | ≤ 5 s: **missed** | ≤ 7.81 s: **missed** |", section)
         self.assertIn("| 27.58 s | ≤ 30 s: met | ≤ 46.88 s: met |", section)
+
+
+class Migrate(unittest.TestCase):
+    maxDiff = None
+
+    def test_section_as_benches_migrate_wrote_it(self):
+        # What benches/migrate wrote on the lab (the run's own collected
+        # files, check.out cut down to rows of a verdict each); the
+        # medians are hyperfine's times, the ratios on the printed ones.
+        parent = tempfile.mkdtemp(prefix="test-render.")
+        try:
+            directory = os.path.join(parent, "migrate")
+            shutil.copytree(os.path.join(TESTDATA, "migrate"), directory)
+            for name in ("commands", "floor-check.sh", "floor-copy.sh"):
+                path = os.path.join(directory, name)
+                with open(path, encoding="utf-8") as file:
+                    text = file.read().replace(RECORDED_MIGRATE_TMP, directory)
+                with open(path, "w", encoding="utf-8") as file:
+                    file.write(text)
+            section = render.render_migrate(render.Collected(directory))
+        finally:
+            shutil.rmtree(parent)
+        self.assertEqual(section, read("migrate.expected.md"))
+        self.assertIn("| 1.19 s | 1.17 s | 1.02× | ≤ 1.5× | met | exit 0, 1010 rows |", section)
+        self.assertIn("| 2.72 s | 2.52 s | 1.08× | ≤ 1.25× | met | exit 0 |", section)
+        self.assertNotIn(directory, section)
 
 
 if __name__ == "__main__":

@@ -214,6 +214,33 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Whether VMs can move to other hosts as far as their CD-ROM and floppy media go (the file or volume there, of the same size), and the commands that clear what blocks
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["domains", "all", "pattern"]))]
+    MigrateCheck {
+        /// The VMs to check (a name starting with `-` after `--`)
+        // No allow_hyphen_values: on a list it would swallow `--to URI`.
+        domains: Vec<String>,
+        /// Every VM of the source host(s)
+        #[arg(long, conflicts_with = "domains")]
+        all: bool,
+        /// The VMs whose name matches this regular expression
+        #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex, conflicts_with = "domains")]
+        pattern: Option<Regex>,
+        /// A destination host (repeatable); without it, with --hosts: every host against every other
+        #[arg(long, value_name = "URI")]
+        to: Vec<String>,
+        /// One JSON array, an object per VM and destination
+        #[arg(long, conflicts_with = "fix")]
+        json: bool,
+        /// Clear every drive that blocks: eject it on the source, or copy the ISO to the destination
+        #[arg(long, value_name = "HOW", value_enum)]
+        fix: Option<FixHow>,
+        /// With --fix copy: read each copy back and compare SHA-256
+        #[arg(long, requires = "fix")]
+        verify: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -243,6 +270,15 @@ pub enum Command {
         #[arg(long)]
         no_guest_filesystems: bool,
     },
+}
+
+/// How `migrate-check --fix` clears a drive that blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FixHow {
+    /// Eject it on the source (`eject`'s plan and rules)
+    Eject,
+    /// Put the ISO where it is missing: the source's file uploaded, or its volume streamed (`upload`'s rules)
+    Copy,
 }
 
 /// When tables are coloured.

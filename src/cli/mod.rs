@@ -6,6 +6,7 @@ mod complete;
 mod library;
 mod media;
 mod menu;
+mod migrate_check;
 mod progress;
 mod prompt;
 mod render;
@@ -31,6 +32,13 @@ use crate::virsh::descriptors;
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let options = Options::from_args(&args)?;
+    // migrate-check's destinations are hosts of the run, after its sources.
+    let (connections, sources) = match &args.command {
+        Some(Command::MigrateCheck { to, .. }) => {
+            migrate_check::connections(&options.connections, to, args.hosts.is_some())?
+        }
+        _ => (options.connections.clone(), None),
+    };
     // An upload's calls come one after another: a second session per
     // host would only cost its handshake (about a second over ssh).
     let sessions = match args.command {
@@ -38,7 +46,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => options.sessions,
     };
     let fleet = Arc::new(Fleet::new(
-        &options.connections,
+        &connections,
         &options.virsh,
         &options.probe,
         sessions,
@@ -68,6 +76,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             library::delete_iso(&fleet, prompt, &request)
         })?,
         Request::Upload(request) => upload::upload(&fleet, &request, &mut out)?,
+        Request::MigrateCheck { request, change } => prompt::with_stdin(&mut out, |prompt| {
+            migrate_check::migrate_check(&fleet, prompt, &request, sources, change)
+        })?,
         Request::Status { json, pattern } => {
             status::status(&fleet, json, pattern.as_ref(), colour, &mut out)?
         }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use regex::Regex;
 
-use super::args::{Args, ChangeArgs, ColorChoice, Command, LogFormat};
+use super::args::{Args, ChangeArgs, ColorChoice, Command, FixHow, LogFormat};
 use crate::probe::ProbeOptions;
 use crate::serve::ServeOptions;
 use crate::virsh::{Uri, VirshConfig};
@@ -197,6 +197,10 @@ pub enum Request {
     },
     DeleteIso(DeleteRequest),
     Upload(UploadRequest),
+    MigrateCheck {
+        request: MigrateRequest,
+        change: ChangeOptions,
+    },
     Completions(clap_complete::aot::Shell),
     Manpage(Option<PathBuf>),
     Serve(ServeOptions),
@@ -303,6 +307,28 @@ impl Request {
                 dry_run,
             }),
             Command::Upload(upload) => Request::Upload(upload),
+            Command::MigrateCheck {
+                domains,
+                all,
+                pattern,
+                to: _,
+                json,
+                fix,
+                verify,
+                change,
+            } => Request::MigrateCheck {
+                request: MigrateRequest {
+                    verify,
+                    selection: match (pattern, all) {
+                        (Some(pattern), _) => DomainSelection::Matching(pattern),
+                        (None, true) => DomainSelection::All,
+                        (None, false) => DomainSelection::Named(domains),
+                    },
+                    json,
+                    fix,
+                },
+                change: (&change).into(),
+            },
             Command::Completions { shell } => Request::Completions(shell),
             Command::Manpage { dir } => Request::Manpage(dir),
             Command::Serve {
@@ -319,6 +345,35 @@ impl Request {
                 web_config: web_config_file,
                 io_metrics: !no_io_metrics,
             }),
+        }
+    }
+}
+
+/// `migrate-check`: which VMs, how the outcome is written, what is
+/// cleared. The hosts are the fleet's (see `migrate_check::connections`).
+#[derive(Debug, Clone)]
+pub struct MigrateRequest {
+    pub selection: DomainSelection,
+    /// `--verify`: each copy read back.
+    pub verify: bool,
+    pub json: bool,
+    pub fix: Option<FixHow>,
+}
+
+/// VMs by name, all of them, or those whose name matches.
+#[derive(Debug, Clone)]
+pub enum DomainSelection {
+    Named(Vec<String>),
+    All,
+    Matching(Regex),
+}
+
+impl DomainSelection {
+    pub fn wants(&self, name: &str) -> bool {
+        match self {
+            DomainSelection::Named(names) => names.iter().any(|wanted| wanted == name),
+            DomainSelection::All => true,
+            DomainSelection::Matching(pattern) => pattern.is_match(name),
         }
     }
 }

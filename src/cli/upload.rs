@@ -172,6 +172,20 @@ pub fn upload_to(
         .collect()
 }
 
+/// A progress bar: `prefix`, bytes, rate and time left.
+pub fn progress_bar(prefix: &str, size: u64) -> ProgressBar {
+    let bar = ProgressBar::new(size);
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta} left",
+    )
+    .map(|style| style.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_prefix(prefix.to_owned());
+    bar
+}
+
 /// A progress bar per host on stderr, only on a terminal: bytes, rate
 /// and time left.
 struct Bars {
@@ -188,20 +202,9 @@ impl Bars {
             };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta} left",
-        )
-        .map(|style| style.progress_chars("=> "));
         let bars = hosts
             .iter()
-            .map(|host| {
-                let bar = multi.add(ProgressBar::new(size));
-                if let Ok(style) = &style {
-                    bar.set_style(style.clone());
-                }
-                bar.set_prefix(sanitize(&host.uri()));
-                bar
-            })
+            .map(|host| multi.add(progress_bar(&sanitize(&host.uri()), size)))
             .collect();
         Bars {
             bars,

@@ -281,6 +281,7 @@ mod tests {
             media,
             tray_open: false,
             readonly: true,
+            startup_policy: None,
         }
     }
 

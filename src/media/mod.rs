@@ -2,19 +2,23 @@
 //! and in the persistent config, read in a fixed number of virsh calls;
 //! ISOs resolved and checked; planned changes run and verified.
 
+mod copy;
 mod domain;
 mod iso;
 mod library;
 mod manager;
+pub mod migrate;
 mod plan;
 mod rows;
 mod upload;
 
+pub use copy::SourceVolume;
 pub use domain::{DomainMedia, DriveChoice, IsoDrive, names_or_none};
+pub use iso::IsoName;
 pub use iso::has_iso9660_signature;
-pub use library::LibraryEntry;
+pub use library::{Files, LibraryEntry};
 pub use manager::MediaManager;
-pub use plan::{Action, Step, Verdict, plan_attach, plan_ejects, plan_mount};
+pub use plan::{Action, Step, Verdict, plan_attach, plan_eject, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
 pub use upload::{LocalIso, UploadOptions, Uploaded, check_file};
 

@@ -90,12 +90,12 @@ impl FileStamp {
 }
 
 /// How much is read and sent at once.
-const CHUNK: usize = 1024 * 1024;
+pub(super) const CHUNK: usize = 1024 * 1024;
 
 /// How long a transfer may move no byte before it is taken for hung (the
 /// larger of this and `--timeout`): libvirt's stream pauses while the
 /// host writes out its cache, but not for a minute.
-const STALL: Duration = Duration::from_secs(60);
+pub(super) const STALL: Duration = Duration::from_secs(60);
 
 /// The checks made before anything is sent: a name that is a file name, a
 /// regular file that is not empty, the ISO 9660 signature (unless
@@ -185,7 +185,7 @@ fn parse_sha256(text: &str) -> Result<String> {
 }
 
 /// The SHA-256 of all `reader` gives, as lower-case hex.
-fn sha256_of(reader: &mut impl Read) -> io::Result<String> {
+pub(super) fn sha256_of(reader: &mut impl Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; CHUNK];
     loop {
@@ -197,7 +197,7 @@ fn sha256_of(reader: &mut impl Read) -> io::Result<String> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -463,7 +463,7 @@ impl MediaManager {
     /// The SHA-256 of the volume as `vol-download` reads it back, through
     /// a file in `dir` (virsh writes a line of its own to stdout, so the
     /// bytes cannot come through a pipe there).
-    fn read_back(
+    pub(super) fn read_back(
         &self,
         pool: &str,
         name: &str,
@@ -490,7 +490,7 @@ impl MediaManager {
     /// the same name at the same moment, this host's under another
     /// spelling). Killed by a signal, the create may or may not have been
     /// made: whether a volume is there now is said, and it is left.
-    fn not_created(&self, pool: &str, name: &str, error: VirshError) -> anyhow::Error {
+    pub(super) fn not_created(&self, pool: &str, name: &str, error: VirshError) -> anyhow::Error {
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         let uri = self.virsh.uri_label();
         if caught_signal().is_none() {
@@ -520,7 +520,7 @@ impl MediaManager {
     /// Deletes the volume this run created, after `error`; the error
     /// says whether that worked. After a signal, which killed every
     /// session, on processes of its own.
-    fn undo(&self, pool: &str, name: &str, error: anyhow::Error) -> anyhow::Error {
+    pub(super) fn undo(&self, pool: &str, name: &str, error: anyhow::Error) -> anyhow::Error {
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         let (reason, virsh) = match caught_signal() {
             Some(_) => ("interrupted".to_owned(), self.virsh.one_process_per_call()),
@@ -588,7 +588,7 @@ enum OldVolume {
 }
 
 /// An error once a signal has been caught: nothing more is started.
-fn refuse_if_interrupted() -> Result<()> {
+pub(super) fn refuse_if_interrupted() -> Result<()> {
     match caught_signal() {
         Some(_) => bail!("interrupted"),
         None => Ok(()),
@@ -695,7 +695,7 @@ impl Feed {
                 "'{shown}' changed since it was checked: {change}; nothing was sent"
             )));
         }
-        let Some(mut into) = self.open_fifo(fifo)? else {
+        let Some(mut into) = open_fifo(fifo, &self.over)? else {
             return Err(io::Error::other("virsh never opened the file"));
         };
         // Hashing costs CPU time only `--verify` and `--sha256` need.
@@ -754,56 +754,54 @@ impl Feed {
         }
         Ok(sha256)
     }
+}
 
-    /// The FIFO opened for writing once virsh has opened it for reading
-    /// (never blocking in `open`, which would wait for a virsh that failed
-    /// first forever); `None` once the transfer is over.
-    fn open_fifo(&self, fifo: &Path) -> io::Result<Option<File>> {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(fifo)
-            {
-                Ok(into) => {
-                    // Blocking writes from here: virsh reads at the
-                    // connection's pace.
-                    // SAFETY: fcntl(2) on a descriptor this function owns.
-                    let cleared = unsafe {
-                        let flags = libc::fcntl(into.as_raw_fd(), libc::F_GETFL);
-                        flags >= 0
-                            && libc::fcntl(
-                                into.as_raw_fd(),
-                                libc::F_SETFL,
-                                flags & !libc::O_NONBLOCK,
-                            ) == 0
-                    };
-                    return if cleared {
-                        Ok(Some(into))
-                    } else {
-                        Err(io::Error::last_os_error())
-                    };
-                }
-                Err(error) if error.raw_os_error() == Some(libc::ENXIO) => {
-                    if self.over.load(Ordering::SeqCst) || caught_signal().is_some() {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(FIFO_POLL);
-                }
-                Err(error) => return Err(error),
+/// The FIFO opened for writing once virsh has opened it for reading
+/// (never blocking in `open`, which would wait for a virsh that failed
+/// first forever); `None` once `over` says the transfer is over, or after
+/// a signal.
+pub(super) fn open_fifo(fifo: &Path, over: &AtomicBool) -> io::Result<Option<File>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+        {
+            Ok(into) => {
+                // Blocking writes from here: virsh reads at the
+                // connection's pace.
+                // SAFETY: fcntl(2) on a descriptor this function owns.
+                let cleared = unsafe {
+                    let flags = libc::fcntl(into.as_raw_fd(), libc::F_GETFL);
+                    flags >= 0
+                        && libc::fcntl(into.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK)
+                            == 0
+                };
+                return if cleared {
+                    Ok(Some(into))
+                } else {
+                    Err(io::Error::last_os_error())
+                };
             }
+            Err(error) if error.raw_os_error() == Some(libc::ENXIO) => {
+                if over.load(Ordering::SeqCst) || caught_signal().is_some() {
+                    return Ok(None);
+                }
+                std::thread::sleep(FIFO_POLL);
+            }
+            Err(error) => return Err(error),
         }
     }
 }
 
 /// A directory only we can read, for an upload's FIFO and a volume read
 /// back; removed with what it holds when dropped.
-struct PrivateDir(std::path::PathBuf);
+pub(super) struct PrivateDir(pub(super) std::path::PathBuf);
 
 impl PrivateDir {
-    fn new() -> Result<Self> {
+    pub(super) fn new() -> Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = std::env::temp_dir().join(format!(
             "dismount-iso-qemu-upload-{}-{}",
@@ -818,7 +816,7 @@ impl PrivateDir {
     }
 
     /// A FIFO `name` in the directory.
-    fn make_fifo(&self, name: &str) -> Result<std::path::PathBuf> {
+    pub(super) fn make_fifo(&self, name: &str) -> Result<std::path::PathBuf> {
         use std::os::unix::ffi::OsStrExt;
         let fifo = self.0.join(name);
         let path = std::ffi::CString::new(fifo.as_os_str().as_bytes())

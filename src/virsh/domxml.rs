@@ -83,6 +83,9 @@ pub struct Drive {
     pub media: Option<Media>,
     pub tray_open: bool,
     pub readonly: bool,
+    /// `<source startupPolicy=…>`: `optional` or `requisite` lets libvirt
+    /// drop missing media (at a migration, too) rather than fail.
+    pub startup_policy: Option<String>,
 }
 
 /// What the media code needs from one domain's XML.
@@ -176,6 +179,9 @@ pub fn parse_domain_xml(text: &str) -> Result<DomainXml, roxmltree::Error> {
             media: child("source").and_then(|source| media(disk.attribute("type"), source)),
             tray_open: target.and_then(|t| t.attribute("tray")) == Some("open"),
             readonly: child("readonly").is_some(),
+            startup_policy: child("source")
+                .and_then(|source| source.attribute("startupPolicy"))
+                .map(str::to_owned),
         });
     }
     Ok(parsed)

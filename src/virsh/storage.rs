@@ -122,17 +122,78 @@ impl Virsh {
         } else {
             self.run_batch(&listing)?
         };
-        let listed: Vec<(String, String)> = sections
+        let listed = sections
             .chunks(2)
             .filter_map(|pool| match pool {
                 // A pool gone since `pool-list` is left out.
                 [Some(name), Some(volumes)] => Some((name.lines().next()?.to_owned(), volumes)),
                 _ => None,
             })
+            .collect::<Vec<_>>();
+        self.volume_details(&listed)
+    }
+
+    /// Every pool, active or not, with its directory, and every volume of
+    /// the active ones (see [`Self::volumes`]): what a migration's
+    /// destination is checked against. Two `pool-list`s, one batch of
+    /// `pool-dumpxml` (the name as it is, and the directory) and
+    /// `vol-list`, one of `vol-dumpxml`.
+    pub fn storage(&self) -> Result<(Vec<Pool>, Vec<Volume>), VirshError> {
+        let active = self.active_pool_uuids()?;
+        let inactive = match self.run(&["pool-list", "--uuid", "--inactive"]) {
+            Err(error) if is_no_such_volume(&error) => String::new(),
+            listing => listing?.stdout,
+        };
+        let inactive: Vec<&str> = inactive
+            .lines()
+            .map(str::trim)
+            .filter(|uuid| !uuid.is_empty())
+            .collect();
+        let mut listing = Batch::new();
+        for uuid in &active {
+            listing.push(&["pool-dumpxml", "--pool", uuid]);
+            listing.push(&["vol-list", "--pool", uuid]);
+        }
+        for uuid in &inactive {
+            listing.push(&["pool-dumpxml", "--pool", uuid]);
+        }
+        let sections = if listing.command_count() == 0 {
+            Vec::new()
+        } else {
+            self.run_batch(&listing)?
+        };
+        let (active_sections, inactive_sections) = sections.split_at(active.len() * 2);
+        let mut pools = Vec::new();
+        let mut listed = Vec::new();
+        for pair in active_sections.chunks(2) {
+            // A pool gone since `pool-list` is left out.
+            let [Some(xml), volumes] = pair else { continue };
+            let Some(pool) = volumes::parse_pool_xml(xml, true) else {
+                continue;
+            };
+            if let Some(volumes) = volumes {
+                listed.push((pool.name.clone(), volumes));
+            }
+            pools.push(pool);
+        }
+        pools.extend(
+            inactive_sections
+                .iter()
+                .flatten()
+                .filter_map(|xml| volumes::parse_pool_xml(xml, false)),
+        );
+        Ok((pools, self.volume_details(&listed)?))
+    }
+
+    /// The volumes of `vol-list` outputs, each with its pool's name, read
+    /// in one batch of `vol-dumpxml` (one per volume, by path).
+    fn volume_details(&self, listed: &[(String, &String)]) -> Result<Vec<Volume>, VirshError> {
+        let listed: Vec<(&String, String)> = listed
+            .iter()
             .flat_map(|(pool, volumes)| {
                 volumes::parse_vol_list_paths(volumes)
                     .into_iter()
-                    .map(move |path| (pool.clone(), path))
+                    .map(move |path| (pool, path))
             })
             .collect();
         if listed.is_empty() {
@@ -149,7 +210,7 @@ impl Virsh {
                 // A volume deleted between the two batches is left out.
                 let xml = volumes::parse_volume_xml(&xml?)?;
                 Some(Volume {
-                    pool: pool.clone(),
+                    pool: (*pool).clone(),
                     name: xml.name,
                     path: xml.path,
                     capacity: xml.capacity,

@@ -1,6 +1,6 @@
 //! Pure parsers for the storage commands: `vol-list` (the volumes'
-//! paths), `vol-dumpxml` (one volume), `pool-dumpxml` (a pool's room),
-//! `pool-info --bytes` and `vol-info --bytes`.
+//! paths), `vol-dumpxml` (one volume), `pool-dumpxml` (a pool's name,
+//! directory and room), `pool-info --bytes` and `vol-info --bytes`.
 
 /// The Path column of `vol-list`, exactly. virsh 9.0 has no `--name` for
 /// vol-list and pads its columns, so a blank cannot separate name from
@@ -332,6 +332,11 @@ mod tests {
             ("isos", Some("/srv/isos"), None)
         );
         assert_eq!(parse_pool_xml("<volume/>", true), None);
+        assert_eq!(parse_pool_xml("error: no pool", true), None);
+        // A pool without a directory (rbd, iscsi-direct, …) has no path;
+        // a blank ending its name is part of it.
+        let no_target = parse_pool_xml("<pool type='rbd'><name>ceph </name><source/></pool>", false).unwrap();
+        assert_eq!((no_target.name.as_str(), no_target.path), ("ceph ", None));
         assert_eq!(parse_pool_xml("not xml", true), None);
     }
 

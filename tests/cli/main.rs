@@ -8,6 +8,7 @@ mod common;
 mod hosts;
 mod library;
 mod media;
+mod migrate;
 mod serve;
 mod status;
 mod toolbox;

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::media::{execute, isos, mount_into, nothing_to_eject, pick_drive};
-use crate::cli::prompt::{Choice, Console, ConsoleError, Prompt};
+use crate::cli::prompt::{Answer, Choice, Console, ConsoleError, Prompt};
 use crate::cli::request::{ChangeOptions, IsoQuery};
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, Host};
 use crate::media::{DomainMedia, MediaManager, plan_ejects};
 use crate::utils::sanitize;
 
@@ -136,6 +136,39 @@ fn eject_flow<R: BufRead, W: Write>(
     )
 }
 
+/// Menu 7: a destination asked for, then every VM of the host (asked
+/// for when there are several) checked against it, as `migrate-check
+/// --all --to URI` shows it.
+pub fn migration<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+    let Some(host) = pick_host(console, fleet)? else {
+        return Ok(());
+    };
+    let uri =
+        match console.ask("Destination URI, e.g. qemu+ssh://root@kvm2/system (q to go back): ")? {
+            Answer::Text(uri) if !uri.trim().is_empty() => uri.trim().to_owned(),
+            _ => return Ok(()),
+        };
+    let _working = fleet.working(host);
+    crate::cli::migrate_check::check_host_against(host, &uri, console.out())
+}
+
+/// The host a menu entry works on: the only one, or the one picked;
+/// `None` when the user backs out.
+pub fn pick_host<'f, R: BufRead, W: Write>(
+    console: &mut Console<R, W>,
+    fleet: &'f Fleet,
+) -> Result<Option<&'f Host>> {
+    Ok(match &fleet.hosts[..] {
+        [host] => Some(host),
+        hosts => {
+            let labels: Vec<String> = hosts.iter().map(|h| sanitize(&h.uri())).collect();
+            Prompt::menu(console)
+                .choose("Host number (q to go back): ", &labels)?
+                .map(|index| &hosts[index])
+        }
+    })
+}
+
 /// Runs a menu entry on a fresh read of one host (asked for when there
 /// are several): every change confirmed first, and an error shown as a
 /// line while the menu goes on; the console's own failure ends it.
@@ -144,15 +177,8 @@ fn on_one_host<R: BufRead, W: Write>(
     fleet: &Fleet,
     flow: impl FnOnce(&mut Prompt<R, W>, &MediaManager, Vec<DomainMedia>) -> Result<ExitCode>,
 ) -> Result<()> {
-    let host = match &fleet.hosts[..] {
-        [host] => host,
-        hosts => {
-            let labels: Vec<String> = hosts.iter().map(|h| sanitize(&h.uri())).collect();
-            match Prompt::menu(console).choose("Host number (q to go back): ", &labels)? {
-                Some(index) => &hosts[index],
-                None => return Ok(()),
-            }
-        }
+    let Some(host) = pick_host(console, fleet)? else {
+        return Ok(());
     };
     // Its session stays its own across the prompts, whatever the
     // background refresh of the other hosts needs.
