@@ -2,6 +2,7 @@
 //! and in the persistent config, read in a fixed number of virsh calls;
 //! ISOs resolved and checked; planned changes run and verified.
 
+mod boot;
 mod domain;
 mod iso;
 mod library;
@@ -10,6 +11,10 @@ mod plan;
 mod rows;
 mod upload;
 
+pub use boot::{
+    BOOT_RECORD_LEN, BOOT_RECORD_OFFSET, BootPlan, booted_from_iso, is_el_torito_boot_record,
+    plan_boot,
+};
 pub use domain::{DomainMedia, DriveChoice, IsoDrive, names_or_none};
 pub use iso::has_iso9660_signature;
 pub use library::LibraryEntry;
