@@ -181,6 +181,8 @@ pub enum Command {
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Start a shut-off VM once from an ISO (a rescue or installer): its config stays as it is, so the next start boots as before
+    BootIso(BootIsoArgs),
     /// List every ISO of every storage pool, and the ISO files drives hold outside them, with the drives that hold each
     Library {
         /// Only the ISOs no drive holds, live or in the config: the candidates for deletion
@@ -328,6 +330,47 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
     }
+}
+
+/// `boot-iso`'s options: plain values already, so they are the request
+/// itself (`request::BootRequest`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootIsoArgs {
+    /// The VM (shut off, or running with --restart)
+    #[arg(allow_hyphen_values = true)]
+    pub domain: String,
+    /// The ISO: a local path, a storage volume's path on a remote host, or POOL/VOLUME
+    pub iso: String,
+    /// The CD-ROM drive that takes the ISO (e.g. sda) [default: the only empty CD-ROM, else one added for this start]
+    #[arg(long, value_name = "DEV")]
+    pub target: Option<String>,
+    /// Shut a running VM down first (ACPI, never forced) and wait for it
+    #[arg(long)]
+    pub restart: bool,
+    /// With --restart: how long to wait for the VM to shut down (at most 1h)
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_wait)]
+    pub wait: Duration,
+    /// Do it without asking
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print the plan and the exact virsh commands, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start from an ISO that has no El Torito boot record
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The longest `--wait` for a shutdown: an hour. A guest that has not shut
+/// down by then will not; longer is a mistyped unit.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait > MAX_WAIT {
+        return Err("out of range: at most 1h".to_owned());
+    }
+    Ok(wait)
 }
 
 /// `upload`'s options: plain values already, so they are the request

@@ -169,6 +169,7 @@ pub enum Request {
         json: bool,
     },
     DeleteIso(DeleteRequest),
+    BootIso(BootRequest),
     Upload(UploadRequest),
     Completions(clap_complete::aot::Shell),
     Manpage(Option<PathBuf>),
@@ -259,6 +260,7 @@ impl Request {
                 change: (&change).into(),
             },
             Command::Library { unused, json } => Request::Library { unused, json },
+            Command::BootIso(boot) => Request::BootIso(boot),
             Command::DeleteIso {
                 iso,
                 file,
@@ -378,6 +380,9 @@ pub enum MountSelection {
 
 /// What `upload` was asked to do: clap's values as they are.
 pub use super::args::UploadArgs as UploadRequest;
+
+/// What `boot-iso` was asked to do: clap's values as they are.
+pub use super::args::BootIsoArgs as BootRequest;
 
 /// What `delete-iso` was asked to do.
 #[derive(Debug, Clone)]

@@ -16,12 +16,12 @@ pub use boot::{
     plan_boot,
 };
 pub use domain::{DomainMedia, DriveChoice, IsoDrive, names_or_none};
-pub use iso::has_iso9660_signature;
+pub use iso::{has_iso9660_signature, open_never_blocking};
 pub use library::LibraryEntry;
 pub use manager::MediaManager;
 pub use plan::{Action, Step, Verdict, plan_attach, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
-pub use upload::{LocalIso, UploadOptions, Uploaded, check_file};
+pub use upload::{LocalIso, PrivateDir, UploadOptions, Uploaded, check_file};
 
 #[cfg(test)]
 mod tests;
