@@ -12,11 +12,12 @@ use super::prompt::Prompt;
 use super::request::BootRequest;
 use crate::fleet::Fleet;
 use crate::media::{
-    BOOT_RECORD_LEN, BOOT_RECORD_OFFSET, BootPlan, MediaManager, PrivateDir, booted_from_iso,
+    BOOT_RECORD_LEN, BOOT_RECORD_OFFSET, BootPlan, MediaManager, PrivateDir,
     is_el_torito_boot_record, open_never_blocking, plan_boot,
 };
 use crate::utils::sanitize;
 use crate::virsh::groups::last_words;
+use crate::virsh::metadata::booted_from_iso;
 use crate::virsh::{DomainState, Virsh};
 
 /// How often the state of a VM asked to shut down is looked at.

@@ -12,10 +12,8 @@ use anyhow::{Result, bail};
 use roxmltree::Node;
 
 use crate::utils::sanitize;
+use crate::virsh::metadata::BOOT_NAMESPACE;
 
-/// The namespace of the marker a transient start from an ISO carries in
-/// its `<metadata>`: `status` and `isos` read it from the live XML.
-pub const BOOT_NAMESPACE: &str = "https://github.com/dismount-iso-qemu/xmlns/boot-iso/1";
 
 /// Where an El Torito boot record sits: the volume descriptor in sector
 /// 17 (2048-byte sectors), right after the primary one.
@@ -487,18 +485,6 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         changes,
         warnings,
     })
-}
-
-/// The target a transient start from an ISO put the ISO in, from the
-/// domain's live XML: `None` for any other start.
-pub fn booted_from_iso(live: &str) -> Option<String> {
-    let document = roxmltree::Document::parse(live).ok()?;
-    let metadata = child(document.root_element(), "metadata")?;
-    metadata
-        .children()
-        .find(|n| n.tag_name().namespace() == Some(BOOT_NAMESPACE) && n.tag_name().name() == "boot-iso")?
-        .attribute("target")
-        .map(str::to_owned)
 }
 
 /// A disk's `<target dev>`.

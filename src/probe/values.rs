@@ -264,6 +264,9 @@ pub struct DomainStatus {
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
+    /// The drive `boot-iso` started this run of the VM from; `null` for
+    /// any other start.
+    pub booted_from_iso: Option<String>,
     /// `os_error` in the table's few words; not in the JSON.
     #[serde(skip)]
     pub os_unknown: Option<OsUnknown>,
@@ -334,6 +337,7 @@ impl From<Domain> for DomainStatus {
             os_source,
             os_unknown: os.error.as_ref().map(|(_, why)| *why),
             os_error: os.error.map(|(error, _)| error),
+            booted_from_iso: None,
         }
     }
 }

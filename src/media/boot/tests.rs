@@ -3,6 +3,7 @@
 //! check over the lab ISOs' sector 17.
 
 use super::*;
+use crate::virsh::metadata::booted_from_iso;
 use crate::virsh::domxml::{Media, parse_domain_xml};
 
 fn fixture(name: &str) -> String {
