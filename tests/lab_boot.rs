@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             }),
             Trial::test("over_ssh_bios_and_uefi", over_ssh_bios_and_uefi),
             Trial::test("refusals_change_nothing", refusals_change_nothing),
+            Trial::test("a_transient_vm_is_refused", a_transient_vm_is_refused),
             Trial::test(
                 "restart_leaves_a_guest_that_ignores_acpi_running",
                 restart_leaves_a_guest_that_ignores_acpi_running,
@@ -384,7 +385,50 @@ fn refusals_change_nothing() -> Result<(), Failed> {
             format!("{args:?} changed the domain")
         })?;
     }
+    // A pool that is there but inactive.
+    let pool_dir = temp_dir("lab-boot-pool");
+    remove_pool();
+    virsh(
+        LAB_URI,
+        &["pool-define-as", "--name", POOL, "--type", "dir", "--target", pool_dir.to_str().unwrap()],
+    );
+    let output = tool_on(LAB_URI, &["boot-iso", &scratch.name, &format!("{POOL}/rescue.iso"), "--yes"]);
+    remove_pool();
+    check(output.status.code() == Some(1), || stderr(&output))?;
+    assert_stderr_contains(&output, &format!("storage pool '{POOL}' on qemu:///system is inactive"));
+    check(scratch.state() == "shut off" && scratch.config() == before, || {
+        "the refusal changed the domain".to_owned()
+    })?;
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&pool_dir);
+    Ok(())
+}
+
+/// The inactive pool `refusals_change_nothing` defines.
+const POOL: &str = "lab-boot-inactive";
+
+fn remove_pool() {
+    let _ = std::process::Command::new("virsh")
+        .args(["-c", LAB_URI, "pool-undefine", "--pool", POOL])
+        .output();
+}
+
+/// A transient VM (made with `virsh create`, no config) is refused: there
+/// is no config to start it as it was.
+fn a_transient_vm_is_refused() -> Result<(), Failed> {
+    let scratch = Scratch::define("pc", "transient", |xml| xml);
+    let xml = scratch.config();
+    virsh(LAB_URI, &["undefine", "--domain", &scratch.name]);
+    let file = scratch.dir.join("transient.xml");
+    std::fs::write(&file, xml).unwrap();
+    virsh(LAB_URI, &["create", "--file", file.to_str().unwrap()]);
+    let output = tool_on(LAB_URI, &["boot-iso", &scratch.name, &rescue_iso(), "--yes"]);
+    check(output.status.code() == Some(1), || stderr(&output))?;
+    assert_stderr_contains(&output, "is a transient VM");
+    check(status_from_iso(LAB_URI, &scratch.name).is_none(), || {
+        "it reads as booted from an ISO".to_owned()
+    })?;
+    scratch.destroy();
     Ok(())
 }
 

@@ -60,6 +60,7 @@ pub fn boot_on<R: BufRead, W: Write>(
         ),
         other => bail!("'{shown}' is {other}: boot-iso starts a shut-off VM; nothing changed"),
     };
+    refuse_an_inactive_pool(media, &request.iso)?;
     let iso = media.resolve_iso(&request.iso)?;
     if !request.force && !has_boot_record(media, &iso)? {
         bail!(
@@ -143,6 +144,29 @@ pub fn boot_on<R: BufRead, W: Write>(
     }
     start(virsh, name, &plan)?;
     report(virsh, prompt, name, &plan, &before)
+}
+
+/// `POOL/VOLUME` of a pool that is there but inactive: said so (its
+/// volumes cannot be looked up, which would read as "does not exist").
+fn refuse_an_inactive_pool(media: &MediaManager, iso: &str) -> Result<()> {
+    let Some((pool, _)) = iso.split_once('/') else {
+        return Ok(());
+    };
+    if iso.starts_with('/') || (!media.remote()? && std::path::Path::new(iso).exists()) {
+        return Ok(());
+    }
+    if let Some(info) = media.virsh().pool_info(pool)?
+        && !info.active
+    {
+        bail!(
+            "storage pool '{}' on {} is inactive: start it first (virsh pool-start {}); nothing \
+             changed",
+            sanitize(pool),
+            media.virsh().uri_label(),
+            sanitize(pool)
+        );
+    }
+    Ok(())
 }
 
 /// The persistent XML, secrets included (`--security-info`): the transient
