@@ -324,6 +324,18 @@ mod tests {
         assert!(parse_regex("^web-[0-9]+$").unwrap().is_match("web-12"));
     }
 
+    /// The menu's wait is the one `--wait` defaults to; more than an
+    /// hour is refused.
+    #[test]
+    fn boot_iso_wait_default_and_range() {
+        assert_eq!(
+            parse_wait(BootIsoArgs::DEFAULT_WAIT_TEXT),
+            Ok(BootIsoArgs::DEFAULT_WAIT)
+        );
+        assert_eq!(parse_wait("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_wait("61m").unwrap_err(), "out of range: at most 1h");
+    }
+
     #[test]
     fn durations_reject_zero_and_junk() {
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
@@ -348,7 +360,7 @@ pub struct BootIsoArgs {
     #[arg(long)]
     pub restart: bool,
     /// With --restart: how long to wait for the VM to shut down (at most 1h)
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_wait)]
+    #[arg(long, value_name = "DURATION", default_value = BootIsoArgs::DEFAULT_WAIT_TEXT, value_parser = parse_wait)]
     pub wait: Duration,
     /// Do it without asking
     #[arg(short, long)]
@@ -359,6 +371,12 @@ pub struct BootIsoArgs {
     /// Start from an ISO that has no El Torito boot record
     #[arg(long)]
     pub force: bool,
+}
+
+impl BootIsoArgs {
+    const DEFAULT_WAIT_TEXT: &str = "2m";
+    /// `--wait`'s default, for the menu (which has no options).
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 }
 
 /// The longest `--wait` for a shutdown: an hour. A guest that has not shut

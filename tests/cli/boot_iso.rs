@@ -116,3 +116,21 @@ fn dry_run_prints_the_plan_and_the_commands() {
     assert!(calls.iter().all(|c| !c.contains("shutdown")), "{calls:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Menu 7: the VM and the ISO by number or typed, the plan, the question;
+/// "n" changes nothing.
+#[test]
+fn the_menu_boots_from_an_iso_after_asking() {
+    let dir = temp_dir("boot-menu");
+    let bootable = iso(&dir, "rescue.iso", true);
+    let output = menu_session(&small_fleet(), &format!("7\n6\n{bootable}\nn\n5\n"));
+    let text = stdout(&output);
+    assert!(text.contains("7) Boot from ISO"), "{text}");
+    assert!(text.contains("  6) with space (shut off)"), "{text}");
+    assert!(
+        text.contains(&format!("Planned: 'with space' starts once from {bootable}")),
+        "{text}"
+    );
+    assert!(text.contains("Go ahead? [y/N]: Nothing changed."), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
