@@ -77,8 +77,9 @@ impl Scratch {
             .and_then(|file| file.set_len(1 << 20))
             .expect("a scratch disk");
         let console = dir.join("console.log");
-        let template = std::fs::read_to_string(root().join(format!("tests/lab_boot/{shape}.xml.in")))
-            .expect("the shape's template");
+        let template =
+            std::fs::read_to_string(root().join(format!("tests/lab_boot/{shape}.xml.in")))
+                .expect("the shape's template");
         let xml = edit(
             template
                 .replace("@NAME@", &name)
@@ -150,7 +151,13 @@ impl Scratch {
         let text = self.wait_console(INIT_UP)?;
         check(
             !text.contains(RESCUE_MARKER) && !text.contains(RESCUE_INIT),
-            || format!("a plain start of {} booted the ISO again:\n{}", self.name, tail(&text)),
+            || {
+                format!(
+                    "a plain start of {} booted the ISO again:\n{}",
+                    self.name,
+                    tail(&text)
+                )
+            },
         )?;
         check(status_from_iso(LAB_URI, &self.name).is_none(), || {
             format!("{} still reads as booted from an ISO", self.name)
@@ -211,7 +218,9 @@ fn boot(uri: &str, args: &[&str]) -> Result<String, Failed> {
     check(output.status.success(), || {
         format!("boot-iso {args:?} failed:\n{text}{}", stderr(&output))
     })?;
-    check(text.contains("ok: its config is unchanged"), || text.clone())?;
+    check(text.contains("ok: its config is unchanged"), || {
+        text.clone()
+    })?;
     Ok(text)
 }
 
@@ -236,11 +245,15 @@ fn boot_and_check(scratch: &Scratch, uri: &str, iso: &str, target: &str) -> Resu
     let text = scratch.wait_console(RESCUE_MARKER)?;
     check(text.contains(RESCUE_MARKER), || tail(&text))?;
     check(scratch.config() == before, || {
-        format!("the config of {} changed while it runs from the ISO", scratch.name)
+        format!(
+            "the config of {} changed while it runs from the ISO",
+            scratch.name
+        )
     })?;
-    check(status_from_iso(uri, &scratch.name).as_deref() == Some(target), || {
-        format!("status does not say {} booted from {target}", scratch.name)
-    })?;
+    check(
+        status_from_iso(uri, &scratch.name).as_deref() == Some(target),
+        || format!("status does not say {} booted from {target}", scratch.name),
+    )?;
     Ok(scratch.live())
 }
 
@@ -251,16 +264,32 @@ fn boot_and_check(scratch: &Scratch, uri: &str, iso: &str, target: &str) -> Resu
 fn bios_q35_sata_os_boot_and_direct_kernel() -> Result<(), Failed> {
     let scratch = Scratch::define("bios", "bios", |xml| xml);
     let before = scratch.config();
-    let dry = tool_on(LAB_URI, &["boot-iso", &scratch.name, &rescue_iso(), "--dry-run"]);
+    let dry = tool_on(
+        LAB_URI,
+        &["boot-iso", &scratch.name, &rescue_iso(), "--dry-run"],
+    );
     let text = stdout(&dry);
-    check(dry.status.success() && text.contains(" create TRANSIENT.xml"), || text.clone())?;
-    check(text.contains("(hd, cdrom) becomes per-device"), || text.clone())?;
-    check(scratch.state() == "shut off", || "the dry run started it".to_owned())?;
+    check(
+        dry.status.success() && text.contains(" create TRANSIENT.xml"),
+        || text.clone(),
+    )?;
+    check(text.contains("(hd, cdrom) becomes per-device"), || {
+        text.clone()
+    })?;
+    check(scratch.state() == "shut off", || {
+        "the dry run started it".to_owned()
+    })?;
 
     let live = boot_and_check(&scratch, LAB_URI, &rescue_iso(), "sda")?;
-    check(!live.contains("<kernel>") && !live.contains("<boot dev="), || live.clone())?;
+    check(
+        !live.contains("<kernel>") && !live.contains("<boot dev="),
+        || live.clone(),
+    )?;
 
-    let running = tool_on(LAB_URI, &["boot-iso", &scratch.name, &rescue_iso(), "--yes"]);
+    let running = tool_on(
+        LAB_URI,
+        &["boot-iso", &scratch.name, &rescue_iso(), "--yes"],
+    );
     check(running.status.code() == Some(1), || stderr(&running))?;
     assert_stderr_contains(&running, "pass --restart");
 
@@ -274,14 +303,23 @@ fn bios_q35_sata_os_boot_and_direct_kernel() -> Result<(), Failed> {
             && row["live_config_differ"] == true,
         || format!("isos: {row}"),
     )?;
-    let eject = tool_on(LAB_URI, &["eject", &scratch.name, "--target", "sda", "--yes"]);
+    let eject = tool_on(
+        LAB_URI,
+        &["eject", &scratch.name, "--target", "sda", "--yes"],
+    );
     check(eject.status.success(), || stdout(&eject) + &stderr(&eject))?;
-    check(!scratch.live().contains("rescue.iso"), || "not ejected".to_owned())?;
+    check(!scratch.live().contains("rescue.iso"), || {
+        "not ejected".to_owned()
+    })?;
 
     scratch.destroy();
-    check(scratch.config() == before, || "the config changed".to_owned())?;
+    check(scratch.config() == before, || {
+        "the config changed".to_owned()
+    })?;
     scratch.plain_start_boots_as_before()?;
-    check(scratch.config() == before, || "the config changed".to_owned())
+    check(scratch.config() == before, || {
+        "the config changed".to_owned()
+    })
 }
 
 /// q35 UEFI (OVMF without Secure Boot), a disk ordered 1 and the CD-ROM 2:
@@ -311,7 +349,9 @@ fn uefi_per_device_order_from_a_pool_volume() -> Result<(), Failed> {
         || format!("boot orders while running: {orders:?}"),
     )?;
     scratch.destroy();
-    check(scratch.config() == before, || "the config changed".to_owned())?;
+    check(scratch.config() == before, || {
+        "the config changed".to_owned()
+    })?;
     scratch.plain_start_boots_as_before()
 }
 
@@ -320,10 +360,14 @@ fn pc_without_cdrom_gets_an_ide_drive_for_the_start() -> Result<(), Failed> {
     let scratch = Scratch::define("pc", "pc", |xml| xml);
     let before = scratch.config();
     let live = boot_and_check(&scratch, LAB_URI, &rescue_iso(), "hdb")?;
-    check(live.contains("<target dev='hdb' bus='ide'/>"), || live.clone())?;
+    check(live.contains("<target dev='hdb' bus='ide'/>"), || {
+        live.clone()
+    })?;
     check(!before.contains("device='cdrom'"), || before.clone())?;
     scratch.destroy();
-    check(scratch.config() == before, || "the config changed".to_owned())?;
+    check(scratch.config() == before, || {
+        "the config changed".to_owned()
+    })?;
     scratch.plain_start_boots_as_before()
 }
 
@@ -344,18 +388,28 @@ fn over_ssh_bios_and_uefi() -> Result<(), Failed> {
     check(uefi.config() == before, || "the config changed".to_owned())?;
     // An ISO without a boot record, read over the connection: refused,
     // naming --force; with --force the plan goes through (dry run).
-    let plain = tool_on(&ssh, &["boot-iso", &uefi.name, &lab_iso("install-a.iso"), "--yes"]);
+    let plain = tool_on(
+        &ssh,
+        &["boot-iso", &uefi.name, &lab_iso("install-a.iso"), "--yes"],
+    );
     check(plain.status.code() == Some(1), || stderr(&plain))?;
     assert_stderr_contains(&plain, "no El Torito boot record");
     assert_stderr_contains(&plain, "--force");
     let forced = tool_on(
         &ssh,
-        &["boot-iso", &uefi.name, &lab_iso("install-a.iso"), "--force", "--dry-run"],
+        &[
+            "boot-iso",
+            &uefi.name,
+            &lab_iso("install-a.iso"),
+            "--force",
+            "--dry-run",
+        ],
     );
     check(forced.status.success(), || stderr(&forced))?;
-    check(uefi.state() == "shut off" && uefi.config() == before, || {
-        "a refusal changed something".to_owned()
-    })
+    check(
+        uefi.state() == "shut off" && uefi.config() == before,
+        || "a refusal changed something".to_owned(),
+    )
 }
 
 /// Refusals on a real domain leave it as it was: no boot record, a
@@ -381,24 +435,45 @@ fn refusals_change_nothing() -> Result<(), Failed> {
             format!("{args:?}: {}", stderr(&output))
         })?;
         assert_stderr_contains(&output, why);
-        check(scratch.state() == "shut off" && scratch.config() == before, || {
-            format!("{args:?} changed the domain")
-        })?;
+        check(
+            scratch.state() == "shut off" && scratch.config() == before,
+            || format!("{args:?} changed the domain"),
+        )?;
     }
     // A pool that is there but inactive.
     let pool_dir = temp_dir("lab-boot-pool");
     remove_pool();
     virsh(
         LAB_URI,
-        &["pool-define-as", "--name", POOL, "--type", "dir", "--target", pool_dir.to_str().unwrap()],
+        &[
+            "pool-define-as",
+            "--name",
+            POOL,
+            "--type",
+            "dir",
+            "--target",
+            pool_dir.to_str().unwrap(),
+        ],
     );
-    let output = tool_on(LAB_URI, &["boot-iso", &scratch.name, &format!("{POOL}/rescue.iso"), "--yes"]);
+    let output = tool_on(
+        LAB_URI,
+        &[
+            "boot-iso",
+            &scratch.name,
+            &format!("{POOL}/rescue.iso"),
+            "--yes",
+        ],
+    );
     remove_pool();
     check(output.status.code() == Some(1), || stderr(&output))?;
-    assert_stderr_contains(&output, &format!("storage pool '{POOL}' on qemu:///system is inactive"));
-    check(scratch.state() == "shut off" && scratch.config() == before, || {
-        "the refusal changed the domain".to_owned()
-    })?;
+    assert_stderr_contains(
+        &output,
+        &format!("storage pool '{POOL}' on qemu:///system is inactive"),
+    );
+    check(
+        scratch.state() == "shut off" && scratch.config() == before,
+        || "the refusal changed the domain".to_owned(),
+    )?;
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&pool_dir);
     Ok(())
@@ -422,7 +497,10 @@ fn a_transient_vm_is_refused() -> Result<(), Failed> {
     let file = scratch.dir.join("transient.xml");
     std::fs::write(&file, xml).unwrap();
     virsh(LAB_URI, &["create", "--file", file.to_str().unwrap()]);
-    let output = tool_on(LAB_URI, &["boot-iso", &scratch.name, &rescue_iso(), "--yes"]);
+    let output = tool_on(
+        LAB_URI,
+        &["boot-iso", &scratch.name, &rescue_iso(), "--yes"],
+    );
     check(output.status.code() == Some(1), || stderr(&output))?;
     assert_stderr_contains(&output, "is a transient VM");
     check(status_from_iso(LAB_URI, &scratch.name).is_none(), || {
@@ -444,17 +522,32 @@ fn restart_leaves_a_guest_that_ignores_acpi_running() -> Result<(), Failed> {
     scratch.wait_console(INIT_UP)?;
     let output = tool_on(
         LAB_URI,
-        &["boot-iso", &scratch.name, &rescue_iso(), "--restart", "--wait", "3s", "--yes"],
+        &[
+            "boot-iso",
+            &scratch.name,
+            &rescue_iso(),
+            "--restart",
+            "--wait",
+            "3s",
+            "--yes",
+        ],
     );
     let text = stdout(&output);
-    check(output.status.code() == Some(1), || text.clone() + &stderr(&output))?;
-    check(text.contains("did not shut down within 3s: left running"), || text.clone())?;
+    check(output.status.code() == Some(1), || {
+        text.clone() + &stderr(&output)
+    })?;
+    check(
+        text.contains("did not shut down within 3s: left running"),
+        || text.clone(),
+    )?;
     check(scratch.state() == "running", || scratch.state())?;
     check(status_from_iso(LAB_URI, &scratch.name).is_none(), || {
         "it reads as booted from the ISO".to_owned()
     })?;
     scratch.destroy();
-    check(scratch.config() == before, || "the config changed".to_owned())
+    check(scratch.config() == before, || {
+        "the config changed".to_owned()
+    })
 }
 
 /// Whether the lab's guest init powers off on an ACPI shutdown: its
@@ -488,9 +581,14 @@ fn restart_shuts_down_by_acpi_then_boots_the_iso() -> Result<Completion, Failed>
     scratch.wait_console(INIT_UP)?;
     // The console then holds both starts: the rescue ISO's lines are the
     // second's.
-    boot(LAB_URI, &[&scratch.name, &rescue_iso(), "--restart", "--wait", "2m"])?;
+    boot(
+        LAB_URI,
+        &[&scratch.name, &rescue_iso(), "--restart", "--wait", "2m"],
+    )?;
     scratch.wait_console(RESCUE_INIT)?;
-    check(scratch.config() == before, || "the config changed".to_owned())?;
+    check(scratch.config() == before, || {
+        "the config changed".to_owned()
+    })?;
     scratch.destroy();
     Ok(Completion::Completed)
 }

@@ -49,7 +49,9 @@ pub fn boot_on<R: BufRead, W: Write>(
     let shown = sanitize(name);
     let domain = media.load_one(name)?;
     if domain.config.is_none() {
-        bail!("'{shown}' is a transient VM: it has no config to start it again as it was; nothing changed");
+        bail!(
+            "'{shown}' is a transient VM: it has no config to start it again as it was; nothing changed"
+        );
     }
     let shut_down = match domain.state {
         DomainState::ShutOff | DomainState::Crashed => false,
@@ -106,7 +108,9 @@ pub fn boot_on<R: BufRead, W: Write>(
             let line = virsh.invocation(&shutdown).command_line();
             writeln!(prompt.out(), "{}", sanitize(&line))?;
         }
-        let line = virsh.invocation(&["create", "TRANSIENT.xml"]).command_line();
+        let line = virsh
+            .invocation(&["create", "TRANSIENT.xml"])
+            .command_line();
         writeln!(prompt.out(), "{}", sanitize(&line))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -203,8 +207,7 @@ fn shut_down_and_wait(virsh: &Virsh, name: &str, wait: Duration) -> Result<bool>
 fn start(virsh: &Virsh, name: &str, plan: &BootPlan) -> Result<()> {
     let dir = PrivateDir::new("boot")?;
     let file = dir.path().join("transient.xml");
-    std::fs::write(&file, &plan.xml)
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    std::fs::write(&file, &plan.xml).with_context(|| format!("cannot write {}", file.display()))?;
     let path = file.to_str().context("a temporary path is not UTF-8")?;
     last_words::add(&format!(
         "dismount_iso_qemu: interrupted; '{}' may have been started from the ISO (`status` \
@@ -274,7 +277,10 @@ fn has_boot_record(media: &MediaManager, iso: &str) -> Result<bool> {
         let mut file = open_never_blocking(std::path::Path::new(iso))
             .with_context(|| format!("cannot open '{}'", sanitize(iso)))?;
         if !file.metadata()?.is_file() {
-            bail!("'{}' is not a regular file: an ISO must be an image file", sanitize(iso));
+            bail!(
+                "'{}' is not a regular file: an ISO must be an image file",
+                sanitize(iso)
+            );
         }
         file.seek(SeekFrom::Start(BOOT_RECORD_OFFSET))?;
         let mut read = 0;
@@ -294,7 +300,14 @@ fn has_boot_record(media: &MediaManager, iso: &str) -> Result<bool> {
     media
         .virsh()
         .run(&[
-            "vol-download", "--vol", iso, "--file", into, "--offset", &offset, "--length",
+            "vol-download",
+            "--vol",
+            iso,
+            "--file",
+            into,
+            "--offset",
+            &offset,
+            "--length",
             &length,
         ])
         .with_context(|| {

@@ -14,7 +14,6 @@ use roxmltree::Node;
 use crate::utils::sanitize;
 use crate::virsh::metadata::BOOT_NAMESPACE;
 
-
 /// Where an El Torito boot record sits: the volume descriptor in sector
 /// 17 (2048-byte sectors), right after the primary one.
 pub const BOOT_RECORD_OFFSET: u64 = 17 * 2048;
@@ -101,22 +100,25 @@ fn insertion_point(text: &str, parent: Node) -> Option<(usize, String)> {
     if close < range.start {
         return None;
     }
-    let indent = parent
-        .children()
-        .find(Node::is_element)
-        .map_or_else(|| format!("{}  ", indent_of(text, parent)), |c| indent_of(text, c));
+    let indent = parent.children().find(Node::is_element).map_or_else(
+        || format!("{}  ", indent_of(text, parent)),
+        |c| indent_of(text, c),
+    );
     // Right after the last child's end: the closing tag keeps its own line.
     let at = parent
         .children()
-        .filter(Node::is_element)
-        .last()
+        .rfind(Node::is_element)
         .map_or(close, |c| c.range().end);
     Some((at, indent))
 }
 
+/// Target names, each with the drive address `(controller, bus, unit)`
+/// libvirt gives a drive of that name.
+type Slots = Vec<(String, [u32; 3])>;
+
 /// The bus a new CD-ROM goes on for this machine type, and its target
 /// names in the order of their fixed addresses (controller, bus, unit).
-fn new_drive_bus(machine: &str) -> Option<(&'static str, Vec<(String, [u32; 3])>)> {
+fn new_drive_bus(machine: &str) -> Option<(&'static str, Slots)> {
     if machine.contains("q35") {
         // One AHCI controller has six ports; libvirt gives sdX the unit of
         // its letter.
@@ -255,7 +257,10 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
                     );
                     Edit {
                         range: at..at,
-                        text: format!("\n{}<source file='{iso_value}'/>", first_indent(config, disk)),
+                        text: format!(
+                            "\n{}<source file='{iso_value}'/>",
+                            first_indent(config, disk)
+                        ),
                     }
                 }
             };
@@ -384,9 +389,17 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
                 text: String::new(),
             });
             let matching: Vec<Node> = match boot.attribute("dev") {
-                Some("hd") => disks.iter().copied().filter(|d| device_of(d) == "disk").collect(),
+                Some("hd") => disks
+                    .iter()
+                    .copied()
+                    .filter(|d| device_of(d) == "disk")
+                    .collect(),
                 Some("cdrom") => cdroms.clone(),
-                Some("fd") => disks.iter().copied().filter(|d| device_of(d) == "floppy").collect(),
+                Some("fd") => disks
+                    .iter()
+                    .copied()
+                    .filter(|d| device_of(d) == "floppy")
+                    .collect(),
                 Some("network") => devices
                     .children()
                     .filter(|n| n.has_tag_name("interface"))
@@ -423,7 +436,11 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
     // A kernel booted directly would win over every boot device.
     let direct: Vec<Node> = os
         .children()
-        .filter(|n| ["kernel", "initrd", "cmdline", "dtb"].iter().any(|t| n.has_tag_name(*t)))
+        .filter(|n| {
+            ["kernel", "initrd", "cmdline", "dtb"]
+                .iter()
+                .any(|t| n.has_tag_name(*t))
+        })
         .collect();
     if let Some(kernel) = direct.iter().find(|n| n.has_tag_name("kernel")) {
         changes.push(format!(
@@ -470,9 +487,7 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
                 let at = after.range().end;
                 edits.push(Edit {
                     range: at..at,
-                    text: format!(
-                        "\n{indent}<metadata>\n{indent}  {marker}\n{indent}</metadata>"
-                    ),
+                    text: format!("\n{indent}<metadata>\n{indent}  {marker}\n{indent}</metadata>"),
                 });
             }
         }
@@ -522,9 +537,10 @@ fn text_after_open_tag(text: &str, node: Node) -> usize {
 /// The indentation of `node`'s first child element, or one step deeper
 /// than `node`.
 fn first_indent(text: &str, node: Node) -> String {
-    node.children()
-        .find(Node::is_element)
-        .map_or_else(|| format!("{}  ", indent_of(text, node)), |c| indent_of(text, c))
+    node.children().find(Node::is_element).map_or_else(
+        || format!("{}  ", indent_of(text, node)),
+        |c| indent_of(text, c),
+    )
 }
 
 /// `text` with every edit made (none overlaps another).

@@ -12,8 +12,7 @@ mod rows;
 mod upload;
 
 pub use boot::{
-    BOOT_RECORD_LEN, BOOT_RECORD_OFFSET, BootPlan, is_el_torito_boot_record,
-    plan_boot,
+    BOOT_RECORD_LEN, BOOT_RECORD_OFFSET, BootPlan, is_el_torito_boot_record, plan_boot,
 };
 pub use domain::{DomainMedia, DriveChoice, IsoDrive, names_or_none};
 pub use iso::{has_iso9660_signature, open_never_blocking};

@@ -56,7 +56,10 @@ mod tests {
             booted_from_iso(&fixture("virsh/dumpxml-lab-boot-bios-inactive.xml")),
             None
         );
-        assert_eq!(booted_from_iso(&fixture("virsh/dumpxml-lab-meta-live.xml")), None);
+        assert_eq!(
+            booted_from_iso(&fixture("virsh/dumpxml-lab-meta-live.xml")),
+            None
+        );
     }
 
     #[test]

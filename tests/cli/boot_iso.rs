@@ -43,7 +43,12 @@ fn counted(args: &[&str]) -> (std::process::Output, Vec<String>) {
 #[track_caller]
 fn assert_refused(args: &[&str], needles: &[&str]) {
     let (output, calls) = counted(args);
-    assert_eq!(output.status.code(), Some(1), "{args:?}: {}", stdout(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{args:?}: {}",
+        stdout(&output)
+    );
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
     for needle in needles {
@@ -63,10 +68,19 @@ fn refusals_are_one_line_and_change_nothing() {
     let bootable = iso(&dir, "rescue.iso", true);
     let plain = iso(&dir, "plain.iso", false);
     let fifo = dir.join("fifo.iso");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let fifo = fifo.display().to_string();
     let folder = dir.display().to_string();
-    assert_refused(&["plain", &bootable, "--yes"], &["'plain' is running", "--restart"]);
+    assert_refused(
+        &["plain", &bootable, "--yes"],
+        &["'plain' is running", "--restart"],
+    );
     assert_refused(&["-db", &bootable, "--yes"], &["'-db' is paused"]);
     assert_refused(&["nope", &bootable, "--yes"], &["no domain named 'nope'"]);
     assert_refused(
@@ -87,7 +101,15 @@ fn refusals_are_one_line_and_change_nothing() {
 #[test]
 fn wait_out_of_range_is_a_usage_error() {
     for wait in ["0s", "2h", "soon"] {
-        let output = run(tool().args(["-c", &small_fleet(), "boot-iso", "plain", "x.iso", "--wait", wait]));
+        let output = run(tool().args([
+            "-c",
+            &small_fleet(),
+            "boot-iso",
+            "plain",
+            "x.iso",
+            "--wait",
+            wait,
+        ]));
         assert_eq!(output.status.code(), Some(2), "{wait}: {}", stderr(&output));
         assert_stderr_contains(&output, "--wait");
     }
@@ -102,17 +124,38 @@ fn dry_run_prints_the_plan_and_the_commands() {
     let (output, calls) = counted(&["with space", &bootable, "--dry-run"]);
     let text = stdout(&output);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(text.contains(&format!("Planned: 'with space' starts once from {bootable}")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Planned: 'with space' starts once from {bootable}"
+        )),
+        "{text}"
+    );
     assert!(text.contains("boots first"), "{text}");
-    assert!(text.contains(&format!("virsh -c {} create TRANSIENT.xml", small_fleet())), "{text}");
+    assert!(
+        text.contains(&format!("virsh -c {} create TRANSIENT.xml", small_fleet())),
+        "{text}"
+    );
     assert!(calls.iter().all(|c| !c.contains("create")), "{calls:?}");
     let plain = iso(&dir, "plain.iso", false);
     let (forced, _) = counted(&["with space", &plain, "--force", "--dry-run"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
-    let (restart, calls) = counted(&["plain", &bootable, "--restart", "--target", "hdc", "--dry-run"]);
+    let (restart, calls) = counted(&[
+        "plain",
+        &bootable,
+        "--restart",
+        "--target",
+        "hdc",
+        "--dry-run",
+    ]);
     let text = stdout(&restart);
-    assert!(text.contains("shut it down first (ACPI), waiting up to 2m"), "{text}");
-    assert!(text.contains("shutdown --domain plain --mode acpi"), "{text}");
+    assert!(
+        text.contains("shut it down first (ACPI), waiting up to 2m"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shutdown --domain plain --mode acpi"),
+        "{text}"
+    );
     assert!(calls.iter().all(|c| !c.contains("shutdown")), "{calls:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -128,7 +171,9 @@ fn the_menu_boots_from_an_iso_after_asking() {
     assert!(text.contains("7) Boot from ISO"), "{text}");
     assert!(text.contains("  6) with space (shut off)"), "{text}");
     assert!(
-        text.contains(&format!("Planned: 'with space' starts once from {bootable}")),
+        text.contains(&format!(
+            "Planned: 'with space' starts once from {bootable}"
+        )),
         "{text}"
     );
     assert!(text.contains("Go ahead? [y/N]: Nothing changed."), "{text}");

@@ -3,8 +3,8 @@
 //! check over the lab ISOs' sector 17.
 
 use super::*;
-use crate::virsh::metadata::booted_from_iso;
 use crate::virsh::domxml::{Media, parse_domain_xml};
+use crate::virsh::metadata::booted_from_iso;
 
 fn fixture(name: &str) -> String {
     crate::testing::fixture(&format!("virsh/dumpxml-lab-boot-{name}-inactive.xml"))
@@ -96,7 +96,11 @@ fn uefi_per_device_order_shifts_the_others() {
     let plan = plan_boot(&config, ISO, None).unwrap();
     assert_eq!(plan.target, "sda");
     let (_, removed) = diff(&config, &plan.xml);
-    assert_eq!(removed.len(), 3, "the kernel, initrd and cmdline only: {removed:?}");
+    assert_eq!(
+        removed.len(),
+        3,
+        "the kernel, initrd and cmdline only: {removed:?}"
+    );
     let orders: Vec<(String, String)> = roxmltree::Document::parse(&plan.xml)
         .unwrap()
         .descendants()
@@ -111,10 +115,17 @@ fn uefi_per_device_order_shifts_the_others() {
         orders,
         [("vda".into(), "2".into()), ("sda".into(), "1".into())]
     );
-    assert!(plan.changes.iter().any(|c| c == "then, as before: vda (disk)"));
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c == "then, as before: vda (disk)")
+    );
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     // The loader and NVRAM stay as they were.
-    assert!(plan.xml.contains("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>"));
+    assert!(
+        plan.xml
+            .contains("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>")
+    );
 }
 
 /// `<os firmware='efi'>` as libvirt keeps it (no loader, no features):
@@ -128,11 +139,21 @@ fn firmware_efi_is_secure_boot() {
         let document = roxmltree::Document::parse(xml).unwrap();
         secure_boot(child(document.root_element(), "os").unwrap())
     };
-    assert!(os("<domain><os><loader secure='yes'>/x.fd</loader></os></domain>"));
-    assert!(!os("<domain><os firmware='efi'><firmware><feature enabled='no' name='secure-boot'/></firmware></os></domain>"));
-    assert!(os("<domain><os firmware='efi'><firmware><feature enabled='yes' name='secure-boot'/></firmware></os></domain>"));
-    assert!(!os("<domain><os firmware='efi'><loader secure='no'/></os></domain>"));
-    assert!(!os("<domain><os><type machine='q35'>hvm</type></os></domain>"));
+    assert!(os(
+        "<domain><os><loader secure='yes'>/x.fd</loader></os></domain>"
+    ));
+    assert!(!os(
+        "<domain><os firmware='efi'><firmware><feature enabled='no' name='secure-boot'/></firmware></os></domain>"
+    ));
+    assert!(os(
+        "<domain><os firmware='efi'><firmware><feature enabled='yes' name='secure-boot'/></firmware></os></domain>"
+    ));
+    assert!(!os(
+        "<domain><os firmware='efi'><loader secure='no'/></os></domain>"
+    ));
+    assert!(!os(
+        "<domain><os><type machine='q35'>hvm</type></os></domain>"
+    ));
 }
 
 /// machine pc without a CD-ROM: an IDE one is added on a free target
@@ -173,7 +194,10 @@ fn a_new_drive_avoids_taken_names_and_addresses() {
         <disk device='disk'><target dev='hdd' bus='ide'/></disk>\
         </devices></domain>";
     let error = plan_boot(full, ISO, None).unwrap_err().to_string();
-    assert!(error.contains("no free place for one on its ide bus"), "{error}");
+    assert!(
+        error.contains("no free place for one on its ide bus"),
+        "{error}"
+    );
     let arm = "<domain><name>x</name><os><type machine='virt'>hvm</type></os><devices/></domain>";
     let error = plan_boot(arm, ISO, None).unwrap_err().to_string();
     assert!(error.contains("--target"), "{error}");
@@ -184,9 +208,13 @@ fn a_new_drive_avoids_taken_names_and_addresses() {
 #[test]
 fn target_must_be_a_cdrom_and_several_empty_ones_need_one() {
     let config = fixture("uefi");
-    let error = plan_boot(&config, ISO, Some("vda")).unwrap_err().to_string();
+    let error = plan_boot(&config, ISO, Some("vda"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("is a disk, not a CD-ROM"), "{error}");
-    let error = plan_boot(&config, ISO, Some("sdz")).unwrap_err().to_string();
+    let error = plan_boot(&config, ISO, Some("sdz"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("has no drive 'sdz'"), "{error}");
     let two = "<domain><name>x</name><os/><devices>\
         <disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>\
@@ -194,12 +222,18 @@ fn target_must_be_a_cdrom_and_several_empty_ones_need_one() {
         <disk type='file' device='cdrom'><target dev='sda' bus='sata'/></disk>\
         </devices></domain>";
     let error = plan_boot(two, ISO, None).unwrap_err().to_string();
-    assert!(error.contains("(hdc, sda): pick one with --target"), "{error}");
+    assert!(
+        error.contains("(hdc, sda): pick one with --target"),
+        "{error}"
+    );
     // A full drive named: its media is replaced for this start, a block
     // drive becomes a file one.
     let plan = plan_boot(two, ISO, Some("hdd")).unwrap();
     let parsed = parse_domain_xml(&plan.xml).unwrap();
-    assert_eq!(parsed.drive("hdd").unwrap().media, Some(Media::File(ISO.into())));
+    assert_eq!(
+        parsed.drive("hdd").unwrap().media,
+        Some(Media::File(ISO.into()))
+    );
 }
 
 /// A path with quotes, `<`, `&` and spaces reads back as given.
@@ -208,10 +242,16 @@ fn an_iso_path_with_markup_characters_reads_back() {
     let iso = "/isos/it's \"a\" <b> & c.iso";
     let plan = plan_boot(&fixture("pc"), iso, None).unwrap();
     let parsed = parse_domain_xml(&plan.xml).unwrap();
-    assert_eq!(parsed.drive(&plan.target).unwrap().media, Some(Media::File(iso.into())));
+    assert_eq!(
+        parsed.drive(&plan.target).unwrap().media,
+        Some(Media::File(iso.into()))
+    );
     let plan = plan_boot(&fixture("bios"), iso, None).unwrap();
     let parsed = parse_domain_xml(&plan.xml).unwrap();
-    assert_eq!(parsed.drive("sda").unwrap().media, Some(Media::File(iso.into())));
+    assert_eq!(
+        parsed.drive("sda").unwrap().media,
+        Some(Media::File(iso.into()))
+    );
 }
 
 /// A domain with `<metadata>` already (libosinfo) gets the marker beside
