@@ -16,7 +16,7 @@ use std::thread;
 use anyhow::{Context, Result};
 
 use crate::mutex::lock;
-use crate::virsh::{Listing, ListingFor, Virsh, Xmls, metadata};
+use crate::virsh::{Listing, ListingFor, Virsh, Xmls};
 use agents::{Agents, Driver};
 use cache::Cache;
 
@@ -112,12 +112,9 @@ impl ProbeManager {
         // after, since a hung one holds its session until the deadline and
         // must not hold these up.
         // Owned: the figures' step takes the domains over meanwhile.
-        // The XML of those whose OS is not cached (its libosinfo metadata
-        // is the last resort) and of the running ones (`boot-iso`'s marker
-        // says whether this start is from an ISO).
         let unknown_os: Vec<(String, String)> = domains
             .iter()
-            .filter(|domain| domain.os.is_none() || domain.listed.state.is_active())
+            .filter(|domain| domain.os.is_none())
             .map(|domain| {
                 let listed = &domain.listed;
                 (listed.target().to_owned(), listed.name.clone())
@@ -148,23 +145,7 @@ impl ProbeManager {
             self.agents
                 .ask(&self.virsh, &self.options, driver, running, progress)
         });
-        domains
-            .into_iter()
-            .map(|domain| {
-                let from_iso = domain
-                    .listed
-                    .state
-                    .is_active()
-                    .then(|| xml_of(domain.listed.target()))
-                    .flatten()
-                    .and_then(|read| read.as_ref().ok()?.as_deref())
-                    .and_then(metadata::booted_from_iso);
-                DomainStatus {
-                    booted_from_iso: from_iso,
-                    ..DomainStatus::from(domain)
-                }
-            })
-            .collect()
+        domains.into_iter().map(DomainStatus::from).collect()
     }
 }
 

@@ -202,6 +202,10 @@ pub(super) struct OsReport {
     /// The agent did not answer in time: it is left alone for `os_ttl`,
     /// so that the next scans do not wait for it again.
     pub agent_hung: bool,
+    /// The drive `boot-iso` started this run from, read from the same
+    /// live XML as the metadata and kept with it (a start anew changes
+    /// the state, which ends both).
+    pub booted_from_iso: Option<String>,
 }
 
 impl OsReport {
@@ -210,6 +214,7 @@ impl OsReport {
             name: Some((name, source)),
             error: None,
             agent_hung: false,
+            booted_from_iso: None,
         }
     }
 
@@ -218,6 +223,7 @@ impl OsReport {
             name: None,
             error: Some((error, why)),
             agent_hung: false,
+            booted_from_iso: None,
         }
     }
 
@@ -337,7 +343,7 @@ impl From<Domain> for DomainStatus {
             os_source,
             os_unknown: os.error.as_ref().map(|(_, why)| *why),
             os_error: os.error.map(|(error, _)| error),
-            booted_from_iso: None,
+            booted_from_iso: os.booted_from_iso,
         }
     }
 }
