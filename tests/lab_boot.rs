@@ -355,14 +355,26 @@ fn uefi_per_device_order_from_a_pool_volume() -> Result<(), Failed> {
     scratch.plain_start_boots_as_before()
 }
 
-/// machine pc with no CD-ROM: an IDE drive is there for the start only.
+/// machine pc with no CD-ROM: an IDE drive is there for the start only;
+/// the ISO's name holds a quote, double quotes, `<`, `&` and blanks.
 fn pc_without_cdrom_gets_an_ide_drive_for_the_start() -> Result<(), Failed> {
     let scratch = Scratch::define("pc", "pc", |xml| xml);
     let before = scratch.config();
-    let live = boot_and_check(&scratch, LAB_URI, &rescue_iso(), "hdb")?;
+    let iso = scratch.dir.join("it's \"a\" <b> & c.iso");
+    std::fs::copy(rescue_iso(), &iso).unwrap();
+    let iso = iso.display().to_string();
+    let live = boot_and_check(&scratch, LAB_URI, &iso, "hdb")?;
     check(live.contains("<target dev='hdb' bus='ide'/>"), || {
         live.clone()
     })?;
+    let isos = tool_on(LAB_URI, &["isos", "--json", "--match", &scratch.name]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&isos)).unwrap();
+    check(
+        rows[0]["target"] == "hdb"
+            && rows[0]["source"] == iso.as_str()
+            && rows[0]["config_source"].is_null(),
+        || format!("isos: {rows}"),
+    )?;
     check(!before.contains("device='cdrom'"), || before.clone())?;
     scratch.destroy();
     check(scratch.config() == before, || {
