@@ -37,6 +37,7 @@ fn counted(args: &[&str]) -> (std::process::Output, Vec<String>) {
         .into_iter()
         .map(|call| call.join(" "))
         .collect();
+    let _ = std::fs::remove_dir_all(&dir);
     (output, calls)
 }
 
