@@ -46,6 +46,10 @@ fn main() -> ExitCode {
             Trial::test("refusals_change_nothing", refusals_change_nothing),
             Trial::test("a_transient_vm_is_refused", a_transient_vm_is_refused),
             Trial::test(
+                "secure_boot_is_said_in_the_plan",
+                secure_boot_is_said_in_the_plan,
+            ),
+            Trial::test(
                 "restart_leaves_a_guest_that_ignores_acpi_running",
                 restart_leaves_a_guest_that_ignores_acpi_running,
             ),
@@ -498,6 +502,29 @@ fn remove_pool() {
     let _ = std::process::Command::new("virsh")
         .args(["-c", LAB_URI, "pool-undefine", "--pool", POOL])
         .output();
+}
+
+/// `<os firmware='efi'>` left to pick its firmware: the plan says the VM
+/// boots only a signed ISO (a dry run: no boot).
+fn secure_boot_is_said_in_the_plan() -> Result<(), Failed> {
+    let scratch = Scratch::define("uefi", "secure", |xml| {
+        let kept: Vec<&str> = xml
+            .lines()
+            .filter(|line| !line.contains("<loader") && !line.contains("<nvram"))
+            .collect();
+        kept.join("\n").replace("<os>", "<os firmware='efi'>")
+    });
+    let output = tool_on(
+        LAB_URI,
+        &["boot-iso", &scratch.name, &rescue_iso(), "--dry-run"],
+    );
+    let text = stdout(&output);
+    check(output.status.success(), || stderr(&output))?;
+    check(
+        text.contains("warning: its firmware enforces Secure Boot: it boots only a signed ISO"),
+        || text.clone(),
+    )?;
+    check(scratch.state() == "shut off", || scratch.state())
 }
 
 /// A transient VM (made with `virsh create`, no config) is refused: there

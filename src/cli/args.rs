@@ -365,7 +365,7 @@ pub struct BootIsoArgs {
     /// Do it without asking
     #[arg(short, long)]
     pub yes: bool,
-    /// Print the plan and the exact virsh commands, and change nothing
+    /// Print the plan, the exact virsh commands and the transient XML's changes, and change nothing
     #[arg(long)]
     pub dry_run: bool,
     /// Start from an ISO that has no El Torito boot record

@@ -112,6 +112,13 @@ pub fn boot_on<R: BufRead, W: Write>(
             .invocation(&["create", "TRANSIENT.xml"])
             .command_line();
         writeln!(prompt.out(), "{}", sanitize(&line))?;
+        writeln!(
+            prompt.out(),
+            "TRANSIENT.xml against `virsh dumpxml --inactive --security-info`:"
+        )?;
+        for line in &plan.diff {
+            writeln!(prompt.out(), "  {}", sanitize(line))?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let asks = prompt.confirms_every_change() || !request.yes;

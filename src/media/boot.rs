@@ -46,6 +46,9 @@ pub struct BootPlan {
     pub changes: Vec<String>,
     /// Said before asking: what may keep the ISO from booting.
     pub warnings: Vec<String>,
+    /// The XML's changes in document order, as diff lines: `- ` what goes,
+    /// `+ ` what comes (unsanitized: the ISO's path is in them).
+    pub diff: Vec<String>,
 }
 
 /// One edit: the bytes of `range` replaced by `text`.
@@ -494,6 +497,7 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
     }
 
     Ok(BootPlan {
+        diff: diff(config, &edits),
         xml: apply(config, edits),
         target: chosen_target,
         added,
@@ -541,6 +545,29 @@ fn first_indent(text: &str, node: Node) -> String {
         || format!("{}  ", indent_of(text, node)),
         |c| indent_of(text, c),
     )
+}
+
+/// Each edit as diff lines, in document order: the lines it takes out,
+/// then those it puts in, each trimmed of its indentation.
+fn diff(text: &str, edits: &[Edit]) -> Vec<String> {
+    let mut ordered: Vec<&Edit> = edits.iter().collect();
+    ordered.sort_by_key(|edit| (edit.range.start, edit.range.end));
+    let lines = |snippet: &str, sign: &str| -> Vec<String> {
+        snippet
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| format!("{sign} {line}"))
+            .collect()
+    };
+    ordered
+        .into_iter()
+        .flat_map(|edit| {
+            let mut out = lines(&text[edit.range.clone()], "-");
+            out.extend(lines(&edit.text, "+"));
+            out
+        })
+        .collect()
 }
 
 /// `text` with every edit made (none overlaps another).

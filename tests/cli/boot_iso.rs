@@ -136,6 +136,10 @@ fn dry_run_prints_the_plan_and_the_commands() {
         text.contains(&format!("virsh -c {} create TRANSIENT.xml", small_fleet())),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("  + <source file='{bootable}'/>")),
+        "{text}"
+    );
     assert!(calls.iter().all(|c| !c.contains("create")), "{calls:?}");
     let plain = iso(&dir, "plain.iso", false);
     let (forced, _) = counted(&["with space", &plain, "--force", "--dry-run"]);

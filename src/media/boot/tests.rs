@@ -75,6 +75,21 @@ fn bios_q35_sata_cdrom_with_os_boot_and_a_direct_kernel() {
             "<boot dev='cdrom'/>",
         ]
     );
+    assert_eq!(
+        plan.diff,
+        [
+            "+ <metadata>".to_owned(),
+            format!("+ <dismount:boot-iso xmlns:dismount='{BOOT_NAMESPACE}' target='sda'/>"),
+            "+ </metadata>".to_owned(),
+            "- <kernel>/work/main/.lab/guest/kernel</kernel>".to_owned(),
+            "- <initrd>/work/main/.lab/guest/initrd.img</initrd>".to_owned(),
+            "- <cmdline>console=ttyS0 panic=-1 lab_name=lab-boot-bios</cmdline>".to_owned(),
+            "- <boot dev='hd'/>".to_owned(),
+            "- <boot dev='cdrom'/>".to_owned(),
+            format!("+ <source file='{ISO}'/>"),
+            "+ <boot order='1'/>".to_owned(),
+        ]
+    );
     assert_eq!(plan.changes.len(), 3, "{:?}", plan.changes);
     assert!(plan.changes[1].contains("(hd, cdrom) becomes per-device: no other device"));
     assert!(plan.changes[2].contains("is left out for this start"));
