@@ -184,3 +184,28 @@ fn the_menu_boots_from_an_iso_after_asking() {
     assert!(text.contains("Go ahead? [y/N]: Nothing changed."), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `COMPLETE=bash` knows `boot-iso`: its VM, its ISO from the host's
+/// pools, the VM's drives for `--target`.
+#[test]
+fn bash_completes_boot_iso_from_the_host() {
+    let library = fleet_uri("fleet-library.xml");
+    let (reply, output) = complete_in_bash(&["-c", &library, "boot-iso", "w"], &[]);
+    assert_eq!(reply, ["web"], "{}", stderr(&output));
+    let (reply, output) = complete_in_bash(&["-c", &library, "boot-iso", "web", "isos/u"], &[]);
+    assert_eq!(reply, ["isos/unused.iso"], "{}", stderr(&output));
+    let media = fleet_uri("fleet-media.xml");
+    let (reply, output) = complete_in_bash(
+        &[
+            "-c",
+            &media,
+            "boot-iso",
+            "two-drives",
+            "x.iso",
+            "--target",
+            "",
+        ],
+        &[],
+    );
+    assert_eq!(reply, ["fda", "hdc", "sda"], "{}", stderr(&output));
+}
