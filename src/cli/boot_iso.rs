@@ -144,16 +144,26 @@ pub fn boot_on<R: BufRead, W: Write>(
             return Ok(ExitCode::FAILURE);
         }
     }
+    // What a VM this run shut down is left as, when it is not started.
+    let left = if shut_down {
+        format!("; it was shut down and is off: `virsh start {shown}` starts it as before")
+    } else {
+        String::new()
+    };
     // The config is read again right before the start: one changed since
-    // the plan (or a VM started meanwhile) is not started from a stale XML.
+    // the plan is not started from a stale XML.
     if read_config(virsh, name)? != config {
         writeln!(
             prompt.out(),
-            "NOT DONE: the config of '{shown}' changed since the plan; look again and plan anew"
+            "NOT DONE: the config of '{shown}' changed since the plan; look again and plan \
+             anew{left}"
         )?;
         return Ok(ExitCode::FAILURE);
     }
-    start(virsh, name, &plan)?;
+    if let Err(error) = start(virsh, name, &plan) {
+        // The VM's state the line ends with, after the cause.
+        bail!("{error:#}{left}");
+    }
     report(virsh, prompt, name, &plan, &before)
 }
 

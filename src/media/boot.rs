@@ -40,8 +40,6 @@ pub struct BootPlan {
     pub xml: String,
     /// The drive that holds the ISO for this start.
     pub target: String,
-    /// Whether that drive is added for this start (it is not in the config).
-    pub added: bool,
     /// Each change, one line a change, for the plan (already sanitized).
     pub changes: Vec<String>,
     /// Said before asking: what may keep the ISO from booting.
@@ -244,7 +242,7 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         }
     };
 
-    let (chosen_target, added) = match chosen {
+    let chosen_target = match chosen {
         Some(disk) => {
             let dev = target_of(&disk).unwrap_or_default().to_owned();
             // Its source becomes the ISO, as a file; its order the first.
@@ -294,7 +292,7 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
                 sanitize(&dev),
                 sanitize(iso)
             ));
-            (dev, false)
+            dev
         }
         None => {
             let machine = child(os, "type")
@@ -345,7 +343,7 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
                 dev,
                 sanitize(iso)
             ));
-            (dev, true)
+            dev
         }
     };
 
@@ -500,7 +498,6 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         diff: diff(config, &edits),
         xml: apply(config, edits),
         target: chosen_target,
-        added,
         changes,
         warnings,
     })
