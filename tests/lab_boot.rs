@@ -290,6 +290,13 @@ fn bios_q35_sata_os_boot_and_direct_kernel() -> Result<(), Failed> {
         || live.clone(),
     )?;
 
+    let table = tool_on(
+        LAB_URI,
+        &["status", "--match", &format!("^{}$", scratch.name)],
+    );
+    check(stdout(&table).contains("running from ISO (sda)"), || {
+        stdout(&table)
+    })?;
     let running = tool_on(
         LAB_URI,
         &["boot-iso", &scratch.name, &rescue_iso(), "--yes"],
