@@ -421,7 +421,7 @@ fn the_menu_in_a_real_terminal() -> Result<(), Failed> {
     terminal.wait("the first menu", prompts(1))?;
     terminal.send(&["banana", "Enter"]);
     terminal.wait("the hint", |s| {
-        s.contains("Invalid choice 'banana': enter a number from 1 to 7")
+        s.contains("Invalid choice 'banana': enter a number from 1 to 8")
     })?;
     terminal.send(&["2", "Enter"]);
     let screen = terminal.wait("the drive table", |s| s.contains("drive(s)"))?;

@@ -188,6 +188,8 @@ pub enum Command {
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Start a shut-off VM once from an ISO (a rescue or installer): its config stays as it is, so the next start boots as before
+    BootIso(BootIsoArgs),
     /// List every ISO of every storage pool, and the ISO files drives hold outside them, with the drives that hold each
     Library {
         /// Only the ISOs no drive holds, live or in the config: the candidates for deletion
@@ -368,12 +370,71 @@ mod tests {
         assert!(parse_regex("^web-[0-9]+$").unwrap().is_match("web-12"));
     }
 
+    /// The menu's wait is the one `--wait` defaults to; more than an
+    /// hour is refused.
+    #[test]
+    fn boot_iso_wait_default_and_range() {
+        assert_eq!(
+            parse_wait(BootIsoArgs::DEFAULT_WAIT_TEXT),
+            Ok(BootIsoArgs::DEFAULT_WAIT)
+        );
+        assert_eq!(parse_wait("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_wait("61m").unwrap_err(), "out of range: at most 1h");
+    }
+
     #[test]
     fn durations_reject_zero_and_junk() {
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
     }
+}
+
+/// `boot-iso`'s options: plain values already, so they are the request
+/// itself (`request::BootRequest`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootIsoArgs {
+    /// The VM (shut off, or running with --restart)
+    #[arg(allow_hyphen_values = true)]
+    pub domain: String,
+    /// The ISO: a local path, a storage volume's path on a remote host, or POOL/VOLUME
+    pub iso: String,
+    /// The CD-ROM drive that takes the ISO (e.g. sda) [default: the only empty CD-ROM, else one added for this start]
+    #[arg(long, value_name = "DEV")]
+    pub target: Option<String>,
+    /// Shut a running VM down first (ACPI, never forced) and wait for it
+    #[arg(long)]
+    pub restart: bool,
+    /// With --restart: how long to wait for the VM to shut down (at most 1h)
+    #[arg(long, value_name = "DURATION", default_value = BootIsoArgs::DEFAULT_WAIT_TEXT, value_parser = parse_wait)]
+    pub wait: Duration,
+    /// Do it without asking
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print the plan, the exact virsh commands and the transient XML's changes, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start from an ISO that has no El Torito boot record
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl BootIsoArgs {
+    const DEFAULT_WAIT_TEXT: &str = "2m";
+    /// `--wait`'s default, for the menu (which has no options).
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+}
+
+/// The longest `--wait` for a shutdown: an hour. A guest that has not shut
+/// down by then will not; longer is a mistyped unit.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait > MAX_WAIT {
+        return Err("out of range: at most 1h".to_owned());
+    }
+    Ok(wait)
 }
 
 /// `upload`'s options: plain values already, so they are the request

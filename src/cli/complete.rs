@@ -102,7 +102,7 @@ fn candidates(
 type Completer = fn(&OsStr) -> Vec<CompletionCandidate>;
 
 /// Which argument completes from the host, and how (subcommand, argument).
-const COMPLETERS: [(&str, &str, Completer); 10] = [
+const COMPLETERS: [(&str, &str, Completer); 13] = [
     ("mount", "domain", domains),
     ("mount", "iso", isos),
     ("mount", "pool", pools),
@@ -113,6 +113,9 @@ const COMPLETERS: [(&str, &str, Completer); 10] = [
     ("isos", "iso", isos),
     ("delete-iso", "iso", isos),
     ("upload", "pool", pools),
+    ("boot-iso", "domain", domains),
+    ("boot-iso", "iso", isos),
+    ("boot-iso", "target", targets),
 ];
 
 /// The command line with [`COMPLETERS`] on their arguments.

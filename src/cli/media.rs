@@ -416,7 +416,7 @@ pub fn eject<R: BufRead, W: Write>(
 /// The host whose domain is called `name`: the only host, the one host
 /// that has it, or (where several have it) the one the user picks; `None`
 /// when they back out. Without a terminal, several is an error.
-fn host_of<'f, R: BufRead, W: Write>(
+pub(super) fn host_of<'f, R: BufRead, W: Write>(
     fleet: &'f Fleet,
     prompt: &mut Prompt<R, W>,
     name: &str,

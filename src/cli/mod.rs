@@ -2,6 +2,7 @@
 //! and hosts the interactive menu.
 
 mod args;
+mod boot_iso;
 mod complete;
 mod library;
 mod media;
@@ -68,6 +69,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })?,
         Request::Eject { selection, change } => prompt::with_stdin(&mut out, |prompt| {
             media::eject(&fleet, prompt, &selection, change)
+        })?,
+        Request::BootIso(request) => prompt::with_stdin(&mut out, |prompt| {
+            boot_iso::boot_iso(&fleet, prompt, &request)
         })?,
         Request::Library { unused, json } => {
             library::library(&fleet, unused, json, colour, &mut out)?

@@ -59,7 +59,7 @@ pub fn status_table(hosts: &[(&str, &[DomainStatus])], with_host: bool, colour: 
                 .into_iter()
                 .chain([
                     Cell::new(sanitize(&row.name)),
-                    state_cell(row.state),
+                    domain_state_cell(row),
                     os_cell(row),
                     Cell::new(memory(row)).set_alignment(CellAlignment::Right),
                     Cell::new(
@@ -207,10 +207,25 @@ fn disk_cell(row: &DomainStatus) -> Cell {
     }
 }
 
+/// A VM's state, and where `boot-iso` started it, the drive it booted.
+fn domain_state_cell(row: &DomainStatus) -> Cell {
+    match &row.booted_from_iso {
+        Some(target) => coloured(
+            row.state,
+            Cell::new(format!("{} from ISO ({})", row.state, sanitize(target))),
+        ),
+        None => state_cell(row.state),
+    }
+}
+
 /// A domain state, coloured: running green, paused yellow, crashed red,
 /// shut off grey.
 fn state_cell(state: DomainState) -> Cell {
-    let cell = Cell::new(state);
+    coloured(state, Cell::new(state))
+}
+
+/// `cell` in the colour of `state`.
+fn coloured(state: DomainState, cell: Cell) -> Cell {
     match state {
         DomainState::Running => cell.fg(Color::Green),
         DomainState::Paused | DomainState::PmSuspended | DomainState::InShutdown => {

@@ -196,6 +196,7 @@ pub enum Request {
         json: bool,
     },
     DeleteIso(DeleteRequest),
+    BootIso(BootRequest),
     Upload(UploadRequest),
     MigrateCheck {
         request: MigrateRequest,
@@ -295,6 +296,7 @@ impl Request {
                 change: (&change).into(),
             },
             Command::Library { unused, json } => Request::Library { unused, json },
+            Command::BootIso(boot) => Request::BootIso(boot),
             Command::DeleteIso {
                 iso,
                 file,
@@ -468,6 +470,9 @@ pub enum MountSelection {
 
 /// What `upload` was asked to do: clap's values as they are.
 pub use super::args::UploadArgs as UploadRequest;
+
+/// What `boot-iso` was asked to do: clap's values as they are.
+pub use super::args::BootIsoArgs as BootRequest;
 
 /// What `delete-iso` was asked to do.
 #[derive(Debug, Clone)]

@@ -96,7 +96,7 @@ impl MediaManager {
     ) -> Result<Uploaded> {
         let virsh = &self.virsh;
         let stall = STALL.max(virsh.config().timeout);
-        let dir = PrivateDir::new()?;
+        let dir = PrivateDir::new("copy")?;
         let down = dir.make_fifo("download")?;
         let up = dir.make_fifo("upload")?;
         let (down_path, up_path) = (

@@ -127,7 +127,7 @@ pub fn has_iso9660_signature(path: &Path) -> std::io::Result<bool> {
 /// (which `open` would hold until someone writes to it, forever) or a
 /// device opens at once, and is no terminal of ours. Reads of a regular
 /// file are as usual; the caller looks at what it opened.
-pub(super) fn open_never_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+pub fn open_never_blocking(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)

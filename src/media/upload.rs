@@ -413,7 +413,7 @@ impl MediaManager {
         let name = iso.name.as_str();
         refuse_if_interrupted()?;
         let stall = STALL.max(virsh.config().timeout);
-        let dir = PrivateDir::new()?;
+        let dir = PrivateDir::new("upload")?;
         let fifo = dir.make_fifo("upload")?;
         let from = fifo.to_string_lossy().into_owned();
         let sent = feed_through(&fifo, iso, verify, progress, stall, |watch| {
@@ -796,15 +796,16 @@ pub(super) fn open_fifo(fifo: &Path, over: &AtomicBool) -> io::Result<Option<Fil
     }
 }
 
-/// A directory only we can read, for an upload's FIFO and a volume read
-/// back; removed with what it holds when dropped.
-pub(super) struct PrivateDir(pub(super) std::path::PathBuf);
+/// A directory only we can read, for an upload's FIFO, a volume read
+/// back, a transient start's XML; removed with what it holds when dropped.
+pub struct PrivateDir(std::path::PathBuf);
 
 impl PrivateDir {
-    pub(super) fn new() -> Result<Self> {
+    /// A new directory in the temporary one, named after `what` it is for.
+    pub fn new(what: &str) -> Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = std::env::temp_dir().join(format!(
-            "dismount-iso-qemu-upload-{}-{}",
+            "dismount-iso-qemu-{what}-{}-{}",
             std::process::id(),
             crate::virsh::batch::nonce()
         ));
@@ -813,6 +814,10 @@ impl PrivateDir {
             .create(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(PrivateDir(dir))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
 
     /// A FIFO `name` in the directory.
@@ -884,7 +889,7 @@ mod tests {
 
     #[test]
     fn a_failed_feed_kills_the_reader_before_it_sees_the_end() {
-        let dir = PrivateDir::new().unwrap();
+        let dir = PrivateDir::new("upload").unwrap();
         let fifo = dir.make_fifo("upload").unwrap();
         let file = dir.0.join("short.iso");
         std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
@@ -979,7 +984,7 @@ mod tests {
     /// feed sent what it read and virsh finished the volume.
     #[test]
     fn a_file_rewritten_during_the_feed_never_reaches_its_end() {
-        let dir = PrivateDir::new().unwrap();
+        let dir = PrivateDir::new("upload").unwrap();
         let file = dir.0.join("moving.iso");
         std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
         let iso = as_checked(&file);
@@ -1009,7 +1014,7 @@ mod tests {
     /// not a byte is sent.
     #[test]
     fn a_file_swapped_since_the_check_sends_nothing() {
-        let dir = PrivateDir::new().unwrap();
+        let dir = PrivateDir::new("upload").unwrap();
         let file = dir.0.join("swapped.iso");
         std::fs::write(&file, vec![7u8; CHUNK]).unwrap();
         let iso = as_checked(&file);
@@ -1031,7 +1036,7 @@ mod tests {
     /// feed (Ctrl-C too).
     #[test]
     fn a_file_swapped_for_a_fifo_or_a_device_sends_nothing_and_never_hangs() {
-        let dir = PrivateDir::new().unwrap();
+        let dir = PrivateDir::new("upload").unwrap();
         let file = dir.0.join("swapped.iso");
         let swaps: [(&str, &dyn Fn()); 3] = [
             ("a FIFO", &|| drop(dir.make_fifo("swapped.iso").unwrap())),
@@ -1062,7 +1067,7 @@ mod tests {
     /// to differ from what was checked): the reader never sees the end.
     #[test]
     fn bytes_sent_that_miss_sha256_never_reach_their_end() {
-        let dir = PrivateDir::new().unwrap();
+        let dir = PrivateDir::new("upload").unwrap();
         let file = dir.0.join("wrong.iso");
         std::fs::write(&file, b"abc").unwrap();
         let iso = LocalIso {
@@ -1129,7 +1134,7 @@ mod tests {
     /// A whole file reaches the reader byte for byte, with its SHA-256.
     #[test]
     fn a_whole_file_goes_through_the_fifo() {
-        let dir = PrivateDir::new().unwrap();
+        let dir = PrivateDir::new("upload").unwrap();
         let fifo = dir.make_fifo("upload").unwrap();
         let file = dir.0.join("whole.iso");
         let bytes: Vec<u8> = (0..CHUNK + 12345).map(|i| (i % 251) as u8).collect();

@@ -68,10 +68,27 @@ pub(super) fn fill<'x, M>(
         .collect()
 }
 
+/// A domain's OS (see [`detect_os`]), and for a running one whether
+/// `boot-iso` started it, from the marker in its live XML.
+fn detect(
+    domain: &Listed,
+    agent: Option<OsReport>,
+    xml: Option<&Result<Option<String>, VirshError>>,
+) -> OsReport {
+    let booted_from_iso = xml
+        .filter(|_| domain.state.is_active())
+        .and_then(|read| read.as_ref().ok()?.as_deref())
+        .and_then(metadata::booted_from_iso);
+    OsReport {
+        booted_from_iso,
+        ..detect_os(domain, agent, xml)
+    }
+}
+
 /// A domain's OS from its agent's report (`None`: not asked) or else from
 /// the libosinfo metadata in its XML. A failed read (past its deadline,
 /// say) marks the row; the rest of the table stands.
-fn detect(
+fn detect_os(
     domain: &Listed,
     agent: Option<OsReport>,
     xml: Option<&Result<Option<String>, VirshError>>,

@@ -677,3 +677,33 @@ fn filesystem_reasons_from_agent_errors() {
         assert_eq!(FsUnknown::of(&error), why, "{error}");
     }
 }
+
+/// `boot-iso`'s marker in a running domain's live XML is its row's
+/// `booted_from_iso`, kept with the OS report; a shut-off domain's row
+/// never says so, whatever its XML holds.
+#[test]
+fn a_start_from_an_iso_is_seen_in_the_row() {
+    let fake = Arc::new(FakeRunner::default());
+    expect_listing(&fake, &[("iso", 1), ("off", 5)], 1);
+    fake.expect(
+        &["guestinfo", "--os", "--domain", "iso"],
+        1,
+        "",
+        "error: argument unsupported: QEMU guest agent is not configured\n",
+    );
+    let marked = |name: &str| {
+        format!(
+            "<domain><name>{name}</name><metadata><dismount:boot-iso xmlns:dismount='{}' \
+             target='sda'/></metadata></domain>",
+            crate::virsh::metadata::BOOT_NAMESPACE
+        )
+    };
+    fake.expect(&["dumpxml", "--domain", "iso"], 0, &marked("iso"), "");
+    fake.expect(&["dumpxml", "--domain", "off"], 0, &marked("off"), "");
+    let probes = manager(&fake, HOUR, HOUR);
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    let by_name = |n: &str| rows.iter().find(|r| r.name == n).unwrap().clone();
+    assert_eq!(by_name("iso").booted_from_iso.as_deref(), Some("sda"));
+    assert_eq!(by_name("off").booted_from_iso, None);
+}

@@ -207,6 +207,10 @@ pub(super) struct OsReport {
     /// The agent did not answer in time: it is left alone for `os_ttl`,
     /// so that the next scans do not wait for it again.
     pub agent_hung: bool,
+    /// The drive `boot-iso` started this run from, read from the same
+    /// live XML as the metadata and kept with it (a start anew changes
+    /// the state, which ends both).
+    pub booted_from_iso: Option<String>,
 }
 
 impl OsReport {
@@ -215,6 +219,7 @@ impl OsReport {
             name: Some((name, source)),
             error: None,
             agent_hung: false,
+            booted_from_iso: None,
         }
     }
 
@@ -223,6 +228,7 @@ impl OsReport {
             name: None,
             error: Some((error, why)),
             agent_hung: false,
+            booted_from_iso: None,
         }
     }
 
@@ -378,6 +384,9 @@ pub struct DomainStatus {
     pub os: String,
     pub os_source: Option<OsSource>,
     pub os_error: Option<String>,
+    /// The drive `boot-iso` started this run of the VM from; `null` for
+    /// any other start.
+    pub booted_from_iso: Option<String>,
     /// `os_error` in the table's few words; not in the JSON.
     #[serde(skip)]
     pub os_unknown: Option<OsUnknown>,
@@ -458,6 +467,7 @@ impl From<Domain> for DomainStatus {
             os_unknown: os.error.as_ref().map(|(_, why)| *why),
             os_error: os.error.map(|(error, _)| error),
             disks: fs,
+            booted_from_iso: os.booted_from_iso,
         }
     }
 }

@@ -22,10 +22,45 @@ pub fn libosinfo_os_id(domain_xml: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The namespace of the marker `boot-iso` puts in the `<metadata>` of the
+/// transient XML it starts a VM with.
+pub const BOOT_NAMESPACE: &str = "https://github.com/dismount-iso-qemu/xmlns/boot-iso/1";
+
+/// The drive `boot-iso` put the ISO in, from a running domain's live XML:
+/// `None` for any other start (a persistent config never carries it).
+pub fn booted_from_iso(domain_xml: &str) -> Option<String> {
+    let document = roxmltree::Document::parse(domain_xml).ok()?;
+    document
+        .root_element()
+        .children()
+        .find(|node| node.has_tag_name("metadata"))?
+        .children()
+        .find(|node| node.has_tag_name((BOOT_NAMESPACE, "boot-iso")))?
+        .attribute("target")
+        .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::fixture;
+
+    /// Captured from lab_boot's BIOS guest started by `boot-iso`.
+    #[test]
+    fn a_start_from_an_iso_is_seen_in_the_live_xml() {
+        assert_eq!(
+            booted_from_iso(&fixture("virsh/dumpxml-lab-boot-bios-from-iso-live.xml")).as_deref(),
+            Some("sda")
+        );
+        assert_eq!(
+            booted_from_iso(&fixture("virsh/dumpxml-lab-boot-bios-inactive.xml")),
+            None
+        );
+        assert_eq!(
+            booted_from_iso(&fixture("virsh/dumpxml-lab-meta-live.xml")),
+            None
+        );
+    }
 
     #[test]
     fn reads_the_lab_guests_metadata() {

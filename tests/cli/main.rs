@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod boot_iso;
 mod hosts;
 mod library;
 mod media;

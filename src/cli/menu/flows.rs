@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use crate::cli::boot_iso::boot_on;
 use crate::cli::media::{execute, isos, mount_into, nothing_to_eject, pick_drive};
 use crate::cli::prompt::{Answer, Choice, Console, ConsoleError, Prompt};
-use crate::cli::request::{ChangeOptions, IsoQuery};
+use crate::cli::request::{BootRequest, ChangeOptions, IsoQuery};
 use crate::fleet::{Fleet, Host};
 use crate::media::{DomainMedia, MediaManager, plan_ejects};
 use crate::utils::sanitize;
@@ -60,6 +61,48 @@ fn mount_flow<R: BufRead, W: Write>(
     let Some(drive) = pick_drive(prompt, domain, choice)? else {
         return Ok(ExitCode::SUCCESS);
     };
+    let Some(iso) = choose_iso(prompt, media)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    mount_into(media, prompt, domain, drive, &iso, ChangeOptions::default())
+}
+
+/// Menu 7: host if several, VM by number (those with a config), ISO from
+/// the pools or typed; a running VM is shut down (ACPI) first, which the
+/// plan says before the menu asks.
+pub fn boot_iso<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
+    on_one_host(console, fleet, |prompt, media, mut domains| {
+        domains.retain(|domain| domain.config.is_some());
+        let labels: Vec<String> = domains
+            .iter()
+            .map(|d| format!("{} ({})", sanitize(&d.name), d.state))
+            .collect();
+        let Some(index) = prompt.choose("VM number (q to go back): ", &labels)? else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let Some(iso) = choose_iso(prompt, media)? else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let request = BootRequest {
+            domain: domains[index].name.clone(),
+            iso,
+            target: None,
+            restart: true,
+            wait: BootRequest::DEFAULT_WAIT,
+            yes: false,
+            dry_run: false,
+            force: false,
+        };
+        boot_on(media, prompt, &request)
+    })
+}
+
+/// An ISO by number from the pools, or typed, resolved as `mount` takes
+/// it; `None` when the user backs out.
+fn choose_iso<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    media: &MediaManager,
+) -> Result<Option<String>> {
     // No storage driver or no pools: a typed path still works.
     let pool_isos = match media.pool_isos() {
         Ok(isos) if isos.is_empty() => {
@@ -91,10 +134,7 @@ fn mount_flow<R: BufRead, W: Write>(
             .resolve_iso(&typed)
             .map_err(|error| format!("{error:#}"))
     })?;
-    let Some(iso) = iso else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    mount_into(media, prompt, domain, drive, &iso, ChangeOptions::default())
+    Ok(iso)
 }
 
 /// Menu 3: host if several, then one drive holding media, or all of them.

@@ -55,7 +55,8 @@ impl Refresh {
 
 // Exit keeps its number 5 from before the library came: the entries
 // after it are newer.
-const MENU: &str = "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Rescan\n5) Exit\n6) ISO library\n7) Check migration\n";
+const MENU: &str = "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Rescan\n5) Exit\n6) ISO library\n\
+                    7) Check migration\n8) Boot from ISO\n";
 
 /// Runs the menu until Exit, `q` or end of input.
 pub fn run_menu<R: BufRead, W: Write>(
@@ -84,10 +85,11 @@ pub fn run_menu<R: BufRead, W: Write>(
             "5" => return Ok(()),
             "6" => flows::library(&mut console, fleet, colour),
             "7" => flows::migration(&mut console, fleet),
+            "8" => flows::boot_iso(&mut console, fleet),
             other => {
                 writeln!(
                     console.out(),
-                    "Invalid choice '{}': enter a number from 1 to 7, or q to quit.",
+                    "Invalid choice '{}': enter a number from 1 to 8, or q to quit.",
                     shown(other)
                 )?;
                 Ok(())

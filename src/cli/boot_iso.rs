@@ -1,0 +1,339 @@
+//! `boot-iso`: one start of a shut-off VM from an ISO, as a transient
+//! start (`virsh create` of its persistent XML, changed for this start
+//! only), its persistent config left byte for byte as it was.
+
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::prompt::Prompt;
+use super::request::BootRequest;
+use crate::fleet::Fleet;
+use crate::media::{
+    BOOT_RECORD_LEN, BOOT_RECORD_OFFSET, BootPlan, MediaManager, PrivateDir,
+    is_el_torito_boot_record, open_never_blocking, plan_boot,
+};
+use crate::utils::sanitize;
+use crate::virsh::groups::last_words;
+use crate::virsh::metadata::booted_from_iso;
+use crate::virsh::{DomainState, Virsh};
+
+/// How often the state of a VM asked to shut down is looked at.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(500);
+
+/// `boot-iso DOMAIN ISO` on the host that has the domain.
+pub fn boot_iso<R: BufRead, W: Write>(
+    fleet: &Fleet,
+    prompt: &mut Prompt<R, W>,
+    request: &BootRequest,
+) -> Result<ExitCode> {
+    let Some(host) = super::media::host_of(fleet, prompt, &request.domain)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let media = MediaManager::new(host.virsh().clone());
+    boot_on(&media, prompt, request)
+}
+
+/// `boot-iso` on one connection: every check before any change, the plan
+/// shown and confirmed, then (with `--restart`) the ACPI shutdown, the
+/// transient start, and the check that the config is as it was.
+pub fn boot_on<R: BufRead, W: Write>(
+    media: &MediaManager,
+    prompt: &mut Prompt<R, W>,
+    request: &BootRequest,
+) -> Result<ExitCode> {
+    let virsh = media.virsh();
+    let name = request.domain.as_str();
+    let shown = sanitize(name);
+    let domain = media.load_one(name)?;
+    if domain.config.is_none() {
+        bail!(
+            "'{shown}' is a transient VM: it has no config to start it again as it was; nothing changed"
+        );
+    }
+    let shut_down = match domain.state {
+        DomainState::ShutOff | DomainState::Crashed => false,
+        DomainState::Running | DomainState::Idle if request.restart => true,
+        DomainState::Running | DomainState::Idle => bail!(
+            "'{shown}' is running: pass --restart to shut it down (ACPI) and start it from the \
+             ISO; nothing changed"
+        ),
+        other => bail!("'{shown}' is {other}: boot-iso starts a shut-off VM; nothing changed"),
+    };
+    refuse_an_inactive_pool(media, &request.iso)?;
+    let iso = media.resolve_iso(&request.iso)?;
+    if !request.force && !has_boot_record(media, &iso)? {
+        bail!(
+            "'{}' has no El Torito boot record: it would not boot; pass --force to start from it \
+             anyway; nothing changed",
+            sanitize(&iso)
+        );
+    }
+    let config = read_config(virsh, name)?;
+    let plan = plan_boot(&config, &iso, request.target.as_deref())?;
+    let before = virsh
+        .run(&["dumpxml", "--inactive", "--domain", name])
+        .with_context(|| format!("cannot read the config of '{shown}'"))?
+        .stdout;
+
+    writeln!(
+        prompt.out(),
+        "Planned: '{shown}' starts once from {} (its config stays as it is; the next start boots \
+         as before):",
+        sanitize(&iso)
+    )?;
+    if shut_down {
+        writeln!(
+            prompt.out(),
+            "  shut it down first (ACPI), waiting up to {}",
+            humantime::format_duration(request.wait)
+        )?;
+    }
+    for change in &plan.changes {
+        writeln!(prompt.out(), "  {change}")?;
+    }
+    for warning in &plan.warnings {
+        writeln!(prompt.out(), "  warning: {warning}")?;
+    }
+    let shutdown = ["shutdown", "--domain", name, "--mode", "acpi"];
+    if request.dry_run {
+        writeln!(
+            prompt.out(),
+            "Dry run: these virsh commands would run (TRANSIENT.xml: the config with the \
+             changes above); nothing changed."
+        )?;
+        if shut_down {
+            let line = virsh.invocation(&shutdown).command_line();
+            writeln!(prompt.out(), "{}", sanitize(&line))?;
+        }
+        let line = virsh
+            .invocation(&["create", "TRANSIENT.xml"])
+            .command_line();
+        writeln!(prompt.out(), "{}", sanitize(&line))?;
+        writeln!(
+            prompt.out(),
+            "TRANSIENT.xml against `virsh dumpxml --inactive --security-info`:"
+        )?;
+        for line in &plan.diff {
+            writeln!(prompt.out(), "  {}", sanitize(line))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let asks = prompt.confirms_every_change() || !request.yes;
+    if asks && !prompt.confirm("started")? {
+        writeln!(prompt.out(), "Nothing changed.")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    if shut_down {
+        last_words::add(&format!(
+            "dismount_iso_qemu: interrupted while '{shown}' was asked to shut down (ACPI); it \
+             was not started from the ISO\n"
+        ));
+        let down = shut_down_and_wait(virsh, name, request.wait);
+        last_words::clear();
+        if !down? {
+            writeln!(
+                prompt.out(),
+                "NOT DONE: '{shown}' did not shut down within {}: left running, not started \
+                 from the ISO (the tool never forces a VM off)",
+                humantime::format_duration(request.wait)
+            )?;
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    // What a VM this run shut down is left as, when it is not started.
+    let left = if shut_down {
+        format!("; it was shut down and is off: `virsh start {shown}` starts it as before")
+    } else {
+        String::new()
+    };
+    // The config is read again right before the start: one changed since
+    // the plan is not started from a stale XML.
+    if read_config(virsh, name)? != config {
+        writeln!(
+            prompt.out(),
+            "NOT DONE: the config of '{shown}' changed since the plan; look again and plan \
+             anew{left}"
+        )?;
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Err(error) = start(virsh, name, &plan) {
+        // The VM's state the line ends with, after the cause.
+        bail!("{error:#}{left}");
+    }
+    report(virsh, prompt, name, &plan, &before)
+}
+
+/// `POOL/VOLUME` of a pool that is there but inactive: said so (its
+/// volumes cannot be looked up, which would read as "does not exist").
+fn refuse_an_inactive_pool(media: &MediaManager, iso: &str) -> Result<()> {
+    let Some((pool, _)) = iso.split_once('/') else {
+        return Ok(());
+    };
+    if iso.starts_with('/') || (!media.remote()? && std::path::Path::new(iso).exists()) {
+        return Ok(());
+    }
+    if let Some(info) = media.virsh().pool_info(pool)?
+        && !info.active
+    {
+        bail!(
+            "storage pool '{}' on {} is inactive: start it first (virsh pool-start {}); nothing \
+             changed",
+            sanitize(pool),
+            media.virsh().uri_label(),
+            sanitize(pool)
+        );
+    }
+    Ok(())
+}
+
+/// The persistent XML, secrets included (`--security-info`): the transient
+/// start keeps a VNC or SPICE password as the config has it.
+fn read_config(virsh: &Virsh, name: &str) -> Result<String> {
+    Ok(virsh
+        .run(&["dumpxml", "--inactive", "--security-info", "--domain", name])
+        .with_context(|| format!("cannot read the config of '{}'", sanitize(name)))?
+        .stdout)
+}
+
+/// Asks the guest to shut down (ACPI) and waits up to `wait` for it to be
+/// off; `false` when it is still up by then (it is left so).
+fn shut_down_and_wait(virsh: &Virsh, name: &str, wait: Duration) -> Result<bool> {
+    virsh
+        .run(&["shutdown", "--domain", name, "--mode", "acpi"])
+        .with_context(|| format!("cannot ask '{}' to shut down", sanitize(name)))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let state = virsh
+            .run(&["domstate", "--domain", name])
+            .with_context(|| format!("cannot read the state of '{}'", sanitize(name)))?;
+        if DomainState::from_words(state.stdout.trim()) == Some(DomainState::ShutOff) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(SHUTDOWN_POLL.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// `virsh create` of the transient XML, from a file only we can read.
+fn start(virsh: &Virsh, name: &str, plan: &BootPlan) -> Result<()> {
+    let dir = PrivateDir::new("boot")?;
+    let file = dir.path().join("transient.xml");
+    std::fs::write(&file, &plan.xml).with_context(|| format!("cannot write {}", file.display()))?;
+    let path = file.to_str().context("a temporary path is not UTF-8")?;
+    last_words::add(&format!(
+        "dismount_iso_qemu: interrupted; '{}' may have been started from the ISO (`status` \
+         shows it); its config is unchanged\n",
+        sanitize(name)
+    ));
+    let started = virsh.run(&["create", path]);
+    last_words::clear();
+    started.with_context(|| format!("cannot start '{}' from the ISO", sanitize(name)))?;
+    Ok(())
+}
+
+/// Reads the VM again: it runs from the ISO's drive, and its config is
+/// byte for byte what it was.
+fn report<R: BufRead, W: Write>(
+    virsh: &Virsh,
+    prompt: &mut Prompt<R, W>,
+    name: &str,
+    plan: &BootPlan,
+    before: &str,
+) -> Result<ExitCode> {
+    let shown = sanitize(name);
+    let after = virsh
+        .run(&["dumpxml", "--inactive", "--domain", name])
+        .with_context(|| format!("started, but the config of '{shown}' cannot be read again"))?
+        .stdout;
+    let live = virsh
+        .run(&["dumpxml", "--domain", name])
+        .with_context(|| format!("started, but '{shown}' cannot be read again"))?
+        .stdout;
+    let mut code = ExitCode::SUCCESS;
+    if booted_from_iso(&live).as_deref() == Some(plan.target.as_str()) {
+        writeln!(
+            prompt.out(),
+            "ok: '{shown}' started from the ISO in drive {}",
+            sanitize(&plan.target)
+        )?;
+    } else {
+        writeln!(
+            prompt.out(),
+            "FAILED: '{shown}' is not running from the ISO's start (another start came between)"
+        )?;
+        code = ExitCode::FAILURE;
+    }
+    if after == before {
+        writeln!(
+            prompt.out(),
+            "ok: its config is unchanged: the next start boots as before"
+        )?;
+    } else {
+        writeln!(
+            prompt.out(),
+            "FAILED: the config of '{shown}' changed during the start (`virsh dumpxml --inactive` \
+             shows it)"
+        )?;
+        code = ExitCode::FAILURE;
+    }
+    Ok(code)
+}
+
+/// Whether the ISO at `iso` (as resolved: a path on the VM's host) has an
+/// El Torito boot record: read from the file here, or from the volume
+/// over the libvirt connection for a remote host.
+fn has_boot_record(media: &MediaManager, iso: &str) -> Result<bool> {
+    let mut sector = vec![0u8; BOOT_RECORD_LEN];
+    if !media.remote()? {
+        let mut file = open_never_blocking(std::path::Path::new(iso))
+            .with_context(|| format!("cannot open '{}'", sanitize(iso)))?;
+        if !file.metadata()?.is_file() {
+            bail!(
+                "'{}' is not a regular file: an ISO must be an image file",
+                sanitize(iso)
+            );
+        }
+        file.seek(SeekFrom::Start(BOOT_RECORD_OFFSET))?;
+        let mut read = 0;
+        while read < sector.len() {
+            match file.read(&mut sector[read..])? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        return Ok(is_el_torito_boot_record(&sector[..read]));
+    }
+    let dir = PrivateDir::new("boot")?;
+    let file = dir.path().join("sector");
+    let into = file.to_str().context("a temporary path is not UTF-8")?;
+    let offset = BOOT_RECORD_OFFSET.to_string();
+    let length = BOOT_RECORD_LEN.to_string();
+    media
+        .virsh()
+        .run(&[
+            "vol-download",
+            "--vol",
+            iso,
+            "--file",
+            into,
+            "--offset",
+            &offset,
+            "--length",
+            &length,
+        ])
+        .with_context(|| {
+            format!(
+                "cannot read the boot record of '{}' on {}",
+                sanitize(iso),
+                media.virsh().uri_label()
+            )
+        })?;
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(is_el_torito_boot_record(&bytes))
+}
