@@ -201,17 +201,7 @@ fn shut_off_guest_has_no_cpu_time() -> Result<(), Failed> {
 /// lab-blocked's qemu-ga runs with `--block-rpcs guest-get-osinfo`: virsh
 /// guestinfo fails, the os-release file read through the agent answers.
 fn blocked_osinfo_falls_back_to_os_release() -> Result<(), Failed> {
-    let refused = std::process::Command::new("virsh")
-        .args([
-            "-c",
-            LAB_URI,
-            "guestinfo",
-            "--os",
-            "--domain",
-            "lab-blocked",
-        ])
-        .env("LC_ALL", "C.UTF-8")
-        .output()?;
+    let refused = lab_virsh(&["guestinfo", "--os", "--domain", "lab-blocked"]);
     let message = String::from_utf8_lossy(&refused.stderr);
     check(
         !refused.status.success() && message.contains("has been disabled"),
@@ -277,17 +267,7 @@ fn guest_filesystems_match_guestinfo_ground_truth() -> Result<(), Failed> {
 /// lab-blocked's qemu-ga refuses guest-get-fsinfo (`--block-rpcs`): its
 /// filesystems are null, and the reason says so; lab-noagent has no agent.
 fn blocked_fsinfo_is_a_reason_not_a_figure() -> Result<(), Failed> {
-    let refused = std::process::Command::new("virsh")
-        .args([
-            "-c",
-            LAB_URI,
-            "guestinfo",
-            "--filesystem",
-            "--domain",
-            "lab-blocked",
-        ])
-        .env("LC_ALL", "C.UTF-8")
-        .output()?;
+    let refused = lab_virsh(&["guestinfo", "--filesystem", "--domain", "lab-blocked"]);
     let message = String::from_utf8_lossy(&refused.stderr);
     check(
         !refused.status.success() && message.contains("guest-get-fsinfo has been disabled"),

@@ -181,14 +181,7 @@ impl Drop for Scratch {
 /// Removes the scratch domain `name` if it is there and the lab's (its
 /// description says so): forced off, undefined with its NVRAM.
 fn remove(name: &str) {
-    let run = |args: &[&str]| {
-        std::process::Command::new("virsh")
-            .args(["-c", LAB_URI])
-            .args(args)
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .expect("virsh runs")
-    };
+    let run = lab_virsh;
     let xml = run(&["dumpxml", "--inactive", "--domain", name]);
     if !xml.status.success() {
         return;
@@ -506,9 +499,7 @@ fn refusals_change_nothing() -> Result<(), Failed> {
 const POOL: &str = "lab-boot-inactive";
 
 fn remove_pool() {
-    let _ = std::process::Command::new("virsh")
-        .args(["-c", LAB_URI, "pool-undefine", "--pool", POOL])
-        .output();
+    let _ = try_virsh(LAB_URI, &["pool-undefine", "--pool", POOL]);
 }
 
 /// `<os firmware='efi'>` left to pick its firmware: the plan says the VM

@@ -18,7 +18,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Output};
+use std::process::ExitCode;
 
 use common::*;
 use libtest_mimic::{Failed, Trial};
@@ -93,16 +93,6 @@ fn main() -> ExitCode {
 }
 
 const POOL: &str = "lab-upload";
-
-/// virsh on the lab, its output whatever the exit status.
-fn lab_virsh(args: &[&str]) -> Output {
-    std::process::Command::new("virsh")
-        .args(["-c", LAB_URI])
-        .args(args)
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .expect("virsh runs")
-}
 
 /// The `lab-upload` pool (or another a test names) over a directory of
 /// its own; destroyed, undefined and removed when dropped.

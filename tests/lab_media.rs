@@ -165,11 +165,8 @@ impl Drop for Restore {
                     None => args.push("--eject"),
                 }
                 // No panic here: this may run while a failed test unwinds.
-                let restored = std::process::Command::new("virsh")
-                    .args(["-c", LAB_URI])
-                    .args(&args)
-                    .output()
-                    .is_ok_and(|output| output.status.success());
+                let restored =
+                    try_virsh(LAB_URI, &args).is_ok_and(|output| output.status.success());
                 if !restored {
                     eprintln!("could not restore the lab: virsh {args:?}");
                 }

@@ -17,7 +17,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Output};
+use std::process::ExitCode;
 
 use common::*;
 use libtest_mimic::{Failed, Trial};
@@ -58,15 +58,6 @@ fn main() -> ExitCode {
 
 const VM: &str = "scratch-migrate-vm";
 const INACTIVE_POOL: &str = "scratch-migrate-inactive";
-
-fn lab_virsh(args: &[&str]) -> Output {
-    std::process::Command::new("virsh")
-        .args(["-c", LAB_URI])
-        .args(args)
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .expect("virsh runs")
-}
 
 /// The scratch domain, its pool (defined, not started) and the file
 /// outside every pool, removed when dropped.
@@ -415,10 +406,7 @@ impl CopyScratch {
         let scratch = CopyScratch { dir, there, second };
         scratch.remove();
         let run = |uri: &str, args: &[&str]| -> Result<(), Failed> {
-            let output = std::process::Command::new("virsh")
-                .args(["-c", uri])
-                .args(args)
-                .output()?;
+            let output = try_virsh(uri, args)?;
             check(output.status.success(), || {
                 format!("virsh {args:?}: {}", stderr(&output))
             })
@@ -465,9 +453,7 @@ impl CopyScratch {
     fn remove(&self) {
         lab_virsh(&["undefine", "--domain", COPY_VM]);
         lab_virsh(&["pool-destroy", "--pool", COPY_POOL]);
-        let _ = std::process::Command::new("virsh")
-            .args(["-c", &self.second, "pool-destroy", "--pool", COPY_POOL])
-            .output();
+        let _ = try_virsh(&self.second, &["pool-destroy", "--pool", COPY_POOL]);
     }
 
     /// The volumes of the second host's pool, by name.

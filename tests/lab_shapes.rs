@@ -123,11 +123,8 @@ impl Drop for Restore {
                 Some(path) => args.extend(["--source", path, "--update"]),
                 None => args.extend(["--eject", "--force"]),
             }
-            let restored = std::process::Command::new("virsh")
-                .args(["-c", LAB_URI])
-                .args(&args)
-                .output()
-                .is_ok_and(|output| output.status.success());
+            let restored =
+                try_virsh(LAB_URI, &args).is_ok_and(|output| output.status.success());
             if !restored {
                 eprintln!("could not restore the lab: virsh {args:?}");
             }
@@ -377,10 +374,7 @@ impl Drop for Scratch {
             &["destroy", "--domain", &self.0][..],
             &["undefine", "--domain", &self.0],
         ] {
-            let _ = std::process::Command::new("virsh")
-                .args(["-c", LAB_URI])
-                .args(args)
-                .output();
+            let _ = try_virsh(LAB_URI, args);
         }
     }
 }

@@ -16,7 +16,16 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::manager::MediaManager;
-use super::upload::{CHUNK, PrivateDir, STALL, Uploaded, hex, open_fifo, refuse_if_interrupted};
+use super::upload::{
+    CHUNK, Filled, PrivateDir, STALL, TransferWords, Uploaded, hex, open_fifo,
+    refuse_if_interrupted,
+};
+
+const COPIED: TransferWords = TransferWords {
+    act: "copy",
+    source: "the source's",
+    sent: "copied",
+};
 use crate::mutex::lock;
 use crate::utils::sanitize;
 use crate::virsh::groups::caught_signal;
@@ -63,25 +72,9 @@ impl MediaManager {
             bail!("{volume} already exists on {uri}: nothing was copied");
         }
         refuse_if_interrupted()?;
-        let size = from.size.to_string();
-        let created = self.virsh.run(&[
-            "vol-create-as",
-            "--pool",
-            pool,
-            "--name",
-            name,
-            "--capacity",
-            &size,
-            "--format",
-            "raw",
-        ]);
-        if let Err(error) = created {
-            return Err(self.not_created(pool, name, error));
-        }
-        match self.stream(source, from, pool, name, verify, progress) {
-            Ok(copied) => Ok(copied),
-            Err(error) => Err(self.undo(pool, name, error)),
-        }
+        self.create_then_fill(pool, name, from.size, || {
+            self.stream(source, from, pool, name, verify, progress)
+        })
     }
 
     /// The bytes streamed into the volume made for them, then checked.
@@ -151,32 +144,18 @@ impl MediaManager {
         }
         uploaded?;
         let sha256 = relayed.context("the relay between the hosts failed")?;
-        let capacity = virsh.volume_capacity(pool, name);
-        refuse_if_interrupted()?;
-        match capacity? {
-            Some(bytes) if bytes == from.size => {}
-            Some(bytes) => bail!(
-                "the volume holds {bytes} bytes after the copy, the source's {}",
-                from.size
-            ),
-            None => bail!("the volume is gone after the copy"),
-        }
-        let verified = if verify {
-            let sent = sha256.context("the copy hashed nothing")?;
-            let read_back = self
-                .read_back(pool, name, &dir, stall)
-                .context("cannot read the volume back")?;
-            if read_back != sent {
-                bail!("the volume read back has SHA-256 {read_back}, the bytes copied {sent}");
-            }
-            Some(read_back)
-        } else {
-            None
-        };
-        let path = virsh.volume_alias(&format!("{pool}/{name}"));
-        refuse_if_interrupted()?;
-        let path = path?.context("the volume is gone after the copy")?;
-        Ok(Uploaded { path, verified })
+        self.check_filled(
+            Filled {
+                pool,
+                name,
+                size: from.size,
+                sha256,
+                verify,
+            },
+            &COPIED,
+            &dir,
+            stall,
+        )
     }
 }
 

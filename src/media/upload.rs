@@ -220,6 +220,31 @@ pub struct Uploaded {
     pub verified: Option<String>,
 }
 
+/// A volume just filled: where, how many bytes it must hold, and the
+/// SHA-256 of the bytes that went in (with `verify`, compared with what
+/// it reads back).
+pub(super) struct Filled<'a> {
+    pub(super) pool: &'a str,
+    pub(super) name: &'a str,
+    pub(super) size: u64,
+    pub(super) sha256: Option<String>,
+    pub(super) verify: bool,
+}
+
+/// How the checks after a transfer name it: "the volume holds N bytes
+/// after the {act}, {source} M", "the bytes {sent} SHA".
+pub(super) struct TransferWords {
+    pub(super) act: &'static str,
+    pub(super) source: &'static str,
+    pub(super) sent: &'static str,
+}
+
+const UPLOADED: TransferWords = TransferWords {
+    act: "upload",
+    source: "the file",
+    sent: "sent",
+};
+
 impl MediaManager {
     /// Uploads `iso` into `options.pool` on this host: the pool checked
     /// (there, active, room enough), a volume of that name refused unless
@@ -255,7 +280,22 @@ impl MediaManager {
             });
         }
         prepared?;
-        let size = iso.size.to_string();
+        self.create_then_fill(pool, name, iso.size, || {
+            self.fill(iso, pool, progress, options.verify)
+        })
+    }
+
+    /// `vol-create-as` of `name` in `pool` at `size` bytes, then `fill`;
+    /// once this run's volume exists, any failure of `fill` deletes it
+    /// (and only it: a create that failed made nothing of ours).
+    pub(super) fn create_then_fill(
+        &self,
+        pool: &str,
+        name: &str,
+        size: u64,
+        fill: impl FnOnce() -> Result<Uploaded>,
+    ) -> Result<Uploaded> {
+        let size = size.to_string();
         let created = self.virsh.run(&[
             "vol-create-as",
             "--pool",
@@ -270,10 +310,7 @@ impl MediaManager {
         if let Err(error) = created {
             return Err(self.not_created(pool, name, error));
         }
-        match self.fill(iso, pool, progress, options.verify) {
-            Ok(uploaded) => Ok(uploaded),
-            Err(error) => Err(self.undo(pool, name, error)),
-        }
+        fill().map_err(|error| self.undo(pool, name, error))
     }
 
     /// Everything before the volume is created: the pool (there, active,
@@ -432,23 +469,53 @@ impl MediaManager {
                     .summary()
             )
         })?;
+        self.check_filled(
+            Filled {
+                pool,
+                name,
+                size: iso.size,
+                sha256,
+                verify,
+            },
+            &UPLOADED,
+            &dir,
+            stall,
+        )
+    }
+
+    /// After the bytes went in: the volume's size, with `verify` its bytes
+    /// read back against those sent, and its path. A signal between the
+    /// steps fails it, as in [`MediaManager::upload`].
+    pub(super) fn check_filled(
+        &self,
+        filled: Filled,
+        words: &TransferWords,
+        dir: &PrivateDir,
+        stall: std::time::Duration,
+    ) -> Result<Uploaded> {
+        let Filled {
+            pool,
+            name,
+            size,
+            sha256,
+            verify,
+        } = filled;
+        let TransferWords { act, source, sent } = words;
+        let virsh = &self.virsh;
         let capacity = virsh.volume_capacity(pool, name);
         refuse_if_interrupted()?;
         match capacity? {
-            Some(bytes) if bytes == iso.size => {}
-            Some(bytes) => bail!(
-                "the volume holds {bytes} bytes after the upload, the file {}",
-                iso.size
-            ),
-            None => bail!("the volume is gone after the upload"),
+            Some(bytes) if bytes == size => {}
+            Some(bytes) => bail!("the volume holds {bytes} bytes after the {act}, {source} {size}"),
+            None => bail!("the volume is gone after the {act}"),
         }
         let verified = if verify {
-            let sent_sha256 = sha256.context("the upload hashed nothing")?;
+            let sent_sha256 = sha256.with_context(|| format!("the {act} hashed nothing"))?;
             let read_back = self
-                .read_back(pool, name, &dir, stall)
+                .read_back(pool, name, dir, stall)
                 .context("cannot read the volume back")?;
             if read_back != sent_sha256 {
-                bail!("the volume read back has SHA-256 {read_back}, the bytes sent {sent_sha256}");
+                bail!("the volume read back has SHA-256 {read_back}, the bytes {sent} {sent_sha256}");
             }
             Some(read_back)
         } else {
@@ -456,7 +523,7 @@ impl MediaManager {
         };
         let path = virsh.volume_alias(&format!("{pool}/{name}"));
         refuse_if_interrupted()?;
-        let path = path?.context("the volume is gone after the upload")?;
+        let path = path?.with_context(|| format!("the volume is gone after the {act}"))?;
         Ok(Uploaded { path, verified })
     }
 
@@ -490,7 +557,7 @@ impl MediaManager {
     /// the same name at the same moment, this host's under another
     /// spelling). Killed by a signal, the create may or may not have been
     /// made: whether a volume is there now is said, and it is left.
-    pub(super) fn not_created(&self, pool: &str, name: &str, error: VirshError) -> anyhow::Error {
+    fn not_created(&self, pool: &str, name: &str, error: VirshError) -> anyhow::Error {
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         let uri = self.virsh.uri_label();
         if caught_signal().is_none() {
@@ -520,7 +587,7 @@ impl MediaManager {
     /// Deletes the volume this run created, after `error`; the error
     /// says whether that worked. After a signal, which killed every
     /// session, on processes of its own.
-    pub(super) fn undo(&self, pool: &str, name: &str, error: anyhow::Error) -> anyhow::Error {
+    fn undo(&self, pool: &str, name: &str, error: anyhow::Error) -> anyhow::Error {
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         let (reason, virsh) = match caught_signal() {
             Some(_) => ("interrupted".to_owned(), self.virsh.one_process_per_call()),

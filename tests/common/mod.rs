@@ -85,22 +85,32 @@ pub fn assert_stderr_contains(output: &Output, needle: &str) {
     );
 }
 
-/// Runs the real virsh, for ground truth.
+/// Runs the real virsh, for ground truth: its output, asserted successful.
 pub fn virsh(uri: &str, args: &[&str]) -> String {
-    let output = Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .env("LC_ALL", "C.UTF-8")
-        .env_remove("LANGUAGE")
-        .output()
-        .expect("virsh is installed (libvirt-clients)");
+    let output = try_virsh(uri, args).expect("virsh is installed (libvirt-clients)");
     assert!(
         output.status.success(),
         "virsh {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("virsh prints UTF-8")
+}
+
+/// Runs the real virsh, its output whatever the exit status; never panics
+/// (a clean-up may run while a failed test unwinds).
+pub fn try_virsh(uri: &str, args: &[&str]) -> std::io::Result<Output> {
+    Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .env("LC_ALL", "C.UTF-8")
+        .env_remove("LANGUAGE")
+        .output()
+}
+
+/// virsh on the lab, its output whatever the exit status.
+pub fn lab_virsh(args: &[&str]) -> Output {
+    try_virsh(LAB_URI, args).expect("virsh is installed (libvirt-clients)")
 }
 
 /// The invocations a counting-virsh run recorded (one file per process in
