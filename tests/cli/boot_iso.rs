@@ -44,17 +44,7 @@ fn counted(args: &[&str]) -> (std::process::Output, Vec<String>) {
 #[track_caller]
 fn assert_refused(args: &[&str], needles: &[&str]) {
     let (output, calls) = counted(args);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{args:?}: {}",
-        stdout(&output)
-    );
-    let message = stderr(&output);
-    assert_eq!(message.lines().count(), 1, "{message}");
-    for needle in needles {
-        assert!(message.contains(needle), "{needle:?} in {message}");
-    }
+    assert_one_line_refusal(args, &output, needles);
     for call in calls {
         assert!(
             !call.contains("create") && !call.contains("shutdown") && !call.contains("destroy"),
@@ -69,13 +59,7 @@ fn refusals_are_one_line_and_change_nothing() {
     let bootable = iso(&dir, "rescue.iso", true);
     let plain = iso(&dir, "plain.iso", false);
     let fifo = dir.join("fifo.iso");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let fifo = fifo.display().to_string();
     let folder = dir.display().to_string();
     assert_refused(

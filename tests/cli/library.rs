@@ -345,13 +345,7 @@ fn upload_refuses_bad_input_before_anything_is_sent() {
     let plain = dir.join("plain.img");
     std::fs::write(&plain, vec![0u8; 64 * 1024]).unwrap();
     let fifo = dir.join("fifo.iso");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let missing = dir.join("missing.iso");
     let dir_path = dir.display().to_string();
     let zeros = "0".repeat(64);
@@ -708,13 +702,7 @@ fn mount_takes_a_pool_volume_by_name() {
 fn a_drive_naming_a_fifo_never_hangs_the_library() {
     let dir = temp_dir("fifo-disk");
     let fifo = dir.join("fifo.img");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let uri = holders_fleet(&dir, &fifo);
     let output = run(tool().args(["-c", &uri, "library", "--json"]));
     assert!(output.status.success(), "{}", stderr(&output));

@@ -30,17 +30,7 @@ fn counted(args: &[&str]) -> (std::process::Output, Vec<Vec<String>>) {
 fn assert_refused(args: &[&str], needles: &[&str]) {
     let uri = media_fleet();
     let (output, calls) = counted(&[&["-c", uri.as_str()], args].concat());
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{args:?}: {}",
-        stdout(&output)
-    );
-    let message = stderr(&output);
-    assert_eq!(message.lines().count(), 1, "{message}");
-    for needle in needles {
-        assert!(message.contains(needle), "{needle:?} in {message}");
-    }
+    assert_one_line_refusal(args, &output, needles);
     for call in &calls {
         let script = call.join(" ");
         assert!(
@@ -418,11 +408,7 @@ fn network_and_block_media_are_shown_and_ejectable() {
 fn mount_refuses_what_is_not_a_regular_file() {
     let dir = temp_dir("not-an-iso");
     let fifo = dir.join("fifo.iso");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    mkfifo(&fifo);
     for iso in [
         dir.display().to_string(),
         "/dev/zero".into(),

@@ -348,8 +348,7 @@ fn a_hung_host_completes_nothing_and_leaves_no_process() {
 fn a_hosts_file_that_is_no_regular_file_completes_nothing() {
     let dir = temp_dir("complete-fifo");
     let fifo = dir.join("hosts");
-    let made = run(std::process::Command::new("mkfifo").arg(&fifo));
-    assert!(made.status.success(), "{}", stderr(&made));
+    mkfifo(&fifo);
     for hosts in [fifo.display().to_string(), "/dev/zero".to_owned()] {
         let line = format!("dismount_iso_qemu --hosts {hosts} eject w");
         let mut child = tool()

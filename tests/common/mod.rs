@@ -113,6 +113,29 @@ pub fn lab_virsh(args: &[&str]) -> Output {
     try_virsh(LAB_URI, args).expect("virsh is installed (libvirt-clients)")
 }
 
+/// A FIFO at `path` (what a file check must refuse without opening it).
+pub fn mkfifo(path: &Path) {
+    let made = run(Command::new("mkfifo").arg(path));
+    assert!(made.status.success(), "mkfifo: {}", stderr(&made));
+}
+
+/// A refusal as bad input gets it: exit 1 and one line on stderr holding
+/// each of `needles`.
+#[track_caller]
+pub fn assert_one_line_refusal(args: &[&str], output: &Output, needles: &[&str]) {
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{args:?}: {}",
+        stdout(output)
+    );
+    let message = stderr(output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    for needle in needles {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+}
+
 /// The invocations a counting-virsh run recorded (one file per process in
 /// the directory `log`), each as its argv.
 pub fn recorded_calls(log: &Path) -> Vec<Vec<String>> {
