@@ -670,8 +670,12 @@ fn http_bodies_show_public_uris_only() {
         "{body}"
     );
     let (_, metrics) = serving.get("/metrics");
+    // ssh names the key file it could not read, unless virsh, writing to
+    // the ssh that already failed, dies of SIGPIPE first (a race the
+    // machine's load decides): then there is no path to scrub.
     assert!(
-        lines[2].starts_with("qemu+ssh://127.0.0.1:2/system: ") && lines[2].contains("<keyfile>"),
+        lines[2].starts_with("qemu+ssh://127.0.0.1:2/system: ")
+            && (lines[2].contains("<keyfile>") || lines[2].contains("SIGPIPE")),
         "{body}"
     );
     for text in [&body, &metrics] {
