@@ -225,13 +225,7 @@ fn guest_filesystems_match_guestinfo_ground_truth() -> Result<(), Failed> {
         LAB_URI,
         &["guestinfo", "--filesystem", "--domain", "lab-agent"],
     );
-    let field = |key: &str| {
-        truth
-            .lines()
-            .filter_map(|line| line.split_once(" : "))
-            .find(|(k, _)| k.trim() == key)
-            .map(|(_, v)| v.trim().to_owned())
-    };
+    let field = |key: &str| guestinfo_field(&truth, key);
     check(field("fs.count").as_deref() == Some("1"), || truth.clone())?;
     check(
         field("fs.0.mountpoint").as_deref() == Some(LAB_DATA_MOUNT),

@@ -972,14 +972,7 @@ fn two_uploads_of_one_name_at_once_one_wins_whole() -> Result<(), Failed> {
         .args(["-c", LAB_URI, "-c", &lab_ssh_uri(), "upload"])
         .arg(&files[0])
         .args(["--pool", POOL, "--verify"]));
-    check(output.status.code() == Some(3), || {
-        format!(
-            "{:?}: {}{}",
-            output.status,
-            stdout(&output),
-            stderr(&output)
-        )
-    })?;
+    check(output.status.code() == Some(3), || described(&output))?;
     check(
         stdout(&output).matches("ok: uploaded").count() == 1
             && stderr(&output).lines().count() == 1,

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{ExitCode, Output};
+use std::process::ExitCode;
 
 use common::*;
 use dismount_iso_qemu::virsh::domxml::parse_domain_xml;
@@ -173,17 +173,6 @@ impl Drop for Restore {
             }
         }
     }
-}
-
-fn tool_lab(args: &[&str]) -> Output {
-    run(tool().args(["-c", LAB_URI]).args(args))
-}
-
-fn ok(output: &Output) -> Result<String, Failed> {
-    check(output.status.success(), || {
-        format!("{}{}", stdout(output), stderr(output))
-    })?;
-    Ok(stdout(output))
 }
 
 fn mount_eject_round_trip_space_non_ascii() -> Result<(), Failed> {

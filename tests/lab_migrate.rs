@@ -367,18 +367,8 @@ const COPY_ISO: &str = "-copy it's `x`.iso";
 /// The lab's second host (scripts/lab's `ensure_second_host`): another
 /// user's qemu:///session, over the lab's sshd, through its socket.
 fn second_uri() -> String {
-    let lab = lab_dir();
-    let ssh = lab.join("ssh");
-    let config = std::fs::read_to_string(ssh.join("ssh_config")).expect("the lab's ssh_config");
-    let port = config
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Port "))
-        .expect("a Port line");
-    format!(
-        "qemu+ssh://root@127.0.0.1:{port}/session?socket={}&proxy=netcat&command={}",
-        lab.join("second/.cache/libvirt/libvirt-sock").display(),
-        ssh.join("ssh").display()
-    )
+    let socket = lab_dir().join("second/.cache/libvirt/libvirt-sock");
+    lab_ssh_uri_to(&format!("session?socket={}&proxy=netcat", socket.display()))
 }
 
 /// A copy's two ends: on the lab, pool COPY_POOL over a directory of
@@ -561,14 +551,7 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
     });
     signal_group(&child, libc::SIGINT);
     let output = child.wait_with_output()?;
-    check(output.status.code() == Some(130), || {
-        format!(
-            "{:?}: {}{}",
-            output.status,
-            stdout(&output),
-            stderr(&output)
-        )
-    })?;
+    check(output.status.code() == Some(130), || described(&output))?;
     check(
         stdout(&output).contains(&format!(
             "interrupted; the volume {COPY_POOL}/{COPY_ISO} it had created was deleted"

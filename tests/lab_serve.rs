@@ -250,14 +250,8 @@ fn guest_filesystem_series_match_guestinfo() -> Result<(), Failed> {
         LAB_URI,
         &["guestinfo", "--filesystem", "--domain", "lab-agent"],
     );
-    let field = |key: &str| {
-        truth
-            .lines()
-            .filter_map(|line| line.split_once(" : "))
-            .find(|(k, _)| k.trim() == key)
-            .map(|(_, v)| v.trim().to_owned())
-            .ok_or_else(|| format!("no {key} in {truth}"))
-    };
+    let field =
+        |key: &str| guestinfo_field(&truth, key).ok_or_else(|| format!("no {key} in {truth}"));
     let labels = format!(
         "{{domain=\"lab-agent\",mountpoint=\"{}\",type=\"{}\",uri=\"qemu:///system\"}}",
         field("fs.0.mountpoint")?,

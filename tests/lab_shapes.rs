@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{ExitCode, Output};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -52,17 +52,6 @@ fn main() -> ExitCode {
         ],
         Some(1),
     )
-}
-
-fn tool_lab(args: &[&str]) -> Output {
-    run(tool().args(["-c", LAB_URI]).args(args))
-}
-
-fn ok(output: &Output) -> Result<String, Failed> {
-    check(output.status.success(), || {
-        format!("{}{}", stdout(output), stderr(output))
-    })?;
-    Ok(stdout(output))
 }
 
 /// A drive's media in the live XML (`None` for a shut-off guest) and the

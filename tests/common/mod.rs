@@ -136,6 +136,19 @@ pub fn assert_one_line_refusal(args: &[&str], output: &Output, needles: &[&str])
     }
 }
 
+/// A run's exit status and everything it printed, for a failure's message.
+pub fn described(output: &Output) -> String {
+    format!("{:?}: {}{}", output.status, stdout(output), stderr(output))
+}
+
+/// The value of `key` in `virsh guestinfo` output (`key : value` lines).
+pub fn guestinfo_field(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|line| line.split_once(" : "))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
 /// The invocations a counting-virsh run recorded (one file per process in
 /// the directory `log`), each as its argv.
 pub fn recorded_calls(log: &Path) -> Vec<Vec<String>> {
@@ -217,6 +230,13 @@ pub fn lab_iso(name: &str) -> String {
 /// The lab's libvirtd reached through its own sshd on 127.0.0.1: a remote
 /// URI as far as the tool can tell (`scripts/lab env` prints the same).
 pub fn lab_ssh_uri() -> String {
+    lab_ssh_uri_to("system")
+}
+
+/// `qemu+ssh://root@127.0.0.1:PORT/PATH?…command=` through the lab's
+/// sshd, its ssh wrapper last: `path` is the driver path and any query
+/// before it (`session?socket=…&proxy=netcat`).
+pub fn lab_ssh_uri_to(path: &str) -> String {
     let ssh = lab_dir().join("ssh");
     // The port is the lab's choice (LAB_SSH_PORT): read it where the lab
     // wrote it down.
@@ -225,10 +245,24 @@ pub fn lab_ssh_uri() -> String {
         .lines()
         .find_map(|line| line.trim().strip_prefix("Port "))
         .expect("a Port line");
+    let join = if path.contains('?') { '&' } else { '?' };
     format!(
-        "qemu+ssh://root@127.0.0.1:{port}/system?command={}",
+        "qemu+ssh://root@127.0.0.1:{port}/{path}{join}command={}",
         ssh.join("ssh").display()
     )
+}
+
+/// The tool on the lab.
+pub fn tool_lab(args: &[&str]) -> Output {
+    run(tool().args(["-c", LAB_URI]).args(args))
+}
+
+/// A run's stdout where it succeeded; else a failure showing what it said.
+pub fn ok(output: &Output) -> Result<String, libtest_mimic::Failed> {
+    check(output.status.success(), || {
+        format!("{}{}", stdout(output), stderr(output))
+    })?;
+    Ok(stdout(output))
 }
 
 /// A lab test target's `main` (libtest-mimic): without the lab every test
