@@ -44,16 +44,24 @@ pub fn mount<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -
     on_one_host(console, fleet, mount_flow)
 }
 
+/// A VM by number, each shown with its state; `None` to go back.
+fn choose_domain<R: BufRead, W: Write>(
+    prompt: &mut Prompt<R, W>,
+    domains: &[DomainMedia],
+) -> Result<Option<usize>> {
+    let labels: Vec<String> = domains
+        .iter()
+        .map(|d| format!("{} ({})", sanitize(&d.name), d.state))
+        .collect();
+    prompt.choose("VM number (q to go back): ", &labels)
+}
+
 fn mount_flow<R: BufRead, W: Write>(
     prompt: &mut Prompt<R, W>,
     media: &MediaManager,
     domains: Vec<DomainMedia>,
 ) -> Result<ExitCode> {
-    let labels: Vec<String> = domains
-        .iter()
-        .map(|d| format!("{} ({})", sanitize(&d.name), d.state))
-        .collect();
-    let Some(index) = prompt.choose("VM number (q to go back): ", &labels)? else {
+    let Some(index) = choose_domain(prompt, &domains)? else {
         return Ok(ExitCode::SUCCESS);
     };
     let domain = &domains[index];
@@ -67,17 +75,13 @@ fn mount_flow<R: BufRead, W: Write>(
     mount_into(media, prompt, domain, drive, &iso, ChangeOptions::default())
 }
 
-/// Menu 7: host if several, VM by number (those with a config), ISO from
+/// Menu 8: host if several, VM by number (those with a config), ISO from
 /// the pools or typed; a running VM is shut down (ACPI) first, which the
 /// plan says before the menu asks.
 pub fn boot_iso<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
     on_one_host(console, fleet, |prompt, media, mut domains| {
         domains.retain(|domain| domain.config.is_some());
-        let labels: Vec<String> = domains
-            .iter()
-            .map(|d| format!("{} ({})", sanitize(&d.name), d.state))
-            .collect();
-        let Some(index) = prompt.choose("VM number (q to go back): ", &labels)? else {
+        let Some(index) = choose_domain(prompt, &domains)? else {
             return Ok(ExitCode::SUCCESS);
         };
         let Some(iso) = choose_iso(prompt, media)? else {
