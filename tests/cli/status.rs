@@ -369,24 +369,14 @@ fn bad_options_are_usage_errors() {
 /// and every healthy one has its filesystem.
 #[test]
 fn disks_ride_on_the_agent_probes_deadline() {
-    let output = run(tool()
-        .args([
-            "-c",
-            &fleet_uri("fleet-hung.xml"),
-            "status",
-            "--disks",
-            "--json",
-        ])
-        .args([
-            "--timeout",
-            "2s",
-            "--jobs",
-            "12",
-            "--sessions",
-            "12",
-            "--virsh",
-        ])
-        .arg(support("hung-agent-virsh")));
+    let disks = |format: &[&str]| {
+        run(tool()
+            .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--disks"])
+            .args(format)
+            .args(["--timeout", "2s", "--jobs", "12", "--sessions", "12", "--virsh"])
+            .arg(support("hung-agent-virsh")))
+    };
+    let output = disks(&["--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = serde_json::from_str::<Vec<Value>>(&stdout(&output)).unwrap();
     assert_eq!(rows.len(), 12);
@@ -410,25 +400,7 @@ fn disks_ride_on_the_agent_probes_deadline() {
         }
     }
     // The table: the sum, or why there is none.
-    let output = run(tool()
-        .args([
-            "-c",
-            &fleet_uri("fleet-hung.xml"),
-            "status",
-            "--disks",
-            "--color",
-            "never",
-        ])
-        .args([
-            "--timeout",
-            "2s",
-            "--jobs",
-            "12",
-            "--sessions",
-            "12",
-            "--virsh",
-        ])
-        .arg(support("hung-agent-virsh")));
+    let output = disks(&["--color", "never"]);
     let table = stdout(&output);
     assert!(table.contains("Disk (used/total)"), "{table}");
     assert!(table.contains("1000 B / 3.9 KiB"), "{table}");
