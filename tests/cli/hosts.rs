@@ -895,9 +895,66 @@ fn serve_over_100_hosts_is_healthy_within_a_gib() {
     );
 }
 
+/// A budget that cannot scan every host within the interval (6 hosts, one
+/// place, each scan's virsh 1 s slow to start: tests/support/slow-virsh)
+/// says so in one line after each round, with the formula's figures,
+/// instead of a warning per host per round.
+#[test]
+fn a_budget_that_cannot_keep_the_interval_says_so_once_a_round() {
+    let serving = Serving::start(
+        tool()
+            .args(many_hosts(6))
+            .args([
+                "--max-connections",
+                "1",
+                "--cache-ttl",
+                "5s",
+                "--timeout",
+                "30s",
+            ])
+            .arg("--virsh")
+            .arg(support("slow-virsh"))
+            .env("SLOW_VIRSH_DELAY", "1"),
+    );
+    let (mut landed, mut said) = (0, Vec::new());
+    let patience = std::time::Duration::from_secs(90);
+    while said.len() < 2 {
+        let line = serving
+            .log
+            .recv_timeout(patience)
+            .unwrap_or_else(|_| panic!("nothing logged for 90 s: {landed} scans, {said:?}"));
+        let json: Value = serde_json::from_str(&line).unwrap();
+        let message = json["fields"]["message"].as_str().unwrap_or_default();
+        assert!(
+            json["level"] != "WARN" || !message.starts_with("scan ran past"),
+            "a warning per host: {line}"
+        );
+        if message.starts_with("scan done") || message.starts_with("scan failed") {
+            landed += 1;
+        } else if message.starts_with("the budget cannot scan every host") {
+            said.push((landed, json));
+        }
+    }
+    for (at, line) in &said {
+        assert_eq!(at % 6, 0, "after a whole round: {said:?}");
+        let fields = &line["fields"];
+        assert_eq!(
+            (fields["hosts"].as_u64(), fields["workers"].as_u64()),
+            (Some(6), Some(1))
+        );
+        let (scan, fits) = (
+            fields["scan_s"].as_f64().unwrap(),
+            fields["fits_s"].as_f64().unwrap(),
+        );
+        assert!((fits - 6.0 * scan).abs() < 1e-6, "{line}");
+        assert!(fits > fields["interval_s"].as_f64().unwrap(), "{line}");
+    }
+    assert_eq!((said[0].0, said[1].0), (6, 12), "once a round: {said:?}");
+}
+
 /// A host whose scan takes longer than the interval (its virsh slow to
 /// start: tests/support/slow-virsh, 6 s against 5 s; with more hosts than
-/// the budget, a new virsh each scan) is logged as falling behind, and
+/// the budget, a new virsh each scan) is named after each round, and
 /// `dismount_host_scan_overdue_seconds` shows it; the other hosts keep
 /// their places.
 #[test]
@@ -922,8 +979,9 @@ fn a_host_that_cannot_keep_its_interval_is_logged_and_shows_overdue() {
                 format!("{}?n=1", fleet_uri("fleet-small.xml")),
             ),
     );
-    let behind = wait_for_log(&serving, "scan ran past", 1, 1);
+    let behind = wait_for_log(&serving, "hosts whose own scan takes longer", 1, 1);
     assert_eq!(behind[0]["fields"]["uri"], slow.as_str(), "{behind:?}");
+    assert_eq!(behind[0]["fields"]["slow_hosts"], 1, "{behind:?}");
     // The page is put together by serve's publisher after the scan has
     // landed: wait until it shows the slow host's scan (its overdue series
     // moves off 0), bounded only against a hang.
