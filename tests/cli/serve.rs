@@ -1349,3 +1349,58 @@ fn subreaper() {
     }
     std::fs::write(std::env::var("SUBREAPER_REPORT").unwrap(), left).unwrap();
 }
+
+/// The nice value of a process or thread: /proc/…/stat's 19th field.
+fn nice_of(stat: &str) -> Option<i64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(16)?.parse().ok()
+}
+
+/// The scans run below the requests' CPU priority: every virsh serve
+/// starts, and the threads that scan, have a nice value 10 above serve's
+/// main thread (which answers the requests), so a scrape is not queued
+/// behind a fleet's virsh and ssh on busy cores. Before, all alike.
+#[test]
+fn scans_run_below_the_requests_priority() {
+    let small = fleet_uri("fleet-small.xml");
+    let serving = Serving::start(
+        tool()
+            .args(["-c", &small, "--timeout", "600s", "--virsh"])
+            .arg(support("slow-virsh"))
+            .env("SLOW_VIRSH_DELAY", "600"),
+    );
+    let pid = serving.child.id();
+    let main = nice_of(&format!("/proc/{pid}/stat")).unwrap();
+    // The virsh being started (waiting in slow-virsh), once there.
+    let child = poll(|| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|children| {
+                children
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .next()
+    });
+    let background = (main + 10).min(19);
+    assert_eq!(
+        nice_of(&format!("/proc/{child}/stat")),
+        Some(background),
+        "virsh {child} of serve {pid} (nice {main})"
+    );
+    let scanning = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with("scan-"))
+        })
+        .map(|task| nice_of(task.path().join("stat").to_str().unwrap()))
+        .collect::<Vec<_>>();
+    assert_eq!(scanning, [Some(background)], "one scan worker");
+    assert_eq!(serving.get("/healthz").0, 202, "still starting");
+}
