@@ -148,11 +148,11 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
         "every host is scanned once now, then once per interval: the workers keep every host \
          at its interval while a scan takes at most interval × workers ÷ hosts"
     );
-    let (interval, started) = (options.interval, SystemTime::now());
+    let interval = options.interval;
     http::serve(
         listener,
         Arc::new(web),
-        Arc::new(move |path: &str| respond(path, &hosts, interval, started)),
+        Arc::new(move |path: &str| respond(path, &hosts, interval)),
     )
 }
 
@@ -574,7 +574,7 @@ fn scan(host: &Host, io: bool) -> Result<Scan> {
     })
 }
 
-fn respond(path: &str, hosts: &Hosts, interval: Duration, started: SystemTime) -> Response {
+fn respond(path: &str, hosts: &Hosts, interval: Duration) -> Response {
     match path {
         "/metrics" => {
             let published = Arc::clone(&lock(&hosts.published));
@@ -587,7 +587,7 @@ fn respond(path: &str, hosts: &Hosts, interval: Duration, started: SystemTime) -
         }
         "/healthz" => {
             let published = Arc::clone(&lock(&hosts.published));
-            healthz(&published.health, SystemTime::now(), interval, started)
+            healthz(&published.health, SystemTime::now(), interval)
         }
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
@@ -601,16 +601,11 @@ const STARTING: u16 = 202;
 
 /// 200 when every host's last scan succeeded within two scan intervals;
 /// [`STARTING`] with `starting: N of M hosts scanned` while some host has
-/// not finished its first scan (for up to two intervals after `started`);
-/// else 503, a line per failing host with the reason.
-fn healthz(
-    hosts: &[HostState],
-    now: SystemTime,
-    interval: Duration,
-    started: SystemTime,
-) -> Response {
+/// not finished its first scan (the first round, however long the budget
+/// takes for it: each scan ends by `--timeout`); else 503, a line per
+/// failing host with the reason.
+fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response {
     let stale_after = interval * 2;
-    let starting = now.duration_since(started).unwrap_or_default() <= stale_after;
     // Answered: a scan ended, good or not.
     let scanned = hosts
         .iter()
@@ -621,8 +616,8 @@ fn healthz(
         .filter_map(|host| {
             let reason = match (&host.last_error, host.last_success) {
                 (Some(error), _) => error.clone(),
-                (None, None) if starting => return None,
-                (None, None) => "no scan has finished yet".to_owned(),
+                // Not yet answered: counted as starting.
+                (None, None) => return None,
                 (None, Some(at)) => {
                     let age = now.duration_since(at).unwrap_or_default();
                     if age <= stale_after {
@@ -838,8 +833,7 @@ mod tests {
     fn healthz_wants_a_good_scan_within_two_intervals_on_every_host() {
         let now = SystemTime::now();
         let interval = Duration::from_secs(5);
-        let long_ago = now - Duration::from_secs(60);
-        let health = |hosts: &[HostState]| healthz(hosts, now, interval, long_ago);
+        let health = |hosts: &[HostState]| healthz(hosts, now, interval);
         let ok = health(&[host("a", Some(9), None, now)]);
         assert_eq!(ok.status, 200, "between two good scans: {}", ok.body);
         let stale = health(&[host("a", Some(11), None, now)]);
@@ -852,21 +846,14 @@ mod tests {
             host("b", Some(1), Some("cannot list"), now),
         ]);
         assert_eq!((failed.status, &*failed.body), (503, "b: cannot list\n"));
-        let never = health(&[host("a", None, None, now)]);
-        assert_eq!(
-            (never.status, &*never.body),
-            (503, "a: no scan has finished yet\n"),
-            "two intervals after the start"
-        );
     }
 
-    /// Until every host has answered once (and for two intervals at the
-    /// most), 202 and how many have; a failed host is a failure still.
+    /// Until every host has answered once, 202 and how many have; a failed
+    /// host is a failure still.
     #[test]
     fn healthz_says_starting_until_every_host_has_answered_once() {
         let now = SystemTime::now();
         let interval = Duration::from_secs(5);
-        let just_started = now - Duration::from_secs(3);
         let scanned =
             |uri: &str, error: Option<&str>| host(uri, error.is_none().then_some(1), error, now);
         let starting = healthz(
@@ -877,7 +864,6 @@ mod tests {
             ],
             now,
             interval,
-            just_started,
         );
         assert_eq!(
             (starting.status, &*starting.body),
@@ -890,15 +876,9 @@ mod tests {
             ],
             now,
             interval,
-            just_started,
         );
         assert_eq!((failing.status, &*failing.body), (503, "a: cannot list\n"));
-        let done = healthz(
-            &[scanned("a", None), scanned("b", None)],
-            now,
-            interval,
-            just_started,
-        );
+        let done = healthz(&[scanned("a", None), scanned("b", None)], now, interval);
         assert_eq!((done.status, &*done.body), (200, "ok: 2 host(s)\n"));
     }
 }
