@@ -602,7 +602,8 @@ const STARTING: u16 = 202;
 /// 200 when every host's last scan succeeded within two scan intervals;
 /// [`STARTING`] with `starting: N of M hosts scanned` while some host has
 /// not finished its first scan (the first round, however long the budget
-/// takes for it: each scan ends by `--timeout`); else 503, a line per
+/// takes for it: each scan ends by `--timeout`; a host scanned early in a
+/// long first round is not stale before it ends); else 503, a line per
 /// failing host with the reason.
 fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response {
     let stale_after = interval * 2;
@@ -611,6 +612,7 @@ fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response
         .iter()
         .filter(|host| host.last_success.is_some() || host.last_error.is_some())
         .count();
+    let starting = scanned < hosts.len();
     let failing: Vec<String> = hosts
         .iter()
         .filter_map(|host| {
@@ -620,7 +622,7 @@ fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response
                 (None, None) => return None,
                 (None, Some(at)) => {
                     let age = now.duration_since(at).unwrap_or_default();
-                    if age <= stale_after {
+                    if age <= stale_after || starting {
                         return None;
                     }
                     format!(
@@ -634,7 +636,7 @@ fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response
         .collect();
     if !failing.is_empty() {
         Response::text(503, failing.join("\n") + "\n")
-    } else if scanned < hosts.len() {
+    } else if starting {
         Response::text(
             STARTING,
             format!("starting: {scanned} of {} hosts scanned\n", hosts.len()),
@@ -878,6 +880,17 @@ mod tests {
             interval,
         );
         assert_eq!((failing.status, &*failing.body), (503, "a: cannot list\n"));
+        // Scanned long ago, early in a first round the budget takes long
+        // over: not stale before the round ends.
+        let early = healthz(
+            &[host("a", Some(600), None, now), host("b", None, None, now)],
+            now,
+            interval,
+        );
+        assert_eq!(
+            (early.status, &*early.body),
+            (202, "starting: 1 of 2 hosts scanned\n")
+        );
         let done = healthz(&[scanned("a", None), scanned("b", None)], now, interval);
         assert_eq!((done.status, &*done.body), (200, "ok: 2 host(s)\n"));
     }
