@@ -201,9 +201,8 @@ impl Hosts {
     }
 
     /// Puts the page together again whenever a scan has landed, pausing
-    /// between two pages ([`PUBLISH_PAUSE_FACTOR`]), below the requests' priority.
+    /// between two pages ([`PUBLISH_PAUSE_FACTOR`]).
     fn publish_forever(&self) {
-        into_background();
         loop {
             {
                 let mut changed = lock(&self.changed);
@@ -251,28 +250,6 @@ impl Hosts {
                 tracing::error!(error = %format!("{error:#}"), "cannot encode /metrics; serving the previous one");
             }
         }
-    }
-}
-
-/// How much lower than the requests' the CPU priority of the scans and of
-/// putting the page together is (nice): a scrape that comes while the
-/// scans, their virsh and ssh, keep every core busy is answered first,
-/// not after them (a thousand hosts on two cores: scrapes of 60 ms and
-/// more).
-const BACKGROUND_NICENESS: libc::c_int = 10;
-
-/// Lowers the calling thread's CPU priority by [`BACKGROUND_NICENESS`]:
-/// on Linux nice is a thread's own, and the threads and processes it
-/// starts (virsh, their ssh) inherit it. Best effort: a failure leaves
-/// the scans at the requests' priority, as before.
-fn into_background() {
-    // SAFETY: nice(3) only changes the calling thread's nice value.
-    let failed = unsafe {
-        *libc::__errno_location() = 0;
-        libc::nice(BACKGROUND_NICENESS) == -1 && *libc::__errno_location() != 0
-    };
-    if failed {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the scans' priority");
     }
 }
 
@@ -444,7 +421,6 @@ fn check_round(states: &[Mutex<HostState>], workers: usize, interval: Duration) 
 /// sessions end after its scan, for the hosts waiting.
 fn scan_forever(fleet: &Fleet, hosts: &Hosts, schedule: &Schedule, io: bool) {
     let interval = schedule.interval;
-    into_background();
     loop {
         let due = schedule.next();
         let index = due.index;
