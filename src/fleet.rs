@@ -114,6 +114,12 @@ impl Fleet {
         }
     }
 
+    /// How many hosts are worked on at once: the budget's places, or
+    /// fewer hosts.
+    pub fn workers(&self) -> usize {
+        self.hosts.len().min(self.max_connections).max(1)
+    }
+
     pub fn is_single(&self) -> bool {
         self.hosts.len() == 1
     }
@@ -140,8 +146,7 @@ impl Fleet {
         job: impl Fn(&Host) -> Result<T> + Sync,
         on_done: impl Fn(&Result<T>) + Sync,
     ) -> Vec<HostScan<T>> {
-        let workers = self.hosts.len().min(self.max_connections);
-        crate::workers::bounded(&self.hosts, workers, Duration::ZERO, |host| {
+        crate::workers::bounded(&self.hosts, self.workers(), Duration::ZERO, |host| {
             let result = {
                 let _working = self.working(host);
                 job(host)

@@ -356,6 +356,7 @@ fn send(
     channel.stream().set_write_timeout(Some(WRITE_TIMEOUT))?;
     let reason = match response.status {
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",

@@ -1,12 +1,14 @@
 //! `serve`: Prometheus metrics and a health check over HTTP for every host,
 //! answered from background scans. No request ever starts virsh: a hung
-//! host slows its own scanner thread, never an answer.
+//! host holds up the one worker scanning it, never an answer; a host
+//! waiting for its scan is an entry in a queue, not a thread.
 
 mod http;
 mod metrics;
 mod webconfig;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,7 +80,7 @@ impl HostState {
     }
 }
 
-/// Binds the address, starts a scanner per host and answers requests
+/// Binds the address, starts the scan workers and answers requests
 /// until the process is stopped (SIGTERM: every virsh is killed with it).
 pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
     init_logs(options.json_logs);
@@ -122,22 +124,30 @@ pub fn run(fleet: Arc<Fleet>, options: &ServeOptions) -> Result<()> {
             .name("publish".to_owned())
             .spawn(move || hosts.publish_forever())?;
     }
-    let start = Instant::now();
-    let count = fleet.hosts.len();
-    for index in 0..count {
-        let (fleet, hosts) = (Arc::clone(&fleet), Arc::clone(&hosts));
+    let schedule = Arc::new(Schedule::new(fleet.hosts.len(), options.interval));
+    let workers = fleet.workers();
+    for worker in 0..workers {
+        let (fleet, hosts, schedule) = (
+            Arc::clone(&fleet),
+            Arc::clone(&hosts),
+            Arc::clone(&schedule),
+        );
         let io = options.io_metrics;
-        let schedule = Schedule {
-            start,
-            first: first_scan_offset(index, count, options.interval),
-            interval: options.interval,
-        };
         thread::Builder::new()
-            .name(format!("scan-{index}"))
-            .spawn(move || scan_forever(&fleet, index, &hosts, &schedule, io))?;
+            .name(format!("scan-{worker}"))
+            .spawn(move || scan_forever(&fleet, &hosts, &schedule, io))?;
     }
-    tracing::info!(%listen, hosts = fleet.hosts.len(),
+    tracing::info!(%listen, hosts = fleet.hosts.len(), workers,
         interval_s = options.interval.as_secs_f64(), tls, auth, "serving /metrics and /healthz");
+    tracing::info!(
+        hosts = fleet.hosts.len(),
+        workers,
+        interval_s = options.interval.as_secs_f64(),
+        fits_scan_s =
+            options.interval.as_secs_f64() * workers as f64 / fleet.hosts.len().max(1) as f64,
+        "every host is scanned once now, then once per interval: the workers keep every host \
+         at its interval while a scan takes at most interval × workers ÷ hosts"
+    );
     let interval = options.interval;
     http::serve(
         listener,
@@ -243,52 +253,193 @@ impl Hosts {
     }
 }
 
-/// When one host's scans are due.
+/// When each host's scans are due: the queue of the hosts waiting for
+/// their turn, soonest due first, taken by the workers.
 struct Schedule {
-    /// When `serve` started its scanners.
+    /// When `serve` started: every host's first scan is due then.
     start: Instant,
-    /// The host's first scan after `start`: [`first_scan_offset`].
-    first: Duration,
     /// Start to start.
     interval: Duration,
+    hosts: usize,
+    queue: Mutex<BinaryHeap<Reverse<Due>>>,
+    changed: Condvar,
+    /// Scans that have landed since the start: a round's worth of them
+    /// (one per host) ends a round.
+    landed: Mutex<usize>,
 }
 
-/// When host `index` of `hosts` first scans, after the start: spread over
-/// one interval (`index × interval ÷ hosts`), so that the fleet's scans,
-/// and their claims on the budget, come one after another instead of all
-/// at each tick.
+/// One host's next scan, as queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: Instant,
+    /// Of the fleet's hosts; among hosts due at once, the first given
+    /// goes first.
+    index: usize,
+    /// How late the host already is: its previous scan ran past this
+    /// one's due time ([`next_scan`]).
+    behind: Duration,
+}
+
+impl Schedule {
+    /// Every host due at once, now: the first round runs as fast as the
+    /// workers go.
+    fn new(hosts: usize, interval: Duration) -> Self {
+        let start = Instant::now();
+        Schedule {
+            start,
+            interval,
+            hosts,
+            queue: Mutex::new(
+                (0..hosts)
+                    .map(|index| {
+                        Reverse(Due {
+                            at: start,
+                            index,
+                            behind: Duration::ZERO,
+                        })
+                    })
+                    .collect(),
+            ),
+            changed: Condvar::new(),
+            landed: Mutex::new(0),
+        }
+    }
+
+    /// The next host due, once it is due; the idle workers wait here.
+    fn next(&self) -> Due {
+        let mut queue = lock(&self.queue);
+        loop {
+            let now = Instant::now();
+            queue = match queue.peek() {
+                Some(&Reverse(due)) if due.at <= now => {
+                    queue.pop();
+                    return due;
+                }
+                Some(&Reverse(due)) => {
+                    self.changed
+                        .wait_timeout(queue, due.at - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .changed
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+        }
+    }
+
+    /// Queues a host's next scan.
+    fn put(&self, due: Due) {
+        lock(&self.queue).push(Reverse(due));
+        self.changed.notify_one();
+    }
+
+    /// When the scan after `due` is due at the earliest: host i of N at
+    /// start + i × interval ÷ N + k × interval, so that after the first
+    /// round the fleet's scans, and their claims on the budget, come one
+    /// after another instead of all at each tick.
+    fn slot_after(&self, due: &Due) -> Instant {
+        if due.at == self.start {
+            self.start + first_scan_offset(due.index, self.hosts, self.interval) + self.interval
+        } else {
+            due.at + self.interval
+        }
+    }
+
+    /// Counts a landed scan; `true` when it ends a round.
+    fn landed(&self) -> bool {
+        let mut landed = lock(&self.landed);
+        *landed += 1;
+        *landed % self.hosts.max(1) == 0
+    }
+}
+
+/// Where host `index` of `hosts` falls in one interval after the first
+/// round: `index × interval ÷ hosts`.
 fn first_scan_offset(index: usize, hosts: usize, interval: Duration) -> Duration {
     interval.mul_f64(index as f64 / hosts.max(1) as f64)
 }
 
-/// When the scan after one that was due at `due` and ended at `ended` is
-/// due, and how late that is: one interval after `due`, or, where the scan
-/// ran past that, at once (late by as much), the interval counted anew.
-fn next_scan(due: Instant, ended: Instant, interval: Duration) -> (Instant, Duration) {
-    let next = due + interval;
-    let late = ended.saturating_duration_since(next);
-    (if late.is_zero() { next } else { ended }, late)
+/// When the scan whose slot is `slot` is due, given that the one before
+/// ended at `ended`, and how late that is: at its slot, or, where the scan
+/// before ran past it, at once (late by as much), the interval counted
+/// anew from there.
+fn next_scan(slot: Instant, ended: Instant) -> (Instant, Duration) {
+    let late = ended.saturating_duration_since(slot);
+    (if late.is_zero() { slot } else { ended }, late)
 }
 
-/// Scans the fleet's host `index` on its schedule, encodes each good
-/// scan's series and hands them to the publisher, again. Each scan is the host's work: with more
-/// hosts than the budget has places, its sessions end after it, for the
-/// hosts waiting.
-fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, schedule: &Schedule, io: bool) {
-    let host = &fleet.hosts[index];
+/// The interval at which `workers` keep `hosts` hosts whose scans take
+/// `per_scan` each at their interval: hosts × per scan ÷ workers.
+fn interval_that_fits(hosts: usize, workers: usize, per_scan: Duration) -> Duration {
+    per_scan.mul_f64(hosts as f64 / workers.max(1) as f64)
+}
+
+/// After a round: one line when the workers cannot keep every host at
+/// `interval` at the scans' mean time, with the formula's figures, and one
+/// when some host's own scan takes longer than the interval (a slow host:
+/// no budget keeps it), naming the slowest; never a line per host (their
+/// `dismount_host_scan_overdue_seconds` say which fell behind).
+fn check_round(states: &[Mutex<HostState>], workers: usize, interval: Duration) {
+    let took: Vec<(Duration, String)> = states
+        .iter()
+        .filter_map(|state| {
+            let state = lock(state);
+            Some((state.last_duration?, state.uri.clone()))
+        })
+        .collect();
+    let total: Duration = took.iter().map(|(took, _)| *took).sum();
+    let per_scan = total / u32::try_from(took.len().max(1)).unwrap_or(u32::MAX);
+    let fits = interval_that_fits(states.len(), workers, per_scan);
+    if fits > interval {
+        tracing::warn!(
+            hosts = states.len(),
+            workers,
+            scan_s = per_scan.as_secs_f64(),
+            interval_s = interval.as_secs_f64(),
+            fits_s = fits.as_secs_f64(),
+            "the budget cannot scan every host within the interval: hosts × mean scan time ÷ workers \
+             is {:.1} s against {:.1} s, so hosts fall behind (dismount_host_scan_overdue_seconds); \
+             raise --max-connections or --cache-ttl",
+            fits.as_secs_f64(),
+            interval.as_secs_f64()
+        );
+    }
+    let slow: Vec<&(Duration, String)> = took.iter().filter(|(took, _)| *took > interval).collect();
+    if let Some((slowest, uri)) = slow.iter().max_by_key(|(took, _)| *took) {
+        tracing::warn!(slow_hosts = slow.len(), uri = %uri, took_s = slowest.as_secs_f64(),
+            interval_s = interval.as_secs_f64(),
+            "hosts whose own scan takes longer than the interval fall behind it, whatever the budget \
+             (dismount_host_scan_overdue_seconds); the slowest is named");
+    }
+}
+
+/// Takes the next host due from the schedule, scans it, encodes a good
+/// scan's series, hands them to the publisher and queues the host's next
+/// scan, again. With more hosts than the budget has places, a host's
+/// sessions end after its scan, for the hosts waiting.
+fn scan_forever(fleet: &Fleet, hosts: &Hosts, schedule: &Schedule, io: bool) {
     let interval = schedule.interval;
-    let mut due = schedule.start + schedule.first;
-    let mut started_late = Duration::ZERO;
     loop {
-        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let due = schedule.next();
+        let index = due.index;
+        let host = &fleet.hosts[index];
+        let slot = schedule.slot_after(&due);
+        let started = Instant::now();
         {
             let mut state = lock(&hosts.states[index]);
-            state.next_due = Some(due + interval);
-            state.started_late = started_late;
+            state.next_due = Some(slot);
+            // The first round is late by design: every host at once.
+            let waited = if due.at == schedule.start {
+                Duration::ZERO
+            } else {
+                started.saturating_duration_since(due.at)
+            };
+            state.started_late = due.behind + waited;
         }
         tracing::debug!(uri = %host.uri(),
-            due_s = due.duration_since(schedule.start).as_secs_f64(), "scan started");
-        let started = Instant::now();
+            due_s = due.at.duration_since(schedule.start).as_secs_f64(), "scan started");
         let scanned = {
             let _working = fleet.working(host);
             scan(host, io)
@@ -322,12 +473,16 @@ fn scan_forever(fleet: &Fleet, index: usize, hosts: &Hosts, schedule: &Schedule,
             }
         }
         hosts.land(index, state, part);
-        (due, started_late) = next_scan(due, Instant::now(), interval);
-        if !started_late.is_zero() {
-            tracing::warn!(uri = %host.uri(), took_s = took.as_secs_f64(),
-                interval_s = interval.as_secs_f64(), behind_s = started_late.as_secs_f64(),
-                "scan ran past the next one's due time: the host falls behind its interval \
-                 (a slow host, or more hosts than the budget serves at this interval)");
+        let (at, behind) = next_scan(slot, Instant::now());
+        if !behind.is_zero() {
+            // Once per round for the fleet (check_round), not per host.
+            tracing::debug!(uri = %host.uri(), took_s = took.as_secs_f64(),
+                interval_s = interval.as_secs_f64(), behind_s = behind.as_secs_f64(),
+                "scan ran past the next one's due time");
+        }
+        schedule.put(Due { at, index, behind });
+        if schedule.landed() {
+            check_round(&hosts.states, fleet.workers(), interval);
         }
     }
 }
@@ -453,19 +608,36 @@ fn respond(path: &str, hosts: &Hosts, interval: Duration) -> Response {
     }
 }
 
+/// The status of `/healthz` while the first round runs and no scanned
+/// host has failed: a 2xx, so a check that wants exactly 200 waits for
+/// every host's figures and one that takes any 2xx (or 202) is up at once,
+/// and neither mistakes it for the 503 of a failing host.
+const STARTING: u16 = 202;
+
 /// 200 when every host's last scan succeeded within two scan intervals;
-/// else 503, a line per failing host with the reason.
+/// [`STARTING`] with `starting: N of M hosts scanned` while some host has
+/// not finished its first scan (the first round, however long the budget
+/// takes for it: each scan ends by `--timeout`; a host scanned early in a
+/// long first round is not stale before it ends); else 503, a line per
+/// failing host with the reason.
 fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response {
     let stale_after = interval * 2;
+    // Answered: a scan ended, good or not.
+    let scanned = hosts
+        .iter()
+        .filter(|host| host.last_success.is_some() || host.last_error.is_some())
+        .count();
+    let starting = scanned < hosts.len();
     let failing: Vec<String> = hosts
         .iter()
         .filter_map(|host| {
             let reason = match (&host.last_error, host.last_success) {
                 (Some(error), _) => error.clone(),
-                (None, None) => "no scan has finished yet".to_owned(),
+                // Not yet answered: counted as starting.
+                (None, None) => return None,
                 (None, Some(at)) => {
                     let age = now.duration_since(at).unwrap_or_default();
-                    if age <= stale_after {
+                    if age <= stale_after || starting {
                         return None;
                     }
                     format!(
@@ -477,10 +649,15 @@ fn healthz(hosts: &[HostState], now: SystemTime, interval: Duration) -> Response
             Some(format!("{}: {reason}", host.uri))
         })
         .collect();
-    if failing.is_empty() {
-        Response::text(200, format!("ok: {} host(s)\n", hosts.len()))
-    } else {
+    if !failing.is_empty() {
         Response::text(503, failing.join("\n") + "\n")
+    } else if starting {
+        Response::text(
+            STARTING,
+            format!("starting: {scanned} of {} hosts scanned\n", hosts.len()),
+        )
+    } else {
+        Response::text(200, format!("ok: {} host(s)\n", hosts.len()))
     }
 }
 
@@ -574,17 +751,81 @@ mod tests {
         assert_eq!(first_scan_offset(0, 1, interval), Duration::ZERO);
     }
 
+    /// Every host is due at the start, in the order given; each one's
+    /// second scan falls at its place in the interval after that.
+    #[test]
+    fn the_first_round_is_due_at_once_then_spread_over_the_interval() {
+        let interval = Duration::from_secs(4);
+        let schedule = Schedule::new(4, interval);
+        let first: Vec<Due> = (0..4).map(|_| schedule.next()).collect();
+        assert_eq!(
+            first
+                .iter()
+                .map(|due| (due.index, due.at))
+                .collect::<Vec<_>>(),
+            (0..4)
+                .map(|index| (index, schedule.start))
+                .collect::<Vec<_>>()
+        );
+        let second: Vec<Duration> = first
+            .iter()
+            .map(|due| schedule.slot_after(due) - schedule.start)
+            .collect();
+        assert_eq!(second, [4, 5, 6, 7].map(Duration::from_secs).to_vec());
+        let later = Due {
+            at: schedule.start + Duration::from_secs(5),
+            index: 1,
+            behind: Duration::ZERO,
+        };
+        assert_eq!(
+            schedule.slot_after(&later),
+            schedule.start + Duration::from_secs(9)
+        );
+    }
+
+    /// The queue gives the soonest due first, whatever the order put.
+    #[test]
+    fn the_queue_gives_the_host_due_soonest() {
+        let schedule = Schedule::new(0, Duration::from_secs(5));
+        let past = schedule.start;
+        for (index, ago) in [(7, 1), (3, 3), (5, 2)] {
+            schedule.put(Due {
+                at: past.checked_sub(Duration::from_secs(ago)).unwrap_or(past),
+                index,
+                behind: Duration::ZERO,
+            });
+        }
+        let order: Vec<usize> = (0..3).map(|_| schedule.next().index).collect();
+        assert_eq!(order, [3, 5, 7]);
+    }
+
+    #[test]
+    fn a_round_ends_after_one_landing_per_host() {
+        let schedule = Schedule::new(3, Duration::from_secs(5));
+        let ends: Vec<bool> = (0..6).map(|_| schedule.landed()).collect();
+        assert_eq!(ends, [false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn the_interval_that_fits_is_hosts_times_scan_over_workers() {
+        assert_eq!(
+            interval_that_fits(1000, 16, Duration::from_millis(1600)),
+            Duration::from_secs(100)
+        );
+        assert_eq!(
+            interval_that_fits(3, 0, Duration::from_secs(2)),
+            Duration::from_secs(6),
+            "no workers counts as one"
+        );
+    }
+
     #[test]
     fn a_scan_that_runs_past_the_next_due_time_makes_it_late_and_counts_anew() {
-        let interval = Duration::from_secs(5);
-        let due = Instant::now();
-        let on_time = next_scan(due, due + Duration::from_secs(1), interval);
-        assert_eq!(on_time, (due + interval, Duration::ZERO));
-        let ended = due + Duration::from_secs(7);
-        assert_eq!(
-            next_scan(due, ended, interval),
-            (ended, Duration::from_secs(2))
-        );
+        let slot = Instant::now() + Duration::from_secs(5);
+        let on_time = next_scan(slot, slot - Duration::from_secs(4));
+        assert_eq!(on_time, (slot, Duration::ZERO));
+        let ended = slot + Duration::from_secs(2);
+        assert_eq!(next_scan(slot, ended), (ended, Duration::from_secs(2)));
     }
 
     #[test]
@@ -609,23 +850,63 @@ mod tests {
     fn healthz_wants_a_good_scan_within_two_intervals_on_every_host() {
         let now = SystemTime::now();
         let interval = Duration::from_secs(5);
-        let ok = healthz(&[host("a", Some(9), None, now)], now, interval);
+        let health = |hosts: &[HostState]| healthz(hosts, now, interval);
+        let ok = health(&[host("a", Some(9), None, now)]);
         assert_eq!(ok.status, 200, "between two good scans: {}", ok.body);
-        let stale = healthz(&[host("a", Some(11), None, now)], now, interval);
+        let stale = health(&[host("a", Some(11), None, now)]);
         assert_eq!(
             (stale.status, &*stale.body),
             (503, "a: last good scan 11s ago\n")
         );
-        let failed = healthz(
+        let failed = health(&[
+            host("a", Some(1), None, now),
+            host("b", Some(1), Some("cannot list"), now),
+        ]);
+        assert_eq!((failed.status, &*failed.body), (503, "b: cannot list\n"));
+    }
+
+    /// Until every host has answered once, 202 and how many have; a failed
+    /// host is a failure still.
+    #[test]
+    fn healthz_says_starting_until_every_host_has_answered_once() {
+        let now = SystemTime::now();
+        let interval = Duration::from_secs(5);
+        let scanned =
+            |uri: &str, error: Option<&str>| host(uri, error.is_none().then_some(1), error, now);
+        let starting = healthz(
             &[
-                host("a", Some(1), None, now),
-                host("b", Some(1), Some("cannot list"), now),
+                scanned("a", None),
+                host("b", None, None, now),
+                host("c", None, None, now),
             ],
             now,
             interval,
         );
-        assert_eq!((failed.status, &*failed.body), (503, "b: cannot list\n"));
-        let starting = healthz(&[host("a", None, None, now)], now, interval);
-        assert_eq!(&*starting.body, "a: no scan has finished yet\n");
+        assert_eq!(
+            (starting.status, &*starting.body),
+            (202, "starting: 1 of 3 hosts scanned\n")
+        );
+        let failing = healthz(
+            &[
+                scanned("a", Some("cannot list")),
+                host("b", None, None, now),
+            ],
+            now,
+            interval,
+        );
+        assert_eq!((failing.status, &*failing.body), (503, "a: cannot list\n"));
+        // Scanned long ago, early in a first round the budget takes long
+        // over: not stale before the round ends.
+        let early = healthz(
+            &[host("a", Some(600), None, now), host("b", None, None, now)],
+            now,
+            interval,
+        );
+        assert_eq!(
+            (early.status, &*early.body),
+            (202, "starting: 1 of 2 hosts scanned\n")
+        );
+        let done = healthz(&[scanned("a", None), scanned("b", None)], now, interval);
+        assert_eq!((done.status, &*done.body), (200, "ok: 2 host(s)\n"));
     }
 }
