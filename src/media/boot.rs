@@ -384,6 +384,7 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
     if !os_boots.is_empty() {
         let mut order = 2;
         let mut listed = Vec::new();
+        let mut ordered = Vec::new();
         for boot in &os_boots {
             edits.push(Edit {
                 range: with_indent(config, *boot),
@@ -408,9 +409,15 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
                 _ => Vec::new(),
             };
             for device in matching {
-                if Some(device.range()) == chosen_range || child(device, "boot").is_some() {
+                // libvirt keeps a `dev` named twice: a device is ordered
+                // where it is first named, once (two `<boot>` are invalid).
+                if Some(device.range()) == chosen_range
+                    || child(device, "boot").is_some()
+                    || ordered.contains(&device.range())
+                {
                     continue;
                 }
+                ordered.push(device.range());
                 let Some((at, indent)) = insertion_point(config, device) else {
                     continue;
                 };
@@ -470,6 +477,44 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         "<dismount:boot-iso xmlns:dismount='{BOOT_NAMESPACE}' target='{}'/>",
         attribute_value(&chosen_target)
     );
+    // One already in the config (a live XML saved with `virsh define`, or
+    // planted) is not this start's: libvirt keeps only the first element
+    // of a namespace in `<metadata>`, so ours takes its place and every
+    // other element of our namespace goes.
+    let ours: Vec<Node> = child(domain, "metadata")
+        .into_iter()
+        .flat_map(|m| m.children())
+        .filter(|n| n.is_element() && n.tag_name().namespace() == Some(BOOT_NAMESPACE))
+        .collect();
+    if let Some((first, rest)) = ours.split_first() {
+        warnings.push(
+            "its config carries boot-iso's marker (a live XML saved with `virsh define`?): \
+             every start of it reads as started from an ISO; this start's marker replaces it"
+                .to_owned(),
+        );
+        edits.push(Edit {
+            range: first.range(),
+            text: marker,
+        });
+        edits.extend(rest.iter().map(|node| Edit {
+            range: with_indent(config, *node),
+            text: String::new(),
+        }));
+    } else {
+        insert_marker(config, domain, marker, &mut edits);
+    }
+
+    Ok(BootPlan {
+        diff: diff(config, &edits),
+        xml: apply(config, edits),
+        target: chosen_target,
+        changes,
+        warnings,
+    })
+}
+
+/// `marker` put into the domain's `<metadata>`, made when there is none.
+fn insert_marker(config: &str, domain: Node, marker: String, edits: &mut Vec<Edit>) {
     match child(domain, "metadata").and_then(|m| insertion_point(config, m).map(|p| (m, p))) {
         Some((_, (at, indent))) => edits.push(Edit {
             range: at..at,
@@ -493,14 +538,6 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
             }
         }
     }
-
-    Ok(BootPlan {
-        diff: diff(config, &edits),
-        xml: apply(config, edits),
-        target: chosen_target,
-        changes,
-        warnings,
-    })
 }
 
 /// A disk's `<target dev>`.

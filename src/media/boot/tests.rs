@@ -280,3 +280,75 @@ fn the_marker_joins_existing_metadata() {
     let metadata = child(document.root_element(), "metadata").unwrap();
     assert_eq!(metadata.children().filter(Node::is_element).count(), 2);
 }
+
+/// libvirt keeps `<os><boot dev='hd'/>` named twice (the test driver's
+/// `dumpxml --inactive` shows both): each device gets one per-device
+/// order, where it is first named (before: vda and vdb got two `<boot>` each, and the
+/// plan listed them twice).
+#[test]
+fn an_os_boot_dev_named_twice_orders_each_device_once() {
+    let config = "<domain><name>x</name><os><type machine='pc-q35-7.2'>hvm</type>\
+        <boot dev='hd'/><boot dev='fd'/><boot dev='hd'/></os><devices>\
+        <disk type='file' device='disk'><source file='/d'/><target dev='vda' bus='virtio'/></disk>\
+        <disk type='file' device='floppy'><target dev='fda' bus='fdc'/></disk>\
+        <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    let document = roxmltree::Document::parse(&plan.xml).unwrap();
+    let orders: Vec<(&str, Vec<&str>)> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|d| {
+            let boots = d
+                .children()
+                .filter(|b| b.has_tag_name("boot"))
+                .filter_map(|b| b.attribute("order"))
+                .collect();
+            (target_of(&d).unwrap(), boots)
+        })
+        .collect();
+    assert_eq!(
+        orders,
+        [("vda", vec!["2"]), ("fda", vec!["3"]), ("sda", vec!["1"])]
+    );
+    assert!(
+        plan.changes[1].ends_with("becomes per-device: then vda (disk), fda (floppy)"),
+        "{:?}",
+        plan.changes
+    );
+}
+
+/// A config that carries boot-iso's marker already (a live XML saved
+/// with `virsh define`, or planted by hand), maybe in another drive or
+/// under another name of its namespace: the transient XML holds this
+/// start's marker only (libvirt keeps one element per namespace in
+/// `<metadata>`, the first: before, the old marker won and the start
+/// was reported FAILED), the other namespaces stay, and the plan says so.
+#[test]
+fn a_marker_in_the_config_is_replaced_not_trusted() {
+    let ns = BOOT_NAMESPACE;
+    let config = format!(
+        "<domain><name>x</name><metadata>\n    <o:thing xmlns:o='urn:other' a='1'/>\n    \
+         <dismount:boot-iso xmlns:dismount='{ns}' target='hdc'/>\n    \
+         <d2:note xmlns:d2='{ns}'/>\n  </metadata><os><type machine='pc-q35-7.2'>hvm</type></os><devices>\n    \
+         <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\n  \
+         </devices></domain>"
+    );
+    let plan = plan_boot(&config, ISO, None).unwrap();
+    assert_eq!(booted_from_iso(&plan.xml).as_deref(), Some("sda"));
+    let document = roxmltree::Document::parse(&plan.xml).unwrap();
+    let metadata = child(document.root_element(), "metadata").unwrap();
+    let namespaces: Vec<&str> = metadata
+        .children()
+        .filter(Node::is_element)
+        .filter_map(|n| n.tag_name().namespace())
+        .collect();
+    assert_eq!(namespaces, ["urn:other", ns]);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("its config carries boot-iso's marker")),
+        "{:?}",
+        plan.warnings
+    );
+}
