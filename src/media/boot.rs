@@ -153,15 +153,22 @@ fn drive_address(disk: Node) -> Option<[u32; 3]> {
 
 /// Whether the firmware enforces Secure Boot: a loader marked secure, the
 /// secure-boot feature asked for, or `firmware='efi'` left to pick (which
-/// on Debian's OVMF picks the Microsoft-keys build) with neither said.
+/// on Debian's OVMF picks the Microsoft-keys build) with neither said;
+/// never with the enrolled keys turned off (the firmware then has none
+/// to check against: libvirt picks the key-less variables).
 fn secure_boot(os: Node) -> bool {
+    let feature = |name: &str| {
+        child(os, "firmware")
+            .into_iter()
+            .flat_map(|f| f.children())
+            .find(|f| f.has_tag_name("feature") && f.attribute("name") == Some(name))
+            .and_then(|f| f.attribute("enabled"))
+    };
+    if feature("enrolled-keys") == Some("no") {
+        return false;
+    }
     let loader_secure = child(os, "loader").and_then(|l| l.attribute("secure"));
-    let feature = child(os, "firmware")
-        .into_iter()
-        .flat_map(|f| f.children())
-        .find(|f| f.has_tag_name("feature") && f.attribute("name") == Some("secure-boot"))
-        .and_then(|f| f.attribute("enabled"));
-    match (loader_secure, feature) {
+    match (loader_secure, feature("secure-boot")) {
         (Some("yes"), _) | (_, Some("yes")) => true,
         (Some(_), _) | (_, Some(_)) => false,
         (None, None) => os.attribute("firmware") == Some("efi"),

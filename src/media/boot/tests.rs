@@ -352,3 +352,24 @@ fn a_marker_in_the_config_is_replaced_not_trusted() {
         plan.warnings
     );
 }
+
+/// `<os firmware='efi'>` with `enrolled-keys` off, as libvirt 9.0 keeps
+/// it: libvirt picks OVMF_CODE_4M.secboot.fd with the key-less
+/// OVMF_VARS_4M.fd (the live XML of a scratch start on the lab), so
+/// nothing is enforced and no warning is due (before: "boots only a
+/// signed ISO").
+#[test]
+fn no_enrolled_keys_is_no_secure_boot() {
+    let config = "<domain><name>x</name><os firmware='efi'>\
+        <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>\
+        <firmware><feature enabled='no' name='enrolled-keys'/></firmware><boot dev='hd'/></os>\
+        <devices><disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let live = "<domain><os><firmware><feature enabled='no' name='enrolled-keys'/></firmware>\
+        <loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.secboot.fd</loader>\
+        </os></domain>";
+    let document = roxmltree::Document::parse(live).unwrap();
+    assert!(!secure_boot(child(document.root_element(), "os").unwrap()));
+}
