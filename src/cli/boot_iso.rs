@@ -387,8 +387,6 @@ mod tests {
         );
         let media = MediaManager::new(fake_virsh(&fake));
         let mut output = Vec::new();
-        let mut console = Console::for_changes(&b""[..], &mut output);
-        let mut prompt = Prompt::command(&mut console, false);
         let request = BootRequest {
             domain: name.to_owned(),
             iso: iso.display().to_string(),
@@ -399,9 +397,11 @@ mod tests {
             dry_run: false,
             force: false,
         };
-        let code = boot_on(&media, &mut prompt, &request).unwrap();
-        drop(prompt);
-        drop(console);
+        let code = {
+            let mut console = Console::for_changes(&b""[..], &mut output);
+            let mut prompt = Prompt::command(&mut console, false);
+            boot_on(&media, &mut prompt, &request).unwrap()
+        };
         fake.assert_all_used();
         assert_eq!(code, ExitCode::FAILURE);
         let text = String::from_utf8(output).unwrap();
