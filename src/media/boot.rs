@@ -354,7 +354,9 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         }
     };
 
-    // The other devices' per-device orders, one later each.
+    // The other devices' per-device orders, in their order from 2 on:
+    // renumbered, not one later each, which the largest order libvirt
+    // takes (u32::MAX) would overflow.
     let chosen_range = chosen.map(|d| d.range());
     let mut shifted = Vec::new();
     for device in devices.children().filter(Node::is_element) {
@@ -367,19 +369,21 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         let Some(order) = boot.attribute("order").and_then(|o| o.parse::<u32>().ok()) else {
             continue;
         };
-        edits.push(Edit {
-            range: boot.range(),
-            text: format!("<boot order='{}'/>", order + 1),
-        });
-        shifted.push((order, device_label(device)));
+        shifted.push((order, boot.range(), device_label(device)));
     }
-    shifted.sort();
+    shifted.sort_by_key(|(order, ..)| *order);
+    for ((_, range, _), new) in shifted.iter().zip(2..) {
+        edits.push(Edit {
+            range: range.clone(),
+            text: format!("<boot order='{new}'/>"),
+        });
+    }
     if !shifted.is_empty() {
         changes.push(format!(
             "then, as before: {}",
             shifted
                 .iter()
-                .map(|(_, label)| label.as_str())
+                .map(|(.., label)| label.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ));

@@ -373,3 +373,34 @@ fn no_enrolled_keys_is_no_secure_boot() {
     let document = roxmltree::Document::parse(live).unwrap();
     assert!(!secure_boot(child(document.root_element(), "os").unwrap()));
 }
+
+/// The largest boot order libvirt takes (`4294967295`, kept by the test
+/// driver's `dumpxml --inactive`) and gaps: the other devices follow the
+/// ISO's drive as 2, 3, … in their order (before: `order + 1` overflowed,
+/// a panic).
+#[test]
+fn the_largest_boot_order_follows_without_overflow() {
+    let config = "<domain><name>x</name><os><type machine='pc-q35-7.2'>hvm</type></os><devices>\
+        <disk type='file' device='disk'><source file='/d'/><target dev='vda' bus='virtio'/><boot order='4294967295'/></disk>\
+        <disk type='file' device='disk'><source file='/e'/><target dev='vdb' bus='virtio'/><boot order='7'/></disk>\
+        <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    let document = roxmltree::Document::parse(&plan.xml).unwrap();
+    let orders: Vec<(&str, &str)> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|d| {
+            let order = child(d, "boot").unwrap().attribute("order").unwrap();
+            (target_of(&d).unwrap(), order)
+        })
+        .collect();
+    assert_eq!(orders, [("vda", "3"), ("vdb", "2"), ("sda", "1")]);
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c == "then, as before: vdb (disk), vda (disk)"),
+        "{:?}",
+        plan.changes
+    );
+}
