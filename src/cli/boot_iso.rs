@@ -145,8 +145,16 @@ pub fn boot_on<R: BufRead, W: Write>(
         }
     }
     // What a VM this run shut down is left as, when it is not started.
+    // The command is quoted as a shell reads it: a name with a space or a
+    // leading dash is typed back as it is.
     let left = if shut_down {
-        format!("; it was shut down and is off: `virsh start {shown}` starts it as before")
+        let start = virsh
+            .invocation(&["start", "--domain", name])
+            .command_line();
+        format!(
+            "; it was shut down and is off: `{}` starts it as before",
+            sanitize(&start)
+        )
     } else {
         String::new()
     };
@@ -336,4 +344,70 @@ fn has_boot_record(media: &MediaManager, iso: &str) -> Result<bool> {
         })?;
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
     Ok(is_el_torito_boot_record(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cli::prompt::Console;
+    use crate::testing::{fake_virsh, fixture};
+    use crate::virsh::fake::FakeRunner;
+
+    /// A VM named like an option, with a space, that `--restart` shut
+    /// down and whose config then changed: the way back it is told is a
+    /// command that starts it as typed (before: `virsh start -web 1`,
+    /// which virsh reads as an option and two words).
+    #[test]
+    fn the_way_back_names_the_vm_as_a_shell_reads_it() {
+        let name = "-web 1";
+        let dir = PrivateDir::new("boot-test").unwrap();
+        let iso = dir.path().join("rescue.iso");
+        let mut bytes = vec![0u8; BOOT_RECORD_OFFSET as usize];
+        bytes.extend(include_bytes!("../../fixtures/iso/rescue-sector17.bin"));
+        std::fs::write(&iso, bytes).unwrap();
+        let config = fixture("virsh/dumpxml-lab-boot-bios-inactive.xml");
+        let fake = Arc::new(FakeRunner::default());
+        let expect = |words: &[&str], answer: &str| {
+            let mut command = words.to_vec();
+            command.extend(["--domain", name]);
+            fake.expect(&command, 0, answer, "");
+        };
+        expect(&["dominfo"], &fixture("virsh/dominfo-running.txt"));
+        expect(&["dumpxml"], &config);
+        expect(&["dumpxml", "--inactive"], &config);
+        expect(&["dumpxml", "--inactive", "--security-info"], &config);
+        expect(&["dumpxml", "--inactive"], &config);
+        fake.expect(&["shutdown", "--domain", name, "--mode", "acpi"], 0, "", "");
+        expect(&["domstate"], "shut off\n");
+        expect(
+            &["dumpxml", "--inactive", "--security-info"],
+            &format!("{config}<!-- changed -->\n"),
+        );
+        let media = MediaManager::new(fake_virsh(&fake));
+        let mut output = Vec::new();
+        let request = BootRequest {
+            domain: name.to_owned(),
+            iso: iso.display().to_string(),
+            target: None,
+            restart: true,
+            wait: BootRequest::DEFAULT_WAIT,
+            yes: true,
+            dry_run: false,
+            force: false,
+        };
+        let code = {
+            let mut console = Console::for_changes(&b""[..], &mut output);
+            let mut prompt = Prompt::command(&mut console, false);
+            boot_on(&media, &mut prompt, &request).unwrap()
+        };
+        fake.assert_all_used();
+        assert_eq!(code, ExitCode::FAILURE);
+        let text = String::from_utf8(output).unwrap();
+        assert!(
+            text.contains("`virsh -c qemu:///fake start --domain '-web 1'` starts it as before"),
+            "{text}"
+        );
+    }
 }

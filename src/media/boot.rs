@@ -153,15 +153,22 @@ fn drive_address(disk: Node) -> Option<[u32; 3]> {
 
 /// Whether the firmware enforces Secure Boot: a loader marked secure, the
 /// secure-boot feature asked for, or `firmware='efi'` left to pick (which
-/// on Debian's OVMF picks the Microsoft-keys build) with neither said.
+/// on Debian's OVMF picks the Microsoft-keys build) with neither said;
+/// never with the enrolled keys turned off (the firmware then has none
+/// to check against: libvirt picks the key-less variables).
 fn secure_boot(os: Node) -> bool {
+    let feature = |name: &str| {
+        child(os, "firmware")
+            .into_iter()
+            .flat_map(|f| f.children())
+            .find(|f| f.has_tag_name("feature") && f.attribute("name") == Some(name))
+            .and_then(|f| f.attribute("enabled"))
+    };
+    if feature("enrolled-keys") == Some("no") {
+        return false;
+    }
     let loader_secure = child(os, "loader").and_then(|l| l.attribute("secure"));
-    let feature = child(os, "firmware")
-        .into_iter()
-        .flat_map(|f| f.children())
-        .find(|f| f.has_tag_name("feature") && f.attribute("name") == Some("secure-boot"))
-        .and_then(|f| f.attribute("enabled"));
-    match (loader_secure, feature) {
+    match (loader_secure, feature("secure-boot")) {
         (Some("yes"), _) | (_, Some("yes")) => true,
         (Some(_), _) | (_, Some(_)) => false,
         (None, None) => os.attribute("firmware") == Some("efi"),
@@ -347,7 +354,9 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         }
     };
 
-    // The other devices' per-device orders, one later each.
+    // The other devices' per-device orders, in their order from 2 on:
+    // renumbered, not one later each, which the largest order libvirt
+    // takes (u32::MAX) would overflow.
     let chosen_range = chosen.map(|d| d.range());
     let mut shifted = Vec::new();
     for device in devices.children().filter(Node::is_element) {
@@ -360,19 +369,21 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         let Some(order) = boot.attribute("order").and_then(|o| o.parse::<u32>().ok()) else {
             continue;
         };
-        edits.push(Edit {
-            range: boot.range(),
-            text: format!("<boot order='{}'/>", order + 1),
-        });
-        shifted.push((order, device_label(device)));
+        shifted.push((order, boot.range(), device_label(device)));
     }
-    shifted.sort();
+    shifted.sort_by_key(|(order, ..)| *order);
+    for ((_, range, _), new) in shifted.iter().zip(2..) {
+        edits.push(Edit {
+            range: range.clone(),
+            text: format!("<boot order='{new}'/>"),
+        });
+    }
     if !shifted.is_empty() {
         changes.push(format!(
             "then, as before: {}",
             shifted
                 .iter()
-                .map(|(_, label)| label.as_str())
+                .map(|(.., label)| label.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -384,6 +395,7 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
     if !os_boots.is_empty() {
         let mut order = 2;
         let mut listed = Vec::new();
+        let mut ordered = Vec::new();
         for boot in &os_boots {
             edits.push(Edit {
                 range: with_indent(config, *boot),
@@ -408,9 +420,15 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
                 _ => Vec::new(),
             };
             for device in matching {
-                if Some(device.range()) == chosen_range || child(device, "boot").is_some() {
+                // libvirt keeps a `dev` named twice: a device is ordered
+                // where it is first named, once (two `<boot>` are invalid).
+                if Some(device.range()) == chosen_range
+                    || child(device, "boot").is_some()
+                    || ordered.contains(&device.range())
+                {
                     continue;
                 }
+                ordered.push(device.range());
                 let Some((at, indent)) = insertion_point(config, device) else {
                     continue;
                 };
@@ -470,6 +488,44 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
         "<dismount:boot-iso xmlns:dismount='{BOOT_NAMESPACE}' target='{}'/>",
         attribute_value(&chosen_target)
     );
+    // One already in the config (a live XML saved with `virsh define`, or
+    // planted) is not this start's: libvirt keeps only the first element
+    // of a namespace in `<metadata>`, so ours takes its place and every
+    // other element of our namespace goes.
+    let ours: Vec<Node> = child(domain, "metadata")
+        .into_iter()
+        .flat_map(|m| m.children())
+        .filter(|n| n.is_element() && n.tag_name().namespace() == Some(BOOT_NAMESPACE))
+        .collect();
+    if let Some((first, rest)) = ours.split_first() {
+        warnings.push(
+            "its config carries boot-iso's marker (a live XML saved with `virsh define`?): \
+             every start of it reads as started from an ISO; this start's marker replaces it"
+                .to_owned(),
+        );
+        edits.push(Edit {
+            range: first.range(),
+            text: marker,
+        });
+        edits.extend(rest.iter().map(|node| Edit {
+            range: with_indent(config, *node),
+            text: String::new(),
+        }));
+    } else {
+        insert_marker(config, domain, marker, &mut edits);
+    }
+
+    Ok(BootPlan {
+        diff: diff(config, &edits),
+        xml: apply(config, edits),
+        target: chosen_target,
+        changes,
+        warnings,
+    })
+}
+
+/// `marker` put into the domain's `<metadata>`, made when there is none.
+fn insert_marker(config: &str, domain: Node, marker: String, edits: &mut Vec<Edit>) {
     match child(domain, "metadata").and_then(|m| insertion_point(config, m).map(|p| (m, p))) {
         Some((_, (at, indent))) => edits.push(Edit {
             range: at..at,
@@ -493,14 +549,6 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
             }
         }
     }
-
-    Ok(BootPlan {
-        diff: diff(config, &edits),
-        xml: apply(config, edits),
-        target: chosen_target,
-        changes,
-        warnings,
-    })
 }
 
 /// A disk's `<target dev>`.

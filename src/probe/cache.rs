@@ -33,6 +33,8 @@ impl<T: Clone> Cached<T> {
 
 #[derive(Default)]
 struct DomainCache {
+    /// The name it was listed under last.
+    name: String,
     metrics: Option<Cached<Metrics>>,
     os: Option<Cached<OsReport>>,
     fs: Option<Cached<FsReport>>,
@@ -123,8 +125,18 @@ impl Cache {
         })
     }
 
+    /// Drops all that is kept for the domains named `name`: this tool
+    /// started it anew, which its state need not show a scan (a restart
+    /// between two scans is running in both).
+    pub fn forget(&self, name: &str) {
+        lock(&self.domains).retain(|_, entry| entry.name != name);
+    }
+
     fn entry<R>(&self, domain: &Listed, change: impl FnOnce(&mut DomainCache) -> R) -> R {
-        change(lock(&self.domains).entry(key(domain)).or_default())
+        let mut domains = lock(&self.domains);
+        let entry = domains.entry(key(domain)).or_default();
+        entry.name.clone_from(&domain.name);
+        change(entry)
     }
 }
 

@@ -64,6 +64,12 @@ impl ProbeManager {
             .or_else(|| lock(&self.uri).clone())
     }
 
+    /// Forgets what the cache keeps for the domains named `name` (see
+    /// [`Cache::forget`]): the next scan reads them whole.
+    pub fn forget(&self, name: &str) {
+        self.cache.forget(name);
+    }
+
     /// A scan within the TTLs (the tests' shorthand).
     #[cfg(test)]
     pub fn scan(&self, progress: Progress) -> Result<Vec<DomainStatus>> {

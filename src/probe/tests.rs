@@ -707,3 +707,36 @@ fn a_start_from_an_iso_is_seen_in_the_row() {
     assert_eq!(by_name("iso").booted_from_iso.as_deref(), Some("sda"));
     assert_eq!(by_name("off").booted_from_iso, None);
 }
+
+/// A VM restarted between two scans (the menu's `boot-iso` shuts a
+/// running VM down and starts it from the ISO) is running in both: once
+/// forgotten, the next scan reads its XML again and sees the marker
+/// (before, the first scan's OS report, without it, stood for the TTL).
+#[test]
+fn a_forgotten_domain_is_read_whole_at_the_next_scan() {
+    let fake = Arc::new(FakeRunner::default());
+    let no_agent = "error: argument unsupported: QEMU guest agent is not configured\n";
+    let marked = format!(
+        "<domain><name>iso</name><metadata><dismount:boot-iso xmlns:dismount='{}' \
+         target='sda'/></metadata></domain>",
+        crate::virsh::metadata::BOOT_NAMESPACE
+    );
+    expect_listing(&fake, &[("iso", 1)], 1);
+    fake.expect(&["guestinfo", "--os", "--domain", "iso"], 1, "", no_agent);
+    fake.expect(
+        &["dumpxml", "--domain", "iso"],
+        0,
+        "<domain><name>iso</name></domain>",
+        "",
+    );
+    let probes = manager(&fake, HOUR, HOUR);
+    let rows = probes.scan(&no_progress).unwrap();
+    assert_eq!(rows[0].booted_from_iso, None);
+    probes.forget("iso");
+    expect_listing(&fake, &[("iso", 1)], 1);
+    fake.expect(&["guestinfo", "--os", "--domain", "iso"], 1, "", no_agent);
+    fake.expect(&["dumpxml", "--domain", "iso"], 0, &marked, "");
+    let rows = probes.scan(&no_progress).unwrap();
+    fake.assert_all_used();
+    assert_eq!(rows[0].booted_from_iso.as_deref(), Some("sda"));
+}

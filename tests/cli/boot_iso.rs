@@ -23,22 +23,43 @@ fn iso(dir: &std::path::Path, name: &str, bootable: bool) -> String {
     path.display().to_string()
 }
 
-/// Runs `boot-iso ARGS` through counting-virsh on fleet-small.xml.
+/// Runs `boot-iso ARGS` through counting-virsh on fleet-small.xml: the
+/// output, and every virsh command it ran, an argv or a command a
+/// session was sent on its stdin (where every command of a session goes:
+/// an argv alone shows only `-c URI`).
 fn counted(args: &[&str]) -> (std::process::Output, Vec<String>) {
     let dir = temp_dir("boot-count");
     let log = dir.join("calls");
+    let sent = dir.join("stdin");
     let output = run(tool()
         .arg("--virsh")
         .arg(support("counting-virsh"))
         .args(["-c", &small_fleet(), "boot-iso"])
         .args(args)
-        .env("COUNTING_VIRSH_LOG", &log));
-    let calls = recorded_calls(&log)
+        .env("COUNTING_VIRSH_LOG", &log)
+        .env("COUNTING_VIRSH_STDIN", &sent));
+    let mut calls: Vec<String> = recorded_calls(&log)
         .into_iter()
         .map(|call| call.join(" "))
         .collect();
+    for entry in std::fs::read_dir(&sent).into_iter().flatten() {
+        let script = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        calls.extend(
+            script
+                .lines()
+                .flat_map(|line| line.split(" ; "))
+                .filter(|command| !command.starts_with("echo @@"))
+                .map(str::to_owned),
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     (output, calls)
+}
+
+/// Whether a recorded command is one that changes a VM.
+fn changes_a_vm(call: &str) -> bool {
+    let word = call.split_whitespace().next().unwrap_or_default();
+    ["create", "shutdown", "destroy", "start", "define"].contains(&word)
 }
 
 #[track_caller]
@@ -46,10 +67,7 @@ fn assert_refused(args: &[&str], needles: &[&str]) {
     let (output, calls) = counted(args);
     assert_one_line_refusal(args, &output, needles);
     for call in calls {
-        assert!(
-            !call.contains("create") && !call.contains("shutdown") && !call.contains("destroy"),
-            "{args:?} changed something: {call}"
-        );
+        assert!(!changes_a_vm(&call), "{args:?} changed something: {call}");
     }
 }
 
@@ -78,6 +96,15 @@ fn refusals_are_one_line_and_change_nothing() {
     assert_refused(
         &["with space", &bootable, "--target", "hdz", "--yes"],
         &["has no drive 'hdz'"],
+    );
+    // The record sees a change where there is one (before, it held only
+    // the sessions' `-c URI`: no refusal above could have been caught).
+    let (started, calls) = counted(&["with space", &bootable, "--yes"]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    assert_eq!(
+        calls.iter().filter(|c| changes_a_vm(c)).count(),
+        1,
+        "one create: {calls:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -124,7 +151,7 @@ fn dry_run_prints_the_plan_and_the_commands() {
         text.contains(&format!("  + <source file='{bootable}'/>")),
         "{text}"
     );
-    assert!(calls.iter().all(|c| !c.contains("create")), "{calls:?}");
+    assert!(!calls.iter().any(|c| changes_a_vm(c)), "{calls:?}");
     let plain = iso(&dir, "plain.iso", false);
     let (forced, _) = counted(&["with space", &plain, "--force", "--dry-run"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
@@ -145,7 +172,7 @@ fn dry_run_prints_the_plan_and_the_commands() {
         text.contains("shutdown --domain plain --mode acpi"),
         "{text}"
     );
-    assert!(calls.iter().all(|c| !c.contains("shutdown")), "{calls:?}");
+    assert!(!calls.iter().any(|c| changes_a_vm(c)), "{calls:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

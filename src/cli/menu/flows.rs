@@ -79,7 +79,8 @@ fn mount_flow<R: BufRead, W: Write>(
 /// the pools or typed; a running VM is shut down (ACPI) first, which the
 /// plan says before the menu asks.
 pub fn boot_iso<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet) -> Result<()> {
-    on_one_host(console, fleet, |prompt, media, mut domains| {
+    let mut chosen = None;
+    let outcome = on_one_host(console, fleet, |prompt, media, mut domains| {
         domains.retain(|domain| domain.config.is_some());
         let Some(index) = choose_domain(prompt, &domains)? else {
             return Ok(ExitCode::SUCCESS);
@@ -97,8 +98,18 @@ pub fn boot_iso<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet
             dry_run: false,
             force: false,
         };
+        chosen = Some(request.domain.clone());
         boot_on(media, prompt, &request)
-    })
+    });
+    // A running VM shut down and started from the ISO may read as running
+    // at every rescan: its cached OS (and `booted_from_iso` with it) would
+    // stand for `--os-ttl`. The next scan reads it whole.
+    if let Some(name) = chosen {
+        for host in &fleet.hosts {
+            host.probes.forget(&name);
+        }
+    }
+    outcome
 }
 
 /// An ISO by number from the pools, or typed, resolved as `mount` takes

@@ -280,3 +280,127 @@ fn the_marker_joins_existing_metadata() {
     let metadata = child(document.root_element(), "metadata").unwrap();
     assert_eq!(metadata.children().filter(Node::is_element).count(), 2);
 }
+
+/// libvirt keeps `<os><boot dev='hd'/>` named twice (the test driver's
+/// `dumpxml --inactive` shows both): each device gets one per-device
+/// order, where it is first named (before: vda and vdb got two `<boot>` each, and the
+/// plan listed them twice).
+#[test]
+fn an_os_boot_dev_named_twice_orders_each_device_once() {
+    let config = "<domain><name>x</name><os><type machine='pc-q35-7.2'>hvm</type>\
+        <boot dev='hd'/><boot dev='fd'/><boot dev='hd'/></os><devices>\
+        <disk type='file' device='disk'><source file='/d'/><target dev='vda' bus='virtio'/></disk>\
+        <disk type='file' device='floppy'><target dev='fda' bus='fdc'/></disk>\
+        <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    let document = roxmltree::Document::parse(&plan.xml).unwrap();
+    let orders: Vec<(&str, Vec<&str>)> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|d| {
+            let boots = d
+                .children()
+                .filter(|b| b.has_tag_name("boot"))
+                .filter_map(|b| b.attribute("order"))
+                .collect();
+            (target_of(&d).unwrap(), boots)
+        })
+        .collect();
+    assert_eq!(
+        orders,
+        [("vda", vec!["2"]), ("fda", vec!["3"]), ("sda", vec!["1"])]
+    );
+    assert!(
+        plan.changes[1].ends_with("becomes per-device: then vda (disk), fda (floppy)"),
+        "{:?}",
+        plan.changes
+    );
+}
+
+/// A config that carries boot-iso's marker already (a live XML saved
+/// with `virsh define`, or planted by hand), maybe in another drive or
+/// under another name of its namespace: the transient XML holds this
+/// start's marker only (libvirt keeps one element per namespace in
+/// `<metadata>`, the first: before, the old marker won and the start
+/// was reported FAILED), the other namespaces stay, and the plan says so.
+#[test]
+fn a_marker_in_the_config_is_replaced_not_trusted() {
+    let ns = BOOT_NAMESPACE;
+    let config = format!(
+        "<domain><name>x</name><metadata>\n    <o:thing xmlns:o='urn:other' a='1'/>\n    \
+         <dismount:boot-iso xmlns:dismount='{ns}' target='hdc'/>\n    \
+         <d2:note xmlns:d2='{ns}'/>\n  </metadata><os><type machine='pc-q35-7.2'>hvm</type></os><devices>\n    \
+         <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\n  \
+         </devices></domain>"
+    );
+    let plan = plan_boot(&config, ISO, None).unwrap();
+    assert_eq!(booted_from_iso(&plan.xml).as_deref(), Some("sda"));
+    let document = roxmltree::Document::parse(&plan.xml).unwrap();
+    let metadata = child(document.root_element(), "metadata").unwrap();
+    let namespaces: Vec<&str> = metadata
+        .children()
+        .filter(Node::is_element)
+        .filter_map(|n| n.tag_name().namespace())
+        .collect();
+    assert_eq!(namespaces, ["urn:other", ns]);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("its config carries boot-iso's marker")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+/// `<os firmware='efi'>` with `enrolled-keys` off, as libvirt 9.0 keeps
+/// it: libvirt picks OVMF_CODE_4M.secboot.fd with the key-less
+/// OVMF_VARS_4M.fd (the live XML of a scratch start on the lab), so
+/// nothing is enforced and no warning is due (before: "boots only a
+/// signed ISO").
+#[test]
+fn no_enrolled_keys_is_no_secure_boot() {
+    let config = "<domain><name>x</name><os firmware='efi'>\
+        <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>\
+        <firmware><feature enabled='no' name='enrolled-keys'/></firmware><boot dev='hd'/></os>\
+        <devices><disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let live = "<domain><os><firmware><feature enabled='no' name='enrolled-keys'/></firmware>\
+        <loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.secboot.fd</loader>\
+        </os></domain>";
+    let document = roxmltree::Document::parse(live).unwrap();
+    assert!(!secure_boot(child(document.root_element(), "os").unwrap()));
+}
+
+/// The largest boot order libvirt takes (`4294967295`, kept by the test
+/// driver's `dumpxml --inactive`) and gaps: the other devices follow the
+/// ISO's drive as 2, 3, … in their order (before: `order + 1` overflowed,
+/// a panic).
+#[test]
+fn the_largest_boot_order_follows_without_overflow() {
+    let config = "<domain><name>x</name><os><type machine='pc-q35-7.2'>hvm</type></os><devices>\
+        <disk type='file' device='disk'><source file='/d'/><target dev='vda' bus='virtio'/><boot order='4294967295'/></disk>\
+        <disk type='file' device='disk'><source file='/e'/><target dev='vdb' bus='virtio'/><boot order='7'/></disk>\
+        <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    let document = roxmltree::Document::parse(&plan.xml).unwrap();
+    let orders: Vec<(&str, &str)> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|d| {
+            let order = child(d, "boot").unwrap().attribute("order").unwrap();
+            (target_of(&d).unwrap(), order)
+        })
+        .collect();
+    assert_eq!(orders, [("vda", "3"), ("vdb", "2"), ("sda", "1")]);
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c == "then, as before: vdb (disk), vda (disk)"),
+        "{:?}",
+        plan.changes
+    );
+}
