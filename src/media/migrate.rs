@@ -205,6 +205,17 @@ fn naming<'a>(words: &[&'a str], domain: &'a str) -> Vec<&'a str> {
     all
 }
 
+/// An option of this tool's and its value, as its parser reads them back:
+/// one word `--flag=VALUE` where the value starts with a dash (two words
+/// would read as an option missing its value, then an unknown one).
+fn option(flag: &str, value: &str) -> Vec<String> {
+    if value.starts_with('-') {
+        vec![format!("{flag}={value}")]
+    } else {
+        vec![flag.to_owned(), value.to_owned()]
+    }
+}
+
 fn line(program: &str, connect: Option<&str>, words: &[&str]) -> String {
     Invocation {
         program: program.to_owned(),
@@ -537,7 +548,9 @@ fn ways_out(
                 here.as_str()
             }
         };
-        let mut words = vec!["upload", file, "--pool", &copy.pool, "--name", &copy.name];
+        let (pool, name) = (option("--pool", &copy.pool), option("--name", &copy.name));
+        let mut words = vec!["upload", file];
+        words.extend(pool.iter().chain(&name).map(String::as_str));
         if copy.replace {
             words.push("--replace");
         }

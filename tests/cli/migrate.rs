@@ -407,3 +407,69 @@ fn a_destination_that_is_virshs_default_source_is_refused() {
     assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
 }
+
+fn hostile_check(args: &[&str]) -> Output {
+    run(tool()
+        .args(["-c", &fleet_uri("migrate-hostile.xml"), "migrate-check"])
+        .args(["--to", &fleet_uri("migrate-hostile-dest.xml")])
+        .args(args))
+}
+
+/// Every way out printed for pools, volumes and a VM whose names start
+/// with a dash and hold spaces, quotes, backticks and `$(…)` is one line a
+/// shell reads (`sh -n`), and this tool's own lines, run by a shell in a
+/// folder holding the file `vol-download` would have made, parse as
+/// typed: the upload plans its copy into that pool under that name (it
+/// stops only at the confirmation nobody can give), the eject its eject.
+#[test]
+fn the_ways_out_for_dashed_and_quoted_names_run_as_printed() {
+    let rows = json(&hostile_check(&["--json", "--", "-vm 'q' `t` "]));
+    let drive = &rows[0]["drives"][0];
+    assert_eq!(drive["source"], "-isos x/-a $(id).iso", "{drive}");
+    let fix: Vec<&str> = drive["fix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line.as_str().unwrap())
+        .collect();
+    let dir = std::env::temp_dir().join(format!("migrate-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    iso_file(&dir, "-a $(id).iso", 1000);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut ran = Vec::new();
+    for line in &fix {
+        let parsed = run(std::process::Command::new("sh").args(["-n", "-c", line]));
+        assert!(parsed.status.success(), "{line}: {}", stderr(&parsed));
+        if !line.starts_with("dismount_iso_qemu ") {
+            continue;
+        }
+        let output = run(std::process::Command::new("sh")
+            .args(["-c", line])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .stdin(std::process::Stdio::null()));
+        assert_eq!(output.status.code(), Some(1), "{line}: {}", stderr(&output));
+        ran.push(output);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let [eject, upload] = ran.as_slice() else {
+        panic!("{fix:?}")
+    };
+    assert!(
+        stdout(eject).contains("-vm 'q' `t`  hdc: eject -isos x/-a $(id).iso"),
+        "{}",
+        stdout(eject)
+    );
+    assert_stderr_contains(eject, "pass --yes");
+    // The test driver has no vol-upload: the volume was made where meant.
+    assert_stderr_contains(
+        upload,
+        "not supported by the connection driver: virStorageVolUpload",
+    );
+    assert_stderr_contains(upload, "the volume -isos x/-a $(id).iso it had created was deleted");
+}
