@@ -495,7 +495,7 @@ impl CopyTask<'_> {
         let media = &self.destination.side.media;
         let copied = match &self.copy.origin {
             Origin::File(path) => {
-                let iso = check_file(path, Some(&self.copy.name), None, false)?;
+                let iso = check_file(path, Some(&self.copy.name), None, self.copy.force)?;
                 let options = UploadOptions {
                     pool: self.copy.pool.clone(),
                     verify,

@@ -145,6 +145,8 @@ pub struct Copy {
     pub name: String,
     pub size: Option<u64>,
     pub replace: bool,
+    /// A floppy's image: no ISO 9660 signature to check (`upload --force`).
+    pub force: bool,
 }
 
 /// One drive's media, in the views that hold it, against one destination.
@@ -372,7 +374,8 @@ pub fn check(domain: &DomainMedia, source: &Storage, dest: &Storage, route: &Rou
     let mut drives = Vec::new();
     for target in domain.targets() {
         let views = domain.views(target);
-        let device = views.current().kind.as_str();
+        let kind = views.current().kind;
+        let device = kind.as_str();
         let held: Vec<&Media> = views.media().fold(Vec::new(), |mut held, media| {
             if !held.contains(&media) {
                 held.push(media);
@@ -432,7 +435,10 @@ pub fn check(domain: &DomainMedia, source: &Storage, dest: &Storage, route: &Rou
                 } else {
                     found.detail.clone()
                 });
-                drive.copy = copy_of(media, size, source, &found);
+                drive.copy = copy_of(media, size, source, &found).map(|copy| Copy {
+                    force: kind == crate::virsh::DriveKind::Floppy,
+                    ..copy
+                });
                 drive.fix = ways_out(domain, target, &drive, &found, route);
             }
             drives.push(drive);
@@ -491,6 +497,7 @@ fn copy_of(media: &Media, size: Option<u64>, source: &Storage, found: &Finding) 
         name: found.name.clone()?,
         size,
         replace: found.reason == Reason::DifferentSize,
+        force: false,
     })
 }
 
@@ -553,6 +560,9 @@ fn ways_out(
         words.extend(pool.iter().chain(&name).map(String::as_str));
         if copy.replace {
             words.push("--replace");
+        }
+        if copy.force {
+            words.push("--force");
         }
         fix.push(route.tool(route.destination_connect, &words));
     }
@@ -858,6 +868,7 @@ mod tests {
                 name: "b.iso".into(),
                 size: Some(2000),
                 replace: true,
+                force: false,
             })
         );
         assert!(

@@ -416,60 +416,62 @@ fn hostile_check(args: &[&str]) -> Output {
 }
 
 /// Every way out printed for pools, volumes and a VM whose names start
-/// with a dash and hold spaces, quotes, backticks and `$(…)` is one line a
-/// shell reads (`sh -n`), and this tool's own lines, run by a shell in a
-/// folder holding the file `vol-download` would have made, parse as
-/// typed: the upload plans its copy into that pool under that name (it
-/// stops only at the confirmation nobody can give), the eject its eject.
+/// with a dash and hold spaces, quotes, backticks and `$(…)`, a CD-ROM's
+/// and a floppy's, is one line a shell reads (`sh -n`), and this tool's
+/// own lines, run by a shell in a folder holding the file `vol-download`
+/// would have made, parse as typed: the eject plans its eject (it stops
+/// at the confirmation nobody can give), the upload makes the volume
+/// meant (the floppy's image, no ISO, too) and stops at the test
+/// driver's missing vol-upload.
 #[test]
 fn the_ways_out_for_dashed_and_quoted_names_run_as_printed() {
     let rows = json(&hostile_check(&["--json", "--", "-vm 'q' `t` "]));
-    let drive = &rows[0]["drives"][0];
-    assert_eq!(drive["source"], "-isos x/-a $(id).iso", "{drive}");
-    let fix: Vec<&str> = drive["fix"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|line| line.as_str().unwrap())
-        .collect();
     let dir = std::env::temp_dir().join(format!("migrate-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     iso_file(&dir, "-a $(id).iso", 1000);
+    std::fs::write(dir.join("-f `t`.img"), vec![0u8; 1_474_560]).unwrap();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"));
     let path = format!(
         "{}:{}",
         bin.parent().unwrap().display(),
         std::env::var("PATH").unwrap()
     );
-    let mut ran = Vec::new();
-    for line in &fix {
-        let parsed = run(std::process::Command::new("sh").args(["-n", "-c", line]));
-        assert!(parsed.status.success(), "{line}: {}", stderr(&parsed));
-        if !line.starts_with("dismount_iso_qemu ") {
-            continue;
+    let drives = rows[0]["drives"].as_array().unwrap();
+    let volumes = ["-isos x/-a $(id).iso", "-dir x/-f `t`.img"];
+    assert_eq!(drives.len(), volumes.len(), "{drives:?}");
+    for (drive, volume) in drives.iter().zip(volumes) {
+        let mut ran = Vec::new();
+        for line in drive["fix"].as_array().unwrap() {
+            let line = line.as_str().unwrap();
+            let parsed = run(std::process::Command::new("sh").args(["-n", "-c", line]));
+            assert!(parsed.status.success(), "{line}: {}", stderr(&parsed));
+            if !line.starts_with("dismount_iso_qemu ") {
+                continue;
+            }
+            let output = run(std::process::Command::new("sh")
+                .args(["-c", line])
+                .current_dir(&dir)
+                .env("PATH", &path)
+                .stdin(std::process::Stdio::null()));
+            assert_eq!(output.status.code(), Some(1), "{line}: {}", stderr(&output));
+            ran.push(output);
         }
-        let output = run(std::process::Command::new("sh")
-            .args(["-c", line])
-            .current_dir(&dir)
-            .env("PATH", &path)
-            .stdin(std::process::Stdio::null()));
-        assert_eq!(output.status.code(), Some(1), "{line}: {}", stderr(&output));
-        ran.push(output);
+        let [eject, upload] = ran.as_slice() else {
+            panic!("{drive}")
+        };
+        let target = drive["target"].as_str().unwrap();
+        let media = drive["source"].as_str().unwrap();
+        assert!(
+            stdout(eject).contains(&format!("-vm 'q' `t`  {target}: eject {media}")),
+            "{}",
+            stdout(eject)
+        );
+        assert_stderr_contains(eject, "pass --yes");
+        assert_stderr_contains(
+            upload,
+            "not supported by the connection driver: virStorageVolUpload",
+        );
+        assert_stderr_contains(upload, &format!("the volume {volume} it had created was deleted"));
     }
     std::fs::remove_dir_all(&dir).unwrap();
-    let [eject, upload] = ran.as_slice() else {
-        panic!("{fix:?}")
-    };
-    assert!(
-        stdout(eject).contains("-vm 'q' `t`  hdc: eject -isos x/-a $(id).iso"),
-        "{}",
-        stdout(eject)
-    );
-    assert_stderr_contains(eject, "pass --yes");
-    // The test driver has no vol-upload: the volume was made where meant.
-    assert_stderr_contains(
-        upload,
-        "not supported by the connection driver: virStorageVolUpload",
-    );
-    assert_stderr_contains(upload, "the volume -isos x/-a $(id).iso it had created was deleted");
 }
