@@ -16,7 +16,9 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::manager::MediaManager;
-use super::upload::{CHUNK, PrivateDir, STALL, Uploaded, hex, open_fifo, refuse_if_interrupted};
+use super::upload::{
+    CHUNK, PrivateDir, STALL, Uploaded, hex, open_fifo, refuse_if_interrupted, refuse_if_no_room,
+};
 use crate::mutex::lock;
 use crate::utils::sanitize;
 use crate::virsh::groups::caught_signal;
@@ -50,18 +52,31 @@ impl MediaManager {
         let uri = self.virsh.uri_label();
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         refuse_if_interrupted()?;
-        match self.virsh.pool_info(pool)? {
+        let info = match self.virsh.pool_info(pool)? {
             None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
             Some(info) if !info.active => bail!(
                 "storage pool '{}' on {uri} is inactive: start it first (virsh pool-start {})",
                 sanitize(pool),
                 sanitize(pool)
             ),
-            Some(_) => {}
-        }
+            Some(info) => info,
+        };
         if self.virsh.volume_capacity(pool, name)?.is_some() {
             bail!("{volume} already exists on {uri}: nothing was copied");
         }
+        refuse_if_no_room(
+            &uri,
+            pool,
+            info.available,
+            (&volume, None),
+            &format!(
+                "{}/{} of {}",
+                sanitize(&from.pool),
+                sanitize(&from.name),
+                source.uri_label()
+            ),
+            from.size,
+        )?;
         refuse_if_interrupted()?;
         let size = from.size.to_string();
         let created = self.virsh.run(&[

@@ -97,6 +97,34 @@ pub(super) const CHUNK: usize = 1024 * 1024;
 /// host writes out its cache, but not for a minute.
 pub(super) const STALL: Duration = Duration::from_secs(60);
 
+/// Refuses `size` bytes for `what` that would not fit in `pool` (its
+/// `available` bytes, with the `old` bytes of `volume`, which they would
+/// replace), naming both figures, before anything is created or deleted.
+pub(super) fn refuse_if_no_room(
+    uri: &str,
+    pool: &str,
+    available: Option<u64>,
+    (volume, old): (&str, Option<u64>),
+    what: &str,
+    size: u64,
+) -> Result<()> {
+    let room = available.map(|free| free.saturating_add(old.unwrap_or(0)));
+    let Some(free) = room.filter(|free| *free < size) else {
+        return Ok(());
+    };
+    let (with_old, nothing_deleted) = match old {
+        Some(old) => (
+            format!(" (with the {old} bytes of {volume}, which it would replace)"),
+            ": nothing was deleted",
+        ),
+        None => (String::new(), ""),
+    };
+    bail!(
+        "storage pool '{}' on {uri} has {free} bytes free{with_old}; {what} needs {size} bytes{nothing_deleted}",
+        sanitize(pool),
+    )
+}
+
 /// The checks made before anything is sent: a name that is a file name, a
 /// regular file that is not empty, the ISO 9660 signature (unless
 /// `force`), and with `sha256` the file's checksum. Each failure is one
@@ -324,24 +352,14 @@ impl MediaManager {
         }
         // The room before the old volume goes: a file that would not fit
         // even in its place leaves it there.
-        let room = info
-            .available
-            .map(|free| free.saturating_add(old.unwrap_or(0)));
-        if let Some(free) = room.filter(|free| *free < iso.size) {
-            let (with_old, nothing_deleted) = match old {
-                Some(old) => (
-                    format!(" (with the {old} bytes of {volume}, which it would replace)"),
-                    ": nothing was deleted",
-                ),
-                None => (String::new(), ""),
-            };
-            bail!(
-                "storage pool '{}' on {uri} has {free} bytes free{with_old}; '{}' needs {} bytes{nothing_deleted}",
-                sanitize(pool),
-                sanitize(&iso.file),
-                iso.size
-            );
-        }
+        refuse_if_no_room(
+            &uri,
+            pool,
+            info.available,
+            (&volume, old),
+            &format!("'{}'", sanitize(&iso.file)),
+            iso.size,
+        )?;
         if old.is_some() {
             refuse_if_interrupted()?;
             *replaced = OldVolume::Deleting;

@@ -475,3 +475,23 @@ fn the_ways_out_for_dashed_and_quoted_names_run_as_printed() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--fix copy` of an ISO bigger than the destination's pool has room
+/// for (200 GiB, the test driver's pools 100 GiB) is refused before
+/// anything is created, naming both figures, as `upload` refuses.
+#[test]
+fn a_copy_that_would_not_fit_is_refused_before_anything_is_made() {
+    let output = hostile_check(&["huge", "--fix", "copy", "--yes"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let refused = format!(
+        "storage pool '-isos x' on {} has 107374182400 bytes free; -isos x/huge.iso of {} needs \
+         214748364800 bytes",
+        fleet_uri("migrate-hostile-dest.xml"),
+        fleet_uri("migrate-hostile.xml")
+    );
+    assert!(
+        text.contains(&refused) && !text.contains("vol-create-as"),
+        "{text}"
+    );
+}
