@@ -81,6 +81,9 @@ pub struct Side {
     pub media: MediaManager,
     pub storage: Storage,
     pub domains: Vec<DomainMedia>,
+    /// The UUIDs of the domains running there: a VM runs on one host at
+    /// a time, so a destination running one of a source's is that host.
+    pub running: Vec<String>,
 }
 
 /// Reads one host: its pools and volumes, and (with `selection`) its
@@ -102,6 +105,15 @@ pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<S
             .trim()
             .to_owned(),
     };
+    let running = virsh
+        .run(&["list", "--uuid"])
+        .with_context(|| format!("cannot list the running domains on {uri}"))?
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
     let parsed = Uri::parse(&connect);
     let local = !parsed.is_remote() && parsed.driver() != "test";
     let files = if local {
@@ -126,6 +138,7 @@ pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<S
             files,
         },
         domains,
+        running,
     })
 }
 
@@ -146,16 +159,27 @@ impl<'a> Party<'a> {
     }
 }
 
-/// Refuses a destination that is a source under another spelling, or
-/// virsh's default connection that a source left to virsh.
+/// Refuses a destination that is a source: virsh's default connection
+/// that a source left to virsh, or another spelling of its URI
+/// (`qemu+ssh://this-host/system` for `qemu:///system`), which runs the
+/// same VMs. Checked against itself, every VM would be `ok`.
 fn refuse_itself(sources: &[Party], destinations: &[Party]) -> Result<()> {
-    for dest in destinations {
-        if sources
-            .iter()
-            .any(|source| source.side.canonical == dest.side.canonical)
-        {
+    for source in sources {
+        for dest in destinations.iter().filter(|dest| dest.uri != source.uri) {
+            let why = if source.side.canonical == dest.side.canonical {
+                ""
+            } else if dest
+                .side
+                .running
+                .iter()
+                .any(|uuid| source.side.running.contains(uuid))
+            {
+                " (it runs the same VMs)"
+            } else {
+                continue;
+            };
             bail!(
-                "the destination {} is the source host: a VM does not migrate to where it is",
+                "the destination {} is the source host{why}: a VM does not migrate to where it is",
                 sanitize(&dest.uri)
             );
         }
@@ -258,9 +282,7 @@ pub fn migrate_check<R: BufRead, W: Write>(
             );
         }
     }
-    if sources.is_some() {
-        refuse_itself(&source_sides, &destination_sides)?;
-    }
+    refuse_itself(&source_sides, &destination_sides)?;
     let results = check_all(&source_sides, &destination_sides);
     let blocked = results
         .iter()

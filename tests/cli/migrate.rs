@@ -495,3 +495,29 @@ fn a_copy_that_would_not_fit_is_refused_before_anything_is_made() {
         "{text}"
     );
 }
+
+/// A destination that is the source under another spelling (here the
+/// same test-driver file by another path; on a fleet `qemu:///system`
+/// and `qemu+ssh://this-host/system`) runs the very VMs of the source:
+/// refused in one line, with `--to` and in a `--hosts` matrix, rather
+/// than every VM found `ok` against itself.
+#[test]
+fn a_destination_that_is_the_source_by_another_spelling_is_refused() {
+    let respelt = source().replace("/fixtures/", "/fixtures/./");
+    assert_ne!(respelt, source());
+    let output = run(tool().args(["-c", &source(), "migrate-check", "--all", "--to", &respelt]));
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_stderr_contains(&output, "is the source host (it runs the same VMs): a VM does not migrate");
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    let hosts = std::env::temp_dir().join(format!("migrate-respelt-{}", std::process::id()));
+    std::fs::write(&hosts, format!("{}\n{respelt}\n", source())).unwrap();
+    let output = run(tool()
+        .arg("--hosts")
+        .arg(&hosts)
+        .args(["migrate-check", "--all"]));
+    std::fs::remove_file(&hosts).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_stderr_contains(&output, "is the source host (it runs the same VMs): a VM does not migrate");
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+}
