@@ -16,9 +16,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::manager::MediaManager;
-use super::upload::{
-    CHUNK, PrivateDir, STALL, Uploaded, hex, open_fifo, refuse_if_interrupted, refuse_if_no_room,
-};
+use super::upload::{CHUNK, PrivateDir, STALL, Uploaded, hex, open_fifo, refuse_if_interrupted};
 use crate::mutex::lock;
 use crate::utils::sanitize;
 use crate::virsh::groups::caught_signal;
@@ -64,8 +62,7 @@ impl MediaManager {
         if self.virsh.volume_capacity(pool, name)?.is_some() {
             bail!("{volume} already exists on {uri}: nothing was copied");
         }
-        refuse_if_no_room(
-            &uri,
+        self.refuse_if_no_room(
             pool,
             info.available,
             (&volume, None),
