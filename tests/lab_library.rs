@@ -420,7 +420,9 @@ fn a_pool_freed_behind_libvirts_back_takes_the_upload() -> Result<(), Failed> {
         .args(["--pool", ROOM]));
     std::fs::remove_dir_all(&files)?;
     check(output.status.success(), || stderr(&output))?;
-    check(pool.volumes() == ["four.iso"], || format!("{:?}", pool.volumes()))?;
+    check(pool.volumes() == ["four.iso"], || {
+        format!("{:?}", pool.volumes())
+    })?;
     lab_virsh(&["vol-delete", "--pool", ROOM, "four.iso"]);
     Ok(())
 }

@@ -335,7 +335,8 @@ mod tests {
         assert_eq!(parse_pool_xml("error: no pool", true), None);
         // A pool without a directory (rbd, iscsi-direct, …) has no path;
         // a blank ending its name is part of it.
-        let no_target = parse_pool_xml("<pool type='rbd'><name>ceph </name><source/></pool>", false).unwrap();
+        let no_target =
+            parse_pool_xml("<pool type='rbd'><name>ceph </name><source/></pool>", false).unwrap();
         assert_eq!((no_target.name.as_str(), no_target.path), ("ceph ", None));
         assert_eq!(parse_pool_xml("not xml", true), None);
     }

@@ -471,7 +471,10 @@ fn the_ways_out_for_dashed_and_quoted_names_run_as_printed() {
             upload,
             "not supported by the connection driver: virStorageVolUpload",
         );
-        assert_stderr_contains(upload, &format!("the volume {volume} it had created was deleted"));
+        assert_stderr_contains(
+            upload,
+            &format!("the volume {volume} it had created was deleted"),
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -507,7 +510,10 @@ fn a_destination_that_is_the_source_by_another_spelling_is_refused() {
     assert_ne!(respelt, source());
     let output = run(tool().args(["-c", &source(), "migrate-check", "--all", "--to", &respelt]));
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    assert_stderr_contains(&output, "is the source host (it runs the same VMs): a VM does not migrate");
+    assert_stderr_contains(
+        &output,
+        "is the source host (it runs the same VMs): a VM does not migrate",
+    );
     assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
     let hosts = std::env::temp_dir().join(format!("migrate-respelt-{}", std::process::id()));
@@ -518,6 +524,9 @@ fn a_destination_that_is_the_source_by_another_spelling_is_refused() {
         .args(["migrate-check", "--all"]));
     std::fs::remove_file(&hosts).unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    assert_stderr_contains(&output, "is the source host (it runs the same VMs): a VM does not migrate");
+    assert_stderr_contains(
+        &output,
+        "is the source host (it runs the same VMs): a VM does not migrate",
+    );
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
 }
