@@ -591,6 +591,9 @@ fn copy_blocked<R: BufRead, W: Write>(
                     (Some(_), Some(Reason::PoolInactive | Reason::NoPool)) => {
                         "its pool is not there, or not started: the `virsh` lines above first"
                     }
+                    (None, Some(Reason::DifferentSize)) => {
+                        "the image of that name there is no ISO: nothing replaces it"
+                    }
                     _ => "the source has no file or volume to copy it from",
                 };
                 left.push(format!(

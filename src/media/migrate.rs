@@ -288,13 +288,8 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
                     Reason::Missing,
                     format!("no volume '{volume}' in pool '{pool}' there"),
                 )),
-                Some(found) => {
-                    sized(found.capacity, format!("volume '{volume}'")).map(|f| Finding {
-                        pool: Some(pool.clone()),
-                        name: Some(volume.clone()),
-                        ..f
-                    })
-                }
+                Some(found) => sized(found.capacity, format!("volume '{volume}'"))
+                    .map(|f| keep_a_disk_image(found, Some(pool.clone()), Some(volume.clone()), f)),
             }
         }
         // A host device (`/dev/sr0`) is no file of a pool: only a local
@@ -317,10 +312,13 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
                 ..finding(reason, detail)
             };
             if let Some(volume) = dest.volume_at(path) {
-                return sized(volume.capacity, "the file".to_owned()).map(|f| Finding {
-                    pool: Some(volume.pool.clone()),
-                    name: Some(volume.name.clone()),
-                    ..f
+                return sized(volume.capacity, "the file".to_owned()).map(|f| {
+                    keep_a_disk_image(
+                        volume,
+                        Some(volume.pool.clone()),
+                        Some(volume.name.clone()),
+                        f,
+                    )
                 });
             }
             if dest.files == Files::Local {
@@ -365,6 +363,32 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
                 }
             }
         }
+    }
+}
+
+/// Another size there, into `pool` as `name`: unless the volume there is
+/// a disk image (qcow2, vmdk, …: libvirt says `iso` for an ISO and `raw`
+/// for what it cannot tell), which no way out replaces: it is no ISO
+/// this tool put there.
+fn keep_a_disk_image(
+    there: &Volume,
+    pool: Option<String>,
+    name: Option<String>,
+    finding: Finding,
+) -> Finding {
+    match there.format.as_deref() {
+        Some(format) if format != "iso" && format != "raw" => Finding {
+            detail: format!(
+                "{}; it is a {format} image there, not an ISO: nothing here replaces it",
+                finding.detail
+            ),
+            ..finding
+        },
+        _ => Finding {
+            pool,
+            name,
+            ..finding
+        },
     }
 }
 

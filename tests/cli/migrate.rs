@@ -480,7 +480,7 @@ fn the_ways_out_for_dashed_and_quoted_names_run_as_printed() {
 }
 
 /// `--fix copy` of an ISO bigger than the destination's pool has room
-/// for (200 GiB, the test driver's pools 100 GiB) is refused before
+/// for (200 GiB; the test driver's pools have 100 GiB, less the 5000 bytes of d.iso there) is refused before
 /// anything is created, naming both figures, as `upload` refuses.
 #[test]
 fn a_copy_that_would_not_fit_is_refused_before_anything_is_made() {
@@ -488,7 +488,7 @@ fn a_copy_that_would_not_fit_is_refused_before_anything_is_made() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let text = stdout(&output);
     let refused = format!(
-        "storage pool '-isos x' on {} has 107374182400 bytes free; -isos x/huge.iso of {} needs \
+        "storage pool '-isos x' on {} has 107374177400 bytes free; -isos x/huge.iso of {} needs \
          214748364800 bytes",
         fleet_uri("migrate-hostile-dest.xml"),
         fleet_uri("migrate-hostile.xml")
@@ -529,4 +529,37 @@ fn a_destination_that_is_the_source_by_another_spelling_is_refused() {
         "is the source host (it runs the same VMs): a VM does not migrate",
     );
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+}
+
+/// The ISO's name taken there by a disk image (qcow2) of another size:
+/// blocked, and no way out replaces it (no `upload --replace`), nor does
+/// `--fix copy`: the tool never deletes what it did not put there.
+#[test]
+fn a_disk_image_under_the_isos_name_there_is_never_replaced() {
+    let rows = json(&hostile_check(&["--json", "disk-there"]));
+    let drive = &rows[0]["drives"][0];
+    assert_eq!(drive["reason"], "different_size", "{drive}");
+    assert!(
+        drive["detail"]
+            .as_str()
+            .unwrap()
+            .contains("it is a qcow2 image there, not an ISO: nothing here replaces it"),
+        "{drive}"
+    );
+    let fix = drive["fix"].as_array().unwrap();
+    assert!(
+        fix.iter()
+            .all(|line| !line.as_str().unwrap().contains(" upload ")),
+        "{fix:?}"
+    );
+    let output = hostile_check(&["disk-there", "--fix", "copy", "--yes"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(
+            "not copied: disk-there hdc -isos x/d.iso: the image of that name there is no ISO: \
+             nothing replaces it\nNothing to copy."
+        ),
+        "{}",
+        stdout(&output)
+    );
 }
