@@ -82,7 +82,8 @@ pub struct Side {
     pub storage: Storage,
     pub domains: Vec<DomainMedia>,
     /// The UUIDs of the domains running there: a VM runs on one host at
-    /// a time, so a destination running one of a source's is that host.
+    /// a time, so a destination running one of a source's is most likely
+    /// that host.
     pub running: Vec<String>,
 }
 
@@ -159,32 +160,39 @@ impl<'a> Party<'a> {
     }
 }
 
-/// Refuses a destination that is a source: virsh's default connection
-/// that a source left to virsh, or another spelling of its URI
-/// (`qemu+ssh://this-host/system` for `qemu:///system`), which runs the
-/// same VMs. Checked against itself, every VM would be `ok`.
-fn refuse_itself(sources: &[Party], destinations: &[Party]) -> Result<()> {
+/// Refuses a destination that is a source (virsh's default connection
+/// that a source left to virsh, or its URI spelt alike). Returns a warning
+/// for a destination that runs one of a source's running VMs: most likely
+/// the source under another spelling (`qemu+ssh://this-host/system` for
+/// `qemu:///system`), against which every VM would be `ok`; checked all
+/// the same, as the lab's own tests check the lab over ssh.
+fn refuse_itself(sources: &[Party], destinations: &[Party]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     for source in sources {
         for dest in destinations.iter().filter(|dest| dest.uri != source.uri) {
-            let why = if source.side.canonical == dest.side.canonical {
-                ""
-            } else if dest
+            if source.side.canonical == dest.side.canonical {
+                bail!(
+                    "the destination {} is the source host: a VM does not migrate to where it is",
+                    sanitize(&dest.uri)
+                );
+            }
+            if let Some(uuid) = dest
                 .side
                 .running
                 .iter()
-                .any(|uuid| source.side.running.contains(uuid))
+                .find(|uuid| source.side.running.contains(uuid))
             {
-                " (it runs the same VMs)"
-            } else {
-                continue;
-            };
-            bail!(
-                "the destination {} is the source host{why}: a VM does not migrate to where it is",
-                sanitize(&dest.uri)
-            );
+                warnings.push(format!(
+                    "the destination {} runs a VM that runs on {} (UUID {}): it is likely the \
+                     same host under another URI, where every VM is ok",
+                    sanitize(&dest.uri),
+                    sanitize(&source.uri),
+                    sanitize(uuid)
+                ));
+            }
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// One source host's checks: against each destination that answered.
@@ -282,7 +290,9 @@ pub fn migrate_check<R: BufRead, W: Write>(
             );
         }
     }
-    refuse_itself(&source_sides, &destination_sides)?;
+    for warning in refuse_itself(&source_sides, &destination_sides)? {
+        eprintln!("dismount_iso_qemu: warning: {warning}");
+    }
     let results = check_all(&source_sides, &destination_sides);
     let blocked = results
         .iter()
@@ -469,7 +479,9 @@ pub fn check_host_against(host: &Host, uri: &str, out: &mut impl Write) -> Resul
         connect: Some(uri.to_owned()),
         side: &destination_side,
     }];
-    refuse_itself(&sources, &destinations)?;
+    for warning in refuse_itself(&sources, &destinations)? {
+        writeln!(out, "warning: {warning}")?;
+    }
     write_checks(out, &check_all(&sources, &destinations), false)
 }
 
