@@ -39,6 +39,10 @@ fn main() -> ExitCode {
             ),
             Trial::test("an_inactive_pool_is_refused", an_inactive_pool_is_refused),
             Trial::test(
+                "a_pool_freed_behind_libvirts_back_takes_the_upload",
+                a_pool_freed_behind_libvirts_back_takes_the_upload,
+            ),
+            Trial::test(
                 "an_interrupted_upload_leaves_no_volume",
                 an_interrupted_upload_leaves_no_volume,
             ),
@@ -352,6 +356,64 @@ fn an_inactive_pool_is_refused() -> Result<(), Failed> {
     check(std::fs::read_dir(&pool.dir)?.next().is_none(), || {
         "a refused upload wrote a file".to_owned()
     })?;
+    Ok(())
+}
+
+/// A tmpfs of `size` mounted on `dir` (made for it), unmounted and
+/// removed when dropped: a filesystem whose free bytes a test can fill.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, size: &str) -> Result<Self, Failed> {
+        let _ = std::process::Command::new("umount").arg(&dir).output();
+        std::fs::create_dir_all(&dir)?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "lab-room"])
+            .arg(&dir)
+            .output()?;
+        check(mounted.status.success(), || {
+            String::from_utf8_lossy(&mounted.stderr).into_owned()
+        })?;
+        Ok(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// libvirt's pool figures are those of its last refresh: a pool of 8 MiB
+/// that held 6 MB when refreshed, then emptied behind libvirt's back (the
+/// admin's `rm`), still says 2 MB free. A 4 MB upload is taken (the pool
+/// refreshed before refusing), where it was refused with the stale
+/// figure.
+fn a_pool_freed_behind_libvirts_back_takes_the_upload() -> Result<(), Failed> {
+    const ROOM: &str = "lab-room";
+    let tmpfs = Tmpfs::mount(lab_dir().join("room-test"), "8m")?;
+    let pool = UploadPool::named(ROOM, tmpfs.dir.clone(), true);
+    let fill = pool.dir.join("fill.bin");
+    std::fs::write(&fill, vec![0u8; 6_000_000])?;
+    check(lab_virsh(&["pool-refresh", ROOM]).status.success(), || {
+        "pool-refresh failed".to_owned()
+    })?;
+    std::fs::remove_file(&fill)?;
+    let files = temp_dir("room");
+    let iso = iso_file(&files, "four.iso", 4_000_000);
+    let output = run(tool()
+        .args(["-c", LAB_URI, "upload"])
+        .arg(&iso)
+        .args(["--pool", ROOM]));
+    std::fs::remove_dir_all(&files)?;
+    check(output.status.success(), || stderr(&output))?;
+    check(pool.volumes() == ["four.iso"], || {
+        format!("{:?}", pool.volumes())
+    })?;
+    lab_virsh(&["vol-delete", "--pool", ROOM, "four.iso"]);
     Ok(())
 }
 

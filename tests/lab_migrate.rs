@@ -47,6 +47,10 @@ fn main() -> ExitCode {
                 an_interrupted_copy_leaves_no_volume,
             ),
             Trial::test(
+                "a_copy_terminated_alone_leaves_no_volume_and_no_child",
+                a_copy_terminated_alone_leaves_no_volume_and_no_child,
+            ),
+            Trial::test(
                 "two_copies_at_once_one_wins_whole",
                 two_copies_at_once_one_wins_whole,
             ),
@@ -558,6 +562,67 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
         )),
         || stdout(&output),
     )?;
+    check(!scratch.copied().contains(COPY_ISO), || scratch.copied())?;
+    check(!landed.exists(), || "the file is left".to_owned())?;
+    Ok(())
+}
+
+/// Every process below `pid`, from /proc (each one's parent).
+fn descendants(pid: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let parent = stat.rsplit(')').next()?.split_whitespace().nth(1)?;
+            Some((child, parent.parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let of = found[i];
+        found.extend(parents.iter().filter(|(_, p)| *p == of).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.split_off(1)
+}
+
+/// SIGTERM to the tool alone (as `kill PID` or a service manager sends
+/// it, not to its group) while the bytes stream: the volume made there is
+/// deleted, every virsh and ssh it started is gone, exit 143.
+fn a_copy_terminated_alone_leaves_no_volume_and_no_child() -> Result<(), Failed> {
+    let scratch = CopyScratch::new(256 << 20)?;
+    let child = scratch
+        .copy(&["--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let landed = scratch.there.join(COPY_ISO);
+    poll(|| {
+        use std::os::unix::fs::FileExt;
+        let mut signature = [0u8; 5];
+        std::fs::File::open(&landed)
+            .and_then(|file| file.read_exact_at(&mut signature, 32769))
+            .ok()
+            .filter(|()| &signature == b"CD001")
+    });
+    let below = descendants(child.id() as i32);
+    check(!below.is_empty(), || "no virsh under the tool".to_owned())?;
+    // SAFETY: kill(2) of the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output()?;
+    check(output.status.code() == Some(143), || {
+        format!(
+            "{:?}: {}{}",
+            output.status,
+            stdout(&output),
+            stderr(&output)
+        )
+    })?;
+    assert_all_gone(&below);
     check(!scratch.copied().contains(COPY_ISO), || scratch.copied())?;
     check(!landed.exists(), || "the file is left".to_owned())?;
     Ok(())

@@ -81,6 +81,10 @@ pub struct Side {
     pub media: MediaManager,
     pub storage: Storage,
     pub domains: Vec<DomainMedia>,
+    /// The UUIDs of the domains running there: a VM runs on one host at
+    /// a time, so a destination running one of a source's is most likely
+    /// that host.
+    pub running: Vec<String>,
 }
 
 /// Reads one host: its pools and volumes, and (with `selection`) its
@@ -102,6 +106,15 @@ pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<S
             .trim()
             .to_owned(),
     };
+    let running = virsh
+        .run(&["list", "--uuid"])
+        .with_context(|| format!("cannot list the running domains on {uri}"))?
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
     let parsed = Uri::parse(&connect);
     let local = !parsed.is_remote() && parsed.driver() != "test";
     let files = if local {
@@ -126,6 +139,7 @@ pub fn read_side(virsh: &Virsh, selection: Option<&DomainSelection>) -> Result<S
             files,
         },
         domains,
+        running,
     })
 }
 
@@ -146,21 +160,39 @@ impl<'a> Party<'a> {
     }
 }
 
-/// Refuses a destination that is a source under another spelling, or
-/// virsh's default connection that a source left to virsh.
-fn refuse_itself(sources: &[Party], destinations: &[Party]) -> Result<()> {
-    for dest in destinations {
-        if sources
-            .iter()
-            .any(|source| source.side.canonical == dest.side.canonical)
-        {
-            bail!(
-                "the destination {} is the source host: a VM does not migrate to where it is",
-                sanitize(&dest.uri)
-            );
+/// Refuses a destination that is a source (virsh's default connection
+/// that a source left to virsh, or its URI spelt alike). Returns a warning
+/// for a destination that runs one of a source's running VMs: most likely
+/// the source under another spelling (`qemu+ssh://this-host/system` for
+/// `qemu:///system`), against which every VM would be `ok`; checked all
+/// the same, as the lab's own tests check the lab over ssh.
+fn refuse_itself(sources: &[Party], destinations: &[Party]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for source in sources {
+        for dest in destinations.iter().filter(|dest| dest.uri != source.uri) {
+            if source.side.canonical == dest.side.canonical {
+                bail!(
+                    "the destination {} is the source host: a VM does not migrate to where it is",
+                    sanitize(&dest.uri)
+                );
+            }
+            if let Some(uuid) = dest
+                .side
+                .running
+                .iter()
+                .find(|uuid| source.side.running.contains(uuid))
+            {
+                warnings.push(format!(
+                    "the destination {} runs a VM that runs on {} (UUID {}): it is likely the \
+                     same host under another URI, where every VM is ok",
+                    sanitize(&dest.uri),
+                    sanitize(&source.uri),
+                    sanitize(uuid)
+                ));
+            }
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// One source host's checks: against each destination that answered.
@@ -258,8 +290,8 @@ pub fn migrate_check<R: BufRead, W: Write>(
             );
         }
     }
-    if sources.is_some() {
-        refuse_itself(&source_sides, &destination_sides)?;
+    for warning in refuse_itself(&source_sides, &destination_sides)? {
+        eprintln!("dismount_iso_qemu: warning: {warning}");
     }
     let results = check_all(&source_sides, &destination_sides);
     let blocked = results
@@ -447,7 +479,9 @@ pub fn check_host_against(host: &Host, uri: &str, out: &mut impl Write) -> Resul
         connect: Some(uri.to_owned()),
         side: &destination_side,
     }];
-    refuse_itself(&sources, &destinations)?;
+    for warning in refuse_itself(&sources, &destinations)? {
+        writeln!(out, "warning: {warning}")?;
+    }
     write_checks(out, &check_all(&sources, &destinations), false)
 }
 
@@ -495,7 +529,7 @@ impl CopyTask<'_> {
         let media = &self.destination.side.media;
         let copied = match &self.copy.origin {
             Origin::File(path) => {
-                let iso = check_file(path, Some(&self.copy.name), None, false)?;
+                let iso = check_file(path, Some(&self.copy.name), None, self.copy.force)?;
                 let options = UploadOptions {
                     pool: self.copy.pool.clone(),
                     verify,
@@ -568,6 +602,9 @@ fn copy_blocked<R: BufRead, W: Write>(
                     }
                     (Some(_), Some(Reason::PoolInactive | Reason::NoPool)) => {
                         "its pool is not there, or not started: the `virsh` lines above first"
+                    }
+                    (None, Some(Reason::DifferentSize)) => {
+                        "the image of that name there is no ISO: nothing replaces it"
                     }
                     _ => "the source has no file or volume to copy it from",
                 };

@@ -59,18 +59,30 @@ impl MediaManager {
         let uri = self.virsh.uri_label();
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         refuse_if_interrupted()?;
-        match self.virsh.pool_info(pool)? {
+        let info = match self.virsh.pool_info(pool)? {
             None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
             Some(info) if !info.active => bail!(
                 "storage pool '{}' on {uri} is inactive: start it first (virsh pool-start {})",
                 sanitize(pool),
                 sanitize(pool)
             ),
-            Some(_) => {}
-        }
+            Some(info) => info,
+        };
         if self.virsh.volume_capacity(pool, name)?.is_some() {
             bail!("{volume} already exists on {uri}: nothing was copied");
         }
+        self.refuse_if_no_room(
+            pool,
+            info.available,
+            (&volume, None),
+            &format!(
+                "{}/{} of {}",
+                sanitize(&from.pool),
+                sanitize(&from.name),
+                source.uri_label()
+            ),
+            from.size,
+        )?;
         refuse_if_interrupted()?;
         self.create_then_fill(pool, name, from.size, || {
             self.stream(source, from, pool, name, verify, progress)

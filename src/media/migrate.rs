@@ -145,6 +145,8 @@ pub struct Copy {
     pub name: String,
     pub size: Option<u64>,
     pub replace: bool,
+    /// A floppy's image: no ISO 9660 signature to check (`upload --force`).
+    pub force: bool,
 }
 
 /// One drive's media, in the views that hold it, against one destination.
@@ -203,6 +205,17 @@ fn naming<'a>(words: &[&'a str], domain: &'a str) -> Vec<&'a str> {
     }
     all.push(domain);
     all
+}
+
+/// An option of this tool's and its value, as its parser reads them back:
+/// one word `--flag=VALUE` where the value starts with a dash (two words
+/// would read as an option missing its value, then an unknown one).
+fn option(flag: &str, value: &str) -> Vec<String> {
+    if value.starts_with('-') {
+        vec![format!("{flag}={value}")]
+    } else {
+        vec![flag.to_owned(), value.to_owned()]
+    }
 }
 
 fn line(program: &str, connect: Option<&str>, words: &[&str]) -> String {
@@ -275,13 +288,8 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
                     Reason::Missing,
                     format!("no volume '{volume}' in pool '{pool}' there"),
                 )),
-                Some(found) => {
-                    sized(found.capacity, format!("volume '{volume}'")).map(|f| Finding {
-                        pool: Some(pool.clone()),
-                        name: Some(volume.clone()),
-                        ..f
-                    })
-                }
+                Some(found) => sized(found.capacity, format!("volume '{volume}'"))
+                    .map(|f| keep_a_disk_image(found, Some(pool.clone()), Some(volume.clone()), f)),
             }
         }
         // A host device (`/dev/sr0`) is no file of a pool: only a local
@@ -304,10 +312,13 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
                 ..finding(reason, detail)
             };
             if let Some(volume) = dest.volume_at(path) {
-                return sized(volume.capacity, "the file".to_owned()).map(|f| Finding {
-                    pool: Some(volume.pool.clone()),
-                    name: Some(volume.name.clone()),
-                    ..f
+                return sized(volume.capacity, "the file".to_owned()).map(|f| {
+                    keep_a_disk_image(
+                        volume,
+                        Some(volume.pool.clone()),
+                        Some(volume.name.clone()),
+                        f,
+                    )
                 });
             }
             if dest.files == Files::Local {
@@ -355,13 +366,40 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
     }
 }
 
+/// Another size there, into `pool` as `name`: unless the volume there is
+/// a disk image (qcow2, vmdk, …: libvirt says `iso` for an ISO and `raw`
+/// for what it cannot tell), which no way out replaces: it is no ISO
+/// this tool put there.
+fn keep_a_disk_image(
+    there: &Volume,
+    pool: Option<String>,
+    name: Option<String>,
+    finding: Finding,
+) -> Finding {
+    match there.format.as_deref() {
+        Some(format) if format != "iso" && format != "raw" => Finding {
+            detail: format!(
+                "{}; it is a {format} image there, not an ISO: nothing here replaces it",
+                finding.detail
+            ),
+            ..finding
+        },
+        _ => Finding {
+            pool,
+            name,
+            ..finding
+        },
+    }
+}
+
 /// Checks every removable drive of `domain` (each medium it holds, live
 /// and in the config) against the destination.
 pub fn check(domain: &DomainMedia, source: &Storage, dest: &Storage, route: &Route) -> Check {
     let mut drives = Vec::new();
     for target in domain.targets() {
         let views = domain.views(target);
-        let device = views.current().kind.as_str();
+        let kind = views.current().kind;
+        let device = kind.as_str();
         let held: Vec<&Media> = views.media().fold(Vec::new(), |mut held, media| {
             if !held.contains(&media) {
                 held.push(media);
@@ -421,7 +459,10 @@ pub fn check(domain: &DomainMedia, source: &Storage, dest: &Storage, route: &Rou
                 } else {
                     found.detail.clone()
                 });
-                drive.copy = copy_of(media, size, source, &found);
+                drive.copy = copy_of(media, size, source, &found).map(|copy| Copy {
+                    force: kind == crate::virsh::DriveKind::Floppy,
+                    ..copy
+                });
                 drive.fix = ways_out(domain, target, &drive, &found, route);
             }
             drives.push(drive);
@@ -480,6 +521,7 @@ fn copy_of(media: &Media, size: Option<u64>, source: &Storage, found: &Finding) 
         name: found.name.clone()?,
         size,
         replace: found.reason == Reason::DifferentSize,
+        force: false,
     })
 }
 
@@ -537,9 +579,14 @@ fn ways_out(
                 here.as_str()
             }
         };
-        let mut words = vec!["upload", file, "--pool", &copy.pool, "--name", &copy.name];
+        let (pool, name) = (option("--pool", &copy.pool), option("--name", &copy.name));
+        let mut words = vec!["upload", file];
+        words.extend(pool.iter().chain(&name).map(String::as_str));
         if copy.replace {
             words.push("--replace");
+        }
+        if copy.force {
+            words.push("--force");
         }
         fix.push(route.tool(route.destination_connect, &words));
     }
@@ -845,6 +892,7 @@ mod tests {
                 name: "b.iso".into(),
                 size: Some(2000),
                 replace: true,
+                force: false,
             })
         );
         assert!(

@@ -361,24 +361,13 @@ impl MediaManager {
         }
         // The room before the old volume goes: a file that would not fit
         // even in its place leaves it there.
-        let room = info
-            .available
-            .map(|free| free.saturating_add(old.unwrap_or(0)));
-        if let Some(free) = room.filter(|free| *free < iso.size) {
-            let (with_old, nothing_deleted) = match old {
-                Some(old) => (
-                    format!(" (with the {old} bytes of {volume}, which it would replace)"),
-                    ": nothing was deleted",
-                ),
-                None => (String::new(), ""),
-            };
-            bail!(
-                "storage pool '{}' on {uri} has {free} bytes free{with_old}; '{}' needs {} bytes{nothing_deleted}",
-                sanitize(pool),
-                sanitize(&iso.file),
-                iso.size
-            );
-        }
+        self.refuse_if_no_room(
+            pool,
+            info.available,
+            (&volume, old),
+            &format!("'{}'", sanitize(&iso.file)),
+            iso.size,
+        )?;
         if old.is_some() {
             refuse_if_interrupted()?;
             *replaced = OldVolume::Deleting;
@@ -386,6 +375,51 @@ impl MediaManager {
             *replaced = OldVolume::Deleted;
         }
         Ok(())
+    }
+
+    /// Refuses `size` bytes for `what` that would not fit in `pool` (its
+    /// `available` bytes, with the `old` bytes of `volume`, which they
+    /// would replace), naming both figures, before anything is created or
+    /// deleted. libvirt's figures are those of the pool's last refresh
+    /// (files deleted behind its back still count): a pool that seems too
+    /// full is refreshed and read again before it is refused.
+    pub(super) fn refuse_if_no_room(
+        &self,
+        pool: &str,
+        available: Option<u64>,
+        (volume, old): (&str, Option<u64>),
+        what: &str,
+        size: u64,
+    ) -> Result<()> {
+        let short = |available: Option<u64>| {
+            available
+                .map(|free| free.saturating_add(old.unwrap_or(0)))
+                .filter(|free| *free < size)
+        };
+        if short(available).is_none() {
+            return Ok(());
+        }
+        // A refresh refused (another upload's job under way) leaves the
+        // figure read.
+        let available = match self.virsh.run(&["pool-refresh", "--pool", pool]) {
+            Ok(_) => self.virsh.pool_info(pool)?.and_then(|info| info.available),
+            Err(_) => available,
+        };
+        let Some(free) = short(available) else {
+            return Ok(());
+        };
+        let (with_old, nothing_deleted) = match old {
+            Some(old) => (
+                format!(" (with the {old} bytes of {volume}, which it would replace)"),
+                ": nothing was deleted",
+            ),
+            None => (String::new(), ""),
+        };
+        bail!(
+            "storage pool '{}' on {} has {free} bytes free{with_old}; {what} needs {size} bytes{nothing_deleted}",
+            sanitize(pool),
+            self.virsh.uri_label()
+        )
     }
 
     /// Refuses where the file to upload is the volume `pool/name` itself

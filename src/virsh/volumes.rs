@@ -114,6 +114,7 @@ pub fn parse_pool_xml(text: &str, active: bool) -> Option<Pool> {
             .then(|| node.text()?.trim().parse().ok())
             .flatten()
     };
+    let capacity = bytes("capacity");
     Some(Pool {
         name: child(pool, "name")?.text()?.to_owned(),
         active,
@@ -122,9 +123,9 @@ pub fn parse_pool_xml(text: &str, active: bool) -> Option<Pool> {
             .and_then(|target| child(target, "path"))
             .and_then(|path| path.text())
             .map(str::to_owned),
-        capacity: bytes("capacity"),
+        capacity,
         allocation: bytes("allocation"),
-        available: bytes("available"),
+        available: within(bytes("available"), capacity),
     })
 }
 
@@ -194,8 +195,18 @@ pub fn parse_pool_info(text: &str) -> Option<PoolInfo> {
     let state = field(text, "State")?;
     Some(PoolInfo {
         active: state == "running",
-        available: field(text, "Available").and_then(|value| value.parse().ok()),
+        available: within(
+            field(text, "Available").and_then(|value| value.parse().ok()),
+            field(text, "Capacity").and_then(|value| value.parse().ok()),
+        ),
     })
+}
+
+/// Free bytes that a pool of `capacity` can have: more is no figure (an
+/// overcommitted pool's `capacity - allocation`, wrapped below zero to
+/// 2^64 less a little by libvirt's test driver).
+fn within(available: Option<u64>, capacity: Option<u64>) -> Option<u64> {
+    available.filter(|free| capacity.is_none_or(|capacity| *free <= capacity))
 }
 
 /// The `Capacity:` of `vol-info --bytes`: `378880 bytes`.
@@ -335,9 +346,28 @@ mod tests {
         assert_eq!(parse_pool_xml("error: no pool", true), None);
         // A pool without a directory (rbd, iscsi-direct, …) has no path;
         // a blank ending its name is part of it.
-        let no_target = parse_pool_xml("<pool type='rbd'><name>ceph </name><source/></pool>", false).unwrap();
+        let no_target =
+            parse_pool_xml("<pool type='rbd'><name>ceph </name><source/></pool>", false).unwrap();
         assert_eq!((no_target.name.as_str(), no_target.path), ("ceph ", None));
         assert_eq!(parse_pool_xml("not xml", true), None);
+    }
+
+    /// An overcommitted pool's free bytes, wrapped below zero, are no
+    /// figure: not 16 EiB free, which every room check would pass.
+    #[test]
+    fn free_bytes_beyond_the_capacity_are_unknown() {
+        let pool = parse_pool_xml(&fixture("virsh/pool-dumpxml-overcommitted.xml"), true).unwrap();
+        assert_eq!(
+            (pool.capacity, pool.allocation, pool.available),
+            (Some(107_374_182_400), Some(214_748_366_800), None)
+        );
+        assert_eq!(
+            parse_pool_info(&fixture("virsh/pool-info-overcommitted.txt")),
+            Some(PoolInfo {
+                active: true,
+                available: None,
+            })
+        );
     }
 
     #[test]

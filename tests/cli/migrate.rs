@@ -407,3 +407,157 @@ fn a_destination_that_is_virshs_default_source_is_refused() {
     assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
 }
+
+fn hostile_check(args: &[&str]) -> Output {
+    run(tool()
+        .args(["-c", &fleet_uri("migrate-hostile.xml"), "migrate-check"])
+        .args(["--to", &fleet_uri("migrate-hostile-dest.xml")])
+        .args(args))
+}
+
+/// Every way out printed for pools, volumes and a VM whose names start
+/// with a dash and hold spaces, quotes, backticks and `$(…)`, a CD-ROM's
+/// and a floppy's, is one line a shell reads (`sh -n`), and this tool's
+/// own lines, run by a shell in a folder holding the file `vol-download`
+/// would have made, parse as typed: the eject plans its eject (it stops
+/// at the confirmation nobody can give), the upload makes the volume
+/// meant (the floppy's image, no ISO, too) and stops at the test
+/// driver's missing vol-upload.
+#[test]
+fn the_ways_out_for_dashed_and_quoted_names_run_as_printed() {
+    let rows = json(&hostile_check(&["--json", "--", "-vm 'q' `t` "]));
+    let dir = std::env::temp_dir().join(format!("migrate-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    iso_file(&dir, "-a $(id).iso", 1000);
+    std::fs::write(dir.join("-f `t`.img"), vec![0u8; 1_474_560]).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dismount_iso_qemu"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let drives = rows[0]["drives"].as_array().unwrap();
+    let volumes = ["-isos x/-a $(id).iso", "-dir x/-f `t`.img"];
+    assert_eq!(drives.len(), volumes.len(), "{drives:?}");
+    for (drive, volume) in drives.iter().zip(volumes) {
+        let mut ran = Vec::new();
+        for line in drive["fix"].as_array().unwrap() {
+            let line = line.as_str().unwrap();
+            let parsed = run(std::process::Command::new("sh").args(["-n", "-c", line]));
+            assert!(parsed.status.success(), "{line}: {}", stderr(&parsed));
+            if !line.starts_with("dismount_iso_qemu ") {
+                continue;
+            }
+            let output = run(std::process::Command::new("sh")
+                .args(["-c", line])
+                .current_dir(&dir)
+                .env("PATH", &path)
+                .stdin(std::process::Stdio::null()));
+            assert_eq!(output.status.code(), Some(1), "{line}: {}", stderr(&output));
+            ran.push(output);
+        }
+        let [eject, upload] = ran.as_slice() else {
+            panic!("{drive}")
+        };
+        let target = drive["target"].as_str().unwrap();
+        let media = drive["source"].as_str().unwrap();
+        assert!(
+            stdout(eject).contains(&format!("-vm 'q' `t`  {target}: eject {media}")),
+            "{}",
+            stdout(eject)
+        );
+        assert_stderr_contains(eject, "pass --yes");
+        assert_stderr_contains(
+            upload,
+            "not supported by the connection driver: virStorageVolUpload",
+        );
+        assert_stderr_contains(
+            upload,
+            &format!("the volume {volume} it had created was deleted"),
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--fix copy` of an ISO bigger than the destination's pool has room
+/// for (200 GiB; the test driver's pools have 100 GiB, less the 5000 bytes of d.iso there) is refused before
+/// anything is created, naming both figures, as `upload` refuses.
+#[test]
+fn a_copy_that_would_not_fit_is_refused_before_anything_is_made() {
+    let output = hostile_check(&["huge", "--fix", "copy", "--yes"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let refused = format!(
+        "storage pool '-isos x' on {} has 107374177400 bytes free; -isos x/huge.iso of {} needs \
+         214748364800 bytes",
+        fleet_uri("migrate-hostile-dest.xml"),
+        fleet_uri("migrate-hostile.xml")
+    );
+    assert!(
+        text.contains(&refused) && !text.contains("vol-create-as"),
+        "{text}"
+    );
+}
+
+/// A destination that is the source under another spelling (here the
+/// same test-driver file by another path; on a fleet `qemu:///system`
+/// and `qemu+ssh://this-host/system`) runs the very VMs of the source:
+/// a warning naming one, with `--to` and in a `--hosts` matrix, rather
+/// than every VM found `ok` against itself without a word. (Checked all
+/// the same: the lab's tests check the lab over ssh as a destination.)
+#[test]
+fn a_destination_that_runs_the_sources_vms_is_warned_of() {
+    let respelt = source().replace("/fixtures/", "/fixtures/./");
+    assert_ne!(respelt, source());
+    let warning = format!(
+        "dismount_iso_qemu: warning: the destination {respelt} runs a VM that runs on {} (UUID \
+         5ca1ab1e-0000-4000-8000-0000000f0001): it is likely the same host under another URI, \
+         where every VM is ok",
+        source()
+    );
+    let output = run(tool().args(["-c", &source(), "migrate-check", "same", "--to", &respelt]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output).trim_end(), warning);
+    assert!(stdout(&output).contains("same -> "), "{}", stdout(&output));
+    let hosts = std::env::temp_dir().join(format!("migrate-respelt-{}", std::process::id()));
+    std::fs::write(&hosts, format!("{}\n{respelt}\n", source())).unwrap();
+    let output = run(tool()
+        .arg("--hosts")
+        .arg(&hosts)
+        .args(["migrate-check", "--all"]));
+    std::fs::remove_file(&hosts).unwrap();
+    assert_stderr_contains(&output, &warning);
+}
+
+/// The ISO's name taken there by a disk image (qcow2) of another size:
+/// blocked, and no way out replaces it (no `upload --replace`), nor does
+/// `--fix copy`: the tool never deletes what it did not put there.
+#[test]
+fn a_disk_image_under_the_isos_name_there_is_never_replaced() {
+    let rows = json(&hostile_check(&["--json", "disk-there"]));
+    let drive = &rows[0]["drives"][0];
+    assert_eq!(drive["reason"], "different_size", "{drive}");
+    assert!(
+        drive["detail"]
+            .as_str()
+            .unwrap()
+            .contains("it is a qcow2 image there, not an ISO: nothing here replaces it"),
+        "{drive}"
+    );
+    let fix = drive["fix"].as_array().unwrap();
+    assert!(
+        fix.iter()
+            .all(|line| !line.as_str().unwrap().contains(" upload ")),
+        "{fix:?}"
+    );
+    let output = hostile_check(&["disk-there", "--fix", "copy", "--yes"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(
+            "not copied: disk-there hdc -isos x/d.iso: the image of that name there is no ISO: \
+             nothing replaces it\nNothing to copy."
+        ),
+        "{}",
+        stdout(&output)
+    );
+}
