@@ -9,7 +9,8 @@ markdown itself is made here, with unit tests (benches/test_render.py).
 
     render.py run DIR OUT    BENCHMARKS.md from benches/run's DIR; the
                              sections other scripts wrote into OUT (the
-                             simulated fleet, the parsers) are kept
+                             simulated fleet, the migration preflight,
+                             serve over simulated hosts, the parsers) are kept
     render.py scrape DIR     benches/scrape's section, on stdout
     render.py fleet DIR      benches/fleet's section, on stdout
 
@@ -35,7 +36,12 @@ COPY_TARGET = "1.25"  # migrate-check --fix copy against its floor
 
 # Sections of BENCHMARKS.md that other scripts write (or a person, from
 # their output): a rewrite keeps them as they are, in their order.
-KEPT_SECTIONS = ("## Simulated ssh fleet", "## Migration preflight", "## Parsers")
+KEPT_SECTIONS = (
+    "## Simulated ssh fleet",
+    "## Migration preflight",
+    "## Parsers",
+    "## `serve` over a thousand simulated hosts",
+)
 
 # A note after a command group's name in "Commands".
 COMMAND_NOTES = {"rss": " (3 runs, the largest counts)"}
