@@ -112,8 +112,7 @@ impl Drop for Restore {
                 Some(path) => args.extend(["--source", path, "--update"]),
                 None => args.extend(["--eject", "--force"]),
             }
-            let restored =
-                try_virsh(LAB_URI, &args).is_ok_and(|output| output.status.success());
+            let restored = try_virsh(LAB_URI, &args).is_ok_and(|output| output.status.success());
             if !restored {
                 eprintln!("could not restore the lab: virsh {args:?}");
             }

@@ -549,7 +549,9 @@ impl MediaManager {
                 .read_back(pool, name, dir, stall)
                 .context("cannot read the volume back")?;
             if read_back != sent_sha256 {
-                bail!("the volume read back has SHA-256 {read_back}, the bytes {sent} {sent_sha256}");
+                bail!(
+                    "the volume read back has SHA-256 {read_back}, the bytes {sent} {sent_sha256}"
+                );
             }
             Some(read_back)
         } else {

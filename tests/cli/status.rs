@@ -373,7 +373,15 @@ fn disks_ride_on_the_agent_probes_deadline() {
         run(tool()
             .args(["-c", &fleet_uri("fleet-hung.xml"), "status", "--disks"])
             .args(format)
-            .args(["--timeout", "2s", "--jobs", "12", "--sessions", "12", "--virsh"])
+            .args([
+                "--timeout",
+                "2s",
+                "--jobs",
+                "12",
+                "--sessions",
+                "12",
+                "--virsh",
+            ])
             .arg(support("hung-agent-virsh")))
     };
     let output = disks(&["--json"]);
