@@ -370,8 +370,12 @@ const COPY_ISO: &str = "-copy it's `x`.iso";
 
 /// The lab's second host (scripts/lab's `ensure_second_host`): another
 /// user's qemu:///session, over the lab's sshd, through its socket.
+/// The second host's home (scripts/lab's SECOND_HOME): its socket, and
+/// the directories of the pools a test makes there.
+const SECOND_HOME: &str = "/var/lib/dismount-lab2";
+
 fn second_uri() -> String {
-    let socket = lab_dir().join("second/.cache/libvirt/libvirt-sock");
+    let socket = Path::new(SECOND_HOME).join(".cache/libvirt/libvirt-sock");
     lab_ssh_uri_to(&format!("session?socket={}&proxy=netcat", socket.display()))
 }
 
@@ -394,9 +398,7 @@ impl CopyScratch {
         let source = dir.join("source");
         std::fs::create_dir_all(&source)?;
         iso_file(&source, COPY_ISO, bytes);
-        let there = lab_dir()
-            .join("second")
-            .join(format!("scratch-migrate-{}", std::process::id()));
+        let there = Path::new(SECOND_HOME).join(format!("scratch-migrate-{}", std::process::id()));
         let scratch = CopyScratch { dir, there, second };
         scratch.remove();
         let run = |uri: &str, args: &[&str]| -> Result<(), Failed> {
