@@ -392,6 +392,22 @@ struct CopyScratch {
 }
 
 impl CopyScratch {
+    /// Until the stream has brought the ISO 9660 signature (byte 32769)
+    /// there, which only the bytes copied hold: the create has been
+    /// answered and the copy is under way. The file's path, there.
+    fn wait_for_bytes(&self) -> PathBuf {
+        let landed = self.there.join(COPY_ISO);
+        poll(|| {
+            use std::os::unix::fs::FileExt;
+            let mut signature = [0u8; 5];
+            std::fs::File::open(&landed)
+                .and_then(|file| file.read_exact_at(&mut signature, 32769))
+                .ok()
+                .filter(|()| &signature == b"CD001")
+        });
+        landed
+    }
+
     fn new(bytes: u64) -> Result<Self, Failed> {
         let second = second_uri();
         let dir = temp_dir("lab-migrate-copy");
@@ -546,15 +562,7 @@ fn an_interrupted_copy_leaves_no_volume() -> Result<(), Failed> {
     // Under way: the stream has brought the ISO 9660 signature (byte
     // 32769) there, which only the bytes copied hold, so the create has
     // been answered (a create cut short is left, as it may be another's).
-    let landed = scratch.there.join(COPY_ISO);
-    poll(|| {
-        use std::os::unix::fs::FileExt;
-        let mut signature = [0u8; 5];
-        std::fs::File::open(&landed)
-            .and_then(|file| file.read_exact_at(&mut signature, 32769))
-            .ok()
-            .filter(|()| &signature == b"CD001")
-    });
+    let landed = scratch.wait_for_bytes();
     signal_group(&child, libc::SIGINT);
     let output = child.wait_with_output()?;
     check(output.status.code() == Some(130), || described(&output))?;
@@ -602,15 +610,7 @@ fn a_copy_terminated_alone_leaves_no_volume_and_no_child() -> Result<(), Failed>
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let landed = scratch.there.join(COPY_ISO);
-    poll(|| {
-        use std::os::unix::fs::FileExt;
-        let mut signature = [0u8; 5];
-        std::fs::File::open(&landed)
-            .and_then(|file| file.read_exact_at(&mut signature, 32769))
-            .ok()
-            .filter(|()| &signature == b"CD001")
-    });
+    let landed = scratch.wait_for_bytes();
     let below = descendants(child.id() as i32);
     check(!below.is_empty(), || "no virsh under the tool".to_owned())?;
     // SAFETY: kill(2) of the child this test spawned.

@@ -59,15 +59,7 @@ impl MediaManager {
         let uri = self.virsh.uri_label();
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
         refuse_if_interrupted()?;
-        let info = match self.virsh.pool_info(pool)? {
-            None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
-            Some(info) if !info.active => bail!(
-                "storage pool '{}' on {uri} is inactive: start it first (virsh pool-start {})",
-                sanitize(pool),
-                sanitize(pool)
-            ),
-            Some(info) => info,
-        };
+        let info = self.active_pool(pool)?;
         if self.virsh.volume_capacity(pool, name)?.is_some() {
             bail!("{volume} already exists on {uri}: nothing was copied");
         }

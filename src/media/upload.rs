@@ -285,6 +285,21 @@ impl MediaManager {
         })
     }
 
+    /// `pool`'s figures, where it exists and runs; else the line that
+    /// says which it is not, and how to start it.
+    pub(super) fn active_pool(&self, pool: &str) -> Result<crate::virsh::volumes::PoolInfo> {
+        let uri = self.virsh.uri_label();
+        match self.virsh.pool_info(pool)? {
+            None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
+            Some(info) if !info.active => bail!(
+                "storage pool '{}' on {uri} is inactive: start it first (virsh pool-start {})",
+                sanitize(pool),
+                sanitize(pool)
+            ),
+            Some(info) => Ok(info),
+        }
+    }
+
     /// `vol-create-as` of `name` in `pool` at `size` bytes, then `fill`;
     /// once this run's volume exists, any failure of `fill` deletes it
     /// (and only it: a create that failed made nothing of ours).
@@ -328,15 +343,7 @@ impl MediaManager {
         let uri = virsh.uri_label();
         let (pool, name) = (options.pool.as_str(), iso.name.as_str());
         let volume = format!("{}/{}", sanitize(pool), sanitize(name));
-        let info = match virsh.pool_info(pool)? {
-            None => bail!("no storage pool '{}' on {uri}", sanitize(pool)),
-            Some(info) if !info.active => bail!(
-                "storage pool '{}' on {uri} is inactive: start it first (virsh pool-start {})",
-                sanitize(pool),
-                sanitize(pool)
-            ),
-            Some(info) => info,
-        };
+        let info = self.active_pool(pool)?;
         let old = virsh.volume_capacity(pool, name)?;
         if old.is_some() {
             self.refuse_the_file_itself(iso, pool, name)?;
