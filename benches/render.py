@@ -281,6 +281,20 @@ class Collected:
 # ------------------------------------------------------------- the run
 
 
+def floors_and_commands(c, out, floors):
+    """A section's end, after its opening ```sh: the floor scripts named
+    (their #! line left out, the run's directory as $TMP), then each
+    bench's commands in a block of its own."""
+    for floor in floors:
+        for line in (c.text(floor) or "").split("\n"):
+            if not line.startswith("#!"):
+                out.append(line.replace(c.dir, "$TMP"))
+    out.append("```")
+    for bench_id, commands in c.commands():
+        out += ["", "`%s`:" % bench_id, "", "```sh"] + commands + ["```"]
+    return "\n".join(out) + "\n"
+
+
 def kept_sections(text):
     """The KEPT_SECTIONS of an existing report, each from its heading to
     the next `## ` heading, verbatim, in the order they stand."""
@@ -934,14 +948,9 @@ def render_fleet(c):
         "",
         "```sh",
     ]
-    for floor in ("floor-status-%s.sh" % sizes[-1], "floor-isos-%s.sh" % sizes[-1]):
-        for line in (c.text(floor) or "").split("\n"):
-            if not line.startswith("#!"):
-                out.append(line.replace(c.dir, "$TMP"))
-    out.append("```")
-    for bench_id, commands in c.commands():
-        out += ["", "`%s`:" % bench_id, "", "```sh"] + commands + ["```"]
-    return "\n".join(out) + "\n"
+    return floors_and_commands(
+        c, out, ("floor-status-%s.sh" % sizes[-1], "floor-isos-%s.sh" % sizes[-1])
+    )
 
 
 def render_migrate(c):
@@ -989,14 +998,7 @@ def render_migrate(c):
         "",
         "```sh",
     ]
-    for floor in ("floor-check.sh", "floor-copy.sh"):
-        for line in (c.text(floor) or "").split("\n"):
-            if not line.startswith("#!"):
-                out.append(line.replace(c.dir, "$TMP"))
-    out.append("```")
-    for bench_id, commands in c.commands():
-        out += ["", "`%s`:" % bench_id, "", "```sh"] + commands + ["```"]
-    return "\n".join(out) + "\n"
+    return floors_and_commands(c, out, ("floor-check.sh", "floor-copy.sh"))
 
 
 # -------------------------------------------------------------- main
