@@ -37,8 +37,9 @@ fn named_files(markdown: &str) -> Vec<String> {
         .skip(1)
         .step_by(2)
         .filter(|span| {
-            span.rsplit('/').next().is_some_and(|file| file.len() > ".rs".len())
-                && span.ends_with(".rs")
+            let file = span.rsplit('/').next().unwrap_or(span);
+            file.len() > ".rs".len()
+                && file.ends_with(".rs")
                 && span
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '/' | '.'))
@@ -53,7 +54,11 @@ fn named_files(markdown: &str) -> Vec<String> {
 /// `tests/` and `benches/` are not the tree's.
 fn mismatches(tree: &BTreeSet<String>, markdown: &str) -> (Vec<String>, Vec<String>) {
     let named = named_files(markdown);
-    let unnamed = tree.iter().filter(|file| !named.contains(file)).cloned().collect();
+    let unnamed = tree
+        .iter()
+        .filter(|file| !named.contains(file))
+        .cloned()
+        .collect();
     let mut missing: Vec<String> = named
         .into_iter()
         .filter(|name| !name.starts_with("tests/") && !name.starts_with("benches/"))
@@ -63,6 +68,7 @@ fn mismatches(tree: &BTreeSet<String>, markdown: &str) -> (Vec<String>, Vec<Stri
                 .any(|file| file == name || file.ends_with(&format!("/{name}")))
         })
         .collect();
+    missing.sort();
     missing.dedup();
     (unnamed, missing)
 }

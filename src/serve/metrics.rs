@@ -782,9 +782,8 @@ mod tests {
     /// its `domstats` field.
     #[test]
     fn every_figure_is_named_once_as_prometheus_wants_and_in_the_readme() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/serve.md"))
-                .expect("docs/serve.md");
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/serve.md"))
+            .expect("docs/serve.md");
         let mut names = std::collections::BTreeSet::new();
         for (table, prefix) in [
             (MEMORY, ""),
