@@ -10,7 +10,8 @@ markdown itself is made here, with unit tests (benches/test_render.py).
     render.py run DIR OUT    BENCHMARKS.md from benches/run's DIR; the
                              sections other scripts wrote into OUT (the
                              simulated fleet, the migration preflight,
-                             serve over simulated hosts, the parsers) are kept
+                             serve over simulated hosts, the parsers) and
+                             the figures the docs quote are kept
     render.py scrape DIR     benches/scrape's section, on stdout
     render.py fleet DIR      benches/fleet's section, on stdout
 
@@ -35,12 +36,14 @@ CHECK_TARGET = "1.5"  # migrate-check --all against its floor
 COPY_TARGET = "1.25"  # migrate-check --fix copy against its floor
 
 # Sections of BENCHMARKS.md that other scripts write (or a person, from
-# their output): a rewrite keeps them as they are, in their order.
+# their output, or by hand: the figures the other docs link to instead of
+# quoting them): a rewrite keeps them as they are, in their order.
 KEPT_SECTIONS = (
     "## Simulated ssh fleet",
     "## Migration preflight",
     "## Parsers",
     "## `serve` over a thousand simulated hosts",
+    "## Figures the docs quote",
 )
 
 # A note after a command group's name in "Commands".

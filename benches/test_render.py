@@ -185,6 +185,18 @@ class Report(unittest.TestCase):
         self.assertEqual(report[len(read("run.expected.md")):], "\n" + fleet + "\n" + parsers)
         self.assertNotIn("old figures", report)
 
+    def test_the_figures_the_docs_quote_survive_a_rewrite_verbatim(self):
+        # Written by hand (README.md, docs/ and ARCHITECTURE.md link to it),
+        # with subsections of its own, after the sections the scripts wrote.
+        quoted = ("## Figures the docs quote\n\nby hand\n\n### Fleets, in words\n\n"
+                  "- `upload`: 1 GiB in 14.9 s\n")
+        existing = ("# Benchmarks\n\nold figures\n\n" + read("fleet-section.md")
+                    + "\n" + quoted)
+        with Collection() as c:
+            report = render.render_run(c, existing)
+        self.assertEqual(report[len(read("run.expected.md")):],
+                         "\n" + read("fleet-section.md") + "\n" + quoted)
+
     def test_main_keeps_the_sections_of_the_file_it_replaces(self):
         with Collection() as c:
             out = os.path.join(c.dir, "BENCHMARKS.md")

@@ -4,6 +4,8 @@
 //! (`benches/parsers.rs`) use is public, so that dead code shows.
 
 mod agent;
+#[cfg(test)]
+mod architecture;
 mod cli;
 mod fleet;
 #[cfg(test)]

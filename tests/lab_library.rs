@@ -575,11 +575,11 @@ fn delete_is_refused_while_held_live_or_in_the_config() -> Result<(), Failed> {
     Ok(())
 }
 
-/// The README's library recipes, as written, over ssh into `lab-upload`:
+/// The guide's (docs/guide.md) library recipes, as written, over ssh into `lab-upload`:
 /// the ISO distributed and read back, listed unused, then deleted.
 fn the_readmes_library_recipes_run() -> Result<(), Failed> {
     let pool = UploadPool::new(true);
-    let readme = std::fs::read_to_string(root().join("README.md"))?;
+    let readme = std::fs::read_to_string(root().join("docs/guide.md"))?;
     let block = readme
         .split_once("<!-- library recipes: begin -->")
         .and_then(|(_, rest)| rest.split_once("<!-- library recipes: end -->"))

@@ -4,7 +4,7 @@
 //! every series carries `uri`, every domain's also `domain`. The
 //! per-device and memory-statistics figures are read from the listing's
 //! `domstats` block through the tables below (field → series), which the
-//! README's metric table mirrors.
+//! metric table of docs/serve.md mirrors.
 
 use std::collections::BTreeMap;
 use std::time::{Instant, UNIX_EPOCH};
@@ -778,12 +778,12 @@ mod tests {
     }
 
     /// Counters end in `_total` and gauges do not (promtool's rule), no
-    /// name is taken twice, and the README's table names each one with
+    /// name is taken twice, and docs/serve.md's table names each one with
     /// its `domstats` field.
     #[test]
     fn every_figure_is_named_once_as_prometheus_wants_and_in_the_readme() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-            .expect("README.md");
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/serve.md"))
+            .expect("docs/serve.md");
         let mut names = std::collections::BTreeSet::new();
         for (table, prefix) in [
             (MEMORY, ""),
@@ -803,7 +803,7 @@ mod tests {
                 let line = readme
                     .lines()
                     .find(|line| line.starts_with(&row))
-                    .unwrap_or_else(|| panic!("no README row for {}", figure.name));
+                    .unwrap_or_else(|| panic!("no docs/serve.md row for {}", figure.name));
                 assert!(
                     line.contains(&format!("`{prefix}{}`", figure.field)),
                     "{line}"

@@ -826,7 +826,7 @@ fn serve_over_200_hosts_holds_its_threads_at_the_worker_bound() {
 
 /// `serve` over 100 test-driver hosts with the default budget: each host
 /// scanned twice and none failing, the whole process tree within 1 GiB
-/// throughout (the sizes printed: README's figures). Nothing here waits
+/// throughout (the sizes printed: BENCHMARKS.md's figures). Nothing here waits
 /// on the machine being quiet (it failed at a load of 9 to 16): the bound
 /// is on what is counted exactly, the tree's peak memory as the kernel
 /// keeps it (a cgroup of the test's own, where one can be made) and the

@@ -342,11 +342,11 @@ fn the_menu_checks_every_vm_against_a_destination() {
     assert_eq!(text.matches("Select option:").count(), 2, "{text}");
 }
 
-/// The README's "before draining a host" lines, run as written: each
+/// The guide's (docs/guide.md) "before draining a host" lines, run as written: each
 /// says what its comment promises (exit 1: something is blocked).
 #[test]
 fn the_readmes_migrate_recipes_run() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("docs/guide.md")).unwrap();
     let block = readme
         .split_once("<!-- migrate recipes: begin -->")
         .and_then(|(_, rest)| rest.split_once("<!-- migrate recipes: end -->"))

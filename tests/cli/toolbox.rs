@@ -528,11 +528,11 @@ fn colour_on_terminals_only_unless_asked() {
     );
 }
 
-/// The README's recipes, run as written: each exits 0 and prints what its
+/// The guide's recipes (docs/guide.md), run as written: each exits 0 and prints what its
 /// comment promises on `fixtures/fleet-media.xml`.
 #[test]
 fn readme_recipes_run() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("docs/guide.md")).unwrap();
     let block = readme
         .split_once("<!-- recipes: begin -->")
         .and_then(|(_, rest)| rest.split_once("<!-- recipes: end -->"))
