@@ -1392,3 +1392,49 @@ fn subreaper() {
     }
     std::fs::write(std::env::var("SUBREAPER_REPORT").unwrap(), left).unwrap();
 }
+
+/// The nice value in a `/proc/…/stat` line (field 19; the name in
+/// parentheses may hold spaces).
+fn nice_in_stat(stat: &str) -> i32 {
+    let after_name = &stat[stat.rfind(')').expect("a stat line") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Scans run 10 nicer than the threads that answer scrapes (the main
+/// thread accepts, and its connection threads inherit its priority), so a
+/// scrape does not wait for a core behind a thousand hosts' scans.
+#[test]
+fn scans_run_nicer_than_the_answers() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let pid = serving.child.id();
+    let ours = nice_in_stat(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    let mut niceness = std::collections::BTreeSet::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("stat")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        let role = match name.trim() {
+            name if name.starts_with("scan-") => "scan",
+            "publish" => "publish",
+            "dismount_iso_qe" => "main",
+            _ => continue,
+        };
+        niceness.insert((role, nice_in_stat(&stat)));
+    }
+    let lowered = (ours + 10).min(19);
+    assert_eq!(
+        niceness,
+        [("main", ours), ("publish", lowered), ("scan", lowered)].into(),
+        "every scan thread at the lowered priority, the main thread at ours"
+    );
+}
