@@ -594,8 +594,7 @@ struct PoolIsos {
 fn read_pools(host: &Host) -> Vec<(Pool, PoolIsos)> {
     let virsh = host.virsh();
     let read = || -> Result<Vec<(Pool, PoolIsos)>> {
-        let pools = virsh.pools()?;
-        let volumes = virsh.volumes()?;
+        let (pools, volumes) = virsh.storage()?;
         Ok(pools
             .into_iter()
             .map(|pool| {

@@ -449,9 +449,11 @@ fn a_domain_whose_xml_read_hangs_is_marked_and_the_others_are_exported() {
 
 /// A scan reads each domain's XML once: the live XML of an active domain
 /// serves its drives and its libosinfo metadata both, and a stopped
-/// domain's definition is read once, with `--inactive`.
+/// domain's definition is read once, with `--inactive`. It lists the
+/// storage pools once too (the pool series and the ISO volumes' from one
+/// listing).
 #[test]
-fn each_scan_reads_a_domains_xml_once() {
+fn each_scan_reads_a_domains_xml_and_lists_the_pools_once() {
     let lines = temp_dir("serve-xml-once").join("lines");
     let serving = Serving::start(
         tool()
@@ -493,6 +495,9 @@ fn each_scan_reads_a_domains_xml_once() {
         live_reads, active,
         "a live read per active domain: {commands:#?}"
     );
+    for listing in ["pool-list --uuid", "pool-list --inactive --uuid"] {
+        assert_eq!(reads(listing), 1, "{listing}: {commands:#?}");
+    }
 }
 
 /// `--no-io-metrics`: the listing asks for no disk or network group.
