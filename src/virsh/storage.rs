@@ -23,6 +23,13 @@ pub struct Volume {
     pub format: Option<String>,
 }
 
+/// The pools' UUIDs by state, as `pool-list` gave them.
+#[derive(Debug, Default)]
+struct PoolUuids {
+    active: Vec<String>,
+    inactive: Vec<String>,
+}
+
 impl Volume {
     /// An ISO by content (libvirt found the ISO 9660 signature) or by name.
     pub fn is_iso(&self) -> bool {
@@ -57,36 +64,46 @@ impl Virsh {
     /// [`Virsh::active_pools`]). None on a driver without storage; a
     /// pool gone between the two is left out.
     pub fn pools(&self) -> Result<Vec<Pool>, VirshError> {
+        let uuids = self.pool_uuids()?;
+        let mut xmls = Batch::new();
+        for uuid in uuids.active.iter().chain(&uuids.inactive) {
+            xmls.push(&["pool-dumpxml", "--pool", uuid]);
+        }
+        if xmls.command_count() == 0 {
+            return Ok(Vec::new());
+        }
+        let active = std::iter::repeat(true)
+            .take(uuids.active.len())
+            .chain(std::iter::repeat(false));
+        Ok(active
+            .zip(self.run_batch(&xmls)?)
+            .filter_map(|(active, xml)| volumes::parse_pool_xml(&xml?, active))
+            .collect())
+    }
+
+    /// The UUIDs of the active pools and of the others, in one batch of
+    /// two `pool-list`s; none on a driver without storage.
+    fn pool_uuids(&self) -> Result<PoolUuids, VirshError> {
         let mut listing = Batch::new();
         listing.push(&["pool-list", "--uuid"]);
         listing.push(&["pool-list", "--inactive", "--uuid"]);
         let lists = match self.run_batch(&listing) {
-            Err(error) if is_no_such_volume(&error) => return Ok(Vec::new()),
+            Err(error) if is_no_such_volume(&error) => return Ok(PoolUuids::default()),
             lists => lists?,
         };
-        let uuids: Vec<(bool, String)> = lists
-            .iter()
-            .zip([true, false])
-            .flat_map(|(list, active)| {
-                list.iter()
-                    .flat_map(|text| text.lines())
-                    .map(str::trim)
-                    .filter(|uuid| !uuid.is_empty())
-                    .map(move |uuid| (active, uuid.to_owned()))
-            })
-            .collect();
-        if uuids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut xmls = Batch::new();
-        for (_, uuid) in &uuids {
-            xmls.push(&["pool-dumpxml", "--pool", uuid]);
-        }
-        Ok(uuids
-            .iter()
-            .zip(self.run_batch(&xmls)?)
-            .filter_map(|((active, _), xml)| volumes::parse_pool_xml(&xml?, *active))
-            .collect())
+        let uuids = |list: Option<&Option<String>>| -> Vec<String> {
+            list.into_iter()
+                .flatten()
+                .flat_map(|text| text.lines())
+                .map(str::trim)
+                .filter(|uuid| !uuid.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        Ok(PoolUuids {
+            active: uuids(lists.first()),
+            inactive: uuids(lists.get(1)),
+        })
     }
 
     /// The active storage pools' UUIDs (a UUID holds no blank, so the
@@ -134,21 +151,12 @@ impl Virsh {
     }
 
     /// Every pool, active or not, with its directory, and every volume of
-    /// the active ones (see [`Self::volumes`]): what a migration's
-    /// destination is checked against. Two `pool-list`s, one batch of
-    /// `pool-dumpxml` (the name as it is, and the directory) and
-    /// `vol-list`, one of `vol-dumpxml`.
+    /// the active ones (see [`Self::volumes`]): what `serve`'s pool series
+    /// and a migration's destination are read from. One batch of two
+    /// `pool-list`s, one of `pool-dumpxml` (the name as it is, and the
+    /// directory) and `vol-list`, one of `vol-dumpxml`.
     pub fn storage(&self) -> Result<(Vec<Pool>, Vec<Volume>), VirshError> {
-        let active = self.active_pool_uuids()?;
-        let inactive = match self.run(&["pool-list", "--uuid", "--inactive"]) {
-            Err(error) if is_no_such_volume(&error) => String::new(),
-            listing => listing?.stdout,
-        };
-        let inactive: Vec<&str> = inactive
-            .lines()
-            .map(str::trim)
-            .filter(|uuid| !uuid.is_empty())
-            .collect();
+        let PoolUuids { active, inactive } = self.pool_uuids()?;
         let mut listing = Batch::new();
         for uuid in &active {
             listing.push(&["pool-dumpxml", "--pool", uuid]);

@@ -449,9 +449,11 @@ fn a_domain_whose_xml_read_hangs_is_marked_and_the_others_are_exported() {
 
 /// A scan reads each domain's XML once: the live XML of an active domain
 /// serves its drives and its libosinfo metadata both, and a stopped
-/// domain's definition is read once, with `--inactive`.
+/// domain's definition is read once, with `--inactive`. It lists the
+/// storage pools once too (the pool series and the ISO volumes' from one
+/// listing).
 #[test]
-fn each_scan_reads_a_domains_xml_once() {
+fn each_scan_reads_a_domains_xml_and_lists_the_pools_once() {
     let lines = temp_dir("serve-xml-once").join("lines");
     let serving = Serving::start(
         tool()
@@ -493,6 +495,9 @@ fn each_scan_reads_a_domains_xml_once() {
         live_reads, active,
         "a live read per active domain: {commands:#?}"
     );
+    for listing in ["pool-list --uuid", "pool-list --inactive --uuid"] {
+        assert_eq!(reads(listing), 1, "{listing}: {commands:#?}");
+    }
 }
 
 /// `--no-io-metrics`: the listing asks for no disk or network group.
@@ -1391,4 +1396,50 @@ fn subreaper() {
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     }
     std::fs::write(std::env::var("SUBREAPER_REPORT").unwrap(), left).unwrap();
+}
+
+/// The nice value in a `/proc/…/stat` line (field 19; the name in
+/// parentheses may hold spaces).
+fn nice_in_stat(stat: &str) -> i32 {
+    let after_name = &stat[stat.rfind(')').expect("a stat line") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Scans run 10 nicer than the threads that answer scrapes (the main
+/// thread accepts, and its connection threads inherit its priority), so a
+/// scrape does not wait for a core behind a thousand hosts' scans.
+#[test]
+fn scans_run_nicer_than_the_answers() {
+    let serving = Serving::start(tool().args(["-c", &fleet_uri("fleet-small.xml")]));
+    serving.wait_for("/healthz", |status, _| status == 200);
+    let pid = serving.child.id();
+    let ours = nice_in_stat(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    let mut niceness = std::collections::BTreeSet::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("stat")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        let role = match name.trim() {
+            name if name.starts_with("scan-") => "scan",
+            "publish" => "publish",
+            "dismount_iso_qe" => "main",
+            _ => continue,
+        };
+        niceness.insert((role, nice_in_stat(&stat)));
+    }
+    let lowered = (ours + 10).min(19);
+    assert_eq!(
+        niceness,
+        [("main", ours), ("publish", lowered), ("scan", lowered)].into(),
+        "every scan thread at the lowered priority, the main thread at ours"
+    );
 }
