@@ -173,4 +173,46 @@ mod tests {
     fn clap_definition_is_consistent() {
         Args::command().debug_assert();
     }
+
+    /// Each command's examples (its help's and man page's) parse as its
+    /// command line: none goes stale when an option changes.
+    #[test]
+    fn every_example_parses() {
+        let command = Args::command();
+        let mut checked = 0;
+        for sub in command
+            .get_subcommands()
+            .filter(|sub| sub.get_name() != "help")
+        {
+            let examples = sub
+                .get_after_help()
+                .unwrap_or_else(|| panic!("{} has no examples", sub.get_name()))
+                .to_string();
+            for line in examples.lines().filter_map(|line| line.strip_prefix("  ")) {
+                let words = shell_words(line);
+                if let Err(error) = Args::try_parse_from(&words) {
+                    panic!("`{line}` does not parse: {error}");
+                }
+                assert!(words.iter().any(|word| word == sub.get_name()), "{line}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 24, "{checked} examples");
+    }
+
+    /// The words a shell makes of an example line: '…' quoted, up to a
+    /// redirection or a pipe.
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut rest = line.trim();
+        while !rest.is_empty() && !rest.starts_with(['>', '|']) {
+            let (word, after) = match rest.strip_prefix('\'') {
+                Some(quoted) => quoted.split_once('\'').expect("a closing quote"),
+                None => rest.split_once(' ').unwrap_or((rest, "")),
+            };
+            words.push(word.to_owned());
+            rest = after.trim_start();
+        }
+        words
+    }
 }

@@ -55,8 +55,10 @@ pub struct BootIsoArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Start from an ISO that has no El Torito boot record
-    #[arg(long)]
-    pub force: bool,
+    // Not change-media's --force (`change::ChangeArgs`): named for what
+    // it allows.
+    #[arg(long = "force")]
+    pub without_boot_record: bool,
 }
 
 impl BootIsoArgs {
@@ -127,7 +129,7 @@ pub fn boot_on<R: BufRead, W: Write>(
     };
     refuse_an_inactive_pool(media, &request.iso)?;
     let iso = media.resolve_iso(&request.iso)?;
-    if !request.force && !has_boot_record(media, &iso)? {
+    if !request.without_boot_record && !has_boot_record(media, &iso)? {
         bail!(
             "'{}' has no El Torito boot record: it would not boot; pass --force to start from it \
              anyway; nothing changed",
@@ -470,7 +472,7 @@ mod tests {
             wait: BootIsoArgs::DEFAULT_WAIT,
             confirm: Confirm { yes: true },
             dry_run: false,
-            force: false,
+            without_boot_record: false,
         };
         let code = {
             let mut console = Console::for_changes(&b""[..], &mut output);

@@ -54,13 +54,27 @@ pub struct EjectArgs {
 impl EjectArgs {
     pub fn run(self, context: &Context) -> Result<ExitCode> {
         let change = (&self.change).into();
-        let selection =
-            EjectSelection::new(self.domain, self.target, self.all, self.iso, self.pattern);
+        let selection = self.selection();
         context.to_stdout(|out| {
             prompt::with_stdin(out, |prompt| {
                 eject(&context.fleet, prompt, &selection, change)
             })
         })
+    }
+
+    /// What to eject: of the arguments, clap lets exactly one through.
+    fn selection(self) -> EjectSelection {
+        if let Some(pattern) = self.pattern {
+            return EjectSelection::Matching(pattern);
+        }
+        match (self.domain, self.iso) {
+            _ if self.all => EjectSelection::All,
+            (_, Some(iso)) => EjectSelection::Iso(iso),
+            (name, None) => EjectSelection::Domain {
+                name: name.unwrap_or_default(),
+                target: self.target,
+            },
+        }
     }
 }
 
@@ -75,29 +89,6 @@ pub enum EjectSelection {
     Iso(String),
     /// Every drive of the domains whose name matches.
     Matching(Regex),
-}
-
-impl EjectSelection {
-    /// From `eject`'s arguments, of which clap lets exactly one through.
-    pub fn new(
-        domain: Option<String>,
-        target: Option<String>,
-        all: bool,
-        iso: Option<String>,
-        pattern: Option<Regex>,
-    ) -> Self {
-        if let Some(pattern) = pattern {
-            return EjectSelection::Matching(pattern);
-        }
-        match (domain, iso) {
-            _ if all => EjectSelection::All,
-            (_, Some(iso)) => EjectSelection::Iso(iso),
-            (name, None) => EjectSelection::Domain {
-                name: name.unwrap_or_default(),
-                target,
-            },
-        }
-    }
 }
 
 /// `eject`: every drive selected that holds media, listed before anything

@@ -4,7 +4,7 @@
 
 pub mod boot_iso;
 mod completions;
-pub mod delete_iso;
+mod delete_iso;
 pub mod eject;
 pub mod isos;
 pub mod library;
@@ -13,7 +13,7 @@ pub mod migrate_check;
 pub mod mount;
 mod serve;
 pub mod status;
-pub mod upload;
+mod upload;
 
 use std::process::ExitCode;
 
@@ -22,6 +22,8 @@ use clap::Subcommand;
 
 use super::options::{Context, FleetShape, Options};
 
+/// The subcommands, in the order `--help` lists them; each one's about
+/// line, options and examples are on its `Args` struct.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Status(status::StatusArgs),

@@ -302,13 +302,7 @@ fn upload_and_mount<R: BufRead, W: Write>(
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let replaces = matches!(
-        step,
-        Step::Change {
-            action: Action::Replace { .. },
-            ..
-        }
-    );
+    let replaces = replaces_media(&step);
     if prompt.confirms_every_change() || (replaces && !options.yes) {
         writeln!(prompt.out(), "Planned:")?;
         writeln!(prompt.out(), "  {upload_line}")?;
@@ -391,6 +385,18 @@ fn mount_on<R: BufRead, W: Write>(
     mount_into(&media, prompt, &domain, drive, &iso, options)
 }
 
+/// Whether the mount takes media out of the drive: filling an empty
+/// drive takes nothing away; replacing does.
+fn replaces_media(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Change {
+            action: Action::Replace { .. },
+            ..
+        }
+    )
+}
+
 /// The drive an ISO goes into, the user asked where there are several
 /// (and refused without a terminal); `None` when they back out.
 pub fn pick_drive<'d, R: BufRead, W: Write>(
@@ -454,13 +460,6 @@ pub fn mount_into<R: BufRead, W: Write>(
         )?;
         return Ok(ExitCode::SUCCESS);
     };
-    // Filling an empty drive takes nothing away; replacing does.
-    let replaces = matches!(
-        step,
-        Step::Change {
-            action: Action::Replace { .. },
-            ..
-        }
-    );
+    let replaces = replaces_media(&step);
     execute(media, prompt, &[step], options, replaces, "mounted")
 }

@@ -19,7 +19,7 @@ use crate::virsh::groups::{self, last_words};
 const EXAMPLES: &str = "\
 Examples:
   dismount_iso_qemu upload ./debian-12.iso --pool isos
-  dismount_iso_qemu upload ./debian-12.iso --pool isos --sha256 <HEX> --verify
+  dismount_iso_qemu upload ./debian-12.iso --pool isos --sha256 9d5c7f3e0b6f1e2a4c8d0b7a6e5f4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3 --verify
   dismount_iso_qemu --hosts hosts.txt upload ./rescue.iso --pool isos --name rescue-2026.iso
   dismount_iso_qemu upload ./debian-12.iso --pool isos --replace";
 

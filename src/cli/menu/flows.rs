@@ -99,7 +99,7 @@ pub fn boot_iso<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet
             wait: BootIsoArgs::DEFAULT_WAIT,
             confirm: Confirm { yes: false },
             dry_run: false,
-            force: false,
+            without_boot_record: false,
         };
         chosen = Some(request.domain.clone());
         boot_on(media, prompt, &request)
