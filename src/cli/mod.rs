@@ -7,13 +7,13 @@ mod change;
 mod commands;
 mod complete;
 mod exit;
-mod media;
 mod menu;
 mod options;
 mod progress;
 mod prompt;
 mod render;
 mod report;
+mod steps;
 mod values;
 
 use std::process::ExitCode;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::cli::change::Confirm;
-use crate::cli::media::host_of;
 use crate::cli::options::Context;
 use crate::cli::prompt::{self, Prompt};
+use crate::cli::steps::host_of;
 use crate::cli::values::parse_duration;
 use crate::fleet::Fleet;
 use crate::media::{

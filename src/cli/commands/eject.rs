@@ -8,9 +8,9 @@ use anyhow::Result;
 use regex::Regex;
 
 use crate::cli::change::{ChangeArgs, ChangeOptions};
-use crate::cli::media::{execute, host_of};
 use crate::cli::options::Context;
 use crate::cli::prompt::{self, Prompt};
+use crate::cli::steps::{execute, host_of};
 use crate::cli::values::parse_regex;
 use crate::fleet::Fleet;
 use crate::media::{MediaManager, Step, plan_ejects};

@@ -12,9 +12,9 @@ use regex::Regex;
 use super::upload::{UploadArgs, interrupted, upload_to};
 use crate::cli::change::{ChangeArgs, ChangeOptions};
 use crate::cli::exit;
-use crate::cli::media::{execute, host_of};
 use crate::cli::options::Context;
 use crate::cli::prompt::{self, Prompt};
+use crate::cli::steps::{execute, host_of};
 use crate::cli::values::parse_regex;
 use crate::fleet::{Fleet, Host};
 use crate::media::{
