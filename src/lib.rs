@@ -1,5 +1,5 @@
 //! dismount_iso_qemu: see README.md and ARCHITECTURE.md. `main.rs` only
-//! parses and maps errors; everything else lives in these modules. Only
+//! calls [`main`] (`cli`); everything else lives in these modules. Only
 //! what the binary, the integration tests and the benchmarks
 //! (`benches/parsers.rs`) use is public, so that dead code shows.
 
@@ -22,8 +22,7 @@ mod workers;
 // parse fixtures (`domxml::parse_domain_xml`).
 pub mod virsh;
 
-pub use cli::{Args, complete_from_env, is_broken_pipe, run};
-pub use utils::sanitize;
+pub use cli::main;
 
 /// The pure parsers of virsh's and the guest agent's output, for the
 /// in-process benchmarks (`benches/parsers.rs`): the listing's

@@ -19,7 +19,7 @@ use clap_complete::engine::{
 use clap_complete::env::{Elvish, Powershell, Shells};
 
 use super::args::{Args, DEFAULT_MAX_CONNECTIONS};
-use super::request::connections;
+use super::options::connections;
 use crate::utils::is_unsafe_on_a_terminal;
 use crate::virsh::domxml::parse_domain_xml;
 use crate::virsh::{DeadlineRunner, ListingFor, Runner, Uri, Virsh, VirshConfig, VirshError};

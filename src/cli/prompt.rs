@@ -402,16 +402,16 @@ mod tests {
         let mut console = Console::new("".as_bytes(), Closed);
         let error = console.ask("> ").unwrap_err().context("while asking");
         assert!(ConsoleError::caused(&error));
-        assert!(crate::cli::is_broken_pipe(&error));
+        assert!(crate::cli::exit::is_broken_pipe(&error));
         // A pipe to virsh that broke (an upload's `vol-upload` that stopped
         // reading) is no reader of ours going away: it used to end the run
         // quietly with exit status 0.
         let upload = anyhow::Error::from(io::Error::from_raw_os_error(libc::EPIPE))
             .context("`virsh vol-upload …` stopped reading the file");
-        assert!(!crate::cli::is_broken_pipe(&upload), "{upload:#}");
+        assert!(!crate::cli::exit::is_broken_pipe(&upload), "{upload:#}");
         let mut listing = Sink::new(Closed);
         let written = writeln!(listing, "a row").map_err(anyhow::Error::from);
-        assert!(crate::cli::is_broken_pipe(&written.unwrap_err()));
+        assert!(crate::cli::exit::is_broken_pipe(&written.unwrap_err()));
         assert_eq!(
             format!("{error:#}"),
             "while asking: Broken pipe (os error 32)"

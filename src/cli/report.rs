@@ -8,10 +8,6 @@ use anyhow::Result;
 use crate::fleet::HostScan;
 use crate::utils::sanitize;
 
-/// Exit status when some hosts answered and others failed: their rows were
-/// printed, and one error line names each failed host.
-const EXIT_PARTIAL: u8 = 3;
-
 /// One line on stderr per failed host; the exit status says whether none,
 /// some or all of the hosts failed.
 ///
@@ -28,11 +24,7 @@ pub fn report_failed_hosts(failed: &[String], hosts: usize) -> Result<ExitCode> 
     for line in failed {
         eprintln!("dismount_iso_qemu: error: {line}");
     }
-    Ok(match failed.len() {
-        0 => ExitCode::SUCCESS,
-        n if n == hosts => ExitCode::FAILURE,
-        _ => ExitCode::from(EXIT_PARTIAL),
-    })
+    Ok(super::exit::of_hosts(failed.len(), hosts))
 }
 
 /// A listing over the hosts written out: with one host its failure is the

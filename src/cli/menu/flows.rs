@@ -6,10 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::boot_iso::boot_on;
-use crate::cli::media::{execute, isos, mount_into, nothing_to_eject, pick_drive};
+use crate::cli::change::{ChangeOptions, Confirm};
+use crate::cli::commands::boot_iso::{BootIsoArgs, boot_on};
+use crate::cli::commands::eject::nothing_to_eject;
+use crate::cli::commands::isos::{IsoQuery, isos};
+use crate::cli::commands::mount::{mount_into, pick_drive};
 use crate::cli::prompt::{Answer, Choice, Console, ConsoleError, Prompt};
-use crate::cli::request::{BootRequest, ChangeOptions, IsoQuery};
+use crate::cli::steps::execute;
 use crate::fleet::{Fleet, Host};
 use crate::media::{DomainMedia, MediaManager, plan_ejects};
 use crate::utils::sanitize;
@@ -33,7 +36,7 @@ pub fn library<R: BufRead, W: Write>(
     colour: bool,
 ) -> Result<()> {
     let mut out = Vec::new();
-    let code = crate::cli::library::library(fleet, false, false, colour, &mut out);
+    let code = crate::cli::commands::library::library(fleet, false, false, colour, &mut out);
     console.out().write_all(&out)?;
     code.map(|_| ())
 }
@@ -88,15 +91,15 @@ pub fn boot_iso<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Fleet
         let Some(iso) = choose_iso(prompt, media)? else {
             return Ok(ExitCode::SUCCESS);
         };
-        let request = BootRequest {
+        let request = BootIsoArgs {
             domain: domains[index].name.clone(),
             iso,
             target: None,
             restart: true,
-            wait: BootRequest::DEFAULT_WAIT,
-            yes: false,
+            wait: BootIsoArgs::DEFAULT_WAIT,
+            confirm: Confirm { yes: false },
             dry_run: false,
-            force: false,
+            without_boot_record: false,
         };
         chosen = Some(request.domain.clone());
         boot_on(media, prompt, &request)
@@ -204,7 +207,7 @@ pub fn migration<R: BufRead, W: Write>(console: &mut Console<R, W>, fleet: &Flee
             _ => return Ok(()),
         };
     let _working = fleet.working(host);
-    crate::cli::migrate_check::check_host_against(host, &uri, console.out())
+    crate::cli::commands::migrate_check::check_host_against(host, &uri, console.out())
 }
 
 /// The host a menu entry works on: the only one, or the one picked;

@@ -1,7 +1,8 @@
 //! The interactive menu: its loop over any `BufRead` and `Write` (so tests
 //! drive it with plain text), and the background refresh it shows.
 
-use std::io::{BufRead, Write};
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -11,10 +12,53 @@ use anyhow::Result;
 
 mod flows;
 
+use super::commands::status::{scan_fleet, write_scans};
+use super::options::{Context, FleetShape, Options};
 use super::prompt::{Answer, Console, ConsoleError};
 use super::render::fleet_table;
 use crate::fleet::{Fleet, HostScan};
 use crate::probe::{DomainStatus, Figures};
+
+/// The menu's table has a Disk (used/total) column from this many
+/// columns on: the lab's table with it is about 125 wide, and an OS name
+/// or a Host column can make it wider.
+const MENU_DISKS_COLUMNS: u16 = 160;
+
+/// The menu's fleet: the guests' filesystems asked for on a terminal wide
+/// enough for the Disk column.
+pub fn shape(options: &Options) -> FleetShape {
+    FleetShape {
+        filesystems: stdout_columns().is_some_and(|columns| columns >= MENU_DISKS_COLUMNS),
+        ..options.shape()
+    }
+}
+
+/// The width of the terminal stdout is; `None` where it is no terminal.
+fn stdout_columns() -> Option<u16> {
+    // SAFETY: an all-zero winsize is a valid value, and TIOCGWINSZ writes
+    // one into the struct it is handed, nothing else.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let asked = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (asked == 0 && size.ws_col > 0).then_some(size.ws_col)
+}
+
+/// No subcommand: the VM table, then the menu until Exit; the table's
+/// status is the run's.
+pub fn run(context: &Context) -> Result<ExitCode> {
+    context.to_stdout(|out| {
+        let scans = scan_fleet(&context.fleet, Figures::Cached, true)?;
+        let code = write_scans(out, scans, context.colour)?;
+        let refresh = Refresh::start(Arc::clone(&context.fleet));
+        run_menu(
+            io::stdin().lock(),
+            out,
+            &context.fleet,
+            &refresh,
+            context.colour,
+        )?;
+        Ok(code)
+    })
+}
 
 /// A background scan of every host.
 pub type Update = Vec<HostScan<Vec<DomainStatus>>>;
@@ -59,7 +103,7 @@ const MENU: &str = "\n1) Mount ISO\n2) Scan mounted ISOs\n3) Eject ISO\n4) Resca
                     7) Check migration\n8) Boot from ISO\n";
 
 /// Runs the menu until Exit, `q` or end of input.
-pub fn run_menu<R: BufRead, W: Write>(
+fn run_menu<R: BufRead, W: Write>(
     input: R,
     output: W,
     fleet: &Fleet,
@@ -80,7 +124,7 @@ pub fn run_menu<R: BufRead, W: Write>(
             "1" => flows::mount(&mut console, fleet),
             "2" => flows::scan(&mut console, fleet, colour),
             "3" => flows::eject(&mut console, fleet),
-            "4" => super::status::scan_fleet(fleet, Figures::Fresh, true)
+            "4" => scan_fleet(fleet, Figures::Fresh, true)
                 .and_then(|scans| show_scans(console.out(), scans, colour)),
             "5" => return Ok(()),
             "6" => flows::library(&mut console, fleet, colour),

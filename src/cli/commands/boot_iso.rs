@@ -6,10 +6,13 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 
-use super::prompt::Prompt;
-use super::request::BootRequest;
+use crate::cli::change::Confirm;
+use crate::cli::options::Context;
+use crate::cli::prompt::{self, Prompt};
+use crate::cli::steps::host_of;
+use crate::cli::values::parse_duration;
 use crate::fleet::Fleet;
 use crate::media::{
     BOOT_RECORD_LEN, BOOT_RECORD_OFFSET, BootPlan, MediaManager, PrivateDir,
@@ -20,16 +23,78 @@ use crate::virsh::groups::last_words;
 use crate::virsh::metadata::booted_from_iso;
 use crate::virsh::{DomainState, Virsh};
 
+const EXAMPLES: &str = "\
+Examples:
+  dismount_iso_qemu boot-iso web-1 isos/rescue.iso --dry-run
+  dismount_iso_qemu boot-iso web-1 /var/lib/libvirt/images/rescue.iso --yes
+  dismount_iso_qemu boot-iso db-1 isos/debian-12.iso --restart --wait 5m
+  dismount_iso_qemu boot-iso web-1 isos/rescue.iso --target sdb";
+
+/// Start a shut-off VM once from an ISO (a rescue or installer): its config stays as it is, so the next start boots as before
+// Plain values already, so the request itself, for the menu too.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct BootIsoArgs {
+    /// The VM (shut off, or running with --restart)
+    #[arg(allow_hyphen_values = true)]
+    pub domain: String,
+    /// The ISO: a local path, a storage volume's path on a remote host, or POOL/VOLUME
+    pub iso: String,
+    /// The CD-ROM drive that takes the ISO (e.g. sda) [default: the only empty CD-ROM, else one added for this start]
+    #[arg(long, value_name = "DEV")]
+    pub target: Option<String>,
+    /// Shut a running VM down first (ACPI, never forced) and wait for it
+    #[arg(long)]
+    pub restart: bool,
+    /// With --restart: how long to wait for the VM to shut down (at most 1h)
+    #[arg(long, value_name = "DURATION", default_value = BootIsoArgs::DEFAULT_WAIT_TEXT, value_parser = parse_wait)]
+    pub wait: Duration,
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// Print the plan, the exact virsh commands and the transient XML's changes, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start from an ISO that has no El Torito boot record
+    // Not change-media's --force (`change::ChangeArgs`): named for what
+    // it allows.
+    #[arg(long = "force")]
+    pub without_boot_record: bool,
+}
+
+impl BootIsoArgs {
+    const DEFAULT_WAIT_TEXT: &str = "2m";
+    /// `--wait`'s default, for the menu (which has no options).
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+
+    pub fn run(self, context: &Context) -> Result<ExitCode> {
+        context.to_stdout(|out| {
+            prompt::with_stdin(out, |prompt| boot_iso(&context.fleet, prompt, &self))
+        })
+    }
+}
+
+/// The longest `--wait` for a shutdown: an hour. A guest that has not shut
+/// down by then will not; longer is a mistyped unit.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait > MAX_WAIT {
+        return Err("out of range: at most 1h".to_owned());
+    }
+    Ok(wait)
+}
+
 /// How often the state of a VM asked to shut down is looked at.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(500);
 
 /// `boot-iso DOMAIN ISO` on the host that has the domain.
-pub fn boot_iso<R: BufRead, W: Write>(
+fn boot_iso<R: BufRead, W: Write>(
     fleet: &Fleet,
     prompt: &mut Prompt<R, W>,
-    request: &BootRequest,
+    request: &BootIsoArgs,
 ) -> Result<ExitCode> {
-    let Some(host) = super::media::host_of(fleet, prompt, &request.domain)? else {
+    let Some(host) = host_of(fleet, prompt, &request.domain)? else {
         return Ok(ExitCode::SUCCESS);
     };
     let media = MediaManager::new(host.virsh().clone());
@@ -42,7 +107,7 @@ pub fn boot_iso<R: BufRead, W: Write>(
 pub fn boot_on<R: BufRead, W: Write>(
     media: &MediaManager,
     prompt: &mut Prompt<R, W>,
-    request: &BootRequest,
+    request: &BootIsoArgs,
 ) -> Result<ExitCode> {
     let virsh = media.virsh();
     let name = request.domain.as_str();
@@ -64,7 +129,7 @@ pub fn boot_on<R: BufRead, W: Write>(
     };
     refuse_an_inactive_pool(media, &request.iso)?;
     let iso = media.resolve_iso(&request.iso)?;
-    if !request.force && !has_boot_record(media, &iso)? {
+    if !request.without_boot_record && !has_boot_record(media, &iso)? {
         bail!(
             "'{}' has no El Torito boot record: it would not boot; pass --force to start from it \
              anyway; nothing changed",
@@ -121,7 +186,7 @@ pub fn boot_on<R: BufRead, W: Write>(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let asks = prompt.confirms_every_change() || !request.yes;
+    let asks = prompt.confirms_every_change() || !request.confirm.yes;
     if asks && !prompt.confirm("started")? {
         writeln!(prompt.out(), "Nothing changed.")?;
         return Ok(ExitCode::SUCCESS);
@@ -355,6 +420,18 @@ mod tests {
     use crate::testing::{fake_virsh, fixture};
     use crate::virsh::fake::FakeRunner;
 
+    /// The menu's wait is the one `--wait` defaults to; more than an
+    /// hour is refused.
+    #[test]
+    fn boot_iso_wait_default_and_range() {
+        assert_eq!(
+            parse_wait(BootIsoArgs::DEFAULT_WAIT_TEXT),
+            Ok(BootIsoArgs::DEFAULT_WAIT)
+        );
+        assert_eq!(parse_wait("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_wait("61m").unwrap_err(), "out of range: at most 1h");
+    }
+
     /// A VM named like an option, with a space, that `--restart` shut
     /// down and whose config then changed: the way back it is told is a
     /// command that starts it as typed (before: `virsh start -web 1`,
@@ -365,7 +442,7 @@ mod tests {
         let dir = PrivateDir::new("boot-test").unwrap();
         let iso = dir.path().join("rescue.iso");
         let mut bytes = vec![0u8; BOOT_RECORD_OFFSET as usize];
-        bytes.extend(include_bytes!("../../fixtures/iso/rescue-sector17.bin"));
+        bytes.extend(include_bytes!("../../../fixtures/iso/rescue-sector17.bin"));
         std::fs::write(&iso, bytes).unwrap();
         let config = fixture("virsh/dumpxml-lab-boot-bios-inactive.xml");
         let fake = Arc::new(FakeRunner::default());
@@ -387,15 +464,15 @@ mod tests {
         );
         let media = MediaManager::new(fake_virsh(&fake));
         let mut output = Vec::new();
-        let request = BootRequest {
+        let request = BootIsoArgs {
             domain: name.to_owned(),
             iso: iso.display().to_string(),
             target: None,
             restart: true,
-            wait: BootRequest::DEFAULT_WAIT,
-            yes: true,
+            wait: BootIsoArgs::DEFAULT_WAIT,
+            confirm: Confirm { yes: true },
             dry_run: false,
-            force: false,
+            without_boot_record: false,
         };
         let code = {
             let mut console = Console::for_changes(&b""[..], &mut output);

@@ -5,16 +5,67 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::ValueHint;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::render::format_bytes;
-use super::request::UploadRequest;
+use crate::cli::exit;
+use crate::cli::options::{Context, FleetShape, Options};
+use crate::cli::render::format_bytes;
 use crate::fleet::{Fleet, Host, HostScan};
 use crate::media::{LocalIso, MediaManager, UploadOptions, Uploaded, check_file};
 use crate::utils::sanitize;
 use crate::virsh::groups::{self, last_words};
 
-impl UploadRequest {
+const EXAMPLES: &str = "\
+Examples:
+  dismount_iso_qemu upload ./debian-12.iso --pool isos
+  dismount_iso_qemu upload ./debian-12.iso --pool isos --sha256 9d5c7f3e0b6f1e2a4c8d0b7a6e5f4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3 --verify
+  dismount_iso_qemu --hosts hosts.txt upload ./rescue.iso --pool isos --name rescue-2026.iso
+  dismount_iso_qemu upload ./debian-12.iso --pool isos --replace";
+
+/// Upload an ISO into a storage pool of every host given, through the libvirt connection (no scp), checked before and after
+// Plain values already, so the request itself, with no copy field by
+// field (`mount --upload` makes one too).
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct UploadArgs {
+    /// The ISO file on this machine
+    #[arg(value_hint = ValueHint::FilePath)]
+    pub file: String,
+    /// The storage pool (it must exist and be active on each host)
+    #[arg(long, value_name = "POOL")]
+    pub pool: String,
+    /// The volume's name [default: the file's name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Refuse unless the file has this SHA-256 (checked before anything is sent)
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Read each volume back afterwards and compare SHA-256
+    #[arg(long)]
+    pub verify: bool,
+    /// Replace a volume of that name (refused while a drive holds it)
+    #[arg(long)]
+    pub replace: bool,
+    /// Upload a file without the ISO 9660 signature
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl UploadArgs {
+    /// An upload's calls come one after another: a second session per
+    /// host would only cost its handshake (about a second over ssh).
+    pub fn shape(&self, options: &Options) -> FleetShape {
+        FleetShape {
+            sessions: options.sessions.or(Some(1)),
+            ..options.shape()
+        }
+    }
+
+    pub fn run(self, context: &Context) -> Result<ExitCode> {
+        context.to_stdout(|out| upload(&context.fleet, &self, out))
+    }
+
     /// The checks made before anything is sent (see [`check_file`]).
     pub fn check(&self) -> Result<LocalIso> {
         check_file(
@@ -38,7 +89,7 @@ impl UploadRequest {
 /// line per host, and the exit status of a fleet command (0 all, 1 none,
 /// 3 some); 128 + the signal after one, every host's line said (see
 /// [`interrupted`]).
-pub fn upload(fleet: &Fleet, request: &UploadRequest, out: &mut impl Write) -> Result<ExitCode> {
+fn upload(fleet: &Fleet, request: &UploadArgs, out: &mut impl Write) -> Result<ExitCode> {
     let iso = request.check()?;
     // Until the lines are written: a signal after the uploads ended is
     // still told with what was done, never a silent exit.
@@ -64,13 +115,13 @@ pub fn upload(fleet: &Fleet, request: &UploadRequest, out: &mut impl Write) -> R
                 Ok(uploaded) => {
                     writeln!(out, "{}", done_line(&scan.uri, &iso, request, uploaded))?;
                 }
-                Err(error) => failed.push(super::report::host_error(&scan.uri, error)),
+                Err(error) => failed.push(crate::cli::report::host_error(&scan.uri, error)),
             }
         }
         out.flush()?;
-        super::report::report_failed_hosts(&failed, scans.len())?
+        crate::cli::report::report_failed_hosts(&failed, scans.len())?
     };
-    Ok(groups::caught_signal().map_or(code, signal_status))
+    Ok(groups::caught_signal().map_or(code, exit::signal))
 }
 
 /// After a signal: a line per host on stderr, and the exit status. The
@@ -82,7 +133,7 @@ pub fn interrupted(scans: &[HostScan<Uploaded>], pool: &str, iso: &LocalIso) -> 
     let signal = groups::caught_signal()?;
     for scan in scans {
         let line = match &scan.result {
-            Err(error) => super::report::host_error(&scan.uri, error),
+            Err(error) => crate::cli::report::host_error(&scan.uri, error),
             Ok(uploaded) => format!(
                 "{}: interrupted after the upload had completed and been checked; the volume \
                  {}/{} ({}) was kept",
@@ -94,16 +145,11 @@ pub fn interrupted(scans: &[HostScan<Uploaded>], pool: &str, iso: &LocalIso) -> 
         };
         eprintln!("dismount_iso_qemu: {line}");
     }
-    Some(signal_status(signal))
-}
-
-/// 128 + the signal, as a shell reports a command a signal ended.
-pub fn signal_status(signal: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX))
+    Some(exit::signal(signal))
 }
 
 /// `ok: FILE -> POOL/NAME on HOST (SIZE, …)`, sanitized.
-fn done_line(uri: &str, iso: &LocalIso, request: &UploadRequest, uploaded: &Uploaded) -> String {
+fn done_line(uri: &str, iso: &LocalIso, request: &UploadArgs, uploaded: &Uploaded) -> String {
     let check = match (&uploaded.verified, &request.sha256) {
         (Some(sha256), _) => format!("read back: SHA-256 {sha256}"),
         (None, Some(_)) => "size checked, the bytes sent match --sha256".to_owned(),
@@ -126,7 +172,7 @@ pub fn upload_to(
     fleet: &Fleet,
     hosts: &[&Host],
     iso: &LocalIso,
-    request: &UploadRequest,
+    request: &UploadArgs,
 ) -> Vec<HostScan<Uploaded>> {
     let options = request.options();
     let bars = Bars::new(hosts, iso.size);

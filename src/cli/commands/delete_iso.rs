@@ -1,149 +1,49 @@
-//! The ISO library's subcommands: `library` (every ISO of every host and
-//! who holds it) and `delete-iso` (only what no drive holds).
+//! `delete-iso`: an ISO's volume on every host given that has it, only
+//! while no drive of any of them holds it.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 use anyhow::{Result, bail};
-use comfy_table::{Cell, CellAlignment, Color};
 
-use super::prompt::Prompt;
-use super::render::format_bytes;
-use super::render::new_table;
-use super::request::DeleteRequest;
+use crate::cli::change::Confirm;
+use crate::cli::options::Context;
+use crate::cli::prompt::{self, Prompt};
 use crate::fleet::{Fleet, Host};
 use crate::media::{LibraryEntry, MediaManager};
-use crate::mutex::lock;
-use crate::utils::{sanitize, with_causes};
-use crate::virsh::Pool;
+use crate::utils::sanitize;
 use crate::virsh::groups::last_words;
 
-/// `library`: the ISOs of every host, side by side; with `unused` only
-/// those no drive holds, live or in the config. Above the table, each
-/// host's pools and the room left in them.
-pub fn library(
-    fleet: &Fleet,
-    unused: bool,
-    json: bool,
-    colour: bool,
-    out: &mut impl Write,
-) -> Result<ExitCode> {
-    // Each host's pools, or why they could not be read, by its URI.
-    let rooms: Mutex<HashMap<String, std::result::Result<Vec<Pool>, String>>> = Mutex::default();
-    let scans = fleet.each(|host| {
-        let mut entries = MediaManager::new(host.virsh().clone()).library()?;
-        entries.retain(|entry| entry.iso && (!unused || entry.holders.is_empty()));
-        if !json {
-            let pools = host.virsh().pools().map_err(|error| with_causes(&error));
-            lock(&rooms).insert(host.uri(), pools);
-        }
-        Ok(entries)
-    });
-    let rooms = rooms
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    super::report::write_listing(out, scans, json, |hosts, with_host| {
-        let header: String = hosts
-            .iter()
-            .filter_map(|(uri, _)| Some((uri, rooms.get(*uri)?)))
-            .map(|(uri, pools)| {
-                let host = if with_host {
-                    format!("{}: ", sanitize(uri))
-                } else {
-                    String::new()
-                };
-                format!("{host}{}\n", pools_room(pools))
-            })
-            .collect();
-        header + &library_table(hosts, with_host, colour)
-    })
+const EXAMPLES: &str = "\
+Examples:
+  dismount_iso_qemu delete-iso isos/debian-11.iso --dry-run
+  dismount_iso_qemu --hosts hosts.txt delete-iso isos/debian-11.iso --yes
+  dismount_iso_qemu delete-iso /srv/isos/old-rescue.iso --file";
+
+/// Delete an ISO that no drive of any host given holds, live or in the config: its volume on each host that has it
+// Plain values already, so the request itself.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct DeleteIsoArgs {
+    /// The ISO: POOL/VOLUME, or a path
+    #[arg(allow_hyphen_values = true)]
+    iso: String,
+    /// Allow deleting a file outside every storage pool, on this machine
+    #[arg(long)]
+    file: bool,
+    #[command(flatten)]
+    confirm: Confirm,
+    /// Print the exact commands and change nothing
+    #[arg(long)]
+    dry_run: bool,
 }
 
-/// `Pools: 'isos' 1.2 GiB free of 100.0 GiB, 'spare' (inactive)`: a host's
-/// pools and their room, or why it is unknown.
-fn pools_room(pools: &std::result::Result<Vec<Pool>, String>) -> String {
-    let pools = match pools {
-        Ok(pools) if pools.is_empty() => return "Pools: none".to_owned(),
-        Ok(pools) => pools,
-        Err(error) => return format!("Pools: their room is unknown: {}", sanitize(error)),
-    };
-    let each: Vec<String> = pools
-        .iter()
-        .map(|pool| {
-            // Quoted: a name may end in a blank.
-            let name = format!("'{}'", sanitize(&pool.name));
-            match (pool.available, pool.capacity) {
-                _ if !pool.active => format!("{name} (inactive)"),
-                (Some(free), Some(total)) => {
-                    format!(
-                        "{name} {} free of {}",
-                        format_bytes(free),
-                        format_bytes(total)
-                    )
-                }
-                (Some(free), None) => format!("{name} {} free", format_bytes(free)),
-                _ => format!("{name} (room unknown)"),
-            }
+impl DeleteIsoArgs {
+    pub fn run(self, context: &Context) -> Result<ExitCode> {
+        context.to_stdout(|out| {
+            prompt::with_stdin(out, |prompt| delete_iso(&context.fleet, prompt, &self))
         })
-        .collect();
-    format!("Pools: {}", each.join(", "))
-}
-
-/// The library as a table: Pool, Volume (else the path), Size, Held by;
-/// a Host column first when `with_host`. Everything sanitized.
-pub fn library_table(hosts: &[(&str, &[LibraryEntry])], with_host: bool, colour: bool) -> String {
-    let mut table = new_table(colour);
-    let header = ["Pool", "ISO", "Size", "Held by", "Missing"];
-    table.set_header(with_host.then_some("Host").into_iter().chain(header));
-    let mut count = 0;
-    for (uri, entries) in hosts {
-        for entry in *entries {
-            count += 1;
-            let holders: Vec<String> = entry
-                .holders
-                .iter()
-                .map(|holder| sanitize(&holder.describe()))
-                .collect();
-            let iso = match (&entry.volume, &entry.path) {
-                (Some(volume), _) => volume.clone(),
-                (None, Some(path)) => path.clone(),
-                (None, None) => String::new(),
-            };
-            table.add_row(
-                with_host
-                    .then(|| Cell::new(sanitize(uri)))
-                    .into_iter()
-                    .chain([
-                        Cell::new(
-                            entry
-                                .pool
-                                .as_deref()
-                                .map_or_else(|| "(no pool)".to_owned(), sanitize),
-                        ),
-                        Cell::new(sanitize(&iso)),
-                        Cell::new(
-                            entry
-                                .size_bytes
-                                .map_or_else(|| "-".to_owned(), format_bytes),
-                        )
-                        .set_alignment(CellAlignment::Right),
-                        Cell::new(if holders.is_empty() {
-                            "(unused)".to_owned()
-                        } else {
-                            holders.join("\n")
-                        }),
-                        if entry.missing {
-                            Cell::new("MISSING").fg(Color::Red)
-                        } else {
-                            Cell::new("")
-                        },
-                    ]),
-            );
-        }
     }
-    format!("{table}\n{count} ISO(s)\n")
 }
 
 /// One deletion `delete-iso` plans.
@@ -229,7 +129,7 @@ fn find_everywhere<'f>(fleet: &'f Fleet, iso: &str) -> Result<Vec<Found<'f>>> {
                 entries,
                 is_local,
             }),
-            Err(error) => failed.push(super::report::host_error(&scan.uri, &error)),
+            Err(error) => failed.push(crate::cli::report::host_error(&scan.uri, &error)),
         }
     }
     if !failed.is_empty() {
@@ -279,10 +179,10 @@ fn refuse_if_held(found: &[Found], iso: &str, out: &mut impl Write) -> Result<()
 /// `delete-iso ISO`: the volume on every host given that has it, only
 /// while no drive of any of them holds it; a file outside every pool
 /// only with `--file`. No domain's XML is touched.
-pub fn delete_iso<R: BufRead, W: Write>(
+fn delete_iso<R: BufRead, W: Write>(
     fleet: &Fleet,
     prompt: &mut Prompt<R, W>,
-    request: &DeleteRequest,
+    request: &DeleteIsoArgs,
 ) -> Result<ExitCode> {
     let iso = request.iso.as_str();
     let found = find_everywhere(fleet, iso)?;
@@ -341,7 +241,7 @@ pub fn delete_iso<R: BufRead, W: Write>(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let asks = prompt.confirms_every_change() || !request.yes;
+    let asks = prompt.confirms_every_change() || !request.confirm.yes;
     if asks {
         if !prompt.confirm("deleted")? {
             writeln!(prompt.out(), "Nothing deleted.")?;

@@ -6,12 +6,58 @@ use std::process::ExitCode;
 use anyhow::Result;
 use regex::Regex;
 
-use super::progress::{each_with_progress, scan_with_progress};
-use super::render;
-use super::report::{host_error, report_failed_hosts, split_scans, with_uris};
+use crate::cli::options::{Context, FleetShape, Options};
+use crate::cli::progress::{each_with_progress, scan_with_progress};
+use crate::cli::render;
+use crate::cli::report::{host_error, report_failed_hosts, split_scans, with_uris};
+use crate::cli::values::parse_regex;
 use crate::fleet::{Fleet, HostScan};
 use crate::probe::{DomainStatus, Figures};
 use crate::utils::sanitize;
+
+const EXAMPLES: &str = "\
+Examples:
+  dismount_iso_qemu status
+  dismount_iso_qemu status --match '^web-' --disks
+  dismount_iso_qemu --hosts /etc/dismount_iso_qemu/hosts status --json
+  dismount_iso_qemu -c qemu+ssh://root@kvm1/system status";
+
+/// Print the VM table (name, state, OS, memory, CPU time) and exit
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct StatusArgs {
+    /// One JSON array, an object per domain, sorted by name
+    #[arg(long)]
+    json: bool,
+    /// Only domains whose name matches this regular expression
+    #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex)]
+    pattern: Option<Regex>,
+    /// Ask each running guest's agent for its filesystems: a Disk (used/total) column, `filesystems` in the JSON
+    #[arg(long)]
+    disks: bool,
+}
+
+impl StatusArgs {
+    /// `--disks` asks the scan for the guests' filesystems.
+    pub fn shape(&self, options: &Options) -> FleetShape {
+        FleetShape {
+            filesystems: self.disks,
+            ..options.shape()
+        }
+    }
+
+    pub fn run(self, context: &Context) -> Result<ExitCode> {
+        context.to_stdout(|out| {
+            status(
+                &context.fleet,
+                self.json,
+                self.pattern.as_ref(),
+                context.colour,
+                out,
+            )
+        })
+    }
+}
 
 /// `--version`: the tool's; with `-v` also what `virsh version --daemon`
 /// says of each host (virsh's library, libvirt's daemon, the hypervisor).
@@ -39,7 +85,7 @@ pub fn versions(fleet: &Fleet, verbose: bool, out: &mut impl Write) -> Result<Ex
 
 /// `status`: the table, or JSON rows each with its host's `uri`; with
 /// `--match`, only the domains whose name matches.
-pub fn status(
+fn status(
     fleet: &Fleet,
     json: bool,
     pattern: Option<&Regex>,

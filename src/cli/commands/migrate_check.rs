@@ -7,14 +7,17 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
+use regex::Regex;
 
-use super::args::FixHow;
-use super::media::execute;
-use super::prompt::Prompt;
-use super::render::format_bytes;
-use super::request::{ChangeOptions, DomainSelection, MigrateRequest};
 use super::upload::progress_bar;
+use crate::cli::change::{ChangeArgs, ChangeOptions};
+use crate::cli::exit;
+use crate::cli::options::{Context, FleetShape, Options};
+use crate::cli::prompt::{self, Prompt};
+use crate::cli::render::format_bytes;
+use crate::cli::steps::execute;
+use crate::cli::values::parse_regex;
 use crate::fleet::{Fleet, Host};
 use crate::media::migrate::{Check, Origin, Reason, Route, Storage, Verdict, check};
 use crate::media::{
@@ -24,11 +27,122 @@ use crate::utils::sanitize;
 use crate::virsh::groups::last_words;
 use crate::virsh::{Budget, SessionRunner, Uri, Virsh, VirshConfig};
 
+const EXAMPLES: &str = "\
+Examples:
+  dismount_iso_qemu -c qemu+ssh://root@kvm1/system migrate-check web-1 --to qemu+ssh://root@kvm2/system
+  dismount_iso_qemu --hosts hosts.txt migrate-check --all
+  dismount_iso_qemu -c qemu+ssh://kvm1/system migrate-check --match '^web-' --to qemu+ssh://kvm2/system --json
+  dismount_iso_qemu -c qemu+ssh://kvm1/system migrate-check web-1 --to qemu+ssh://kvm2/system --fix copy --verify
+  dismount_iso_qemu -c qemu+ssh://kvm1/system migrate-check --all --to qemu+ssh://kvm2/system --fix eject --dry-run";
+
+/// Whether VMs can move to other hosts as far as their CD-ROM and floppy media go (the file or volume there, of the same size), and the commands that clear what blocks
+#[derive(Debug, clap::Args)]
+#[command(
+    group = clap::ArgGroup::new("which").required(true).args(["domains", "all", "pattern"]),
+    after_help = EXAMPLES
+)]
+pub struct MigrateCheckArgs {
+    /// The VMs to check (a name starting with `-` after `--`)
+    // No allow_hyphen_values: on a list it would swallow `--to URI`.
+    domains: Vec<String>,
+    /// Every VM of the source host(s)
+    #[arg(long, conflicts_with = "domains")]
+    all: bool,
+    /// The VMs whose name matches this regular expression
+    #[arg(long = "match", value_name = "REGEX", value_parser = parse_regex, conflicts_with = "domains")]
+    pattern: Option<Regex>,
+    /// A destination host (repeatable); without it, with --hosts: every host against every other
+    #[arg(long, value_name = "URI")]
+    to: Vec<String>,
+    /// One JSON array, an object per VM and destination
+    #[arg(long, conflicts_with = "fix")]
+    json: bool,
+    /// Clear every drive that blocks: eject it on the source, or copy the ISO to the destination
+    #[arg(long, value_name = "HOW", value_enum)]
+    fix: Option<FixHow>,
+    /// With --fix copy: read each copy back and compare SHA-256
+    #[arg(long, requires = "fix")]
+    verify: bool,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+/// How `migrate-check --fix` clears a drive that blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FixHow {
+    /// Eject it on the source (`eject`'s plan and rules)
+    Eject,
+    /// Put the ISO where it is missing: the source's file uploaded, or its volume streamed (`upload`'s rules)
+    Copy,
+}
+
+impl MigrateCheckArgs {
+    /// The destinations are hosts of the run, after its sources.
+    pub fn shape(&self, options: &Options) -> Result<FleetShape> {
+        let (connections, _) =
+            connections(&options.connections, &self.to, options.from_hosts_file)?;
+        Ok(FleetShape {
+            connections,
+            ..options.shape()
+        })
+    }
+
+    pub fn run(self, context: &Context) -> Result<ExitCode> {
+        // How many of the fleet's hosts are sources (see `connections`).
+        let sources = (!self.to.is_empty()).then_some(context.options.connections.len());
+        let change = (&self.change).into();
+        let request = MigrateRequest {
+            verify: self.verify,
+            selection: match (self.pattern, self.all) {
+                (Some(pattern), _) => DomainSelection::Matching(pattern),
+                (None, true) => DomainSelection::All,
+                (None, false) => DomainSelection::Named(self.domains),
+            },
+            json: self.json,
+            fix: self.fix,
+        };
+        context.to_stdout(|out| {
+            prompt::with_stdin(out, |prompt| {
+                migrate_check(&context.fleet, prompt, &request, sources, change)
+            })
+        })
+    }
+}
+
+/// `migrate-check`: which VMs, how the outcome is written, what is
+/// cleared. The hosts are the fleet's (see `migrate_check::connections`).
+#[derive(Debug, Clone)]
+pub struct MigrateRequest {
+    pub selection: DomainSelection,
+    /// `--verify`: each copy read back.
+    pub verify: bool,
+    pub json: bool,
+    pub fix: Option<FixHow>,
+}
+
+/// VMs by name, all of them, or those whose name matches.
+#[derive(Debug, Clone)]
+pub enum DomainSelection {
+    Named(Vec<String>),
+    All,
+    Matching(Regex),
+}
+
+impl DomainSelection {
+    pub fn wants(&self, name: &str) -> bool {
+        match self {
+            DomainSelection::Named(names) => names.iter().any(|wanted| wanted == name),
+            DomainSelection::All => true,
+            DomainSelection::Matching(pattern) => pattern.is_match(name),
+        }
+    }
+}
+
 /// The hosts of a run, sources first, and how many are sources (`None`:
 /// every host against every other, from `--hosts` without `--to`). A
 /// destination that is a source, or no destination at all, is refused
 /// before any host is asked.
-pub fn connections(
+fn connections(
     sources: &[Option<String>],
     to: &[String],
     hosts_file: bool,
@@ -234,7 +348,7 @@ pub fn check_all<'p, 'a>(
 /// read is a line, and the others are checked: exit 3), the verdicts
 /// written (exit 1 when one is blocked), then, with `--fix eject`, the
 /// drives that block ejected on their source as `eject` would.
-pub fn migrate_check<R: BufRead, W: Write>(
+fn migrate_check<R: BufRead, W: Write>(
     fleet: &Fleet,
     prompt: &mut Prompt<R, W>,
     request: &MigrateRequest,
@@ -261,7 +375,7 @@ pub fn migrate_check<R: BufRead, W: Write>(
     for (index, scan) in reads.into_iter().enumerate() {
         match scan.result {
             Ok(side) => sides.push((index, side)),
-            Err(error) => failed.push(super::report::host_error(&scan.uri, &error)),
+            Err(error) => failed.push(crate::cli::report::host_error(&scan.uri, &error)),
         }
     }
     let pick = |wanted: &dyn Fn(usize) -> bool| -> Vec<Party> {
@@ -299,13 +413,16 @@ pub fn migrate_check<R: BufRead, W: Write>(
         .flat_map(|source| &source.checks)
         .any(|check| check.verdict == Verdict::Blocked);
     if request.json {
-        let rows: Vec<super::report::WithUri<Check>> = results
+        let rows: Vec<crate::cli::report::WithUri<Check>> = results
             .iter()
             .flat_map(|result| {
-                result.checks.iter().map(|check| super::report::WithUri {
-                    uri: &result.source.uri,
-                    row: check,
-                })
+                result
+                    .checks
+                    .iter()
+                    .map(|check| crate::cli::report::WithUri {
+                        uri: &result.source.uri,
+                        row: check,
+                    })
             })
             .collect();
         crate::utils::write_json(prompt.out(), &rows)?;
@@ -328,12 +445,12 @@ pub fn migrate_check<R: BufRead, W: Write>(
         code = fixed;
     }
     if let Some(signal) = crate::virsh::groups::caught_signal() {
-        return Ok(super::upload::signal_status(signal));
+        return Ok(exit::signal(signal));
     }
     if failed.is_empty() {
         return Ok(code);
     }
-    super::report::report_failed_hosts(&failed, fleet.hosts.len()).map(|partial| {
+    crate::cli::report::report_failed_hosts(&failed, fleet.hosts.len()).map(|partial| {
         if partial == ExitCode::SUCCESS {
             code
         } else {
