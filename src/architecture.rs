@@ -1,7 +1,8 @@
-//! ARCHITECTURE.md kept true to the tree: every file under `src/` is named
-//! there, in a code span, by its path below `src/` (serve/http.rs for the
-//! file src/serve/http.rs), and every `.rs` file it names in a code span
-//! exists. Reads the tree and the markdown only.
+//! The docs kept true to the tree: every file under `src/` is named in
+//! ARCHITECTURE.md, in a code span, by its path below `src/` (serve/http.rs
+//! for the file src/serve/http.rs), and every `.rs` file it names in a code
+//! span exists; every test TESTING.md's fault matrix names is in the file
+//! it names. Reads the tree and the markdown only.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -103,4 +104,69 @@ fn a_file_counts_by_its_whole_path_and_a_named_file_must_exist() {
     // `session/mod.rs` and a fenced span do not name the whole path.
     assert_eq!(unnamed, ["virsh/session/mod.rs"]);
     assert_eq!(missing, ["gone.rs"]);
+}
+
+/// The tests a fault matrix row names that its file does not hold: a row
+/// names them as `` `path.rs` `test_name`, `other_test` ``; a name counts
+/// where the file defines it (`fn name`) or registers it by name.
+fn unknown_tests(row: &str, read: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let spans: Vec<&str> = row.split('`').collect();
+    let mut unknown = Vec::new();
+    let mut file: Option<(String, Option<String>)> = None;
+    for (at, span) in spans.iter().enumerate() {
+        if at % 2 == 0 {
+            // Text between spans: a list goes on over commas alone.
+            if !span.trim().trim_matches(',').trim().is_empty() {
+                file = None;
+            }
+            continue;
+        }
+        if (span.starts_with("src/") || span.starts_with("tests/")) && span.ends_with(".rs") {
+            file = Some((span.to_string(), read(span)));
+        } else if let Some((path, text)) = &file {
+            let is_name = !span.is_empty()
+                && span
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !is_name {
+                file = None;
+                continue;
+            }
+            let defined = text.as_deref().is_some_and(|text| {
+                text.contains(&format!("fn {span}("))
+                    || text.contains(&format!("fn {span}<"))
+                    || text.contains(&format!("({span})"))
+                    || text.contains(&format!("\"{span}\""))
+            });
+            if !defined {
+                unknown.push(format!("{path} {span}"));
+            }
+        }
+    }
+    unknown
+}
+
+#[test]
+fn the_fault_matrix_names_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let testing = std::fs::read_to_string(root.join("TESTING.md")).unwrap();
+    let unknown: Vec<String> = testing
+        .lines()
+        .filter(|line| line.starts_with('|'))
+        .flat_map(|row| unknown_tests(row, |path| std::fs::read_to_string(root.join(path)).ok()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "TESTING.md names tests its files do not hold (moved or renamed?): {unknown:#?}"
+    );
+}
+
+#[test]
+fn a_row_names_tests_after_their_file_until_other_text() {
+    let file = "fn first() {}\nfn second() {}\n";
+    let read = |path: &str| (path == "tests/a.rs").then(|| file.to_owned());
+    let row = "| fault | `tests/a.rs` `first`, `second`; `tests/gone.rs` `third` | `first_word` |";
+    assert_eq!(unknown_tests(row, read), ["tests/gone.rs third"]);
+    let row = "| `tests/a.rs` `first`, `missing` and `not_a_test` |";
+    assert_eq!(unknown_tests(row, read), ["tests/a.rs missing"]);
 }
