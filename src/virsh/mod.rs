@@ -10,6 +10,7 @@ pub mod domxml;
 pub(crate) mod error;
 #[cfg(test)]
 pub(crate) mod fake;
+mod fanout;
 pub mod groups;
 mod invocation;
 mod listing;
