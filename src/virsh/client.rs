@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::batch::Batch;
 use super::error::{VirshError, is_no_such_volume};
-use super::fanout::{self, Call, Outcome};
+use super::fanout::{self, Call, Outcome, Sections};
 use super::invocation::Invocation;
 use super::listing::Listing;
 use super::parse::{self, DomInfo};
@@ -17,9 +17,28 @@ use super::runner::{Output, Runner};
 use super::uri::Uri;
 use super::{documents, session, stats, volumes};
 
-/// Domains' XML by target, each as its read came out: `Ok(None)` where
-/// `dumpxml` failed for the domain, `Err` where no answer came for it.
-pub(crate) type Xmls = HashMap<String, Result<Option<String>, VirshError>>;
+/// Domains' XML by target, each as its read came out.
+pub(crate) type Xmls = HashMap<String, XmlOutcome>;
+
+/// How a domain's XML read came out.
+#[derive(Debug, Clone)]
+pub(crate) enum XmlOutcome {
+    Read(String),
+    /// `dumpxml` failed for the domain (it vanished, say).
+    Refused,
+    /// No answer came for it (past its deadline, a batch that failed).
+    Unanswered(VirshError),
+}
+
+impl From<Outcome> for XmlOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Ok(Some(xml)) => XmlOutcome::Read(xml),
+            Ok(None) => XmlOutcome::Refused,
+            Err(error) => XmlOutcome::Unanswered(error),
+        }
+    }
+}
 
 /// How to reach virsh and the hypervisor behind it.
 #[derive(Debug, Clone)]
@@ -376,7 +395,7 @@ impl Virsh {
     pub fn on_each_domain(&self, calls: &[Call]) -> Vec<Outcome> {
         let results =
             fanout::side_by_side(calls, self.config.sessions, |chunk| self.run_calls(chunk));
-        fanout::isolate(self, calls, results)
+        fanout::isolate(calls, results, &self.alone())
     }
 
     /// The XML of each read (`dumpxml`, with `--inactive` where asked),
@@ -400,13 +419,13 @@ impl Virsh {
             .iter()
             .map(|read| (read.target, read.command()))
             .collect();
-        fanout::isolate(self, &calls, results)
+        fanout::isolate(&calls, results, &self.alone())
     }
 
     /// The reads in one self-delimiting batch, each document matched to
     /// its read by the domain name it holds; `None` where a read printed
     /// none (it failed).
-    fn read_xmls(&self, reads: &[XmlRead]) -> Result<Vec<Option<String>>, VirshError> {
+    fn read_xmls(&self, reads: &[XmlRead]) -> Sections {
         let mut batch = Batch::self_delimiting();
         for read in reads {
             let mut words = read.command().to_vec();
@@ -426,9 +445,19 @@ impl Virsh {
             .collect())
     }
 
+    /// How [`fanout::isolate`] runs the calls of a part past its deadline
+    /// again: on this connection's sessions, under its `--timeout`.
+    fn alone(&self) -> fanout::Alone<impl Fn(&[Call]) -> Sections + Sync> {
+        fanout::Alone {
+            sessions: self.config.sessions,
+            timeout: self.config.timeout,
+            run: |calls: &[Call]| self.run_calls(calls),
+        }
+    }
+
     /// The calls in one batch; an output is `None` where its command
     /// failed (or printed nothing).
-    pub(super) fn run_calls(&self, calls: &[Call]) -> Result<Vec<Option<String>>, VirshError> {
+    fn run_calls(&self, calls: &[Call]) -> Sections {
         let mut batch = Batch::new();
         for (name, command) in calls {
             let mut words = command.to_vec();

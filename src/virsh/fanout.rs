@@ -8,7 +8,6 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::client::Virsh;
 use super::error::VirshError;
 use crate::mutex::lock;
 use crate::workers;
@@ -32,6 +31,10 @@ pub(super) type Call<'a> = (&'a str, &'a [&'a str]);
 /// A call's outcome: `Ok(None)` where its command failed for the domain,
 /// `Err` where no answer came for it.
 pub(super) type Outcome = Result<Option<String>, VirshError>;
+
+/// The outputs of calls run in one batch, each `None` where its command
+/// failed, or why no answer came.
+pub(super) type Sections = Result<Vec<Option<String>>, VirshError>;
 
 /// One part of a list run side by side.
 pub(super) struct Part<R> {
@@ -68,14 +71,28 @@ pub(super) fn side_by_side<T: Sync, R: Send>(
         .collect()
 }
 
+/// How the calls of a part past its deadline are run again, each alone.
+pub(super) struct Alone<F> {
+    /// The connection's sessions: how many calls may be out at once.
+    pub(super) sessions: usize,
+    /// `--timeout`, which bounds each call.
+    pub(super) timeout: Duration,
+    /// Runs calls in one batch, each output `None` where its command
+    /// failed.
+    pub(super) run: F,
+}
+
 /// Each call's outcome from the result of its part (see
 /// [`side_by_side`]): a part past its deadline that names several
 /// domains is run again a call at a time ([`retry_alone`]).
-pub(super) fn isolate(
-    virsh: &Virsh,
+pub(super) fn isolate<F>(
     calls: &[Call],
     results: Vec<Part<Option<String>>>,
-) -> Vec<Outcome> {
+    alone: &Alone<F>,
+) -> Vec<Outcome>
+where
+    F: Fn(&[Call]) -> Sections + Sync,
+{
     let mut outcomes = Vec::with_capacity(calls.len());
     let mut again = Vec::new();
     for Part { items, result } in results {
@@ -91,7 +108,7 @@ pub(super) fn isolate(
             }
         }
     }
-    for (index, outcome) in retry_alone(virsh, calls, &again) {
+    for (index, outcome) in retry_alone(calls, &again, alone) {
         outcomes[index] = outcome;
     }
     outcomes
@@ -112,15 +129,17 @@ pub(super) fn isolate(
 /// (waits for a place of the fleet's budget aside); a call not started
 /// by then keeps its batch's error. Each timeout kills one session,
 /// which the next call replaces: at most [`RETRY_STRIKES`] per worker.
-fn retry_alone(virsh: &Virsh, calls: &[Call], indices: &[usize]) -> Vec<(usize, Outcome)> {
+fn retry_alone<F>(calls: &[Call], indices: &[usize], alone: &Alone<F>) -> Vec<(usize, Outcome)>
+where
+    F: Fn(&[Call]) -> Sections + Sync,
+{
     if indices.is_empty() {
         return Vec::new();
     }
-    let config = virsh.config();
-    let window = config.timeout * RETRY_WINDOW;
+    let window = alone.timeout * RETRY_WINDOW;
     let queue = Mutex::new(indices.iter().copied());
     let hung: Mutex<HashMap<&str, VirshError>> = Mutex::new(HashMap::new());
-    let workers: Vec<usize> = (0..config.sessions.clamp(1, indices.len())).collect();
+    let workers: Vec<usize> = (0..alone.sessions.clamp(1, indices.len())).collect();
     let work = |_: &usize| {
         let mut done = Vec::new();
         let mut start_by = Instant::now() + window;
@@ -135,9 +154,8 @@ fn retry_alone(virsh: &Virsh, calls: &[Call], indices: &[usize]) -> Vec<(usize, 
                 continue;
             }
             let sent = Instant::now();
-            let outcome = virsh
-                .run_calls(&calls[index..=index])
-                .map(|mut sections| sections.pop().flatten());
+            let outcome =
+                (alone.run)(&calls[index..=index]).map(|mut sections| sections.pop().flatten());
             if let Err(error) = &outcome
                 && error.is_timeout()
             {
