@@ -387,10 +387,10 @@ impl Virsh {
     /// Runs each `(name, command)` as `command --domain NAME`, each call
     /// with its own outcome: `Ok(None)` where its command failed for the
     /// domain, `Err` where no answer came for it. A long list is cut into
-    /// one batch per session (at least [`fanout::COMMANDS_PER_SESSION`]
+    /// one batch per session (at least `fanout::COMMANDS_PER_SESSION`
     /// calls each), run side by side: libvirtd answers them in parallel.
     /// A batch past its deadline that names several domains is run again
-    /// a call at a time ([`fanout::isolate`]): a hung domain costs its
+    /// a call at a time (`fanout::isolate`): a hung domain costs its
     /// own calls, not the others'.
     pub fn on_each_domain(&self, calls: &[Call]) -> Vec<Outcome> {
         let results =
