@@ -353,35 +353,49 @@ mod tests {
         }
     }
 
+    /// `feed_through` into `reader`, a shell script standing in for virsh.
+    fn read_by(fifo: &Path, iso: &CheckedFile, verify: bool, reader: String) -> Sent {
+        let reader = crate::virsh::Invocation {
+            program: "/bin/sh".into(),
+            connect: None,
+            commands: vec![vec!["-c".into(), reader]],
+        };
+        feed_through(fifo, iso, verify, &|_| {}, STALL, |watch| {
+            crate::virsh::process::ProcessRunner::default()
+                .transfer(&reader, watch)
+                .map(drop)
+        })
+    }
+
+    /// `bytes` written to `name` in `dir`, and that file as checked.
+    fn written(dir: &PrivateDir, name: &str, bytes: &[u8]) -> (PathBuf, CheckedFile) {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let checked = as_checked(&file);
+        (file, checked)
+    }
+
     #[test]
     fn a_failed_feed_kills_the_reader_before_it_sees_the_end() {
         let dir = PrivateDir::new("upload").unwrap();
         let fifo = dir.make_fifo("upload").unwrap();
-        let file = dir.path().join("short.iso");
-        std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
+        let (_, checked) = written(&dir, "short.iso", &vec![7u8; 3 * CHUNK]);
         let ended = dir.path().join("ended");
         let iso = CheckedFile {
             // As measured before the upload; the file has lost a MiB since.
             size: 4 * CHUNK as u64,
-            ..as_checked(&file)
+            ..checked
         };
-        let reader = crate::virsh::Invocation {
-            program: "/bin/sh".into(),
-            connect: None,
-            commands: vec![vec![
-                "-c".into(),
-                format!(
-                    "cat {} >/dev/null && echo end-of-file > {}",
-                    fifo.display(),
-                    ended.display()
-                ),
-            ]],
-        };
-        let sent = feed_through(&fifo, &iso, false, &|_| {}, STALL, |watch| {
-            crate::virsh::process::ProcessRunner::default()
-                .transfer(&reader, watch)
-                .map(drop)
-        });
+        let sent = read_by(
+            &fifo,
+            &iso,
+            false,
+            format!(
+                "cat {} >/dev/null && echo end-of-file > {}",
+                fifo.display(),
+                ended.display()
+            ),
+        );
         assert!(
             sent.fault
                 .as_deref()
@@ -404,24 +418,17 @@ mod tests {
     fn feed_into(dir: &PrivateDir, iso: &CheckedFile, script: &str) -> (Sent, bool) {
         let fifo = dir.make_fifo("upload").unwrap();
         let ended = dir.path().join("ended");
-        let reader = crate::virsh::Invocation {
-            program: "/bin/sh".into(),
-            connect: None,
-            commands: vec![vec![
-                "-c".into(),
-                format!(
-                    "export FIFO='{}' FILE='{}'; {script} && echo end-of-file > '{}'",
-                    fifo.display(),
-                    iso.file,
-                    ended.display()
-                ),
-            ]],
-        };
-        let sent = feed_through(&fifo, iso, false, &|_| {}, STALL, |watch| {
-            crate::virsh::process::ProcessRunner::default()
-                .transfer(&reader, watch)
-                .map(drop)
-        });
+        let sent = read_by(
+            &fifo,
+            iso,
+            false,
+            format!(
+                "export FIFO='{}' FILE='{}'; {script} && echo end-of-file > '{}'",
+                fifo.display(),
+                iso.file,
+                ended.display()
+            ),
+        );
         let seen = ended.exists();
         // Ready for the next feed in `dir`.
         let _ = std::fs::remove_file(&fifo);
@@ -451,9 +458,7 @@ mod tests {
     #[test]
     fn a_file_rewritten_during_the_feed_never_reaches_its_end() {
         let dir = PrivateDir::new("upload").unwrap();
-        let file = dir.path().join("moving.iso");
-        std::fs::write(&file, vec![7u8; 3 * CHUNK]).unwrap();
-        let iso = as_checked(&file);
+        let (file, iso) = written(&dir, "moving.iso", &vec![7u8; 3 * CHUNK]);
         let (sent, ended) = feed_into(
             &dir,
             &iso,
@@ -481,9 +486,7 @@ mod tests {
     #[test]
     fn a_file_swapped_since_the_check_sends_nothing() {
         let dir = PrivateDir::new("upload").unwrap();
-        let file = dir.path().join("swapped.iso");
-        std::fs::write(&file, vec![7u8; CHUNK]).unwrap();
-        let iso = as_checked(&file);
+        let (file, iso) = written(&dir, "swapped.iso", &vec![7u8; CHUNK]);
         let other = dir.path().join("other.iso");
         std::fs::write(&other, vec![8u8; CHUNK]).unwrap();
         std::fs::rename(&other, &file).unwrap();
@@ -534,11 +537,10 @@ mod tests {
     #[test]
     fn bytes_sent_that_miss_sha256_never_reach_their_end() {
         let dir = PrivateDir::new("upload").unwrap();
-        let file = dir.path().join("wrong.iso");
-        std::fs::write(&file, b"abc").unwrap();
+        let (_, checked) = written(&dir, "wrong.iso", b"abc");
         let iso = CheckedFile {
             sha256: Some("0".repeat(64)),
-            ..as_checked(&file)
+            ..checked
         };
         let (sent, ended) = feed_into(&dir, &iso, "cat \"$FIFO\" >/dev/null");
         assert_stopped_short(
@@ -561,24 +563,15 @@ mod tests {
     fn a_whole_file_goes_through_the_fifo() {
         let dir = PrivateDir::new("upload").unwrap();
         let fifo = dir.make_fifo("upload").unwrap();
-        let file = dir.path().join("whole.iso");
         let bytes: Vec<u8> = (0..CHUNK + 12345).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&file, &bytes).unwrap();
+        let (_, iso) = written(&dir, "whole.iso", &bytes);
         let copy = dir.path().join("copy");
-        let iso = as_checked(&file);
-        let reader = crate::virsh::Invocation {
-            program: "/bin/sh".into(),
-            connect: None,
-            commands: vec![vec![
-                "-c".into(),
-                format!("cat {} > {}", fifo.display(), copy.display()),
-            ]],
-        };
-        let sent = feed_through(&fifo, &iso, true, &|_| {}, STALL, |watch| {
-            crate::virsh::process::ProcessRunner::default()
-                .transfer(&reader, watch)
-                .map(drop)
-        });
+        let sent = read_by(
+            &fifo,
+            &iso,
+            true,
+            format!("cat {} > {}", fifo.display(), copy.display()),
+        );
         assert!(sent.fault.is_none() && sent.transfer.is_ok());
         let sha256 = sent.fed.unwrap().unwrap();
         assert_eq!(sha256, sha256_of(&mut &bytes[..]).unwrap());
