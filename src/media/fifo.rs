@@ -311,12 +311,8 @@ impl PrivateDir {
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map(PrivateDir)
-            .with_context(|| {
-                format!(
-                    "cannot create {}",
-                    std::env::temp_dir().join(format!("{prefix}*")).display()
-                )
-            })
+            // tempfile's error names the path.
+            .context("cannot create a private directory")
     }
 
     pub fn path(&self) -> &Path {
