@@ -554,6 +554,36 @@ mod tests {
         assert!(sent.fault.is_none() && sent.transfer.is_ok() && ended);
     }
 
+    /// The directory is ours alone (0700), so is its FIFO (0600), and a
+    /// symbolic link in the FIFO's place is never opened.
+    #[test]
+    fn the_private_directory_and_its_fifo_are_ours_alone() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = PrivateDir::new("upload").unwrap();
+        let mode = |path: &Path| {
+            std::fs::symlink_metadata(path)
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_eq!(mode(dir.path()) & 0o7777, 0o700);
+        let fifo = dir.make_fifo("upload").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+        assert_eq!(mode(&fifo) & 0o077, 0, "{:o}", mode(&fifo));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        let error = open_fifo(&link, &AtomicBool::new(true)).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(Errno::LOOP.raw_os_error()));
+        let gone = dir.path().to_owned();
+        drop(dir);
+        assert!(!gone.exists());
+    }
+
     /// A whole file reaches the reader byte for byte, with its SHA-256.
     #[test]
     fn a_whole_file_goes_through_the_fifo() {
