@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use super::fifo::{CHUNK, PrivateDir, STALL, hex, open_fifo};
 use super::manager::MediaManager;
-use super::upload::{
-    CHUNK, Filled, PrivateDir, STALL, TransferWords, Uploaded, hex, open_fifo,
-    refuse_if_interrupted,
-};
+use super::upload::{Filled, TransferWords, Uploaded, refuse_if_interrupted};
 
 const COPIED: TransferWords = TransferWords {
     act: "copy",

@@ -98,9 +98,14 @@ enum FileKey {
     Path(PathBuf),
 }
 
-/// What a drive names that no pool lists: its pool, volume and path,
-/// as far as the drive says.
-type Unlisted = (Option<String>, Option<String>, Option<String>);
+/// What a drive names that no pool lists, as far as the drive says;
+/// ordered as the library lists it: files by path, then `pool/volume`s.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Unlisted {
+    pool: Option<String>,
+    volume: Option<String>,
+    path: Option<String>,
+}
 
 /// Builds the library from a host's volumes and domains. Each image a
 /// disk reads (its source and backing chain, live and in the config) is
@@ -187,10 +192,16 @@ pub fn library<'a>(
                     continue;
                 }
                 let key = match media {
-                    Media::Volume { pool, volume } => {
-                        (Some(pool.clone()), Some(volume.clone()), None)
-                    }
-                    Media::File(path) => (None, None, Some(path.clone())),
+                    Media::Volume { pool, volume } => Unlisted {
+                        pool: Some(pool.clone()),
+                        volume: Some(volume.clone()),
+                        path: None,
+                    },
+                    Media::File(path) => Unlisted {
+                        pool: None,
+                        volume: None,
+                        path: Some(path.clone()),
+                    },
                     _ => continue,
                 };
                 add(outside.entry(key).or_default());
@@ -212,7 +223,8 @@ pub fn library<'a>(
     });
     let mut entries: Vec<LibraryEntry> = pool_entries.collect();
     entries.sort_by(|a, b| (&a.pool, &a.volume).cmp(&(&b.pool, &b.volume)));
-    entries.extend(outside.into_iter().map(|((pool, volume, path), holders)| {
+    entries.extend(outside.into_iter().map(|(unlisted, holders)| {
+        let Unlisted { pool, volume, path } = unlisted;
         let local = path
             .as_deref()
             .filter(|_| files == Files::Local)

@@ -144,7 +144,8 @@ impl MediaManager {
             // For an inactive domain, `dumpxml` prints its definition:
             // the same XML as `--inactive`.
             if let Some(current) = live.or(config) {
-                read.current_xml.insert(domain.target().to_owned(), current);
+                read.current_xml
+                    .insert(domain.target().to_owned(), current.into());
             }
         }
         Ok(read)

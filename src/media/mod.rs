@@ -5,6 +5,7 @@
 mod boot;
 mod copy;
 mod domain;
+mod fifo;
 mod iso;
 mod library;
 mod manager;
@@ -18,13 +19,14 @@ pub use boot::{
 };
 pub use copy::SourceVolume;
 pub use domain::{DomainMedia, DriveChoice, IsoDrive, names_or_none};
+pub use fifo::PrivateDir;
 pub use iso::IsoName;
 pub use iso::{has_iso9660_signature, open_never_blocking};
 pub use library::{Files, LibraryEntry};
 pub use manager::MediaManager;
 pub use plan::{Action, Step, Verdict, plan_attach, plan_eject, plan_ejects, plan_mount};
 pub use rows::{DriveRow, holders};
-pub use upload::{LocalIso, PrivateDir, UploadOptions, Uploaded, check_file};
+pub use upload::{LocalIso, UploadOptions, Uploaded, check_file};
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use super::cache::Cache;
 use super::osinfo::os_name_from_id;
 use super::values::{Domain, OsReport, OsSource, OsUnknown};
 use crate::utils::with_causes;
-use crate::virsh::{DomainState, Listed, Virsh, VirshError, XmlRead, Xmls, metadata};
+use crate::virsh::{DomainState, Listed, Virsh, XmlOutcome, XmlRead, Xmls, metadata};
 
 /// The XML of those of `unknown` (the domains whose OS is not cached, as
 /// `(target, name)`) that `known` lacks, its libosinfo metadata being the
@@ -28,7 +28,7 @@ pub(super) fn read_xmls(virsh: &Virsh, unknown: &[(String, String)], known: &Xml
     reads
         .iter()
         .map(|read| read.target.to_owned())
-        .zip(virsh.domain_xmls(&reads))
+        .zip(virsh.domain_xmls(&reads).into_iter().map(XmlOutcome::from))
         .collect()
 }
 
@@ -39,7 +39,7 @@ pub(super) fn read_xmls(virsh: &Virsh, unknown: &[(String, String)], known: &Xml
 pub(super) fn fill<'x, M>(
     cache: &Cache,
     domains: Vec<Domain<M, Option<OsReport>>>,
-    xml_of: impl Fn(&str) -> Option<&'x Result<Option<String>, VirshError>>,
+    xml_of: impl Fn(&str) -> Option<&'x XmlOutcome>,
     ask_agents: impl FnOnce(&[&str]) -> Vec<OsReport>,
 ) -> Vec<Domain<M, OsReport>> {
     let running: Vec<&str> = domains
@@ -70,15 +70,11 @@ pub(super) fn fill<'x, M>(
 
 /// A domain's OS (see [`detect_os`]), and for a running one whether
 /// `boot-iso` started it, from the marker in its live XML.
-fn detect(
-    domain: &Listed,
-    agent: Option<OsReport>,
-    xml: Option<&Result<Option<String>, VirshError>>,
-) -> OsReport {
-    let booted_from_iso = xml
-        .filter(|_| domain.state.is_active())
-        .and_then(|read| read.as_ref().ok()?.as_deref())
-        .and_then(metadata::booted_from_iso);
+fn detect(domain: &Listed, agent: Option<OsReport>, xml: Option<&XmlOutcome>) -> OsReport {
+    let booted_from_iso = match xml {
+        Some(XmlOutcome::Read(xml)) if domain.state.is_active() => metadata::booted_from_iso(xml),
+        _ => None,
+    };
     OsReport {
         booted_from_iso,
         ..detect_os(domain, agent, xml)
@@ -88,11 +84,7 @@ fn detect(
 /// A domain's OS from its agent's report (`None`: not asked) or else from
 /// the libosinfo metadata in its XML. A failed read (past its deadline,
 /// say) marks the row; the rest of the table stands.
-fn detect_os(
-    domain: &Listed,
-    agent: Option<OsReport>,
-    xml: Option<&Result<Option<String>, VirshError>>,
-) -> OsReport {
+fn detect_os(domain: &Listed, agent: Option<OsReport>, xml: Option<&XmlOutcome>) -> OsReport {
     let report = agent.unwrap_or_else(|| {
         OsReport::failed(
             format!("domain is {}", domain.state),
@@ -103,10 +95,10 @@ fn detect_os(
         return report;
     }
     match xml {
-        Some(Ok(Some(xml))) => metadata::libosinfo_os_id(xml).map_or(report, |id| {
+        Some(XmlOutcome::Read(xml)) => metadata::libosinfo_os_id(xml).map_or(report, |id| {
             OsReport::found(os_name_from_id(&id), OsSource::Metadata)
         }),
-        Some(Err(error)) => {
+        Some(XmlOutcome::Unanswered(error)) => {
             let reason = format!("cannot read its XML: {}", with_causes(error));
             // The agent's failure, where it was asked, says most in few
             // words; an inactive domain's OS is unknown for want of its XML.
@@ -121,6 +113,6 @@ fn detect_os(
                 ..report
             }
         }
-        Some(Ok(None)) | None => report,
+        Some(XmlOutcome::Refused) | None => report,
     }
 }

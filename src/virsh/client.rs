@@ -3,24 +3,42 @@
 //! and retried a call at a time where a batch overran its deadline.
 
 use std::collections::HashMap;
-use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::batch::Batch;
 use super::error::{VirshError, is_no_such_volume};
+use super::fanout::{self, Call, Outcome, Sections};
 use super::invocation::Invocation;
 use super::listing::Listing;
 use super::parse::{self, DomInfo};
 use super::runner::{Output, Runner};
 use super::uri::Uri;
 use super::{documents, session, stats, volumes};
-use crate::mutex::lock;
 
-/// Domains' XML by target, each as its read came out: `Ok(None)` where
-/// `dumpxml` failed for the domain, `Err` where no answer came for it.
-pub(crate) type Xmls = HashMap<String, Result<Option<String>, VirshError>>;
+/// Domains' XML by target, each as its read came out.
+pub(crate) type Xmls = HashMap<String, XmlOutcome>;
+
+/// How a domain's XML read came out.
+#[derive(Debug, Clone)]
+pub(crate) enum XmlOutcome {
+    Read(String),
+    /// `dumpxml` failed for the domain (it vanished, say).
+    Refused,
+    /// No answer came for it (past its deadline, a batch that failed).
+    Unanswered(VirshError),
+}
+
+impl From<Outcome> for XmlOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Ok(Some(xml)) => XmlOutcome::Read(xml),
+            Ok(None) => XmlOutcome::Refused,
+            Err(error) => XmlOutcome::Unanswered(error),
+        }
+    }
+}
 
 /// How to reach virsh and the hypervisor behind it.
 #[derive(Debug, Clone)]
@@ -41,10 +59,6 @@ pub struct Virsh {
     pub(super) config: VirshConfig,
     runner: Arc<dyn Runner>,
 }
-
-/// Below this many commands a batch stays on one session: a second one
-/// costs a process (over ssh, a handshake) before it saves anything.
-const COMMANDS_PER_SESSION: usize = 200;
 
 /// The `domstats` groups the metrics come from; a driver without some of
 /// them (the test driver has only `state`) simply leaves their keys out.
@@ -342,14 +356,10 @@ impl Virsh {
     }
 
     /// Runs `command --domain NAME` for every name, in one batch per
-    /// session (from [`COMMANDS_PER_SESSION`] calls on), each name's own
-    /// outcome (see [`Virsh::on_each_domain`]).
-    fn per_domain(
-        &self,
-        names: &[&str],
-        command: &[&str],
-    ) -> Vec<Result<Option<String>, VirshError>> {
-        let calls: Vec<(&str, &[&str])> = names.iter().map(|name| (*name, command)).collect();
+    /// session (from [`fanout::COMMANDS_PER_SESSION`] calls on), each
+    /// name's own outcome (see [`Virsh::on_each_domain`]).
+    fn per_domain(&self, names: &[&str], command: &[&str]) -> Vec<Outcome> {
+        let calls: Vec<Call> = names.iter().map(|name| (*name, command)).collect();
         self.on_each_domain(&calls)
     }
 
@@ -362,7 +372,7 @@ impl Virsh {
         names: &[&str],
         commands: &[&[&str]],
     ) -> Result<Vec<Vec<Option<String>>>, VirshError> {
-        let calls: Vec<(&str, &[&str])> = names
+        let calls: Vec<Call> = names
             .iter()
             .flat_map(|name| commands.iter().map(move |command| (*name, *command)))
             .collect();
@@ -377,16 +387,15 @@ impl Virsh {
     /// Runs each `(name, command)` as `command --domain NAME`, each call
     /// with its own outcome: `Ok(None)` where its command failed for the
     /// domain, `Err` where no answer came for it. A long list is cut into
-    /// one batch per session (at least `COMMANDS_PER_SESSION` calls
-    /// each), run side by side: libvirtd answers them in parallel. A batch past its deadline that names several domains is
-    /// run again a call at a time (`retry_alone`): a hung domain
-    /// costs its own calls, not the others'.
-    pub fn on_each_domain(
-        &self,
-        calls: &[(&str, &[&str])],
-    ) -> Vec<Result<Option<String>, VirshError>> {
-        let results = self.side_by_side(calls, self.config.sessions, |chunk| self.run_calls(chunk));
-        self.isolate(calls, results)
+    /// one batch per session (at least `fanout::COMMANDS_PER_SESSION`
+    /// calls each), run side by side: libvirtd answers them in parallel.
+    /// A batch past its deadline that names several domains is run again
+    /// a call at a time (`fanout::isolate`): a hung domain costs its
+    /// own calls, not the others'.
+    pub fn on_each_domain(&self, calls: &[Call]) -> Vec<Outcome> {
+        let results =
+            fanout::side_by_side(calls, self.config.sessions, |chunk| self.run_calls(chunk));
+        fanout::isolate(calls, results, &self.alone())
     }
 
     /// The XML of each read (`dumpxml`, with `--inactive` where asked),
@@ -398,25 +407,25 @@ impl Virsh {
     /// handshake) for one read (BENCHMARKS.md). A part past its deadline
     /// that names several domains is read again a call at a time, as
     /// [`Virsh::on_each_domain`] does.
-    pub fn domain_xmls(&self, reads: &[XmlRead]) -> Vec<Result<Option<String>, VirshError>> {
+    pub fn domain_xmls(&self, reads: &[XmlRead]) -> Vec<Outcome> {
         let parts = if session::connects_cheaply(self.config.connect.as_deref()) {
             let cores = thread::available_parallelism().map_or(1, usize::from);
             self.config.sessions.min(cores)
         } else {
             1
         };
-        let results = self.side_by_side(reads, parts, |reads| self.read_xmls(reads));
-        let calls: Vec<(&str, &[&str])> = reads
+        let results = fanout::side_by_side(reads, parts, |reads| self.read_xmls(reads));
+        let calls: Vec<Call> = reads
             .iter()
             .map(|read| (read.target, read.command()))
             .collect();
-        self.isolate(&calls, results)
+        fanout::isolate(&calls, results, &self.alone())
     }
 
     /// The reads in one self-delimiting batch, each document matched to
     /// its read by the domain name it holds; `None` where a read printed
     /// none (it failed).
-    fn read_xmls(&self, reads: &[XmlRead]) -> Result<Vec<Option<String>>, VirshError> {
+    fn read_xmls(&self, reads: &[XmlRead]) -> Sections {
         let mut batch = Batch::self_delimiting();
         for read in reads {
             let mut words = read.command().to_vec();
@@ -436,142 +445,19 @@ impl Virsh {
             .collect())
     }
 
-    /// Runs `job` on `items`, a long list cut into at most `parts` parts,
-    /// side by side: libvirtd answers them in parallel. Each part's range
-    /// of `items` with its result, in the items' order.
-    fn side_by_side<T: Sync, R: Send>(
-        &self,
-        items: &[T],
-        parts: usize,
-        job: impl Fn(&[T]) -> Result<Vec<R>, VirshError> + Sync,
-    ) -> Vec<Part<R>> {
-        let parts = items
-            .len()
-            .div_ceil(COMMANDS_PER_SESSION)
-            .clamp(1, parts.max(1));
-        let chunks: Vec<_> = items.chunks(items.len().div_ceil(parts).max(1)).collect();
-        let results: Vec<Result<Vec<R>, VirshError>> = thread::scope(|scope| {
-            let jobs: Vec<_> = chunks
-                .iter()
-                .map(|chunk| scope.spawn(|| job(chunk)))
-                .collect();
-            jobs.into_iter()
-                .map(|job| {
-                    job.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
-        let mut start = 0;
-        chunks
-            .iter()
-            .zip(results)
-            .map(|(chunk, result)| {
-                let range = start..start + chunk.len();
-                start = range.end;
-                (range, result)
-            })
-            .collect()
-    }
-
-    /// Each call's outcome from the result of its part (see
-    /// [`Virsh::side_by_side`]): a part past its deadline that names
-    /// several domains is run again a call at a time (`retry_alone`).
-    fn isolate(
-        &self,
-        calls: &[(&str, &[&str])],
-        results: Vec<Part<Option<String>>>,
-    ) -> Vec<Result<Option<String>, VirshError>> {
-        let mut outcomes = Vec::with_capacity(calls.len());
-        let mut again = Vec::new();
-        for (range, result) in results {
-            match result {
-                Ok(sections) => outcomes.extend(sections.into_iter().map(Ok)),
-                Err(error) => {
-                    let chunk = &calls[range.clone()];
-                    let several = chunk.iter().any(|(name, _)| *name != chunk[0].0);
-                    if error.is_timeout() && several {
-                        again.extend(range.clone());
-                    }
-                    outcomes.extend(chunk.iter().map(|_| Err(error.clone())));
-                }
-            }
+    /// How [`fanout::isolate`] runs the calls of a part past its deadline
+    /// again: on this connection's sessions, under its `--timeout`.
+    fn alone(&self) -> fanout::Alone<impl Fn(&[Call]) -> Sections + Sync> {
+        fanout::Alone {
+            sessions: self.config.sessions,
+            timeout: self.config.timeout,
+            run: |calls: &[Call]| self.run_calls(calls),
         }
-        for (index, outcome) in self.retry_alone(calls, &again) {
-            outcomes[index] = outcome;
-        }
-        outcomes
-    }
-
-    /// The calls of `calls` at `indices` (their batch overran its
-    /// deadline), each alone, pulled from one queue by at most `sessions`
-    /// workers on the connection's own sessions: a hung call holds one
-    /// session while the others go on. Once a domain's call has timed out,
-    /// its other calls are not sent.
-    ///
-    /// The bound: a worker starts calls for [`RETRY_WINDOW`] × `--timeout`
-    /// of answered calls (the time its timed-out calls took does not
-    /// count, so the calls after a hung one get theirs wherever it stood)
-    /// and stops at its [`RETRY_STRIKES`]th timeout. Each call is bounded
-    /// by `--timeout`, so the retries end within (1 + [`RETRY_WINDOW`] +
-    /// [`RETRY_STRIKES`]) × `--timeout`, the whole read within one more
-    /// (waits for a place of the fleet's budget aside); a call not started
-    /// by then keeps its batch's error. Each timeout kills one session,
-    /// which the next call replaces: at most [`RETRY_STRIKES`] per worker.
-    fn retry_alone(
-        &self,
-        calls: &[(&str, &[&str])],
-        indices: &[usize],
-    ) -> Vec<(usize, Result<Option<String>, VirshError>)> {
-        if indices.is_empty() {
-            return Vec::new();
-        }
-        let window = self.config.timeout * RETRY_WINDOW;
-        let queue = Mutex::new(indices.iter().copied());
-        let hung: Mutex<HashMap<&str, VirshError>> = Mutex::new(HashMap::new());
-        let workers = self.config.sessions.clamp(1, indices.len());
-        let work = || {
-            let mut done = Vec::new();
-            let mut start_by = Instant::now() + window;
-            let mut strikes = 0;
-            while strikes < RETRY_STRIKES && Instant::now() < start_by {
-                let Some(index) = lock(&queue).next() else {
-                    break;
-                };
-                let name = calls[index].0;
-                if let Some(error) = lock(&hung).get(name) {
-                    done.push((index, Err(error.clone())));
-                    continue;
-                }
-                let sent = Instant::now();
-                let outcome = self
-                    .run_calls(&calls[index..=index])
-                    .map(|mut sections| sections.pop().flatten());
-                if let Err(error) = &outcome
-                    && error.is_timeout()
-                {
-                    strikes += 1;
-                    start_by += sent.elapsed();
-                    lock(&hung).insert(name, error.clone());
-                }
-                done.push((index, outcome));
-            }
-            done
-        };
-        thread::scope(|scope| {
-            let jobs: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-            jobs.into_iter()
-                .flat_map(|job| {
-                    job.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
     }
 
     /// The calls in one batch; an output is `None` where its command
     /// failed (or printed nothing).
-    fn run_calls(&self, calls: &[(&str, &[&str])]) -> Result<Vec<Option<String>>, VirshError> {
+    fn run_calls(&self, calls: &[Call]) -> Sections {
         let mut batch = Batch::new();
         for (name, command) in calls {
             let mut words = command.to_vec();
@@ -599,19 +485,6 @@ pub(super) fn succeeded(invocation: &Invocation, output: Output) -> Result<Outpu
         })
     }
 }
-
-/// One part of a list run side by side: which items it ran, and its
-/// results (one per item) or why it gave none.
-type Part<R> = (Range<usize>, Result<Vec<R>, VirshError>);
-
-/// How long, in `--timeout`s of answered calls, the calls of a batch that
-/// overran its deadline may still be started one at a time: twice what
-/// the batch had, as one at a time costs a round trip each.
-const RETRY_WINDOW: u32 = 2;
-
-/// After how many timeouts a worker of the retries stops: two hung
-/// domains on one session still leave the calls between them answered.
-const RETRY_STRIKES: u32 = 2;
 
 /// One domain XML to read: `dumpxml --domain TARGET`, of the config with
 /// `inactive`; the domain's `name` tells its document apart.

@@ -1,9 +1,12 @@
 //! Errors of the virsh layer, each carrying the command line it concerns.
 
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+/// `Clone`: the calls of one batch share its error (see
+/// [`crate::virsh::Virsh::on_each_domain`]).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum VirshError {
     /// The program (`--virsh`, `VIRSH`, else `virsh` on `PATH`) does not
     /// exist.
@@ -16,11 +19,12 @@ pub enum VirshError {
     /// The program exists but could not be started or waited for (not
     /// executable, no process left, …); `source` says why, and a message
     /// made of this error must carry it (`{:#}`, `utils::with_causes`).
+    /// In an `Arc`, as an `io::Error` is not `Clone`.
     #[error("could not run `{command}`")]
     Spawn {
         command: String,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 
     /// The tool had no file descriptor left for virsh's pipes.
@@ -86,66 +90,6 @@ pub enum VirshError {
         status: ExitStatus,
         stderr: String,
     },
-}
-
-/// By hand: an `io::Error` is not `Clone`, so a copy keeps its kind and
-/// message. The calls of one batch share its error (see
-/// [`crate::virsh::Virsh::on_each_domain`]).
-impl Clone for VirshError {
-    fn clone(&self) -> Self {
-        match self {
-            VirshError::NotFound { program } => VirshError::NotFound {
-                program: program.clone(),
-            },
-            VirshError::Spawn { command, source } => VirshError::Spawn {
-                command: command.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            VirshError::NoDescriptors { command } => VirshError::NoDescriptors {
-                command: command.clone(),
-            },
-            VirshError::Timeout { command, timeout } => VirshError::Timeout {
-                command: command.clone(),
-                timeout: *timeout,
-            },
-            VirshError::SshTimeout { command, timeout } => VirshError::SshTimeout {
-                command: command.clone(),
-                timeout: *timeout,
-            },
-            VirshError::Stalled { command, stall } => VirshError::Stalled {
-                command: command.clone(),
-                stall: *stall,
-            },
-            VirshError::Stopped { command } => VirshError::Stopped {
-                command: command.clone(),
-            },
-            VirshError::Unusable { command, what } => VirshError::Unusable {
-                command: command.clone(),
-                what: what.clone(),
-            },
-            VirshError::NoAnswer { command, status } => VirshError::NoAnswer {
-                command: command.clone(),
-                status: *status,
-            },
-            VirshError::OutputTooLarge { command, limit } => VirshError::OutputTooLarge {
-                command: command.clone(),
-                limit: *limit,
-            },
-            VirshError::SessionEnded { command, stderr } => VirshError::SessionEnded {
-                command: command.clone(),
-                stderr: stderr.clone(),
-            },
-            VirshError::Failed {
-                command,
-                status,
-                stderr,
-            } => VirshError::Failed {
-                command: command.clone(),
-                status: *status,
-                stderr: stderr.clone(),
-            },
-        }
-    }
 }
 
 impl VirshError {

@@ -143,7 +143,7 @@ impl Runner for FakeRunner {
                 Reply::Unspawnable => {
                     return Err(VirshError::Spawn {
                         command: invocation.summary(),
-                        source: std::io::Error::from_raw_os_error(libc::EACCES),
+                        source: std::io::Error::from_raw_os_error(libc::EACCES).into(),
                     });
                 }
             }

@@ -169,8 +169,7 @@ pub fn spawn_registered(
     STARTING_HERE.with(|here| here.set(false));
     let put_off = PUT_OFF.swap(0, Ordering::SeqCst);
     if put_off != 0 {
-        // SAFETY: raise(3) of a signal the tool handles.
-        unsafe { libc::raise(put_off) };
+        let _ = signal_hook::low_level::raise(put_off);
     }
     started
 }
@@ -252,14 +251,13 @@ pub fn reap_on_exit() -> Reaper {
     // before 3.4), virsh's orphans go to init as they always did.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     for signal in HANDLED {
-        // SAFETY: the handler only reads atomics and a const-initialized
+        // SAFETY: the action only reads atomics and a const-initialized
         // thread-local without drop, and calls kill(2), waitpid(2),
-        // clock_gettime(2), nanosleep(2), gettid(2), write(2), signal(2)
-        // and raise(3), all async-signal-safe.
-        unsafe {
-            let handler: extern "C" fn(libc::c_int) = on_signal;
-            libc::signal(signal, handler as usize as libc::sighandler_t);
-        }
+        // clock_gettime(2), nanosleep(2), gettid(2), write(2),
+        // sigaction(2), sigprocmask(2) and raise(3), all
+        // async-signal-safe. It cannot fail for these three signals
+        // (only for those no process may handle).
+        let _ = unsafe { signal_hook::low_level::register(signal, move || on_signal(signal)) };
     }
     Reaper(())
 }
@@ -297,7 +295,8 @@ pub fn caught_signal() -> Option<i32> {
     }
 }
 
-extern "C" fn on_signal(signal: libc::c_int) {
+/// The handler of SIGINT, SIGTERM and SIGHUP (see [`reap_on_exit`]).
+fn on_signal(signal: libc::c_int) {
     // This thread has a child started and not yet registered: nothing
     // could kill it, nor can this thread wait for it. Raised again once it
     // is registered (`spawn_registered`).
@@ -321,11 +320,9 @@ extern "C" fn on_signal(signal: libc::c_int) {
     DYING.store(true, Ordering::SeqCst);
     kill_and_reap_all();
     last_words::say();
-    // SAFETY: see `reap_on_exit`.
-    unsafe {
-        libc::signal(signal, libc::SIG_DFL);
-        libc::raise(signal);
-    }
+    // Dies of the signal, as if it had not been caught: its default
+    // action restored and the signal raised again (async-signal-safe).
+    let _ = signal_hook::low_level::emulate_default_handler(signal);
 }
 
 /// What the tool must still say if a signal ends it: which changes had

@@ -10,6 +10,7 @@ pub mod domxml;
 pub(crate) mod error;
 #[cfg(test)]
 pub(crate) mod fake;
+mod fanout;
 pub mod groups;
 mod invocation;
 mod listing;
@@ -27,10 +28,10 @@ mod uri;
 pub(crate) mod volumes;
 
 pub(crate) use batch::Batch;
-pub(crate) use client::Xmls;
 #[cfg(test)]
 pub(crate) use client::domstats_words;
 pub use client::{ListingFor, Virsh, VirshConfig, XmlRead};
+pub(crate) use client::{XmlOutcome, Xmls};
 pub(crate) use domxml::{Disk, DomainXml, Drive, DriveKind, Media};
 pub(crate) use error::VirshError;
 pub(crate) use invocation::Invocation;

@@ -83,7 +83,7 @@ impl ProcessRunner {
         let stderr = Drain::start(child.stderr.take(), self.output_limit);
         let status = wait(child, &group)?.map_err(|source| VirshError::Spawn {
             command: invocation.summary(),
-            source,
+            source: source.into(),
         })?;
         match (stdout.finish(), stderr.finish()) {
             (Some(stdout), Some(stderr)) => Ok(Output {
@@ -170,7 +170,7 @@ pub(super) fn spawn_virsh(
         } else {
             VirshError::Spawn {
                 command: invocation.summary(),
-                source,
+                source: source.into(),
             }
         }
     })
