@@ -265,33 +265,6 @@ pub fn ok(output: &Output) -> Result<String, libtest_mimic::Failed> {
     Ok(stdout(output))
 }
 
-/// A lab test target's `main` (libtest-mimic): without the lab every test
-/// is listed as ignored, by name; with `DISMOUNT_LAB_REQUIRED=1` (CI) a
-/// missing lab fails. `threads` caps parallelism for tests that change
-/// the lab's guests.
-pub fn lab_main(
-    tests: Vec<libtest_mimic::Trial>,
-    threads: Option<usize>,
-) -> std::process::ExitCode {
-    let mut args = libtest_mimic::Arguments::from_args();
-    if threads.is_some() {
-        args.test_threads = threads;
-    }
-    let lab = lab_is_up();
-    if let Err(reason) = &lab {
-        if lab_required() {
-            eprintln!("DISMOUNT_LAB_REQUIRED=1 but the lab is not up: {reason}");
-            return std::process::ExitCode::FAILURE;
-        }
-        eprintln!("lab tests ignored: {reason} (run `scripts/lab up` as root)");
-    }
-    let trials = tests
-        .into_iter()
-        .map(|trial| trial.with_ignored_flag(lab.is_err()))
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
-}
-
 /// `DISMOUNT_LAB_REQUIRED=1` (CI): what the lab needs must be there.
 pub fn lab_required() -> bool {
     std::env::var_os("DISMOUNT_LAB_REQUIRED").is_some_and(|v| v == "1")

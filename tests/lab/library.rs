@@ -14,86 +14,17 @@
 //! delete nothing. Another developer's `bench-*` domains and pools may
 //! come and go: nothing here counts domains or reads others' pools.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use common::*;
-use libtest_mimic::{Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 use serde_json::Value;
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test("library_json_matches_vol_list_and_domblklist", || {
-                library_matches_ground_truth(LAB_URI)
-            }),
-            Trial::test("library_json_matches_over_ssh", || {
-                library_matches_ground_truth(&lab_ssh_uri())
-            }),
-            Trial::test(
-                "upload_over_ssh_stores_the_files_bytes",
-                upload_over_ssh_stores_the_files_bytes,
-            ),
-            Trial::test("an_inactive_pool_is_refused", an_inactive_pool_is_refused),
-            Trial::test(
-                "a_pool_freed_behind_libvirts_back_takes_the_upload",
-                a_pool_freed_behind_libvirts_back_takes_the_upload,
-            ),
-            Trial::test(
-                "an_interrupted_upload_leaves_no_volume",
-                an_interrupted_upload_leaves_no_volume,
-            ),
-            Trial::test(
-                "a_file_that_shrinks_mid_upload_leaves_no_volume",
-                a_file_that_shrinks_mid_upload_leaves_no_volume,
-            ),
-            Trial::test(
-                "a_file_rewritten_or_grown_mid_upload_leaves_no_volume",
-                a_file_rewritten_or_grown_mid_upload_leaves_no_volume,
-            ),
-            Trial::test(
-                "the_volume_itself_is_never_replaced",
-                the_volume_itself_is_never_replaced,
-            ),
-            Trial::test(
-                "a_failed_create_deletes_nothing",
-                a_failed_create_deletes_nothing,
-            ),
-            Trial::test(
-                "two_uploads_of_one_name_at_once_one_wins_whole",
-                two_uploads_of_one_name_at_once_one_wins_whole,
-            ),
-            Trial::test(
-                "an_upload_interrupted_at_each_moment_says_what_it_did",
-                an_upload_interrupted_at_each_moment_says_what_it_did,
-            ),
-            Trial::test(
-                "a_mount_after_an_upload_that_fails_names_commands_that_work",
-                a_mount_after_an_upload_that_fails_names_commands_that_work,
-            ),
-            Trial::test(
-                "the_readmes_library_recipes_run",
-                the_readmes_library_recipes_run,
-            ),
-            Trial::test(
-                "delete_is_refused_while_held_live_or_in_the_config",
-                delete_is_refused_while_held_live_or_in_the_config,
-            ),
-            Trial::test(
-                "a_foreign_pool_is_read_exactly_and_left_out_of_the_truth",
-                a_foreign_pool_is_read_exactly_and_left_out_of_the_truth,
-            ),
-            Trial::test(
-                "a_volume_in_a_disk_or_floppy_is_held",
-                a_volume_in_a_disk_or_floppy_is_held,
-            ),
-        ],
-        // The tests share the one `lab-upload` pool.
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    // The tests share the one `lab-upload` pool.
+    cases!(Alone; library_json_matches_vol_list_and_domblklist, library_json_matches_over_ssh, upload_over_ssh_stores_the_files_bytes, an_inactive_pool_is_refused, a_pool_freed_behind_libvirts_back_takes_the_upload, an_interrupted_upload_leaves_no_volume, a_file_that_shrinks_mid_upload_leaves_no_volume, a_file_rewritten_or_grown_mid_upload_leaves_no_volume, the_volume_itself_is_never_replaced, a_failed_create_deletes_nothing, two_uploads_of_one_name_at_once_one_wins_whole, an_upload_interrupted_at_each_moment_says_what_it_did, a_mount_after_an_upload_that_fails_names_commands_that_work, the_readmes_library_recipes_run, delete_is_refused_while_held_live_or_in_the_config, a_foreign_pool_is_read_exactly_and_left_out_of_the_truth, a_volume_in_a_disk_or_floppy_is_held)
 }
 
 const POOL: &str = "lab-upload";
@@ -241,6 +172,14 @@ fn lab_pool_isos(uri: &str) -> Result<Vec<(String, String, String)>, Failed> {
         }
     }
     Ok(truth)
+}
+
+fn library_json_matches_vol_list_and_domblklist() -> Result<(), Failed> {
+    library_matches_ground_truth(LAB_URI)
+}
+
+fn library_json_matches_over_ssh() -> Result<(), Failed> {
+    library_matches_ground_truth(&lab_ssh_uri())
 }
 
 fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
