@@ -161,6 +161,27 @@ pub fn recorded_calls(log: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `upload FILE --pool POOL` on `uri` as the upload tests start it: in a
+/// process group of its own (a test signals the group, as a terminal's
+/// Ctrl-C reaches every process of the job), stdout and stderr piped;
+/// through the fake virsh `fake` of tests/support where one is named.
+pub fn upload_command(uri: &str, fake: Option<&str>, file: &Path, pool: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = tool();
+    command.args(["-c", uri]);
+    if let Some(fake) = fake {
+        command.arg("--virsh").arg(support(fake));
+    }
+    command
+        .arg("upload")
+        .arg(file)
+        .args(["--pool", pool])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// A sparse file of `size` bytes with the ISO 9660 signature (`CD001`
 /// at byte 32769), which `upload` checks for.
 pub fn iso_file(dir: &Path, name: &str, size: u64) -> PathBuf {

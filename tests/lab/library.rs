@@ -359,14 +359,7 @@ fn a_pool_freed_behind_libvirts_back_takes_the_upload() -> Result<(), Failed> {
 /// Starts an upload of a 1 GiB file over ssh (about ten seconds on the
 /// lab) and returns once its volume exists.
 fn upload_under_way(file: &Path) -> std::process::Child {
-    use std::os::unix::process::CommandExt;
-    let child = tool()
-        .args(["-c", &lab_ssh_uri(), "upload"])
-        .arg(file)
-        .args(["--pool", POOL])
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let child = upload_command(&lab_ssh_uri(), None, file, POOL)
         .spawn()
         .unwrap();
     let name = file.file_name().unwrap().to_str().unwrap().to_owned();
@@ -731,18 +724,8 @@ fn faulty_upload(
     env: &[(&str, &Path)],
     vars: &[(&str, &str)],
 ) -> std::process::Child {
-    use std::os::unix::process::CommandExt;
-    let mut command = tool();
-    command
-        .args(["-c", LAB_URI, "--virsh"])
-        .arg(support("hung-agent-virsh"))
-        .arg("upload")
-        .arg(file)
-        .args(["--pool", POOL])
-        .args(extra)
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    let mut command = upload_command(LAB_URI, Some("hung-agent-virsh"), file, POOL);
+    command.args(extra);
     for (key, path) in env {
         command.env(key, path);
     }
@@ -934,12 +917,8 @@ fn two_uploads_of_one_name_at_once_one_wins_whole() -> Result<(), Failed> {
     let children: Vec<std::process::Child> = files
         .iter()
         .map(|file| {
-            tool()
-                .args(["-c", &lab_ssh_uri(), "upload"])
-                .arg(file)
-                .args(["--pool", POOL, "--verify"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
+            upload_command(&lab_ssh_uri(), None, file, POOL)
+                .arg("--verify")
                 .spawn()
                 .unwrap()
         })
