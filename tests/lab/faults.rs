@@ -1,7 +1,7 @@
 //! End-to-end faults under a live virsh session, against the real lab:
 //! libvirtd restarted, the session's ssh killed. They disturb every other
-//! user of the lab, so they run one at a time, in a test target of their
-//! own. Without the lab every test is reported as ignored, by name.
+//! user of the lab, so they run one at a time, never beside another
+//! module's cases. Without the lab every test is reported as ignored, by name.
 
 use crate::Cases;
 use crate::common::*;

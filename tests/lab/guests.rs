@@ -1,5 +1,6 @@
-//! End-to-end tests against the real libvirt + QEMU lab (`scripts/lab up`):
-//! real guests, a real qemu-ga. Without the lab every test is reported as
+//! What the tool reads of the lab's guests (`scripts/lab up`): `status`,
+//! the menu and completion against virsh's ground truth, on real guests
+//! with a real qemu-ga. Without the lab every test is reported as
 //! ignored, by name; with `DISMOUNT_LAB_REQUIRED=1` (CI) a missing lab fails.
 
 use std::collections::BTreeMap;

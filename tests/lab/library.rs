@@ -7,7 +7,7 @@
 //! grows or is rewritten mid-upload leave no volume it created; the file
 //! that is the volume itself is never replaced; two uploads of one name
 //! at once leave the winner's bytes whole; `mount --upload` into a
-//! scratch domain of this file's own (`lab-upload-vm`, never started); deletions refused while a lab guest holds the ISO, live or
+//! scratch domain of this module's own (`lab-upload-vm`, never started); deletions refused while a lab guest holds the ISO, live or
 //! only in its config, with no guest's XML changed. The lab guests'
 //! drives and the `lab-isos` pool's ISOs are never changed: the refusals
 //! on them run with `--dry-run` besides, so even a broken refusal would
@@ -1081,7 +1081,7 @@ fn an_upload_interrupted_at_each_moment_says_what_it_did() -> Result<(), Failed>
     Ok(())
 }
 
-/// A shut-off domain of this file's own with one empty CD-ROM (hdc),
+/// A shut-off domain of this module's own with one empty CD-ROM (hdc),
 /// defined on the lab and never started; undefined when dropped.
 struct ScratchVm;
 

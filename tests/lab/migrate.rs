@@ -7,11 +7,11 @@
 //! lab itself over `qemu+ssh://` (a remote host: only its pools are
 //! known) and against a test-driver host written here (the lab pool's
 //! directory, one ISO of its size, one of another, one missing). Copies
-//! (`--fix copy`) go from a pool of this file's own on the lab
+//! (`--fix copy`) go from a pool of this module's own on the lab
 //! (`scratch-migrate-src`) to the pool of that name it makes on the lab's
 //! second host (LAB_SECOND_URI: another user's qemu:///session over the
 //! lab's sshd), streamed. The lab's guests, and its `lab-isos` pool, are
-//! never touched; what this file defines it removes again.
+//! never touched; what this module defines it removes again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
