@@ -43,7 +43,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 /// How a module's cases run: never beside another module's (each assumes
 /// the lab as the ones before left it, and some restart libvirtd), and in
 /// the order they are listed.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Schedule {
     /// Side by side with the module's other cases (they only read).
     Together,
@@ -106,38 +106,31 @@ fn main() -> ExitCode {
         }
         eprintln!("lab tests ignored: {reason} (run `scripts/lab up` as root)");
     }
-    // Each case's place in the order and the first place it waits for:
-    // its own (one at a time) or its module's first (side by side).
+    let ignored = lab.is_err();
+    let order = Arc::new(Order::default());
     let mut trials = Vec::new();
-    let mut places = Vec::new();
     let mut runs = 0;
     for (module, Cases { schedule, cases }) in modules {
         let first = runs;
         for (name, run) in cases {
             let name = format!("{module}::{name}");
-            let trial = Trial::test(name.clone(), || Ok(())).with_ignored_flag(lab.is_err());
-            let runs_here = !args.is_filtered_out(&trial) && !args.is_ignored(&trial);
-            let place = runs_here.then(|| {
+            // Whether the harness runs the case (it runs what it neither
+            // filters out nor ignores), asked of a stand-in of its name.
+            let probe = Trial::test(&name, || Ok(())).with_ignored_flag(ignored);
+            // Its place among the cases that run, and the place before
+            // which all must have finished: its own (one at a time) or its
+            // module's first (side by side).
+            let place = (!args.is_filtered_out(&probe) && !args.is_ignored(&probe)).then(|| {
                 runs += 1;
-                let after = if schedule == Schedule::Alone {
-                    runs - 1
-                } else {
-                    first
+                let after = match schedule {
+                    Schedule::Alone => runs - 1,
+                    Schedule::Together => first,
                 };
                 (runs - 1, after)
             });
-            trials.push((name, run, lab.is_err()));
-            places.push(place);
-        }
-    }
-    let order = Arc::new(Order::new(runs));
-    let trials = trials
-        .into_iter()
-        .zip(places)
-        .map(|((name, run, ignored), place)| {
             let order = Arc::clone(&order);
             let label = name.clone();
-            Trial::ignorable_test(name, move || {
+            let trial = Trial::ignorable_test(name, move || {
                 let _turn = place.map(|(at, after)| order.wait(at, after));
                 let outcome = run();
                 if let Ok(Completion::Ignored {
@@ -147,15 +140,16 @@ fn main() -> ExitCode {
                     eprintln!("lab: {label} skipped: {reason}");
                 }
                 outcome
-            })
-            .with_ignored_flag(ignored)
-        })
-        .collect();
+            });
+            trials.push(trial.with_ignored_flag(ignored));
+        }
+    }
     libtest_mimic::run(&args, trials).exit_code()
 }
 
 /// The cases that run, in the order listed: which have finished, and how
 /// many from the first have all finished.
+#[derive(Default)]
 struct Order {
     state: Mutex<(Vec<bool>, usize)>,
     changed: Condvar,
@@ -169,13 +163,6 @@ struct Turn<'a> {
 }
 
 impl Order {
-    fn new(runs: usize) -> Order {
-        Order {
-            state: Mutex::new((vec![false; runs], 0)),
-            changed: Condvar::new(),
-        }
-    }
-
     /// Waits until every case before place `after` has finished. The
     /// harness's threads take cases in the listed order, so the earliest
     /// unfinished case never waits: no deadlock.
@@ -197,6 +184,9 @@ impl Drop for Turn<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let (finished, done) = &mut *state;
+        if finished.len() <= self.at {
+            finished.resize(self.at + 1, false);
+        }
         finished[self.at] = true;
         while finished.get(*done) == Some(&true) {
             *done += 1;
