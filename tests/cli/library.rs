@@ -779,22 +779,13 @@ fn a_name_ending_in_a_blank_is_never_its_neighbour() {
 
 /// `upload` of a 4 MiB ISO `name` (made in `dir`) to the library fleet's
 /// `isos` pool through the fake virsh whose `vol-upload` hangs, writing
-/// the line it hangs on to `mark`; in a process group of its own, stderr
-/// piped.
+/// the line it hangs on to `mark` (as [`upload_command`] starts it).
 fn upload_that_hangs(dir: &Path, name: &str, mark: &Path) -> Command {
-    use std::os::unix::process::CommandExt;
     let iso = iso_file(dir, name, 4 * 1024 * 1024);
-    let mut command = tool();
+    let mut command = upload_command(&library_fleet(), Some("hung-agent-virsh"), &iso, "isos");
     command
-        .args(["-c", &library_fleet(), "--virsh"])
-        .arg(support("hung-agent-virsh"))
-        .arg("upload")
-        .arg(iso)
-        .args(["--pool", "isos"])
         .env("HUNG_COMMAND", "vol-upload")
-        .env("HUNG_MARK", mark)
-        .process_group(0)
-        .stderr(std::process::Stdio::piped());
+        .env("HUNG_MARK", mark);
     command
 }
 
@@ -805,10 +796,7 @@ fn upload_that_hangs(dir: &Path, name: &str, mark: &Path) -> Command {
 fn an_interrupted_upload_cleans_up_and_exits_130() {
     let dir = temp_dir("interrupted-upload");
     let mark = dir.join("sent");
-    let child = upload_that_hangs(&dir, "slow.iso", &mark)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = upload_that_hangs(&dir, "slow.iso", &mark).spawn().unwrap();
     let sent = poll(|| {
         std::fs::read_to_string(&mark)
             .ok()

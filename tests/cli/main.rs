@@ -1,5 +1,5 @@
 //! The integration tests that need no harness of their own (the lab's
-//! targets each run under libtest-mimic): one binary of modules, so that
+//! run under libtest-mimic: tests/lab): one binary of modules, so that
 //! `cargo test` links them once.
 
 #[path = "../common/mod.rs"]

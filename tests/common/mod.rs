@@ -161,6 +161,27 @@ pub fn recorded_calls(log: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `upload FILE --pool POOL` on `uri` as the upload tests start it: in a
+/// process group of its own (a test signals the group, as a terminal's
+/// Ctrl-C reaches every process of the job), stdout and stderr piped;
+/// through the fake virsh `fake` of tests/support where one is named.
+pub fn upload_command(uri: &str, fake: Option<&str>, file: &Path, pool: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = tool();
+    command.args(["-c", uri]);
+    if let Some(fake) = fake {
+        command.arg("--virsh").arg(support(fake));
+    }
+    command
+        .arg("upload")
+        .arg(file)
+        .args(["--pool", pool])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// A sparse file of `size` bytes with the ISO 9660 signature (`CD001`
 /// at byte 32769), which `upload` checks for.
 pub fn iso_file(dir: &Path, name: &str, size: u64) -> PathBuf {
@@ -263,33 +284,6 @@ pub fn ok(output: &Output) -> Result<String, libtest_mimic::Failed> {
         format!("{}{}", stdout(output), stderr(output))
     })?;
     Ok(stdout(output))
-}
-
-/// A lab test target's `main` (libtest-mimic): without the lab every test
-/// is listed as ignored, by name; with `DISMOUNT_LAB_REQUIRED=1` (CI) a
-/// missing lab fails. `threads` caps parallelism for tests that change
-/// the lab's guests.
-pub fn lab_main(
-    tests: Vec<libtest_mimic::Trial>,
-    threads: Option<usize>,
-) -> std::process::ExitCode {
-    let mut args = libtest_mimic::Arguments::from_args();
-    if threads.is_some() {
-        args.test_threads = threads;
-    }
-    let lab = lab_is_up();
-    if let Err(reason) = &lab {
-        if lab_required() {
-            eprintln!("DISMOUNT_LAB_REQUIRED=1 but the lab is not up: {reason}");
-            return std::process::ExitCode::FAILURE;
-        }
-        eprintln!("lab tests ignored: {reason} (run `scripts/lab up` as root)");
-    }
-    let trials = tests
-        .into_iter()
-        .map(|trial| trial.with_ignored_flag(lab.is_err()))
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
 }
 
 /// `DISMOUNT_LAB_REQUIRED=1` (CI): what the lab needs must be there.

@@ -6,35 +6,18 @@
 //! (tests/support/peak-virsh), never timed. Only reads; without the lab every test is reported as
 //! ignored, by name.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use common::*;
-use libtest_mimic::{Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test(
-                "status_over_fifty_simulated_hosts_and_two_qemu_hosts_stays_within_the_bound",
-                status_over_fifty_simulated_hosts_and_two_qemu_hosts_stays_within_the_bound,
-            ),
-            Trial::test(
-                "isos_and_a_dry_run_eject_over_fifty_hosts_cover_every_host",
-                isos_and_a_dry_run_eject_over_fifty_hosts_cover_every_host,
-            ),
-            Trial::test(
-                "each_hung_host_is_one_error_line_and_the_others_answer",
-                each_hung_host_is_one_error_line_and_the_others_answer,
-            ),
-        ],
-        // Each test starts up to 2 × the budget processes of its own:
-        // side by side they would measure each other.
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    // Each test starts up to 2 × the budget processes of its own:
+    // side by side they would measure each other.
+    cases!(Alone; status_over_fifty_simulated_hosts_and_two_qemu_hosts_stays_within_the_bound, isos_and_a_dry_run_eject_over_fifty_hosts_cover_every_host, each_hung_host_is_one_error_line_and_the_others_answer)
 }
 
 /// `--max-connections`' default.

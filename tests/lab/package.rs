@@ -5,22 +5,15 @@
 //! It changes the machine's packages, so it runs only where the lab does
 //! (root, CI); elsewhere it is reported as ignored, by name.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
-use common::*;
-use libtest_mimic::{Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![Trial::test(
-            "the_debian_package_installs_works_and_removes_cleanly",
-            the_debian_package_installs_works_and_removes_cleanly,
-        )],
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    cases!(Alone; the_debian_package_installs_works_and_removes_cleanly)
 }
 
 fn apt(args: &[&str]) -> Result<(), Failed> {

@@ -6,52 +6,17 @@
 //! promtool, Prometheus and systemd-analyze come with `scripts/lab up`.
 //! Without the lab every test is reported as ignored, by name.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
-use libtest_mimic::{Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test(
-                "promtool_accepts_the_lab_and_400_test_domains",
-                promtool_accepts_the_lab_and_400_test_domains,
-            ),
-            Trial::test("prometheus_scrapes_serve", prometheus_scrapes_serve),
-            Trial::test(
-                "guest_filesystem_series_match_guestinfo",
-                guest_filesystem_series_match_guestinfo,
-            ),
-            Trial::test(
-                "lab_pool_series_match_pool_info",
-                lab_pool_series_match_pool_info,
-            ),
-            Trial::test(
-                "every_dashboard_query_evaluates",
-                every_dashboard_query_evaluates,
-            ),
-            Trial::test(
-                "prometheus_scrapes_serve_over_https_with_basic_auth",
-                prometheus_scrapes_serve_over_https_with_basic_auth,
-            ),
-            Trial::test(
-                "prometheus_finds_each_hypervisors_serve_by_file_sd",
-                prometheus_finds_each_hypervisors_serve_by_file_sd,
-            ),
-            Trial::test(
-                "prometheus_scrapes_two_shards_of_the_hosts",
-                prometheus_scrapes_two_shards_of_the_hosts,
-            ),
-            Trial::test("systemd_unit_verifies", systemd_unit_verifies),
-        ],
-        None,
-    )
+pub fn cases() -> Cases {
+    cases!(Together; promtool_accepts_the_lab_and_400_test_domains, prometheus_scrapes_serve, guest_filesystem_series_match_guestinfo, lab_pool_series_match_pool_info, every_dashboard_query_evaluates, prometheus_scrapes_serve_over_https_with_basic_auth, prometheus_finds_each_hypervisors_serve_by_file_sd, prometheus_scrapes_two_shards_of_the_hosts, systemd_unit_verifies)
 }
 
 /// `serve` on the lab's libvirtd and on fleet-400.xml, once both scanned.

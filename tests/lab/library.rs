@@ -7,93 +7,24 @@
 //! grows or is rewritten mid-upload leave no volume it created; the file
 //! that is the volume itself is never replaced; two uploads of one name
 //! at once leave the winner's bytes whole; `mount --upload` into a
-//! scratch domain of this file's own (`lab-upload-vm`, never started); deletions refused while a lab guest holds the ISO, live or
+//! scratch domain of this module's own (`lab-upload-vm`, never started); deletions refused while a lab guest holds the ISO, live or
 //! only in its config, with no guest's XML changed. The lab guests'
 //! drives and the `lab-isos` pool's ISOs are never changed: the refusals
 //! on them run with `--dry-run` besides, so even a broken refusal would
 //! delete nothing. Another developer's `bench-*` domains and pools may
 //! come and go: nothing here counts domains or reads others' pools.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use common::*;
-use libtest_mimic::{Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 use serde_json::Value;
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test("library_json_matches_vol_list_and_domblklist", || {
-                library_matches_ground_truth(LAB_URI)
-            }),
-            Trial::test("library_json_matches_over_ssh", || {
-                library_matches_ground_truth(&lab_ssh_uri())
-            }),
-            Trial::test(
-                "upload_over_ssh_stores_the_files_bytes",
-                upload_over_ssh_stores_the_files_bytes,
-            ),
-            Trial::test("an_inactive_pool_is_refused", an_inactive_pool_is_refused),
-            Trial::test(
-                "a_pool_freed_behind_libvirts_back_takes_the_upload",
-                a_pool_freed_behind_libvirts_back_takes_the_upload,
-            ),
-            Trial::test(
-                "an_interrupted_upload_leaves_no_volume",
-                an_interrupted_upload_leaves_no_volume,
-            ),
-            Trial::test(
-                "a_file_that_shrinks_mid_upload_leaves_no_volume",
-                a_file_that_shrinks_mid_upload_leaves_no_volume,
-            ),
-            Trial::test(
-                "a_file_rewritten_or_grown_mid_upload_leaves_no_volume",
-                a_file_rewritten_or_grown_mid_upload_leaves_no_volume,
-            ),
-            Trial::test(
-                "the_volume_itself_is_never_replaced",
-                the_volume_itself_is_never_replaced,
-            ),
-            Trial::test(
-                "a_failed_create_deletes_nothing",
-                a_failed_create_deletes_nothing,
-            ),
-            Trial::test(
-                "two_uploads_of_one_name_at_once_one_wins_whole",
-                two_uploads_of_one_name_at_once_one_wins_whole,
-            ),
-            Trial::test(
-                "an_upload_interrupted_at_each_moment_says_what_it_did",
-                an_upload_interrupted_at_each_moment_says_what_it_did,
-            ),
-            Trial::test(
-                "a_mount_after_an_upload_that_fails_names_commands_that_work",
-                a_mount_after_an_upload_that_fails_names_commands_that_work,
-            ),
-            Trial::test(
-                "the_readmes_library_recipes_run",
-                the_readmes_library_recipes_run,
-            ),
-            Trial::test(
-                "delete_is_refused_while_held_live_or_in_the_config",
-                delete_is_refused_while_held_live_or_in_the_config,
-            ),
-            Trial::test(
-                "a_foreign_pool_is_read_exactly_and_left_out_of_the_truth",
-                a_foreign_pool_is_read_exactly_and_left_out_of_the_truth,
-            ),
-            Trial::test(
-                "a_volume_in_a_disk_or_floppy_is_held",
-                a_volume_in_a_disk_or_floppy_is_held,
-            ),
-        ],
-        // The tests share the one `lab-upload` pool.
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    // The tests share the one `lab-upload` pool.
+    cases!(Alone; library_json_matches_vol_list_and_domblklist, library_json_matches_over_ssh, upload_over_ssh_stores_the_files_bytes, an_inactive_pool_is_refused, a_pool_freed_behind_libvirts_back_takes_the_upload, an_interrupted_upload_leaves_no_volume, a_file_that_shrinks_mid_upload_leaves_no_volume, a_file_rewritten_or_grown_mid_upload_leaves_no_volume, the_volume_itself_is_never_replaced, a_failed_create_deletes_nothing, two_uploads_of_one_name_at_once_one_wins_whole, an_upload_interrupted_at_each_moment_says_what_it_did, a_mount_after_an_upload_that_fails_names_commands_that_work, the_readmes_library_recipes_run, delete_is_refused_while_held_live_or_in_the_config, a_foreign_pool_is_read_exactly_and_left_out_of_the_truth, a_volume_in_a_disk_or_floppy_is_held)
 }
 
 const POOL: &str = "lab-upload";
@@ -241,6 +172,14 @@ fn lab_pool_isos(uri: &str) -> Result<Vec<(String, String, String)>, Failed> {
         }
     }
     Ok(truth)
+}
+
+fn library_json_matches_vol_list_and_domblklist() -> Result<(), Failed> {
+    library_matches_ground_truth(LAB_URI)
+}
+
+fn library_json_matches_over_ssh() -> Result<(), Failed> {
+    library_matches_ground_truth(&lab_ssh_uri())
 }
 
 fn library_matches_ground_truth(uri: &str) -> Result<(), Failed> {
@@ -420,14 +359,7 @@ fn a_pool_freed_behind_libvirts_back_takes_the_upload() -> Result<(), Failed> {
 /// Starts an upload of a 1 GiB file over ssh (about ten seconds on the
 /// lab) and returns once its volume exists.
 fn upload_under_way(file: &Path) -> std::process::Child {
-    use std::os::unix::process::CommandExt;
-    let child = tool()
-        .args(["-c", &lab_ssh_uri(), "upload"])
-        .arg(file)
-        .args(["--pool", POOL])
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let child = upload_command(&lab_ssh_uri(), None, file, POOL)
         .spawn()
         .unwrap();
     let name = file.file_name().unwrap().to_str().unwrap().to_owned();
@@ -792,18 +724,8 @@ fn faulty_upload(
     env: &[(&str, &Path)],
     vars: &[(&str, &str)],
 ) -> std::process::Child {
-    use std::os::unix::process::CommandExt;
-    let mut command = tool();
-    command
-        .args(["-c", LAB_URI, "--virsh"])
-        .arg(support("hung-agent-virsh"))
-        .arg("upload")
-        .arg(file)
-        .args(["--pool", POOL])
-        .args(extra)
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    let mut command = upload_command(LAB_URI, Some("hung-agent-virsh"), file, POOL);
+    command.args(extra);
     for (key, path) in env {
         command.env(key, path);
     }
@@ -995,12 +917,8 @@ fn two_uploads_of_one_name_at_once_one_wins_whole() -> Result<(), Failed> {
     let children: Vec<std::process::Child> = files
         .iter()
         .map(|file| {
-            tool()
-                .args(["-c", &lab_ssh_uri(), "upload"])
-                .arg(file)
-                .args(["--pool", POOL, "--verify"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
+            upload_command(&lab_ssh_uri(), None, file, POOL)
+                .arg("--verify")
                 .spawn()
                 .unwrap()
         })
@@ -1163,7 +1081,7 @@ fn an_upload_interrupted_at_each_moment_says_what_it_did() -> Result<(), Failed>
     Ok(())
 }
 
-/// A shut-off domain of this file's own with one empty CD-ROM (hdc),
+/// A shut-off domain of this module's own with one empty CD-ROM (hdc),
 /// defined on the lab and never started; undefined when dropped.
 struct ScratchVm;
 

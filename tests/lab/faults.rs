@@ -1,37 +1,14 @@
 //! End-to-end faults under a live virsh session, against the real lab:
 //! libvirtd restarted, the session's ssh killed. They disturb every other
-//! user of the lab, so they run one at a time, in a test target of their
-//! own. Without the lab every test is reported as ignored, by name.
+//! user of the lab, so they run one at a time, never beside another
+//! module's cases. Without the lab every test is reported as ignored, by name.
 
-mod common;
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 
-use std::process::ExitCode;
-
-use common::*;
-use libtest_mimic::{Failed, Trial};
-
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test(
-                "a_live_session_survives_a_libvirtd_restart",
-                a_live_session_survives_a_libvirtd_restart,
-            ),
-            Trial::test(
-                "a_live_session_survives_its_ssh_being_killed",
-                a_live_session_survives_its_ssh_being_killed,
-            ),
-            Trial::test(
-                "healthz_follows_a_host_that_goes_away_and_comes_back",
-                healthz_follows_a_host_that_goes_away_and_comes_back,
-            ),
-            Trial::test(
-                "an_unprivileged_user_gets_one_clear_line",
-                an_unprivileged_user_gets_one_clear_line,
-            ),
-        ],
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    cases!(Alone; a_live_session_survives_a_libvirtd_restart, a_live_session_survives_its_ssh_being_killed, healthz_follows_a_host_that_goes_away_and_comes_back, an_unprivileged_user_gets_one_clear_line)
 }
 
 /// libvirtd restarts while the menu's virsh session is idle: the next

@@ -1,70 +1,20 @@
-//! End-to-end tests against the real libvirt + QEMU lab (`scripts/lab up`):
-//! real guests, a real qemu-ga. Without the lab every test is reported as
+//! What the tool reads of the lab's guests (`scripts/lab up`): `status`,
+//! the menu and completion against virsh's ground truth, on real guests
+//! with a real qemu-ga. Without the lab every test is reported as
 //! ignored, by name; with `DISMOUNT_LAB_REQUIRED=1` (CI) a missing lab fails.
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::ExitCode;
 
-use common::*;
-use libtest_mimic::{Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 use serde_json::{Value, json};
 
 const LAB_PRETTY_NAME: &str = "Dismount Lab Linux 1.0";
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test(
-                "status_rows_match_virsh_ground_truth",
-                status_rows_match_virsh_ground_truth,
-            ),
-            Trial::test("agent_names_the_os", agent_names_the_os),
-            Trial::test(
-                "guest_without_agent_channel_fails_fast",
-                guest_without_agent_channel_fails_fast,
-            ),
-            Trial::test(
-                "shut_off_guest_has_no_cpu_time",
-                shut_off_guest_has_no_cpu_time,
-            ),
-            Trial::test(
-                "blocked_osinfo_falls_back_to_os_release",
-                blocked_osinfo_falls_back_to_os_release,
-            ),
-            Trial::test(
-                "guest_filesystems_match_guestinfo_ground_truth",
-                guest_filesystems_match_guestinfo_ground_truth,
-            ),
-            Trial::test(
-                "blocked_fsinfo_is_a_reason_not_a_figure",
-                blocked_fsinfo_is_a_reason_not_a_figure,
-            ),
-            Trial::test(
-                "the_menu_on_a_wide_terminal_shows_the_disks",
-                the_menu_on_a_wide_terminal_shows_the_disks,
-            ),
-            Trial::test(
-                "no_agent_falls_back_to_libosinfo_metadata",
-                no_agent_falls_back_to_libosinfo_metadata,
-            ),
-            Trial::test(
-                "status_over_ssh_matches_local",
-                status_over_ssh_matches_local,
-            ),
-            Trial::test(
-                "rescan_gives_cpu_percent_of_running_guests",
-                rescan_gives_cpu_percent_of_running_guests,
-            ),
-            Trial::test(
-                "bash_completes_lab_guests_and_pool_isos",
-                bash_completes_lab_guests_and_pool_isos,
-            ),
-        ],
-        None,
-    )
+pub fn cases() -> Cases {
+    cases!(Together; status_rows_match_virsh_ground_truth, agent_names_the_os, guest_without_agent_channel_fails_fast, shut_off_guest_has_no_cpu_time, blocked_osinfo_falls_back_to_os_release, guest_filesystems_match_guestinfo_ground_truth, blocked_fsinfo_is_a_reason_not_a_figure, the_menu_on_a_wide_terminal_shows_the_disks, no_agent_falls_back_to_libosinfo_metadata, status_over_ssh_matches_local, rescan_gives_cpu_percent_of_running_guests, bash_completes_lab_guests_and_pool_isos)
 }
 
 /// `status --json` on the lab, as name → row, lab guests only (an admin's

@@ -4,54 +4,15 @@
 //! (lab-locked), and UEFI firmware (lab-uefi, shut off). Each test puts the
 //! lab back as it found it; they run one at a time.
 
-mod common;
-
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::Cases;
+use crate::common::*;
 use dismount_iso_qemu::virsh::domxml::parse_domain_xml;
-use libtest_mimic::{Failed, Trial};
+use libtest_mimic::Failed;
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test(
-                "isos_shows_each_shapes_target_and_bus",
-                isos_shows_each_shapes_target_and_bus,
-            ),
-            Trial::test("status_lists_the_new_shapes", status_lists_the_new_shapes),
-            Trial::test(
-                "mount_and_eject_on_sata_and_scsi",
-                mount_and_eject_on_sata_and_scsi,
-            ),
-            Trial::test(
-                "a_locked_tray_refuses_eject_naming_force",
-                a_locked_tray_refuses_eject_naming_force,
-            ),
-            Trial::test(
-                "eject_force_ejects_a_locked_tray",
-                eject_force_ejects_a_locked_tray,
-            ),
-            Trial::test(
-                "an_acpi_shutdown_powers_a_guest_off",
-                an_acpi_shutdown_powers_a_guest_off,
-            ),
-            Trial::test(
-                "serve_exports_each_shapes_media_series",
-                serve_exports_each_shapes_media_series,
-            ),
-            Trial::test(
-                "attach_on_q35_goes_into_the_config_only",
-                attach_on_q35_goes_into_the_config_only,
-            ),
-            Trial::test(
-                "attach_on_a_scsi_controller_is_hot_plugged",
-                attach_on_a_scsi_controller_is_hot_plugged,
-            ),
-        ],
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    cases!(Alone; isos_shows_each_shapes_target_and_bus, status_lists_the_new_shapes, mount_and_eject_on_sata_and_scsi, a_locked_tray_refuses_eject_naming_force, eject_force_ejects_a_locked_tray, an_acpi_shutdown_powers_a_guest_off, serve_exports_each_shapes_media_series, attach_on_q35_goes_into_the_config_only, attach_on_a_scsi_controller_is_hot_plugged)
 }
 
 /// A drive's media in the live XML (`None` for a shut-off guest) and the

@@ -7,57 +7,23 @@
 //! lab itself over `qemu+ssh://` (a remote host: only its pools are
 //! known) and against a test-driver host written here (the lab pool's
 //! directory, one ISO of its size, one of another, one missing). Copies
-//! (`--fix copy`) go from a pool of this file's own on the lab
+//! (`--fix copy`) go from a pool of this module's own on the lab
 //! (`scratch-migrate-src`) to the pool of that name it makes on the lab's
 //! second host (LAB_SECOND_URI: another user's qemu:///session over the
 //! lab's sshd), streamed. The lab's guests, and its `lab-isos` pool, are
-//! never touched; what this file defines it removes again.
-
-mod common;
+//! never touched; what this module defines it removes again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use common::*;
-use libtest_mimic::{Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::Failed;
 use serde_json::Value;
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test(
-                "the_lab_over_ssh_as_destination",
-                the_lab_over_ssh_as_destination,
-            ),
-            Trial::test(
-                "a_test_driver_host_as_destination",
-                a_test_driver_host_as_destination,
-            ),
-            Trial::test(
-                "fix_eject_ejects_what_blocks_and_nothing_else",
-                fix_eject_ejects_what_blocks_and_nothing_else,
-            ),
-            Trial::test(
-                "a_copy_streamed_over_ssh_has_the_sources_bytes",
-                a_copy_streamed_over_ssh_has_the_sources_bytes,
-            ),
-            Trial::test(
-                "an_interrupted_copy_leaves_no_volume",
-                an_interrupted_copy_leaves_no_volume,
-            ),
-            Trial::test(
-                "a_copy_terminated_alone_leaves_no_volume_and_no_child",
-                a_copy_terminated_alone_leaves_no_volume_and_no_child,
-            ),
-            Trial::test(
-                "two_copies_at_once_one_wins_whole",
-                two_copies_at_once_one_wins_whole,
-            ),
-        ],
-        // One scratch domain and pool for all: one test at a time.
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    // One scratch domain and pool for all: one test at a time.
+    cases!(Alone; the_lab_over_ssh_as_destination, a_test_driver_host_as_destination, fix_eject_ejects_what_blocks_and_nothing_else, a_copy_streamed_over_ssh_has_the_sources_bytes, an_interrupted_copy_leaves_no_volume, a_copy_terminated_alone_leaves_no_volume_and_no_child, two_copies_at_once_one_wins_whole)
 }
 
 const VM: &str = "scratch-migrate-vm";

@@ -1,5 +1,5 @@
 //! `boot-iso` on the lab's libvirtd with real guests: scratch domains of
-//! the shapes real hosts run (tests/lab_boot/*.xml.in: q35 BIOS with a
+//! the shapes real hosts run (tests/lab/boot/*.xml.in: q35 BIOS with a
 //! SATA CD-ROM and `<os><boot dev>`, q35 UEFI with per-device order, `pc`
 //! without a CD-ROM; each booting the lab's kernel directly), started
 //! from the lab's rescue ISO, locally and over ssh. Each test checks the
@@ -8,14 +8,13 @@
 //! afterwards boots as before. Each scratch domain is removed at the end
 //! of its test, and at the start if an earlier run left it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::*;
-use libtest_mimic::{Completion, Failed, Trial};
+use crate::Cases;
+use crate::common::*;
+use libtest_mimic::{Completion, Failed};
 
 /// What grub of the lab's rescue ISO prints on the serial console
 /// (`scripts/lab env`: LAB_RESCUE_MARKER).
@@ -30,35 +29,8 @@ const LAB_MARKER: &str = "dismount_iso_qemu lab";
 /// deadline for a wait, not a timing assertion).
 const BOOT_DEADLINE: Duration = Duration::from_secs(180);
 
-fn main() -> ExitCode {
-    lab_main(
-        vec![
-            Trial::test("bios_q35_sata_os_boot_and_direct_kernel", || {
-                bios_q35_sata_os_boot_and_direct_kernel()
-            }),
-            Trial::test("uefi_per_device_order_from_a_pool_volume", || {
-                uefi_per_device_order_from_a_pool_volume()
-            }),
-            Trial::test("pc_without_cdrom_gets_an_ide_drive_for_the_start", || {
-                pc_without_cdrom_gets_an_ide_drive_for_the_start()
-            }),
-            Trial::test("over_ssh_bios_and_uefi", over_ssh_bios_and_uefi),
-            Trial::test("refusals_change_nothing", refusals_change_nothing),
-            Trial::test("a_transient_vm_is_refused", a_transient_vm_is_refused),
-            Trial::test(
-                "secure_boot_is_said_in_the_plan",
-                secure_boot_is_said_in_the_plan,
-            ),
-            Trial::test(
-                "restart_leaves_a_guest_that_ignores_acpi_running",
-                restart_leaves_a_guest_that_ignores_acpi_running,
-            ),
-            Trial::ignorable_test("restart_shuts_down_by_acpi_then_boots_the_iso", || {
-                restart_shuts_down_by_acpi_then_boots_the_iso()
-            }),
-        ],
-        Some(1),
-    )
+pub fn cases() -> Cases {
+    cases!(Alone; bios_q35_sata_os_boot_and_direct_kernel, uefi_per_device_order_from_a_pool_volume, pc_without_cdrom_gets_an_ide_drive_for_the_start, over_ssh_bios_and_uefi, refusals_change_nothing, a_transient_vm_is_refused, secure_boot_is_said_in_the_plan, restart_leaves_a_guest_that_ignores_acpi_running, restart_shuts_down_by_acpi_then_boots_the_iso)
 }
 
 /// One scratch domain of the lab, removed (with its NVRAM) when dropped.
@@ -69,7 +41,7 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// `lab-boot-NAME` from tests/lab_boot/SHAPE.xml.in, with a disk of
+    /// `lab-boot-NAME` from tests/lab/boot/SHAPE.xml.in, with a disk of
     /// its own and its console log in a folder of its own; `edit` changes
     /// the XML before it is defined.
     fn define(shape: &str, name: &str, edit: impl FnOnce(String) -> String) -> Self {
@@ -82,7 +54,7 @@ impl Scratch {
             .expect("a scratch disk");
         let console = dir.join("console.log");
         let template =
-            std::fs::read_to_string(root().join(format!("tests/lab_boot/{shape}.xml.in")))
+            std::fs::read_to_string(root().join(format!("tests/lab/boot/{shape}.xml.in")))
                 .expect("the shape's template");
         let xml = edit(
             template
