@@ -45,7 +45,7 @@ mod tests {
     use super::*;
     use crate::testing::fixture;
 
-    /// Captured from lab_boot's BIOS guest started by `boot-iso`.
+    /// Captured from the lab boot tests' BIOS guest started by `boot-iso`.
     #[test]
     fn a_start_from_an_iso_is_seen_in_the_live_xml() {
         assert_eq!(

@@ -1,7 +1,7 @@
 //! `boot-iso` as a binary against the real virsh on libvirt's test driver:
 //! every refusal is one line, exit 1, and no virsh call that changes
 //! anything (counting-virsh records them); `--dry-run` prints the exact
-//! commands. The starts themselves run on the lab (tests/lab_boot.rs).
+//! commands. The starts themselves run on the lab (tests/lab/boot.rs).
 
 use crate::common::*;
 

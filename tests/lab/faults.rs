@@ -15,12 +15,14 @@ pub fn cases() -> Cases {
 /// Rescan still gives the full table, with no error.
 fn a_live_session_survives_a_libvirtd_restart() -> Result<(), Failed> {
     let pid_file = "/run/libvirtd.pid";
+    // Read while libvirtd answers: the guests' kernel names it.
+    let lab = lab_dir();
     survive_under_a_live_session(LAB_URI, |_| {
         let pid: i32 = std::fs::read_to_string(pid_file)?.trim().parse()?;
         // SAFETY: kill(2) on the lab's own libvirtd.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         wait_until(|| std::fs::metadata(format!("/proc/{pid}")).is_err())?;
-        let up = run(std::process::Command::new(root().join("scripts/lab")).arg("up"));
+        let up = run(&mut lab_up(&lab));
         check(up.status.success(), || stderr(&up))
     })
 }
@@ -52,11 +54,12 @@ fn healthz_follows_a_host_that_goes_away_and_comes_back() -> Result<(), Failed> 
     let uri = lab_ssh_uri();
     let serving = Serving::start(tool().args(["-c", &uri, "--cache-ttl", "1s"]));
     serving.wait_for("/healthz", |status, _| status == 200);
-    let sshd_pid: i32 = std::fs::read_to_string(lab_dir().join("ssh/sshd.pid"))?
+    let lab = lab_dir();
+    let sshd_pid: i32 = std::fs::read_to_string(lab.join("ssh/sshd.pid"))?
         .trim()
         .parse()?;
     // Whatever happens below, the lab gets its sshd back.
-    let _restore = RestartLabOnDrop;
+    let _restore = RestartLabOnDrop(lab.clone());
     // SAFETY: kill(2) on the lab's own sshd (scripts/lab up restarts it).
     unsafe { libc::kill(sshd_pid, libc::SIGTERM) };
     wait_until(|| std::fs::metadata(format!("/proc/{sshd_pid}")).is_err())?;
@@ -76,7 +79,7 @@ fn healthz_follows_a_host_that_goes_away_and_comes_back() -> Result<(), Failed> 
             && metrics.contains(&format!("dismount_host_scan_success{{uri=\"{public}\"}} 0")),
         || format!("after the failure:\n{metrics}"),
     )?;
-    let up = run(std::process::Command::new(root().join("scripts/lab")).arg("up"));
+    let up = run(&mut lab_up(&lab));
     check(up.status.success(), || stderr(&up))?;
     serving.wait_for("/healthz", |status, _| status == 200);
     Ok(())
@@ -125,13 +128,22 @@ impl Drop for RemoveUserOnDrop {
     }
 }
 
-/// `scripts/lab up` when dropped: it restarts what a test stopped.
-struct RestartLabOnDrop;
+/// `scripts/lab up` for the lab in `lab` (its LAB_DIR): the lab this
+/// run's guests use, whichever checkout the tests were built in (its own
+/// default, `<checkout>/.lab`, would move the lab's pool and drives there).
+fn lab_up(lab: &std::path::Path) -> std::process::Command {
+    let mut up = std::process::Command::new(root().join("scripts/lab"));
+    up.arg("up").env("LAB_DIR", lab);
+    up
+}
+
+/// `scripts/lab up` of the lab in its LAB_DIR when dropped: it restarts
+/// what a test stopped.
+struct RestartLabOnDrop(std::path::PathBuf);
 
 impl Drop for RestartLabOnDrop {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(root().join("scripts/lab"))
-            .arg("up")
+        let _ = lab_up(&self.0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();

@@ -1,4 +1,4 @@
-//! `plan_boot` over the XML libvirt wrote for the lab_boot test's guests
+//! `plan_boot` over the XML libvirt wrote for the lab boot tests' guests
 //! (fixtures/README.md says how they were captured), and the El Torito
 //! check over the lab ISOs' sector 17.
 
