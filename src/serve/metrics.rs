@@ -6,13 +6,15 @@
 //! `domstats` block through the tables below (field → series), which the
 //! metric table of docs/serve.md mirrors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Result;
 use prometheus::{CounterVec, GaugeVec, Opts, Registry, TextEncoder};
 
 use super::{HostState, Scan};
+use crate::mutex::lock;
 use crate::probe::OsSource;
 use crate::virsh::DomainState;
 use crate::virsh::stats::entries;
@@ -341,9 +343,26 @@ pub struct Part {
 
 #[derive(Debug)]
 struct Family {
-    name: String,
-    header: String,
-    samples: String,
+    name: Arc<str>,
+    /// Shared by every part ([`shared`]): it depends on the family alone.
+    header: Arc<str>,
+    /// Exactly as long as it is: a thousand hosts keep theirs.
+    samples: Box<str>,
+}
+
+/// One copy of `text` for every part that holds it: a family's name and
+/// `# HELP`/`# TYPE` lines are the same for every host, and a copy per
+/// host and family was most of a host's memory under `serve` (they are
+/// as many as the families: the set stays small).
+fn shared(text: &str) -> Arc<str> {
+    static TEXTS: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+    let mut texts = lock(TEXTS.get_or_init(Mutex::default));
+    if let Some(text) = texts.get(text) {
+        return Arc::clone(text);
+    }
+    let text: Arc<str> = Arc::from(text);
+    texts.insert(Arc::clone(&text));
+    text
 }
 
 /// A registry's series as a [`Part`].
@@ -353,7 +372,7 @@ fn encode(registry: &Registry) -> Result<Part> {
         .gather()
         .into_iter()
         .map(|family| {
-            let mut text = encoder.encode_to_string(std::slice::from_ref(&family))?;
+            let text = encoder.encode_to_string(std::slice::from_ref(&family))?;
             // Every family here has a help text: the header is its two
             // lines, `# HELP` and `# TYPE`.
             let header_end = text
@@ -361,11 +380,11 @@ fn encode(registry: &Registry) -> Result<Part> {
                 .nth(1)
                 .map(|(at, _)| at + 1)
                 .ok_or_else(|| anyhow::anyhow!("{} has no # HELP line", family.name()))?;
-            let samples = text.split_off(header_end);
+            let (header, samples) = text.split_at(header_end);
             Ok(Family {
-                name: family.name().to_owned(),
-                header: text,
-                samples,
+                name: shared(family.name()),
+                header: shared(header),
+                samples: samples.into(),
             })
         })
         .collect::<Result<_>>()?;
@@ -775,6 +794,15 @@ mod tests {
             "{page}"
         );
         assert_eq!(assemble([]), "");
+        // Every part holds its own samples, but one copy of each family's
+        // name and header lines, whichever host encoded it.
+        let [first, second] = &parts;
+        assert_eq!(first.families.len(), second.families.len());
+        for (one, other) in first.families.iter().zip(&second.families) {
+            assert!(Arc::ptr_eq(&one.header, &other.header), "{}", one.header);
+            assert!(Arc::ptr_eq(&one.name, &other.name), "{}", one.name);
+            assert_ne!(one.samples, other.samples);
+        }
     }
 
     /// Counters end in `_total` and gauges do not (promtool's rule), no
