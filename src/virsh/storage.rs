@@ -72,9 +72,7 @@ impl Virsh {
         if xmls.command_count() == 0 {
             return Ok(Vec::new());
         }
-        let active = std::iter::repeat(true)
-            .take(uuids.active.len())
-            .chain(std::iter::repeat(false));
+        let active = std::iter::repeat_n(true, uuids.active.len()).chain(std::iter::repeat(false));
         Ok(active
             .zip(self.run_batch(&xmls)?)
             .filter_map(|(active, xml)| volumes::parse_pool_xml(&xml?, active))
