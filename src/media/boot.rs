@@ -55,7 +55,9 @@ struct Edit {
     text: String,
 }
 
-/// A value made safe inside a single-quoted XML attribute.
+/// A value made safe inside a single-quoted XML attribute. A tab, newline
+/// or carriage return as a character reference: written as it is, XML's
+/// attribute normalization reads it back as a space (another path).
 fn attribute_value(value: &str) -> String {
     value
         .replace('&', "&amp;")
@@ -63,6 +65,9 @@ fn attribute_value(value: &str) -> String {
         .replace('>', "&gt;")
         .replace('\'', "&apos;")
         .replace('"', "&quot;")
+        .replace('\t', "&#9;")
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
 }
 
 fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
@@ -230,7 +235,12 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
             let empty: Vec<Node> = cdroms
                 .iter()
                 .copied()
-                .filter(|d| child(*d, "source").is_none_or(|s| s.attributes().len() == 0))
+                // libvirt writes an empty drive's startup policy as
+                // `<source startupPolicy='optional'/>`: no media named.
+                .filter(|d| {
+                    child(*d, "source")
+                        .is_none_or(|s| s.attributes().all(|a| a.name() == "startupPolicy"))
+                })
                 .collect();
             match empty[..] {
                 [one] => Some(one),

@@ -404,3 +404,39 @@ fn the_largest_boot_order_follows_without_overflow() {
         plan.changes
     );
 }
+
+/// A tab, newline or carriage return in the ISO's path is written as a
+/// character reference: a literal one in an attribute reads back as a
+/// space (XML's attribute normalization), another file's name (before:
+/// `/isos/a b.iso` was started).
+#[test]
+fn an_iso_path_with_a_newline_or_tab_reads_back() {
+    let iso = "/isos/a\nb\tc\rd.iso";
+    let plan = plan_boot(&fixture("pc"), iso, None).unwrap();
+    let parsed = parse_domain_xml(&plan.xml).unwrap();
+    assert_eq!(
+        parsed.drive(&plan.target).unwrap().media,
+        Some(Media::File(iso.into()))
+    );
+}
+
+/// An empty CD-ROM with a startup policy: libvirt writes it
+/// `<source startupPolicy='optional'/>` (the test driver's
+/// `dumpxml --inactive` shows it so), and it is the empty drive taken
+/// (before: it read as full, and a second CD-ROM was added).
+#[test]
+fn an_empty_cdrom_with_a_startup_policy_is_empty() {
+    let config = "<domain><name>x</name><os><type machine='pc-i440fx-7.2'>hvm</type></os><devices>\
+        <disk type='file' device='cdrom'>\n<source startupPolicy='optional'/>\n\
+        <target dev='hdc' bus='ide'/>\n<readonly/>\n\
+        <address type='drive' controller='0' bus='1' target='0' unit='0'/>\n</disk>\n\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    assert_eq!(plan.target, "hdc");
+    let parsed = parse_domain_xml(&plan.xml).unwrap();
+    assert_eq!(parsed.drives.len(), 1, "{}", plan.xml);
+    assert_eq!(
+        parsed.drive("hdc").unwrap().media,
+        Some(Media::File(ISO.into()))
+    );
+}
