@@ -55,9 +55,7 @@ struct Edit {
     text: String,
 }
 
-/// A value made safe inside a single-quoted XML attribute. A tab, newline
-/// or carriage return as a character reference: written as it is, XML's
-/// attribute normalization reads it back as a space (another path).
+/// A value made safe inside a single-quoted XML attribute.
 fn attribute_value(value: &str) -> String {
     value
         .replace('&', "&amp;")
@@ -65,9 +63,6 @@ fn attribute_value(value: &str) -> String {
         .replace('>', "&gt;")
         .replace('\'', "&apos;")
         .replace('"', "&quot;")
-        .replace('\t', "&#9;")
-        .replace('\n', "&#10;")
-        .replace('\r', "&#13;")
 }
 
 fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
