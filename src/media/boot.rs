@@ -230,7 +230,12 @@ pub fn plan_boot(config: &str, iso: &str, target: Option<&str>) -> Result<BootPl
             let empty: Vec<Node> = cdroms
                 .iter()
                 .copied()
-                .filter(|d| child(*d, "source").is_none_or(|s| s.attributes().len() == 0))
+                // libvirt writes an empty drive's startup policy as
+                // `<source startupPolicy='optional'/>`: no media named.
+                .filter(|d| {
+                    child(*d, "source")
+                        .is_none_or(|s| s.attributes().all(|a| a.name() == "startupPolicy"))
+                })
                 .collect();
             match empty[..] {
                 [one] => Some(one),

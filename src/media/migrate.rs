@@ -39,6 +39,18 @@ impl Storage {
         self.pools.iter().find(|pool| pool.name == name)
     }
 
+    /// `wanted`, or with `-2`, `-3`, … after it: a name no pool of this
+    /// host has (`pool-define-as` of a taken one fails).
+    fn unused_pool_name(&self, wanted: String) -> String {
+        if self.pool(&wanted).is_none() {
+            return wanted;
+        }
+        (2..)
+            .map(|n| format!("{wanted}-{n}"))
+            .find(|name| self.pool(name).is_none())
+            .expect("a free name among endless ones")
+    }
+
     /// The pool whose directory holds `path` (a directory pool is flat:
     /// the file's own directory), active ones first.
     fn pool_holding(&self, path: &str) -> Option<&Pool> {
@@ -353,6 +365,7 @@ fn find(media: &Media, size: Option<u64>, source: &Storage, dest: &Storage) -> O
                                 .map(|dir| dir.to_string_lossy().into_owned())
                         })
                         .unwrap_or_else(|| "isos".to_owned());
+                    let pool = dest.unused_pool_name(pool);
                     Some(Finding {
                         define: dir.map(|dir| (pool, dir)),
                         ..finding(
@@ -852,8 +865,33 @@ mod tests {
         assert_eq!(
             not_checkable.drives[0].fix,
             [
-                "virsh -c qemu+ssh://kvm2/system pool-define-as isos dir --target /opt/isos",
-                "virsh -c qemu+ssh://kvm2/system pool-start isos",
+                "virsh -c qemu+ssh://kvm2/system pool-define-as isos-2 dir --target /opt/isos",
+                "virsh -c qemu+ssh://kvm2/system pool-start isos-2",
+            ]
+        );
+    }
+
+    /// A path outside every pool there, whose own pool's name the
+    /// destination has for another directory: the pool to define gets a
+    /// name none there has (before: `pool-define-as isos`, which fails
+    /// with `pool 'isos' already exists`).
+    #[test]
+    fn a_pool_to_define_takes_a_name_free_there() {
+        let mut source = source();
+        source.pools.push(pool("isos-2", true, "/srv/isos-2"));
+        let mut dest = destination();
+        dest.pools.push(pool("isos-2", true, "/var/isos-2"));
+        let check = check(
+            &domain("web", &cdrom("file", "file='/opt/isos/x.iso'")),
+            &source,
+            &dest,
+            &ROUTE,
+        );
+        assert_eq!(
+            check.drives[0].fix,
+            [
+                "virsh -c qemu+ssh://kvm2/system pool-define-as isos-3 dir --target /opt/isos",
+                "virsh -c qemu+ssh://kvm2/system pool-start isos-3",
             ]
         );
     }

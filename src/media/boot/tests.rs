@@ -404,3 +404,59 @@ fn the_largest_boot_order_follows_without_overflow() {
         plan.changes
     );
 }
+
+/// An empty CD-ROM with a startup policy: libvirt writes it
+/// `<source startupPolicy='optional'/>` (the test driver's
+/// `dumpxml --inactive` shows it so), and it is the empty drive taken
+/// (before: it read as full, and a second CD-ROM was added).
+#[test]
+fn an_empty_cdrom_with_a_startup_policy_is_empty() {
+    let config = "<domain><name>x</name><os><type machine='pc-i440fx-7.2'>hvm</type></os><devices>\
+        <disk type='file' device='cdrom'>\n<source startupPolicy='optional'/>\n\
+        <target dev='hdc' bus='ide'/>\n<readonly/>\n\
+        <address type='drive' controller='0' bus='1' target='0' unit='0'/>\n</disk>\n\
+        </devices></domain>";
+    let plan = plan_boot(config, ISO, None).unwrap();
+    assert_eq!(plan.target, "hdc");
+    let parsed = parse_domain_xml(&plan.xml).unwrap();
+    assert_eq!(parsed.drives.len(), 1, "{}", plan.xml);
+    assert_eq!(
+        parsed.drive("hdc").unwrap().media,
+        Some(Media::File(ISO.into()))
+    );
+}
+
+/// `<metadata>` as libvirt keeps it (captured from the test driver): a
+/// comment and CDATA that hold `</metadata>` and `<os>`, double quotes,
+/// a marker of another drive; a floppy booted first by `<os><boot>`. The
+/// plan reads back: the marker replaced, the rest of the metadata byte
+/// for byte, the floppy second.
+#[test]
+fn metadata_with_comments_cdata_and_double_quotes_and_a_floppy_first() {
+    let config = crate::testing::fixture("virsh/dumpxml-test-boot-odd-inactive.xml");
+    let plan = plan_boot(&config, ISO, None).unwrap();
+    assert_eq!(plan.target, "hdc");
+    assert_eq!(booted_from_iso(&plan.xml).as_deref(), Some("hdc"));
+    assert!(
+        plan.xml.contains(
+            "<x:a xmlns:x=\"urn:x\"><!-- a </metadata> comment --><![CDATA[ </x:a> <os> ]]></x:a>"
+        ),
+        "{}",
+        plan.xml
+    );
+    let document = roxmltree::Document::parse(&plan.xml).unwrap();
+    let domain = document.root_element();
+    let os = child(domain, "os").unwrap();
+    assert!(child(os, "boot").is_none());
+    let order = |dev: &str| {
+        child(domain, "devices")
+            .unwrap()
+            .children()
+            .find(|d| target_of(d) == Some(dev))
+            .and_then(|d| child(d, "boot"))
+            .and_then(|b| b.attribute("order"))
+            .map(str::to_owned)
+    };
+    assert_eq!(order("hdc").as_deref(), Some("1"));
+    assert_eq!(order("fda").as_deref(), Some("2"));
+}
