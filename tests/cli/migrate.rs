@@ -561,3 +561,57 @@ fn a_disk_image_under_the_isos_name_there_is_never_replaced() {
         stdout(&output)
     );
 }
+
+/// `--fix copy` from two sources whose VMs hold two different ISOs under
+/// one name (`isos/c.iso`: 3000 bytes on one, 3500 on the other): one is
+/// planned, the other is a `not copied` line naming the first, and the run
+/// fails (before: the second was dropped without a word and the run could
+/// end 0 with its VM still blocked).
+#[test]
+fn two_different_isos_of_one_name_are_never_one_copy() {
+    let dir = temp_dir("migrate-two-c");
+    let other = dir.join("other-source.xml");
+    let fixture = std::fs::read_to_string(root().join("fixtures/fleet-migrate.xml")).unwrap();
+    let resized = fixture.replacen(
+        "<name>c.iso</name>\n      <capacity unit='bytes'>3000</capacity>",
+        "<name>c.iso</name>\n      <capacity unit='bytes'>3500</capacity>",
+        1,
+    );
+    assert_ne!(resized, fixture, "the fixture's c.iso is 3000 bytes");
+    std::fs::write(&other, resized).unwrap();
+    let other = format!("test://{}", other.display());
+    let output = run(tool()
+        .args([
+            "-c",
+            &source(),
+            "-c",
+            &other,
+            "migrate-check",
+            "--to",
+            &destination(),
+        ])
+        .args(["--all", "--fix", "copy", "--dry-run"]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let planned: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("  copy ") && line.contains("c.iso"))
+        .collect();
+    assert_eq!(
+        planned,
+        [format!(
+            "  copy isos/c.iso on {} to isos/c.iso on {} (2.9 KiB)",
+            source(),
+            destination()
+        )],
+        "{text}"
+    );
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("not copied: ")
+                && line.contains("/srv/isos/c.iso: another ISO of that name is copied there (copy isos/c.iso on ")
+        })
+        .collect();
+    assert!(!refused.is_empty(), "{text}");
+}

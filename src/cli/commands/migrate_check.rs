@@ -703,13 +703,28 @@ fn copy_blocked<R: BufRead, W: Write>(
                             destination,
                             copy: copy.clone(),
                         };
-                        let same = |other: &CopyTask| {
+                        let there = |other: &&CopyTask| {
                             other.destination.uri == task.destination.uri
                                 && other.copy.pool == task.copy.pool
                                 && other.copy.name == task.copy.name
                         };
-                        if !tasks.iter().any(same) {
-                            tasks.push(task);
+                        match tasks.iter().find(there) {
+                            None => tasks.push(task),
+                            // The same ISO for another VM (by size, as the
+                            // check itself tells an ISO there): one copy.
+                            Some(other) if other.copy.size == task.copy.size => {}
+                            // Another ISO under the name: copying it too would
+                            // replace the first, or fail; the VM stays blocked.
+                            Some(other) => {
+                                left.push(format!(
+                                    "not copied: {} {} {}: another ISO of that name is copied there \
+                                     ({})",
+                                    sanitize(&check.domain),
+                                    sanitize(&drive.target),
+                                    sanitize(drive.source.as_deref().unwrap_or("")),
+                                    other.describe()
+                                ));
+                            }
                         }
                         continue;
                     }
