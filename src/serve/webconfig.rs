@@ -190,7 +190,17 @@ struct Loaded {
 /// time, and the change time, which a write in place moves even where the
 /// modification time is set back), and the bytes themselves (the first
 /// [`STAMPED_BYTES`]: a write in the same clock tick as the last one).
-type Stamp = (u64, u64, u64, i64, i64, i64, i64, u64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    /// The device and inode: a file put in its place is another.
+    file: (u64, u64),
+    size: u64,
+    /// Seconds and nanoseconds.
+    modified: (i64, i64),
+    changed: (i64, i64),
+    /// A hash of the first [`STAMPED_BYTES`].
+    bytes: u64,
+}
 
 /// Config, certificate and key files are a few KiB.
 const STAMPED_BYTES: u64 = 1 << 20;
@@ -209,16 +219,13 @@ fn stamp(file: &Path) -> Option<Stamp> {
             .ok()?;
         hasher.write(&bytes);
     }
-    Some((
-        meta.dev(),
-        meta.ino(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-        hasher.finish(),
-    ))
+    Some(Stamp {
+        file: (meta.dev(), meta.ino()),
+        size: meta.len(),
+        modified: (meta.mtime(), meta.mtime_nsec()),
+        changed: (meta.ctime(), meta.ctime_nsec()),
+        bytes: hasher.finish(),
+    })
 }
 
 /// What one read of the web config gave: the config, or why it cannot be
