@@ -721,31 +721,23 @@ mod tests {
         }
     }
 
-    /// The nice value of thread `tid` of this process, from its stat line
-    /// (field 19; the name in parentheses may hold spaces).
-    fn nice_of(stat: &str) -> i32 {
-        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-        after_name
-            .split_whitespace()
-            .nth(16)
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
     /// A scan's thread and what it starts run 10 nicer than the rest of
     /// `serve` (the thread answering requests among it); the rest stays.
     #[test]
     fn scans_and_their_children_run_at_a_lower_priority() {
-        let own = || nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+        // SAFETY: getpriority(2) of the calling thread, which is alive.
+        let own = || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
         let before = own();
         let (scanning, child) = thread::spawn(move || {
             run_in_background();
-            let child = std::process::Command::new("cat")
-                .arg("/proc/self/stat")
-                .output()
+            // coreutils' `nice` without a command prints its own niceness.
+            let child = std::process::Command::new("nice").output().unwrap();
+            let child: i32 = String::from_utf8(child.stdout)
+                .unwrap()
+                .trim()
+                .parse()
                 .unwrap();
-            (own(), nice_of(&String::from_utf8(child.stdout).unwrap()))
+            (own(), child)
         })
         .join()
         .unwrap();
