@@ -24,7 +24,7 @@ use crate::fleet::{Fleet, Host};
 use crate::media::{DriveRow, MediaManager};
 use crate::mutex::lock;
 use crate::probe::{DomainStatus, Figures, ReadFault};
-use crate::virsh::{Disk, DomainStats, ListingFor, Pool, Uri};
+use crate::virsh::{Disk, DomainStats, ListingFor, Pool, Uri, groups};
 use http::Response;
 
 /// The HTTP connections `serve` keeps open at most (each a descriptor).
@@ -490,6 +490,9 @@ fn scan_forever(fleet: &Fleet, hosts: &Hosts, schedule: &Schedule, io: bool) {
                 state.last_error = None;
             }
             Err(error) => {
+                // A signal is ending `serve` and killed this scan's virsh:
+                // not the host's failure, and the process ends in a moment.
+                groups::wait_if_dying();
                 let reason = crate::utils::sanitize(&format!("{error:#}"));
                 // The log is the admin's, whole; /healthz is anyone's who
                 // reaches the port: without user, query or key path.
@@ -610,6 +613,7 @@ fn read_pools(host: &Host) -> Vec<(Pool, PoolIsos)> {
             .collect())
     };
     read().unwrap_or_else(|error| {
+        groups::wait_if_dying();
         tracing::warn!(uri = %host.uri(), error = %format!("{error:#}"), "cannot read the storage pools");
         Vec::new()
     })

@@ -1270,6 +1270,38 @@ fn sigterm_ends_serve_and_its_virsh() {
     assert_all_gone(&pids);
 }
 
+/// A scan cut short by the signal that ends `serve` (`systemctl stop`)
+/// is not the host's failure: it used to log "scan failed; keeping the
+/// last good values" for every scan under way, a warning per worker at
+/// every stop.
+#[test]
+fn a_scan_killed_by_sigterm_is_not_logged_as_failed() {
+    use std::os::unix::process::ExitStatusExt;
+    let small = fleet_uri("fleet-small.xml");
+    let hung = "test:///hung-host.xml";
+    let mut serving = Serving::start(
+        tool()
+            .args(["-c", &small, "-c", hung, "--timeout", "600s", "--virsh"])
+            .arg(support("fault-virsh"))
+            .env("FAULT", "hang")
+            .env("FAULT_ONLY_URI", hung),
+    );
+    // The small host scanned, the hung one's scan under way.
+    serving.wait_for("/healthz", |status, body| {
+        status == 202 && body == "starting: 1 of 2 hosts scanned\n"
+    });
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(serving.child.id() as i32, libc::SIGTERM) };
+    let status = serving.child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    let warnings: Vec<String> = serving
+        .log
+        .iter()
+        .filter(|line| !line.contains(r#""level":"INFO""#) && !line.contains(r#""level":"DEBUG""#))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}
+
 /// The tool's children are its own to reap: a virsh it killed, or the
 /// child such a virsh leaves (ssh, here a `sleep` under a hung fake), used
 /// to be handed to init as a zombie (`<defunct>`) when the tool ended on
