@@ -116,20 +116,7 @@ fn uefi_per_device_order_shifts_the_others() {
         3,
         "the kernel, initrd and cmdline only: {removed:?}"
     );
-    let orders: Vec<(String, String)> = roxmltree::Document::parse(&plan.xml)
-        .unwrap()
-        .descendants()
-        .filter(|n| n.has_tag_name("disk"))
-        .map(|d| {
-            let dev = child(d, "target").unwrap().attribute("dev").unwrap();
-            let order = child(d, "boot").unwrap().attribute("order").unwrap();
-            (dev.to_owned(), order.to_owned())
-        })
-        .collect();
-    assert_eq!(
-        orders,
-        [("vda".into(), "2".into()), ("sda".into(), "1".into())]
-    );
+    assert_eq!(boot_orders(&plan.xml), ["vda 2", "sda 1"]);
     assert!(
         plan.changes
             .iter()
@@ -294,23 +281,7 @@ fn an_os_boot_dev_named_twice_orders_each_device_once() {
         <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
         </devices></domain>";
     let plan = plan_boot(config, ISO, None).unwrap();
-    let document = roxmltree::Document::parse(&plan.xml).unwrap();
-    let orders: Vec<(&str, Vec<&str>)> = document
-        .descendants()
-        .filter(|n| n.has_tag_name("disk"))
-        .map(|d| {
-            let boots = d
-                .children()
-                .filter(|b| b.has_tag_name("boot"))
-                .filter_map(|b| b.attribute("order"))
-                .collect();
-            (target_of(&d).unwrap(), boots)
-        })
-        .collect();
-    assert_eq!(
-        orders,
-        [("vda", vec!["2"]), ("fda", vec!["3"]), ("sda", vec!["1"])]
-    );
+    assert_eq!(boot_orders(&plan.xml), ["vda 2", "fda 3", "sda 1"]);
     assert!(
         plan.changes[1].ends_with("becomes per-device: then vda (disk), fda (floppy)"),
         "{:?}",
@@ -386,16 +357,7 @@ fn the_largest_boot_order_follows_without_overflow() {
         <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\
         </devices></domain>";
     let plan = plan_boot(config, ISO, None).unwrap();
-    let document = roxmltree::Document::parse(&plan.xml).unwrap();
-    let orders: Vec<(&str, &str)> = document
-        .descendants()
-        .filter(|n| n.has_tag_name("disk"))
-        .map(|d| {
-            let order = child(d, "boot").unwrap().attribute("order").unwrap();
-            (target_of(&d).unwrap(), order)
-        })
-        .collect();
-    assert_eq!(orders, [("vda", "3"), ("vdb", "2"), ("sda", "1")]);
+    assert_eq!(boot_orders(&plan.xml), ["vda 3", "vdb 2", "sda 1"]);
     assert!(
         plan.changes
             .iter()
@@ -445,18 +407,28 @@ fn metadata_with_comments_cdata_and_double_quotes_and_a_floppy_first() {
         plan.xml
     );
     let document = roxmltree::Document::parse(&plan.xml).unwrap();
-    let domain = document.root_element();
-    let os = child(domain, "os").unwrap();
+    let os = child(document.root_element(), "os").unwrap();
     assert!(child(os, "boot").is_none());
-    let order = |dev: &str| {
-        child(domain, "devices")
-            .unwrap()
-            .children()
-            .find(|d| target_of(d) == Some(dev))
-            .and_then(|d| child(d, "boot"))
-            .and_then(|b| b.attribute("order"))
-            .map(str::to_owned)
-    };
-    assert_eq!(order("hdc").as_deref(), Some("1"));
-    assert_eq!(order("fda").as_deref(), Some("2"));
+    assert_eq!(boot_orders(&plan.xml), ["fda 2", "hdc 1"]);
+}
+
+/// Each disk of `xml`, in document order, as its target followed by the
+/// `order` of every `<boot>` it holds ("vda 2"; "vda" with none, "vda 2 3"
+/// with two: either is a broken plan).
+fn boot_orders(xml: &str) -> Vec<String> {
+    roxmltree::Document::parse(xml)
+        .unwrap()
+        .descendants()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|disk| {
+            let orders = disk
+                .children()
+                .filter(|b| b.has_tag_name("boot"))
+                .filter_map(|b| b.attribute("order"));
+            std::iter::once(target_of(&disk).unwrap())
+                .chain(orders)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
 }
